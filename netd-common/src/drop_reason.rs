@@ -1,0 +1,49 @@
+//! Why a program dropped a packet. The value indexes the `DROPS` counter map.
+
+/// Number of slots in the `DROPS` map; reasons past the defined ones are
+/// reserved for later features (conntrack, NAT, uplink filters).
+pub const DROP_REASON_SLOTS: u32 = 32;
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A header was cut short or inconsistent (bad IHL, total length).
+    Malformed = 1,
+    /// A container sent an 802.1Q/802.1ad tagged frame.
+    VlanTagged = 2,
+    /// A packet on a veth that no endpoint owns.
+    UnknownEndpoint = 3,
+    /// The source address is not the endpoint's own.
+    Spoofed = 4,
+    /// Source and destination are on different networks.
+    Isolation = 5,
+    /// Container-to-container traffic on a network with icc disabled.
+    Icc = 6,
+    /// Traffic leaving an internal network's subnet.
+    Internal = 7,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Malformed,
+        DropReason::VlanTagged,
+        DropReason::UnknownEndpoint,
+        DropReason::Spoofed,
+        DropReason::Isolation,
+        DropReason::Icc,
+        DropReason::Internal,
+    ];
+
+    /// Stable name shown by `netd status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::VlanTagged => "vlan-tagged",
+            DropReason::UnknownEndpoint => "unknown-endpoint",
+            DropReason::Spoofed => "spoofed-source",
+            DropReason::Isolation => "network-isolation",
+            DropReason::Icc => "icc-disabled",
+            DropReason::Internal => "internal-network",
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Types shared by the netd agent and its eBPF programs.
+//!
+//! Every map key and value is a `#[repr(C)]` plain-old-data struct defined
+//! once here. Addresses are stored as `u32` holding the four address bytes in
+//! network order (`u32::from_ne_bytes(addr.octets())`), exactly as a program
+//! reads them out of a packet, so neither side ever swaps bytes.
+#![no_std]
+
+pub mod drop_reason;
+pub mod maps;
+
+pub use drop_reason::DropReason;
+pub use maps::*;

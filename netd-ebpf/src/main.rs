@@ -1,0 +1,30 @@
+//! netd's kernel programs. Entry points live in one module per hook
+//! (`endpoint`: the host end of container veths); the logic they share lives
+//! in one module per concern (`parse`, `policy`, `maps`, `drops`).
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod drops;
+#[cfg(target_arch = "bpf")]
+mod endpoint;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod parse;
+mod policy;
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Host builds (clippy, unit tests of `policy`) have nothing to run.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

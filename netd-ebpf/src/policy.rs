@@ -1,0 +1,136 @@
+//! Isolation policy (SPEC section 4): which container may talk to whom.
+//!
+//! Pure functions of map values and addresses, so the rules read in one place
+//! and the same code runs in both directions of the veth.
+use netd_common::{DropReason, Endpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop(DropReason),
+}
+
+#[inline(always)]
+fn is_group_address(addr: u32) -> bool {
+    let first = addr.to_ne_bytes()[0];
+    addr == u32::MAX || (first & 0xf0) == 0xe0
+}
+
+/// Policy for what a container sends (`from_container`): `dst_net` is the
+/// netd network whose subnet holds `dst`, if any.
+#[inline(always)]
+pub fn from_container(
+    ep: &Endpoint,
+    src: u32,
+    dst: u32,
+    dst_net: Option<&NetworkInfo>,
+) -> Verdict {
+    if src != ep.ip {
+        return Verdict::Drop(DropReason::Spoofed);
+    }
+    let internal = ep.net_flags & NET_F_INTERNAL != 0;
+    let icc = ep.net_flags & NET_F_ICC != 0;
+    match dst_net {
+        Some(net) if net.net_id == ep.net_id => {
+            if icc || dst == ep.gateway || dst == ep.ip {
+                Verdict::Pass
+            } else {
+                Verdict::Drop(DropReason::Icc)
+            }
+        }
+        // Another network's gateway is a host address: A -> H is allowed.
+        Some(net) if dst == net.gateway && !internal => Verdict::Pass,
+        Some(_) if internal => Verdict::Drop(DropReason::Internal),
+        Some(_) => Verdict::Drop(DropReason::Isolation),
+        None if is_group_address(dst) => {
+            if icc {
+                Verdict::Pass
+            } else {
+                Verdict::Drop(DropReason::Icc)
+            }
+        }
+        None if internal => Verdict::Drop(DropReason::Internal),
+        None => Verdict::Pass,
+    }
+}
+
+/// Policy for what a container receives (`to_container`): `src_net` is the
+/// netd network whose subnet holds the source address, if any.
+#[inline(always)]
+pub fn to_container(ep: &Endpoint, src: u32, src_net: Option<&NetworkInfo>) -> Verdict {
+    let internal = ep.net_flags & NET_F_INTERNAL != 0;
+    let icc = ep.net_flags & NET_F_ICC != 0;
+    match src_net {
+        Some(net) if net.net_id == ep.net_id => {
+            if icc || src == ep.gateway || src == ep.ip {
+                Verdict::Pass
+            } else {
+                Verdict::Drop(DropReason::Icc)
+            }
+        }
+        Some(net) if src == net.gateway && !internal => Verdict::Pass,
+        Some(_) if internal => Verdict::Drop(DropReason::Internal),
+        Some(_) => Verdict::Drop(DropReason::Isolation),
+        None if internal => Verdict::Drop(DropReason::Internal),
+        None => Verdict::Pass,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netd_common::NET_F_MASQUERADE;
+
+    fn ip(a: [u8; 4]) -> u32 {
+        u32::from_ne_bytes(a)
+    }
+
+    fn net(id: u32, gw: [u8; 4], flags: u32) -> NetworkInfo {
+        NetworkInfo { net_id: id, gateway: ip(gw), flags, prefix_len: 16 }
+    }
+
+    fn ep(flags: u32) -> Endpoint {
+        Endpoint { ip: ip([172, 18, 0, 2]), net_id: 1, net_flags: flags, gateway: ip([172, 18, 0, 1]) }
+    }
+
+    const OPEN: u32 = NET_F_ICC | NET_F_MASQUERADE;
+
+    #[test]
+    fn same_network_follows_icc() {
+        let n1 = net(1, [172, 18, 0, 1], OPEN);
+        let a = ep(OPEN);
+        let b = ip([172, 18, 0, 3]);
+        assert_eq!(from_container(&a, a.ip, b, Some(&n1)), Verdict::Pass);
+        let closed = ep(0);
+        assert_eq!(from_container(&closed, a.ip, b, Some(&n1)), Verdict::Drop(DropReason::Icc));
+        assert_eq!(from_container(&closed, a.ip, closed.gateway, Some(&n1)), Verdict::Pass);
+        assert_eq!(to_container(&closed, b, Some(&n1)), Verdict::Drop(DropReason::Icc));
+        assert_eq!(to_container(&closed, closed.gateway, Some(&n1)), Verdict::Pass);
+    }
+
+    #[test]
+    fn other_network_is_isolated_but_its_gateway_is_host() {
+        let n2 = net(2, [172, 19, 0, 1], OPEN);
+        let a = ep(OPEN);
+        let b = ip([172, 19, 0, 2]);
+        assert_eq!(from_container(&a, a.ip, b, Some(&n2)), Verdict::Drop(DropReason::Isolation));
+        assert_eq!(to_container(&a, b, Some(&n2)), Verdict::Drop(DropReason::Isolation));
+        assert_eq!(from_container(&a, a.ip, n2.gateway, Some(&n2)), Verdict::Pass);
+    }
+
+    #[test]
+    fn spoofed_source_is_dropped() {
+        let a = ep(OPEN);
+        assert_eq!(from_container(&a, ip([10, 0, 0, 1]), ip([1, 1, 1, 1]), None), Verdict::Drop(DropReason::Spoofed));
+    }
+
+    #[test]
+    fn internal_stays_in_subnet() {
+        let a = ep(NET_F_INTERNAL | NET_F_ICC);
+        let n2 = net(2, [172, 19, 0, 1], OPEN);
+        assert_eq!(from_container(&a, a.ip, ip([8, 8, 8, 8]), None), Verdict::Drop(DropReason::Internal));
+        assert_eq!(from_container(&a, a.ip, n2.gateway, Some(&n2)), Verdict::Drop(DropReason::Internal));
+        assert_eq!(from_container(&a, a.ip, a.gateway, None), Verdict::Drop(DropReason::Internal));
+        assert_eq!(to_container(&a, ip([8, 8, 8, 8]), None), Verdict::Drop(DropReason::Internal));
+    }
+}

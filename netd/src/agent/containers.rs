@@ -1,0 +1,125 @@
+//! Container operations: add (in any network mode) and remove.
+use anyhow::Context;
+use tracing::info;
+
+use super::{validate_name, Agent};
+use crate::{
+    api::types::ContainerAdd,
+    error::{conflict, invalid, AgentError, AgentResult},
+    model::{new_id, now, Container, Mode, DEFAULT_NETWORK},
+    net::ContainerNs,
+    store::StoreOp,
+};
+
+/// What `--network` asked for.
+enum Requested {
+    Network(String),
+    None,
+    Host,
+    Container(String),
+}
+
+fn parse_mode(network: Option<&str>) -> Requested {
+    match network.unwrap_or(DEFAULT_NETWORK) {
+        "none" => Requested::None,
+        "host" => Requested::Host,
+        other => match other.strip_prefix("container:") {
+            Some(target) => Requested::Container(target.to_string()),
+            None => Requested::Network(other.to_string()),
+        },
+    }
+}
+
+impl Agent {
+    pub async fn add_container(&mut self, req: ContainerAdd) -> AgentResult<Container> {
+        validate_name("container", &req.name)?;
+        if self.containers.values().any(|c| c.name == req.name) {
+            return conflict(format!("container name {} is already in use", req.name));
+        }
+        let requested = parse_mode(req.network.as_deref());
+        if req.ip.is_some() && !matches!(requested, Requested::Network(_)) {
+            return invalid("--ip needs a network to take the address from");
+        }
+        let mut container = Container {
+            id: new_id(),
+            name: req.name,
+            netns: req.netns,
+            mode: Mode::Bridge,
+            endpoints: Vec::new(),
+            created: now(),
+        };
+        match requested {
+            Requested::Host => container.mode = Mode::Host,
+            Requested::Container(target) => {
+                let other = self.find_container(&target)?;
+                if let Mode::Container(_) = other.mode {
+                    return invalid(format!("container {} itself shares another container's network", other.name));
+                }
+                container.mode = Mode::Container(other.id.clone());
+                container.netns = other.netns.clone();
+            }
+            Requested::None => {
+                let ns = open_netns(&container)?;
+                ns.lo_up().await?;
+                container.mode = Mode::None;
+            }
+            Requested::Network(key) => {
+                let net = self.find_network(&key)?.clone();
+                let ns = open_netns(&container)?;
+                let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
+                self.plumb_endpoint(&ns, &net, &ep, true)
+                    .await
+                    .with_context(|| format!("failed to attach {} to {}", container.name, net.name))?;
+                container.endpoints.push(ep);
+            }
+        }
+        if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&container)]) {
+            for ep in &container.endpoints {
+                let _ = self.unplumb_endpoint(ep).await;
+            }
+            return Err(e.into());
+        }
+        info!(name = %container.name, mode = ?container.mode, "container added");
+        self.containers.insert(container.id.clone(), container.clone());
+        Ok(container)
+    }
+
+    /// Removes a container, its endpoints and every container sharing its
+    /// netns. With `force`, kernel clean-up errors do not stop the removal.
+    pub async fn remove_container(&mut self, key: &str, force: bool) -> AgentResult<Vec<String>> {
+        let container = self.find_container(key)?.clone();
+        let mut doomed: Vec<Container> = self
+            .containers
+            .values()
+            .filter(|c| c.mode == Mode::Container(container.id.clone()))
+            .cloned()
+            .collect();
+        doomed.push(container);
+        for c in &doomed {
+            for ep in &c.endpoints {
+                if let Err(e) = self.unplumb_endpoint(ep).await {
+                    if !force {
+                        return Err(e.context(format!("failed to remove {} of {}", ep.ifname, c.name)).into());
+                    }
+                }
+            }
+        }
+        let ops: Vec<StoreOp> = doomed.iter().map(|c| StoreOp::DeleteContainer(&c.id)).collect();
+        self.store.apply(&ops)?;
+        for c in &doomed {
+            self.containers.remove(&c.id);
+            info!(name = %c.name, "container removed");
+        }
+        Ok(doomed.into_iter().map(|c| c.name).collect())
+    }
+}
+
+fn open_netns(container: &Container) -> AgentResult<ContainerNs> {
+    if !container.netns.exists() {
+        return invalid(format!(
+            "network namespace {} does not exist",
+            container.netns.display()
+        ));
+    }
+    ContainerNs::open(&container.netns).map_err(|e| AgentError::Invalid(format!("{e:#}")))
+}

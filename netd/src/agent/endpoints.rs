@@ -1,0 +1,115 @@
+//! The kernel steps that put a container on a network and take it off:
+//! a veth pair (host end on the bridge, peer born in the container netns),
+//! the peer's address and routes, the endpoint in the datapath maps and the
+//! programs on the host end. The host end comes up last, so no packet ever
+//! crosses an unfiltered veth.
+use anyhow::{Context, Result};
+use netd_common::{Endpoint as DpEndpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE};
+
+use super::Agent;
+use crate::{
+    datapath::addr_key,
+    model::{mac_for, Endpoint, Network},
+    net::ContainerNs,
+};
+
+pub(super) fn network_flags(net: &Network) -> u32 {
+    let mut flags = 0;
+    if net.internal {
+        flags |= NET_F_INTERNAL;
+    }
+    if net.icc {
+        flags |= NET_F_ICC;
+    }
+    if net.masquerade {
+        flags |= NET_F_MASQUERADE;
+    }
+    flags
+}
+
+pub(super) fn network_info(net: &Network) -> NetworkInfo {
+    NetworkInfo {
+        net_id: net.datapath_id,
+        gateway: addr_key(net.gateway),
+        flags: network_flags(net),
+        prefix_len: u32::from(net.subnet.prefix_len()),
+    }
+}
+
+impl Agent {
+    /// Creates the bridge (if missing) and the network's datapath entry.
+    pub(super) async fn realise_network(&mut self, net: &Network) -> Result<()> {
+        self.links
+            .ensure_bridge(
+                &net.bridge,
+                mac_for(net.gateway),
+                net.mtu,
+                net.gateway,
+                net.subnet.prefix_len(),
+            )
+            .await?;
+        self.datapath.upsert_network(net.subnet, network_info(net))
+    }
+
+    /// Writes the endpoint to the maps and attaches (or adopts) its programs.
+    pub(super) fn publish_endpoint(&mut self, net: &Network, ep: &Endpoint, ifindex: u32) -> Result<()> {
+        let dp = DpEndpoint {
+            ip: addr_key(ep.ip),
+            net_id: net.datapath_id,
+            net_flags: network_flags(net),
+            gateway: addr_key(net.gateway),
+        };
+        self.datapath.attach_endpoint(&ep.host_ifname, ifindex, dp)
+    }
+
+    /// All kernel steps of attaching; on failure, undoes what it did.
+    pub(super) async fn plumb_endpoint(
+        &mut self,
+        ns: &ContainerNs,
+        net: &Network,
+        ep: &Endpoint,
+        default_route: bool,
+    ) -> Result<()> {
+        let result = self.try_plumb_endpoint(ns, net, ep, default_route).await;
+        if result.is_err() {
+            let _ = self.unplumb_endpoint(ep).await;
+        }
+        result
+    }
+
+    async fn try_plumb_endpoint(
+        &mut self,
+        ns: &ContainerNs,
+        net: &Network,
+        ep: &Endpoint,
+        default_route: bool,
+    ) -> Result<()> {
+        let bridge = self
+            .links
+            .index_of(&net.bridge)
+            .await?
+            .with_context(|| format!("bridge {} of network {} is missing", net.bridge, net.name))?;
+        let ifindex = self
+            .links
+            .create_veth(&ep.host_ifname, &ep.ifname, &ns.file, mac_for(ep.ip), net.mtu, bridge)
+            .await?;
+        ns.configure_endpoint(
+            &ep.ifname,
+            ep.ip,
+            net.subnet.prefix_len(),
+            default_route.then_some(net.gateway),
+        )
+        .await?;
+        self.publish_endpoint(net, ep, ifindex)?;
+        self.links.set_up(ifindex).await
+    }
+
+    /// Deletes the veth (traffic stops at once), then the links and entry.
+    pub(super) async fn unplumb_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
+        let ifindex = self.links.index_of(&ep.host_ifname).await?;
+        if let Some(index) = ifindex {
+            self.links.delete(index).await?;
+        }
+        self.datapath.detach_endpoint(&ep.host_ifname, ifindex)
+    }
+}

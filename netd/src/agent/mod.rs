@@ -1,0 +1,95 @@
+//! The agent: stored state, the kernel objects that realise it, and the
+//! operations the API exposes. One file per concern:
+//! `start` (restore and reconcile at start-up), `networks`, `containers`,
+//! `endpoints` (the kernel steps of attaching a container to a network),
+//! `views` (the JSON the API returns), `status`.
+mod containers;
+mod endpoints;
+mod networks;
+mod start;
+mod status;
+mod views;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::Instant,
+};
+
+use ipnet::Ipv4Net;
+
+use crate::{
+    datapath::Datapath,
+    error::{AgentError, AgentResult},
+    model::{Container, Network},
+    net::HostLinks,
+    store::Store,
+};
+
+/// How the daemon was started.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub bpffs: PathBuf,
+    /// Candidate subnets for new networks; empty means the built-in pools.
+    pub default_pools: Vec<Ipv4Net>,
+    pub default_bridge: bool,
+}
+
+pub struct Agent {
+    config: AgentConfig,
+    store: Store,
+    links: HostLinks,
+    datapath: Datapath,
+    networks: BTreeMap<String, Network>,
+    containers: BTreeMap<String, Container>,
+    started: Instant,
+    /// What the start-up reconcile repaired, for `netd status`.
+    repairs: Vec<String>,
+}
+
+impl Agent {
+    /// A network by exact name, full id, or unique id prefix.
+    fn find_network(&self, key: &str) -> AgentResult<&Network> {
+        find(&self.networks, key, |n| &n.name)
+            .ok_or_else(|| AgentError::NotFound(format!("network {key} not found")))
+    }
+
+    fn find_container(&self, key: &str) -> AgentResult<&Container> {
+        find(&self.containers, key, |c| &c.name)
+            .ok_or_else(|| AgentError::NotFound(format!("container {key} not found")))
+    }
+}
+
+fn find<'a, T>(items: &'a BTreeMap<String, T>, key: &str, name: impl Fn(&T) -> &String) -> Option<&'a T> {
+    if key.is_empty() {
+        return None;
+    }
+    if let Some(item) = items.values().find(|v| name(v) == key) {
+        return Some(item);
+    }
+    if let Some(item) = items.get(key) {
+        return Some(item);
+    }
+    let mut prefixed = items.iter().filter(|(id, _)| id.starts_with(key));
+    match (prefixed.next(), prefixed.next()) {
+        (Some((_, item)), None) => Some(item),
+        _ => None,
+    }
+}
+
+/// Names as Docker accepts them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64.
+fn validate_name(kind: &str, name: &str) -> AgentResult<()> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        crate::error::invalid(format!(
+            "invalid {kind} name {name:?}: use letters, digits, '_', '.', '-' (starting with a letter or digit, at most 64)"
+        ))
+    }
+}

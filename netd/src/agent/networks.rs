@@ -1,0 +1,236 @@
+//! Network operations: create, remove, prune, connect, disconnect.
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::Context;
+use tracing::info;
+
+use super::{validate_name, Agent};
+use crate::{
+    api::types::{NetworkConnect, NetworkCreate, NetworkDisconnect},
+    error::{conflict, invalid, AgentError, AgentResult},
+    ipam,
+    model::{new_id, now, Container, Endpoint, Mode, Network, DEFAULT_MTU},
+    net::ContainerNs,
+    store::StoreOp,
+};
+
+const MIN_MTU: u32 = 68;
+const MAX_MTU: u32 = 65_535;
+
+impl Agent {
+    pub async fn create_network(&mut self, req: NetworkCreate) -> AgentResult<Network> {
+        validate_name("network", &req.name)?;
+        if matches!(req.name.as_str(), "none" | "host") || req.name.starts_with("container:") {
+            return invalid(format!("{} is a reserved network name", req.name));
+        }
+        if self.networks.values().any(|n| n.name == req.name) {
+            return conflict(format!("network with name {} already exists", req.name));
+        }
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return invalid(format!("mtu {mtu} is out of range ({MIN_MTU}-{MAX_MTU})"));
+        }
+        let taken = self.taken_subnets().await?;
+        let subnet = match req.subnet {
+            Some(subnet) => {
+                let clash = self
+                    .networks
+                    .values()
+                    .find(|n| ipam::overlaps(&n.subnet, &subnet))
+                    .map(|n| format!("network {} ({})", n.name, n.subnet))
+                    .or_else(|| {
+                        taken
+                            .iter()
+                            .find(|t| ipam::overlaps(t, &subnet))
+                            .map(|t| format!("a host route to {t}"))
+                    });
+                if let Some(clash) = clash {
+                    return conflict(format!("subnet {subnet} overlaps {clash}"));
+                }
+                subnet
+            }
+            None => {
+                if req.gateway.is_some() || req.ip_range.is_some() {
+                    return invalid("--gateway and --ip-range need --subnet");
+                }
+                ipam::pick_subnet(&self.pools(), &taken).ok_or_else(|| {
+                    AgentError::Conflict(
+                        "all default address pools are in use; give --subnet".into(),
+                    )
+                })?
+            }
+        };
+        let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
+        let id = new_id();
+        let bridge = req.bridge.clone().unwrap_or_else(|| format!("br-{}", &id[..12]));
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ']) {
+            return invalid(format!("invalid bridge name {bridge:?} (1-15 characters)"));
+        }
+        if self.networks.values().any(|n| n.bridge == bridge) {
+            return conflict(format!("bridge {bridge} is used by another network"));
+        }
+        if self.links.index_of(&bridge).await?.is_some() && !self.adoptable_default(&req, &bridge) {
+            return conflict(format!("an interface named {bridge} already exists"));
+        }
+        let datapath_id = self.networks.values().map(|n| n.datapath_id).max().unwrap_or(0) + 1;
+        let network = Network {
+            id,
+            name: req.name,
+            datapath_id,
+            bridge,
+            subnet,
+            gateway,
+            ip_range: req.ip_range,
+            internal: req.internal,
+            icc: req.icc.unwrap_or(true),
+            masquerade: req.masquerade.unwrap_or(true),
+            mtu,
+            labels: req.labels,
+            options: req.options,
+            created: now(),
+        };
+        if let Err(e) = self.realise_network(&network).await {
+            self.unrealise_network(&network).await;
+            return Err(e.context(format!("failed to create network {}", network.name)).into());
+        }
+        if let Err(e) = self.store.apply(&[StoreOp::PutNetwork(&network)]) {
+            self.unrealise_network(&network).await;
+            return Err(e.into());
+        }
+        info!(name = %network.name, %subnet, bridge = %network.bridge, "network created");
+        self.networks.insert(network.id.clone(), network.clone());
+        Ok(network)
+    }
+
+    /// The default bridge left behind by an earlier agent is adopted.
+    fn adoptable_default(&self, req: &NetworkCreate, bridge: &str) -> bool {
+        req.name == crate::model::DEFAULT_NETWORK && bridge == crate::model::DEFAULT_BRIDGE
+    }
+
+    async fn unrealise_network(&mut self, net: &Network) {
+        let _ = self.datapath.remove_network(net.subnet);
+        let _ = self.links.delete_by_name(&net.bridge).await;
+    }
+
+    fn users_of(&self, net_id: &str) -> Vec<&Container> {
+        self.containers
+            .values()
+            .filter(|c| c.endpoints.iter().any(|e| e.network_id == net_id))
+            .collect()
+    }
+
+    pub async fn remove_network(&mut self, key: &str) -> AgentResult<String> {
+        let net = self.find_network(key)?.clone();
+        if net.is_default() {
+            return invalid(format!("{} is a pre-defined network and cannot be removed", net.name));
+        }
+        let users: Vec<String> = self.users_of(&net.id).iter().map(|c| c.name.clone()).collect();
+        if !users.is_empty() {
+            return conflict(format!(
+                "network {} has active endpoints ({}); disconnect or remove them first",
+                net.name,
+                users.join(", ")
+            ));
+        }
+        self.store.apply(&[StoreOp::DeleteNetwork(&net.id)])?;
+        self.networks.remove(&net.id);
+        self.unrealise_network(&net).await;
+        info!(name = %net.name, "network removed");
+        Ok(net.name)
+    }
+
+    /// Removes every user-defined network no container uses.
+    pub async fn prune_networks(&mut self) -> AgentResult<Vec<String>> {
+        let unused: Vec<String> = self
+            .networks
+            .values()
+            .filter(|n| !n.is_default() && self.users_of(&n.id).is_empty())
+            .map(|n| n.id.clone())
+            .collect();
+        let mut removed = Vec::new();
+        for id in unused {
+            removed.push(self.remove_network(&id).await?);
+        }
+        Ok(removed)
+    }
+
+    pub async fn connect(&mut self, net_key: &str, req: NetworkConnect) -> AgentResult<Container> {
+        let net = self.find_network(net_key)?.clone();
+        let container = self.find_container(&req.container)?.clone();
+        if container.mode != Mode::Bridge {
+            return invalid(format!(
+                "container {} uses network mode {:?} and cannot be connected to networks",
+                container.name, container.mode
+            ));
+        }
+        if container.endpoints.iter().any(|e| e.network_id == net.id) {
+            return conflict(format!("container {} is already connected to network {}", container.name, net.name));
+        }
+        let ns = ContainerNs::open(&container.netns)
+            .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
+        let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
+        let default_route = container.endpoints.is_empty();
+        self.plumb_endpoint(&ns, &net, &ep, default_route)
+            .await
+            .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
+        let mut updated = container;
+        updated.endpoints.push(ep.clone());
+        if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&updated)]) {
+            let _ = self.unplumb_endpoint(&ep).await;
+            return Err(e.into());
+        }
+        self.containers.insert(updated.id.clone(), updated.clone());
+        Ok(updated)
+    }
+
+    pub async fn disconnect(&mut self, net_key: &str, req: NetworkDisconnect) -> AgentResult<Container> {
+        let net = self.find_network(net_key)?.clone();
+        let mut container = self.find_container(&req.container)?.clone();
+        let Some(pos) = container.endpoints.iter().position(|e| e.network_id == net.id) else {
+            return conflict(format!("container {} is not connected to network {}", container.name, net.name));
+        };
+        let ep = container.endpoints.remove(pos);
+        self.unplumb_endpoint(&ep).await?;
+        self.store.apply(&[StoreOp::PutContainer(&container)])?;
+        self.containers.insert(container.id.clone(), container.clone());
+        Ok(container)
+    }
+
+    /// Picks the address, interface names and aliases of a new endpoint.
+    pub(super) fn new_endpoint(
+        &self,
+        container: &Container,
+        net: &Network,
+        ip: Option<std::net::Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> AgentResult<Endpoint> {
+        let mut used: HashSet<_> = self
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| e.network_id == net.id)
+            .map(|e| e.ip)
+            .collect();
+        used.insert(net.gateway);
+        let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, ip)?;
+        let in_use: HashSet<&str> = container.endpoints.iter().map(|e| e.ifname.as_str()).collect();
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !in_use.contains(n.as_str()))
+            .expect("an unbounded range has a free name");
+        for alias in &aliases {
+            validate_name("alias", alias)?;
+        }
+        Ok(Endpoint {
+            network_id: net.id.clone(),
+            ip,
+            ifname,
+            host_ifname: format!("{}{}", super::start::HOST_VETH_PREFIX, &new_id()[..11]),
+            aliases,
+        })
+    }
+
+    pub fn network_names(&self) -> BTreeMap<String, String> {
+        self.networks.values().map(|n| (n.id.clone(), n.name.clone())).collect()
+    }
+}

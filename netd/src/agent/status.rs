@@ -1,0 +1,34 @@
+//! `netd status`: the agent, its programs, map fill and drop counters.
+use serde_json::{json, Map, Value};
+
+use super::Agent;
+use crate::{datapath::{FROM_CONTAINER, TO_CONTAINER}, error::AgentResult};
+
+impl Agent {
+    pub fn status(&mut self) -> AgentResult<Value> {
+        let mut drops = Map::new();
+        for d in self.datapath.drop_counts()? {
+            drops.insert(d.reason.to_string(), json!(d.packets));
+        }
+        let endpoints = self.datapath.endpoint_indexes()?.len();
+        let networks = self.datapath.network_subnets()?.len();
+        let links = self.datapath.pinned_links()?.len();
+        Ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "state_dir": self.config.state_dir,
+            "bpffs": self.config.bpffs,
+            "map_layout": self.datapath.pins().root(),
+            "networks": self.networks.len(),
+            "containers": self.containers.len(),
+            "programs": [FROM_CONTAINER, TO_CONTAINER],
+            "pinned_links": links,
+            "maps": {
+                "ENDPOINTS": { "entries": endpoints, "capacity": netd_common::MAX_ENDPOINTS },
+                "NETWORKS": { "entries": networks, "capacity": netd_common::MAX_NETWORKS },
+            },
+            "drops": drops,
+            "last_reconcile": { "repairs": self.repairs },
+        }))
+    }
+}

@@ -1,0 +1,125 @@
+//! The JSON the API answers with: Docker-like shapes for inspect.
+use serde_json::{json, Map, Value};
+
+use super::Agent;
+use crate::{
+    error::AgentResult,
+    model::{format_mac, mac_for, Container, Mode, Network},
+};
+
+impl Agent {
+    pub fn network_view(&self, net: &Network) -> Value {
+        let mut containers = Map::new();
+        for c in self.containers.values() {
+            for ep in c.endpoints.iter().filter(|e| e.network_id == net.id) {
+                containers.insert(
+                    c.id.clone(),
+                    json!({
+                        "Name": c.name,
+                        "IPv4Address": format!("{}/{}", ep.ip, net.subnet.prefix_len()),
+                        "MacAddress": format_mac(mac_for(ep.ip)),
+                        "Interface": ep.ifname,
+                        "HostInterface": ep.host_ifname,
+                    }),
+                );
+            }
+        }
+        let mut options = Map::new();
+        for (k, v) in &net.options {
+            options.insert(k.clone(), json!(v));
+        }
+        options.insert("com.docker.network.bridge.name".into(), json!(net.bridge));
+        options.insert("com.docker.network.bridge.enable_icc".into(), json!(net.icc.to_string()));
+        options.insert(
+            "com.docker.network.bridge.enable_ip_masquerade".into(),
+            json!(net.masquerade.to_string()),
+        );
+        options.insert("com.docker.network.driver.mtu".into(), json!(net.mtu.to_string()));
+        if net.is_default() {
+            options.insert("com.docker.network.bridge.default_bridge".into(), json!("true"));
+        }
+        json!({
+            "Name": net.name,
+            "Id": net.id,
+            "Created": net.created,
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": false,
+            "Internal": net.internal,
+            "IPAM": {
+                "Driver": "default",
+                "Config": [{
+                    "Subnet": net.subnet.to_string(),
+                    "Gateway": net.gateway.to_string(),
+                    "IPRange": net.ip_range.map(|r| r.to_string()),
+                }],
+            },
+            "Containers": containers,
+            "Options": options,
+            "Labels": net.labels,
+        })
+    }
+
+    pub fn container_view(&self, c: &Container) -> Value {
+        // A container:OTHER shares OTHER's endpoints.
+        let owner = match &c.mode {
+            Mode::Container(id) => self.containers.get(id).unwrap_or(c),
+            _ => c,
+        };
+        let mut networks = Map::new();
+        for ep in &owner.endpoints {
+            let Some(net) = self.networks.get(&ep.network_id) else { continue };
+            networks.insert(
+                net.name.clone(),
+                json!({
+                    "NetworkID": net.id,
+                    "IPAddress": ep.ip.to_string(),
+                    "IPPrefixLen": net.subnet.prefix_len(),
+                    "PrefixLen": net.subnet.prefix_len(),
+                    "Gateway": net.gateway.to_string(),
+                    "MacAddress": format_mac(mac_for(ep.ip)),
+                    "Interface": ep.ifname,
+                    "HostInterface": ep.host_ifname,
+                    "Aliases": ep.aliases,
+                }),
+            );
+        }
+        let mode = match &c.mode {
+            Mode::Bridge => "bridge".to_string(),
+            Mode::None => "none".to_string(),
+            Mode::Host => "host".to_string(),
+            Mode::Container(id) => format!(
+                "container:{}",
+                self.containers.get(id).map(|o| o.name.as_str()).unwrap_or(id)
+            ),
+        };
+        json!({
+            "Name": c.name,
+            "Id": c.id,
+            "Created": c.created,
+            "NetnsPath": c.netns,
+            "Mode": mode,
+            "Networks": networks,
+        })
+    }
+
+    pub fn list_networks(&self) -> Vec<Value> {
+        let mut nets: Vec<_> = self.networks.values().collect();
+        nets.sort_by(|a, b| a.name.cmp(&b.name));
+        nets.into_iter().map(|n| self.network_view(n)).collect()
+    }
+
+    pub fn list_containers(&self) -> Vec<Value> {
+        let mut cs: Vec<_> = self.containers.values().collect();
+        cs.sort_by(|a, b| a.name.cmp(&b.name));
+        cs.into_iter().map(|c| self.container_view(c)).collect()
+    }
+
+    pub fn inspect_network(&self, key: &str) -> AgentResult<Value> {
+        Ok(self.network_view(self.find_network(key)?))
+    }
+
+    pub fn inspect_container(&self, key: &str) -> AgentResult<Value> {
+        Ok(self.container_view(self.find_container(key)?))
+    }
+}

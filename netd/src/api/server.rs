@@ -1,0 +1,159 @@
+//! The API server: axum routes on a Unix socket (mode 0600). All mutations
+//! go through one lock, so concurrent calls are serialised and each sees a
+//! consistent state.
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use anyhow::{Context, Result};
+use axum::{
+    extract::{rejection::JsonRejection, Path as UrlPath, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::{net::UnixListener, sync::Mutex};
+
+use super::types::{ContainerAdd, Created, ErrorBody, NetworkConnect, NetworkCreate, NetworkDisconnect};
+use crate::{agent::Agent, error::AgentError};
+
+type Shared = Arc<Mutex<Agent>>;
+
+struct ApiError(AgentError);
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError(AgentError::Invalid(format!("bad request body: {}", e.body_text())))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { message: self.0.to_string() })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub fn router(agent: Shared) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/networks", get(list_networks).post(create_network))
+        .route("/v1/networks/prune", post(prune_networks))
+        .route("/v1/networks/{name}", get(inspect_network).delete(remove_network))
+        .route("/v1/networks/{name}/connect", post(connect))
+        .route("/v1/networks/{name}/disconnect", post(disconnect))
+        .route("/v1/containers", get(list_containers).post(add_container))
+        .route("/v1/containers/{name}", get(inspect_container).delete(remove_container))
+        .with_state(agent)
+}
+
+/// Binds `RUN_DIR/netd.sock` (replacing a stale socket) and serves until
+/// `shutdown` resolves.
+pub async fn serve(
+    agent: Shared,
+    socket: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("failed to bind {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    axum::serve(listener, router(agent))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("API server failed")
+}
+
+async fn status(State(agent): State<Shared>) -> ApiResult<Value> {
+    Ok(Json(agent.lock().await.status()?))
+}
+
+async fn list_networks(State(agent): State<Shared>) -> ApiResult<Vec<Value>> {
+    Ok(Json(agent.lock().await.list_networks()))
+}
+
+async fn create_network(
+    State(agent): State<Shared>,
+    body: Result<Json<NetworkCreate>, JsonRejection>,
+) -> ApiResult<Created> {
+    let Json(req) = body?;
+    let net = agent.lock().await.create_network(req).await?;
+    Ok(Json(Created { id: net.id }))
+}
+
+async fn inspect_network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+    Ok(Json(agent.lock().await.inspect_network(&name)?))
+}
+
+async fn remove_network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+    let removed = agent.lock().await.remove_network(&name).await?;
+    Ok(Json(json!({ "Removed": removed })))
+}
+
+async fn prune_networks(State(agent): State<Shared>) -> ApiResult<Value> {
+    let removed = agent.lock().await.prune_networks().await?;
+    Ok(Json(json!({ "NetworksDeleted": removed })))
+}
+
+async fn connect(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    body: Result<Json<NetworkConnect>, JsonRejection>,
+) -> ApiResult<Value> {
+    let Json(req) = body?;
+    let mut agent = agent.lock().await;
+    let c = agent.connect(&name, req).await?;
+    Ok(Json(agent.container_view(&c)))
+}
+
+async fn disconnect(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    body: Result<Json<NetworkDisconnect>, JsonRejection>,
+) -> ApiResult<Value> {
+    let Json(req) = body?;
+    let mut agent = agent.lock().await;
+    let c = agent.disconnect(&name, req).await?;
+    Ok(Json(agent.container_view(&c)))
+}
+
+async fn list_containers(State(agent): State<Shared>) -> ApiResult<Vec<Value>> {
+    Ok(Json(agent.lock().await.list_containers()))
+}
+
+async fn add_container(
+    State(agent): State<Shared>,
+    body: Result<Json<ContainerAdd>, JsonRejection>,
+) -> ApiResult<Created> {
+    let Json(req) = body?;
+    let c = agent.lock().await.add_container(req).await?;
+    Ok(Json(Created { id: c.id }))
+}
+
+async fn inspect_container(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+    Ok(Json(agent.lock().await.inspect_container(&name)?))
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove_container(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<RemoveQuery>,
+) -> ApiResult<Value> {
+    let removed = agent.lock().await.remove_container(&name, q.force).await?;
+    Ok(Json(json!({ "Removed": removed })))
+}

@@ -1,0 +1,63 @@
+//! Request bodies of the API, shared by the server and the CLI client.
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// The API version prefix every route lives under.
+pub const API_PREFIX: &str = "/v1";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
+    #[serde(default)]
+    pub internal: bool,
+    pub icc: Option<bool>,
+    pub masquerade: Option<bool>,
+    pub mtu: Option<u32>,
+    pub bridge: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ContainerAdd {
+    pub name: String,
+    pub netns: PathBuf,
+    /// A network name or id, or `none`, `host`, `container:OTHER`.
+    pub network: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NetworkConnect {
+    pub container: String,
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NetworkDisconnect {
+    pub container: String,
+}
+
+/// Every error body: one line that says what was wrong.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub message: String,
+}
+
+/// Answer of create/add calls.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    #[serde(rename = "Id")]
+    pub id: String,
+}

@@ -1,0 +1,196 @@
+//! clap definitions of every verb and flag (SPEC section 2).
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
+
+#[derive(Parser, Debug)]
+#[command(name = "netd", version, about = "Docker-style container networking with an eBPF datapath")]
+pub struct Cli {
+    /// The agent's API socket.
+    #[arg(short = 'H', long = "host", env = "NETD_HOST", global = true, value_name = "SOCKET")]
+    pub host: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent (needs root): bridges, veths and eBPF programs.
+    Daemon(DaemonArgs),
+    /// Create, list, inspect, remove and (dis)connect networks.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
+    /// Attach network namespaces to networks and manage them.
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
+    /// Show the agent, its programs, map fill and drop counters.
+    Status(StatusArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where the store lives.
+    #[arg(long, default_value = "/var/lib/netd")]
+    pub state_dir: PathBuf,
+    /// Where the API socket (netd.sock) lives.
+    #[arg(long, default_value = super::DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// Where maps, programs and links are pinned (a bpffs is mounted there
+    /// if it is not one already).
+    #[arg(long, default_value = "/sys/fs/bpf/netd")]
+    pub bpffs: PathBuf,
+    /// Candidate subnet for new networks (repeatable; replaces the built-in
+    /// pools 172.18-31.0.0/16 and 192.168.x.0/20).
+    #[arg(long = "default-pool", value_name = "CIDR")]
+    pub default_pools: Vec<Ipv4Net>,
+    /// Do not create the default network `bridge`.
+    #[arg(long)]
+    pub no_default_bridge: bool,
+    /// error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only print ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// `--flag`, `--flag=true` or `--flag=false`.
+#[derive(Args, Debug)]
+pub struct NetworkCreateArgs {
+    pub name: String,
+    /// Subnet in CIDR form; picked from the pools when omitted.
+    #[arg(long)]
+    pub subnet: Option<Ipv4Net>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Allocate container addresses from this sub-range only.
+    #[arg(long)]
+    pub ip_range: Option<Ipv4Net>,
+    /// Restrict traffic to the subnet (and the host via the gateway).
+    #[arg(long)]
+    pub internal: bool,
+    /// Let containers on the network talk to each other (default true).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub icc: Option<bool>,
+    /// Masquerade egress to the world (default true).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub masquerade: Option<bool>,
+    /// MTU of the bridge and of container interfaces (default 1500).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Bridge device name (default br-<first 12 hex of the id>).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Metadata label K=V (repeatable).
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Driver option K=V (repeatable).
+    #[arg(long = "opt", short = 'o', value_name = "K=V", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Create a bridge network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    Ls(ListArgs),
+    /// Show networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while containers use them).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every user-defined network no container uses.
+    Prune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Attach a container to one more network.
+    Connect {
+        /// Static address on this network.
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// Extra DNS name of the container on this network (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Detach a container from a network.
+    Disconnect { network: String, container: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Attach a network namespace as a container.
+    Add {
+        name: String,
+        /// The container's network namespace (e.g. /run/netns/x, /proc/PID/ns/net).
+        #[arg(long)]
+        netns: PathBuf,
+        /// A network, or none, host, container:OTHER (default: bridge).
+        #[arg(long)]
+        network: Option<String>,
+        /// Static address on the network.
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// Extra DNS name on the network (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// Remove containers and their endpoints.
+    Rm {
+        /// Remove even if kernel clean-up fails.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List containers.
+    Ls(ListArgs),
+    /// Show containers as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}

@@ -1,0 +1,63 @@
+//! `netd container ...`
+use anyhow::Result;
+use serde_json::Value;
+
+use super::{
+    args::{ContainerCommand, Format},
+    output::{field, json, segment, short_id, table},
+};
+use crate::api::{client::Client, types::ContainerAdd};
+
+pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
+    match command {
+        ContainerCommand::Add { name, netns, network, ip, aliases } => {
+            let req = ContainerAdd { name, netns, network, ip, aliases };
+            let created = client.post("/v1/containers", &req).await?;
+            println!("{}", field(&created, "Id"));
+        }
+        ContainerCommand::Rm { force, names } => {
+            for name in names {
+                let q = if force { "?force=true" } else { "" };
+                client.delete(&format!("/v1/containers/{}{q}", segment(&name))).await?;
+                println!("{name}");
+            }
+        }
+        ContainerCommand::Ls(args) => {
+            let list = client.get("/v1/containers").await?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            if args.quiet {
+                list.iter().for_each(|c| println!("{}", short_id(field(c, "Id"))));
+            } else if let Format::Json = args.format {
+                json(&Value::Array(list));
+            } else {
+                let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+                table(&["CONTAINER ID", "NAME", "MODE", "NETWORKS"], &rows);
+            }
+        }
+        ContainerCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            for name in names {
+                out.push(client.get(&format!("/v1/containers/{}", segment(&name))).await?);
+            }
+            json(&Value::Array(out));
+        }
+    }
+    Ok(())
+}
+
+fn row(c: &Value) -> Vec<String> {
+    let networks: Vec<String> = c["Networks"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, ep)| format!("{name}={}", field(ep, "IPAddress")))
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        short_id(field(c, "Id")),
+        field(c, "Name").to_string(),
+        field(c, "Mode").to_string(),
+        networks.join(","),
+    ]
+}

@@ -1,0 +1,42 @@
+//! The `netd` command line: `netd daemon` runs the agent; every other verb
+//! is a thin client of the agent's API (one file per verb group).
+mod args;
+mod container;
+mod daemon;
+mod network;
+mod output;
+mod status;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+pub use args::Cli;
+use args::Command;
+
+use crate::api::client::Client;
+
+pub const DEFAULT_RUN_DIR: &str = "/run/netd";
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Command::Daemon(args) = cli.command {
+        return daemon::run(args);
+    }
+    let socket = cli
+        .host
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR).join("netd.sock"));
+    let client = Client::new(&socket);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Daemon(_) => unreachable!("handled above"),
+            Command::Network { command } => network::run(&client, command).await,
+            Command::Container { command } => container::run(&client, command).await,
+            Command::Status(args) => status::run(&client, args).await,
+            Command::Version => {
+                println!("netd {}", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,254 @@
+//! Loading the embedded eBPF object with its maps pinned, and the TCX links
+//! of container veths (attached, adopted from a previous agent, detached).
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData},
+    programs::{
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType,
+    },
+    Ebpf, EbpfLoader,
+};
+use ipnet::Ipv4Net;
+use netd_common::{
+    Endpoint, NetworkInfo, MAP_ENDPOINTS, MAP_LAYOUT_VERSION, MAP_NETWORKS,
+};
+
+pub const FROM_CONTAINER: &str = "from_container";
+pub const TO_CONTAINER: &str = "to_container";
+
+/// The programs on a container veth and where each attaches.
+const ENDPOINT_PROGRAMS: [(&str, TcAttachType); 2] = [
+    (FROM_CONTAINER, TcAttachType::Ingress),
+    (TO_CONTAINER, TcAttachType::Egress),
+];
+
+/// The eBPF object built from `netd-ebpf`, embedded in the binary.
+pub fn ebpf_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"))
+}
+
+/// Where everything is pinned.
+#[derive(Clone, Debug)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(bpffs: &Path) -> Self {
+        Self {
+            root: bpffs.join(format!("v{MAP_LAYOUT_VERSION}")),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn progs(&self) -> PathBuf {
+        self.root.join("progs")
+    }
+
+    pub fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    pub fn link(&self, host_ifname: &str, program: &str) -> PathBuf {
+        self.links().join(format!("{host_ifname}_{program}"))
+    }
+}
+
+/// Address bytes as the programs see them (network order in memory).
+pub fn addr_key(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+pub struct Datapath {
+    pub(super) ebpf: Ebpf,
+    pins: PinLayout,
+}
+
+impl Datapath {
+    /// Loads the programs, reusing maps already pinned under `bpffs` (so a
+    /// restarted agent keeps the live datapath state), and pins programs.
+    pub fn load(bpffs: &Path) -> Result<Self> {
+        Self::load_object(ebpf_object(), bpffs)
+    }
+
+    pub fn load_object(object: &[u8], bpffs: &Path) -> Result<Self> {
+        let pins = PinLayout::new(bpffs);
+        for dir in [pins.maps(), pins.progs(), pins.links()] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pins.maps())
+            .load(object)
+            .context("failed to load the eBPF object")?;
+        for (name, _) in ENDPOINT_PROGRAMS {
+            let prog = classifier(&mut ebpf, name)?;
+            prog.load()
+                .with_context(|| format!("the verifier rejected {name}"))?;
+            let pin = pins.progs().join(name);
+            let _ = std::fs::remove_file(&pin);
+            prog.pin(&pin)
+                .with_context(|| format!("failed to pin {}", pin.display()))?;
+        }
+        Ok(Self { ebpf, pins })
+    }
+
+    pub fn pins(&self) -> &PinLayout {
+        &self.pins
+    }
+
+    pub fn program(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        classifier(&mut self.ebpf, name)
+    }
+
+    fn endpoints(&mut self) -> Result<HashMap<&mut MapData, u32, Endpoint>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_ENDPOINTS)
+            .ok_or_else(|| anyhow!("map {MAP_ENDPOINTS} missing"))?;
+        Ok(HashMap::try_from(map)?)
+    }
+
+    fn networks(&mut self) -> Result<LpmTrie<&mut MapData, u32, NetworkInfo>> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_NETWORKS)
+            .ok_or_else(|| anyhow!("map {MAP_NETWORKS} missing"))?;
+        Ok(LpmTrie::try_from(map)?)
+    }
+
+    pub fn upsert_network(&mut self, subnet: Ipv4Net, info: NetworkInfo) -> Result<()> {
+        let key = Key::new(u32::from(subnet.prefix_len()), addr_key(subnet.network()));
+        self.networks()?
+            .insert(&key, info, 0)
+            .with_context(|| format!("failed to write network {subnet} to the datapath"))
+    }
+
+    pub fn remove_network(&mut self, subnet: Ipv4Net) -> Result<()> {
+        let key = Key::new(u32::from(subnet.prefix_len()), addr_key(subnet.network()));
+        match self.networks()?.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).context("failed to remove a network from the datapath"),
+        }
+    }
+
+    /// Every subnet in the `NETWORKS` map.
+    pub fn network_subnets(&mut self) -> Result<Vec<Ipv4Net>> {
+        let mut out = Vec::new();
+        for key in self.networks()?.keys() {
+            let key = key?;
+            let addr = Ipv4Addr::from(key.data().to_ne_bytes());
+            out.push(Ipv4Net::new(addr, key.prefix_len() as u8)?);
+        }
+        Ok(out)
+    }
+
+    /// Every ifindex in the `ENDPOINTS` map.
+    pub fn endpoint_indexes(&mut self) -> Result<Vec<u32>> {
+        self.endpoints()?
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Publishes the endpoint, then attaches (or adopts and upgrades) both
+    /// programs on the host end of its veth and pins the links.
+    pub fn attach_endpoint(&mut self, host_ifname: &str, ifindex: u32, ep: Endpoint) -> Result<()> {
+        self.endpoints()?
+            .insert(ifindex, ep, 0)
+            .with_context(|| format!("failed to write endpoint {host_ifname} to the datapath"))?;
+        for (name, attach_type) in ENDPOINT_PROGRAMS {
+            self.attach_link(host_ifname, name, attach_type)
+                .with_context(|| format!("failed to attach {name} to {host_ifname}"))?;
+        }
+        Ok(())
+    }
+
+    fn attach_link(&mut self, host_ifname: &str, name: &str, attach_type: TcAttachType) -> Result<()> {
+        let pin = self.pins.link(host_ifname, name);
+        let prog = classifier(&mut self.ebpf, name)?;
+        if let Ok(old) = PinnedLink::from_pin(&pin) {
+            // A link from an earlier agent: swap its program atomically, so
+            // the veth is never without a filter.
+            let adopted = SchedClassifierLink::try_from(FdLink::from(old))
+                .map_err(anyhow::Error::from)
+                .and_then(|link| prog.attach_to_link(link).map_err(Into::into));
+            match adopted {
+                Ok(id) => {
+                    let link = prog.take_link(id)?;
+                    drop(link);
+                    return Ok(());
+                }
+                // The link outlived its device (defunct): replace it.
+                Err(_) => {
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        let id = prog.attach_with_options(
+            host_ifname,
+            attach_type,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )?;
+        let link: FdLink = prog.take_link(id)?.try_into()?;
+        link.pin(&pin)
+            .with_context(|| format!("failed to pin {}", pin.display()))?;
+        Ok(())
+    }
+
+    /// Removes the endpoint's links (detaching the programs) and its entry.
+    pub fn detach_endpoint(&mut self, host_ifname: &str, ifindex: Option<u32>) -> Result<()> {
+        for (name, _) in ENDPOINT_PROGRAMS {
+            self.unpin_link(&self.pins.link(host_ifname, name))?;
+        }
+        if let Some(ifindex) = ifindex {
+            self.remove_endpoint_entry(ifindex)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_endpoint_entry(&mut self, ifindex: u32) -> Result<()> {
+        match self.endpoints()?.remove(&ifindex) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).context("failed to remove an endpoint from the datapath"),
+        }
+    }
+
+    pub fn unpin_link(&self, pin: &Path) -> Result<()> {
+        match std::fs::remove_file(pin) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("failed to unpin {}", pin.display())),
+        }
+    }
+
+    /// Names of pinned links: `<host ifname>_<program>`.
+    pub fn pinned_links(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.pins.links())? {
+            out.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+        .try_into()
+        .map_err(|e| anyhow!("program {name} is not a classifier: {e}"))
+}

@@ -1,0 +1,19 @@
+//! netd: Docker-style container networking with an eBPF datapath.
+//!
+//! - `model`: networks, containers and endpoints as stored.
+//! - `ipam`: subnet pools and address allocation.
+//! - `store`: the embedded transactional store (redb).
+//! - `net`: rtnetlink work (bridges, veths, container netns).
+//! - `datapath`: loading, pinning and feeding the eBPF programs.
+//! - `agent`: the operations behind the API, one file per concern.
+//! - `api`: the versioned HTTP/JSON API on a Unix socket, and its client.
+//! - `cli`: the `netd` command line.
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod datapath;
+pub mod error;
+pub mod ipam;
+pub mod model;
+pub mod net;
+pub mod store;

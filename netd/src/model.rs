@@ -1,0 +1,93 @@
+//! What the agent stores: networks, containers and their endpoints.
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const DEFAULT_BRIDGE: &str = "netd0";
+pub const DEFAULT_MTU: u32 = 1500;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// Id the eBPF maps know the network by (never 0, never reused while
+    /// the network exists).
+    pub datapath_id: u32,
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub ip_range: Option<Ipv4Net>,
+    pub internal: bool,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub mtu: u32,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub created: String,
+}
+
+impl Network {
+    pub fn is_default(&self) -> bool {
+        self.name == DEFAULT_NETWORK
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Endpoints on netd networks (the usual case).
+    Bridge,
+    /// Only `lo`.
+    None,
+    /// The host's own stack: netd does nothing.
+    Host,
+    /// Shares the netns and endpoints of another container (by id).
+    Container(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub netns: PathBuf,
+    pub mode: Mode,
+    /// In connect order; the first one carries the default route.
+    pub endpoints: Vec<Endpoint>,
+    pub created: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+    /// Interface name inside the container (`eth0`, `eth1`, ...).
+    pub ifname: String,
+    /// Host end of the veth.
+    pub host_ifname: String,
+    pub aliases: Vec<String>,
+}
+
+/// `02:42:` followed by the four address bytes, as Docker does.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A 64-hex-digit random id, like Docker's.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339()
+}

@@ -1,0 +1,103 @@
+//! Netlink inside a container's network namespace.
+//!
+//! A netlink socket belongs to the namespace of the thread that created it,
+//! so a short-lived thread enters the container netns, opens the socket and
+//! exits; the agent then talks to that namespace through the socket without
+//! ever moving its own threads.
+use std::{fs::File, net::Ipv4Addr, path::Path};
+
+use anyhow::{anyhow, Context, Result};
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::{LinkUnspec, RouteMessageBuilder};
+
+use super::links::HostLinks;
+
+pub struct ContainerNs {
+    pub file: File,
+    links: HostLinks,
+}
+
+impl ContainerNs {
+    /// Opens the netns at `path` (e.g. /run/netns/x or /proc/PID/ns/net).
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path)
+            .with_context(|| format!("network namespace {} cannot be opened", path.display()))?;
+        let ns = file.try_clone()?;
+        let shown = path.display().to_string();
+        let runtime = tokio::runtime::Handle::current();
+        let links = std::thread::spawn(move || -> Result<HostLinks> {
+            setns(&ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| anyhow!("{shown} is not a network namespace: {e}"))?;
+            let _guard = runtime.enter();
+            HostLinks::connect()
+        })
+        .join()
+        .map_err(|_| anyhow!("netns thread panicked"))?
+        .with_context(|| format!("failed to enter network namespace {}", path.display()))?;
+        Ok(Self { file, links })
+    }
+
+    /// Addresses the interface `ifname` (born here by `create_veth`), brings
+    /// it and `lo` up, and adds the default route when asked.
+    pub async fn configure_endpoint(
+        &self,
+        ifname: &str,
+        ip: Ipv4Addr,
+        prefix: u8,
+        default_gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let index = self
+            .links
+            .index_of(ifname)
+            .await?
+            .ok_or_else(|| anyhow!("{ifname} did not appear in the container namespace"))?;
+        let handle = self.links.handle();
+        handle
+            .address()
+            .add(index, ip.into(), prefix)
+            .execute()
+            .await
+            .with_context(|| format!("failed to add {ip}/{prefix} to {ifname}"))?;
+        self.links.set_up(index).await?;
+        self.lo_up().await?;
+        if let Some(gw) = default_gateway {
+            handle
+                .route()
+                .add(
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .gateway(gw)
+                        .output_interface(index)
+                        .build(),
+                )
+                .execute()
+                .await
+                .with_context(|| format!("failed to add default route via {gw}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn lo_up(&self) -> Result<()> {
+        let lo = self
+            .links
+            .index_of("lo")
+            .await?
+            .ok_or_else(|| anyhow!("no lo in the container namespace"))?;
+        self.links
+            .handle()
+            .link()
+            .set(LinkUnspec::new_with_index(lo).up().build())
+            .execute()
+            .await
+            .context("failed to bring lo up")
+    }
+
+    /// Deletes `ifname` inside the container (its veth peer goes with it).
+    pub async fn delete_link(&self, ifname: &str) -> Result<()> {
+        self.links.delete_by_name(ifname).await
+    }
+
+    /// Interface names present in the container namespace.
+    pub async fn link_names(&self) -> Result<Vec<String>> {
+        Ok(self.links.link_names().await?.into_iter().map(|(_, n)| n).collect())
+    }
+}

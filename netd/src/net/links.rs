@@ -1,0 +1,207 @@
+//! Bridges, veths and routes in the agent's own network namespace.
+use std::{net::Ipv4Addr, os::fd::AsRawFd};
+
+use anyhow::{anyhow, Context, Result};
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::{
+    packet_route::{
+        link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+        route::{RouteAddress, RouteAttribute},
+    },
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+const RT_TABLE_MAIN: u8 = 254;
+
+/// A netlink connection to the agent's network namespace.
+#[derive(Clone)]
+pub struct HostLinks {
+    handle: Handle,
+}
+
+/// Is this the kernel's "no such device" answer?
+pub fn is_not_found(err: &rtnetlink::Error) -> bool {
+    matches!(err, rtnetlink::Error::NetlinkError(e)
+        if e.code.map(|c| c.get()) == Some(-libc_enodev()))
+}
+
+const fn libc_enodev() -> i32 {
+    19
+}
+
+fn link_name(msg: &LinkMessage) -> Option<&str> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+impl HostLinks {
+    pub fn connect() -> Result<Self> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().context("failed to open an rtnetlink socket")?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The ifindex of `name`, if such a link exists.
+    pub async fn index_of(&self, name: &str) -> Result<Option<u32>> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(Some(msg.header.index)),
+            Ok(None) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow!(e).context(format!("failed to look up link {name}"))),
+        }
+    }
+
+    /// Names of every link in the namespace.
+    pub async fn link_names(&self) -> Result<Vec<(u32, String)>> {
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(msg) = links.try_next().await? {
+            if let Some(name) = link_name(&msg) {
+                out.push((msg.header.index, name.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates (or adopts) a bridge with the gateway address on it, up.
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: u32,
+        gateway: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<u32> {
+        let index = match self.index_of(name).await? {
+            Some(i) => i,
+            None => {
+                self.handle
+                    .link()
+                    .add(LinkBridge::new(name).mtu(mtu).address(mac.to_vec()).build())
+                    .execute()
+                    .await
+                    .with_context(|| format!("failed to create bridge {name}"))?;
+                self.index_of(name)
+                    .await?
+                    .ok_or_else(|| anyhow!("bridge {name} vanished after creation"))?
+            }
+        };
+        self.ensure_address(index, gateway, prefix)
+            .await
+            .with_context(|| format!("failed to put {gateway}/{prefix} on {name}"))?;
+        self.set_up(index).await?;
+        Ok(index)
+    }
+
+    async fn ensure_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(addr.into())
+            .execute();
+        if addrs.try_next().await?.is_some() {
+            return Ok(());
+        }
+        self.handle
+            .address()
+            .add(index, addr.into(), prefix)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .with_context(|| format!("failed to bring up link {index}"))
+    }
+
+    /// Deletes a link; a link already gone is not an error.
+    pub async fn delete(&self, index: u32) -> Result<()> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("failed to delete link {index}"))),
+        }
+    }
+
+    pub async fn delete_by_name(&self, name: &str) -> Result<()> {
+        if let Some(index) = self.index_of(name).await? {
+            self.delete(index).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a veth pair whose host end `host_name` is enslaved to
+    /// `bridge_index` (left down) and whose peer is born inside the container
+    /// netns `netns` as `peer_name` with `peer_mac`. Returns the host ifindex.
+    pub async fn create_veth(
+        &self,
+        host_name: &str,
+        peer_name: &str,
+        netns: &impl AsRawFd,
+        peer_mac: [u8; 6],
+        mtu: u32,
+        bridge_index: u32,
+    ) -> Result<u32> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_string())
+            .address(peer_mac.to_vec())
+            .mtu(mtu)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(host_name, peer_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .mtu(mtu)
+            .controller(bridge_index)
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| format!("failed to create veth {host_name}"))?;
+        self.index_of(host_name)
+            .await?
+            .ok_or_else(|| anyhow!("veth {host_name} vanished after creation"))
+    }
+
+    /// IPv4 destinations of the main routing table, default route excluded.
+    pub async fn route_prefixes(&self) -> Result<Vec<Ipv4Net>> {
+        let mut out = Vec::new();
+        let mut routes = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        while let Some(msg) = routes.try_next().await? {
+            if msg.header.table != RT_TABLE_MAIN || msg.header.destination_prefix_length == 0 {
+                continue;
+            }
+            let dst = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(dst) = dst {
+                if let Ok(net) = Ipv4Net::new(dst, msg.header.destination_prefix_length) {
+                    out.push(net.trunc());
+                }
+            }
+        }
+        Ok(out)
+    }
+}

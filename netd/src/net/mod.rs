@@ -1,0 +1,8 @@
+//! rtnetlink work: bridges and veths in the agent's netns, and the container
+//! side of each veth inside the container's netns. No shelling out.
+pub mod container_ns;
+pub mod links;
+pub mod sysctl;
+
+pub use container_ns::ContainerNs;
+pub use links::HostLinks;

@@ -1,0 +1,572 @@
+//! A test bed: private host netns + its own netd agent + container netns.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::cmd::{ip_ns, run_timeout, Out};
+use crate::netns::Netns;
+use crate::traffic::Ep;
+
+/// The netd binary under test: `$NETD_BIN`, else the workspace debug build.
+pub fn netd_bin() -> PathBuf {
+    match std::env::var_os("NETD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netd"),
+    }
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The per-test directory `/tmp/netd-test-<id>`: on drop, unmounts anything
+/// mounted below it (the agent's bpffs) and removes it.
+#[derive(Debug)]
+struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    fn create(path: PathBuf) -> anyhow::Result<TestDir> {
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        let dir = TestDir { path };
+        for sub in ["state", "run", "bpffs"] {
+            std::fs::create_dir(dir.path.join(sub))?;
+        }
+        Ok(dir)
+    }
+
+    /// Mount points at or below this directory, deepest first.
+    fn mounts(&self) -> Vec<PathBuf> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut v: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|m| m.starts_with(&self.path))
+            .collect();
+        v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        v
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        for _ in 0..10 {
+            let mounts = self.mounts();
+            if mounts.is_empty() {
+                break;
+            }
+            for m in mounts {
+                let _ = umount2(&m, MntFlags::MNT_DETACH);
+            }
+        }
+        if self.mounts().is_empty() {
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                eprintln!("warning: removing {}: {e}", self.path.display());
+            }
+        } else {
+            eprintln!(
+                "warning: {} still has mounts; left in place",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// A running agent process (nsenter execs into netd, so this is netd).
+#[derive(Debug)]
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn signal(&self, sig: Signal) {
+        let _ = kill(self.pid(), sig);
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A container the test made: the agent's name for it and its netns.
+#[derive(Debug, Clone)]
+pub struct Ctr {
+    pub name: String,
+    pub id: String,
+    /// Netns name (under /run/netns).
+    pub ns: String,
+    pub netns_path: String,
+}
+
+/// What `network ls`, `container ls`, the named inspects and the host's
+/// interface list show; bad input must leave it unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub networks: Value,
+    pub containers: Value,
+    pub inspect: BTreeMap<String, Value>,
+    pub host_links: Vec<String>,
+}
+
+/// One hermetic test bed. Fields drop in order: agent first (killed), then
+/// container namespaces, the host namespace, and last the directory (bpffs
+/// unmounted, files removed).
+pub struct Bed {
+    agent: Mutex<Option<Agent>>,
+    netns: Mutex<Vec<Netns>>,
+    host: Netns,
+    dir: TestDir,
+    id: String,
+    bin: PathBuf,
+    transcript: Mutex<Vec<String>>,
+}
+
+impl Bed {
+    /// Builds a host netns (lo up), starts an agent in it and waits until it
+    /// answers `status`. Panics (after cleaning up) if that fails.
+    pub fn new() -> Bed {
+        match Bed::try_new() {
+            Ok(b) => b,
+            Err(e) => panic!("setting up the test bed: {e:#}"),
+        }
+    }
+
+    fn try_new() -> anyhow::Result<Bed> {
+        let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let bin = netd_bin();
+        if !bin.exists() {
+            bail!("netd binary {} not found (build it or set NETD_BIN)", bin.display());
+        }
+        let dir = TestDir::create(PathBuf::from(format!("/tmp/netd-test-{id}")))?;
+        let host = Netns::create(&format!("nt-{id}-host"))?;
+        ip_ns(host.name(), &["link", "set", "lo", "up"])?;
+        let bed = Bed {
+            agent: Mutex::new(None),
+            netns: Mutex::new(Vec::new()),
+            host,
+            dir,
+            id,
+            bin,
+            transcript: Mutex::new(Vec::new()),
+        };
+        bed.try_start_agent()?;
+        Ok(bed)
+    }
+
+    /// Random id of this bed (also in every netns name it makes).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir.path
+    }
+
+    pub fn bpffs(&self) -> PathBuf {
+        self.dir.path.join("bpffs")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path.join("run/netd.sock")
+    }
+
+    /// The host netns name (the agent's netns).
+    pub fn host_ns(&self) -> &str {
+        self.host.name()
+    }
+
+    /// The host, as a probe endpoint at one of its addresses.
+    pub fn host(&self, ip: Ipv4Addr) -> Ep {
+        Ep::new(&format!("host/{ip}"), self.host_ns(), ip)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path.join("agent.log")
+    }
+
+    /// Starts the agent (again) with this bed's directories; waits until ready.
+    pub fn start_agent(&self) {
+        if let Err(e) = self.try_start_agent() {
+            panic!("starting the agent: {e:#}");
+        }
+    }
+
+    fn try_start_agent(&self) -> anyhow::Result<()> {
+        let mut slot = self.agent.lock().unwrap();
+        if let Some(a) = slot.as_mut() {
+            if let Ok(None) = a.child.try_wait() {
+                bail!("agent already running");
+            }
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let d = &self.dir.path;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.host.path().display()))
+            .arg(&self.bin)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--run-dir")
+            .arg(d.join("run"))
+            .arg("--bpffs")
+            .arg(d.join("bpffs"))
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // If the test process dies, the agent dies with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        self.note(format!("(start agent in {})", self.host_ns()));
+        let child = cmd.spawn().context("spawning nsenter netd daemon")?;
+        let mut agent = Agent { child };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(st)) = agent.child.try_wait() {
+                bail!(
+                    "agent exited during start-up ({st}); log:\n{}",
+                    self.log_tail(60)
+                );
+            }
+            let out = self.netd_quiet(&["status"], Duration::from_secs(2));
+            if out.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent not ready after {READY_TIMEOUT:?}; last status:\n{out}\nlog:\n{}",
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *slot = Some(agent);
+        Ok(())
+    }
+
+    /// SIGTERM, then waits (≤ 10 s) for the agent to exit; returns its status.
+    pub fn stop_agent(&self) -> ExitStatus {
+        let mut slot = self.agent.lock().unwrap();
+        let agent = slot.as_mut().expect("no agent running");
+        self.note("(SIGTERM agent)".into());
+        agent.signal(Signal::SIGTERM);
+        match agent.wait_exit(STOP_TIMEOUT) {
+            Some(st) => {
+                *slot = None;
+                st
+            }
+            None => {
+                agent.signal(Signal::SIGKILL);
+                let _ = agent.wait_exit(STOP_TIMEOUT);
+                *slot = None;
+                panic!("agent did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+        }
+    }
+
+    /// SIGKILL and reap the agent.
+    pub fn kill_agent(&self) {
+        let mut slot = self.agent.lock().unwrap();
+        if let Some(mut a) = slot.take() {
+            self.note("(SIGKILL agent)".into());
+            a.signal(Signal::SIGKILL);
+            let _ = a.wait_exit(STOP_TIMEOUT);
+        }
+    }
+
+    /// The last `n` lines of the agent log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let s = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    fn note(&self, s: String) {
+        self.transcript.lock().unwrap().push(s);
+    }
+
+    fn netd_quiet(&self, args: &[&str], timeout: Duration) -> Out {
+        let sock = self.socket();
+        let mut all = vec!["-H", sock.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_timeout(self.bin.to_str().unwrap(), &all, timeout)
+    }
+
+    /// Runs `netd -H SOCK args...` (bounded) and records it in the transcript.
+    pub fn netd(&self, args: &[&str]) -> Out {
+        let out = self.netd_quiet(args, CLI_TIMEOUT);
+        self.note(out.to_string());
+        out
+    }
+
+    /// Runs a client verb that must succeed; returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.netd(args);
+        assert!(out.success(), "netd command failed:\n{out}");
+        out.stdout.trim().to_string()
+    }
+
+    /// Runs a client verb that must fail with exactly one stderr line
+    /// `netd: error: ...`; returns that line.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.netd(args);
+        assert!(
+            !out.success() && !out.timed_out && out.code.is_some(),
+            "expected a clean failure:\n{out}"
+        );
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("netd: error:"),
+            "expected one stderr line `netd: error: ...`:\n{out}"
+        );
+        lines[0].to_string()
+    }
+
+    /// Parses JSON stdout of a successful verb.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let s = self.ok(args);
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("`{}` is not JSON: {e}\n{s}", args.join(" ")))
+    }
+
+    /// `network create NAME extra...`; returns the id (checked: 64 hex).
+    pub fn network(&self, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["network", "create", name];
+        args.extend_from_slice(extra);
+        let id = self.ok(&args);
+        assert!(
+            id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "network create should print a 64-hex id, got {id:?}"
+        );
+        id
+    }
+
+    /// `network inspect NAME` → the one object.
+    pub fn net_info(&self, name: &str) -> Value {
+        let v = self.json(&["network", "inspect", name]);
+        v.get(0)
+            .cloned()
+            .unwrap_or_else(|| panic!("network inspect {name}: expected a one-element array, got {v}"))
+    }
+
+    /// The gateway of network `name` (from inspect).
+    pub fn gateway(&self, name: &str) -> Ipv4Addr {
+        let v = self.net_info(name);
+        let gw = v["IPAM"]["Config"][0]["Gateway"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no IPAM.Config[0].Gateway in {v}"));
+        gw.parse()
+            .unwrap_or_else(|e| panic!("bad gateway {gw:?}: {e}"))
+    }
+
+    /// Creates a fresh netns owned by this bed (deleted at drop); returns its
+    /// name `nt-<id>-<role>`.
+    pub fn new_netns(&self, role: &str) -> String {
+        let ns = Netns::create(&format!("nt-{}-{role}", self.id))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let name = ns.name().to_string();
+        self.netns.lock().unwrap().push(ns);
+        name
+    }
+
+    /// Makes a netns and runs `container add NAME --netns PATH extra...`.
+    pub fn container(&self, name: &str, extra: &[&str]) -> Ctr {
+        let ns = self.new_netns(name);
+        let path = crate::netns::path_of(&ns).display().to_string();
+        let mut args = vec!["container", "add", name, "--netns", &path];
+        args.extend_from_slice(extra);
+        let id = self.ok(&args);
+        assert!(!id.is_empty(), "container add should print the id");
+        Ctr {
+            name: name.to_string(),
+            id,
+            ns,
+            netns_path: path,
+        }
+    }
+
+    /// `container inspect NAME` → the one object.
+    pub fn ctr_info(&self, name: &str) -> Value {
+        let v = self.json(&["container", "inspect", name]);
+        v.get(0).cloned().unwrap_or_else(|| {
+            panic!("container inspect {name}: expected a one-element array, got {v}")
+        })
+    }
+
+    /// The address of container `c` on network `net` (from inspect).
+    pub fn ip(&self, c: &Ctr, net: &str) -> Ipv4Addr {
+        let v = self.ctr_info(&c.name);
+        let ip = v["Networks"][net]["IPAddress"]
+            .as_str()
+            .unwrap_or_else(|| panic!("container {} has no address on {net}: {v}", c.name));
+        ip.parse()
+            .unwrap_or_else(|e| panic!("bad address {ip:?}: {e}"))
+    }
+
+    /// Container `c` on network `net`, as a probe endpoint.
+    pub fn ep(&self, c: &Ctr, net: &str) -> Ep {
+        Ep::new(&format!("{}/{net}", c.name), &c.ns, self.ip(c, net))
+    }
+
+    /// `status --format json`'s `drops` map.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let v = self.json(&["status", "--format", "json"]);
+        let d = v["drops"]
+            .as_object()
+            .unwrap_or_else(|| panic!("status has no drops object: {v}"));
+        d.iter()
+            .map(|(k, n)| {
+                (
+                    k.clone(),
+                    n.as_u64()
+                        .unwrap_or_else(|| panic!("drop count {k} not a number: {n}")),
+                )
+            })
+            .collect()
+    }
+
+    /// One drop counter (0 when absent).
+    pub fn drop_count(&self, reason: &str) -> u64 {
+        self.drops().get(reason).copied().unwrap_or(0)
+    }
+
+    /// Interface names in netns `ns`, sorted (`ip -o link`).
+    pub fn links(ns: &str) -> Vec<String> {
+        let s = ip_ns(ns, &["-o", "link", "show"]).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut v: Vec<String> = s
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Interface names in the host netns.
+    pub fn host_links(&self) -> Vec<String> {
+        Bed::links(self.host_ns())
+    }
+
+    /// What the API and the host netns show: `network ls`, `container ls`,
+    /// `network inspect` of `nets`, `container inspect` of `ctrs`, host links.
+    pub fn snapshot(&self, nets: &[&str], ctrs: &[&str]) -> Snapshot {
+        let sorted = |mut v: Value| {
+            if let Value::Array(a) = &mut v {
+                a.sort_by_key(|x| x.to_string());
+            }
+            v
+        };
+        let mut inspect = BTreeMap::new();
+        for n in nets {
+            inspect.insert(format!("network {n}"), self.net_info(n));
+        }
+        for c in ctrs {
+            inspect.insert(format!("container {c}"), self.ctr_info(c));
+        }
+        Snapshot {
+            networks: sorted(self.json(&["network", "ls", "--format", "json"])),
+            containers: sorted(self.json(&["container", "ls", "--format", "json"])),
+            inspect,
+            host_links: self.host_links(),
+        }
+    }
+
+    /// Asserts that the current snapshot equals `before` (same arguments).
+    pub fn assert_unchanged(&self, before: &Snapshot, nets: &[&str], ctrs: &[&str], what: &str) {
+        let now = self.snapshot(nets, ctrs);
+        assert!(
+            now == *before,
+            "state changed after {what}:\nbefore: {before:#?}\nafter: {now:#?}"
+        );
+    }
+
+    /// Pinned TCX links under BPFFS/v1/links.
+    pub fn pinned_links(&self) -> Vec<PathBuf> {
+        let dir = self.bpffs().join("v1/links");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A sysctl as seen from netns `ns` (e.g. `net.ipv4.ip_forward`).
+    pub fn sysctl(ns: &str, key: &str) -> anyhow::Result<String> {
+        let net = format!("--net={}", crate::netns::path_of(ns).display());
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let out = crate::cmd::run_ok("nsenter", &[&net, "cat", &path])?;
+        Ok(out.trim().to_string())
+    }
+}
+
+impl Default for Bed {
+    fn default() -> Self {
+        Bed::new()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "==== test bed {} (host netns {}, dir {}) ====",
+                self.id,
+                self.host_ns(),
+                self.dir.path.display()
+            );
+            eprintln!("---- netd commands ----");
+            for l in self.transcript.lock().unwrap().iter() {
+                eprintln!("{l}");
+            }
+            eprintln!("---- agent.log (last 200 lines) ----\n{}", self.log_tail(200));
+            eprintln!("==== end of test bed {} ====", self.id);
+        }
+        // Fields drop next: agent (killed), namespaces, host, directory.
+    }
+}

@@ -1,0 +1,21 @@
+//! Hermetic test harness for netd.
+//!
+//! Every [`Bed`] owns a private "host" network namespace with its own netd
+//! agent (own state, run and bpffs directories under `/tmp/netd-test-<id>`),
+//! plus the container namespaces a test creates. Dropping the bed kills the
+//! agent, deletes every namespace (which removes every interface in them),
+//! unmounts the bpffs and removes the directory — also when the test panics,
+//! in which case the agent log and the CLI transcript are printed.
+//!
+//! Nothing here touches the real host's interfaces, routes or sysctls: all
+//! addresses, links and routes live in namespaces the bed created.
+
+pub mod bed;
+pub mod cmd;
+pub mod netns;
+pub mod traffic;
+
+pub use bed::{Bed, Ctr, Snapshot};
+pub use traffic::{
+    blocked, blocked_both, icmp, no_icmp, no_tcp, no_udp, reach, reach_both, tcp, udp, Ep,
+};

@@ -1,0 +1,253 @@
+//! SPEC section 4, with real ICMP, TCP and UDP in both directions. Every
+//! "dropped" row sits next to an "allowed" control in the same topology, so a
+//! broken topology cannot pass as isolation.
+
+use netd_tests::traffic::{allow, deny, expect, no_icmp};
+use netd_tests::{Bed, Ep};
+
+#[test]
+fn same_network_allowed() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    let a = bed.container("a", &["--network", "net1"]);
+    let b = bed.container("b", &["--network", "net1"]);
+    let (a1, b1) = (bed.ep(&a, "net1"), bed.ep(&b, "net1"));
+    assert!(a1.ip.octets()[..3] == [10, 91, 1] && b1.ip.octets()[..3] == [10, 91, 1]);
+    expect(&[allow(&a1, &b1), allow(&b1, &a1)]);
+}
+
+#[test]
+fn different_networks_dropped_both_ways() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let a = bed.container("a", &["--network", "net1"]);
+    let a2 = bed.container("a2", &["--network", "net1"]);
+    let b = bed.container("b", &["--network", "net2"]);
+    let b2 = bed.container("b2", &["--network", "net2"]);
+    let (a, a2, b, b2) = (
+        bed.ep(&a, "net1"),
+        bed.ep(&a2, "net1"),
+        bed.ep(&b, "net2"),
+        bed.ep(&b2, "net2"),
+    );
+    let before = bed.drop_count("network-isolation");
+    expect(&[
+        allow(&a, &a2),
+        allow(&b, &b2),
+        deny(&a, &b),
+        deny(&b, &a),
+        deny(&a2, &b2),
+        deny(&b2, &a2),
+    ]);
+    let after = bed.drop_count("network-isolation");
+    assert!(
+        after > before,
+        "status drops[\"network-isolation\"] should grow after cross-network traffic: \
+         {before} -> {after}; drops = {:?}",
+        bed.drops()
+    );
+}
+
+#[test]
+fn container_on_two_networks_reaches_both() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let a = bed.container("a", &["--network", "net1"]);
+    let b = bed.container("b", &["--network", "net2"]);
+    let c = bed.container("c", &["--network", "net1"]);
+    bed.ok(&["network", "connect", "net2", "c"]);
+    let (a1, b2, c1, c2) = (
+        bed.ep(&a, "net1"),
+        bed.ep(&b, "net2"),
+        bed.ep(&c, "net1"),
+        bed.ep(&c, "net2"),
+    );
+    expect(&[
+        // c talks to each network from its address there.
+        allow(&c1, &a1),
+        allow(&a1, &c1),
+        allow(&c2, &b2),
+        allow(&b2, &c2),
+        // Neither network reaches the other ...
+        deny(&a1, &b2),
+        deny(&b2, &a1),
+        // ... not even through c's address on the other network.
+        deny(&a1, &c2),
+        deny(&b2, &c1),
+    ]);
+}
+
+#[test]
+fn disconnect_stops_traffic_at_once() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let a = bed.container("a", &["--network", "net1"]);
+    let c = bed.container("c", &["--network", "net1"]);
+    bed.ok(&["network", "connect", "net2", "c"]);
+    let (a1, c1, c2) = (bed.ep(&a, "net1"), bed.ep(&c, "net1"), bed.ep(&c, "net2"));
+    expect(&[allow(&a1, &c1), allow(&c1, &a1)]);
+
+    bed.ok(&["network", "disconnect", "net1", "c"]);
+    // Right away, no settling time: c is gone from net1 ...
+    let info = bed.ctr_info("c");
+    assert!(
+        info["Networks"].get("net1").is_none(),
+        "c still lists net1 after disconnect: {info}"
+    );
+    let net = bed.net_info("net1");
+    assert!(
+        !net["Containers"].to_string().contains(&c.id),
+        "net1 still lists c after disconnect: {net}"
+    );
+    // ... its old address no longer answers, and what remains is net2,
+    // which a (net1) must not reach either way.
+    if let Err(e) = no_icmp(&a.ns, c1.ip) {
+        panic!("a -> c's old net1 address {} after disconnect: {e:#}", c1.ip);
+    }
+    expect(&[deny(&a1, &c2), deny(&c2, &a1)]);
+
+    // Reconnecting restores traffic (no stale state left behind).
+    bed.ok(&["network", "connect", "net1", "c"]);
+    let c1 = bed.ep(&c, "net1");
+    expect(&[allow(&a1, &c1), allow(&c1, &a1)]);
+}
+
+#[test]
+fn default_bridge_isolated_from_user_networks() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    let d = bed.container("d", &[]);
+    let d2 = bed.container("d2", &["--network", "bridge"]);
+    let u = bed.container("u", &["--network", "net1"]);
+    let (d, d2, u) = (
+        bed.ep(&d, "bridge"),
+        bed.ep(&d2, "bridge"),
+        bed.ep(&u, "net1"),
+    );
+    assert_eq!(
+        d.ip.octets()[..2],
+        [172, 17],
+        "default network should be 172.17.0.0/16"
+    );
+    let gw = bed.gateway("bridge");
+    assert_eq!(gw.to_string(), "172.17.0.1");
+    expect(&[
+        allow(&d, &d2),
+        allow(&d, &bed.host(gw)),
+        deny(&d, &u),
+        deny(&u, &d),
+        deny(&d2, &u),
+        deny(&u, &d2),
+    ]);
+}
+
+#[test]
+fn icc_disabled_drops_container_to_container_but_not_gateway() {
+    let bed = Bed::new();
+    bed.network("quiet", &["--subnet", "10.91.3.0/24", "--icc=false"]);
+    let info = bed.net_info("quiet");
+    assert_eq!(
+        info["Options"]["com.docker.network.bridge.enable_icc"], "false",
+        "inspect should show enable_icc=false: {info}"
+    );
+    let a = bed.container("a", &["--network", "quiet"]);
+    let b = bed.container("b", &["--network", "quiet"]);
+    let (a, b) = (bed.ep(&a, "quiet"), bed.ep(&b, "quiet"));
+    let gw = bed.host(bed.gateway("quiet"));
+    let before = bed.drop_count("icc-disabled");
+    expect(&[
+        deny(&a, &b),
+        deny(&b, &a),
+        allow(&a, &gw),
+        allow(&gw, &a),
+        allow(&b, &gw),
+    ]);
+    let after = bed.drop_count("icc-disabled");
+    assert!(
+        after > before,
+        "drops[\"icc-disabled\"] should grow: {before} -> {after}; drops = {:?}",
+        bed.drops()
+    );
+}
+
+#[test]
+fn internal_network_only_reaches_its_subnet_and_gateway() {
+    let bed = Bed::new();
+    bed.network("inside", &["--subnet", "10.91.4.0/24", "--internal"]);
+    bed.network("open", &["--subnet", "10.91.5.0/24", "--masquerade=false"]);
+    assert_eq!(bed.net_info("inside")["Internal"], true);
+    let i1 = bed.container("i1", &["--network", "inside"]);
+    let i2 = bed.container("i2", &["--network", "inside"]);
+    let o = bed.container("o", &["--network", "open"]);
+    let (i1, i2, o) = (
+        bed.ep(&i1, "inside"),
+        bed.ep(&i2, "inside"),
+        bed.ep(&o, "open"),
+    );
+    let gw = bed.host(bed.gateway("inside"));
+    let open_gw = bed.host(bed.gateway("open"));
+
+    // W: a machine beyond the host, in its own netns, routed via the host.
+    let w_ns = bed.new_netns("w");
+    let h = bed.host_ns();
+    netd_tests::cmd::ip_ns(h, &["link", "add", "wh0", "type", "veth", "peer", "name", "ww0", "netns", &w_ns]).unwrap();
+    netd_tests::cmd::ip_ns(h, &["addr", "add", "198.51.100.1/24", "dev", "wh0"]).unwrap();
+    netd_tests::cmd::ip_ns(h, &["link", "set", "wh0", "up"]).unwrap();
+    netd_tests::cmd::ip_ns(&w_ns, &["addr", "add", "198.51.100.2/24", "dev", "ww0"]).unwrap();
+    netd_tests::cmd::ip_ns(&w_ns, &["link", "set", "ww0", "up"]).unwrap();
+    netd_tests::cmd::ip_ns(&w_ns, &["link", "set", "lo", "up"]).unwrap();
+    netd_tests::cmd::ip_ns(&w_ns, &["route", "add", "default", "via", "198.51.100.1"]).unwrap();
+    let w = Ep::new("w", &w_ns, "198.51.100.2".parse().unwrap());
+
+    // Control: a container on a normal network (no masquerade) gets a
+    // datagram out to W with its own address.
+    match netd_tests::traffic::udp_oneway(&o.ns, &w) {
+        Ok(src) => assert_eq!(src, o.ip, "W should see o's own address (masquerade off)"),
+        Err(e) => panic!("control: UDP o -> W should arrive: {e:#}"),
+    }
+
+    let before = bed.drop_count("internal-network");
+    expect(&[
+        // Inside the subnet, and the host through the gateway: allowed.
+        allow(&i1, &i2),
+        allow(&i2, &i1),
+        allow(&i1, &gw),
+        allow(&gw, &i1),
+        // Leaving the subnet: dropped.
+        deny(&i1, &w),
+        deny(&i1, &o),
+        deny(&o, &i1),
+        deny(&i1, &open_gw),
+    ]);
+    let after = bed.drop_count("internal-network");
+    assert!(
+        after > before,
+        "drops[\"internal-network\"] should grow: {before} -> {after}; drops = {:?}",
+        bed.drops()
+    );
+}
+
+#[test]
+fn host_and_container_reach_each_other() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let a = bed.container("a", &["--network", "net1"]);
+    let a = bed.ep(&a, "net1");
+    let gw1 = bed.host(bed.gateway("net1"));
+    let gw2 = bed.host(bed.gateway("net2"));
+    // Another host address, not on any bridge.
+    netd_tests::cmd::ip_ns(bed.host_ns(), &["addr", "add", "192.0.2.1/32", "dev", "lo"]).unwrap();
+    let other = bed.host("192.0.2.1".parse().unwrap());
+    expect(&[
+        // H -> A: the container sees the gateway (the host's bridge address).
+        allow(&gw1, &a),
+        // A -> H: the gateway, another network's gateway, any host address.
+        allow(&a, &gw1),
+        allow(&a, &gw2),
+        allow(&a, &other),
+    ]);
+}
