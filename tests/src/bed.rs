@@ -172,7 +172,10 @@ impl Bed {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let bin = netd_bin();
         if !bin.exists() {
-            bail!("netd binary {} not found (build it or set NETD_BIN)", bin.display());
+            bail!(
+                "netd binary {} not found (build it or set NETD_BIN)",
+                bin.display()
+            );
         }
         let dir = TestDir::create(PathBuf::from(format!("/tmp/netd-test-{id}")))?;
         let host = Netns::create(&format!("nt-{id}-host"))?;
@@ -352,27 +355,52 @@ impl Bed {
     /// Runs a client verb that must fail with exactly one stderr line
     /// `netd: error: ...`; returns that line.
     pub fn fail(&self, args: &[&str]) -> String {
+        self.refusal(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Bed::fail`], returning what was wrong instead of panicking.
+    pub fn refusal(&self, args: &[&str]) -> Result<String, String> {
         let out = self.netd(args);
-        assert!(
-            !out.success() && !out.timed_out && out.code.is_some(),
-            "expected a clean failure:\n{out}"
-        );
+        if out.success() || out.timed_out || out.code.is_none() {
+            return Err(format!("expected a clean failure:\n{out}"));
+        }
         let lines: Vec<&str> = out
             .stderr
             .lines()
             .filter(|l| !l.trim().is_empty())
             .collect();
-        assert!(
-            lines.len() == 1 && lines[0].starts_with("netd: error:"),
-            "expected one stderr line `netd: error: ...`:\n{out}"
-        );
-        lines[0].to_string()
+        if lines.len() == 1 && lines[0].starts_with("netd: error:") {
+            Ok(lines[0].to_string())
+        } else {
+            Err(format!(
+                "expected one stderr line `netd: error: ...`:\n{out}"
+            ))
+        }
+    }
+
+    /// Like [`Bed::assert_unchanged`], returning the difference instead.
+    pub fn check_unchanged(
+        &self,
+        before: &Snapshot,
+        nets: &[&str],
+        ctrs: &[&str],
+        what: &str,
+    ) -> Result<(), String> {
+        let now = self.snapshot(nets, ctrs);
+        if now == *before {
+            Ok(())
+        } else {
+            Err(format!(
+                "state changed after {what}:\nbefore: {before:#?}\nafter: {now:#?}"
+            ))
+        }
     }
 
     /// Parses JSON stdout of a successful verb.
     pub fn json(&self, args: &[&str]) -> Value {
         let s = self.ok(args);
-        serde_json::from_str(&s).unwrap_or_else(|e| panic!("`{}` is not JSON: {e}\n{s}", args.join(" ")))
+        serde_json::from_str(&s)
+            .unwrap_or_else(|e| panic!("`{}` is not JSON: {e}\n{s}", args.join(" ")))
     }
 
     /// `network create NAME extra...`; returns the id (checked: 64 hex).
@@ -390,9 +418,9 @@ impl Bed {
     /// `network inspect NAME` → the one object.
     pub fn net_info(&self, name: &str) -> Value {
         let v = self.json(&["network", "inspect", name]);
-        v.get(0)
-            .cloned()
-            .unwrap_or_else(|| panic!("network inspect {name}: expected a one-element array, got {v}"))
+        v.get(0).cloned().unwrap_or_else(|| {
+            panic!("network inspect {name}: expected a one-element array, got {v}")
+        })
     }
 
     /// The gateway of network `name` (from inspect).
@@ -408,8 +436,8 @@ impl Bed {
     /// Creates a fresh netns owned by this bed (deleted at drop); returns its
     /// name `nt-<id>-<role>`.
     pub fn new_netns(&self, role: &str) -> String {
-        let ns = Netns::create(&format!("nt-{}-{role}", self.id))
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let ns =
+            Netns::create(&format!("nt-{}-{role}", self.id)).unwrap_or_else(|e| panic!("{e:#}"));
         let name = ns.name().to_string();
         self.netns.lock().unwrap().push(ns);
         name
@@ -519,11 +547,9 @@ impl Bed {
 
     /// Asserts that the current snapshot equals `before` (same arguments).
     pub fn assert_unchanged(&self, before: &Snapshot, nets: &[&str], ctrs: &[&str], what: &str) {
-        let now = self.snapshot(nets, ctrs);
-        assert!(
-            now == *before,
-            "state changed after {what}:\nbefore: {before:#?}\nafter: {now:#?}"
-        );
+        if let Err(e) = self.check_unchanged(before, nets, ctrs, what) {
+            panic!("{e}");
+        }
     }
 
     /// Pinned TCX links under BPFFS/v1/links.
@@ -564,7 +590,10 @@ impl Drop for Bed {
             for l in self.transcript.lock().unwrap().iter() {
                 eprintln!("{l}");
             }
-            eprintln!("---- agent.log (last 200 lines) ----\n{}", self.log_tail(200));
+            eprintln!(
+                "---- agent.log (last 200 lines) ----\n{}",
+                self.log_tail(200)
+            );
             eprintln!("==== end of test bed {} ====", self.id);
         }
         // Fields drop next: agent (killed), namespaces, host, directory.

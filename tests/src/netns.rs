@@ -19,8 +19,7 @@ pub struct Netns {
 
 impl Netns {
     pub fn create(name: &str) -> anyhow::Result<Netns> {
-        run_ok("ip", &["netns", "add", name])
-            .with_context(|| format!("creating netns {name}"))?;
+        run_ok("ip", &["netns", "add", name]).with_context(|| format!("creating netns {name}"))?;
         Ok(Netns {
             name: name.to_string(),
         })

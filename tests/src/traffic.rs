@@ -72,7 +72,10 @@ fn stop_reached(stop: &AtomicBool, stopped_at: &mut Option<Instant>, start: Inst
 fn tcp_server(
     to: &Ep,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<(u16, std::thread::JoinHandle<anyhow::Result<Option<Ipv4Addr>>>)> {
+) -> anyhow::Result<(
+    u16,
+    std::thread::JoinHandle<anyhow::Result<Option<Ipv4Addr>>>,
+)> {
     let (ptx, prx) = mpsc::channel::<u16>();
     let ip = to.ip;
     let h = spawn_in(&to.ns, move || {
@@ -175,7 +178,10 @@ fn udp_receiver(
     to: &Ep,
     echo: bool,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<(u16, std::thread::JoinHandle<anyhow::Result<Option<Ipv4Addr>>>)> {
+) -> anyhow::Result<(
+    u16,
+    std::thread::JoinHandle<anyhow::Result<Option<Ipv4Addr>>>,
+)> {
     let (ptx, prx) = mpsc::channel::<u16>();
     let ip = to.ip;
     let h = spawn_in(&to.ns, move || {

@@ -105,7 +105,10 @@ fn disconnect_stops_traffic_at_once() {
     // ... its old address no longer answers, and what remains is net2,
     // which a (net1) must not reach either way.
     if let Err(e) = no_icmp(&a.ns, c1.ip) {
-        panic!("a -> c's old net1 address {} after disconnect: {e:#}", c1.ip);
+        panic!(
+            "a -> c's old net1 address {} after disconnect: {e:#}",
+            c1.ip
+        );
     }
     expect(&[deny(&a1, &c2), deny(&c2, &a1)]);
 
@@ -193,7 +196,13 @@ fn internal_network_only_reaches_its_subnet_and_gateway() {
     // W: a machine beyond the host, in its own netns, routed via the host.
     let w_ns = bed.new_netns("w");
     let h = bed.host_ns();
-    netd_tests::cmd::ip_ns(h, &["link", "add", "wh0", "type", "veth", "peer", "name", "ww0", "netns", &w_ns]).unwrap();
+    netd_tests::cmd::ip_ns(
+        h,
+        &[
+            "link", "add", "wh0", "type", "veth", "peer", "name", "ww0", "netns", &w_ns,
+        ],
+    )
+    .unwrap();
     netd_tests::cmd::ip_ns(h, &["addr", "add", "198.51.100.1/24", "dev", "wh0"]).unwrap();
     netd_tests::cmd::ip_ns(h, &["link", "set", "wh0", "up"]).unwrap();
     netd_tests::cmd::ip_ns(&w_ns, &["addr", "add", "198.51.100.2/24", "dev", "ww0"]).unwrap();

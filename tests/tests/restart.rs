@@ -32,12 +32,7 @@ fn restart_keeps_state_and_isolation() {
 
     bed.start_agent();
     bed.assert_unchanged(&before, &nets, &ctrs, "agent restart");
-    expect(&[
-        allow(&a, &a2),
-        allow(&a2, &a),
-        deny(&a, &b),
-        deny(&b, &a),
-    ]);
+    expect(&[allow(&a, &a2), allow(&a2, &a), deny(&a, &b), deny(&b, &a)]);
 
     // The restarted agent still manages what it found: changes work.
     let c = bed.container("c", &["--network", "net1"]);

@@ -168,8 +168,7 @@ impl Datapath {
     /// Publishes the endpoint, then attaches (or adopts and upgrades) both
     /// programs on the host end of its veth and pins the links.
     pub fn attach_endpoint(&mut self, host_ifname: &str, ifindex: u32, ep: Endpoint) -> Result<()> {
-        self.endpoints()?
-            .insert(ifindex, ep, 0)
+        self.set_endpoint(ifindex, ep)
             .with_context(|| format!("failed to write endpoint {host_ifname} to the datapath"))?;
         for (name, attach_type) in ENDPOINT_PROGRAMS {
             self.attach_link(host_ifname, name, attach_type)
@@ -219,6 +218,11 @@ impl Datapath {
             self.remove_endpoint_entry(ifindex)?;
         }
         Ok(())
+    }
+
+    /// Writes the endpoint entry of a host-side ifindex.
+    pub fn set_endpoint(&mut self, ifindex: u32, ep: Endpoint) -> Result<()> {
+        Ok(self.endpoints()?.insert(ifindex, ep, 0)?)
     }
 
     pub fn remove_endpoint_entry(&mut self, ifindex: u32) -> Result<()> {
