@@ -12,6 +12,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod datapath;
+pub mod dns;
 pub mod error;
 pub mod ipam;
 pub mod model;

@@ -85,37 +85,69 @@ fn disconnect_stops_traffic_at_once() {
     bed.network("net1", &["--subnet", "10.91.1.0/24"]);
     bed.network("net2", &["--subnet", "10.91.2.0/24"]);
     let a = bed.container("a", &["--network", "net1"]);
+    let b = bed.container("b", &["--network", "net2"]);
     let c = bed.container("c", &["--network", "net1"]);
     bed.ok(&["network", "connect", "net2", "c"]);
-    let (a1, c1, c2) = (bed.ep(&a, "net1"), bed.ep(&c, "net1"), bed.ep(&c, "net2"));
-    expect(&[allow(&a1, &c1), allow(&c1, &a1)]);
+    let (a1, b2, c1, c2) = (
+        bed.ep(&a, "net1"),
+        bed.ep(&b, "net2"),
+        bed.ep(&c, "net1"),
+        bed.ep(&c, "net2"),
+    );
+    expect(&[allow(&b2, &c2), allow(&c2, &b2), allow(&a1, &c1)]);
 
-    bed.ok(&["network", "disconnect", "net1", "c"]);
-    // Right away, no settling time: c is gone from net1 ...
+    bed.ok(&["network", "disconnect", "net2", "c"]);
+    // Right away, no settling time: c is gone from net2 ...
     let info = bed.ctr_info("c");
     assert!(
-        info["Networks"].get("net1").is_none(),
-        "c still lists net1 after disconnect: {info}"
+        info["Networks"].get("net2").is_none(),
+        "c still lists net2 after disconnect: {info}"
     );
-    let net = bed.net_info("net1");
+    let net = bed.net_info("net2");
     assert!(
         !net["Containers"].to_string().contains(&c.id),
-        "net1 still lists c after disconnect: {net}"
+        "net2 still lists c after disconnect: {net}"
     );
-    // ... its old address no longer answers, and what remains is net2,
-    // which a (net1) must not reach either way.
-    if let Err(e) = no_icmp(&a.ns, c1.ip) {
+    // ... its old net2 address no longer answers, and b (net2) can no longer
+    // reach c at all, while c keeps net1.
+    if let Err(e) = no_icmp(&b.ns, c2.ip) {
         panic!(
-            "a -> c's old net1 address {} after disconnect: {e:#}",
-            c1.ip
+            "b -> c's old net2 address {} after disconnect: {e:#}",
+            c2.ip
         );
     }
-    expect(&[deny(&a1, &c2), deny(&c2, &a1)]);
+    expect(&[
+        deny(&b2, &c1),
+        deny(&c1, &b2),
+        allow(&c1, &a1),
+        allow(&a1, &c1),
+    ]);
 
     // Reconnecting restores traffic (no stale state left behind).
-    bed.ok(&["network", "connect", "net1", "c"]);
-    let c1 = bed.ep(&c, "net1");
-    expect(&[allow(&a1, &c1), allow(&c1, &a1)]);
+    bed.ok(&["network", "connect", "net2", "c"]);
+    let c2 = bed.ep(&c, "net2");
+    expect(&[allow(&b2, &c2), allow(&c2, &b2)]);
+}
+
+/// SPEC is silent; Docker moves the default route to a remaining network
+/// when the one that provided it is disconnected.
+#[test]
+fn disconnect_of_first_network_moves_default_route() {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let c = bed.container("c", &["--network", "net1"]);
+    bed.ok(&["network", "connect", "net2", "c"]);
+    bed.ok(&["network", "disconnect", "net1", "c"]);
+    let routes = netd_tests::cmd::ip_ns(&c.ns, &["route", "show", "default"]).unwrap();
+    assert!(
+        routes.contains("via 10.91.2.1"),
+        "after disconnecting net1, c's default route should move to net2's gateway \
+         (as Docker does); `ip route show default` in c: {routes:?}"
+    );
+    let gw = bed.host(bed.gateway("net2"));
+    let c2 = bed.ep(&c, "net2");
+    expect(&[allow(&c2, &gw), allow(&gw, &c2)]);
 }
 
 #[test]

@@ -38,7 +38,16 @@ fn restart_keeps_state_and_isolation() {
     let c = bed.container("c", &["--network", "net1"]);
     let c = bed.ep(&c, "net1");
     expect(&[allow(&c, &a), deny(&c, &b)]);
+    let a2_if = bed.ctr_info("a2")["Networks"]["net1"]["HostInterface"]
+        .as_str()
+        .expect("HostInterface")
+        .to_string();
+    assert!(bed.host_links().contains(&a2_if));
     bed.ok(&["container", "rm", "a2"]);
+    assert!(
+        !bed.host_links().contains(&a2_if),
+        "host veth {a2_if} of a2 left behind after rm (after restart)"
+    );
     bed.ok(&["network", "disconnect", "net1", "c"]);
     bed.ok(&["container", "rm", "c"]);
 }

@@ -81,6 +81,7 @@ impl Agent {
         }
         info!(name = %container.name, mode = ?container.mode, "container added");
         self.containers.insert(container.id.clone(), container.clone());
+        self.state_changed();
         Ok(container)
     }
 
@@ -110,6 +111,7 @@ impl Agent {
             self.containers.remove(&c.id);
             info!(name = %c.name, "container removed");
         }
+        self.state_changed();
         Ok(doomed.into_iter().map(|c| c.name).collect())
     }
 }

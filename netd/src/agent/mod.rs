@@ -5,6 +5,7 @@
 //! `views` (the JSON the API returns), `status`.
 mod containers;
 mod endpoints;
+mod names;
 mod networks;
 mod start;
 mod status;
@@ -42,6 +43,7 @@ pub struct Agent {
     store: Store,
     links: HostLinks,
     datapath: Datapath,
+    dns: crate::dns::NameService,
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,
     started: Instant,

@@ -99,6 +99,7 @@ impl Agent {
         }
         info!(name = %network.name, %subnet, bridge = %network.bridge, "network created");
         self.networks.insert(network.id.clone(), network.clone());
+        self.state_changed();
         Ok(network)
     }
 
@@ -135,6 +136,7 @@ impl Agent {
         self.store.apply(&[StoreOp::DeleteNetwork(&net.id)])?;
         self.networks.remove(&net.id);
         self.unrealise_network(&net).await;
+        self.state_changed();
         info!(name = %net.name, "network removed");
         Ok(net.name)
     }
@@ -180,6 +182,7 @@ impl Agent {
             return Err(e.into());
         }
         self.containers.insert(updated.id.clone(), updated.clone());
+        self.state_changed();
         Ok(updated)
     }
 
@@ -193,6 +196,7 @@ impl Agent {
         self.unplumb_endpoint(&ep).await?;
         self.store.apply(&[StoreOp::PutContainer(&container)])?;
         self.containers.insert(container.id.clone(), container.clone());
+        self.state_changed();
         Ok(container)
     }
 

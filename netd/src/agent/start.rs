@@ -46,6 +46,7 @@ impl Agent {
             store,
             links,
             datapath,
+            dns: crate::dns::NameService::new(),
             networks,
             containers,
             started: std::time::Instant::now(),
@@ -57,6 +58,7 @@ impl Agent {
         {
             agent.create_default_network().await?;
         }
+        agent.state_changed();
         Ok(agent)
     }
 
