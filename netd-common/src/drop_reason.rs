@@ -21,10 +21,16 @@ pub enum DropReason {
     Icc = 6,
     /// Traffic leaving an internal network's subnet.
     Internal = 7,
+    /// No free SNAT port for the destination.
+    NatExhausted = 8,
+    /// From beyond the uplink to a container address, and not a reply.
+    NotAReply = 9,
+    /// A conntrack entry could not be written.
+    CtInsert = 10,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::VlanTagged,
         DropReason::UnknownEndpoint,
@@ -32,6 +38,9 @@ impl DropReason {
         DropReason::Isolation,
         DropReason::Icc,
         DropReason::Internal,
+        DropReason::NatExhausted,
+        DropReason::NotAReply,
+        DropReason::CtInsert,
     ];
 
     /// Stable name shown by `netd status`.
@@ -44,6 +53,9 @@ impl DropReason {
             DropReason::Isolation => "network-isolation",
             DropReason::Icc => "icc-disabled",
             DropReason::Internal => "internal-network",
+            DropReason::NatExhausted => "snat-ports-exhausted",
+            DropReason::NotAReply => "not-a-reply",
+            DropReason::CtInsert => "ct-insert-failed",
         }
     }
 }

@@ -8,6 +8,13 @@ pub const MAP_LAYOUT_VERSION: u32 = 1;
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_NETWORKS: &str = "NETWORKS";
 pub const MAP_DROPS: &str = "DROPS";
+pub const MAP_UPLINKS: &str = "UPLINKS";
+pub const MAP_CT_OUT: &str = "CT_OUT";
+pub const MAP_CT_IN: &str = "CT_IN";
+
+pub const MAX_UPLINKS: u32 = 64;
+/// Default capacity of each conntrack map (`--ct-size` overrides).
+pub const DEFAULT_CT_SIZE: u32 = 65_536;
 
 pub const MAX_ENDPOINTS: u32 = 65_536;
 pub const MAX_NETWORKS: u32 = 4_096;
@@ -46,8 +53,77 @@ pub struct Endpoint {
     pub gateway: u32,
 }
 
+/// Value of `UPLINKS`, keyed by the uplink's ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uplink {
+    /// Primary IPv4 address masqueraded flows leave with (0: none yet).
+    pub addr: u32,
+    /// First and last source port (host order) SNAT may allocate.
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+/// A flow tuple as seen in one direction. For ICMP echo the identifier is
+/// the source port of a request and the destination port of a reply.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    /// Ports in network order, as in the packet.
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+impl CtKey {
+    /// The tuple of the other direction.
+    pub const fn reversed(&self) -> CtKey {
+        CtKey {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// The flow is masqueraded (source rewritten on the way out).
+pub const CT_F_SNAT: u8 = 1 << 0;
+
+/// TCP flags remembered per direction (OR of what was seen).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Value of `CT_OUT` (key: the container's tuple leaving the uplink) and of
+/// `CT_IN` (key: the reply tuple arriving at the uplink). `addr`/`port` is
+/// what the packet is rewritten to: the NAT source for `CT_OUT`, the
+/// container's address for `CT_IN`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+    pub addr: u32,
+    /// Network order.
+    pub port: u16,
+    /// `CT_F_*`.
+    pub flags: u8,
+    /// TCP flags seen in this direction.
+    pub tcp_flags: u8,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::NetworkInfo {}
     unsafe impl aya::Pod for super::Endpoint {}
+    unsafe impl aya::Pod for super::Uplink {}
+    unsafe impl aya::Pod for super::CtKey {}
+    unsafe impl aya::Pod for super::CtEntry {}
 }

@@ -1,9 +1,12 @@
 //! netd's kernel programs. Entry points live in one module per hook
-//! (`endpoint`: the host end of container veths); the logic they share lives
-//! in one module per concern (`parse`, `policy`, `maps`, `drops`).
+//! (`endpoint`: the host end of container veths; `uplink`: the host's
+//! uplinks); the logic they share lives
+//! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `maps`, `drops`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod conntrack;
 #[cfg(target_arch = "bpf")]
 mod drops;
 #[cfg(target_arch = "bpf")]
@@ -11,8 +14,12 @@ mod endpoint;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod nat;
+#[cfg(target_arch = "bpf")]
 mod parse;
 mod policy;
+#[cfg(target_arch = "bpf")]
+mod uplink;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -2,10 +2,11 @@
 //! outlive the agent (the agent chooses the pin directory).
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, PerCpuArray},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use netd_common::{
-    drop_reason::DROP_REASON_SLOTS, Endpoint, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS,
+    drop_reason::DROP_REASON_SLOTS, CtEntry, CtKey, Endpoint, NetworkInfo, Uplink,
+    DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_NETWORKS, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the endpoint behind it.
@@ -19,3 +20,15 @@ pub static NETWORKS: LpmTrie<u32, NetworkInfo> = LpmTrie::pinned(MAX_NETWORKS, 0
 /// Per-CPU drop counters indexed by `DropReason`.
 #[map(name = "DROPS")]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(DROP_REASON_SLOTS, 0);
+
+/// Uplink ifindex -> its masquerade address and SNAT port range.
+#[map(name = "UPLINKS")]
+pub static UPLINKS: HashMap<u32, Uplink> = HashMap::pinned(MAX_UPLINKS, 0);
+
+/// Container flows leaving an uplink: original tuple -> NAT source.
+#[map(name = "CT_OUT")]
+pub static CT_OUT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
+
+/// Replies arriving at an uplink: reply tuple -> the container's address.
+#[map(name = "CT_IN")]
+pub static CT_IN: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);

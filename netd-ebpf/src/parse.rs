@@ -18,11 +18,15 @@ pub enum L3 {
     Malformed,
 }
 
-/// The fields of an IPv4 header the isolation policy uses (L3 only, so
-/// IP options and fragments need no special case).
+/// The fields of an IPv4 header the programs use.
 pub struct Ipv4 {
     pub src: u32,
     pub dst: u32,
+    pub proto: u8,
+    /// Offset of the L4 header (honours IP options).
+    pub l4_off: usize,
+    /// A fragment other than the first: it carries no L4 header.
+    pub later_fragment: bool,
 }
 
 #[inline(always)]
@@ -77,6 +81,64 @@ pub fn parse_l3(ctx: &TcContext) -> L3 {
     parse_ipv4_header(ip, ctx.len() as usize - ETH_HLEN)
 }
 
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
+
+/// The L4 fields conntrack keys on.
+pub enum L4 {
+    /// TCP or UDP ports (network order) and, for TCP, its flags byte.
+    Ports { sport: u16, dport: u16, tcp_flags: u8 },
+    /// ICMP echo request or reply with its identifier (network order).
+    Echo { request: bool, id: u16 },
+    /// An ICMP error quoting another packet.
+    IcmpError,
+    /// Anything else (other ICMP, other protocols, later fragments).
+    Other,
+}
+
+#[inline(always)]
+pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Option<L4> {
+    if ip.later_fragment {
+        return Some(L4::Other);
+    }
+    match ip.proto {
+        IPPROTO_TCP => {
+            let h: [u8; 14] = ctx.load(ip.l4_off).ok()?;
+            Some(L4::Ports {
+                sport: u16::from_ne_bytes([h[0], h[1]]),
+                dport: u16::from_ne_bytes([h[2], h[3]]),
+                tcp_flags: h[13],
+            })
+        }
+        IPPROTO_UDP => {
+            let h: [u8; 4] = ctx.load(ip.l4_off).ok()?;
+            Some(L4::Ports {
+                sport: u16::from_ne_bytes([h[0], h[1]]),
+                dport: u16::from_ne_bytes([h[2], h[3]]),
+                tcp_flags: 0,
+            })
+        }
+        IPPROTO_ICMP => {
+            let h: [u8; 8] = ctx.load(ip.l4_off).ok()?;
+            Some(match h[0] {
+                ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => L4::Echo {
+                    request: h[0] == ICMP_ECHO_REQUEST,
+                    id: u16::from_ne_bytes([h[4], h[5]]),
+                },
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM => L4::IcmpError,
+                _ => L4::Other,
+            })
+        }
+        _ => Some(L4::Other),
+    }
+}
+
 /// Validates a fixed IPv4 header; `l3_len` is what the frame holds past L2.
 #[inline(always)]
 pub fn parse_ipv4_header(ip: &[u8; IPV4_MIN_HLEN], l3_len: usize) -> L3 {
@@ -86,8 +148,12 @@ pub fn parse_ipv4_header(ip: &[u8; IPV4_MIN_HLEN], l3_len: usize) -> L3 {
     if version != 4 || ihl < IPV4_MIN_HLEN || total_len < ihl || total_len > l3_len {
         return L3::Malformed;
     }
+    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
     L3::Ipv4(Ipv4 {
         src: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
         dst: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+        proto: ip[9],
+        l4_off: ETH_HLEN + ihl,
+        later_fragment: frag_off != 0,
     })
 }

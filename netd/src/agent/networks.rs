@@ -194,6 +194,17 @@ impl Agent {
         };
         let ep = container.endpoints.remove(pos);
         self.unplumb_endpoint(&ep).await?;
+        // As Docker does: the next network takes over the default route.
+        if pos == 0 {
+            if let Some(next) = container.endpoints.first() {
+                let gateway = self.networks.get(&next.network_id).map(|n| n.gateway);
+                if let (Some(gw), Ok(ns)) = (gateway, ContainerNs::open(&container.netns)) {
+                    if let Err(e) = ns.set_default_route(&next.ifname, gw).await {
+                        tracing::warn!(error = %format!("{e:#}"), "default route not moved");
+                    }
+                }
+            }
+        }
         self.store.apply(&[StoreOp::PutContainer(&container)])?;
         self.containers.insert(container.id.clone(), container.clone());
         self.state_changed();

@@ -76,6 +76,28 @@ impl ContainerNs {
         Ok(())
     }
 
+    /// Points the default route at `gateway` through `ifname`.
+    pub async fn set_default_route(&self, ifname: &str, gateway: Ipv4Addr) -> Result<()> {
+        let index = self
+            .links
+            .index_of(ifname)
+            .await?
+            .ok_or_else(|| anyhow!("{ifname} is missing in the container namespace"))?;
+        self.links
+            .handle()
+            .route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gateway)
+                    .output_interface(index)
+                    .build(),
+            )
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("failed to set the default route via {gateway}"))
+    }
+
     pub async fn lo_up(&self) -> Result<()> {
         let lo = self
             .links

@@ -1,0 +1,254 @@
+//! Programs on the host's uplinks.
+//!
+//! `uplink_out` (TCX egress) masquerades container flows: the source becomes
+//! the uplink's address and a port (or ICMP echo id) allocated per
+//! destination. Flows of networks with masquerade off leave untouched but
+//! are tracked, so their replies may come back. `uplink_in` (TCX ingress)
+//! reverse-translates replies (and ICMP errors quoting them) and drops
+//! anything else addressed to a container subnet.
+use aya_ebpf::{
+    bindings::{
+        bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
+        TC_ACT_OK,
+    },
+    helpers::{bpf_get_prandom_u32, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
+    macros::classifier,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use netd_common::{
+    CtEntry, CtKey, DropReason, NetworkInfo, Uplink, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
+};
+
+use crate::{
+    conntrack::{claim_in, key, lookup_in, lookup_out, now, put_in, put_out, remove_in, touch},
+    drops::drop_packet,
+    maps::{NETWORKS, UPLINKS},
+    nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
+    parse::{parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L3, L4},
+};
+
+/// Ports tried before a new flow is dropped as "exhausted".
+const SNAT_ATTEMPTS: u32 = 32;
+
+#[inline(always)]
+fn uplink_of(ctx: &TcContext) -> Option<&'static Uplink> {
+    // SAFETY: reading a field of the context; the value lives in the map.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    unsafe { UPLINKS.get(&ifindex) }
+}
+
+#[inline(always)]
+fn network_of(addr: u32) -> Option<&'static NetworkInfo> {
+    NETWORKS.get(&Key::new(32, addr))
+}
+
+#[inline(always)]
+fn verdict(result: Result<(), DropReason>) -> i32 {
+    match result {
+        Ok(()) => TC_ACT_OK,
+        Err(reason) => drop_packet(reason),
+    }
+}
+
+#[classifier]
+pub fn uplink_out(ctx: TcContext) -> i32 {
+    verdict(masquerade(&ctx))
+}
+
+#[classifier]
+pub fn uplink_in(ctx: TcContext) -> i32 {
+    verdict(reverse(&ctx))
+}
+
+/// Is a host socket using local `port` toward `remote:rport`?
+#[inline(always)]
+fn host_socket_uses(ctx: &TcContext, proto: u8, remote: u32, rport: u16, local: u32, port: u16) -> bool {
+    let mut tuple = bpf_sock_tuple {
+        __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
+            ipv4: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+                saddr: remote,
+                daddr: local,
+                sport: rport,
+                dport: port,
+            },
+        },
+    };
+    let size = core::mem::size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>() as u32;
+    let skb = ctx.skb.skb as *mut _;
+    // SAFETY: a valid tuple of `size` bytes; every socket found is released.
+    unsafe {
+        let sk: *mut core::ffi::c_void = if proto == IPPROTO_TCP {
+            bpf_skc_lookup_tcp(skb, &mut tuple, size, u64::MAX, 0) as *mut _
+        } else {
+            bpf_sk_lookup_udp(skb, &mut tuple, size, u64::MAX, 0) as *mut _
+        };
+        if sk.is_null() {
+            return false;
+        }
+        bpf_sk_release(sk);
+    }
+    true
+}
+
+/// The conntrack key fields of a packet leaving a container: ports, or the
+/// echo id as source port, or nothing for protocols without ports.
+#[inline(always)]
+fn out_ports(l4: &L4) -> Option<(u16, u16, u8)> {
+    match *l4 {
+        L4::Ports { sport, dport, tcp_flags } => Some((sport, dport, tcp_flags)),
+        L4::Echo { request: true, id } => Some((id, 0, 0)),
+        _ => None,
+    }
+}
+
+fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
+    let Some(up) = uplink_of(ctx) else { return Ok(()) };
+    let L3::Ipv4(ip) = parse_l3(ctx) else { return Ok(()) };
+    let Some(net) = network_of(ip.src) else { return Ok(()) };
+    if ip.src == net.gateway {
+        return Ok(());
+    }
+    if net.flags & NET_F_INTERNAL != 0 {
+        return Err(DropReason::Internal);
+    }
+    let masq = net.flags & NET_F_MASQUERADE != 0 && up.addr != 0;
+    let l4 = parse_l4(ctx, &ip).ok_or(DropReason::Malformed)?;
+    let Some((sport, dport, tcp_flags)) = out_ports(&l4) else {
+        // Nothing to key a flow on (later fragments, ICMP errors, other
+        // protocols): the address alone is translated.
+        if masq {
+            rewrite_addr(ctx, &ip, false, ip.src, up.addr).map_err(|_| DropReason::Malformed)?;
+        }
+        return Ok(());
+    };
+    let out_key = key(ip.src, ip.dst, sport, dport, ip.proto);
+    if !masq {
+        return track_routed(&out_key, tcp_flags);
+    }
+    let nat_port = match lookup_out(&out_key) {
+        // SAFETY: map value pointers from this program's lookups.
+        Some(e) if unsafe { (*e).addr } == up.addr => {
+            touch(e, tcp_flags);
+            unsafe { (*e).port }
+        }
+        stale => {
+            if let Some(e) = stale {
+                // The uplink address changed under this flow.
+                let old = unsafe { key(ip.dst, (*e).addr, dport, (*e).port, ip.proto) };
+                remove_in(&old);
+            }
+            allocate(ctx, &ip, &out_key, up, tcp_flags)?
+        }
+    };
+    rewrite_addr(ctx, &ip, false, ip.src, up.addr).map_err(|_| DropReason::Malformed)?;
+    if nat_port != sport {
+        rewrite_port(ctx, &ip, false, sport, nat_port).map_err(|_| DropReason::Malformed)?;
+    }
+    Ok(())
+}
+
+/// A routed (not masqueraded) flow: remember it so its replies get in.
+#[inline(always)]
+fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
+    if let Some(e) = lookup_out(out_key) {
+        touch(e, tcp_flags);
+        return Ok(());
+    }
+    let entry = CtEntry {
+        last_seen_ns: now(),
+        addr: out_key.saddr,
+        port: out_key.sport,
+        flags: 0,
+        tcp_flags,
+    };
+    if put_in(&out_key.reversed(), &CtEntry { tcp_flags: 0, ..entry }) && put_out(out_key, &entry) {
+        Ok(())
+    } else {
+        Err(DropReason::CtInsert)
+    }
+}
+
+/// Picks a free source port (or echo id) for a new masqueraded flow and
+/// records both directions. A port is free when no tracked flow uses it
+/// toward the same destination and no host socket does either.
+#[inline(always)]
+fn allocate(ctx: &TcContext, ip: &Ipv4, out_key: &CtKey, up: &Uplink, tcp_flags: u8) -> Result<u16, DropReason> {
+    let reply = CtEntry {
+        last_seen_ns: now(),
+        addr: ip.src,
+        port: out_key.sport,
+        flags: CT_F_SNAT,
+        tcp_flags: 0,
+    };
+    let span = u32::from(up.port_max.saturating_sub(up.port_min)) + 1;
+    // SAFETY: helper without arguments.
+    let start = unsafe { bpf_get_prandom_u32() };
+    for i in 0..SNAT_ATTEMPTS {
+        let port = (u32::from(up.port_min) + start.wrapping_add(i) % span) as u16;
+        let port = port.to_be();
+        let in_key = key(ip.dst, up.addr, out_key.dport, port, ip.proto);
+        if (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP)
+            && host_socket_uses(ctx, ip.proto, ip.dst, out_key.dport, up.addr, port)
+        {
+            continue;
+        }
+        if claim_in(&in_key, &reply) {
+            let entry = CtEntry { port, addr: up.addr, tcp_flags, ..reply };
+            if !put_out(out_key, &entry) {
+                remove_in(&in_key);
+                return Err(DropReason::CtInsert);
+            }
+            return Ok(port);
+        }
+    }
+    Err(DropReason::NatExhausted)
+}
+
+fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
+    if uplink_of(ctx).is_none() {
+        return Ok(());
+    }
+    let L3::Ipv4(ip) = parse_l3(ctx) else { return Ok(()) };
+    let to_container = network_of(ip.dst).is_some();
+    let refuse = if to_container { Err(DropReason::NotAReply) } else { Ok(()) };
+    let Some(l4) = parse_l4(ctx, &ip) else { return refuse };
+    let (sport, dport, tcp_flags) = match l4 {
+        L4::Ports { sport, dport, tcp_flags } => (sport, dport, tcp_flags),
+        L4::Echo { request: false, id } => (0, id, 0),
+        L4::IcmpError => return reverse_icmp_error(ctx, &ip, refuse),
+        L4::Echo { request: true, .. } | L4::Other => return refuse,
+    };
+    let in_key = key(ip.src, ip.dst, sport, dport, ip.proto);
+    let Some(e) = lookup_in(&in_key) else { return refuse };
+    touch(e, tcp_flags);
+    // SAFETY: map value pointer from this program's lookup.
+    let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
+    if flags & CT_F_SNAT != 0 {
+        rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
+        if port != dport {
+            rewrite_port(ctx, &ip, true, dport, port).map_err(|_| DropReason::Malformed)?;
+        }
+    }
+    Ok(())
+}
+
+/// An ICMP error about a packet a container sent: find its flow by the
+/// quoted header, then translate the outer destination and the quote.
+#[inline(always)]
+fn reverse_icmp_error(ctx: &TcContext, ip: &Ipv4, refuse: Result<(), DropReason>) -> Result<(), DropReason> {
+    let Some(q) = parse_quoted(ctx, ip) else { return refuse };
+    let in_key = if q.proto == IPPROTO_ICMP {
+        key(q.dst, q.src, 0, q.sport, IPPROTO_ICMP)
+    } else {
+        key(q.dst, q.src, q.dport, q.sport, q.proto)
+    };
+    let Some(e) = lookup_in(&in_key) else { return refuse };
+    // SAFETY: map value pointer from this program's lookup.
+    let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
+    if flags & CT_F_SNAT != 0 {
+        rewrite_addr(ctx, ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
+        rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port).map_err(|_| DropReason::Malformed)?;
+    }
+    Ok(())
+}
