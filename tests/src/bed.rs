@@ -155,6 +155,8 @@ pub struct Bed {
     dir: TestDir,
     id: String,
     bin: PathBuf,
+    /// Extra `netd daemon` flags, on every (re)start.
+    daemon_args: Vec<String>,
     transcript: Mutex<Vec<String>>,
 }
 
@@ -162,13 +164,18 @@ impl Bed {
     /// Builds a host netns (lo up), starts an agent in it and waits until it
     /// answers `status`. Panics (after cleaning up) if that fails.
     pub fn new() -> Bed {
-        match Bed::try_new() {
+        Bed::with_daemon_args(&[])
+    }
+
+    /// Like [`Bed::new`], with extra `netd daemon` flags (kept for restarts).
+    pub fn with_daemon_args(args: &[&str]) -> Bed {
+        match Bed::try_new(args) {
             Ok(b) => b,
             Err(e) => panic!("setting up the test bed: {e:#}"),
         }
     }
 
-    fn try_new() -> anyhow::Result<Bed> {
+    fn try_new(daemon_args: &[&str]) -> anyhow::Result<Bed> {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let bin = netd_bin();
         if !bin.exists() {
@@ -187,6 +194,7 @@ impl Bed {
             dir,
             id,
             bin,
+            daemon_args: daemon_args.iter().map(|a| a.to_string()).collect(),
             transcript: Mutex::new(Vec::new()),
         };
         bed.try_start_agent()?;
@@ -254,6 +262,7 @@ impl Bed {
             .arg("--bpffs")
             .arg(d.join("bpffs"))
             .args(["--log-level", "debug"])
+            .args(&self.daemon_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -33,6 +33,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub bpffs: PathBuf,
+    /// Where the name service forwards names it does not know (from the
+    /// host's resolv.conf unless `--dns-upstream` is given).
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
     /// Candidate subnets for new networks; empty means the built-in pools.
     pub default_pools: Vec<Ipv4Net>,
     pub default_bridge: bool,

@@ -28,6 +28,7 @@ impl Agent {
                 "NETWORKS": { "entries": networks, "capacity": netd_common::MAX_NETWORKS },
             },
             "drops": drops,
+            "dns": self.dns.stats(),
             "last_reconcile": { "repairs": self.repairs },
         }))
     }

@@ -100,6 +100,7 @@ impl Agent {
             "NetnsPath": c.netns,
             "Mode": mode,
             "Networks": networks,
+            "Dns": self.dns_servers(c),
         })
     }
 

@@ -53,6 +53,7 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/networks/{name}/disconnect", post(disconnect))
         .route("/v1/containers", get(list_containers).post(add_container))
         .route("/v1/containers/{name}", get(inspect_container).delete(remove_container))
+        .route("/v1/containers/{name}/resolv-conf", get(resolv_conf))
         .with_state(agent)
 }
 
@@ -141,6 +142,10 @@ async fn add_container(
 
 async fn inspect_container(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
     Ok(Json(agent.lock().await.inspect_container(&name)?))
+}
+
+async fn resolv_conf(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+    Ok(Json(agent.lock().await.resolv_conf(&name)?))
 }
 
 #[derive(Deserialize)]

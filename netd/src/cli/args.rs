@@ -50,6 +50,10 @@ pub struct DaemonArgs {
     /// pools 172.18-31.0.0/16 and 192.168.x.0/20).
     #[arg(long = "default-pool", value_name = "CIDR")]
     pub default_pools: Vec<Ipv4Net>,
+    /// Upstream DNS server for names the embedded DNS does not know,
+    /// IP[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = crate::dns::forward::parse_upstream)]
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,
@@ -188,6 +192,8 @@ pub enum ContainerCommand {
     },
     /// List containers.
     Ls(ListArgs),
+    /// Print the resolv.conf a runtime should write into the container.
+    ResolvConf { name: String },
     /// Show containers as JSON.
     Inspect {
         #[arg(required = true)]

@@ -34,6 +34,10 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
                 table(&["CONTAINER ID", "NAME", "MODE", "NETWORKS"], &rows);
             }
         }
+        ContainerCommand::ResolvConf { name } => {
+            let v = client.get(&format!("/v1/containers/{}/resolv-conf", segment(&name))).await?;
+            print!("{}", field(&v, "ResolvConf"));
+        }
         ContainerCommand::Inspect { names } => {
             let mut out = Vec::new();
             for name in names {

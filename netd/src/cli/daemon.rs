@@ -22,6 +22,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             state_dir: args.state_dir,
             run_dir: args.run_dir,
             bpffs: args.bpffs,
+            dns_upstreams: if args.dns_upstreams.is_empty() {
+                crate::dns::forward::host_upstreams()
+            } else {
+                args.dns_upstreams
+            },
             default_pools: args.default_pools,
             default_bridge: !args.no_default_bridge,
         };
