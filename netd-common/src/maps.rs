@@ -94,6 +94,8 @@ impl CtKey {
 
 /// The flow is masqueraded (source rewritten on the way out).
 pub const CT_F_SNAT: u8 = 1 << 0;
+/// A reply has been seen (set on the `CT_IN` entry).
+pub const CT_F_REPLIED: u8 = 1 << 1;
 
 /// TCP flags remembered per direction (OR of what was seen).
 pub const TCP_FIN: u8 = 0x01;

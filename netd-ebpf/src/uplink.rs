@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtEntry, CtKey, DropReason, NetworkInfo, Uplink, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
+    CtEntry, CtKey, DropReason, NetworkInfo, Uplink, CT_F_REPLIED, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
 };
 
 use crate::{
@@ -224,6 +224,9 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
     touch(e, tcp_flags);
     // SAFETY: map value pointer from this program's lookup.
     let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
+    if flags & CT_F_REPLIED == 0 {
+        unsafe { (*e).flags |= CT_F_REPLIED };
+    }
     if flags & CT_F_SNAT != 0 {
         rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
         if port != dport {

@@ -39,7 +39,7 @@ fn ip(a: [u8; 4]) -> Ipv4Addr {
 
 /// Container 10.1.0.2 on network 1 (10.1.0.0/24), network 2 is 10.2.0.0/24.
 fn datapath(dir: &Path, net1_flags: u32) -> Datapath {
-    let mut dp = Datapath::load(dir).expect("load programs");
+    let mut dp = Datapath::load(dir, 4096).expect("load programs");
     for (id, subnet, gw, flags) in [
         (1, "10.1.0.0/24", ip([10, 1, 0, 1]), net1_flags),
         (2, "10.2.0.0/24", ip([10, 2, 0, 1]), NET_F_ICC | NET_F_MASQUERADE),

@@ -9,6 +9,7 @@ mod names;
 mod networks;
 mod start;
 mod status;
+mod uplinks;
 mod views;
 
 use std::{
@@ -39,6 +40,13 @@ pub struct AgentConfig {
     /// Candidate subnets for new networks; empty means the built-in pools.
     pub default_pools: Vec<Ipv4Net>,
     pub default_bridge: bool,
+    /// Uplink devices; empty means those of the default route(s).
+    pub uplinks: Vec<String>,
+    /// Source ports masquerade may allocate (host order, inclusive).
+    pub snat_ports: (u16, u16),
+    /// Capacity of each conntrack map.
+    pub ct_size: u32,
+    pub ct_timeouts: crate::datapath::CtTimeouts,
 }
 
 pub struct Agent {
@@ -49,6 +57,7 @@ pub struct Agent {
     dns: crate::dns::NameService,
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,
+    uplinks: BTreeMap<String, uplinks::UplinkState>,
     started: Instant,
     /// What the start-up reconcile repaired, for `netd status`.
     repairs: Vec<String>,

@@ -30,7 +30,7 @@ impl Agent {
         sysctl::enable_ipv4_forwarding()?;
         let store = Store::open(&config.state_dir)?;
         let links = HostLinks::connect()?;
-        let datapath = Datapath::load(&config.bpffs)?;
+        let datapath = Datapath::load(&config.bpffs, config.ct_size)?;
         let networks: BTreeMap<_, _> = store
             .networks()?
             .into_iter()
@@ -49,6 +49,7 @@ impl Agent {
             dns: crate::dns::NameService::new(),
             networks,
             containers,
+            uplinks: BTreeMap::new(),
             started: std::time::Instant::now(),
             repairs: Vec::new(),
         };
@@ -58,6 +59,7 @@ impl Agent {
         {
             agent.create_default_network().await?;
         }
+        agent.sync_uplinks().await?;
         agent.state_changed();
         Ok(agent)
     }
@@ -150,7 +152,9 @@ impl Agent {
         }
         for pin in self.datapath.pinned_links()? {
             let owner = pin.split('_').next().unwrap_or_default();
-            if !owned.contains(owner) {
+            // Uplink links are adopted or removed by the uplink sync.
+            let uplink_pin = pin.ends_with(crate::datapath::UPLINK_IN) || pin.ends_with(crate::datapath::UPLINK_OUT);
+            if !uplink_pin && !owned.contains(owner) {
                 self.datapath.unpin_link(&self.datapath.pins().links().join(&pin))?;
                 self.repaired(format!("unpinned orphan link {pin}"));
             }

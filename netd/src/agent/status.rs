@@ -2,7 +2,7 @@
 use serde_json::{json, Map, Value};
 
 use super::Agent;
-use crate::{datapath::{FROM_CONTAINER, TO_CONTAINER}, error::AgentResult};
+use crate::{datapath::PROGRAMS, error::AgentResult};
 
 impl Agent {
     pub fn status(&mut self) -> AgentResult<Value> {
@@ -13,6 +13,7 @@ impl Agent {
         let endpoints = self.datapath.endpoint_indexes()?.len();
         let networks = self.datapath.network_subnets()?.len();
         let links = self.datapath.pinned_links()?.len();
+        let ct = self.datapath.ct_stats()?;
         Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
@@ -21,12 +22,15 @@ impl Agent {
             "map_layout": self.datapath.pins().root(),
             "networks": self.networks.len(),
             "containers": self.containers.len(),
-            "programs": [FROM_CONTAINER, TO_CONTAINER],
+            "programs": PROGRAMS,
+            "uplinks": self.uplinks,
+            "snat_ports": format!("{}-{}", self.config.snat_ports.0, self.config.snat_ports.1),
             "pinned_links": links,
             "maps": {
                 "ENDPOINTS": { "entries": endpoints, "capacity": netd_common::MAX_ENDPOINTS },
                 "NETWORKS": { "entries": networks, "capacity": netd_common::MAX_NETWORKS },
             },
+            "conntrack": { "flows": ct.entries, "capacity": ct.capacity, "timeouts": self.config.ct_timeouts },
             "drops": drops,
             "dns": self.dns.stats(),
             "last_reconcile": { "repairs": self.repairs },

@@ -50,6 +50,21 @@ pub struct DaemonArgs {
     /// pools 172.18-31.0.0/16 and 192.168.x.0/20).
     #[arg(long = "default-pool", value_name = "CIDR")]
     pub default_pools: Vec<Ipv4Net>,
+    /// Uplink device for masquerade (repeatable; default: the devices of
+    /// the IPv4 default routes, followed as they change).
+    #[arg(long = "uplink", value_name = "IFACE")]
+    pub uplinks: Vec<String>,
+    /// Source ports masquerade allocates, MIN-MAX (keep it outside
+    /// net.ipv4.ip_local_port_range).
+    #[arg(long, value_name = "MIN-MAX", default_value = "61000-65535", value_parser = parse_port_range)]
+    pub snat_ports: (u16, u16),
+    /// Entries of each conntrack map (used when the maps are first created).
+    #[arg(long, default_value_t = netd_common::DEFAULT_CT_SIZE)]
+    pub ct_size: u32,
+    /// Idle timeout of a conntrack state, KIND=SECONDS (repeatable; kinds:
+    /// tcp, tcp-unreplied, tcp-closed, udp, udp-unreplied, icmp, other).
+    #[arg(long = "ct-timeout", value_name = "KIND=SECONDS")]
+    pub ct_timeouts: Vec<String>,
     /// Upstream DNS server for names the embedded DNS does not know,
     /// IP[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = crate::dns::forward::parse_upstream)]
@@ -118,6 +133,16 @@ pub struct NetworkCreateArgs {
     /// Driver option K=V (repeatable).
     #[arg(long = "opt", short = 'o', value_name = "K=V", value_parser = parse_key_value)]
     pub options: Vec<(String, String)>,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
+    let lo: u16 = lo.parse().map_err(|_| format!("{lo:?} is not a port"))?;
+    let hi: u16 = hi.parse().map_err(|_| format!("{hi:?} is not a port"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("{s:?} is not a port range (1-65535, MIN <= MAX)"));
+    }
+    Ok((lo, hi))
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

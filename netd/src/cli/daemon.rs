@@ -10,7 +10,42 @@ use super::args::DaemonArgs;
 use crate::{
     agent::{Agent, AgentConfig},
     api::server,
+    datapath::CtTimeouts,
 };
+
+/// How often upkeep runs when no routing change wakes it earlier.
+const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Follows routes, addresses and links (rtnetlink notifications, and a
+/// periodic sweep) and expires conntrack entries.
+async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
+    use futures::StreamExt;
+    use rtnetlink::MulticastGroup;
+    let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv4Route];
+    let mut events = match rtnetlink::new_multicast_connection(&groups) {
+        Ok((conn, _handle, events)) => {
+            tokio::spawn(conn);
+            Some(events)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no rtnetlink notifications; polling only");
+            None
+        }
+    };
+    loop {
+        let tick = tokio::time::sleep(MAINTENANCE_PERIOD);
+        match events.as_mut() {
+            Some(ev) => {
+                tokio::select! {
+                    _ = tick => {}
+                    msg = ev.next() => if msg.is_none() { events = None; },
+                }
+            }
+            None => tick.await,
+        }
+        agent.lock().await.maintain().await;
+    }
+}
 
 pub fn run(args: DaemonArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -18,6 +53,10 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        let mut ct_timeouts = CtTimeouts::default();
+        for spec in &args.ct_timeouts {
+            ct_timeouts.set(spec).map_err(anyhow::Error::msg)?;
+        }
         let config = AgentConfig {
             state_dir: args.state_dir,
             run_dir: args.run_dir,
@@ -29,6 +68,10 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             },
             default_pools: args.default_pools,
             default_bridge: !args.no_default_bridge,
+            uplinks: args.uplinks,
+            snat_ports: args.snat_ports,
+            ct_size: args.ct_size,
+            ct_timeouts,
         };
         let socket = config.run_dir.join("netd.sock");
         let agent = Agent::start(config).await.context("agent failed to start")?;
@@ -42,6 +85,8 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             }
             info!("shutting down; the datapath stays in place");
         };
-        server::serve(Arc::new(tokio::sync::Mutex::new(agent)), &socket, shutdown).await
+        let agent = Arc::new(tokio::sync::Mutex::new(agent));
+        tokio::spawn(maintenance(agent.clone()));
+        server::serve(agent, &socket, shutdown).await
     })
 }

@@ -21,6 +21,13 @@ pub async fn run(client: &Client, args: StatusArgs) -> Result<()> {
             println!("map {name}: {} / {}", m["entries"], m["capacity"]);
         }
     }
+    let ct = &status["conntrack"];
+    println!("conntrack: {} / {} flows", ct["flows"], ct["capacity"]);
+    if let Some(uplinks) = status["uplinks"].as_object() {
+        for (name, u) in uplinks {
+            println!("uplink {name}: {} (snat ports {})", u["address"], status["snat_ports"]);
+        }
+    }
     println!("drops:");
     if let Some(drops) = status["drops"].as_object() {
         for (reason, n) in drops {

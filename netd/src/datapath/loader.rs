@@ -17,11 +17,16 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use netd_common::{
-    Endpoint, NetworkInfo, MAP_ENDPOINTS, MAP_LAYOUT_VERSION, MAP_NETWORKS,
+    Endpoint, NetworkInfo, MAP_CT_IN, MAP_CT_OUT, MAP_ENDPOINTS, MAP_LAYOUT_VERSION, MAP_NETWORKS,
 };
 
 pub const FROM_CONTAINER: &str = "from_container";
 pub const TO_CONTAINER: &str = "to_container";
+pub const UPLINK_IN: &str = "uplink_in";
+pub const UPLINK_OUT: &str = "uplink_out";
+
+/// Every program in the object, loaded and pinned at start.
+pub const PROGRAMS: [&str; 4] = [FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT];
 
 /// The programs on a container veth and where each attaches.
 const ENDPOINT_PROGRAMS: [(&str, TcAttachType); 2] = [
@@ -81,11 +86,13 @@ pub struct Datapath {
 impl Datapath {
     /// Loads the programs, reusing maps already pinned under `bpffs` (so a
     /// restarted agent keeps the live datapath state), and pins programs.
-    pub fn load(bpffs: &Path) -> Result<Self> {
-        Self::load_object(ebpf_object(), bpffs)
+    /// `ct_size` sizes each conntrack map when it is first created (an
+    /// adopted map keeps its size).
+    pub fn load(bpffs: &Path, ct_size: u32) -> Result<Self> {
+        Self::load_object(ebpf_object(), bpffs, ct_size)
     }
 
-    pub fn load_object(object: &[u8], bpffs: &Path) -> Result<Self> {
+    pub fn load_object(object: &[u8], bpffs: &Path, ct_size: u32) -> Result<Self> {
         let pins = PinLayout::new(bpffs);
         for dir in [pins.maps(), pins.progs(), pins.links()] {
             std::fs::create_dir_all(&dir)
@@ -93,9 +100,11 @@ impl Datapath {
         }
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.maps())
+            .map_max_entries(MAP_CT_OUT, ct_size)
+            .map_max_entries(MAP_CT_IN, ct_size)
             .load(object)
             .context("failed to load the eBPF object")?;
-        for (name, _) in ENDPOINT_PROGRAMS {
+        for name in PROGRAMS {
             let prog = classifier(&mut ebpf, name)?;
             prog.load()
                 .with_context(|| format!("the verifier rejected {name}"))?;
@@ -107,6 +116,12 @@ impl Datapath {
         Ok(Self { ebpf, pins })
     }
 
+    pub(super) fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing"))
+    }
+
     pub fn pins(&self) -> &PinLayout {
         &self.pins
     }
@@ -116,19 +131,11 @@ impl Datapath {
     }
 
     fn endpoints(&mut self) -> Result<HashMap<&mut MapData, u32, Endpoint>> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_ENDPOINTS)
-            .ok_or_else(|| anyhow!("map {MAP_ENDPOINTS} missing"))?;
-        Ok(HashMap::try_from(map)?)
+        Ok(HashMap::try_from(self.map_mut(MAP_ENDPOINTS)?)?)
     }
 
     fn networks(&mut self) -> Result<LpmTrie<&mut MapData, u32, NetworkInfo>> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_NETWORKS)
-            .ok_or_else(|| anyhow!("map {MAP_NETWORKS} missing"))?;
-        Ok(LpmTrie::try_from(map)?)
+        Ok(LpmTrie::try_from(self.map_mut(MAP_NETWORKS)?)?)
     }
 
     pub fn upsert_network(&mut self, subnet: Ipv4Net, info: NetworkInfo) -> Result<()> {
@@ -177,7 +184,7 @@ impl Datapath {
         Ok(())
     }
 
-    fn attach_link(&mut self, host_ifname: &str, name: &str, attach_type: TcAttachType) -> Result<()> {
+    pub(super) fn attach_link(&mut self, host_ifname: &str, name: &str, attach_type: TcAttachType) -> Result<()> {
         let pin = self.pins.link(host_ifname, name);
         let prog = classifier(&mut self.ebpf, name)?;
         if let Ok(old) = PinnedLink::from_pin(&pin) {
@@ -240,7 +247,7 @@ impl Datapath {
         }
     }
 
-    /// Names of pinned links: `<host ifname>_<program>`.
+    /// Names of pinned links: `<ifname>_<program>`.
     pub fn pinned_links(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.pins.links())? {

@@ -5,9 +5,15 @@
 //! `BPFFS/v1/maps/<MAP>`, `BPFFS/v1/progs/<program>`,
 //! `BPFFS/v1/links/<host ifname>_<program>`.
 mod bpffs;
+mod conntrack;
 mod loader;
 mod stats;
+mod uplink;
 
 pub use bpffs::ensure_bpffs;
-pub use loader::{addr_key, ebpf_object, Datapath, PinLayout, FROM_CONTAINER, TO_CONTAINER};
+pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
+pub use loader::{
+    addr_key, ebpf_object, Datapath, PinLayout, FROM_CONTAINER, PROGRAMS, TO_CONTAINER, UPLINK_IN,
+    UPLINK_OUT,
+};
 pub use stats::DropCount;

@@ -1,11 +1,15 @@
 //! Bridges, veths and routes in the agent's own network namespace.
-use std::{net::Ipv4Addr, os::fd::AsRawFd};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
+};
 
 use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::{
     packet_route::{
+        address::{AddressAttribute, AddressScope},
         link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
         route::{RouteAddress, RouteAttribute},
     },
@@ -178,6 +182,45 @@ impl HostLinks {
         self.index_of(host_name)
             .await?
             .ok_or_else(|| anyhow!("veth {host_name} vanished after creation"))
+    }
+
+    /// Output interfaces of the IPv4 default route(s) in the main table.
+    pub async fn default_route_interfaces(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut routes = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        while let Some(msg) = routes.try_next().await? {
+            if msg.header.table != RT_TABLE_MAIN || msg.header.destination_prefix_length != 0 {
+                continue;
+            }
+            for attr in &msg.attributes {
+                if let RouteAttribute::Oif(index) = attr {
+                    if !out.contains(index) {
+                        out.push(*index);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first global IPv4 address of a link (its primary address).
+    pub async fn primary_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>> {
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        while let Some(msg) = addrs.try_next().await? {
+            if msg.header.scope != AddressScope::Universe {
+                continue;
+            }
+            for attr in &msg.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) = attr {
+                    return Ok(Some(*ip));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// IPv4 destinations of the main routing table, default route excluded.

@@ -1,0 +1,186 @@
+//! The userspace side of connection tracking: expiry and fill level.
+//!
+//! The programs stamp every entry with CLOCK_MONOTONIC nanoseconds; the
+//! collector removes flows idle longer than the timeout their state calls
+//! for (closed TCP fast, established TCP slowly), always both directions.
+use std::{collections::HashSet, time::Duration};
+
+use anyhow::Result;
+use aya::maps::{HashMap, MapData};
+use netd_common::{
+    CtEntry, CtKey, CT_F_REPLIED, CT_F_SNAT, MAP_CT_IN, MAP_CT_OUT, TCP_FIN, TCP_RST,
+};
+use serde::Serialize;
+
+use super::Datapath;
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// How long an idle flow lives, by state.
+#[derive(Clone, Debug, Serialize)]
+pub struct CtTimeouts {
+    pub tcp: Duration,
+    pub tcp_unreplied: Duration,
+    pub tcp_closed: Duration,
+    pub udp: Duration,
+    pub udp_unreplied: Duration,
+    pub icmp: Duration,
+    pub other: Duration,
+}
+
+impl Default for CtTimeouts {
+    fn default() -> Self {
+        Self {
+            tcp: Duration::from_secs(7440),
+            tcp_unreplied: Duration::from_secs(120),
+            tcp_closed: Duration::from_secs(10),
+            udp: Duration::from_secs(120),
+            udp_unreplied: Duration::from_secs(30),
+            icmp: Duration::from_secs(30),
+            other: Duration::from_secs(600),
+        }
+    }
+}
+
+impl CtTimeouts {
+    /// Applies `KIND=SECONDS` (kinds: the field names with `-`).
+    pub fn set(&mut self, spec: &str) -> Result<(), String> {
+        let (kind, secs) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("expected KIND=SECONDS, got {spec:?}"))?;
+        let secs: u64 = secs
+            .parse()
+            .map_err(|_| format!("{secs:?} is not a number of seconds"))?;
+        let slot = match kind {
+            "tcp" => &mut self.tcp,
+            "tcp-unreplied" => &mut self.tcp_unreplied,
+            "tcp-closed" => &mut self.tcp_closed,
+            "udp" => &mut self.udp,
+            "udp-unreplied" => &mut self.udp_unreplied,
+            "icmp" => &mut self.icmp,
+            "other" => &mut self.other,
+            _ => return Err(format!(
+                "unknown conntrack timeout {kind:?} (tcp, tcp-unreplied, tcp-closed, udp, udp-unreplied, icmp, other)"
+            )),
+        };
+        *slot = Duration::from_secs(secs);
+        Ok(())
+    }
+
+    fn for_flow(&self, proto: u8, out: &CtEntry, reply: Option<&CtEntry>) -> Duration {
+        let replied = reply.is_some_and(|r| r.flags & CT_F_REPLIED != 0);
+        match proto {
+            IPPROTO_TCP => {
+                let theirs = reply.map_or(0, |r| r.tcp_flags);
+                let closed = (out.tcp_flags | theirs) & TCP_RST != 0
+                    || (out.tcp_flags & TCP_FIN != 0 && theirs & TCP_FIN != 0);
+                if closed {
+                    self.tcp_closed
+                } else if replied {
+                    self.tcp
+                } else {
+                    self.tcp_unreplied
+                }
+            }
+            IPPROTO_UDP if replied => self.udp,
+            IPPROTO_UDP => self.udp_unreplied,
+            IPPROTO_ICMP => self.icmp,
+            _ => self.other,
+        }
+    }
+}
+
+/// The reply key of an outbound entry.
+fn reply_key(k: &CtKey, out: &CtEntry) -> CtKey {
+    if out.flags & CT_F_SNAT != 0 {
+        CtKey { saddr: k.daddr, daddr: out.addr, sport: k.dport, dport: out.port, ..*k }
+    } else {
+        k.reversed()
+    }
+}
+
+/// The outbound key of a reply entry.
+fn out_key(k: &CtKey, reply: &CtEntry) -> CtKey {
+    if reply.flags & CT_F_SNAT != 0 {
+        CtKey { saddr: reply.addr, daddr: k.saddr, sport: reply.port, dport: k.sport, ..*k }
+    } else {
+        k.reversed()
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| Duration::from(t).as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CtStats {
+    pub entries: usize,
+    pub capacity: u32,
+}
+
+impl Datapath {
+    fn ct(&mut self, name: &str) -> Result<HashMap<&mut MapData, CtKey, CtEntry>> {
+        Ok(HashMap::try_from(self.map_mut(name)?)?)
+    }
+
+    /// Removes expired flows (both directions); returns how many.
+    pub fn expire_flows(&mut self, timeouts: &CtTimeouts) -> Result<usize> {
+        let now = monotonic_ns();
+        let outs: Vec<(CtKey, CtEntry)> = self.ct(MAP_CT_OUT)?.iter().filter_map(Result::ok).collect();
+        let ins: Vec<(CtKey, CtEntry)> = self.ct(MAP_CT_IN)?.iter().filter_map(Result::ok).collect();
+        let in_map: std::collections::HashMap<CtKey, CtEntry> = ins.iter().copied().collect();
+        let mut paired = HashSet::new();
+        let (mut dead_out, mut dead_in) = (Vec::new(), Vec::new());
+        for (k, out) in &outs {
+            let rk = reply_key(k, out);
+            let reply = in_map.get(&rk);
+            if reply.is_some() {
+                paired.insert(rk);
+            }
+            let last = out.last_seen_ns.max(reply.map_or(0, |r| r.last_seen_ns));
+            let timeout = timeouts.for_flow(k.proto, out, reply).as_nanos() as u64;
+            if now.saturating_sub(last) > timeout {
+                dead_out.push(*k);
+                if reply.is_some() {
+                    dead_in.push(rk);
+                }
+            }
+        }
+        // Reply entries whose outbound half was evicted.
+        let out_keys: HashSet<CtKey> = outs.iter().map(|(k, _)| *k).collect();
+        for (k, reply) in &ins {
+            if paired.contains(k) || out_keys.contains(&out_key(k, reply)) {
+                continue;
+            }
+            let timeout = timeouts.for_flow(k.proto, reply, Some(reply)).as_nanos() as u64;
+            if now.saturating_sub(reply.last_seen_ns) > timeout {
+                dead_in.push(*k);
+            }
+        }
+        let removed = dead_out.len() + dead_in.len();
+        let mut ct_out = self.ct(MAP_CT_OUT)?;
+        for k in &dead_out {
+            let _ = ct_out.remove(k);
+        }
+        let mut ct_in = self.ct(MAP_CT_IN)?;
+        for k in &dead_in {
+            let _ = ct_in.remove(k);
+        }
+        Ok(removed)
+    }
+
+    /// Flows tracked (outbound entries) and the capacity of the map.
+    pub fn ct_stats(&mut self) -> Result<CtStats> {
+        let capacity = match self.map_mut(MAP_CT_OUT)? {
+            aya::maps::Map::LruHashMap(data) => data.info()?.max_entries(),
+            _ => 0,
+        };
+        let map = self.ct(MAP_CT_OUT)?;
+        let entries = map.keys().filter(Result::is_ok).count();
+        Ok(CtStats { entries, capacity })
+    }
+}
