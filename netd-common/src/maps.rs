@@ -12,7 +12,16 @@ pub const MAP_UPLINKS: &str = "UPLINKS";
 pub const MAP_CT_OUT: &str = "CT_OUT";
 pub const MAP_CT_IN: &str = "CT_IN";
 
+pub const MAP_PUBLISHED: &str = "PUBLISHED";
+pub const MAP_HOST_ADDRS: &str = "HOST_ADDRS";
+pub const MAP_CT_LOCAL: &str = "CT_LOCAL";
+pub const MAP_SOCK_CONFIG: &str = "SOCK_CONFIG";
+pub const MAP_SOCK_ORIGIN: &str = "SOCK_ORIGIN";
+
 pub const MAX_UPLINKS: u32 = 64;
+pub const MAX_PUBLISHED: u32 = 65_536;
+pub const MAX_HOST_ADDRS: u32 = 1_024;
+pub const MAX_SOCK_ORIGINS: u32 = 65_536;
 /// Default capacity of each conntrack map (`--ct-size` overrides).
 pub const DEFAULT_CT_SIZE: u32 = 65_536;
 
@@ -92,10 +101,13 @@ impl CtKey {
     }
 }
 
-/// The flow is masqueraded (source rewritten on the way out).
+/// Packets matching the entry are rewritten to `addr`/`port` (the source
+/// on the way out, the destination on the way in).
 pub const CT_F_SNAT: u8 = 1 << 0;
 /// A reply has been seen (set on the `CT_IN` entry).
 pub const CT_F_REPLIED: u8 = 1 << 1;
+/// The flow reached a published port (DNAT), not a masqueraded one.
+pub const CT_F_DNAT: u8 = 1 << 2;
 
 /// TCP flags remembered per direction (OR of what was seen).
 pub const TCP_FIN: u8 = 0x01;
@@ -119,6 +131,51 @@ pub struct CtEntry {
     pub flags: u8,
     /// TCP flags seen in this direction.
     pub tcp_flags: u8,
+    /// Hairpin replies only: the container the reply goes back to (the
+    /// destination was rewritten to its gateway on the way in).
+    pub peer: u32,
+    pub _pad: u32,
+}
+
+/// Key of `PUBLISHED`: a host address (0 = every host address), a port
+/// (network order) and an IP protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PublishKey {
+    pub addr: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of `PUBLISHED`: where the published port leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishTarget {
+    pub addr: u32,
+    /// Network order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// `SOCK_CONFIG[0]`: what the socket programs need to know.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockConfig {
+    /// Network namespace cookie of the agent: the socket programs act on
+    /// sockets of this namespace only.
+    pub netns_cookie: u64,
+}
+
+/// Key of `SOCK_ORIGIN`: a UDP socket and the target it was sent to, so
+/// `recvmsg4` can show the published address the program rewrote.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOriginKey {
+    pub cookie: u64,
+    pub addr: u32,
+    pub port: u16,
+    pub _pad: u16,
 }
 
 #[cfg(feature = "user")]
@@ -128,4 +185,8 @@ mod pod {
     unsafe impl aya::Pod for super::Uplink {}
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtEntry {}
+    unsafe impl aya::Pod for super::PublishKey {}
+    unsafe impl aya::Pod for super::PublishTarget {}
+    unsafe impl aya::Pod for super::SockConfig {}
+    unsafe impl aya::Pod for super::SockOriginKey {}
 }

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use netd_common::{CtEntry, CtKey};
 
-use crate::maps::{CT_IN, CT_OUT};
+use crate::maps::{CT_IN, CT_LOCAL, CT_OUT};
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -21,6 +21,12 @@ pub fn now() -> u64 {
 #[inline(always)]
 pub fn key(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> CtKey {
     CtKey { saddr, daddr, sport, dport, proto, _pad: [0; 3] }
+}
+
+/// A fresh entry stamped now.
+#[inline(always)]
+pub fn entry(addr: u32, port: u16, flags: u8, tcp_flags: u8) -> CtEntry {
+    CtEntry { last_seen_ns: now(), addr, port, flags, tcp_flags, peer: 0, _pad: 0 }
 }
 
 /// Refreshes an entry seen in a packet.
@@ -59,6 +65,16 @@ pub fn put_out(k: &CtKey, entry: &CtEntry) -> bool {
 #[inline(always)]
 pub fn put_in(k: &CtKey, entry: &CtEntry) -> bool {
     CT_IN.insert(k, entry, BPF_ANY as u64).is_ok()
+}
+
+#[inline(always)]
+pub fn lookup_local(k: &CtKey) -> Option<*mut CtEntry> {
+    CT_LOCAL.get_ptr_mut(k)
+}
+
+#[inline(always)]
+pub fn put_local(k: &CtKey, entry: &CtEntry) -> bool {
+    CT_LOCAL.insert(k, entry, BPF_ANY as u64).is_ok()
 }
 
 #[inline(always)]

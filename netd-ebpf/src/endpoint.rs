@@ -4,13 +4,14 @@
 //! the bridge or the host stack; `to_container` (TCX egress) sees everything
 //! it is about to receive.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, maps::lpm_trie::Key, programs::TcContext};
-use netd_common::{DropReason, Endpoint, NetworkInfo};
+use netd_common::{DropReason, Endpoint, NetworkInfo, NET_F_INTERNAL};
 
 use crate::{
     drops::drop_packet,
     maps::{ENDPOINTS, NETWORKS},
-    parse::{parse_l3, L3},
+    parse::{parse_l3, parse_l4, Ipv4, L3},
     policy::{self, Verdict},
+    publish,
 };
 
 #[inline(always)]
@@ -39,10 +40,39 @@ pub fn from_container(ctx: TcContext) -> i32 {
         return drop_packet(DropReason::UnknownEndpoint);
     };
     match parse_l3(&ctx) {
-        L3::Ipv4(ip) => verdict(policy::from_container(ep, ip.src, ip.dst, network_of(ip.dst))),
+        L3::Ipv4(ip) => match from_container_v4(&ctx, ep, &ip) {
+            Ok(()) => TC_ACT_OK,
+            Err(reason) => drop_packet(reason),
+        },
         L3::Other => TC_ACT_OK,
         L3::Vlan => drop_packet(DropReason::VlanTagged),
         L3::Malformed => drop_packet(DropReason::Malformed),
+    }
+}
+
+/// What a container sends: replies of published flows it serves are
+/// translated back, flows to published ports are translated to their
+/// target, everything else meets the isolation policy.
+#[inline(always)]
+fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<(), DropReason> {
+    if ip.src == ep.ip {
+        if let Some(ports) = parse_l4(ctx, ip).and_then(|l4| l4.ports()) {
+            if publish::reverse_from_target(ctx, ip, ports)? {
+                return Ok(());
+            }
+            if publish::is_host_addr(ip.dst) {
+                if let Some(target) = publish::lookup(ip.dst, ports.1, ip.proto) {
+                    if ep.net_flags & NET_F_INTERNAL != 0 && ip.dst != ep.gateway {
+                        return Err(DropReason::Internal);
+                    }
+                    return publish::dnat_from_container(ctx, ip, ep, ports, target);
+                }
+            }
+        }
+    }
+    match policy::from_container(ep, ip.src, ip.dst, network_of(ip.dst)) {
+        Verdict::Pass => Ok(()),
+        Verdict::Drop(reason) => Err(reason),
     }
 }
 
@@ -52,7 +82,17 @@ pub fn to_container(ctx: TcContext) -> i32 {
         return drop_packet(DropReason::UnknownEndpoint);
     };
     match parse_l3(&ctx) {
-        L3::Ipv4(ip) => verdict(policy::to_container(ep, ip.src, network_of(ip.src))),
+        L3::Ipv4(ip) => match policy::to_container(ep, ip.src, network_of(ip.src)) {
+            // A flow to a published port crosses networks by design.
+            Verdict::Drop(DropReason::Isolation | DropReason::Icc)
+                if parse_l4(&ctx, &ip)
+                    .and_then(|l4| l4.ports())
+                    .is_some_and(|ports| publish::is_published_flow(&ip, ports)) =>
+            {
+                TC_ACT_OK
+            }
+            v => verdict(v),
+        },
         // The host may send tagged or odd frames; only IPv4 is policed here.
         L3::Other | L3::Vlan => TC_ACT_OK,
         L3::Malformed => drop_packet(DropReason::Malformed),

@@ -1,6 +1,6 @@
 //! netd's kernel programs. Entry points live in one module per hook
 //! (`endpoint`: the host end of container veths; `uplink`: the host's
-//! uplinks); the logic they share lives
+//! uplinks; `sock`: host sockets); the logic they share lives
 //! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `maps`, `drops`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -18,6 +18,10 @@ mod nat;
 #[cfg(target_arch = "bpf")]
 mod parse;
 mod policy;
+#[cfg(target_arch = "bpf")]
+mod publish;
+#[cfg(target_arch = "bpf")]
+mod sock;
 #[cfg(target_arch = "bpf")]
 mod uplink;
 

@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use netd_common::{
-    drop_reason::DROP_REASON_SLOTS, CtEntry, CtKey, Endpoint, NetworkInfo, Uplink,
-    DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_NETWORKS, MAX_UPLINKS,
+    drop_reason::DROP_REASON_SLOTS, CtEntry, CtKey, Endpoint, NetworkInfo, PublishKey,
+    PublishTarget, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
+    MAX_PUBLISHED, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the endpoint behind it.
@@ -32,3 +33,16 @@ pub static CT_OUT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(DEFAULT_CT_SI
 /// Replies arriving at an uplink: reply tuple -> the container's address.
 #[map(name = "CT_IN")]
 pub static CT_IN: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
+
+/// Published ports: (host address or 0, port, protocol) -> container target.
+#[map(name = "PUBLISHED")]
+pub static PUBLISHED: HashMap<PublishKey, PublishTarget> = HashMap::pinned(MAX_PUBLISHED, 0);
+
+/// The host's own IPv4 addresses (value unused).
+#[map(name = "HOST_ADDRS")]
+pub static HOST_ADDRS: HashMap<u32, u32> = HashMap::pinned(MAX_HOST_ADDRS, 0);
+
+/// Flows from containers (or the host) to published ports that stay inside
+/// the host, keyed by the translated tuple in both directions.
+#[map(name = "CT_LOCAL")]
+pub static CT_LOCAL: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);

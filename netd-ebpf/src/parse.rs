@@ -84,6 +84,7 @@ pub fn parse_l3(ctx: &TcContext) -> L3 {
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
@@ -92,7 +93,7 @@ pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 /// The L4 fields conntrack keys on.
 pub enum L4 {
-    /// TCP or UDP ports (network order) and, for TCP, its flags byte.
+    /// TCP, UDP or SCTP ports (network order) and, for TCP, its flags byte.
     Ports { sport: u16, dport: u16, tcp_flags: u8 },
     /// ICMP echo request or reply with its identifier (network order).
     Echo { request: bool, id: u16 },
@@ -116,7 +117,7 @@ pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Option<L4> {
                 tcp_flags: h[13],
             })
         }
-        IPPROTO_UDP => {
+        IPPROTO_UDP | IPPROTO_SCTP => {
             let h: [u8; 4] = ctx.load(ip.l4_off).ok()?;
             Some(L4::Ports {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
@@ -136,6 +137,17 @@ pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Option<L4> {
             })
         }
         _ => Some(L4::Other),
+    }
+}
+
+impl L4 {
+    /// Ports of TCP, UDP and SCTP packets.
+    #[inline(always)]
+    pub fn ports(&self) -> Option<(u16, u16, u8)> {
+        match *self {
+            L4::Ports { sport, dport, tcp_flags } => Some((sport, dport, tcp_flags)),
+            _ => None,
+        }
     }
 }
 

@@ -17,15 +17,16 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtEntry, CtKey, DropReason, NetworkInfo, Uplink, CT_F_REPLIED, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
+    CtEntry, CtKey, DropReason, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT, CT_F_REPLIED, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
 };
 
 use crate::{
-    conntrack::{claim_in, key, lookup_in, lookup_out, now, put_in, put_out, remove_in, touch},
+    conntrack::{claim_in, entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, touch},
     drops::drop_packet,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
-    parse::{parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L3, L4},
+    parse::{parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L3, L4},
+    publish::{self, is_host_addr},
 };
 
 /// Ports tried before a new flow is dropped as "exhausted".
@@ -123,10 +124,25 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
         return Ok(());
     };
     let out_key = key(ip.src, ip.dst, sport, dport, ip.proto);
+    let tracked = lookup_out(&out_key);
+    if let Some(e) = tracked {
+        // SAFETY: map value pointer from this program's lookup.
+        let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
+        if flags & CT_F_DNAT != 0 {
+            // A reply from a published port: it leaves as the published
+            // address and port, whatever the network's masquerade setting.
+            touch(e, tcp_flags);
+            rewrite_addr(ctx, &ip, false, ip.src, addr).map_err(|_| DropReason::Malformed)?;
+            if port != sport {
+                rewrite_port(ctx, &ip, false, sport, port).map_err(|_| DropReason::Malformed)?;
+            }
+            return Ok(());
+        }
+    }
     if !masq {
         return track_routed(&out_key, tcp_flags);
     }
-    let nat_port = match lookup_out(&out_key) {
+    let nat_port = match tracked {
         // SAFETY: map value pointers from this program's lookups.
         Some(e) if unsafe { (*e).addr } == up.addr => {
             touch(e, tcp_flags);
@@ -155,13 +171,7 @@ fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
         touch(e, tcp_flags);
         return Ok(());
     }
-    let entry = CtEntry {
-        last_seen_ns: now(),
-        addr: out_key.saddr,
-        port: out_key.sport,
-        flags: 0,
-        tcp_flags,
-    };
+    let entry = entry(out_key.saddr, out_key.sport, 0, tcp_flags);
     if put_in(&out_key.reversed(), &CtEntry { tcp_flags: 0, ..entry }) && put_out(out_key, &entry) {
         Ok(())
     } else {
@@ -174,19 +184,19 @@ fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
 /// toward the same destination and no host socket does either.
 #[inline(always)]
 fn allocate(ctx: &TcContext, ip: &Ipv4, out_key: &CtKey, up: &Uplink, tcp_flags: u8) -> Result<u16, DropReason> {
-    let reply = CtEntry {
-        last_seen_ns: now(),
-        addr: ip.src,
-        port: out_key.sport,
-        flags: CT_F_SNAT,
-        tcp_flags: 0,
-    };
+    let reply = entry(ip.src, out_key.sport, CT_F_SNAT, 0);
     let span = u32::from(up.port_max.saturating_sub(up.port_min)) + 1;
     // SAFETY: helper without arguments.
     let start = unsafe { bpf_get_prandom_u32() };
-    for i in 0..SNAT_ATTEMPTS {
-        let port = (u32::from(up.port_min) + start.wrapping_add(i) % span) as u16;
-        let port = port.to_be();
+    // SCTP's CRC32c covers the ports, which incremental updates cannot
+    // fix: its source port is kept and only the address is translated.
+    let attempts = if ip.proto == IPPROTO_SCTP { 1 } else { SNAT_ATTEMPTS };
+    for i in 0..attempts {
+        let port = if ip.proto == IPPROTO_SCTP {
+            out_key.sport
+        } else {
+            ((u32::from(up.port_min) + start.wrapping_add(i) % span) as u16).to_be()
+        };
         let in_key = key(ip.dst, up.addr, out_key.dport, port, ip.proto);
         if (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP)
             && host_socket_uses(ctx, ip.proto, ip.dst, out_key.dport, up.addr, port)
@@ -220,7 +230,14 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
         L4::Echo { request: true, .. } | L4::Other => return refuse,
     };
     let in_key = key(ip.src, ip.dst, sport, dport, ip.proto);
-    let Some(e) = lookup_in(&in_key) else { return refuse };
+    let Some(e) = lookup_in(&in_key) else {
+        if !to_container && is_host_addr(ip.dst) {
+            if let Some(target) = publish::lookup(ip.dst, dport, ip.proto) {
+                return dnat_from_world(ctx, &ip, &in_key, target, tcp_flags);
+            }
+        }
+        return refuse;
+    };
     touch(e, tcp_flags);
     // SAFETY: map value pointer from this program's lookup.
     let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
@@ -232,6 +249,29 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
         if port != dport {
             rewrite_port(ctx, &ip, true, dport, port).map_err(|_| DropReason::Malformed)?;
         }
+    }
+    Ok(())
+}
+
+/// A new flow from beyond the uplink to a published port: translate the
+/// destination to the target and track both directions (the client's
+/// address is kept: the container sees who connected).
+#[inline(always)]
+fn dnat_from_world(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    in_key: &CtKey,
+    target: PublishTarget,
+    tcp_flags: u8,
+) -> Result<(), DropReason> {
+    let inbound = entry(target.addr, target.port, CT_F_SNAT | CT_F_DNAT | CT_F_REPLIED, tcp_flags);
+    let out_key = key(target.addr, ip.src, target.port, in_key.sport, ip.proto);
+    if !put_in(in_key, &inbound) || !put_out(&out_key, &entry(ip.dst, in_key.dport, CT_F_SNAT | CT_F_DNAT, 0)) {
+        return Err(DropReason::CtInsert);
+    }
+    rewrite_addr(ctx, ip, true, ip.dst, target.addr).map_err(|_| DropReason::Malformed)?;
+    if target.port != in_key.dport {
+        rewrite_port(ctx, ip, true, in_key.dport, target.port).map_err(|_| DropReason::Malformed)?;
     }
     Ok(())
 }

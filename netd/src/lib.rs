@@ -17,4 +17,5 @@ pub mod error;
 pub mod ipam;
 pub mod model;
 pub mod net;
+pub mod ports;
 pub mod store;

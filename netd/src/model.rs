@@ -55,6 +55,9 @@ pub struct Container {
     pub mode: Mode,
     /// In connect order; the first one carries the default route.
     pub endpoints: Vec<Endpoint>,
+    /// Published ports, all leading to the first endpoint's address.
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortMapping>,
     pub created: String,
 }
 

@@ -37,6 +37,9 @@ impl Agent {
             return conflict(format!("container name {} is already in use", req.name));
         }
         let requested = parse_mode(req.network.as_deref());
+        if !req.publish.is_empty() && !matches!(requested, Requested::Network(_)) {
+            return invalid("publishing ports needs a network (not none, host or container mode)");
+        }
         if req.ip.is_some() && !matches!(requested, Requested::Network(_)) {
             return invalid("--ip needs a network to take the address from");
         }
@@ -46,6 +49,7 @@ impl Agent {
             netns: req.netns,
             mode: Mode::Bridge,
             endpoints: Vec::new(),
+            ports: Vec::new(),
             created: now(),
         };
         match requested {
@@ -73,7 +77,18 @@ impl Agent {
                 container.endpoints.push(ep);
             }
         }
+        let published = match self.publish_ports(&container, &req.publish) {
+            Ok(ports) => ports,
+            Err(e) => {
+                for ep in &container.endpoints {
+                    let _ = self.unplumb_endpoint(ep).await;
+                }
+                return Err(e);
+            }
+        };
+        container.ports = published;
         if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&container)]) {
+            self.unpublish(&container.ports, None);
             for ep in &container.endpoints {
                 let _ = self.unplumb_endpoint(ep).await;
             }
@@ -97,6 +112,7 @@ impl Agent {
             .collect();
         doomed.push(container);
         for c in &doomed {
+            self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
             for ep in &c.endpoints {
                 if let Err(e) = self.unplumb_endpoint(ep).await {
                     if !force {

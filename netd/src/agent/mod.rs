@@ -7,6 +7,7 @@ mod containers;
 mod endpoints;
 mod names;
 mod networks;
+mod publish;
 mod start;
 mod status;
 mod uplinks;
@@ -47,6 +48,8 @@ pub struct AgentConfig {
     /// Capacity of each conntrack map.
     pub ct_size: u32,
     pub ct_timeouts: crate::datapath::CtTimeouts,
+    /// cgroup2 directory the host-socket programs attach to.
+    pub cgroup: PathBuf,
 }
 
 pub struct Agent {
@@ -58,6 +61,7 @@ pub struct Agent {
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,
     uplinks: BTreeMap<String, uplinks::UplinkState>,
+    reservations: publish::Reservations,
     started: Instant,
     /// What the start-up reconcile repaired, for `netd status`.
     repairs: Vec<String>,

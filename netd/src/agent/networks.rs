@@ -99,6 +99,9 @@ impl Agent {
         }
         info!(name = %network.name, %subnet, bridge = %network.bridge, "network created");
         self.networks.insert(network.id.clone(), network.clone());
+        if let Err(e) = self.sync_host_addrs().await {
+            tracing::warn!(error = %format!("{e:#}"), "host address sync failed");
+        }
         self.state_changed();
         Ok(network)
     }
@@ -192,6 +195,12 @@ impl Agent {
         let Some(pos) = container.endpoints.iter().position(|e| e.network_id == net.id) else {
             return conflict(format!("container {} is not connected to network {}", container.name, net.name));
         };
+        if pos == 0 && !container.ports.is_empty() {
+            return conflict(format!(
+                "container {} publishes ports on network {}; remove the container to unpublish them",
+                container.name, net.name
+            ));
+        }
         let ep = container.endpoints.remove(pos);
         self.unplumb_endpoint(&ep).await?;
         // As Docker does: the next network takes over the default route.

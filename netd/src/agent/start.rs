@@ -50,6 +50,7 @@ impl Agent {
             networks,
             containers,
             uplinks: BTreeMap::new(),
+            reservations: Default::default(),
             started: std::time::Instant::now(),
             repairs: Vec::new(),
         };
@@ -60,6 +61,9 @@ impl Agent {
             agent.create_default_network().await?;
         }
         agent.sync_uplinks().await?;
+        agent.sync_host_addrs().await?;
+        agent.restore_published()?;
+        agent.datapath.attach_sock_programs(&agent.config.cgroup)?;
         agent.state_changed();
         Ok(agent)
     }
@@ -168,7 +172,7 @@ impl Agent {
         Ok(())
     }
 
-    fn repaired(&mut self, what: String) {
+    pub(super) fn repaired(&mut self, what: String) {
         info!(repair = %what);
         self.repairs.push(what);
     }
@@ -176,6 +180,7 @@ impl Agent {
     /// Removes a container from the store after its netns vanished.
     async fn release_container(&mut self, id: &str) -> Result<()> {
         if let Some(c) = self.containers.get(id).cloned() {
+            self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
             for ep in &c.endpoints {
                 let _ = self.links.delete_by_name(&ep.host_ifname).await;
                 self.datapath.detach_endpoint(&ep.host_ifname, None)?;

@@ -100,6 +100,9 @@ impl Agent {
         if let Err(e) = self.sync_uplinks().await {
             warn!(error = %format!("{e:#}"), "uplink sync failed");
         }
+        if let Err(e) = self.sync_host_addrs().await {
+            warn!(error = %format!("{e:#}"), "host address sync failed");
+        }
         match self.datapath.expire_flows(&self.config.ct_timeouts) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(expired = n, "conntrack entries expired"),

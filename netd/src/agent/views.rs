@@ -93,11 +93,24 @@ impl Agent {
                 self.containers.get(id).map(|o| o.name.as_str()).unwrap_or(id)
             ),
         };
+        let ports: Vec<Value> = owner
+            .ports
+            .iter()
+            .map(|m| {
+                json!({
+                    "HostIp": m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                    "HostPort": m.host_port,
+                    "ContainerPort": m.container_port,
+                    "Protocol": m.proto.to_string(),
+                })
+            })
+            .collect();
         json!({
             "Name": c.name,
             "Id": c.id,
             "Created": c.created,
             "NetnsPath": c.netns,
+            "Ports": ports,
             "Mode": mode,
             "Networks": networks,
             "Dns": self.dns_servers(c),

@@ -34,6 +34,9 @@ pub struct ContainerAdd {
     pub ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Publish specs, as `docker run -p`.
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

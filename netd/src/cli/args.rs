@@ -28,6 +28,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ContainerCommand,
     },
+    /// List a container's published ports, like `docker port`.
+    Port {
+        container: String,
+        /// Only this container port: PORT or PORT/PROTO.
+        port: Option<String>,
+    },
     /// Show the agent, its programs, map fill and drop counters.
     Status(StatusArgs),
     /// Print the version.
@@ -69,6 +75,11 @@ pub struct DaemonArgs {
     /// IP[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = crate::dns::forward::parse_upstream)]
     pub dns_upstreams: Vec<std::net::SocketAddr>,
+    /// cgroup2 directory whose sockets get published-port translation
+    /// (default: the cgroup2 root). Only sockets in the agent's network
+    /// namespace are ever translated.
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,
@@ -206,6 +217,10 @@ pub enum ContainerCommand {
         /// Extra DNS name on the network (repeatable).
         #[arg(long = "alias")]
         aliases: Vec<String>,
+        /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]
+        /// (repeatable; an omitted host port is chosen by netd).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
     },
     /// Remove containers and their endpoints.
     Rm {

@@ -10,8 +10,8 @@ use crate::api::{client::Client, types::ContainerAdd};
 
 pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
     match command {
-        ContainerCommand::Add { name, netns, network, ip, aliases } => {
-            let req = ContainerAdd { name, netns, network, ip, aliases };
+        ContainerCommand::Add { name, netns, network, ip, aliases, publish } => {
+            let req = ContainerAdd { name, netns, network, ip, aliases, publish };
             let created = client.post("/v1/containers", &req).await?;
             println!("{}", field(&created, "Id"));
         }
@@ -31,7 +31,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
                 json(&Value::Array(list));
             } else {
                 let rows: Vec<Vec<String>> = list.iter().map(row).collect();
-                table(&["CONTAINER ID", "NAME", "MODE", "NETWORKS"], &rows);
+                table(&["CONTAINER ID", "NAME", "MODE", "NETWORKS", "PORTS"], &rows);
             }
         }
         ContainerCommand::ResolvConf { name } => {
@@ -49,6 +49,25 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
     Ok(())
 }
 
+/// `netd port`: one line per mapping, `80/tcp -> 0.0.0.0:8080`.
+pub async fn port(client: &Client, container: &str, filter: Option<&str>) -> Result<()> {
+    let c = client.get(&format!("/v1/containers/{}", segment(container))).await?;
+    let filter = filter.map(|f| if f.contains('/') { f.to_string() } else { format!("{f}/tcp") });
+    let mut found = false;
+    for m in c["Ports"].as_array().into_iter().flatten() {
+        let key = format!("{}/{}", m["ContainerPort"], field(m, "Protocol"));
+        if filter.as_ref().is_some_and(|f| *f != key) {
+            continue;
+        }
+        found = true;
+        println!("{key} -> {}:{}", field(m, "HostIp"), m["HostPort"]);
+    }
+    if let (Some(f), false) = (filter, found) {
+        anyhow::bail!("no public port {f} published for {container}");
+    }
+    Ok(())
+}
+
 fn row(c: &Value) -> Vec<String> {
     let networks: Vec<String> = c["Networks"]
         .as_object()
@@ -58,10 +77,17 @@ fn row(c: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
+    let ports: Vec<String> = c["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| format!("{}:{}->{}/{}", field(m, "HostIp"), m["HostPort"], m["ContainerPort"], field(m, "Protocol")))
+        .collect();
     vec![
         short_id(field(c, "Id")),
         field(c, "Name").to_string(),
         field(c, "Mode").to_string(),
         networks.join(","),
+        ports.join(","),
     ]
 }

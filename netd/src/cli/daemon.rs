@@ -13,6 +13,20 @@ use crate::{
     datapath::CtTimeouts,
 };
 
+/// The cgroup2 mount: /sys/fs/cgroup on unified hosts, else
+/// /sys/fs/cgroup/unified (hybrid hierarchy).
+fn cgroup2_root() -> Result<std::path::PathBuf> {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    for dir in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if let Ok(fs) = nix::sys::statfs::statfs(dir) {
+            if fs.filesystem_type() == nix::sys::statfs::FsType(CGROUP2_SUPER_MAGIC as _) {
+                return Ok(dir.into());
+            }
+        }
+    }
+    anyhow::bail!("no cgroup2 hierarchy found; give --cgroup")
+}
+
 /// How often upkeep runs when no routing change wakes it earlier.
 const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -72,6 +86,10 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             snat_ports: args.snat_ports,
             ct_size: args.ct_size,
             ct_timeouts,
+            cgroup: match args.cgroup {
+                Some(dir) => dir,
+                None => cgroup2_root()?,
+            },
         };
         let socket = config.run_dir.join("netd.sock");
         let agent = Agent::start(config).await.context("agent failed to start")?;

@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Network { command } => network::run(&client, command).await,
             Command::Container { command } => container::run(&client, command).await,
             Command::Status(args) => status::run(&client, args).await,
+            Command::Port { container, port } => container::port(&client, &container, port.as_deref()).await,
             Command::Version => {
                 println!("netd {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

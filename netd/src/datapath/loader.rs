@@ -108,10 +108,16 @@ impl Datapath {
             let prog = classifier(&mut ebpf, name)?;
             prog.load()
                 .with_context(|| format!("the verifier rejected {name}"))?;
-            let pin = pins.progs().join(name);
-            let _ = std::fs::remove_file(&pin);
-            prog.pin(&pin)
-                .with_context(|| format!("failed to pin {}", pin.display()))?;
+            pin_program(prog, &pins.progs().join(name))?;
+        }
+        for name in super::SOCK_PROGRAMS {
+            let prog: &mut aya::programs::CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the verifier rejected {name}"))?;
+            pin_program(prog, &pins.progs().join(name))?;
         }
         Ok(Self { ebpf, pins })
     }
@@ -254,6 +260,29 @@ impl Datapath {
             out.push(entry?.file_name().to_string_lossy().into_owned());
         }
         Ok(out)
+    }
+}
+
+fn pin_program<P: PinnableProgram>(prog: &mut P, pin: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(pin);
+    prog.pin_at(pin)
+        .with_context(|| format!("failed to pin {}", pin.display()))
+}
+
+/// The one thing the loader needs from every program type: pinning.
+trait PinnableProgram {
+    fn pin_at(&mut self, path: &Path) -> Result<(), aya::pin::PinError>;
+}
+
+impl PinnableProgram for SchedClassifier {
+    fn pin_at(&mut self, path: &Path) -> Result<(), aya::pin::PinError> {
+        self.pin(path)
+    }
+}
+
+impl PinnableProgram for aya::programs::CgroupSockAddr {
+    fn pin_at(&mut self, path: &Path) -> Result<(), aya::pin::PinError> {
+        self.pin(path)
     }
 }
 

@@ -7,11 +7,14 @@
 mod bpffs;
 mod conntrack;
 mod loader;
+mod publish;
+mod sock;
 mod stats;
 mod uplink;
 
 pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
+pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use loader::{
     addr_key, ebpf_object, Datapath, PinLayout, FROM_CONTAINER, PROGRAMS, TO_CONTAINER, UPLINK_IN,
     UPLINK_OUT,

@@ -36,6 +36,11 @@ impl Datapath {
         }
     }
 
+    /// Writes an uplink entry without attaching anything (tests, upkeep).
+    pub fn set_uplink_entry(&mut self, ifindex: u32, uplink: Uplink) -> Result<()> {
+        Ok(self.uplinks()?.insert(ifindex, uplink, 0)?)
+    }
+
     /// Uplink entries in the map, by ifindex.
     pub fn uplink_entries(&mut self) -> Result<Vec<(u32, Uplink)>> {
         self.uplinks()?

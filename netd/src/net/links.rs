@@ -223,6 +223,22 @@ impl HostLinks {
         Ok(None)
     }
 
+    /// Every IPv4 address of the namespace except loopback ones.
+    pub async fn all_ipv4(&self) -> Result<std::collections::HashSet<Ipv4Addr>> {
+        let mut out = std::collections::HashSet::new();
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(msg) = addrs.try_next().await? {
+            for attr in &msg.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) = attr {
+                    if !ip.is_loopback() {
+                        out.insert(*ip);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// IPv4 destinations of the main routing table, default route excluded.
     pub async fn route_prefixes(&self) -> Result<Vec<Ipv4Net>> {
         let mut out = Vec::new();

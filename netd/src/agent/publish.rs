@@ -1,0 +1,185 @@
+//! Published ports: validation, host-port reservation and datapath entries.
+//!
+//! Each published (host address, port, protocol) is held by a socket bound
+//! on the host, so a port a host process already uses is refused and no
+//! host process can take a published port later. The datapath entry is one
+//! map write, whatever the number of ports already published.
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+    os::fd::OwnedFd,
+};
+
+use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+use tracing::warn;
+
+use super::Agent;
+use crate::{
+    error::{conflict, invalid, AgentError, AgentResult},
+    model::Container,
+    ports::{PortMapping, Proto, PublishSpec},
+};
+
+/// (host address or any, port, protocol) of a published port.
+pub(super) type PortKey = (Option<Ipv4Addr>, u16, Proto);
+
+/// Sockets holding published host ports.
+#[derive(Default)]
+pub(super) struct Reservations {
+    held: HashMap<PortKey, OwnedFd>,
+}
+
+fn key_of(m: &PortMapping) -> PortKey {
+    (m.host_ip, m.host_port, m.proto)
+}
+
+fn clashes(a: &PortMapping, b: &PortMapping) -> bool {
+    a.proto == b.proto
+        && a.host_port == b.host_port
+        && (a.host_ip == b.host_ip || a.host_ip.is_none() || b.host_ip.is_none())
+}
+
+/// Binds a socket on the host port (0: the kernel picks a free one).
+fn hold_port(m: &PortMapping) -> AgentResult<(OwnedFd, u16)> {
+    let ty = match m.proto {
+        Proto::Tcp => SockType::Stream,
+        Proto::Udp => SockType::Datagram,
+        // No SCTP in this kernel: the published table alone guards it.
+        Proto::Sctp => return Err(AgentError::Internal(anyhow::anyhow!("no SCTP sockets"))),
+    };
+    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| AgentError::Internal(anyhow::anyhow!("socket: {e}")))?;
+    let ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let addr = SockaddrIn::from(SocketAddrV4::new(ip, m.host_port));
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).map_err(|e| match e {
+        nix::errno::Errno::EADDRINUSE => AgentError::Conflict(format!(
+            "host port {ip}:{}/{} is already in use on the host",
+            m.host_port, m.proto
+        )),
+        nix::errno::Errno::EADDRNOTAVAIL => AgentError::Invalid(format!(
+            "{ip} is not an address of this host"
+        )),
+        e => AgentError::Internal(anyhow::anyhow!("bind {ip}:{}: {e}", m.host_port)),
+    })?;
+    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map_err(|e| AgentError::Internal(anyhow::anyhow!("getsockname: {e}")))?;
+    Ok((fd, bound.port()))
+}
+
+impl Agent {
+    /// Parses, checks and realises `specs` for `container` (whose first
+    /// endpoint is the target). All or nothing.
+    pub(super) fn publish_ports(&mut self, container: &Container, specs: &[String]) -> AgentResult<Vec<PortMapping>> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(ep) = container.endpoints.first() else {
+            return invalid("publishing ports needs a network (not none, host or container mode)");
+        };
+        let net = &self.networks[&ep.network_id];
+        if net.internal {
+            return invalid(format!("cannot publish ports of a container on internal network {}", net.name));
+        }
+        let mut wanted = Vec::new();
+        for spec in specs {
+            let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;
+            for mut m in parsed.expand() {
+                if m.proto == Proto::Sctp {
+                    if m.host_port == 0 {
+                        m.host_port = m.container_port;
+                    } else if m.host_port != m.container_port {
+                        return invalid(format!(
+                            "SCTP ports are published as is: use {0}:{0}/sctp (its checksum covers the ports)",
+                            m.container_port
+                        ));
+                    }
+                }
+                wanted.push(m);
+            }
+        }
+        let target = ep.ip;
+        let mut done: Vec<PortMapping> = Vec::new();
+        let result = (|| {
+            for mut m in wanted {
+                let existing = self
+                    .containers
+                    .values()
+                    .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
+                    .chain(done.iter().map(|p| (container.name.as_str(), p)));
+                if m.host_port != 0 {
+                    if let Some((owner, p)) = existing.into_iter().find(|(_, p)| clashes(p, &m)) {
+                        return conflict(format!(
+                            "port {}:{}/{} is already published by container {owner}",
+                            p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                            p.host_port,
+                            p.proto
+                        ));
+                    }
+                }
+                if m.proto != Proto::Sctp {
+                    let (fd, port) = hold_port(&m)?;
+                    m.host_port = port;
+                    self.reservations.held.insert(key_of(&m), fd);
+                }
+                self.datapath.publish(&m, target)?;
+                done.push(m);
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.unpublish(&done, None);
+            return Err(e);
+        }
+        Ok(done)
+    }
+
+    /// Removes the mappings (one map delete each), frees the host ports and
+    /// forgets the flows of `target`.
+    pub(super) fn unpublish(&mut self, ports: &[PortMapping], target: Option<Ipv4Addr>) {
+        for m in ports {
+            if let Err(e) = self.datapath.unpublish(m) {
+                warn!(error = %format!("{e:#}"), "unpublish failed");
+            }
+            self.reservations.held.remove(&key_of(m));
+        }
+        if let Some(ip) = target {
+            if let Err(e) = self.datapath.flush_flows_of(ip) {
+                warn!(error = %format!("{e:#}"), "flow flush failed");
+            }
+        }
+    }
+
+    /// At start: hold every stored port again and rewrite the map; drop
+    /// entries no container owns.
+    pub(super) fn restore_published(&mut self) -> anyhow::Result<()> {
+        let mut owned = std::collections::HashSet::new();
+        for c in self.containers.values().cloned().collect::<Vec<_>>() {
+            let Some(target) = c.endpoints.first().map(|e| e.ip) else { continue };
+            for m in &c.ports {
+                if m.proto != Proto::Sctp && !self.reservations.held.contains_key(&key_of(m)) {
+                    match hold_port(m) {
+                        Ok((fd, _)) => {
+                            self.reservations.held.insert(key_of(m), fd);
+                        }
+                        Err(e) => warn!(container = %c.name, port = %m, error = %e, "published port is taken on the host"),
+                    }
+                }
+                self.datapath.publish(m, target)?;
+                owned.insert((m.host_ip.map(crate::datapath::addr_key).unwrap_or(0), m.host_port.to_be(), m.proto.number()));
+            }
+        }
+        for (k, _) in self.datapath.published_entries()? {
+            if !owned.contains(&(k.addr, k.port, k.proto)) {
+                self.datapath.remove_published_key(&k)?;
+                self.repaired(format!("removed orphan published port {}", u16::from_be(k.port)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `HOST_ADDRS` equal to the host's IPv4 addresses.
+    pub(super) async fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
+        let addrs = self.links.all_ipv4().await?;
+        self.datapath.set_host_addrs(&addrs)
+    }
+}
