@@ -175,7 +175,24 @@ impl Bed {
         }
     }
 
+    /// Like [`Bed::with_daemon_args`], but the agent is not started: set up
+    /// the host netns first (an uplink, routes), then call
+    /// [`Bed::start_agent`].
+    pub fn without_agent(args: &[&str]) -> Bed {
+        match Bed::try_build(args) {
+            Ok(b) => b,
+            Err(e) => panic!("setting up the test bed: {e:#}"),
+        }
+    }
+
     fn try_new(daemon_args: &[&str]) -> anyhow::Result<Bed> {
+        let bed = Bed::try_build(daemon_args)?;
+        bed.try_start_agent()?;
+        Ok(bed)
+    }
+
+    /// The bed without its agent.
+    fn try_build(daemon_args: &[&str]) -> anyhow::Result<Bed> {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let bin = netd_bin();
         if !bin.exists() {
@@ -197,7 +214,6 @@ impl Bed {
             daemon_args: daemon_args.iter().map(|a| a.to_string()).collect(),
             transcript: Mutex::new(Vec::new()),
         };
-        bed.try_start_agent()?;
         Ok(bed)
     }
 

@@ -1,0 +1,1281 @@
+//! Masquerade (issue 3, SPEC section 4 rows "A -> W" and "W -> A directly")
+//! with real packets.
+//!
+//! Every test gives its bed's host netns an uplink: veth `up0`
+//! (203.0.113.2/24) to a "world" netns (`w0`, 203.0.113.1/24), with the
+//! host's default route via 203.0.113.1. The world runs servers that tell
+//! each client the source address and port they see (TCP and UDP), and a raw
+//! ICMP socket that records the source address and id of echo requests.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
+use netd_tests::netns::{join, path_of, spawn_in};
+use netd_tests::traffic::{icmp, no_icmp, no_tcp, no_udp};
+use netd_tests::{Bed, Ctr};
+use nix::libc;
+use serde_json::Value;
+
+const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const UPLINK2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
+/// The default --snat-ports.
+const SNAT: std::ops::RangeInclusive<u16> = 61000..=65535;
+
+// ---------------------------------------------------------------- topology
+
+/// Creates the world netns and the uplink veth `up0` <-> `w0`, addresses and
+/// the host's default route. Returns the world netns name.
+fn make_world(bed: &Bed) -> String {
+    let world = bed.new_netns("world");
+    let host = bed.host_ns();
+    let steps: &[(&str, &[&str])] = &[
+        (
+            host,
+            &[
+                "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
+            ],
+        ),
+        (&world, &["link", "set", "lo", "up"]),
+        (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
+        (&world, &["link", "set", "w0", "up"]),
+        (host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
+        (host, &["link", "set", "up0", "up"]),
+        (host, &["route", "add", "default", "via", "203.0.113.1"]),
+    ];
+    for (ns, args) in steps {
+        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
+    }
+    world
+}
+
+/// A bed whose uplink exists before the agent starts.
+fn bed_with_uplink(daemon_args: &[&str]) -> (Bed, String) {
+    let bed = Bed::without_agent(daemon_args);
+    let world = make_world(&bed);
+    bed.start_agent();
+    wait_uplink(&bed, UPLINK, Duration::from_secs(10));
+    (bed, world)
+}
+
+fn status(bed: &Bed) -> Value {
+    bed.json(&["status", "--format", "json"])
+}
+
+/// Waits (bounded) until `status` shows uplink `up0` with `addr`; returns
+/// how long that took.
+fn wait_uplink(bed: &Bed, addr: Ipv4Addr, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let st = status(bed);
+        let up = &st["uplinks"]["up0"];
+        if up["address"].as_str() == Some(&addr.to_string()) {
+            assert!(
+                up["ifindex"].as_u64().is_some_and(|i| i > 0),
+                "status uplinks.up0 has no ifindex: {up}"
+            );
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "status does not show uplink up0 with address {addr} after {limit:?}: uplinks = {}",
+                st["uplinks"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn conntrack_flows(bed: &Bed) -> u64 {
+    let st = status(bed);
+    st["conntrack"]["flows"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("status has no conntrack.flows: {}", st["conntrack"]))
+}
+
+/// `sysctl -w KEY=VALUE` inside netns `ns`.
+fn sysctl_w(ns: &str, kv: &str) {
+    run_ok("ip", &["netns", "exec", ns, "sysctl", "-q", "-w", kv])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+fn within(addr: &SocketAddrV4, ip: Ipv4Addr) -> bool {
+    *addr.ip() == ip && SNAT.contains(&addr.port())
+}
+
+// ---------------------------------------------------------------- servers
+
+fn parse_peer(line: &str) -> anyhow::Result<SocketAddrV4> {
+    let a = line
+        .trim()
+        .strip_prefix("PEER ")
+        .ok_or_else(|| anyhow!("expected `PEER ADDR:PORT`, got {line:?}"))?;
+    a.parse().with_context(|| format!("bad peer {a:?}"))
+}
+
+fn v4(a: SocketAddr) -> anyhow::Result<SocketAddrV4> {
+    match a {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(a) => bail!("unexpected IPv6 address {a}"),
+    }
+}
+
+/// Servers in a netns, listening on `ip`: TCP (each connection gets
+/// `PEER ADDR:PORT\n`, then the server counts the bytes it reads until EOF
+/// and answers `BYTES N\n`) and UDP (each datagram is answered with
+/// `PEER ADDR:PORT\n` followed by the datagram). Both record every peer.
+/// Stopped and joined on drop; every loop is bounded.
+struct Servers {
+    ip: Ipv4Addr,
+    tcp_port: u16,
+    udp_port: u16,
+    tcp_peers: Arc<Mutex<Vec<SocketAddrV4>>>,
+    udp_peers: Arc<Mutex<Vec<SocketAddrV4>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+const SERVER_LIFETIME: Duration = Duration::from_secs(120);
+
+impl Servers {
+    fn start(ns: &str, ip: Ipv4Addr) -> Servers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tcp_peers = Arc::new(Mutex::new(Vec::new()));
+        let udp_peers = Arc::new(Mutex::new(Vec::new()));
+        let (ptx, prx) = mpsc::channel::<(char, u16)>();
+
+        let (st, peers, tx) = (stop.clone(), tcp_peers.clone(), ptx.clone());
+        let tcp = spawn_in(ns, move || {
+            let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind tcp {ip}"))?;
+            let _ = tx.send(('t', l.local_addr()?.port()));
+            l.set_nonblocking(true)?;
+            let start = Instant::now();
+            let mut conns = Vec::new();
+            while !st.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
+                match l.accept() {
+                    Ok((s, peer)) => {
+                        let peer = v4(peer)?;
+                        peers.lock().unwrap().push(peer);
+                        let st = st.clone();
+                        conns.push(std::thread::spawn(move || serve_tcp(s, peer, &st)));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => return Err(e).context("accept"),
+                }
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+            Ok(())
+        });
+
+        let (st, peers, tx) = (stop.clone(), udp_peers.clone(), ptx);
+        let udp = spawn_in(ns, move || {
+            let s = UdpSocket::bind((ip, 0)).with_context(|| format!("bind udp {ip}"))?;
+            let _ = tx.send(('u', s.local_addr()?.port()));
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let start = Instant::now();
+            let mut buf = vec![0u8; 65536];
+            while !st.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
+                // Errors are time-outs and queued ICMP errors: read on.
+                if let Ok((n, src)) = s.recv_from(&mut buf) {
+                    let src = v4(src)?;
+                    peers.lock().unwrap().push(src);
+                    let mut reply = format!("PEER {src}\n").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = s.send_to(&reply, src);
+                }
+            }
+            Ok(())
+        });
+
+        let mut srv = Servers {
+            ip,
+            tcp_port: 0,
+            udp_port: 0,
+            tcp_peers,
+            udp_peers,
+            stop,
+            threads: vec![tcp, udp],
+        };
+        for _ in 0..2 {
+            match prx.recv_timeout(Duration::from_secs(5)) {
+                Ok(('t', p)) => srv.tcp_port = p,
+                Ok((_, p)) => srv.udp_port = p,
+                Err(_) => {
+                    srv.stop.store(true, Ordering::SeqCst);
+                    let errs: Vec<String> = srv
+                        .threads
+                        .drain(..)
+                        .filter_map(|h| join(h).err().map(|e| format!("{e:#}")))
+                        .collect();
+                    panic!("world servers did not start: {errs:?}");
+                }
+            }
+        }
+        srv
+    }
+
+    fn tcp(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.ip, self.tcp_port)
+    }
+
+    fn udp(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.ip, self.udp_port)
+    }
+
+    fn tcp_peers(&self) -> Vec<SocketAddrV4> {
+        self.tcp_peers.lock().unwrap().clone()
+    }
+
+    fn udp_peers(&self) -> Vec<SocketAddrV4> {
+        self.udp_peers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.threads.drain(..) {
+            if let Err(e) = join(h) {
+                eprintln!("warning: world server: {e:#}");
+            }
+        }
+    }
+}
+
+/// One TCP connection on the server side (bounded by `stop` and a minute).
+fn serve_tcp(mut s: TcpStream, peer: SocketAddrV4, stop: &AtomicBool) -> anyhow::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("PEER {peer}\n").as_bytes())?;
+    let start = Instant::now();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if stop.load(Ordering::SeqCst) || start.elapsed() > Duration::from_secs(60) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    s.write_all(format!("BYTES {total}\n").as_bytes())?;
+    let _ = s.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- clients
+
+/// Runs `f` on a thread in netns `ns` and waits for it.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    join(spawn_in(ns, f))
+}
+
+/// A client connection to a [`Servers`] TCP port, after the `PEER` line.
+struct TcpClient {
+    s: TcpStream,
+    r: BufReader<TcpStream>,
+    seen: SocketAddrV4,
+}
+
+impl TcpClient {
+    /// Connects (from `local_port` if given, else an ephemeral port) and
+    /// reads the address the server saw. Call on a thread in the client's
+    /// netns.
+    fn open(dst: SocketAddrV4, local_port: Option<u16>) -> anyhow::Result<TcpClient> {
+        let s = match local_port {
+            None => TcpStream::connect_timeout(&dst.into(), Duration::from_secs(3)),
+            Some(p) => connect_from(p, dst),
+        }
+        .with_context(|| format!("connect to {dst}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.set_write_timeout(Some(Duration::from_secs(20)))?;
+        let mut r = BufReader::new(s.try_clone()?);
+        let mut line = String::new();
+        r.read_line(&mut line).context("reading PEER line")?;
+        let seen = parse_peer(&line)?;
+        Ok(TcpClient { s, r, seen })
+    }
+
+    /// Sends `len` bytes, closes the sending side and checks that the
+    /// server counted exactly `len`.
+    fn send(mut self, len: usize, read_timeout: Duration) -> anyhow::Result<SocketAddrV4> {
+        let chunk: Vec<u8> = (0..65536u32).map(|i| (i * 7 + 13) as u8).collect();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            self.s
+                .write_all(&chunk[..n])
+                .with_context(|| format!("sending ({} of {len} bytes sent)", len - left))?;
+            left -= n;
+        }
+        self.s.shutdown(Shutdown::Write)?;
+        self.s.set_read_timeout(Some(read_timeout))?;
+        let mut line = String::new();
+        self.r.read_line(&mut line).context("reading BYTES line")?;
+        let n: u64 = line
+            .trim()
+            .strip_prefix("BYTES ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("expected `BYTES N`, got {line:?}"))?;
+        if n != len as u64 {
+            bail!("server counted {n} bytes, {len} were sent");
+        }
+        Ok(self.seen)
+    }
+}
+
+/// One TCP exchange (`len` bytes up); returns the address the server saw.
+fn tcp_exchange(dst: SocketAddrV4, len: usize) -> anyhow::Result<SocketAddrV4> {
+    TcpClient::open(dst, None)?.send(len, Duration::from_secs(5))
+}
+
+/// A blocking TCP connect from local port `port` (SO_REUSEADDR; connect
+/// bounded by SO_SNDTIMEO).
+fn connect_from(port: u16, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
+    let sin = |a: SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own, with valid
+    // pointers and lengths.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let sock = OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let tv = libc::timeval {
+            tv_sec: 3,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        let local = sin(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sin(dst);
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(TcpStream::from(sock))
+    }
+}
+
+/// Sends `payload` from `s` to `dst` until the answer comes (8 tries);
+/// checks the echoed payload and returns the address the server saw.
+fn udp_ask(s: &UdpSocket, dst: SocketAddrV4, payload: &[u8]) -> anyhow::Result<SocketAddrV4> {
+    s.set_read_timeout(Some(Duration::from_millis(400)))?;
+    let mut buf = vec![0u8; 65536];
+    let mut last = String::from("no answer");
+    for _ in 0..8 {
+        if let Err(e) = s.send_to(payload, dst) {
+            last = format!("send: {e}");
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        match s.recv_from(&mut buf) {
+            Ok((n, src)) if src == SocketAddr::V4(dst) => {
+                let msg = &buf[..n];
+                let Some(nl) = msg.iter().position(|&b| b == b'\n') else {
+                    bail!(
+                        "answer without PEER line: {:?}",
+                        String::from_utf8_lossy(msg)
+                    );
+                };
+                let seen = parse_peer(&String::from_utf8_lossy(&msg[..nl]))?;
+                if &msg[nl + 1..] != payload {
+                    bail!(
+                        "echoed payload differs ({} bytes back, {} sent)",
+                        n - nl - 1,
+                        payload.len()
+                    );
+                }
+                return Ok(seen);
+            }
+            Ok((_, src)) => last = format!("datagram from unexpected {src}"),
+            Err(e) => last = format!("recv: {e}"),
+        }
+    }
+    bail!("UDP to {dst}: {last}")
+}
+
+/// One UDP exchange from a fresh socket; returns the address the server saw.
+fn udp_exchange(dst: SocketAddrV4, payload: &[u8]) -> anyhow::Result<SocketAddrV4> {
+    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    udp_ask(&s, dst, payload)
+}
+
+/// TCP and UDP from container netns `ns` to `srv`; returns what the server
+/// saw for each.
+fn tcp_udp_from(
+    ns: &str,
+    srv: &Servers,
+) -> (anyhow::Result<SocketAddrV4>, anyhow::Result<SocketAddrV4>) {
+    let (t, u) = (srv.tcp(), srv.udp());
+    let tcp = in_ns(ns, move || tcp_exchange(t, 1000));
+    let udp = in_ns(ns, move || udp_exchange(u, b"netd-masquerade-probe"));
+    (tcp, udp)
+}
+
+/// Asserts that TCP, UDP and ping from `ns` reach the world server and are
+/// seen from `src` (and, when `snat`, from a port/echo id in the SNAT range).
+fn expect_egress(ns: &str, world: &str, srv: &Servers, src: Ipv4Addr, snat: bool, what: &str) {
+    let watch = IcmpWatch::start(world);
+    let ping = icmp(ns, srv.ip);
+    let echoes = watch.finish();
+    let (tcp, udp) = tcp_udp_from(ns, srv);
+    let mut errs = Vec::new();
+    for (p, r) in [("TCP", tcp), ("UDP", udp)] {
+        match r {
+            Ok(a) if *a.ip() == src && (!snat || SNAT.contains(&a.port())) => {}
+            Ok(a) => errs.push(format!(
+                "{p}: world saw source {a}, expected {src}{}",
+                if snat {
+                    " with a port in 61000-65535"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => errs.push(format!("{p}: {e:#}")),
+        }
+    }
+    match ping {
+        Err(e) => errs.push(format!("ping {}: {e:#}", srv.ip)),
+        Ok(()) => {
+            if !echoes
+                .iter()
+                .any(|(a, id)| *a == src && (!snat || SNAT.contains(id)))
+            {
+                errs.push(format!(
+                    "ping: the world saw echo requests (source, id) {echoes:?}, expected source {src}{}",
+                    if snat { " with an id in 61000-65535" } else { "" }
+                ));
+            }
+        }
+    }
+    assert!(errs.is_empty(), "{what}:\n  - {}", errs.join("\n  - "));
+}
+
+// ---------------------------------------------------------------- ICMP watch
+
+/// A raw ICMP socket in a netns that records (source, id) of every echo
+/// request it sees until [`IcmpWatch::finish`].
+struct IcmpWatch {
+    stop: Arc<AtomicBool>,
+    h: Option<JoinHandle<anyhow::Result<Vec<Echo>>>>,
+}
+
+/// Source address and id of an echo request.
+type Echo = (Ipv4Addr, u16);
+
+impl IcmpWatch {
+    fn start(ns: &str) -> IcmpWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<()>();
+        let st = stop.clone();
+        let h = spawn_in(ns, move || {
+            // SAFETY: a raw socket we own; buffers and lengths are valid.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_ICMP,
+                )
+            };
+            if fd < 0 {
+                bail!("raw ICMP socket: {}", std::io::Error::last_os_error());
+            }
+            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                );
+            }
+            let _ = tx.send(());
+            let start = Instant::now();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !st.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
+                let n = unsafe {
+                    libc::recv(
+                        sock.as_raw_fd(),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                        0,
+                    )
+                };
+                if n <= 0 {
+                    continue;
+                }
+                let pkt = &buf[..n as usize];
+                let ihl = usize::from(pkt[0] & 0xf) * 4;
+                if pkt.len() < ihl + 8 || pkt[ihl] != 8 {
+                    continue; // not an echo request
+                }
+                let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+                let id = u16::from_be_bytes([pkt[ihl + 4], pkt[ihl + 5]]);
+                seen.push((src, id));
+            }
+            Ok(seen)
+        });
+        if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            stop.store(true, Ordering::SeqCst);
+            panic!("ICMP watch did not start: {:?}", join(h).err());
+        }
+        IcmpWatch { stop, h: Some(h) }
+    }
+
+    fn finish(mut self) -> Vec<Echo> {
+        std::thread::sleep(Duration::from_millis(100));
+        self.stop.store(true, Ordering::SeqCst);
+        join(self.h.take().unwrap()).unwrap_or_else(|e| panic!("ICMP watch: {e:#}"))
+    }
+}
+
+impl Drop for IcmpWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.h.take() {
+            let _ = join(h);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+/// Uplink made before the agent starts: TCP, UDP and ping from a container
+/// on a masquerading network leave with the uplink's address (and a SNAT
+/// port / echo id), and the answers come back.
+#[test]
+fn egress_uses_uplink_address() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network("mq", &["--subnet", "10.91.31.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let srv = Servers::start(&world, WORLD);
+    expect_egress(
+        &a.ns,
+        &world,
+        &srv,
+        UPLINK,
+        true,
+        "container a on a masquerading network -> world",
+    );
+    // The default network masquerades too.
+    let d = bed.container("d", &[]);
+    expect_egress(
+        &d.ns,
+        &world,
+        &srv,
+        UPLINK,
+        true,
+        "container d on the default network -> world",
+    );
+    let st = status(&bed);
+    assert!(
+        st["conntrack"]["flows"].as_u64().is_some_and(|n| n > 0)
+            && st["conntrack"]["capacity"].as_u64().is_some_and(|n| n > 0),
+        "status conntrack should count the flows just made: {}",
+        st["conntrack"]
+    );
+}
+
+/// Two containers bound to the same source port talk to the same server
+/// port at once: both arrive from the uplink address, on different ports in
+/// the SNAT range (TCP and UDP).
+#[test]
+fn two_containers_same_server_port_at_once() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network("mq", &["--subnet", "10.91.32.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let b = bed.container("b", &["--network", "mq"]);
+    let srv = Servers::start(&world, WORLD);
+    const SPORT: u16 = 40000;
+
+    // TCP: both connections open at the same time (barrier), then finish.
+    let barrier = Arc::new(Barrier::new(2));
+    let dst = srv.tcp();
+    let run = |ns: &str| {
+        let barrier = barrier.clone();
+        spawn_in(ns, move || {
+            let c = TcpClient::open(dst, Some(SPORT));
+            barrier.wait();
+            c?.send(100, Duration::from_secs(5))
+        })
+    };
+    let (ha, hb) = (run(&a.ns), run(&b.ns));
+    let (ta, tb) = (join(ha), join(hb));
+    let (ta, tb) = match (ta, tb) {
+        (Ok(x), Ok(y)) => (x, y),
+        (x, y) => panic!("TCP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
+    };
+    assert!(
+        within(&ta, UPLINK) && within(&tb, UPLINK) && ta.port() != tb.port(),
+        "TCP: world saw a as {ta} and b as {tb}; expected {UPLINK} with two different ports in 61000-65535"
+    );
+    let peers = srv.tcp_peers();
+    assert!(
+        peers.contains(&ta) && peers.contains(&tb),
+        "server peers {peers:?}"
+    );
+
+    // UDP: both sockets bound to the same port (before either sends), both
+    // flows alive together.
+    let barrier = Arc::new(Barrier::new(2));
+    let dst = srv.udp();
+    let run = |ns: &str| {
+        let barrier = barrier.clone();
+        spawn_in(ns, move || {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, SPORT));
+            barrier.wait();
+            let s = s?;
+            let first = udp_ask(&s, dst, b"first")?;
+            let second = udp_ask(&s, dst, b"second")?;
+            if first != second {
+                bail!("the same flow was seen as {first} then {second}");
+            }
+            Ok(first)
+        })
+    };
+    let (ha, hb) = (run(&a.ns), run(&b.ns));
+    let (ua, ub) = match (join(ha), join(hb)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (x, y) => panic!("UDP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
+    };
+    assert!(
+        within(&ua, UPLINK) && within(&ub, UPLINK) && ua.port() != ub.port(),
+        "UDP: world saw a as {ua} and b as {ub}; expected {UPLINK} with two different ports in 61000-65535"
+    );
+    let peers = srv.udp_peers();
+    assert!(
+        peers.contains(&ua) && peers.contains(&ub),
+        "server peers {peers:?}"
+    );
+}
+
+/// 200 short TCP connections in a row from one container to one server
+/// port all succeed, each from the uplink address and a SNAT port.
+#[test]
+fn many_short_connections_in_a_row() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network("mq", &["--subnet", "10.91.33.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let srv = Servers::start(&world, WORLD);
+    let dst = srv.tcp();
+    let seen = in_ns(&a.ns, move || {
+        let mut seen = Vec::new();
+        for i in 0..200 {
+            let s =
+                tcp_exchange(dst, 10).with_context(|| format!("connection {} of 200", i + 1))?;
+            seen.push(s);
+        }
+        Ok(seen)
+    })
+    .unwrap_or_else(|e| panic!("200 sequential TCP connections to {dst}: {e:#}"));
+    let bad: Vec<_> = seen.iter().filter(|s| !within(s, UPLINK)).collect();
+    assert!(
+        bad.is_empty(),
+        "connections not from {UPLINK}:61000-65535: {bad:?}"
+    );
+    // The connections are the container's own, one after the other: the
+    // server saw each once.
+    let mut ports: Vec<u16> = srv.tcp_peers().iter().map(|p| p.port()).collect();
+    assert_eq!(
+        ports.len(),
+        200,
+        "server accepted {} connections",
+        ports.len()
+    );
+    ports.sort();
+    ports.dedup();
+    assert!(
+        ports.len() > 1,
+        "200 connections all got the same SNAT port {ports:?} (port reuse while the old flow may still be in TIME_WAIT)"
+    );
+}
+
+/// A UDP datagram to a closed port in the world: the ICMP port unreachable
+/// is translated back, so a connected socket gets ECONNREFUSED.
+#[test]
+fn udp_to_closed_port_gets_port_unreachable() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network("mq", &["--subnet", "10.91.34.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let srv = Servers::start(&world, WORLD);
+    // Control: an open port answers.
+    let (_, u) = tcp_udp_from(&a.ns, &srv);
+    u.unwrap_or_else(|e| panic!("control: UDP to an open port in the world: {e:#}"));
+    // A port nobody listens on in the world (bound and closed again there).
+    let closed = in_ns(&world, || {
+        Ok(UdpSocket::bind((WORLD, 0))?.local_addr()?.port())
+    })
+    .unwrap();
+    let dst = SocketAddrV4::new(WORLD, closed);
+    let r = in_ns(&a.ns, move || {
+        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        s.connect(dst)?;
+        s.set_read_timeout(Some(Duration::from_millis(700)))?;
+        let mut buf = [0u8; 64];
+        let mut last = String::new();
+        for _ in 0..5 {
+            match s.send(b"anyone?") {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                Err(e) => last = format!("send: {e}"),
+                Ok(_) => match s.recv(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                    Err(e) => last = format!("recv: {e}"),
+                    Ok(n) => last = format!("unexpected {n}-byte answer"),
+                },
+            }
+        }
+        bail!("no ECONNREFUSED after 5 datagrams; last: {last}")
+    });
+    if let Err(e) = r {
+        panic!(
+            "UDP from a to closed port {dst}: {e:#} (drops = {:?})",
+            bed.drops()
+        );
+    }
+}
+
+/// World beyond an MTU-limited hop: a router netns forwards to a "far"
+/// netns over a link with MTU 1280 (the far host advertises MSS 1460 via
+/// `ip route ... advmss`), so full-size segments from the container make the
+/// router answer "fragmentation needed". Translated back, it lets the
+/// container lower its path MTU, and a 4 MB upload completes.
+#[test]
+fn mtu_limited_hop_fragmentation_needed() {
+    let (bed, world) = bed_with_uplink(&[]);
+    let far = bed.new_netns("far");
+    let far_ip = Ipv4Addr::new(198, 51, 100, 2);
+    let steps: &[(&str, &[&str])] = &[
+        (
+            &world,
+            &[
+                "link", "add", "wf0", "mtu", "1280", "type", "veth", "peer", "name", "f0", "netns",
+                &far,
+            ],
+        ),
+        (&world, &["addr", "add", "198.51.100.1/24", "dev", "wf0"]),
+        (&world, &["link", "set", "wf0", "up"]),
+        (&far, &["link", "set", "lo", "up"]),
+        (&far, &["link", "set", "f0", "mtu", "1280"]),
+        (&far, &["addr", "add", "198.51.100.2/24", "dev", "f0"]),
+        (&far, &["link", "set", "f0", "up"]),
+        (
+            &far,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                "198.51.100.1",
+                "advmss",
+                "1460",
+            ],
+        ),
+    ];
+    for (ns, args) in steps {
+        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the far side: {e:#}"));
+    }
+    sysctl_w(&world, "net.ipv4.ip_forward=1");
+    bed.network("mq", &["--subnet", "10.91.35.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let srv = Servers::start(&far, far_ip);
+    // Small exchanges first: the path works at all.
+    let (t, u) = tcp_udp_from(&a.ns, &srv);
+    let t = t.unwrap_or_else(|e| panic!("control: small TCP exchange with {far_ip}: {e:#}"));
+    u.unwrap_or_else(|e| panic!("control: UDP with {far_ip}: {e:#}"));
+    assert!(
+        within(&t, UPLINK),
+        "far server saw {t}, expected {UPLINK}:61000-65535"
+    );
+
+    const LEN: usize = 4 << 20;
+    let dst = srv.tcp();
+    let r = in_ns(&a.ns, move || {
+        TcpClient::open(dst, None)?.send(LEN, Duration::from_secs(20))
+    });
+    let route = ip_ns(&a.ns, &["route", "get", &far_ip.to_string()]).unwrap_or_default();
+    if let Err(e) = r {
+        panic!(
+            "4 MB upload from a to {dst} across the 1280-byte hop: {e:#}\n\
+             a's route to {far_ip}: {route}\ndrops = {:?}",
+            bed.drops()
+        );
+    }
+    assert!(
+        route.contains("mtu 1280"),
+        "a's route to {far_ip} has no learned path MTU 1280 (the \"fragmentation needed\" \
+         did not reach the container?): {route}"
+    );
+}
+
+/// A network with --masquerade=false forwards with the container's own
+/// address; the world routes the subnet back via the host.
+#[test]
+fn masquerade_off_keeps_container_address() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network(
+        "routed",
+        &["--subnet", "10.91.36.0/24", "--masquerade=false"],
+    );
+    ip_ns(
+        &world,
+        &["route", "add", "10.91.36.0/24", "via", "203.0.113.2"],
+    )
+    .unwrap();
+    let a = bed.container("a", &["--network", "routed"]);
+    let a_ip = bed.ip(&a, "routed");
+    let srv = Servers::start(&world, WORLD);
+    expect_egress(
+        &a.ns,
+        &world,
+        &srv,
+        a_ip,
+        false,
+        "container a on a --masquerade=false network -> world",
+    );
+    // A masquerading network next to it still masquerades.
+    bed.network("mq", &["--subnet", "10.91.37.0/24"]);
+    let b = bed.container("b", &["--network", "mq"]);
+    expect_egress(
+        &b.ns,
+        &world,
+        &srv,
+        UPLINK,
+        true,
+        "container b on a masquerading network -> world",
+    );
+}
+
+/// SPEC "W -> A directly": the world cannot open connections to container
+/// addresses, even when it routes their subnets via the host, on
+/// masquerading and routed networks alike; counted as "not-a-reply".
+#[test]
+fn world_cannot_reach_container_addresses() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network("mq", &["--subnet", "10.91.38.0/24"]);
+    bed.network(
+        "routed",
+        &["--subnet", "10.91.39.0/24", "--masquerade=false"],
+    );
+    for net in ["10.91.38.0/24", "10.91.39.0/24"] {
+        ip_ns(&world, &["route", "add", net, "via", "203.0.113.2"]).unwrap();
+    }
+    let a = bed.container("a", &["--network", "mq"]);
+    let r = bed.container("r", &["--network", "routed"]);
+    let (ae, re) = (bed.ep(&a, "mq"), bed.ep(&r, "routed"));
+    // Controls in the same topology: both containers reach the world.
+    let srv = Servers::start(&world, WORLD);
+    expect_egress(&a.ns, &world, &srv, UPLINK, true, "control: a -> world");
+    expect_egress(&r.ns, &world, &srv, re.ip, false, "control: r -> world");
+    // The world reaches the host itself (the uplink address).
+    icmp(&world, UPLINK).unwrap_or_else(|e| panic!("control: world -> host {UPLINK}: {e:#}"));
+
+    let before = bed.drop_count("not-a-reply");
+    let mut errs = Vec::new();
+    for ep in [&ae, &re] {
+        let checks: [(&str, anyhow::Result<()>); 3] = [
+            ("ping", no_icmp(&world, ep.ip)),
+            ("TCP", no_tcp(&world, ep)),
+            ("UDP", no_udp(&world, ep)),
+        ];
+        for (p, res) in checks {
+            if let Err(e) = res {
+                errs.push(format!("{p} world -> {ep} should be dropped: {e:#}"));
+            }
+        }
+    }
+    let after = bed.drop_count("not-a-reply");
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    assert!(
+        after > before,
+        "drops[\"not-a-reply\"] should grow when the world opens connections to containers: \
+         {before} -> {after}; drops = {:?}",
+        bed.drops()
+    );
+}
+
+/// Uplink made while the agent runs: the agent picks it up (status shows
+/// it) and masquerade works; then the uplink address changes mid-run and
+/// new flows (and an existing UDP socket's next datagram) leave with the new
+/// address within a few seconds.
+#[test]
+fn uplink_appears_and_changes_address_live() {
+    let bed = Bed::new();
+    bed.network("mq", &["--subnet", "10.91.40.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let world = make_world(&bed);
+    let took = wait_uplink(&bed, UPLINK, Duration::from_secs(10));
+    eprintln!("agent picked up uplink up0 after {took:?}");
+    let srv = Servers::start(&world, WORLD);
+    expect_egress(
+        &a.ns,
+        &world,
+        &srv,
+        UPLINK,
+        true,
+        "after the uplink appeared",
+    );
+
+    // A UDP socket that lives across the change.
+    let dst = srv.udp();
+    let (to_sock, sock_rx) = mpsc::channel::<bool>();
+    let (seen_tx, seen_rx) = mpsc::channel::<anyhow::Result<SocketAddrV4>>();
+    let long = spawn_in(&a.ns, move || {
+        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        while let Ok(true) = sock_rx.recv_timeout(Duration::from_secs(60)) {
+            let _ = seen_tx.send(udp_ask(&s, dst, b"long-lived"));
+        }
+        Ok(())
+    });
+    to_sock.send(true).unwrap();
+    let before = seen_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("long-lived UDP socket");
+    let before = before.unwrap_or_else(|e| panic!("long-lived UDP socket, first datagram: {e:#}"));
+    assert!(
+        within(&before, UPLINK),
+        "long-lived UDP socket seen as {before}"
+    );
+
+    let host = bed.host_ns();
+    ip_ns(host, &["addr", "del", "203.0.113.2/24", "dev", "up0"]).unwrap();
+    ip_ns(host, &["addr", "add", "203.0.113.3/24", "dev", "up0"]).unwrap();
+    ip_ns(host, &["route", "replace", "default", "via", "203.0.113.1"]).unwrap();
+    let changed = Instant::now();
+    let seen = loop {
+        let last = match tcp_udp_from(&a.ns, &srv).0 {
+            Ok(s) if *s.ip() == UPLINK2 => break s,
+            r => r,
+        };
+        if changed.elapsed() > Duration::from_secs(10) {
+            panic!(
+                "10 s after the uplink address changed to {UPLINK2}, a new TCP flow still gives {last:?}; \
+                 status uplinks = {}",
+                status(&bed)["uplinks"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    eprintln!("new flows use {UPLINK2} after {:?}", changed.elapsed());
+    assert!(SNAT.contains(&seen.port()), "new flow seen as {seen}");
+    wait_uplink(&bed, UPLINK2, Duration::from_secs(5));
+    expect_egress(
+        &a.ns,
+        &world,
+        &srv,
+        UPLINK2,
+        true,
+        "after the uplink address changed",
+    );
+
+    to_sock.send(true).unwrap();
+    let after = seen_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("long-lived UDP socket");
+    let _ = to_sock.send(false);
+    let _ = join(long);
+    let after = after.unwrap_or_else(|e| {
+        panic!("long-lived UDP socket after the address change (was {before}): {e:#}")
+    });
+    assert!(
+        within(&after, UPLINK2),
+        "long-lived UDP socket: seen as {before} before the change, {after} after; expected {UPLINK2}"
+    );
+}
+
+/// With short timeouts, UDP and ICMP conntrack entries expire: status
+/// `conntrack.flows` drops back to 0, and new flows work afterwards.
+#[test]
+fn conntrack_entries_expire() {
+    let (bed, world) = bed_with_uplink(&[
+        "--ct-timeout",
+        "udp=2",
+        "--ct-timeout",
+        "udp-unreplied=2",
+        "--ct-timeout",
+        "icmp=2",
+    ]);
+    bed.network("mq", &["--subnet", "10.91.41.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let b = bed.container("b", &["--network", "mq"]);
+    let srv = Servers::start(&world, WORLD);
+    let flows_of = |c: &Ctr| {
+        let dst = srv.udp();
+        let u = in_ns(&c.ns, move || udp_exchange(dst, b"ct"));
+        let s = u.unwrap_or_else(|e| panic!("UDP from {}: {e:#}", c.name));
+        assert!(within(&s, UPLINK), "UDP from {} seen as {s}", c.name);
+        icmp(&c.ns, WORLD).unwrap_or_else(|e| panic!("ping from {}: {e:#}", c.name));
+    };
+    flows_of(&a);
+    flows_of(&b);
+    let n = conntrack_flows(&bed);
+    assert!(
+        n > 0,
+        "status conntrack.flows should count the UDP and ICMP flows just made, got {n}"
+    );
+    let start = Instant::now();
+    loop {
+        let n = conntrack_flows(&bed);
+        if n == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            panic!(
+                "conntrack.flows still {n} 15 s after the last packet (timeouts 2 s): {}",
+                status(&bed)["conntrack"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "conntrack empty {:?} after the last packet",
+        start.elapsed()
+    );
+    flows_of(&a);
+    assert!(
+        conntrack_flows(&bed) > 0,
+        "a new flow after expiry is tracked again"
+    );
+}
+
+// ---------------------------------------------------------------- checksums
+
+/// `tcpdump -n -vv` on an interface of a netns, output into a file; killed
+/// (by its pid) on drop.
+struct Capture {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Capture {
+    fn start(bed: &Bed, ns: &str, dev: &str) -> Capture {
+        let out = bed.dir().join(format!("capture-{ns}-{dev}.txt"));
+        let file = std::fs::File::create(&out).unwrap();
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", path_of(ns).display()))
+            .args([
+                "tcpdump",
+                "-n",
+                "-vv",
+                "-l",
+                "-i",
+                dev,
+                "tcp or udp or icmp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning tcpdump");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                line.clear();
+            }
+        });
+        let mut cap = Capture { child, out };
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            cap.stop();
+            panic!("tcpdump on {ns}/{dev} did not start");
+        }
+        cap
+    }
+
+    fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Stops the capture; returns the lines tcpdump found a bad checksum in
+    /// and whether it verified TCP and UDP checksums at all.
+    fn finish(mut self) -> (Vec<String>, bool, bool) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let bad = text
+            .lines()
+            .filter(|l| {
+                l.contains("incorrect")
+                    || l.contains("bad udp cksum")
+                    || l.contains("bad cksum")
+                    || l.contains("wrong icmp cksum")
+            })
+            .map(str::to_string)
+            .collect();
+        (bad, text.contains("(correct)"), text.contains("udp sum ok"))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn ethtool_off(ns: &str, dev: &str) {
+    let out = run_timeout(
+        "ip",
+        &[
+            "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        out.success(),
+        "turning checksum offload off (needs the ethtool package):\n{out}"
+    );
+}
+
+/// A TCP upload, a UDP exchange with a large datagram and a large ping,
+/// from container `ns`; all must arrive from the uplink address.
+fn exchange(ns: &str, srv: &Servers, what: &str) {
+    let (t, u) = (srv.tcp(), srv.udp());
+    let tcp = in_ns(ns, move || {
+        TcpClient::open(t, None)?.send(256 * 1024, Duration::from_secs(10))
+    });
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i * 31 + 5) as u8).collect();
+    let udp = in_ns(ns, move || udp_exchange(u, &payload));
+    let net = format!("--net={}", path_of(ns).display());
+    let ping = run_timeout(
+        "nsenter",
+        &[
+            &net,
+            "ping",
+            "-n",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-s",
+            "1000",
+            &WORLD.to_string(),
+        ],
+        Duration::from_secs(10),
+    );
+    let mut errs = Vec::new();
+    for (p, r) in [("TCP", tcp), ("UDP", udp)] {
+        match r {
+            Ok(a) if within(&a, UPLINK) => {}
+            Ok(a) => errs.push(format!("{p}: seen as {a}")),
+            Err(e) => errs.push(format!("{p}: {e:#}")),
+        }
+    }
+    if !ping.success() {
+        errs.push(format!("ping -s 1000: {ping}"));
+    }
+    assert!(errs.is_empty(), "{what}:\n  - {}", errs.join("\n  - "));
+}
+
+/// Checksums stay right with and without checksum offload: the exchange
+/// works with the veths' default offloads, and again with tx/rx checksum
+/// offload off on the container's eth0 and the world's w0 — where tcpdump
+/// on both ends (which then sees complete checksums) finds none wrong
+/// after SNAT and reverse NAT.
+#[test]
+fn checksums_with_and_without_offload() {
+    let (bed, world) = bed_with_uplink(&[]);
+    bed.network("mq", &["--subnet", "10.91.42.0/24"]);
+    let a = bed.container("a", &["--network", "mq"]);
+    let srv = Servers::start(&world, WORLD);
+    exchange(&a.ns, &srv, "with default offloads");
+
+    ethtool_off(&a.ns, "eth0");
+    ethtool_off(&world, "w0");
+    let at_world = Capture::start(&bed, &world, "w0");
+    let at_ctr = Capture::start(&bed, &a.ns, "eth0");
+    exchange(
+        &a.ns,
+        &srv,
+        "with checksum offload off on a/eth0 and world/w0",
+    );
+    let mut errs = Vec::new();
+    for (where_, cap) in [
+        ("world w0 (after SNAT)", at_world),
+        ("a eth0 (after reverse NAT)", at_ctr),
+    ] {
+        let (bad, tcp_ok, udp_ok) = cap.finish();
+        if !bad.is_empty() {
+            errs.push(format!(
+                "{where_}: bad checksums:\n    {}",
+                bad.join("\n    ")
+            ));
+        }
+        if !tcp_ok || !udp_ok {
+            errs.push(format!(
+                "{where_}: tcpdump verified no TCP ({tcp_ok}) or UDP ({udp_ok}) checksum"
+            ));
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
