@@ -134,7 +134,10 @@ pub struct CtEntry {
     /// Hairpin replies only: the container the reply goes back to (the
     /// destination was rewritten to its gateway on the way in).
     pub peer: u32,
-    pub _pad: u32,
+    /// Replies of flows between containers: the host end of the client's
+    /// veth, where the translated reply is redirected (its source is a host
+    /// address, which the host stack would drop as martian).
+    pub ifindex: u32,
 }
 
 /// Key of `PUBLISHED`: a host address (0 = every host address), a port

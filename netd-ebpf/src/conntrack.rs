@@ -26,7 +26,7 @@ pub fn key(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> CtKey {
 /// A fresh entry stamped now.
 #[inline(always)]
 pub fn entry(addr: u32, port: u16, flags: u8, tcp_flags: u8) -> CtEntry {
-    CtEntry { last_seen_ns: now(), addr, port, flags, tcp_flags, peer: 0, _pad: 0 }
+    CtEntry { last_seen_ns: now(), addr, port, flags, tcp_flags, peer: 0, ifindex: 0 }
 }
 
 /// Refreshes an entry seen in a packet.

@@ -41,7 +41,7 @@ pub fn from_container(ctx: TcContext) -> i32 {
     };
     match parse_l3(&ctx) {
         L3::Ipv4(ip) => match from_container_v4(&ctx, ep, &ip) {
-            Ok(()) => TC_ACT_OK,
+            Ok(verdict) => verdict,
             Err(reason) => drop_packet(reason),
         },
         L3::Other => TC_ACT_OK,
@@ -54,24 +54,25 @@ pub fn from_container(ctx: TcContext) -> i32 {
 /// translated back, flows to published ports are translated to their
 /// target, everything else meets the isolation policy.
 #[inline(always)]
-fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<(), DropReason> {
+fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<i32, DropReason> {
     if ip.src == ep.ip {
         if let Some(ports) = parse_l4(ctx, ip).and_then(|l4| l4.ports()) {
-            if publish::reverse_from_target(ctx, ip, ports)? {
-                return Ok(());
+            if let Some(verdict) = publish::reverse_from_target(ctx, ip, ports)? {
+                return Ok(verdict);
             }
             if publish::is_host_addr(ip.dst) {
                 if let Some(target) = publish::lookup(ip.dst, ports.1, ip.proto) {
                     if ep.net_flags & NET_F_INTERNAL != 0 && ip.dst != ep.gateway {
                         return Err(DropReason::Internal);
                     }
-                    return publish::dnat_from_container(ctx, ip, ep, ports, target);
+                    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+                    return publish::dnat_from_container(ctx, ip, ep, ifindex, ports, target);
                 }
             }
         }
     }
     match policy::from_container(ep, ip.src, ip.dst, network_of(ip.dst)) {
-        Verdict::Pass => Ok(()),
+        Verdict::Pass => Ok(TC_ACT_OK),
         Verdict::Drop(reason) => Err(reason),
     }
 }

@@ -1,7 +1,8 @@
 //! netd's kernel programs. Entry points live in one module per hook
 //! (`endpoint`: the host end of container veths; `uplink`: the host's
 //! uplinks; `sock`: host sockets); the logic they share lives
-//! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `maps`, `drops`).
+//! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `publish`,
+//! `redirect`, `maps`, `drops`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -20,6 +21,8 @@ mod parse;
 mod policy;
 #[cfg(target_arch = "bpf")]
 mod publish;
+#[cfg(target_arch = "bpf")]
+mod redirect;
 #[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]

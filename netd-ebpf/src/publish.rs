@@ -1,13 +1,14 @@
 //! Published ports: the lookup every hook shares, and the translation of
 //! flows from containers to a published port (which never leave the host).
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use netd_common::{DropReason, Endpoint, PublishKey, PublishTarget, CT_F_DNAT, CT_F_SNAT};
 
 use crate::{
     conntrack::{entry, key, lookup_local, put_local, touch},
-    maps::{HOST_ADDRS, PUBLISHED},
+    maps::{ENDPOINTS, HOST_ADDRS, PUBLISHED},
     nat::{rewrite_addr, rewrite_port},
     parse::Ipv4,
+    redirect::to_container_veth,
 };
 
 /// The target of `addr:port/proto`: an exact host address first, then a
@@ -29,16 +30,18 @@ pub fn is_host_addr(addr: u32) -> bool {
 
 /// A container's packet to a host address's published port: rewrite the
 /// destination to the target (and, for a hairpin to itself, the source to
-/// its gateway), and remember both directions so the target's replies are
-/// translated back and pass isolation.
+/// its gateway, delivering it straight back), and remember both directions
+/// so the target's replies are translated back and pass isolation.
+/// Returns the TC verdict.
 #[inline(always)]
 pub fn dnat_from_container(
     ctx: &TcContext,
     ip: &Ipv4,
     ep: &Endpoint,
+    ifindex: u32,
     ports: (u16, u16, u8),
     target: PublishTarget,
-) -> Result<(), DropReason> {
+) -> Result<i32, DropReason> {
     let (sport, dport, tcp_flags) = ports;
     let hairpin = target.addr == ip.src;
     let src = if hairpin { ep.gateway } else { ip.src };
@@ -47,6 +50,7 @@ pub fn dnat_from_container(
         Some(e) => touch(e, tcp_flags),
         None => {
             let mut back = entry(ip.dst, dport, CT_F_SNAT | CT_F_DNAT, 0);
+            back.ifindex = ifindex;
             if hairpin {
                 back.peer = ip.src;
             }
@@ -64,23 +68,26 @@ pub fn dnat_from_container(
     }
     if hairpin {
         rewrite_addr(ctx, ip, false, ip.src, ep.gateway).map_err(bad)?;
+        return to_container_veth(ctx, ifindex, ip.src, ep.gateway).map_err(bad);
     }
-    Ok(())
+    Ok(TC_ACT_OK)
 }
 
 /// A published flow's reply leaving its target container: restore the
 /// published address and port as source (and the hairpin peer as
-/// destination). Returns false when the packet is not such a reply.
+/// destination) and deliver it to the client's veth. Returns the TC
+/// verdict, or `None` when the packet is not such a reply.
 #[inline(always)]
-pub fn reverse_from_target(ctx: &TcContext, ip: &Ipv4, ports: (u16, u16, u8)) -> Result<bool, DropReason> {
+pub fn reverse_from_target(ctx: &TcContext, ip: &Ipv4, ports: (u16, u16, u8)) -> Result<Option<i32>, DropReason> {
     let (sport, dport, tcp_flags) = ports;
     let Some(e) = lookup_local(&key(ip.src, ip.dst, sport, dport, ip.proto)) else {
-        return Ok(false);
+        return Ok(None);
     };
     // SAFETY: map value pointer from this program's lookup.
-    let (addr, port, flags, peer) = unsafe { ((*e).addr, (*e).port, (*e).flags, (*e).peer) };
+    let (addr, port, flags, peer, ifindex) =
+        unsafe { ((*e).addr, (*e).port, (*e).flags, (*e).peer, (*e).ifindex) };
     if flags & CT_F_SNAT == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     touch(e, tcp_flags);
     let bad = |_| DropReason::Malformed;
@@ -88,10 +95,17 @@ pub fn reverse_from_target(ctx: &TcContext, ip: &Ipv4, ports: (u16, u16, u8)) ->
     if port != sport {
         rewrite_port(ctx, ip, false, sport, port).map_err(bad)?;
     }
-    if peer != 0 {
+    let client = if peer != 0 {
         rewrite_addr(ctx, ip, true, ip.dst, peer).map_err(bad)?;
-    }
-    Ok(true)
+        peer
+    } else {
+        ip.dst
+    };
+    // SAFETY: the value lives in the map.
+    let Some(client_ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
+        return Err(DropReason::UnknownEndpoint);
+    };
+    to_container_veth(ctx, ifindex, client, client_ep.gateway).map(Some).map_err(bad)
 }
 
 /// Is this packet (about to enter a container) part of a published flow

@@ -17,11 +17,14 @@ use std::{
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 /// Debian packages the tests use.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "socat",
+    "ethtool",
     "ncat",
     "tcpdump",
     "bpftool",
@@ -62,8 +65,13 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Benchmarks (not yet implemented).
-    Bench,
+    /// Benchmarks: netd vs a Docker-equivalent iptables datapath vs bare
+    /// veths (root); report under bench/results/.
+    Bench {
+        /// Fewer repetitions and smaller counts (under 3 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<ExitCode> {
@@ -75,10 +83,7 @@ fn main() -> Result<ExitCode> {
         Cmd::Build { release } => build(&root, release)?,
         Cmd::Run { release, args } => run(&root, release, &args)?,
         Cmd::Test { args } => test(&root, &args)?,
-        Cmd::Bench => {
-            println!("not yet implemented");
-            return Ok(ExitCode::from(2));
-        }
+        Cmd::Bench { quick } => bench::bench(&root, quick)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,7 @@ impl Agent {
         if req.ip.is_some() && !matches!(requested, Requested::Network(_)) {
             return invalid("--ip needs a network to take the address from");
         }
+        let mut ports = Vec::new();
         let mut container = Container {
             id: new_id(),
             name: req.name,
@@ -69,6 +70,7 @@ impl Agent {
             }
             Requested::Network(key) => {
                 let net = self.find_network(&key)?.clone();
+                ports = self.plan_ports(&net, &req.publish)?;
                 let ns = open_netns(&container)?;
                 let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
                 self.plumb_endpoint(&ns, &net, &ep, true)
@@ -77,7 +79,8 @@ impl Agent {
                 container.endpoints.push(ep);
             }
         }
-        let published = match self.publish_ports(&container, &req.publish) {
+        let target = container.endpoints.first().map(|e| e.ip);
+        let published = match target.map_or(Ok(Vec::new()), |ip| self.realise_ports(ports, ip)) {
             Ok(ports) => ports,
             Err(e) => {
                 for ep in &container.endpoints {

@@ -16,7 +16,7 @@ use tracing::warn;
 use super::Agent;
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
-    model::Container,
+    model::Network,
     ports::{PortMapping, Proto, PublishSpec},
 };
 
@@ -67,20 +67,16 @@ fn hold_port(m: &PortMapping) -> AgentResult<(OwnedFd, u16)> {
 }
 
 impl Agent {
-    /// Parses, checks and realises `specs` for `container` (whose first
-    /// endpoint is the target). All or nothing.
-    pub(super) fn publish_ports(&mut self, container: &Container, specs: &[String]) -> AgentResult<Vec<PortMapping>> {
+    /// Parses and checks `specs` for a container whose first network is
+    /// `net`, without touching anything: the mappings to realise.
+    pub(super) fn plan_ports(&self, net: &Network, specs: &[String]) -> AgentResult<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(ep) = container.endpoints.first() else {
-            return invalid("publishing ports needs a network (not none, host or container mode)");
-        };
-        let net = &self.networks[&ep.network_id];
         if net.internal {
             return invalid(format!("cannot publish ports of a container on internal network {}", net.name));
         }
-        let mut wanted = Vec::new();
+        let mut wanted: Vec<PortMapping> = Vec::new();
         for spec in specs {
             let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;
             for mut m in parsed.expand() {
@@ -94,38 +90,51 @@ impl Agent {
                         ));
                     }
                 }
-                wanted.push(m);
-            }
-        }
-        let target = ep.ip;
-        let mut done: Vec<PortMapping> = Vec::new();
-        let result = (|| {
-            for mut m in wanted {
-                let existing = self
-                    .containers
-                    .values()
-                    .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
-                    .chain(done.iter().map(|p| (container.name.as_str(), p)));
                 if m.host_port != 0 {
-                    if let Some((owner, p)) = existing.into_iter().find(|(_, p)| clashes(p, &m)) {
+                    let published = self
+                        .containers
+                        .values()
+                        .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
+                        .chain(wanted.iter().map(|p| ("(this request)", p)));
+                    if let Some((owner, p)) = published.into_iter().find(|(_, p)| clashes(p, &m)) {
                         return conflict(format!(
-                            "port {}:{}/{} is already published by container {owner}",
+                            "port {}:{}/{} is already published by {owner}",
                             p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
                             p.host_port,
                             p.proto
                         ));
                     }
                 }
+                wanted.push(m);
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Holds the host ports and writes the map entries; all or nothing.
+    /// Host port 0 becomes the port the kernel picked.
+    pub(super) fn realise_ports(&mut self, wanted: Vec<PortMapping>, target: Ipv4Addr) -> AgentResult<Vec<PortMapping>> {
+        let mut done: Vec<PortMapping> = Vec::new();
+        let mut result = Ok(());
+        for mut m in wanted {
+            let step = (|| {
                 if m.proto != Proto::Sctp {
                     let (fd, port) = hold_port(&m)?;
                     m.host_port = port;
                     self.reservations.held.insert(key_of(&m), fd);
                 }
                 self.datapath.publish(&m, target)?;
-                done.push(m);
+                Ok::<_, AgentError>(())
+            })();
+            match step {
+                Ok(()) => done.push(m),
+                Err(e) => {
+                    self.reservations.held.remove(&key_of(&m));
+                    result = Err(e);
+                    break;
+                }
             }
-            Ok(())
-        })();
+        }
         if let Err(e) = result {
             self.unpublish(&done, None);
             return Err(e);

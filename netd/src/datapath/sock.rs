@@ -51,7 +51,7 @@ impl Datapath {
             .with_context(|| format!("cannot open cgroup {}", cgroup.display()))?;
         for name in SOCK_PROGRAMS {
             let pin = self.pins().link("cgroup", name);
-            let fresh = pin.with_extension("new");
+            let fresh = self.pins().link("cgroup", &format!("{name}_new"));
             let _ = std::fs::remove_file(&fresh);
             let prog: &mut CgroupSockAddr = self
                 .ebpf
