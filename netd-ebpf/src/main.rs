@@ -1,6 +1,6 @@
 //! netd's kernel programs. Entry points live in one module per hook
-//! (`endpoint`: the host end of container veths; `uplink`: the host's
-//! uplinks; `sock`: host sockets); the logic they share lives
+//! (`endpoint`: the host end of container veths; `uplink` and `prefilter`:
+//! the host's uplinks; `sock`: host sockets); the logic they share lives
 //! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `publish`,
 //! `redirect`, `maps`, `drops`).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -19,6 +19,8 @@ mod nat;
 #[cfg(target_arch = "bpf")]
 mod parse;
 mod policy;
+#[cfg(target_arch = "bpf")]
+mod prefilter;
 #[cfg(target_arch = "bpf")]
 mod publish;
 #[cfg(target_arch = "bpf")]

@@ -325,3 +325,33 @@ fn sctp_published_port_translates_the_address_only() {
     let back = check(&back);
     assert_eq!((back.src, back.sport), (ip(UPLINK_ADDR), 3868));
 }
+
+#[test]
+fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let fs = Bpffs::new("xdp");
+    let mut dp = datapath(&fs.0, (40000, 40009));
+    let xdp = |dp: &mut Datapath, f: &[u8]| {
+        let mut out = vec![0u8; f.len() + 256];
+        let opts = TestRunOptions { data_in: Some(f), data_out: Some(&mut out), ..TestRunOptions::new() };
+        dp.prefilter_program().unwrap().test_run(opts).expect("test_run").return_value
+    };
+    // Unsolicited traffic to a container address: dropped early.
+    assert_eq!(xdp(&mut dp, &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02))), XDP_DROP);
+    assert_eq!(xdp(&mut dp, &frame(SERVER, CONTAINER, 17, &udp(53, 33333))), XDP_DROP);
+    assert_eq!(xdp(&mut dp, &frame(SERVER, CONTAINER, 1, &echo(true, 9))), XDP_DROP);
+    // To the host: not the prefilter's business.
+    assert_eq!(xdp(&mut dp, &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 22, 0x02))), XDP_PASS);
+    // A reply to a routed (masquerade off) flow comes to the container's
+    // own address: it passes once the flow went out.
+    let routed = NetworkInfo { net_id: 2, gateway: addr_key(ip([10, 8, 0, 1])), flags: NET_F_ICC, prefix_len: 24 };
+    dp.upsert_network("10.8.0.0/24".parse().unwrap(), routed).unwrap();
+    let inside = [10, 8, 0, 2];
+    assert_eq!(xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))), XDP_DROP);
+    let (v, out) = run(&mut dp, UPLINK_OUT, &frame(inside, SERVER, 17, &udp(4444, 53)));
+    assert_eq!((v, check(&out).src), (TC_ACT_OK, ip(inside)), "routed: source kept");
+    assert_eq!(xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))), XDP_PASS);
+    let drops = dp.drop_counts().unwrap();
+    assert_eq!(drops.iter().find(|d| d.reason == "not-a-reply").unwrap().packets, 4);
+}

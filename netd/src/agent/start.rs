@@ -157,7 +157,9 @@ impl Agent {
         for pin in self.datapath.pinned_links()? {
             let owner = pin.split('_').next().unwrap_or_default();
             // Uplink links are adopted or removed by the uplink sync.
-            let uplink_pin = pin.ends_with(crate::datapath::UPLINK_IN) || pin.ends_with(crate::datapath::UPLINK_OUT);
+            let uplink_pin = [crate::datapath::UPLINK_IN, crate::datapath::UPLINK_OUT, crate::datapath::UPLINK_XDP]
+                .iter()
+                .any(|p| pin.ends_with(p));
             if !uplink_pin && !owned.contains(owner) {
                 self.datapath.unpin_link(&self.datapath.pins().links().join(&pin))?;
                 self.repaired(format!("unpinned orphan link {pin}"));

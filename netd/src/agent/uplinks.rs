@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::Agent;
-use crate::datapath::{addr_key, UPLINK_IN, UPLINK_OUT};
+use crate::datapath::{addr_key, UPLINK_IN, UPLINK_OUT, UPLINK_XDP};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UplinkState {
@@ -62,7 +62,8 @@ impl Agent {
                 port_min: self.config.snat_ports.0,
                 port_max: self.config.snat_ports.1,
             };
-            match self.datapath.attach_uplink(&name, state.ifindex, entry) {
+            let is_veth = self.links.kind(state.ifindex).await.ok().flatten().as_deref() == Some("veth");
+            match self.datapath.attach_uplink(&name, state.ifindex, entry, is_veth) {
                 Ok(()) => {
                     info!(uplink = %name, address = ?state.address, "uplink ready");
                     self.uplinks.insert(name, state);
@@ -82,7 +83,7 @@ impl Agent {
             }
         }
         for pin in self.datapath.pinned_links()? {
-            let Some(ifname) = [UPLINK_IN, UPLINK_OUT]
+            let Some(ifname) = [UPLINK_IN, UPLINK_OUT, UPLINK_XDP]
                 .iter()
                 .find_map(|p| pin.strip_suffix(p).and_then(|s| s.strip_suffix('_')))
             else {

@@ -24,6 +24,7 @@ pub const FROM_CONTAINER: &str = "from_container";
 pub const TO_CONTAINER: &str = "to_container";
 pub const UPLINK_IN: &str = "uplink_in";
 pub const UPLINK_OUT: &str = "uplink_out";
+pub const UPLINK_XDP: &str = "uplink_xdp";
 
 /// Every program in the object, loaded and pinned at start.
 pub const PROGRAMS: [&str; 4] = [FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT];
@@ -109,6 +110,15 @@ impl Datapath {
             prog.load()
                 .with_context(|| format!("the verifier rejected {name}"))?;
             pin_program(prog, &pins.progs().join(name))?;
+        }
+        {
+            let prog: &mut aya::programs::Xdp = ebpf
+                .program_mut(UPLINK_XDP)
+                .ok_or_else(|| anyhow!("program {UPLINK_XDP} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the verifier rejected {UPLINK_XDP}"))?;
+            pin_program(prog, &pins.progs().join(UPLINK_XDP))?;
         }
         for name in super::SOCK_PROGRAMS {
             let prog: &mut aya::programs::CgroupSockAddr = ebpf
@@ -275,6 +285,12 @@ trait PinnableProgram {
 }
 
 impl PinnableProgram for SchedClassifier {
+    fn pin_at(&mut self, path: &Path) -> Result<(), aya::pin::PinError> {
+        self.pin(path)
+    }
+}
+
+impl PinnableProgram for aya::programs::Xdp {
     fn pin_at(&mut self, path: &Path) -> Result<(), aya::pin::PinError> {
         self.pin(path)
     }

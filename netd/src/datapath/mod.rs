@@ -17,6 +17,6 @@ pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use loader::{
     addr_key, ebpf_object, Datapath, PinLayout, FROM_CONTAINER, PROGRAMS, TO_CONTAINER, UPLINK_IN,
-    UPLINK_OUT,
+    UPLINK_OUT, UPLINK_XDP,
 };
 pub use stats::DropCount;

@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressScope},
-        link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+        link::{InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
         route::{RouteAddress, RouteAttribute},
     },
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -62,6 +62,22 @@ impl HostLinks {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(anyhow!(e).context(format!("failed to look up link {name}"))),
         }
+    }
+
+    /// The kind of a link (`veth`, `bridge`, ...), if it has one.
+    pub async fn kind(&self, index: u32) -> Result<Option<String>> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let Some(msg) = links.try_next().await? else { return Ok(None) };
+        for attr in &msg.attributes {
+            if let LinkAttribute::LinkInfo(infos) = attr {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        return Ok(Some(kind.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Names of every link in the namespace.
