@@ -1,0 +1,99 @@
+//! `bench`: netd against a Docker-equivalent iptables datapath and bare
+//! routed veths, on one network-namespace topology (`cargo xtask bench`).
+//!
+//! `bench run` is the runner (root); `bench serve|rr|crr` is the load
+//! generator it starts inside the namespaces.
+
+mod load;
+mod measure;
+mod report;
+mod run;
+mod sys;
+mod topo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "netd vs iptables vs bare veth benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the three datapaths, measure them, write the report (root).
+    Run {
+        /// Fewer repetitions, shorter runs, smaller scale (under 3 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// The netd binary to benchmark.
+        #[arg(long)]
+        netd: PathBuf,
+        /// Where the report goes.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// The command line to quote in the report.
+        #[arg(long, default_value = "cargo xtask bench")]
+        command: String,
+    },
+    /// Echo server: answers every read with the same bytes.
+    Serve {
+        #[arg(long)]
+        port: u16,
+        /// Exit after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        lifetime: u64,
+    },
+    /// 1-byte request/response on one persistent connection; prints JSON.
+    Rr {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+    },
+    /// Connect, 1 byte each way, close, in a loop; prints JSON.
+    Crr {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Run {
+            quick,
+            netd,
+            out,
+            command,
+        } => run::run(run::Opts {
+            quick,
+            netd,
+            out,
+            command,
+        }),
+        Cmd::Serve { port, lifetime } => load::serve(port, Duration::from_secs(lifetime)),
+        Cmd::Rr { addr, secs } => load::rr(addr, secs).and_then(print_json),
+        Cmd::Crr { addr, secs } => load::crr(addr, secs).and_then(print_json),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(r: load::LoadResult) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}

@@ -1,0 +1,523 @@
+//! The report: markdown tables (printed and written), the raw JSON and an
+//! SVG chart drawn with plotters, under `--out` as `<mode>.md|json|svg`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use crate::measure::{num, Series};
+use crate::run::{Cell, Results, ScaleRow};
+use crate::topo::{Kind, PathKind};
+
+pub fn write(r: &Results, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let base = out.join(r.plan.mode);
+    let svg = base.with_extension("svg");
+    let md = markdown(
+        r,
+        svg.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("chart.svg"),
+    );
+    std::fs::write(base.with_extension("md"), &md)?;
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(r)?,
+    )?;
+    if let Err(e) = chart(r, &svg) {
+        eprintln!("bench: drawing {} failed: {e:#}", svg.display());
+    }
+    println!("{md}");
+    eprintln!(
+        "bench: wrote {}, {} and {}",
+        base.with_extension("md").display(),
+        base.with_extension("json").display(),
+        svg.display()
+    );
+    Ok(())
+}
+
+fn cell(r: &Results, path: PathKind, dp: Kind) -> Option<&Cell> {
+    r.matrix.iter().find(|c| c.path == path && c.dp == dp)
+}
+
+fn scale_row(r: &Results, dp: Kind, ports: usize) -> Option<&ScaleRow> {
+    r.scale.iter().find(|s| s.dp == dp && s.ports == ports)
+}
+
+fn ratio(a: &Series, b: &Series) -> String {
+    match (a.median(), b.median()) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+pub fn markdown(r: &Results, svg_name: &str) -> String {
+    let m = &r.machine;
+    let p = &r.plan;
+    let mut s = String::new();
+    let _ = writeln!(s, "# netd benchmark ({} run)\n", p.mode);
+    let _ = writeln!(s, "- command: `{}`", r.command);
+    let _ = writeln!(s, "- started: {}, took {:.0} s", r.started, r.elapsed_s);
+    let _ = writeln!(
+        s,
+        "- machine: {} × {}, {} RAM; {}",
+        m.cores, m.cpu, m.memory, m.os
+    );
+    let _ = writeln!(
+        s,
+        "- kernel: {}; {}; {}",
+        m.kernel,
+        m.iptables,
+        m.iperf3.split(" (").next().unwrap_or("")
+    );
+    let _ = writeln!(s, "- netd: {} (tree {})", m.netd, m.commit);
+    let _ = writeln!(
+        s,
+        "- each figure: median [min–max] of {} repetitions; iperf3 {} s single stream, rr/crr {} s single connection; datapaths interleaved",
+        p.reps, p.iperf_secs, p.load_secs
+    );
+    let _ = writeln!(s, "- chart: [{svg_name}]({svg_name})\n");
+
+    let _ = writeln!(s, "## Datapaths\n");
+    let _ = writeln!(
+        s,
+        "| path | datapath | TCP Gbit/s | transactions/s | connections/s | rr p50 µs | rr p99 µs |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let mut notes = Vec::new();
+    for path in PathKind::ALL {
+        for dp in Kind::ALL {
+            let Some(c) = cell(r, path, dp) else { continue };
+            let mut name = dp.label().to_string();
+            if let Some(n) = &c.note {
+                notes.push(format!("{} on {}: {n}", path.short(), dp.label()));
+                name.push('*');
+            }
+            if let Some(na) = &c.na {
+                let _ = writeln!(s, "| {} | {name} | {na} | | | | |", path.label());
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "| {} | {name} | {} | {} | {} | {} | {} |",
+                path.label(),
+                c.gbps.show(2),
+                c.tps.show(0),
+                c.cps.show(0),
+                c.p50_us.show(1),
+                c.p99_us.show(1)
+            );
+            for e in dedup(&c.errors) {
+                notes.push(format!("{} on {}: {e}", path.short(), dp.label()));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        s.push('\n');
+        for n in notes {
+            let _ = writeln!(s, "- \\* {n}");
+        }
+    }
+
+    let _ = writeln!(
+        s,
+        "\n## Published ports at scale (world -> last-added port)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| datapath | published ports | transactions/s | rr p99 µs | connections/s | c2c connections/s | publish one more, ms | container add without -p, ms | bulk fill, s |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut scale_notes = Vec::new();
+    for row in &r.scale {
+        if let Some(na) = &row.na {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {na} | | | | | | |",
+                row.dp.label(),
+                num(row.ports as f64, 0)
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.dp.label(),
+            num(row.ports as f64, 0),
+            row.tps.show(0),
+            row.p99_us.show(1),
+            row.cps.show(0),
+            row.c2c_cps.show(0),
+            row.publish_ms.show(2),
+            if row.plain_add_ms.is_empty() {
+                "—".into()
+            } else {
+                row.plain_add_ms.show(2)
+            },
+            row.fill_s.map(|v| format!("{v:.1}")).unwrap_or_default()
+        );
+        for e in dedup(&row.errors) {
+            scale_notes.push(format!("{} at {} ports: {e}", row.dp.label(), row.ports));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\niptables: each published port is the 3 rules dockerd adds (nat DOCKER DNAT, filter DOCKER ACCEPT, \
+         nat POSTROUTING hairpin MASQUERADE); fillers are bulk-loaded with `iptables-restore --noflush`, the \
+         \"one more\" port with 3 `iptables -A` execs as dockerd does. netd: fillers are containers publishing \
+         1,000-port ranges; \"one more\" is a `container add --publish` (the whole API call, veth included), \
+         next to a `container add` without `--publish` at the same scale."
+    );
+    for n in scale_notes {
+        let _ = writeln!(s, "- {n}");
+    }
+
+    let _ = writeln!(s, "\n## Control plane (netd)\n");
+    let c = &r.control;
+    if let Some(na) = &c.na {
+        let _ = writeln!(s, "{na}");
+    }
+    if !c.add_ms.is_empty() {
+        let first = Series {
+            samples: c.add_ms.iter().take(c.latency_n).copied().collect(),
+        };
+        let all = Series {
+            samples: c.add_ms.clone(),
+        };
+        let _ = writeln!(s, "| figure | value |\n|---|---:|");
+        let _ = writeln!(
+            s,
+            "| `container add` p50 / p99 over the first {} | {:.1} ms / {:.1} ms |",
+            first.samples.len(),
+            pct(&first, 0.5),
+            pct(&first, 0.99)
+        );
+        let _ = writeln!(
+            s,
+            "| `container add` p50 / p99 over all {} | {:.1} ms / {:.1} ms |",
+            all.samples.len(),
+            pct(&all, 0.5),
+            pct(&all, 0.99)
+        );
+        if let Some(t) = c.total_s {
+            let _ = writeln!(
+                s,
+                "| total time to bring up {} containers (sequential) | {:.1} s |",
+                all.samples.len(),
+                t
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| CLI + API round trip (`network ls`) p50 | {:.1} ms |",
+            pct(&c.cli_floor_ms, 0.5)
+        );
+        let _ = writeln!(
+            s,
+            "\nTimes are the wall time of the `netd` CLI process, so they include its start-up (the last row)."
+        );
+    }
+
+    let _ = writeln!(s, "\n## Ratios (median / median)\n");
+    let _ = writeln!(
+        s,
+        "| path | figure | netd / iptables | netd / bare |\n|---|---|---:|---:|"
+    );
+    for path in PathKind::ALL {
+        let (Some(n), Some(i), Some(b)) = (
+            cell(r, path, Kind::Netd),
+            cell(r, path, Kind::Iptables),
+            cell(r, path, Kind::Bare),
+        ) else {
+            continue;
+        };
+        type Pick = fn(&Cell) -> &Series;
+        let figs: [(&str, Pick); 4] = [
+            ("TCP throughput", |c| &c.gbps),
+            ("transactions/s", |c| &c.tps),
+            ("connections/s", |c| &c.cps),
+            ("rr p99 latency (lower is better)", |c| &c.p99_us),
+        ];
+        for (fig, pick) in figs {
+            let _ = writeln!(
+                s,
+                "| {} | {fig} | {} | {} |",
+                path.short(),
+                ratio(pick(n), pick(i)),
+                ratio(pick(n), pick(b))
+            );
+        }
+    }
+    for &ports in &r.plan.scale_levels {
+        if let (Some(n), Some(i)) = (
+            scale_row(r, Kind::Netd, ports),
+            scale_row(r, Kind::Iptables, ports),
+        ) {
+            let _ = writeln!(
+                s,
+                "| world->pub @ {} ports | transactions/s | {} | |",
+                num(ports as f64, 0),
+                ratio(&n.tps, &i.tps)
+            );
+            let _ = writeln!(
+                s,
+                "| world->pub @ {} ports | connections/s | {} | |",
+                num(ports as f64, 0),
+                ratio(&n.cps, &i.cps)
+            );
+        }
+    }
+    s
+}
+
+fn dedup(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in v {
+        if !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    if out.len() > 3 {
+        let more = out.len() - 3;
+        out.truncate(3);
+        out.push(format!("(and {more} more)"));
+    }
+    out
+}
+
+fn pct(s: &Series, q: f64) -> f64 {
+    let mut v = s.samples.clone();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[(((v.len() - 1) as f64) * q).round() as usize]
+}
+
+fn color(k: Kind) -> RGBColor {
+    match k {
+        Kind::Netd => RGBColor(0x1f, 0x77, 0xb4),
+        Kind::Iptables => RGBColor(0xd6, 0x27, 0x28),
+        Kind::Bare => RGBColor(0x7f, 0x7f, 0x7f),
+    }
+}
+
+type Pick = fn(&Cell) -> &Series;
+
+/// Four panels: throughput, transactions/s and connections/s per path and
+/// datapath (bars = median, whiskers = min..max), and the scale test.
+fn chart(r: &Results, svg: &Path) -> Result<()> {
+    let root = SVGBackend::new(svg, (1400, 1000)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "netd vs Docker-equivalent iptables vs bare veth — {} run, {}, kernel {}",
+        r.plan.mode, r.machine.cpu, r.machine.kernel
+    );
+    let root = root.titled(&title, ("sans-serif", 18))?;
+    let panels = root.split_evenly((2, 2));
+    let bars: [(&str, Pick); 3] = [
+        ("TCP throughput, Gbit/s (iperf3)", |c| &c.gbps),
+        ("1-byte transactions/s (persistent connection)", |c| &c.tps),
+        ("connections/s (connect, 1 byte each way, close)", |c| {
+            &c.cps
+        }),
+    ];
+    for (area, (caption, pick)) in panels.iter().zip(bars) {
+        bar_panel(r, area, caption, pick)?;
+    }
+    scale_panel(r, &panels[3])?;
+    root.present()?;
+    Ok(())
+}
+
+fn bar_panel<DB: DrawingBackend>(
+    r: &Results,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    pick: Pick,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ymax = r
+        .matrix
+        .iter()
+        .filter_map(|c| pick(c).max())
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let paths = PathKind::ALL;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..(paths.len() as f64 - 0.5), 0f64..ymax)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(paths.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 && (i as usize) < paths.len() {
+                paths[i as usize].short().to_string()
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| {
+            if ymax > 100.0 {
+                num(*y, 0)
+            } else {
+                format!("{y:.1}")
+            }
+        })
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let width = 0.26;
+    for (j, dp) in Kind::ALL.into_iter().enumerate() {
+        let col = color(dp);
+        let mut rects = Vec::new();
+        let mut whiskers = Vec::new();
+        let mut missing = Vec::new();
+        for (i, path) in paths.into_iter().enumerate() {
+            let x0 = i as f64 - 1.5 * width + j as f64 * width;
+            let x1 = x0 + width * 0.9;
+            let c = cell(r, path, dp);
+            match c.and_then(|c| pick(c).median().map(|m| (m, pick(c)))) {
+                Some((m, s)) => {
+                    rects.push(Rectangle::new([(x0, 0.0), (x1, m)], col.filled()));
+                    let xm = (x0 + x1) / 2.0;
+                    if let (Some(lo), Some(hi)) = (s.min(), s.max()) {
+                        whiskers.push(PathElement::new(
+                            vec![(xm, lo), (xm, hi)],
+                            BLACK.stroke_width(1),
+                        ));
+                    }
+                }
+                None => missing.push(Text::new(
+                    "n/a",
+                    ((x0 + x1) / 2.0 - 0.05, ymax * 0.03),
+                    ("sans-serif", 11).into_font().color(&col),
+                )),
+            }
+        }
+        chart
+            .draw_series(rects)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(dp.label())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], col.filled()));
+        chart
+            .draw_series(whiskers)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(missing)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn scale_panel<DB: DrawingBackend>(
+    r: &Results,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let levels = &r.plan.scale_levels;
+    type RowPick = fn(&ScaleRow) -> &Series;
+    let series: [(&str, RowPick, Kind); 4] = [
+        ("netd tx/s", |s| &s.tps, Kind::Netd),
+        ("netd conn/s", |s| &s.cps, Kind::Netd),
+        ("iptables tx/s", |s| &s.tps, Kind::Iptables),
+        ("iptables conn/s", |s| &s.cps, Kind::Iptables),
+    ];
+    let ymax = r
+        .scale
+        .iter()
+        .flat_map(|s| [s.tps.max(), s.cps.max()])
+        .flatten()
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "world -> last-added published port, by number of published ports",
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.3f64..(levels.len() as f64 - 0.7), 0f64..ymax)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(levels.len() * 4)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 && (i as usize) < levels.len() {
+                format!("{} ports", num(levels[i as usize] as f64, 0))
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| num(*y, 0))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (label, pick, dp) in series {
+        let pts: Vec<(f64, f64)> = levels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &ports)| {
+                scale_row(r, dp, ports)
+                    .and_then(|s| pick(s).median())
+                    .map(|m| (i as f64, m))
+            })
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let col = color(dp);
+        let dashed = label.ends_with("conn/s");
+        let style = if dashed {
+            col.stroke_width(2)
+        } else {
+            col.stroke_width(3)
+        };
+        chart
+            .draw_series(LineSeries::new(pts.clone(), style))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], style));
+        let marker = pts.into_iter().map(move |p| {
+            if dashed {
+                TriangleMarker::new(p, 5, col.filled()).into_dyn()
+            } else {
+                Circle::new(p, 4, col.filled()).into_dyn()
+            }
+        });
+        chart
+            .draw_series(marker)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}

@@ -1,0 +1,567 @@
+//! The benchmark run: the datapath matrix, the published-port scale test and
+//! the control-plane test, in that order; then the report.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::measure::{self, Series};
+use crate::report;
+use crate::sys::{self, Netns, RunDir};
+use crate::topo::{Agent, Ctx, Dp, Kind, PathKind, Target};
+
+/// How much of everything.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub mode: &'static str,
+    pub reps: usize,
+    pub iperf_secs: u32,
+    pub load_secs: f64,
+    pub scale_levels: Vec<usize>,
+    pub scale_reps: usize,
+    /// Container adds whose latency is reported, and the total brought up.
+    pub cp_latency_n: usize,
+    pub cp_total_n: usize,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                mode: "quick",
+                reps: 3,
+                iperf_secs: 1,
+                load_secs: 0.5,
+                scale_levels: vec![0, 1000],
+                scale_reps: 3,
+                cp_latency_n: 50,
+                cp_total_n: 100,
+            }
+        } else {
+            Plan {
+                mode: "full",
+                reps: 5,
+                iperf_secs: 2,
+                load_secs: 2.0,
+                scale_levels: vec![0, 1000, 10000],
+                scale_reps: 5,
+                cp_latency_n: 200,
+                cp_total_n: 1000,
+            }
+        }
+    }
+}
+
+/// One path on one datapath.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub path: PathKind,
+    pub dp: Kind,
+    /// Why it was not measured.
+    pub na: Option<String>,
+    /// How the datapath does this path differently.
+    pub note: Option<String>,
+    pub gbps: Series,
+    pub tps: Series,
+    pub cps: Series,
+    pub p50_us: Series,
+    pub p99_us: Series,
+    pub crr_errors: u64,
+    pub errors: Vec<String>,
+}
+
+impl Cell {
+    fn new(path: PathKind, dp: Kind) -> Cell {
+        Cell {
+            path,
+            dp,
+            na: None,
+            note: None,
+            gbps: Series::default(),
+            tps: Series::default(),
+            cps: Series::default(),
+            p50_us: Series::default(),
+            p99_us: Series::default(),
+            crr_errors: 0,
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// One scale level on one datapath.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleRow {
+    pub dp: Kind,
+    pub ports: usize,
+    pub na: Option<String>,
+    /// Seconds to load the filler ports of this level (bulk).
+    pub fill_s: Option<f64>,
+    pub probe_port: Option<u16>,
+    pub tps: Series,
+    pub p99_us: Series,
+    pub cps: Series,
+    pub c2c_cps: Series,
+    pub publish_ms: Series,
+    pub plain_add_ms: Series,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Control {
+    pub na: Option<String>,
+    pub latency_n: usize,
+    pub total_n: usize,
+    /// Wall time of each `netd container add`, in order, ms.
+    pub add_ms: Vec<f64>,
+    pub total_s: Option<f64>,
+    /// `netd network ls` wall time: the CLI + API round-trip floor.
+    pub cli_floor_ms: Series,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub os: String,
+    pub iptables: String,
+    pub iperf3: String,
+    pub netd: String,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub plan: Plan,
+    pub command: String,
+    pub started: String,
+    pub machine: Machine,
+    pub matrix: Vec<Cell>,
+    pub scale: Vec<ScaleRow>,
+    pub control: Control,
+    pub elapsed_s: f64,
+}
+
+pub struct Opts {
+    pub quick: bool,
+    pub netd: PathBuf,
+    pub out: PathBuf,
+    pub command: String,
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    sys::install_signal_handlers()?;
+    sys::clean_stale();
+    let start = Instant::now();
+    let plan = Plan::new(opts.quick);
+    let dir = RunDir::create()?;
+    let cgroup = sys::Cgroup::create()?;
+    let ctx = Ctx {
+        cgroup: cgroup.path.clone(),
+        dir: dir.path.clone(),
+        pids: dir.pids(),
+        exe: std::env::current_exe().context("finding our own binary")?,
+        netd: std::fs::canonicalize(&opts.netd)
+            .with_context(|| format!("netd binary {}", opts.netd.display()))?,
+    };
+    let machine = machine(&ctx);
+    let started = sys::run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    eprintln!(
+        "bench: {} run: {} reps, iperf3 {} s, rr/crr {} s; run dir {}",
+        plan.mode,
+        plan.reps,
+        plan.iperf_secs,
+        plan.load_secs,
+        ctx.dir.display()
+    );
+
+    let (matrix, scale) = {
+        let mut dps = Vec::new();
+        let mut build_errors = Vec::new();
+        for kind in Kind::ALL {
+            sys::check()?;
+            let t = Instant::now();
+            match Dp::build(&ctx, kind) {
+                Ok(dp) => {
+                    eprintln!(
+                        "bench: built {} topology in {:.1} s",
+                        kind.label(),
+                        t.elapsed().as_secs_f64()
+                    );
+                    dps.push(dp);
+                }
+                Err(e) => {
+                    sys::check()?;
+                    eprintln!(
+                        "bench: building the {} topology failed: {e:#}",
+                        kind.label()
+                    );
+                    build_errors.push((kind, format!("setup failed: {e:#}")));
+                }
+            }
+        }
+        let matrix = run_matrix(&plan, &dps, &build_errors)?;
+        let scale = run_scale(&plan, &mut dps, &build_errors)?;
+        eprintln!("bench: tearing down the datapath topologies");
+        (matrix, scale)
+    };
+    let control = run_control(&plan, &ctx)?;
+
+    let results = Results {
+        plan,
+        command: opts.command,
+        started,
+        machine,
+        matrix,
+        scale,
+        control,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    };
+    report::write(&results, &opts.out)?;
+    eprintln!("bench: done in {:.0} s", results.elapsed_s);
+    Ok(())
+}
+
+fn warmup(ctx: &Ctx, t: &Target) -> Result<()> {
+    let mut last = None;
+    // The first packets may wait for neighbour resolution: try a few times.
+    for _ in 0..3 {
+        match measure::load(ctx, t, "rr", 0.2) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        sys::check()?;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("warm-up failed")))
+}
+
+fn short_err(e: &anyhow::Error) -> String {
+    let s = format!("{e:#}");
+    let s = s.lines().next().unwrap_or("").to_string();
+    if s.len() > 200 {
+        format!("{}…", &s[..200])
+    } else {
+        s
+    }
+}
+
+fn run_matrix(plan: &Plan, dps: &[Dp], build_errors: &[(Kind, String)]) -> Result<Vec<Cell>> {
+    let mut cells = Vec::new();
+    let mut targets = Vec::new();
+    for path in PathKind::ALL {
+        for kind in Kind::ALL {
+            let mut cell = Cell::new(path, kind);
+            let dp = dps.iter().find(|d| d.kind == kind);
+            match (dp, build_errors.iter().find(|(k, _)| *k == kind)) {
+                (Some(dp), _) => match dp.target(path) {
+                    Ok(t) => {
+                        sys::check()?;
+                        cell.note = t.note.map(str::to_string);
+                        match warmup(dp.ctx(), &t) {
+                            Ok(()) => targets.push((cells.len(), dp, t)),
+                            Err(e) => cell.na = Some(format!("error: {}", short_err(&e))),
+                        }
+                    }
+                    Err(na) => cell.na = Some(na),
+                },
+                (None, Some((_, e))) => cell.na = Some(e.clone()),
+                (None, None) => cell.na = Some("not built".into()),
+            }
+            if let Some(na) = &cell.na {
+                eprintln!("bench: {} on {}: {na}", path.short(), kind.label());
+            }
+            cells.push(cell);
+        }
+    }
+    for rep in 0..plan.reps {
+        for path in PathKind::ALL {
+            // Rotate the datapath order each repetition so that drift on
+            // this noisy machine does not always favour the same one.
+            let mut these: Vec<&(usize, &Dp, Target)> = targets
+                .iter()
+                .filter(|(i, _, _)| cells[*i].path == path)
+                .collect();
+            if !these.is_empty() {
+                let n = these.len();
+                these.rotate_left(rep % n);
+            }
+            for (i, dp, t) in these {
+                sys::check()?;
+                let cell = &mut cells[*i];
+                let ctx = dp.ctx();
+                match measure::iperf(t, plan.iperf_secs) {
+                    Ok(g) => cell.gbps.push(g),
+                    Err(e) => cell.errors.push(format!("iperf3: {}", short_err(&e))),
+                }
+                sys::check()?;
+                match measure::load(ctx, t, "rr", plan.load_secs) {
+                    Ok(r) => {
+                        cell.tps.push(r.rate);
+                        cell.p50_us.push(r.p50_us);
+                        cell.p99_us.push(r.p99_us);
+                    }
+                    Err(e) => cell.errors.push(format!("rr: {}", short_err(&e))),
+                }
+                sys::check()?;
+                match measure::load(ctx, t, "crr", plan.load_secs) {
+                    Ok(r) => {
+                        cell.cps.push(r.rate);
+                        cell.crr_errors += r.errors;
+                        if let Some(e) = r.first_error {
+                            cell.errors
+                                .push(format!("crr: {} failed connections, first: {e}", r.errors));
+                        }
+                    }
+                    Err(e) => cell.errors.push(format!("crr: {}", short_err(&e))),
+                }
+                eprintln!(
+                    "bench: [{}/{}] {:<16} {:<9} {:>7} Gbit/s {:>9} tx/s {:>8} conn/s p50 {} µs p99 {} µs",
+                    rep + 1,
+                    plan.reps,
+                    path.short(),
+                    dp.kind.label(),
+                    last(&cell.gbps, 2),
+                    last(&cell.tps, 0),
+                    last(&cell.cps, 0),
+                    last(&cell.p50_us, 1),
+                    last(&cell.p99_us, 1),
+                );
+            }
+        }
+    }
+    Ok(cells)
+}
+
+fn last(s: &Series, prec: usize) -> String {
+    s.samples
+        .last()
+        .map(|v| measure::num(*v, prec))
+        .unwrap_or_else(|| "—".into())
+}
+
+fn run_scale(
+    plan: &Plan,
+    dps: &mut [Dp],
+    build_errors: &[(Kind, String)],
+) -> Result<Vec<ScaleRow>> {
+    let mut rows = Vec::new();
+    for kind in [Kind::Netd, Kind::Iptables] {
+        let mut dp = dps.iter_mut().find(|d| d.kind == kind);
+        let mut na: Option<String> = match &dp {
+            Some(d) => d.publish_na.clone(),
+            None => Some(
+                build_errors
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_else(|| "not built".into()),
+            ),
+        };
+        for (level, &ports) in plan.scale_levels.iter().enumerate() {
+            sys::check()?;
+            let mut row = ScaleRow {
+                dp: kind,
+                ports,
+                na: na.clone(),
+                fill_s: None,
+                probe_port: None,
+                tps: Series::default(),
+                p99_us: Series::default(),
+                cps: Series::default(),
+                c2c_cps: Series::default(),
+                publish_ms: Series::default(),
+                plain_add_ms: Series::default(),
+                errors: Vec::new(),
+            };
+            if let (None, Some(dp)) = (&na, dp.as_deref_mut()) {
+                if let Err(e) = scale_level(plan, dp, level, ports, &mut row) {
+                    sys::check()?;
+                    let msg = format!("error: {}", short_err(&e));
+                    eprintln!("bench: scale {} at {ports} ports: {msg}", kind.label());
+                    row.na = Some(msg.clone());
+                    na = Some(msg);
+                }
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn scale_level(
+    plan: &Plan,
+    dp: &mut Dp,
+    level: usize,
+    ports: usize,
+    row: &mut ScaleRow,
+) -> Result<()> {
+    let t = Instant::now();
+    dp.scale_to(ports)?;
+    row.fill_s = Some(t.elapsed().as_secs_f64());
+    sys::check()?;
+    let probe = dp.publish_probe(level)?;
+    row.probe_port = Some(probe.port);
+    probe
+        .publish_ms
+        .iter()
+        .for_each(|v| row.publish_ms.push(*v));
+    probe
+        .plain_add_ms
+        .iter()
+        .for_each(|v| row.plain_add_ms.push(*v));
+    let t = dp.probe_target(probe.port);
+    let c2c = dp.target(PathKind::C2c).map_err(anyhow::Error::msg)?;
+    let ctx = dp.ctx().clone();
+    warmup(&ctx, &t)?;
+    for _ in 0..plan.scale_reps {
+        sys::check()?;
+        match measure::load(&ctx, &t, "rr", plan.load_secs) {
+            Ok(r) => {
+                row.tps.push(r.rate);
+                row.p99_us.push(r.p99_us);
+            }
+            Err(e) => row.errors.push(format!("rr: {}", short_err(&e))),
+        }
+        match measure::load(&ctx, &t, "crr", plan.load_secs) {
+            Ok(r) => row.cps.push(r.rate),
+            Err(e) => row.errors.push(format!("crr: {}", short_err(&e))),
+        }
+        match measure::load(&ctx, &c2c, "crr", plan.load_secs) {
+            Ok(r) => row.c2c_cps.push(r.rate),
+            Err(e) => row.errors.push(format!("c2c crr: {}", short_err(&e))),
+        }
+    }
+    eprintln!(
+        "bench: scale {:<9} {:>6} ports: fill {:.1} s, publish one more {} ms, {} tx/s, {} conn/s, c2c {} conn/s",
+        dp.kind.label(),
+        ports,
+        row.fill_s.unwrap_or(0.0),
+        row.publish_ms.show(2),
+        row.tps.show(0),
+        row.cps.show(0),
+        row.c2c_cps.show(0)
+    );
+    Ok(())
+}
+
+fn run_control(plan: &Plan, ctx: &Ctx) -> Result<Control> {
+    let mut c = Control {
+        na: None,
+        latency_n: plan.cp_latency_n,
+        total_n: plan.cp_total_n,
+        add_ms: Vec::new(),
+        total_s: None,
+        cli_floor_ms: Series::default(),
+    };
+    if let Err(e) = control(plan, ctx, &mut c) {
+        sys::check()?;
+        eprintln!("bench: control plane: {e:#}");
+        c.na = Some(format!("error: {}", short_err(&e)));
+    }
+    Ok(c)
+}
+
+fn control(plan: &Plan, ctx: &Ctx, c: &mut Control) -> Result<()> {
+    let name = |r: &str| format!("{}{}-cp-{r}", sys::PREFIX, std::process::id());
+    // Drop order: agent first, then the container netns, then the host.
+    let host = Netns::create(&name("host"))?;
+    let mut nss: Vec<Netns> = Vec::with_capacity(plan.cp_total_n);
+    let agent = Agent::start(ctx, host.name(), "cp", &["--no-default-bridge"])?;
+    agent.ok(&["network", "create", "cp", "--subnet", "10.200.0.0/16"])?;
+    for _ in 0..20 {
+        c.cli_floor_ms
+            .push(agent.ok(&["network", "ls"])?.as_secs_f64() * 1000.0);
+    }
+    eprintln!(
+        "bench: control plane: creating {} container netns",
+        plan.cp_total_n
+    );
+    for i in 0..plan.cp_total_n {
+        sys::check()?;
+        nss.push(Netns::create(&name(&format!("k{i}")))?);
+    }
+    let mut total = Duration::ZERO;
+    for (i, ns) in nss.iter().enumerate() {
+        sys::check()?;
+        let path = sys::netns_path(ns.name()).display().to_string();
+        let t = agent.ok(&[
+            "container",
+            "add",
+            &format!("k{i}"),
+            "--netns",
+            &path,
+            "--network",
+            "cp",
+        ])?;
+        total += t;
+        c.add_ms.push(t.as_secs_f64() * 1000.0);
+        if (i + 1) % 100 == 0 {
+            eprintln!(
+                "bench: control plane: {} containers, {:.1} s of container add",
+                i + 1,
+                total.as_secs_f64()
+            );
+        }
+    }
+    c.total_s = Some(total.as_secs_f64());
+    eprintln!("bench: control plane: tearing down {} netns", nss.len());
+    drop(agent);
+    drop(nss);
+    drop(host);
+    Ok(())
+}
+
+fn machine(ctx: &Ctx) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let first_line = |p: &str, a: &[&str]| {
+        sys::run(p, a)
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    let netd = ctx.netd.display().to_string();
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        memory,
+        kernel: first_line("uname", &["-r"]),
+        os,
+        iptables: first_line("iptables", &["--version"]),
+        iperf3: first_line("iperf3", &["--version"]),
+        netd: first_line(&netd, &["version"]),
+        commit: first_line("git", &["describe", "--always", "--dirty"]),
+    }
+}

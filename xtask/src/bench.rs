@@ -1,0 +1,77 @@
+//! `cargo xtask bench [--quick]`: installs what the benchmark needs, builds
+//! netd and the `bench` crate in release mode, then becomes `bench run`
+//! (exec, so Ctrl-C reaches the runner, which cleans up after itself).
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{ensure, Context as _, Result};
+
+/// Debian packages the benchmark uses on top of the test set.
+const BENCH_PACKAGES: &[&str] = &["iperf3", "iptables", "nftables", "iproute2", "util-linux"];
+
+pub fn bench(root: &Path, quick: bool) -> Result<()> {
+    ensure!(
+        crate::effective_uid()? == 0,
+        "the benchmark builds network namespaces, bridges and iptables rules: run `cargo xtask bench` as root"
+    );
+    crate::build(root, true)?;
+    install_missing(root)?;
+    crate::run_ok(crate::cargo(root).args(["build", "--release", "--package", "bench"]))
+        .context("building the bench crate")?;
+
+    let release = crate::target_dir(root).join("release");
+    let mut cmd = Command::new(release.join("bench"));
+    cmd.current_dir(root)
+        .arg("run")
+        .arg("--netd")
+        .arg(release.join("netd"))
+        .arg("--out")
+        .arg(root.join("bench").join("results"))
+        .arg("--command")
+        .arg(if quick {
+            "cargo xtask bench --quick"
+        } else {
+            "cargo xtask bench"
+        });
+    if quick {
+        cmd.arg("--quick");
+    }
+    crate::print_cmd(&cmd);
+    let err = cmd.exec();
+    Err(err).context("executing the bench runner")
+}
+
+fn install_missing(root: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    for &pkg in BENCH_PACKAGES {
+        if !crate::dpkg_installed(pkg)? {
+            missing.push(pkg);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    crate::run_ok(
+        Command::new("apt-get")
+            .current_dir(root)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .arg("update"),
+    )?;
+    crate::run_ok(
+        Command::new("apt-get")
+            .current_dir(root)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y"])
+            .args(&missing),
+    )?;
+    for pkg in missing {
+        ensure!(
+            crate::dpkg_installed(pkg)?,
+            "{pkg} is still not installed after apt-get install"
+        );
+        crate::report(pkg, true);
+    }
+    Ok(())
+}
