@@ -14,6 +14,7 @@ pub mod cli;
 pub mod datapath;
 pub mod dns;
 pub mod error;
+pub mod fault;
 pub mod ipam;
 pub mod model;
 pub mod net;

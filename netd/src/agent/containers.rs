@@ -73,10 +73,11 @@ impl Agent {
                 ports = self.plan_ports(&net, &req.publish)?;
                 let ns = open_netns(&container)?;
                 let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
-                self.plumb_endpoint(&ns, &net, &ep, true)
+                self.plumb_endpoint(&container.id, &ns, &net, &ep, true)
                     .await
                     .with_context(|| format!("failed to attach {} to {}", container.name, net.name))?;
                 container.endpoints.push(ep);
+                crate::fault::point("container-add:plumbed");
             }
         }
         let target = container.endpoints.first().map(|e| e.ip);
@@ -90,6 +91,7 @@ impl Agent {
             }
         };
         container.ports = published;
+        crate::fault::point("container-add:published");
         if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&container)]) {
             self.unpublish(&container.ports, None);
             for ep in &container.endpoints {
@@ -116,6 +118,7 @@ impl Agent {
         doomed.push(container);
         for c in &doomed {
             self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+            crate::fault::point("container-rm:unpublished");
             for ep in &c.endpoints {
                 if let Err(e) = self.unplumb_endpoint(ep).await {
                     if !force {
@@ -124,6 +127,7 @@ impl Agent {
                 }
             }
         }
+        crate::fault::point("container-rm:unplumbed");
         let ops: Vec<StoreOp> = doomed.iter().map(|c| StoreOp::DeleteContainer(&c.id)).collect();
         self.store.apply(&ops)?;
         for c in &doomed {

@@ -42,13 +42,17 @@ impl Agent {
         self.links
             .ensure_bridge(
                 &net.bridge,
+                &net.id,
                 mac_for(net.gateway),
                 net.mtu,
                 net.gateway,
                 net.subnet.prefix_len(),
             )
             .await?;
-        self.datapath.upsert_network(net.subnet, network_info(net))
+        crate::fault::point("network-create:bridge");
+        self.datapath.upsert_network(net.subnet, network_info(net))?;
+        crate::fault::point("network-create:datapath");
+        Ok(())
     }
 
     /// Writes the endpoint to the maps and attaches (or adopts) its programs.
@@ -65,12 +69,13 @@ impl Agent {
     /// All kernel steps of attaching; on failure, undoes what it did.
     pub(super) async fn plumb_endpoint(
         &mut self,
+        owner: &str,
         ns: &ContainerNs,
         net: &Network,
         ep: &Endpoint,
         default_route: bool,
     ) -> Result<()> {
-        let result = self.try_plumb_endpoint(ns, net, ep, default_route).await;
+        let result = self.try_plumb_endpoint(owner, ns, net, ep, default_route).await;
         if result.is_err() {
             let _ = self.unplumb_endpoint(ep).await;
         }
@@ -79,6 +84,7 @@ impl Agent {
 
     async fn try_plumb_endpoint(
         &mut self,
+        owner: &str,
         ns: &ContainerNs,
         net: &Network,
         ep: &Endpoint,
@@ -91,8 +97,9 @@ impl Agent {
             .with_context(|| format!("bridge {} of network {} is missing", net.bridge, net.name))?;
         let ifindex = self
             .links
-            .create_veth(&ep.host_ifname, &ep.ifname, &ns.file, mac_for(ep.ip), net.mtu, bridge)
+            .create_veth(&ep.host_ifname, owner, &ep.ifname, &ns.file, mac_for(ep.ip), net.mtu, bridge)
             .await?;
+        crate::fault::point("endpoint:veth");
         ns.configure_endpoint(
             &ep.ifname,
             ep.ip,
@@ -100,7 +107,9 @@ impl Agent {
             default_route.then_some(net.gateway),
         )
         .await?;
+        crate::fault::point("endpoint:configured");
         self.publish_endpoint(net, ep, ifindex)?;
+        crate::fault::point("endpoint:attached");
         self.links.set_up(ifindex).await
     }
 

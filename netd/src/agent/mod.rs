@@ -8,6 +8,7 @@ mod endpoints;
 mod names;
 mod networks;
 mod publish;
+mod reset;
 mod start;
 mod status;
 mod uplinks;
@@ -63,8 +64,9 @@ pub struct Agent {
     uplinks: BTreeMap<String, uplinks::UplinkState>,
     reservations: publish::Reservations,
     started: Instant,
-    /// What the start-up reconcile repaired, for `netd status`.
+    /// What reconciles repaired (most recent last), for `netd status`.
     repairs: Vec<String>,
+    last_reconcile: Option<String>,
 }
 
 impl Agent {

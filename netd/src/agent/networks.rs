@@ -175,7 +175,7 @@ impl Agent {
             .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
         let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
         let default_route = container.endpoints.is_empty();
-        self.plumb_endpoint(&ns, &net, &ep, default_route)
+        self.plumb_endpoint(&container.id, &ns, &net, &ep, default_route)
             .await
             .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
         let mut updated = container;
@@ -203,6 +203,7 @@ impl Agent {
         }
         let ep = container.endpoints.remove(pos);
         self.unplumb_endpoint(&ep).await?;
+        crate::fault::point("disconnect:unplumbed");
         // As Docker does: the next network takes over the default route.
         if pos == 0 {
             if let Some(next) = container.endpoints.first() {

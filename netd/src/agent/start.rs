@@ -18,6 +18,8 @@ use crate::{
 
 /// Prefix of every host-side veth netd creates.
 pub(super) const HOST_VETH_PREFIX: &str = "nd";
+/// Length of a host veth name: the prefix and 11 hex digits.
+pub(super) const HOST_VETH_LEN: usize = 13;
 
 impl Agent {
     pub async fn start(config: AgentConfig) -> Result<Self> {
@@ -51,10 +53,11 @@ impl Agent {
             containers,
             uplinks: BTreeMap::new(),
             reservations: Default::default(),
+            last_reconcile: None,
             started: std::time::Instant::now(),
             repairs: Vec::new(),
         };
-        agent.reconcile().await?;
+        agent.reconcile(true).await?;
         if agent.config.default_bridge
             && !agent.networks.values().any(|n| n.name == DEFAULT_NETWORK)
         {
@@ -85,9 +88,14 @@ impl Agent {
         Ok(())
     }
 
-    /// Brings the kernel in line with the stored state.
-    async fn reconcile(&mut self) -> Result<()> {
+    /// Brings the kernel in line with the stored state: at start (with
+    /// `upgrade`, every endpoint's links get this agent's programs) and from
+    /// the periodic sweep (only what is missing is put back).
+    pub(super) async fn reconcile(&mut self, upgrade: bool) -> Result<()> {
         for net in self.networks.values().cloned().collect::<Vec<_>>() {
+            if self.links.index_of(&net.bridge).await?.is_none() {
+                self.repaired(format!("recreated bridge {} of network {}", net.bridge, net.name));
+            }
             self.realise_network(&net).await?;
         }
         let wanted: HashSet<_> = self.networks.values().map(|n| n.subnet).collect();
@@ -97,6 +105,8 @@ impl Agent {
                 self.repaired(format!("removed stale datapath network {subnet}"));
             }
         }
+        let entries: HashSet<u32> = self.datapath.endpoint_indexes()?.into_iter().collect();
+        let pins: HashSet<String> = self.datapath.pinned_links()?.into_iter().collect();
         for container in self.containers.values().cloned().collect::<Vec<_>>() {
             if matches!(container.mode, crate::model::Mode::Bridge | crate::model::Mode::None)
                 && !container.netns.exists()
@@ -107,18 +117,23 @@ impl Agent {
                 continue;
             }
             for ep in &container.endpoints {
-                if let Err(e) = self.restore_endpoint(&container, ep).await {
+                if let Err(e) = self.restore_endpoint(&container, ep, upgrade, &entries, &pins).await {
                     warn!(container = %container.name, error = %format!("{e:#}"), "failed to restore endpoint");
                 }
             }
         }
-        self.remove_orphans().await
+        self.remove_orphans().await?;
+        self.last_reconcile = Some(crate::model::now());
+        Ok(())
     }
 
     async fn restore_endpoint(
         &mut self,
         container: &crate::model::Container,
         ep: &crate::model::Endpoint,
+        upgrade: bool,
+        entries: &HashSet<u32>,
+        pins: &HashSet<String>,
     ) -> Result<()> {
         let net = self
             .networks
@@ -126,47 +141,81 @@ impl Agent {
             .cloned()
             .context("endpoint on an unknown network")?;
         match self.links.index_of(&ep.host_ifname).await? {
-            Some(ifindex) => self.publish_endpoint(&net, ep, ifindex),
+            Some(ifindex) => {
+                let bridge = self.links.index_of(&net.bridge).await?;
+                if bridge.is_some() && self.links.master_of(ifindex).await? != bridge {
+                    self.links.set_master(ifindex, bridge.unwrap_or_default()).await?;
+                    self.links.set_up(ifindex).await?;
+                    self.repaired(format!("put {} of {} back on {}", ep.ifname, container.name, net.bridge));
+                }
+                let whole = entries.contains(&ifindex)
+                    && crate::datapath::ENDPOINT_PROGRAM_NAMES
+                        .iter()
+                        .all(|p| pins.contains(&format!("{}_{p}", ep.host_ifname)));
+                if upgrade || !whole {
+                    self.publish_endpoint(&net, ep, ifindex)?;
+                }
+                if !whole {
+                    self.repaired(format!("re-attached programs of {} ({})", container.name, ep.ifname));
+                }
+                Ok(())
+            }
             None => {
                 let ns = ContainerNs::open(&container.netns)?;
                 let _ = ns.delete_link(&ep.ifname).await;
                 let first = container.endpoints.first().map(|e| &e.host_ifname) == Some(&ep.host_ifname);
-                self.plumb_endpoint(&ns, &net, ep, first).await?;
+                self.plumb_endpoint(&container.id, &ns, &net, ep, first).await?;
                 self.repaired(format!("recreated {} of {}", ep.ifname, container.name));
                 Ok(())
             }
         }
     }
 
-    /// Deletes host veths, pinned links and map entries nobody owns.
+    /// Deletes links, pinned links and map entries that carry netd's mark
+    /// but that no stored object owns.
     async fn remove_orphans(&mut self) -> Result<()> {
-        let owned: HashSet<String> = self
+        let mut owners: HashSet<&str> = self.networks.keys().map(String::as_str).collect();
+        owners.extend(self.containers.keys().map(String::as_str));
+        let owned_veths: HashSet<String> = self
             .containers
             .values()
             .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
             .collect();
-        let mut owned_indexes = HashSet::new();
+        let bridges: HashSet<&str> = self.networks.values().map(|n| n.bridge.as_str()).collect();
+        let mut doomed = Vec::new();
+        for (index, name, owner) in self.links.owned_links().await? {
+            let known = owners.contains(owner.as_str())
+                && (owned_veths.contains(&name) || bridges.contains(name.as_str()));
+            if !known {
+                doomed.push((index, name));
+            }
+        }
+        // A veth whose creation was cut short before it got its mark.
         for (index, name) in self.links.link_names().await? {
-            if owned.contains(&name) {
-                owned_indexes.insert(index);
-            } else if name.starts_with(HOST_VETH_PREFIX) && name.len() == 13 {
-                self.links.delete(index).await?;
-                self.repaired(format!("deleted orphan veth {name}"));
+            if is_host_veth_name(&name) && !owned_veths.contains(&name) && !doomed.iter().any(|(i, _)| *i == index) {
+                doomed.push((index, name));
+            }
+        }
+        for (index, name) in doomed {
+            self.links.delete(index).await?;
+            self.repaired(format!("deleted orphan link {name}"));
+        }
+        let mut live_indexes = HashSet::new();
+        for (index, name) in self.links.link_names().await? {
+            if owned_veths.contains(&name) {
+                live_indexes.insert(index);
             }
         }
         for pin in self.datapath.pinned_links()? {
-            let owner = pin.split('_').next().unwrap_or_default();
-            // Uplink links are adopted or removed by the uplink sync.
-            let uplink_pin = [crate::datapath::UPLINK_IN, crate::datapath::UPLINK_OUT, crate::datapath::UPLINK_XDP]
-                .iter()
-                .any(|p| pin.ends_with(p));
-            if !uplink_pin && !owned.contains(owner) {
+            // Endpoint links only: uplink and cgroup links have their owners.
+            let Some((veth, _)) = pin.split_once('_') else { continue };
+            if is_host_veth_name(veth) && !owned_veths.contains(veth) {
                 self.datapath.unpin_link(&self.datapath.pins().links().join(&pin))?;
                 self.repaired(format!("unpinned orphan link {pin}"));
             }
         }
         for index in self.datapath.endpoint_indexes()? {
-            if !owned_indexes.contains(&index) {
+            if !live_indexes.contains(&index) {
                 self.datapath.remove_endpoint_entry(index)?;
                 self.repaired(format!("removed orphan endpoint entry {index}"));
             }
@@ -177,6 +226,10 @@ impl Agent {
     pub(super) fn repaired(&mut self, what: String) {
         info!(repair = %what);
         self.repairs.push(what);
+        // Keep the most recent repairs only.
+        if self.repairs.len() > 100 {
+            self.repairs.remove(0);
+        }
     }
 
     /// Removes a container from the store after its netns vanished.
@@ -212,6 +265,13 @@ impl Agent {
     pub fn links(&self) -> &HostLinks {
         &self.links
     }
+}
+
+/// `nd` and 11 hex digits: the host end of a veth netd made.
+fn is_host_veth_name(name: &str) -> bool {
+    name.len() == HOST_VETH_LEN
+        && name.starts_with(HOST_VETH_PREFIX)
+        && name[HOST_VETH_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {

@@ -33,7 +33,7 @@ impl Agent {
             "conntrack": { "flows": ct.entries, "capacity": ct.capacity, "timeouts": self.config.ct_timeouts },
             "drops": drops,
             "dns": self.dns.stats(),
-            "last_reconcile": { "repairs": self.repairs },
+            "last_reconcile": { "at": self.last_reconcile, "repairs": self.repairs },
         }))
     }
 }

@@ -96,8 +96,12 @@ impl Agent {
         Ok(())
     }
 
-    /// Periodic upkeep: follow uplinks, expire conntrack entries.
+    /// Periodic upkeep: follow uplinks and host addresses, repair what
+    /// someone else removed, expire conntrack entries.
     pub async fn maintain(&mut self) {
+        if let Err(e) = self.reconcile(false).await {
+            warn!(error = %format!("{e:#}"), "reconcile failed");
+        }
         if let Err(e) = self.sync_uplinks().await {
             warn!(error = %format!("{e:#}"), "uplink sync failed");
         }

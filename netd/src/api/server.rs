@@ -53,6 +53,7 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/networks/{name}/disconnect", post(disconnect))
         .route("/v1/containers", get(list_containers).post(add_container))
         .route("/v1/containers/{name}", get(inspect_container).delete(remove_container))
+        .route("/v1/reset", post(reset))
         .route("/v1/containers/{name}/resolv-conf", get(resolv_conf))
         .with_state(agent)
 }
@@ -146,6 +147,17 @@ async fn inspect_container(State(agent): State<Shared>, UrlPath(name): UrlPath<S
 
 async fn resolv_conf(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
     Ok(Json(agent.lock().await.resolv_conf(&name)?))
+}
+
+/// Removes everything, answers, then ends the agent: there is nothing
+/// left for it to serve.
+async fn reset(State(agent): State<Shared>) -> ApiResult<Value> {
+    let removed = agent.lock().await.reset().await.map_err(AgentError::from)?;
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        std::process::exit(0);
+    });
+    Ok(Json(json!({ "Removed": removed })))
 }
 
 #[derive(Deserialize)]

@@ -36,6 +36,13 @@ pub enum Command {
     },
     /// Show the agent, its programs, map fill and drop counters.
     Status(StatusArgs),
+    /// Remove everything netd created (links, pins, stored state) and stop
+    /// the agent.
+    Reset {
+        /// Required: there is no undo.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the version.
     Version,
 }

@@ -52,7 +52,15 @@ async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
             Some(ev) => {
                 tokio::select! {
                     _ = tick => {}
-                    msg = ev.next() => if msg.is_none() { events = None; },
+                    msg = ev.next() => {
+                        if msg.is_none() {
+                            events = None;
+                        } else {
+                            // One pass for a burst of changes.
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            while let Ok(Some(_)) = tokio::time::timeout(std::time::Duration::ZERO, ev.next()).await {}
+                        }
+                    }
                 }
             }
             None => tick.await,

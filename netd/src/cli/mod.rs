@@ -34,6 +34,18 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Container { command } => container::run(&client, command).await,
             Command::Status(args) => status::run(&client, args).await,
             Command::Port { container, port } => container::port(&client, &container, port.as_deref()).await,
+            Command::Reset { force } => {
+                if !force {
+                    anyhow::bail!(
+                        "reset removes every network, container interface, pinned program and the stored state; run `netd reset --force`"
+                    );
+                }
+                let out = client.post("/v1/reset", &()).await?;
+                for item in out["Removed"].as_array().into_iter().flatten() {
+                    println!("removed {}", item.as_str().unwrap_or_default());
+                }
+                Ok(())
+            }
             Command::Version => {
                 println!("netd {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

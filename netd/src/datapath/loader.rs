@@ -29,6 +29,9 @@ pub const UPLINK_XDP: &str = "uplink_xdp";
 /// Every program in the object, loaded and pinned at start.
 pub const PROGRAMS: [&str; 4] = [FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT];
 
+/// Names of the programs on every container veth.
+pub const ENDPOINT_PROGRAM_NAMES: [&str; 2] = [FROM_CONTAINER, TO_CONTAINER];
+
 /// The programs on a container veth and where each attaches.
 const ENDPOINT_PROGRAMS: [(&str, TcAttachType); 2] = [
     (FROM_CONTAINER, TcAttachType::Ingress),
@@ -95,6 +98,7 @@ impl Datapath {
 
     pub fn load_object(object: &[u8], bpffs: &Path, ct_size: u32) -> Result<Self> {
         let pins = PinLayout::new(bpffs);
+        super::layout::check(bpffs, &pins)?;
         for dir in [pins.maps(), pins.progs(), pins.links()] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("failed to create {}", dir.display()))?;

@@ -6,6 +6,7 @@
 //! `BPFFS/v1/links/<host ifname>_<program>`.
 mod bpffs;
 mod conntrack;
+mod layout;
 mod loader;
 mod publish;
 mod sock;
@@ -16,7 +17,7 @@ pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use loader::{
-    addr_key, ebpf_object, Datapath, PinLayout, FROM_CONTAINER, PROGRAMS, TO_CONTAINER, UPLINK_IN,
+    addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS, TO_CONTAINER, UPLINK_IN,
     UPLINK_OUT, UPLINK_XDP,
 };
 pub use stats::DropCount;

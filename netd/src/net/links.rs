@@ -24,6 +24,14 @@ pub struct HostLinks {
     handle: Handle,
 }
 
+/// Every link netd creates carries this alias prefix and its owner's id,
+/// so a restarted agent can tell its orphans from other software's links.
+pub const ALIAS_PREFIX: &str = "netd:";
+
+pub fn owner_alias(owner: &str) -> String {
+    format!("{ALIAS_PREFIX}{owner}")
+}
+
 /// Is this the kernel's "no such device" answer?
 pub fn is_not_found(err: &rtnetlink::Error) -> bool {
     matches!(err, rtnetlink::Error::NetlinkError(e)
@@ -80,6 +88,22 @@ impl HostLinks {
         Ok(None)
     }
 
+    /// Links whose alias marks them as netd's: (index, name, owner id).
+    pub async fn owned_links(&self) -> Result<Vec<(u32, String, String)>> {
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(msg) = links.try_next().await? {
+            let alias = msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfAlias(s) => s.strip_prefix(ALIAS_PREFIX).map(str::to_string),
+                _ => None,
+            });
+            if let (Some(owner), Some(name)) = (alias, link_name(&msg)) {
+                out.push((msg.header.index, name.to_string(), owner));
+            }
+        }
+        Ok(out)
+    }
+
     /// Names of every link in the namespace.
     pub async fn link_names(&self) -> Result<Vec<(u32, String)>> {
         let mut out = Vec::new();
@@ -96,6 +120,7 @@ impl HostLinks {
     pub async fn ensure_bridge(
         &self,
         name: &str,
+        owner: &str,
         mac: [u8; 6],
         mtu: u32,
         gateway: Ipv4Addr,
@@ -110,9 +135,12 @@ impl HostLinks {
                     .execute()
                     .await
                     .with_context(|| format!("failed to create bridge {name}"))?;
-                self.index_of(name)
+                let index = self
+                    .index_of(name)
                     .await?
-                    .ok_or_else(|| anyhow!("bridge {name} vanished after creation"))?
+                    .ok_or_else(|| anyhow!("bridge {name} vanished after creation"))?;
+                self.mark(index, owner).await?;
+                index
             }
         };
         self.ensure_address(index, gateway, prefix)
@@ -169,9 +197,11 @@ impl HostLinks {
     /// Creates a veth pair whose host end `host_name` is enslaved to
     /// `bridge_index` (left down) and whose peer is born inside the container
     /// netns `netns` as `peer_name` with `peer_mac`. Returns the host ifindex.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_veth(
         &self,
         host_name: &str,
+        owner: &str,
         peer_name: &str,
         netns: &impl AsRawFd,
         peer_mac: [u8; 6],
@@ -195,9 +225,42 @@ impl HostLinks {
             .execute()
             .await
             .with_context(|| format!("failed to create veth {host_name}"))?;
-        self.index_of(host_name)
+        let index = self
+            .index_of(host_name)
             .await?
-            .ok_or_else(|| anyhow!("veth {host_name} vanished after creation"))
+            .ok_or_else(|| anyhow!("veth {host_name} vanished after creation"))?;
+        self.mark(index, owner).await?;
+        Ok(index)
+    }
+
+    /// Sets netd's owner alias on a link (the kernel ignores IFLA_IFALIAS
+    /// when a link is created, so it is set right after).
+    async fn mark(&self, index: u32, owner: &str) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).alias(owner_alias(owner)).build())
+            .execute()
+            .await
+            .context("failed to mark a link as netd's")
+    }
+
+    /// The bridge (controller) a link is enslaved to.
+    pub async fn master_of(&self, index: u32) -> Result<Option<u32>> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let Some(msg) = links.try_next().await? else { return Ok(None) };
+        Ok(msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(m) => Some(*m),
+            _ => None,
+        }))
+    }
+
+    pub async fn set_master(&self, index: u32, bridge: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).controller(bridge).build())
+            .execute()
+            .await
+            .context("failed to put a veth back on its bridge")
     }
 
     /// Output interfaces of the IPv4 default route(s) in the main table.

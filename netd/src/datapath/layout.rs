@@ -1,0 +1,66 @@
+//! Map layout checks. A pinned map is reused by name with no type check
+//! from the kernel, so before loading, the agent makes sure every pin it
+//! would adopt has the key and value sizes this build expects, and that no
+//! other layout version is live under the same bpffs.
+use std::{mem::size_of, path::Path};
+
+use anyhow::{bail, Context, Result};
+use aya::maps::MapData;
+use netd_common::*;
+
+use super::PinLayout;
+
+/// (map, key size, value size) of this build.
+fn expected() -> [(&'static str, usize, usize); 11] {
+    [
+        (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
+        (MAP_NETWORKS, size_of::<u32>() * 2, size_of::<NetworkInfo>()),
+        (MAP_DROPS, size_of::<u32>(), size_of::<u64>()),
+        (MAP_UPLINKS, size_of::<u32>(), size_of::<Uplink>()),
+        (MAP_CT_OUT, size_of::<CtKey>(), size_of::<CtEntry>()),
+        (MAP_CT_IN, size_of::<CtKey>(), size_of::<CtEntry>()),
+        (MAP_CT_LOCAL, size_of::<CtKey>(), size_of::<CtEntry>()),
+        (MAP_PUBLISHED, size_of::<PublishKey>(), size_of::<PublishTarget>()),
+        (MAP_HOST_ADDRS, size_of::<u32>(), size_of::<u32>()),
+        (MAP_SOCK_CONFIG, size_of::<u32>(), size_of::<SockConfig>()),
+        (MAP_SOCK_ORIGIN, size_of::<SockOriginKey>(), size_of::<PublishTarget>()),
+    ]
+}
+
+/// Refuses to start on pins of another layout, with what to do instead.
+pub fn check(bpffs: &Path, pins: &PinLayout) -> Result<()> {
+    let ours = format!("v{MAP_LAYOUT_VERSION}");
+    if let Ok(entries) = std::fs::read_dir(bpffs) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let other_version = name.strip_prefix('v').is_some_and(|n| n.parse::<u32>().is_ok());
+            if other_version && name != ours {
+                bail!(
+                    "{} holds netd map layout {name}, this agent uses {ours}: stop the other \
+                     netd and run its `netd reset --force`, or remove {}",
+                    bpffs.display(),
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    for (map, key, value) in expected() {
+        let pin = pins.maps().join(map);
+        if !pin.exists() {
+            continue;
+        }
+        let info = MapData::from_pin(&pin)
+            .and_then(|m| m.info())
+            .with_context(|| format!("cannot inspect pinned map {}", pin.display()))?;
+        if info.key_size() as usize != key || info.value_size() as usize != value {
+            bail!(
+                "pinned map {} has key/value sizes {}/{}, this agent expects {key}/{value}: \
+                 the layout changed without a version bump; run `netd reset --force`",
+                pin.display(),
+                info.key_size(),
+                info.value_size()
+            );
+        }
+    }
+    Ok(())
+}
