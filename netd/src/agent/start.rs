@@ -1,7 +1,7 @@
 //! Start-up: open the store and the datapath, then make the kernel match the
 //! stored state (adopt what survived, recreate what is missing, remove what
 //! nobody owns).
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
@@ -12,7 +12,7 @@ use crate::{
     datapath::{ensure_bpffs, Datapath},
     ipam,
     model::{DEFAULT_BRIDGE, DEFAULT_NETWORK},
-    net::{sysctl, ContainerNs, HostLinks},
+    net::{sysctl, ContainerNs, HostLinks, LinkRow},
     store::{Store, StoreOp},
 };
 
@@ -92,12 +92,24 @@ impl Agent {
     /// `upgrade`, every endpoint's links get this agent's programs) and from
     /// the periodic sweep (only what is missing is put back).
     pub(super) async fn reconcile(&mut self, upgrade: bool) -> Result<()> {
+        let links: HashMap<String, LinkRow> =
+            self.links.dump().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         for net in self.networks.values().cloned().collect::<Vec<_>>() {
-            if self.links.index_of(&net.bridge).await?.is_none() {
-                self.repaired(format!("recreated bridge {} of network {}", net.bridge, net.name));
+            match links.get(&net.bridge) {
+                Some(bridge) if bridge.up && !upgrade => {
+                    self.datapath.upsert_network(net.subnet, super::endpoints::network_info(&net))?;
+                }
+                found => {
+                    if found.is_none() {
+                        self.repaired(format!("recreated bridge {} of network {}", net.bridge, net.name));
+                    }
+                    self.realise_network(&net).await?;
+                }
             }
-            self.realise_network(&net).await?;
         }
+        // Bridges may have been recreated: look again.
+        let links: HashMap<String, LinkRow> =
+            self.links.dump().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         let wanted: HashSet<_> = self.networks.values().map(|n| n.subnet).collect();
         for subnet in self.datapath.network_subnets()? {
             if !wanted.contains(&subnet) {
@@ -117,7 +129,7 @@ impl Agent {
                 continue;
             }
             for ep in &container.endpoints {
-                if let Err(e) = self.restore_endpoint(&container, ep, upgrade, &entries, &pins).await {
+                if let Err(e) = self.restore_endpoint(&container, ep, upgrade, &entries, &pins, &links).await {
                     warn!(container = %container.name, error = %format!("{e:#}"), "failed to restore endpoint");
                 }
             }
@@ -134,16 +146,18 @@ impl Agent {
         upgrade: bool,
         entries: &HashSet<u32>,
         pins: &HashSet<String>,
+        links: &HashMap<String, LinkRow>,
     ) -> Result<()> {
         let net = self
             .networks
             .get(&ep.network_id)
             .cloned()
             .context("endpoint on an unknown network")?;
-        match self.links.index_of(&ep.host_ifname).await? {
-            Some(ifindex) => {
-                let bridge = self.links.index_of(&net.bridge).await?;
-                if bridge.is_some() && self.links.master_of(ifindex).await? != bridge {
+        match links.get(&ep.host_ifname) {
+            Some(veth) => {
+                let ifindex = veth.index;
+                let bridge = links.get(&net.bridge).map(|b| b.index);
+                if bridge.is_some() && veth.master != bridge {
                     self.links.set_master(ifindex, bridge.unwrap_or_default()).await?;
                     self.links.set_up(ifindex).await?;
                     self.repaired(format!("put {} of {} back on {}", ep.ifname, container.name, net.bridge));
@@ -182,30 +196,28 @@ impl Agent {
             .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
             .collect();
         let bridges: HashSet<&str> = self.networks.values().map(|n| n.bridge.as_str()).collect();
+        let rows = self.links.dump().await?;
         let mut doomed = Vec::new();
-        for (index, name, owner) in self.links.owned_links().await? {
-            let known = owners.contains(owner.as_str())
-                && (owned_veths.contains(&name) || bridges.contains(name.as_str()));
+        for row in &rows {
+            let owned = owned_veths.contains(&row.name) || bridges.contains(row.name.as_str());
+            let known = match &row.owner {
+                Some(owner) => owners.contains(owner.as_str()) && owned,
+                // A veth whose creation was cut short before it got its mark.
+                None => !is_host_veth_name(&row.name) || owned,
+            };
             if !known {
-                doomed.push((index, name));
+                doomed.push((row.index, row.name.clone()));
             }
         }
-        // A veth whose creation was cut short before it got its mark.
-        for (index, name) in self.links.link_names().await? {
-            if is_host_veth_name(&name) && !owned_veths.contains(&name) && !doomed.iter().any(|(i, _)| *i == index) {
-                doomed.push((index, name));
-            }
-        }
-        for (index, name) in doomed {
+        for (index, name) in doomed.clone() {
             self.links.delete(index).await?;
             self.repaired(format!("deleted orphan link {name}"));
         }
-        let mut live_indexes = HashSet::new();
-        for (index, name) in self.links.link_names().await? {
-            if owned_veths.contains(&name) {
-                live_indexes.insert(index);
-            }
-        }
+        let live_indexes: HashSet<u32> = rows
+            .iter()
+            .filter(|r| owned_veths.contains(&r.name) && !doomed.iter().any(|(i, _)| *i == r.index))
+            .map(|r| r.index)
+            .collect();
         for pin in self.datapath.pinned_links()? {
             // Endpoint links only: uplink and cgroup links have their owners.
             let Some((veth, _)) = pin.split_once('_') else { continue };

@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressScope},
-        link::{InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
+        link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
         route::{RouteAddress, RouteAttribute},
     },
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -22,6 +22,17 @@ const RT_TABLE_MAIN: u8 = 254;
 #[derive(Clone)]
 pub struct HostLinks {
     handle: Handle,
+}
+
+/// One link as the reconciler sees it.
+#[derive(Clone, Debug)]
+pub struct LinkRow {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    pub master: Option<u32>,
+    /// Owner id from netd's alias, if the link is netd's.
+    pub owner: Option<String>,
 }
 
 /// Every link netd creates carries this alias prefix and its owner's id,
@@ -88,20 +99,41 @@ impl HostLinks {
         Ok(None)
     }
 
-    /// Links whose alias marks them as netd's: (index, name, owner id).
-    pub async fn owned_links(&self) -> Result<Vec<(u32, String, String)>> {
+    /// Every link of the namespace in one dump.
+    pub async fn dump(&self) -> Result<Vec<LinkRow>> {
         let mut out = Vec::new();
         let mut links = self.handle.link().get().execute();
         while let Some(msg) = links.try_next().await? {
-            let alias = msg.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfAlias(s) => s.strip_prefix(ALIAS_PREFIX).map(str::to_string),
-                _ => None,
-            });
-            if let (Some(owner), Some(name)) = (alias, link_name(&msg)) {
-                out.push((msg.header.index, name.to_string(), owner));
+            let Some(name) = link_name(&msg) else { continue };
+            let mut row = LinkRow {
+                index: msg.header.index,
+                name: name.to_string(),
+                up: msg.header.flags.contains(LinkFlags::Up),
+                master: None,
+                owner: None,
+            };
+            for attr in &msg.attributes {
+                match attr {
+                    LinkAttribute::Controller(m) => row.master = Some(*m),
+                    LinkAttribute::IfAlias(a) => {
+                        row.owner = a.strip_prefix(ALIAS_PREFIX).map(str::to_string);
+                    }
+                    _ => {}
+                }
             }
+            out.push(row);
         }
         Ok(out)
+    }
+
+    /// Links whose alias marks them as netd's: (index, name, owner id).
+    pub async fn owned_links(&self) -> Result<Vec<(u32, String, String)>> {
+        Ok(self
+            .dump()
+            .await?
+            .into_iter()
+            .filter_map(|r| r.owner.map(|o| (r.index, r.name, o)))
+            .collect())
     }
 
     /// Names of every link in the namespace.
@@ -242,16 +274,6 @@ impl HostLinks {
             .execute()
             .await
             .context("failed to mark a link as netd's")
-    }
-
-    /// The bridge (controller) a link is enslaved to.
-    pub async fn master_of(&self, index: u32) -> Result<Option<u32>> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let Some(msg) = links.try_next().await? else { return Ok(None) };
-        Ok(msg.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Controller(m) => Some(*m),
-            _ => None,
-        }))
     }
 
     pub async fn set_master(&self, index: u32, bridge: u32) -> Result<()> {

@@ -5,4 +5,4 @@ pub mod links;
 pub mod sysctl;
 
 pub use container_ns::ContainerNs;
-pub use links::HostLinks;
+pub use links::{HostLinks, LinkRow};
