@@ -28,50 +28,43 @@ pub fn from_container(
     if src != ep.ip {
         return Verdict::Drop(DropReason::Spoofed);
     }
-    let internal = ep.net_flags & NET_F_INTERNAL != 0;
-    let icc = ep.net_flags & NET_F_ICC != 0;
-    match dst_net {
-        Some(net) if net.net_id == ep.net_id => {
-            if icc || dst == ep.gateway || dst == ep.ip {
-                Verdict::Pass
-            } else {
-                Verdict::Drop(DropReason::Icc)
-            }
-        }
-        // Another network's gateway is a host address: A -> H is allowed.
-        Some(net) if dst == net.gateway && !internal => Verdict::Pass,
-        Some(_) if internal => Verdict::Drop(DropReason::Internal),
-        Some(_) => Verdict::Drop(DropReason::Isolation),
-        None if is_group_address(dst) => {
-            if icc {
-                Verdict::Pass
-            } else {
-                Verdict::Drop(DropReason::Icc)
-            }
-        }
-        None if internal => Verdict::Drop(DropReason::Internal),
-        None => Verdict::Pass,
+    if dst_net.is_none() && is_group_address(dst) {
+        // Broadcast and multicast reach the other containers on the bridge.
+        return if ep.net_flags & NET_F_ICC != 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Drop(DropReason::Icc)
+        };
     }
+    between(ep, dst, dst_net)
 }
 
 /// Policy for what a container receives (`to_container`): `src_net` is the
 /// netd network whose subnet holds the source address, if any.
 #[inline(always)]
 pub fn to_container(ep: &Endpoint, src: u32, src_net: Option<&NetworkInfo>) -> Verdict {
+    between(ep, src, src_net)
+}
+
+/// The rule for traffic between a container and `peer` (either way):
+/// same network follows icc (the gateway and itself always pass); another
+/// network's gateway is a host address (not for internal networks); any
+/// other address of another network is isolated; outside netd networks only
+/// internal networks are closed.
+#[inline(always)]
+fn between(ep: &Endpoint, peer: u32, peer_net: Option<&NetworkInfo>) -> Verdict {
     let internal = ep.net_flags & NET_F_INTERNAL != 0;
-    let icc = ep.net_flags & NET_F_ICC != 0;
-    match src_net {
+    match peer_net {
         Some(net) if net.net_id == ep.net_id => {
-            if icc || src == ep.gateway || src == ep.ip {
+            if ep.net_flags & NET_F_ICC != 0 || peer == ep.gateway || peer == ep.ip {
                 Verdict::Pass
             } else {
                 Verdict::Drop(DropReason::Icc)
             }
         }
-        Some(net) if src == net.gateway && !internal => Verdict::Pass,
-        Some(_) if internal => Verdict::Drop(DropReason::Internal),
+        Some(net) if peer == net.gateway && !internal => Verdict::Pass,
+        Some(_) | None if internal => Verdict::Drop(DropReason::Internal),
         Some(_) => Verdict::Drop(DropReason::Isolation),
-        None if internal => Verdict::Drop(DropReason::Internal),
         None => Verdict::Pass,
     }
 }

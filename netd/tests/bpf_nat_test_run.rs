@@ -1,14 +1,15 @@
 //! BPF_PROG_TEST_RUN tests of the NAT rewrites: masquerade (uplink_out),
 //! reverse NAT (uplink_in) of replies and ICMP errors, and DNAT of published
 //! ports (TCP, UDP, SCTP), with every checksum verified by recomputation.
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+mod common;
+
+use std::{net::Ipv4Addr, path::Path};
+
+use common::Bpffs;
 
 use aya::programs::{TestRun, TestRunOptions};
 use netd::{
-    datapath::{addr_key, ensure_bpffs, Datapath, UPLINK_IN, UPLINK_OUT},
+    datapath::{addr_key, Datapath, UPLINK_IN, UPLINK_OUT},
     ports::{PortMapping, Proto},
 };
 use netd_common::{NetworkInfo, Uplink, NET_F_ICC, NET_F_MASQUERADE};
@@ -19,23 +20,6 @@ const LO_IFINDEX: u32 = 1;
 const UPLINK_ADDR: [u8; 4] = [198, 51, 100, 7];
 const CONTAINER: [u8; 4] = [10, 7, 0, 2];
 const SERVER: [u8; 4] = [203, 0, 113, 9];
-
-struct Bpffs(PathBuf);
-
-impl Bpffs {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("netd-natrun-{tag}-{}", std::process::id()));
-        ensure_bpffs(&dir).expect("mount bpffs (run as root)");
-        Bpffs(dir)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ip(a: [u8; 4]) -> Ipv4Addr {
     Ipv4Addr::from(a)
@@ -177,7 +161,7 @@ fn run(dp: &mut Datapath, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
 
 #[test]
 fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
-    let fs = Bpffs::new("tcpudp");
+    let fs = Bpffs::new("nat-tcpudp");
     let mut dp = datapath(&fs.0, (40000, 40009));
     for proto in [6u8, 17] {
         let l4 = |s, d| if proto == 6 { tcp(s, d, 0x02) } else { udp(s, d) };
@@ -201,7 +185,7 @@ fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
 
 #[test]
 fn two_flows_to_one_server_port_get_distinct_ports_and_exhaustion_drops() {
-    let fs = Bpffs::new("exhaust");
+    let fs = Bpffs::new("nat-exhaust");
     let mut dp = datapath(&fs.0, (40000, 40001));
     let mut used = Vec::new();
     for sport in [1000u16, 1001] {
@@ -222,7 +206,7 @@ fn two_flows_to_one_server_port_get_distinct_ports_and_exhaustion_drops() {
 
 #[test]
 fn echo_ids_are_translated() {
-    let fs = Bpffs::new("echo");
+    let fs = Bpffs::new("nat-echo");
     let mut dp = datapath(&fs.0, (40000, 40009));
     let (v, out) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 1, &echo(true, 777)));
     assert_eq!(v, TC_ACT_OK);
@@ -236,7 +220,7 @@ fn echo_ids_are_translated() {
 
 #[test]
 fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
-    let fs = Bpffs::new("icmperr");
+    let fs = Bpffs::new("nat-icmperr");
     let mut dp = datapath(&fs.0, (40000, 40009));
     let (_, out) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 17, &udp(5555, 9999)));
     let nat_port = check(&out).sport;
@@ -261,7 +245,7 @@ fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
 
 #[test]
 fn unsolicited_traffic_to_container_addresses_is_dropped() {
-    let fs = Bpffs::new("unsolicited");
+    let fs = Bpffs::new("nat-unsolicited");
     let mut dp = datapath(&fs.0, (40000, 40009));
     let (v, _) = run(&mut dp, UPLINK_IN, &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02)));
     assert_eq!(v, TC_ACT_SHOT);
@@ -276,7 +260,7 @@ fn unsolicited_traffic_to_container_addresses_is_dropped() {
 
 #[test]
 fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
-    let fs = Bpffs::new("dnat");
+    let fs = Bpffs::new("nat-dnat");
     let mut dp = datapath(&fs.0, (40000, 40009));
     let host: std::collections::HashSet<_> = [ip(UPLINK_ADDR)].into();
     dp.set_host_addrs(&host).unwrap();
@@ -304,7 +288,7 @@ fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
 
 #[test]
 fn sctp_published_port_translates_the_address_only() {
-    let fs = Bpffs::new("sctp");
+    let fs = Bpffs::new("nat-sctp");
     let mut dp = datapath(&fs.0, (40000, 40009));
     dp.set_host_addrs(&[ip(UPLINK_ADDR)].into()).unwrap();
     dp.publish(&PortMapping { host_ip: None, host_port: 3868, container_port: 3868, proto: Proto::Sctp }, ip(CONTAINER)).unwrap();
@@ -330,7 +314,7 @@ fn sctp_published_port_translates_the_address_only() {
 fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
     const XDP_DROP: u32 = 1;
     const XDP_PASS: u32 = 2;
-    let fs = Bpffs::new("xdp");
+    let fs = Bpffs::new("nat-xdp");
     let mut dp = datapath(&fs.0, (40000, 40009));
     let xdp = |dp: &mut Datapath, f: &[u8]| {
         let mut out = vec![0u8; f.len() + 256];

@@ -1,37 +1,20 @@
 //! BPF_PROG_TEST_RUN tests of the endpoint programs on crafted frames:
 //! parser corner cases (truncated, non-IP, VLAN, IP options, fragments,
 //! inconsistent headers) and the policy verdicts they lead to. Needs root.
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+mod common;
+
+use std::{net::Ipv4Addr, path::Path};
+
+use common::Bpffs;
 
 use aya::programs::{TestRun, TestRunOptions};
-use netd::datapath::{addr_key, ensure_bpffs, Datapath, FROM_CONTAINER, TO_CONTAINER};
+use netd::datapath::{addr_key, Datapath, FROM_CONTAINER, TO_CONTAINER};
 use netd_common::{Endpoint, NetworkInfo, NET_F_ICC, NET_F_MASQUERADE};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 /// test_run hands the program an skb on the loopback device.
 const LO_IFINDEX: u32 = 1;
-
-/// A private bpffs, unmounted on drop.
-struct Bpffs(PathBuf);
-
-impl Bpffs {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("netd-testrun-{tag}-{}", std::process::id()));
-        ensure_bpffs(&dir).expect("mount bpffs (run as root)");
-        Bpffs(dir)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ip(a: [u8; 4]) -> Ipv4Addr {
     Ipv4Addr::from(a)

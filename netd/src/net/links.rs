@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::{
     packet_route::{
-        address::{AddressAttribute, AddressScope},
+        address::{AddressAttribute, AddressMessage, AddressScope},
         link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
         route::{RouteAddress, RouteAttribute},
     },
@@ -51,6 +51,14 @@ pub fn is_not_found(err: &rtnetlink::Error) -> bool {
 
 const fn libc_enodev() -> i32 {
     19
+}
+
+/// The IPv4 address an address message is about.
+fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+        _ => None,
+    })
 }
 
 fn link_name(msg: &LinkMessage) -> Option<&str> {
@@ -312,12 +320,9 @@ impl HostLinks {
     pub async fn primary_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>> {
         let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
         while let Some(msg) = addrs.try_next().await? {
-            if msg.header.scope != AddressScope::Universe {
-                continue;
-            }
-            for attr in &msg.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) = attr {
-                    return Ok(Some(*ip));
+            if msg.header.scope == AddressScope::Universe {
+                if let Some(ip) = ipv4_of(&msg) {
+                    return Ok(Some(ip));
                 }
             }
         }
@@ -329,12 +334,8 @@ impl HostLinks {
         let mut out = std::collections::HashSet::new();
         let mut addrs = self.handle.address().get().execute();
         while let Some(msg) = addrs.try_next().await? {
-            for attr in &msg.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) = attr {
-                    if !ip.is_loopback() {
-                        out.insert(*ip);
-                    }
-                }
+            if let Some(ip) = ipv4_of(&msg).filter(|ip| !ip.is_loopback()) {
+                out.insert(ip);
             }
         }
         Ok(out)
