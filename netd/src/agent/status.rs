@@ -2,7 +2,10 @@
 use serde_json::{json, Map, Value};
 
 use super::Agent;
-use crate::{datapath::PROGRAMS, error::AgentResult};
+use crate::{
+    datapath::{PROGRAMS, SOCK_PROGRAMS, UPLINK_XDP},
+    error::AgentResult,
+};
 
 impl Agent {
     pub fn status(&mut self) -> AgentResult<Value> {
@@ -22,7 +25,7 @@ impl Agent {
             "map_layout": self.datapath.pins().root(),
             "networks": self.networks.len(),
             "containers": self.containers.len(),
-            "programs": PROGRAMS,
+            "programs": PROGRAMS.iter().chain([&UPLINK_XDP]).chain(SOCK_PROGRAMS.iter()).collect::<Vec<_>>(),
             "uplinks": self.uplinks,
             "snat_ports": format!("{}-{}", self.config.snat_ports.0, self.config.snat_ports.1),
             "pinned_links": links,
