@@ -20,7 +20,7 @@ use crate::{
 #[map(name = "SOCK_CONFIG")]
 static SOCK_CONFIG: Array<SockConfig> = Array::pinned(1, 0);
 
-/// (UDP socket, target) -> the published address the program sent to.
+/// (socket, target) -> the published address the program rewrote.
 #[map(name = "SOCK_ORIGIN")]
 static SOCK_ORIGIN: LruHashMap<SockOriginKey, PublishTarget> = LruHashMap::pinned(MAX_SOCK_ORIGINS, 0);
 
@@ -67,9 +67,7 @@ pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
     let proto = unsafe { (*ctx.sock_addr).protocol } as u8;
     if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
         if let Some((addr, port, target)) = translate(&ctx, proto) {
-            if proto == IPPROTO_UDP {
-                remember(&ctx, addr, port, &target);
-            }
+            remember(&ctx, addr, port, &target);
         }
     }
     ALLOW
@@ -86,8 +84,22 @@ pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
 /// Replies from the target show up as coming from the published address.
 #[cgroup_sock_addr(recvmsg4)]
 pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
-    if !in_agent_netns(&ctx) {
-        return ALLOW;
+    restore(&ctx);
+    ALLOW
+}
+
+/// A connected socket's peer is the published address it dialled.
+#[cgroup_sock_addr(getpeername4)]
+pub fn sock_getpeername4(ctx: SockAddrContext) -> i32 {
+    restore(&ctx);
+    ALLOW
+}
+
+/// Shows the published address instead of the target it was rewritten to.
+#[inline(always)]
+fn restore(ctx: &SockAddrContext) {
+    if !in_agent_netns(ctx) {
+        return;
     }
     let sa = ctx.sock_addr;
     // SAFETY: the helper takes the program's context; fields of the context.
@@ -105,7 +117,6 @@ pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
             (*sa).user_port = u32::from(origin.port);
         }
     }
-    ALLOW
 }
 
 #[inline(always)]

@@ -13,6 +13,19 @@ use crate::{
     datapath::CtTimeouts,
 };
 
+/// The agent holds one socket per published port: lift the soft limit on
+/// open files to the hard one (a systemd default of 1024 would cap it).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, "cannot raise the open files limit");
+            }
+        }
+    }
+}
+
 /// The cgroup2 mount: /sys/fs/cgroup on unified hosts, else
 /// /sys/fs/cgroup/unified (hybrid hierarchy).
 fn cgroup2_root() -> Result<std::path::PathBuf> {
@@ -73,6 +86,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {}", args.log_level))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let mut ct_timeouts = CtTimeouts::default();

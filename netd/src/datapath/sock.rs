@@ -13,7 +13,8 @@ use super::Datapath;
 pub const SOCK_CONNECT4: &str = "sock_connect4";
 pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
 pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
-pub const SOCK_PROGRAMS: [&str; 3] = [SOCK_CONNECT4, SOCK_SENDMSG4, SOCK_RECVMSG4];
+pub const SOCK_GETPEERNAME4: &str = "sock_getpeername4";
+pub const SOCK_PROGRAMS: [&str; 4] = [SOCK_CONNECT4, SOCK_SENDMSG4, SOCK_RECVMSG4, SOCK_GETPEERNAME4];
 
 /// Cookie of the calling thread's network namespace (SO_NETNS_COOKIE).
 pub fn netns_cookie() -> Result<u64> {
