@@ -638,29 +638,6 @@ impl Errs {
         }
     }
 
-    /// Like [`Errs::answer`] for a TCP client on the host, whose socket
-    /// peer address (getpeername) is not translated back: `from` is not
-    /// checked.
-    fn host_tcp(
-        &mut self,
-        what: &str,
-        r: anyhow::Result<Answer>,
-        port: u16,
-        seen: &[Ipv4Addr],
-    ) -> Option<Answer> {
-        let r = r.map(|a| Answer {
-            from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            ..a
-        });
-        self.answer(
-            what,
-            r,
-            port,
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            seen,
-        )
-    }
-
     fn ok<T>(&mut self, what: &str, r: anyhow::Result<T>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
@@ -921,11 +898,7 @@ fn host_ip_mapping_only_on_that_address() {
             t.host_ask(p, on2),
             [bed.gateway("pa"), ADDR2, UPLINK],
         );
-        if p == P::Tcp {
-            errs.host_tcp(&what, r, 80, &seen);
-        } else {
-            errs.answer(&what, r, 80, on2, &seen);
-        }
+        errs.answer(&what, r, 80, on2, &seen);
     }
     errs.done("host-IP mapping on its own address");
 
@@ -1078,7 +1051,7 @@ fn host_process_reaches_published_port() {
         if let Ok(a) = &r {
             tcp_from.push((dst, a.from));
         }
-        errs.host_tcp(&format!("TCP host process -> {dst}"), r, 80, &seen);
+        errs.answer(&format!("TCP host process -> {dst}"), r, 80, dst, &seen);
         errs.answer(
             &format!("UDP host process -> {dst}"),
             t.host_ask(P::Udp, dst),
@@ -1088,9 +1061,8 @@ fn host_process_reaches_published_port() {
         );
     }
     errs.done("host process -> published port");
-    // The TCP peer address the client sees (getpeername) is informational:
-    // there is no getpeername hook.
-    eprintln!("TCP host clients: (dialled, getpeername) = {tcp_from:?}");
+    // The TCP peer the client sees (getpeername) is the address it dialled.
+    assert!(tcp_from.iter().all(|(dst, from)| dst == from), "{tcp_from:?}");
 
     let before = srv.count();
     let mut errs = Errs::default();
@@ -1489,10 +1461,11 @@ fn omitted_host_port_chosen_and_works() {
         sa(UPLINK, up),
         &[WORLD],
     );
-    errs.host_tcp(
+    errs.answer(
         &format!("TCP host process -> 127.0.0.1:{tp}"),
         t.host_ask(P::Tcp, sa(LOCALHOST, tp)),
         80,
+        sa(LOCALHOST, tp),
         &[bed.gateway("pa"), UPLINK, LOCALHOST],
     );
     // Held on the host: no host process can take it.
