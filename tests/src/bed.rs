@@ -256,6 +256,35 @@ impl Bed {
     }
 
     fn try_start_agent(&self) -> anyhow::Result<()> {
+        self.try_start_agent_env(&[])
+    }
+
+    /// Like [`Bed::start_agent`], with extra environment variables for this
+    /// start only (e.g. `NETD_CRASH_AT`); later starts do not inherit them.
+    pub fn start_agent_env(&self, env: &[(&str, &str)]) {
+        if let Err(e) = self.try_start_agent_env(env) {
+            panic!("starting the agent: {e:#}");
+        }
+    }
+
+    /// Is an agent process of this bed running (started and not exited)?
+    pub fn agent_running(&self) -> bool {
+        let mut slot = self.agent.lock().unwrap();
+        matches!(slot.as_mut().map(|a| a.child.try_wait()), Some(Ok(None)))
+    }
+
+    /// Waits (bounded) for the agent to exit on its own (a crash point,
+    /// `reset --force`) and reaps it. `None` when no agent was started or it
+    /// is still running after `timeout` (then it is left running).
+    pub fn wait_agent_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let mut slot = self.agent.lock().unwrap();
+        let st = slot.as_mut()?.wait_exit(timeout)?;
+        *slot = None;
+        self.note(format!("(agent exited: {st})"));
+        Some(st)
+    }
+
+    fn try_start_agent_env(&self, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let mut slot = self.agent.lock().unwrap();
         if let Some(a) = slot.as_mut() {
             if let Ok(None) = a.child.try_wait() {
@@ -279,6 +308,7 @@ impl Bed {
             .arg(d.join("bpffs"))
             .args(["--log-level", "debug"])
             .args(&self.daemon_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -288,7 +318,7 @@ impl Bed {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
-        self.note(format!("(start agent in {})", self.host_ns()));
+        self.note(format!("(start agent in {} env {env:?})", self.host_ns()));
         let child = cmd.spawn().context("spawning nsenter netd daemon")?;
         let mut agent = Agent { child };
         let deadline = Instant::now() + READY_TIMEOUT;
