@@ -20,13 +20,28 @@ pub fn now() -> u64 {
 
 #[inline(always)]
 pub fn key(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> CtKey {
-    CtKey { saddr, daddr, sport, dport, proto, _pad: [0; 3] }
+    CtKey {
+        saddr,
+        daddr,
+        sport,
+        dport,
+        proto,
+        _pad: [0; 3],
+    }
 }
 
 /// A fresh entry stamped now.
 #[inline(always)]
 pub fn entry(addr: u32, port: u16, flags: u8, tcp_flags: u8) -> CtEntry {
-    CtEntry { last_seen_ns: now(), addr, port, flags, tcp_flags, peer: 0, ifindex: 0 }
+    CtEntry {
+        last_seen_ns: now(),
+        addr,
+        port,
+        flags,
+        tcp_flags,
+        peer: 0,
+        ifindex: 0,
+    }
 }
 
 /// Refreshes an entry seen in a packet.

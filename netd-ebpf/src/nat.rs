@@ -36,10 +36,16 @@ fn l4_csum(ip: &Ipv4) -> Option<(usize, u64)> {
 #[inline(always)]
 pub fn rewrite_addr(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u32, new: u32) -> RewriteResult {
     if let Some((off, flags)) = l4_csum(ip) {
-        ctx.l4_csum_replace(off, old as u64, new as u64, flags | BPF_F_PSEUDO_HDR as u64 | 4)
-            .map_err(|_| ())?;
+        ctx.l4_csum_replace(
+            off,
+            old as u64,
+            new as u64,
+            flags | BPF_F_PSEUDO_HDR as u64 | 4,
+        )
+        .map_err(|_| ())?;
     }
-    ctx.l3_csum_replace(IP_CSUM_OFF, old as u64, new as u64, 4).map_err(|_| ())?;
+    ctx.l3_csum_replace(IP_CSUM_OFF, old as u64, new as u64, 4)
+        .map_err(|_| ())?;
     let off = if dst { IP_DST_OFF } else { IP_SRC_OFF };
     ctx.store(off, &new, 0).map_err(|_| ())
 }
@@ -50,7 +56,11 @@ pub fn rewrite_addr(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u32, new: u32) -
 pub fn rewrite_port(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u16, new: u16) -> RewriteResult {
     let (field, csum_off, flags) = match ip.proto {
         IPPROTO_TCP => (if dst { 2 } else { 0 }, ip.l4_off + 16, 0),
-        IPPROTO_UDP => (if dst { 2 } else { 0 }, ip.l4_off + 6, BPF_F_MARK_MANGLED_0 as u64),
+        IPPROTO_UDP => (
+            if dst { 2 } else { 0 },
+            ip.l4_off + 6,
+            BPF_F_MARK_MANGLED_0 as u64,
+        ),
         IPPROTO_ICMP => (4, ip.l4_off + 2, 0),
         _ => return Ok(()),
     };
@@ -115,12 +125,20 @@ pub fn rewrite_quoted_source(
 ) -> RewriteResult {
     let qcsum_off = q.ip_off + 10;
     let old_qcsum: u16 = ctx.load(qcsum_off).map_err(|_| ())?;
-    ctx.l3_csum_replace(qcsum_off, q.src as u64, new_addr as u64, 4).map_err(|_| ())?;
+    ctx.l3_csum_replace(qcsum_off, q.src as u64, new_addr as u64, 4)
+        .map_err(|_| ())?;
     let new_qcsum: u16 = ctx.load(qcsum_off).map_err(|_| ())?;
     ctx.store(q.ip_off + 12, &new_addr, 0).map_err(|_| ())?;
-    ctx.l4_csum_replace(icmp_csum_off, q.src as u64, new_addr as u64, 4).map_err(|_| ())?;
-    ctx.l4_csum_replace(icmp_csum_off, old_qcsum as u64, new_qcsum as u64, 2).map_err(|_| ())?;
-    let port_off = if q.proto == IPPROTO_ICMP { q.l4_off + 4 } else { q.l4_off };
+    ctx.l4_csum_replace(icmp_csum_off, q.src as u64, new_addr as u64, 4)
+        .map_err(|_| ())?;
+    ctx.l4_csum_replace(icmp_csum_off, old_qcsum as u64, new_qcsum as u64, 2)
+        .map_err(|_| ())?;
+    let port_off = if q.proto == IPPROTO_ICMP {
+        q.l4_off + 4
+    } else {
+        q.l4_off
+    };
     ctx.store(port_off, &new_port, 0).map_err(|_| ())?;
-    ctx.l4_csum_replace(icmp_csum_off, q.sport as u64, new_port as u64, 2).map_err(|_| ())
+    ctx.l4_csum_replace(icmp_csum_off, q.sport as u64, new_port as u64, 2)
+        .map_err(|_| ())
 }

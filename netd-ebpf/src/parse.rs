@@ -94,7 +94,11 @@ pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 /// The L4 fields conntrack keys on.
 pub enum L4 {
     /// TCP, UDP or SCTP ports (network order) and, for TCP, its flags byte.
-    Ports { sport: u16, dport: u16, tcp_flags: u8 },
+    Ports {
+        sport: u16,
+        dport: u16,
+        tcp_flags: u8,
+    },
     /// ICMP echo request or reply with its identifier (network order).
     Echo { request: bool, id: u16 },
     /// An ICMP error quoting another packet.
@@ -145,7 +149,11 @@ impl L4 {
     #[inline(always)]
     pub fn ports(&self) -> Option<(u16, u16, u8)> {
         match *self {
-            L4::Ports { sport, dport, tcp_flags } => Some((sport, dport, tcp_flags)),
+            L4::Ports {
+                sport,
+                dport,
+                tcp_flags,
+            } => Some((sport, dport, tcp_flags)),
             _ => None,
         }
     }

@@ -19,12 +19,7 @@ fn is_group_address(addr: u32) -> bool {
 /// Policy for what a container sends (`from_container`): `dst_net` is the
 /// netd network whose subnet holds `dst`, if any.
 #[inline(always)]
-pub fn from_container(
-    ep: &Endpoint,
-    src: u32,
-    dst: u32,
-    dst_net: Option<&NetworkInfo>,
-) -> Verdict {
+pub fn from_container(ep: &Endpoint, src: u32, dst: u32, dst_net: Option<&NetworkInfo>) -> Verdict {
     if src != ep.ip {
         return Verdict::Drop(DropReason::Spoofed);
     }
@@ -79,11 +74,21 @@ mod tests {
     }
 
     fn net(id: u32, gw: [u8; 4], flags: u32) -> NetworkInfo {
-        NetworkInfo { net_id: id, gateway: ip(gw), flags, prefix_len: 16 }
+        NetworkInfo {
+            net_id: id,
+            gateway: ip(gw),
+            flags,
+            prefix_len: 16,
+        }
     }
 
     fn ep(flags: u32) -> Endpoint {
-        Endpoint { ip: ip([172, 18, 0, 2]), net_id: 1, net_flags: flags, gateway: ip([172, 18, 0, 1]) }
+        Endpoint {
+            ip: ip([172, 18, 0, 2]),
+            net_id: 1,
+            net_flags: flags,
+            gateway: ip([172, 18, 0, 1]),
+        }
     }
 
     const OPEN: u32 = NET_F_ICC | NET_F_MASQUERADE;
@@ -95,10 +100,22 @@ mod tests {
         let b = ip([172, 18, 0, 3]);
         assert_eq!(from_container(&a, a.ip, b, Some(&n1)), Verdict::Pass);
         let closed = ep(0);
-        assert_eq!(from_container(&closed, a.ip, b, Some(&n1)), Verdict::Drop(DropReason::Icc));
-        assert_eq!(from_container(&closed, a.ip, closed.gateway, Some(&n1)), Verdict::Pass);
-        assert_eq!(to_container(&closed, b, Some(&n1)), Verdict::Drop(DropReason::Icc));
-        assert_eq!(to_container(&closed, closed.gateway, Some(&n1)), Verdict::Pass);
+        assert_eq!(
+            from_container(&closed, a.ip, b, Some(&n1)),
+            Verdict::Drop(DropReason::Icc)
+        );
+        assert_eq!(
+            from_container(&closed, a.ip, closed.gateway, Some(&n1)),
+            Verdict::Pass
+        );
+        assert_eq!(
+            to_container(&closed, b, Some(&n1)),
+            Verdict::Drop(DropReason::Icc)
+        );
+        assert_eq!(
+            to_container(&closed, closed.gateway, Some(&n1)),
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -106,24 +123,48 @@ mod tests {
         let n2 = net(2, [172, 19, 0, 1], OPEN);
         let a = ep(OPEN);
         let b = ip([172, 19, 0, 2]);
-        assert_eq!(from_container(&a, a.ip, b, Some(&n2)), Verdict::Drop(DropReason::Isolation));
-        assert_eq!(to_container(&a, b, Some(&n2)), Verdict::Drop(DropReason::Isolation));
-        assert_eq!(from_container(&a, a.ip, n2.gateway, Some(&n2)), Verdict::Pass);
+        assert_eq!(
+            from_container(&a, a.ip, b, Some(&n2)),
+            Verdict::Drop(DropReason::Isolation)
+        );
+        assert_eq!(
+            to_container(&a, b, Some(&n2)),
+            Verdict::Drop(DropReason::Isolation)
+        );
+        assert_eq!(
+            from_container(&a, a.ip, n2.gateway, Some(&n2)),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn spoofed_source_is_dropped() {
         let a = ep(OPEN);
-        assert_eq!(from_container(&a, ip([10, 0, 0, 1]), ip([1, 1, 1, 1]), None), Verdict::Drop(DropReason::Spoofed));
+        assert_eq!(
+            from_container(&a, ip([10, 0, 0, 1]), ip([1, 1, 1, 1]), None),
+            Verdict::Drop(DropReason::Spoofed)
+        );
     }
 
     #[test]
     fn internal_stays_in_subnet() {
         let a = ep(NET_F_INTERNAL | NET_F_ICC);
         let n2 = net(2, [172, 19, 0, 1], OPEN);
-        assert_eq!(from_container(&a, a.ip, ip([8, 8, 8, 8]), None), Verdict::Drop(DropReason::Internal));
-        assert_eq!(from_container(&a, a.ip, n2.gateway, Some(&n2)), Verdict::Drop(DropReason::Internal));
-        assert_eq!(from_container(&a, a.ip, a.gateway, None), Verdict::Drop(DropReason::Internal));
-        assert_eq!(to_container(&a, ip([8, 8, 8, 8]), None), Verdict::Drop(DropReason::Internal));
+        assert_eq!(
+            from_container(&a, a.ip, ip([8, 8, 8, 8]), None),
+            Verdict::Drop(DropReason::Internal)
+        );
+        assert_eq!(
+            from_container(&a, a.ip, n2.gateway, Some(&n2)),
+            Verdict::Drop(DropReason::Internal)
+        );
+        assert_eq!(
+            from_container(&a, a.ip, a.gateway, None),
+            Verdict::Drop(DropReason::Internal)
+        );
+        assert_eq!(
+            to_container(&a, ip([8, 8, 8, 8]), None),
+            Verdict::Drop(DropReason::Internal)
+        );
     }
 }

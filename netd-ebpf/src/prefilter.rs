@@ -41,11 +41,15 @@ pub fn uplink_xdp(ctx: XdpContext) -> u32 {
 /// True when the packet may go on.
 #[inline(always)]
 fn prefilter(ctx: &XdpContext) -> bool {
-    let Some(eth) = bytes::<14>(ctx, 0) else { return true };
+    let Some(eth) = bytes::<14>(ctx, 0) else {
+        return true;
+    };
     if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
         return true;
     }
-    let Some(ip) = bytes::<20>(ctx, ETH_HLEN) else { return true };
+    let Some(ip) = bytes::<20>(ctx, ETH_HLEN) else {
+        return true;
+    };
     let dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
     if NETWORKS.get(&Key::new(32, dst)).is_none() {
         return true;
@@ -59,11 +63,18 @@ fn prefilter(ctx: &XdpContext) -> bool {
     let l4 = ETH_HLEN + ihl;
     let (sport, dport) = match ip[9] {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let Some(p) = bytes::<4>(ctx, l4) else { return true };
-            (u16::from_ne_bytes([p[0], p[1]]), u16::from_ne_bytes([p[2], p[3]]))
+            let Some(p) = bytes::<4>(ctx, l4) else {
+                return true;
+            };
+            (
+                u16::from_ne_bytes([p[0], p[1]]),
+                u16::from_ne_bytes([p[2], p[3]]),
+            )
         }
         IPPROTO_ICMP => {
-            let Some(h) = bytes::<8>(ctx, l4) else { return true };
+            let Some(h) = bytes::<8>(ctx, l4) else {
+                return true;
+            };
             if h[0] != ICMP_ECHO_REPLY {
                 // Errors quote the flow they belong to: the TC program
                 // looks inside them.

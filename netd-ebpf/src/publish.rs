@@ -15,7 +15,12 @@ use crate::{
 /// port published on every host address.
 #[inline(always)]
 pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PublishTarget> {
-    let exact = PublishKey { addr, port, proto, _pad: 0 };
+    let exact = PublishKey {
+        addr,
+        port,
+        proto,
+        _pad: 0,
+    };
     if let Some(t) = unsafe { PUBLISHED.get(&exact) } {
         return Some(*t);
     }
@@ -78,7 +83,11 @@ pub fn dnat_from_container(
 /// destination) and deliver it to the client's veth. Returns the TC
 /// verdict, or `None` when the packet is not such a reply.
 #[inline(always)]
-pub fn reverse_from_target(ctx: &TcContext, ip: &Ipv4, ports: (u16, u16, u8)) -> Result<Option<i32>, DropReason> {
+pub fn reverse_from_target(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    ports: (u16, u16, u8),
+) -> Result<Option<i32>, DropReason> {
     let (sport, dport, tcp_flags) = ports;
     let Some(e) = lookup_local(&key(ip.src, ip.dst, sport, dport, ip.proto)) else {
         return Ok(None);
@@ -105,7 +114,9 @@ pub fn reverse_from_target(ctx: &TcContext, ip: &Ipv4, ports: (u16, u16, u8)) ->
     let Some(client_ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
         return Err(DropReason::UnknownEndpoint);
     };
-    to_container_veth(ctx, ifindex, client, client_ep.gateway).map(Some).map_err(bad)
+    to_container_veth(ctx, ifindex, client, client_ep.gateway)
+        .map(Some)
+        .map_err(bad)
 }
 
 /// Is this packet (about to enter a container) part of a published flow

@@ -16,10 +16,17 @@ fn mac_of(addr: u32) -> [u8; 6] {
 /// Rewrites the Ethernet header for `container` behind `gateway` and sends
 /// the packet out of the host end `ifindex` of its veth.
 #[inline(always)]
-pub fn to_container_veth(ctx: &TcContext, ifindex: u32, container: u32, gateway: u32) -> Result<i32, ()> {
+pub fn to_container_veth(
+    ctx: &TcContext,
+    ifindex: u32,
+    container: u32,
+    gateway: u32,
+) -> Result<i32, ()> {
     let d = mac_of(container);
     let s = mac_of(gateway);
-    let eth = [d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5]];
+    let eth = [
+        d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5],
+    ];
     ctx.store(0, &eth, 0).map_err(|_| ())?;
     // SAFETY: plain helper call; the verdict carries the redirect.
     unsafe { bpf_redirect(ifindex, 0) };

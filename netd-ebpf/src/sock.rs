@@ -22,14 +22,17 @@ static SOCK_CONFIG: Array<SockConfig> = Array::pinned(1, 0);
 
 /// (socket, target) -> the published address the program rewrote.
 #[map(name = "SOCK_ORIGIN")]
-static SOCK_ORIGIN: LruHashMap<SockOriginKey, PublishTarget> = LruHashMap::pinned(MAX_SOCK_ORIGINS, 0);
+static SOCK_ORIGIN: LruHashMap<SockOriginKey, PublishTarget> =
+    LruHashMap::pinned(MAX_SOCK_ORIGINS, 0);
 
 /// Allow the operation (cgroup sock_addr programs never refuse here).
 const ALLOW: i32 = 1;
 
 #[inline(always)]
 fn in_agent_netns(ctx: &SockAddrContext) -> bool {
-    let Some(cfg) = SOCK_CONFIG.get(0) else { return false };
+    let Some(cfg) = SOCK_CONFIG.get(0) else {
+        return false;
+    };
     // SAFETY: the helper takes the program's context.
     let cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr as *mut _) };
     cfg.netns_cookie != 0 && cookie == cfg.netns_cookie
@@ -123,7 +126,16 @@ fn restore(ctx: &SockAddrContext) {
 fn remember(ctx: &SockAddrContext, addr: u32, port: u16, target: &PublishTarget) {
     // SAFETY: the helper takes the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
-    let key = SockOriginKey { cookie, addr: target.addr, port: target.port, _pad: 0 };
-    let origin = PublishTarget { addr, port, _pad: 0 };
+    let key = SockOriginKey {
+        cookie,
+        addr: target.addr,
+        port: target.port,
+        _pad: 0,
+    };
+    let origin = PublishTarget {
+        addr,
+        port,
+        _pad: 0,
+    };
     let _ = SOCK_ORIGIN.insert(&key, &origin, 0);
 }

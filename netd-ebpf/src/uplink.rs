@@ -17,7 +17,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtEntry, CtKey, DropReason, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT, CT_F_REPLIED, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
+    CtEntry, CtKey, DropReason, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT, CT_F_REPLIED,
+    CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
 };
 
 use crate::{
@@ -25,7 +26,9 @@ use crate::{
     drops::drop_packet,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
-    parse::{parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L3, L4},
+    parse::{
+        parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L3, L4,
+    },
     publish::{self, is_host_addr},
 };
 
@@ -64,7 +67,14 @@ pub fn uplink_in(ctx: TcContext) -> i32 {
 
 /// Is a host socket using local `port` toward `remote:rport`?
 #[inline(always)]
-fn host_socket_uses(ctx: &TcContext, proto: u8, remote: u32, rport: u16, local: u32, port: u16) -> bool {
+fn host_socket_uses(
+    ctx: &TcContext,
+    proto: u8,
+    remote: u32,
+    rport: u16,
+    local: u32,
+    port: u16,
+) -> bool {
     let mut tuple = bpf_sock_tuple {
         __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
             ipv4: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
@@ -97,16 +107,26 @@ fn host_socket_uses(ctx: &TcContext, proto: u8, remote: u32, rport: u16, local: 
 #[inline(always)]
 fn out_ports(l4: &L4) -> Option<(u16, u16, u8)> {
     match *l4 {
-        L4::Ports { sport, dport, tcp_flags } => Some((sport, dport, tcp_flags)),
+        L4::Ports {
+            sport,
+            dport,
+            tcp_flags,
+        } => Some((sport, dport, tcp_flags)),
         L4::Echo { request: true, id } => Some((id, 0, 0)),
         _ => None,
     }
 }
 
 fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
-    let Some(up) = uplink_of(ctx) else { return Ok(()) };
-    let L3::Ipv4(ip) = parse_l3(ctx) else { return Ok(()) };
-    let Some(net) = network_of(ip.src) else { return Ok(()) };
+    let Some(up) = uplink_of(ctx) else {
+        return Ok(());
+    };
+    let L3::Ipv4(ip) = parse_l3(ctx) else {
+        return Ok(());
+    };
+    let Some(net) = network_of(ip.src) else {
+        return Ok(());
+    };
     if ip.src == net.gateway {
         return Ok(());
     }
@@ -172,7 +192,14 @@ fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
         return Ok(());
     }
     let entry = entry(out_key.saddr, out_key.sport, 0, tcp_flags);
-    if put_in(&out_key.reversed(), &CtEntry { tcp_flags: 0, ..entry }) && put_out(out_key, &entry) {
+    if put_in(
+        &out_key.reversed(),
+        &CtEntry {
+            tcp_flags: 0,
+            ..entry
+        },
+    ) && put_out(out_key, &entry)
+    {
         Ok(())
     } else {
         Err(DropReason::CtInsert)
@@ -183,14 +210,24 @@ fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
 /// records both directions. A port is free when no tracked flow uses it
 /// toward the same destination and no host socket does either.
 #[inline(always)]
-fn allocate(ctx: &TcContext, ip: &Ipv4, out_key: &CtKey, up: &Uplink, tcp_flags: u8) -> Result<u16, DropReason> {
+fn allocate(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    out_key: &CtKey,
+    up: &Uplink,
+    tcp_flags: u8,
+) -> Result<u16, DropReason> {
     let reply = entry(ip.src, out_key.sport, CT_F_SNAT, 0);
     let span = u32::from(up.port_max.saturating_sub(up.port_min)) + 1;
     // SAFETY: helper without arguments.
     let start = unsafe { bpf_get_prandom_u32() };
     // SCTP's CRC32c covers the ports, which incremental updates cannot
     // fix: its source port is kept and only the address is translated.
-    let attempts = if ip.proto == IPPROTO_SCTP { 1 } else { SNAT_ATTEMPTS };
+    let attempts = if ip.proto == IPPROTO_SCTP {
+        1
+    } else {
+        SNAT_ATTEMPTS
+    };
     for i in 0..attempts {
         let port = if ip.proto == IPPROTO_SCTP {
             out_key.sport
@@ -204,7 +241,12 @@ fn allocate(ctx: &TcContext, ip: &Ipv4, out_key: &CtKey, up: &Uplink, tcp_flags:
             continue;
         }
         if claim_in(&in_key, &reply) {
-            let entry = CtEntry { port, addr: up.addr, tcp_flags, ..reply };
+            let entry = CtEntry {
+                port,
+                addr: up.addr,
+                tcp_flags,
+                ..reply
+            };
             if !put_out(out_key, &entry) {
                 remove_in(&in_key);
                 return Err(DropReason::CtInsert);
@@ -219,12 +261,24 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
     if uplink_of(ctx).is_none() {
         return Ok(());
     }
-    let L3::Ipv4(ip) = parse_l3(ctx) else { return Ok(()) };
+    let L3::Ipv4(ip) = parse_l3(ctx) else {
+        return Ok(());
+    };
     let to_container = network_of(ip.dst).is_some();
-    let refuse = if to_container { Err(DropReason::NotAReply) } else { Ok(()) };
-    let Some(l4) = parse_l4(ctx, &ip) else { return refuse };
+    let refuse = if to_container {
+        Err(DropReason::NotAReply)
+    } else {
+        Ok(())
+    };
+    let Some(l4) = parse_l4(ctx, &ip) else {
+        return refuse;
+    };
     let (sport, dport, tcp_flags) = match l4 {
-        L4::Ports { sport, dport, tcp_flags } => (sport, dport, tcp_flags),
+        L4::Ports {
+            sport,
+            dport,
+            tcp_flags,
+        } => (sport, dport, tcp_flags),
         L4::Echo { request: false, id } => (0, id, 0),
         L4::IcmpError => return reverse_icmp_error(ctx, &ip, refuse),
         L4::Echo { request: true, .. } | L4::Other => return refuse,
@@ -264,14 +318,25 @@ fn dnat_from_world(
     target: PublishTarget,
     tcp_flags: u8,
 ) -> Result<(), DropReason> {
-    let inbound = entry(target.addr, target.port, CT_F_SNAT | CT_F_DNAT | CT_F_REPLIED, tcp_flags);
+    let inbound = entry(
+        target.addr,
+        target.port,
+        CT_F_SNAT | CT_F_DNAT | CT_F_REPLIED,
+        tcp_flags,
+    );
     let out_key = key(target.addr, ip.src, target.port, in_key.sport, ip.proto);
-    if !put_in(in_key, &inbound) || !put_out(&out_key, &entry(ip.dst, in_key.dport, CT_F_SNAT | CT_F_DNAT, 0)) {
+    if !put_in(in_key, &inbound)
+        || !put_out(
+            &out_key,
+            &entry(ip.dst, in_key.dport, CT_F_SNAT | CT_F_DNAT, 0),
+        )
+    {
         return Err(DropReason::CtInsert);
     }
     rewrite_addr(ctx, ip, true, ip.dst, target.addr).map_err(|_| DropReason::Malformed)?;
     if target.port != in_key.dport {
-        rewrite_port(ctx, ip, true, in_key.dport, target.port).map_err(|_| DropReason::Malformed)?;
+        rewrite_port(ctx, ip, true, in_key.dport, target.port)
+            .map_err(|_| DropReason::Malformed)?;
     }
     Ok(())
 }
@@ -279,19 +344,28 @@ fn dnat_from_world(
 /// An ICMP error about a packet a container sent: find its flow by the
 /// quoted header, then translate the outer destination and the quote.
 #[inline(always)]
-fn reverse_icmp_error(ctx: &TcContext, ip: &Ipv4, refuse: Result<(), DropReason>) -> Result<(), DropReason> {
-    let Some(q) = parse_quoted(ctx, ip) else { return refuse };
+fn reverse_icmp_error(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    refuse: Result<(), DropReason>,
+) -> Result<(), DropReason> {
+    let Some(q) = parse_quoted(ctx, ip) else {
+        return refuse;
+    };
     let in_key = if q.proto == IPPROTO_ICMP {
         key(q.dst, q.src, 0, q.sport, IPPROTO_ICMP)
     } else {
         key(q.dst, q.src, q.dport, q.sport, q.proto)
     };
-    let Some(e) = lookup_in(&in_key) else { return refuse };
+    let Some(e) = lookup_in(&in_key) else {
+        return refuse;
+    };
     // SAFETY: map value pointer from this program's lookup.
     let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
     if flags & CT_F_SNAT != 0 {
         rewrite_addr(ctx, ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
-        rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port).map_err(|_| DropReason::Malformed)?;
+        rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port)
+            .map_err(|_| DropReason::Malformed)?;
     }
     Ok(())
 }

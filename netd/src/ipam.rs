@@ -17,9 +17,10 @@ pub fn default_pools() -> Vec<Ipv4Net> {
     let mut pools: Vec<Ipv4Net> = (18..=31)
         .map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).expect("valid prefix"))
         .collect();
-    pools.extend((0..16).map(|i| {
-        Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid prefix")
-    }));
+    pools.extend(
+        (0..16)
+            .map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid prefix")),
+    );
     pools
 }
 
@@ -88,7 +89,9 @@ pub fn allocate(
 ) -> AgentResult<Ipv4Addr> {
     if let Some(ip) = requested {
         if !is_host_address(subnet, ip) {
-            return invalid(format!("address {ip} is not a usable address in subnet {subnet}"));
+            return invalid(format!(
+                "address {ip} is not a usable address in subnet {subnet}"
+            ));
         }
         if used.contains(&ip) {
             return conflict(format!("address {ip} is already in use"));
@@ -117,16 +120,29 @@ mod tests {
     #[test]
     fn pools_skip_taken_subnets() {
         let taken = [net("172.18.0.0/16"), net("172.19.5.0/24")];
-        assert_eq!(pick_subnet(&default_pools(), &taken), Some(net("172.20.0.0/16")));
+        assert_eq!(
+            pick_subnet(&default_pools(), &taken),
+            Some(net("172.20.0.0/16"))
+        );
         assert_eq!(default_pools().len(), 30);
         assert_eq!(default_pools()[29], net("192.168.240.0/20"));
     }
 
     #[test]
     fn gateway_defaults_and_is_checked() {
-        assert_eq!(validate_network(&net("10.1.0.0/24"), None, None).unwrap(), Ipv4Addr::new(10, 1, 0, 1));
-        assert!(validate_network(&net("10.1.0.0/24"), Some(Ipv4Addr::new(10, 2, 0, 1)), None).is_err());
-        assert!(validate_network(&net("10.1.0.0/24"), Some(Ipv4Addr::new(10, 1, 0, 255)), None).is_err());
+        assert_eq!(
+            validate_network(&net("10.1.0.0/24"), None, None).unwrap(),
+            Ipv4Addr::new(10, 1, 0, 1)
+        );
+        assert!(
+            validate_network(&net("10.1.0.0/24"), Some(Ipv4Addr::new(10, 2, 0, 1)), None).is_err()
+        );
+        assert!(validate_network(
+            &net("10.1.0.0/24"),
+            Some(Ipv4Addr::new(10, 1, 0, 255)),
+            None
+        )
+        .is_err());
         assert!(validate_network(&net("10.1.0.5/24"), None, None).is_err());
         assert!(validate_network(&net("10.1.0.0/24"), None, Some(&net("10.2.0.0/25"))).is_err());
     }
@@ -135,11 +151,20 @@ mod tests {
     fn allocation_is_lowest_free_in_range() {
         let subnet = net("10.1.0.0/24");
         let mut used = HashSet::from([Ipv4Addr::new(10, 1, 0, 1)]);
-        assert_eq!(allocate(&subnet, None, &used, None).unwrap(), Ipv4Addr::new(10, 1, 0, 2));
+        assert_eq!(
+            allocate(&subnet, None, &used, None).unwrap(),
+            Ipv4Addr::new(10, 1, 0, 2)
+        );
         used.insert(Ipv4Addr::new(10, 1, 0, 2));
-        assert_eq!(allocate(&subnet, None, &used, None).unwrap(), Ipv4Addr::new(10, 1, 0, 3));
+        assert_eq!(
+            allocate(&subnet, None, &used, None).unwrap(),
+            Ipv4Addr::new(10, 1, 0, 3)
+        );
         let range = net("10.1.0.128/25");
-        assert_eq!(allocate(&subnet, Some(&range), &used, None).unwrap(), Ipv4Addr::new(10, 1, 0, 128));
+        assert_eq!(
+            allocate(&subnet, Some(&range), &used, None).unwrap(),
+            Ipv4Addr::new(10, 1, 0, 128)
+        );
         assert!(allocate(&subnet, None, &used, Some(Ipv4Addr::new(10, 1, 0, 2))).is_err());
         assert!(allocate(&subnet, None, &used, Some(Ipv4Addr::new(10, 9, 0, 2))).is_err());
         let tiny = net("10.1.0.0/30");

@@ -57,7 +57,11 @@ pub struct PortMapping {
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        write!(f, "{}/{} -> {ip}:{}", self.container_port, self.proto, self.host_port)
+        write!(
+            f,
+            "{}/{} -> {ip}:{}",
+            self.container_port, self.proto, self.host_port
+        )
     }
 }
 
@@ -125,7 +129,12 @@ impl FromStr for PublishSpec {
                 ));
             }
         }
-        Ok(PublishSpec { host_ip, host_ports, container_ports, proto })
+        Ok(PublishSpec {
+            host_ip,
+            host_ports,
+            container_ports,
+            proto,
+        })
     }
 }
 
@@ -155,7 +164,10 @@ mod tests {
     #[test]
     fn forms_of_docker_run_p() {
         let s = spec("8080:80").unwrap();
-        assert_eq!((s.host_ip, s.host_ports, s.container_ports, s.proto), (None, Some((8080, 8080)), (80, 80), Proto::Tcp));
+        assert_eq!(
+            (s.host_ip, s.host_ports, s.container_ports, s.proto),
+            (None, Some((8080, 8080)), (80, 80), Proto::Tcp)
+        );
         let s = spec("127.0.0.1:8080:80/udp").unwrap();
         assert_eq!(s.host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(s.proto, Proto::Udp);
@@ -172,7 +184,18 @@ mod tests {
 
     #[test]
     fn bad_specs_say_why() {
-        for bad in ["", "x", "0", "70000", "80/icmp", "1-2:80", "9000-9001:80-82", "a:b:c:d", "300.0.0.1:80:80", "90-80"] {
+        for bad in [
+            "",
+            "x",
+            "0",
+            "70000",
+            "80/icmp",
+            "1-2:80",
+            "9000-9001:80-82",
+            "a:b:c:d",
+            "300.0.0.1:80:80",
+            "90-80",
+        ] {
             assert!(spec(bad).is_err(), "{bad} accepted");
         }
     }

@@ -34,8 +34,13 @@ fn datapath(dir: &Path, ports: (u16, u16)) -> Datapath {
         flags: NET_F_ICC | NET_F_MASQUERADE,
         prefix_len: 24,
     };
-    dp.upsert_network("10.7.0.0/24".parse().unwrap(), info).unwrap();
-    let up = Uplink { addr: addr_key(ip(UPLINK_ADDR)), port_min: ports.0, port_max: ports.1 };
+    dp.upsert_network("10.7.0.0/24".parse().unwrap(), info)
+        .unwrap();
+    let up = Uplink {
+        addr: addr_key(ip(UPLINK_ADDR)),
+        port_min: ports.0,
+        port_max: ports.1,
+    };
     dp.set_uplink_entry(LO_IFINDEX, up).unwrap();
     dp
 }
@@ -43,7 +48,11 @@ fn datapath(dir: &Path, ports: (u16, u16)) -> Datapath {
 fn csum(data: &[u8], init: u32) -> u16 {
     let mut sum = init;
     for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from_be_bytes([chunk[0], 0]) };
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
         sum += u32::from(word);
     }
     while sum > 0xffff {
@@ -56,7 +65,20 @@ fn csum(data: &[u8], init: u32) -> u16 {
 fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
     let total = 20 + l4.len();
-    let mut iph = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    let mut iph = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0x12,
+        0x34,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
     iph.extend_from_slice(&src);
     iph.extend_from_slice(&dst);
     let c = csum(&iph, 0);
@@ -88,7 +110,9 @@ fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
     p.extend_from_slice(src);
     p.extend_from_slice(dst);
     p.extend_from_slice(&[0, proto, (len >> 8) as u8, len as u8]);
-    p.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum()
+    p.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum()
 }
 
 fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
@@ -135,13 +159,20 @@ fn check(f: &[u8]) -> Seen {
     let proto = iph[9];
     let l4 = &f[34..14 + usize::from(u16::from_be_bytes([iph[2], iph[3]]))];
     match proto {
-        6 | 17 => assert_eq!(csum(l4, pseudo(&iph[12..16], &iph[16..20], proto, l4.len())), 0, "L4 checksum"),
+        6 | 17 => assert_eq!(
+            csum(l4, pseudo(&iph[12..16], &iph[16..20], proto, l4.len())),
+            0,
+            "L4 checksum"
+        ),
         1 => assert_eq!(csum(l4, 0), 0, "ICMP checksum"),
         _ => {}
     }
     let (sport, dport) = match proto {
         1 => (u16::from_be_bytes([l4[4], l4[5]]), 0),
-        _ => (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])),
+        _ => (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ),
     };
     Seen {
         src: Ipv4Addr::new(iph[12], iph[13], iph[14], iph[15]),
@@ -153,7 +184,11 @@ fn check(f: &[u8]) -> Seen {
 
 fn run(dp: &mut Datapath, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; frame.len() + 256];
-    let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::new()
+    };
     let r = dp.program(prog).unwrap().test_run(opts).expect("test_run");
     out.truncate(r.data_size_out as usize);
     (r.return_value, out)
@@ -164,18 +199,40 @@ fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
     let fs = Bpffs::new("nat-tcpudp");
     let mut dp = datapath(&fs.0, (40000, 40009));
     for proto in [6u8, 17] {
-        let l4 = |s, d| if proto == 6 { tcp(s, d, 0x02) } else { udp(s, d) };
-        let (v, out) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, proto, &l4(33333, 80)));
+        let l4 = |s, d| {
+            if proto == 6 {
+                tcp(s, d, 0x02)
+            } else {
+                udp(s, d)
+            }
+        };
+        let (v, out) = run(
+            &mut dp,
+            UPLINK_OUT,
+            &frame(CONTAINER, SERVER, proto, &l4(33333, 80)),
+        );
         assert_eq!(v, TC_ACT_OK);
         let seen = check(&out);
         assert_eq!(seen.src, ip(UPLINK_ADDR), "proto {proto}");
-        assert!((40000..=40009).contains(&seen.sport), "port {} out of range", seen.sport);
+        assert!(
+            (40000..=40009).contains(&seen.sport),
+            "port {} out of range",
+            seen.sport
+        );
         assert_eq!((seen.dst, seen.dport), (ip(SERVER), 80));
         // The same flow keeps its port.
-        let (_, again) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, proto, &l4(33333, 80)));
+        let (_, again) = run(
+            &mut dp,
+            UPLINK_OUT,
+            &frame(CONTAINER, SERVER, proto, &l4(33333, 80)),
+        );
         assert_eq!(check(&again).sport, seen.sport);
         // The reply comes back to the container's address and port.
-        let (v, back) = run(&mut dp, UPLINK_IN, &frame(SERVER, UPLINK_ADDR, proto, &l4(80, seen.sport)));
+        let (v, back) = run(
+            &mut dp,
+            UPLINK_IN,
+            &frame(SERVER, UPLINK_ADDR, proto, &l4(80, seen.sport)),
+        );
         assert_eq!(v, TC_ACT_OK);
         let back = check(&back);
         assert_eq!((back.dst, back.dport), (ip(CONTAINER), 33333));
@@ -189,18 +246,37 @@ fn two_flows_to_one_server_port_get_distinct_ports_and_exhaustion_drops() {
     let mut dp = datapath(&fs.0, (40000, 40001));
     let mut used = Vec::new();
     for sport in [1000u16, 1001] {
-        let (v, out) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 17, &udp(sport, 53)));
+        let (v, out) = run(
+            &mut dp,
+            UPLINK_OUT,
+            &frame(CONTAINER, SERVER, 17, &udp(sport, 53)),
+        );
         assert_eq!(v, TC_ACT_OK);
         used.push(check(&out).sport);
     }
     used.sort();
     assert_eq!(used, vec![40000, 40001]);
-    let (v, _) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 17, &udp(1002, 53)));
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 17, &udp(1002, 53)),
+    );
     assert_eq!(v, TC_ACT_SHOT, "a third flow has no port left");
     let drops = dp.drop_counts().unwrap();
-    assert_eq!(drops.iter().find(|d| d.reason == "snat-ports-exhausted").unwrap().packets, 1);
+    assert_eq!(
+        drops
+            .iter()
+            .find(|d| d.reason == "snat-ports-exhausted")
+            .unwrap()
+            .packets,
+        1
+    );
     // Another destination port is another tuple: ports are free again.
-    let (v, _) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 17, &udp(1002, 54)));
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 17, &udp(1002, 54)),
+    );
     assert_eq!(v, TC_ACT_OK);
 }
 
@@ -208,11 +284,19 @@ fn two_flows_to_one_server_port_get_distinct_ports_and_exhaustion_drops() {
 fn echo_ids_are_translated() {
     let fs = Bpffs::new("nat-echo");
     let mut dp = datapath(&fs.0, (40000, 40009));
-    let (v, out) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 1, &echo(true, 777)));
+    let (v, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 1, &echo(true, 777)),
+    );
     assert_eq!(v, TC_ACT_OK);
     let seen = check(&out);
     assert_eq!(seen.src, ip(UPLINK_ADDR));
-    let (v, back) = run(&mut dp, UPLINK_IN, &frame(SERVER, UPLINK_ADDR, 1, &echo(false, seen.sport)));
+    let (v, back) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(SERVER, UPLINK_ADDR, 1, &echo(false, seen.sport)),
+    );
     assert_eq!(v, TC_ACT_OK);
     let back = check(&back);
     assert_eq!((back.dst, back.sport), (ip(CONTAINER), 777));
@@ -222,7 +306,11 @@ fn echo_ids_are_translated() {
 fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
     let fs = Bpffs::new("nat-icmperr");
     let mut dp = datapath(&fs.0, (40000, 40009));
-    let (_, out) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, SERVER, 17, &udp(5555, 9999)));
+    let (_, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 17, &udp(5555, 9999)),
+    );
     let nat_port = check(&out).sport;
     for (icmp_type, code) in [(3u8, 3u8), (3, 4), (11, 0)] {
         // The error quotes the IP header and 8 bytes of what we sent.
@@ -237,7 +325,11 @@ fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
         let inner = &back[14 + 20 + 8..];
         assert_eq!(csum(&inner[..20], 0), 0, "quoted IP header checksum");
         assert_eq!(&inner[12..16], &CONTAINER, "quoted source");
-        assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), 5555, "quoted source port");
+        assert_eq!(
+            u16::from_be_bytes([inner[20], inner[21]]),
+            5555,
+            "quoted source port"
+        );
         assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), 9999);
         assert_ne!(nat_port, 5555);
     }
@@ -247,15 +339,34 @@ fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
 fn unsolicited_traffic_to_container_addresses_is_dropped() {
     let fs = Bpffs::new("nat-unsolicited");
     let mut dp = datapath(&fs.0, (40000, 40009));
-    let (v, _) = run(&mut dp, UPLINK_IN, &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02)));
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02)),
+    );
     assert_eq!(v, TC_ACT_SHOT);
-    let (v, _) = run(&mut dp, UPLINK_IN, &frame(SERVER, CONTAINER, 1, &echo(true, 1)));
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(SERVER, CONTAINER, 1, &echo(true, 1)),
+    );
     assert_eq!(v, TC_ACT_SHOT);
     // Traffic to the host itself is not netd's business.
-    let (v, _) = run(&mut dp, UPLINK_IN, &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 22, 0x02)));
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 22, 0x02)),
+    );
     assert_eq!(v, TC_ACT_OK);
     let drops = dp.drop_counts().unwrap();
-    assert_eq!(drops.iter().find(|d| d.reason == "not-a-reply").unwrap().packets, 2);
+    assert_eq!(
+        drops
+            .iter()
+            .find(|d| d.reason == "not-a-reply")
+            .unwrap()
+            .packets,
+        2
+    );
 }
 
 #[test]
@@ -266,23 +377,63 @@ fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
     dp.set_host_addrs(&host).unwrap();
     let client = [192, 0, 2, 50];
     for proto in [6u8, 17] {
-        let l4 = |s, d| if proto == 6 { tcp(s, d, 0x02) } else { udp(s, d) };
+        let l4 = |s, d| {
+            if proto == 6 {
+                tcp(s, d, 0x02)
+            } else {
+                udp(s, d)
+            }
+        };
         let p = if proto == 6 { Proto::Tcp } else { Proto::Udp };
-        dp.publish(&PortMapping { host_ip: None, host_port: 8080, container_port: 80, proto: p }, ip(CONTAINER)).unwrap();
-        let (v, out) = run(&mut dp, UPLINK_IN, &frame(client, UPLINK_ADDR, proto, &l4(50000, 8080)));
+        dp.publish(
+            &PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                proto: p,
+            },
+            ip(CONTAINER),
+        )
+        .unwrap();
+        let (v, out) = run(
+            &mut dp,
+            UPLINK_IN,
+            &frame(client, UPLINK_ADDR, proto, &l4(50000, 8080)),
+        );
         assert_eq!(v, TC_ACT_OK);
         let seen = check(&out);
-        assert_eq!((seen.src, seen.sport), (ip(client), 50000), "client address kept");
+        assert_eq!(
+            (seen.src, seen.sport),
+            (ip(client), 50000),
+            "client address kept"
+        );
         assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 80));
-        let (v, reply) = run(&mut dp, UPLINK_OUT, &frame(CONTAINER, client, proto, &l4(80, 50000)));
+        let (v, reply) = run(
+            &mut dp,
+            UPLINK_OUT,
+            &frame(CONTAINER, client, proto, &l4(80, 50000)),
+        );
         assert_eq!(v, TC_ACT_OK);
         let reply = check(&reply);
         assert_eq!((reply.src, reply.sport), (ip(UPLINK_ADDR), 8080));
         assert_eq!((reply.dst, reply.dport), (ip(client), 50000));
     }
     // A port published on one host address does not answer on another.
-    dp.publish(&PortMapping { host_ip: Some(ip([198, 51, 100, 8])), host_port: 9090, container_port: 90, proto: Proto::Tcp }, ip(CONTAINER)).unwrap();
-    let (_, out) = run(&mut dp, UPLINK_IN, &frame(client, UPLINK_ADDR, 6, &tcp(50001, 9090, 0x02)));
+    dp.publish(
+        &PortMapping {
+            host_ip: Some(ip([198, 51, 100, 8])),
+            host_port: 9090,
+            container_port: 90,
+            proto: Proto::Tcp,
+        },
+        ip(CONTAINER),
+    )
+    .unwrap();
+    let (_, out) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(client, UPLINK_ADDR, 6, &tcp(50001, 9090, 0x02)),
+    );
     assert_eq!(check(&out).dst, ip(UPLINK_ADDR), "not translated");
 }
 
@@ -291,7 +442,16 @@ fn sctp_published_port_translates_the_address_only() {
     let fs = Bpffs::new("nat-sctp");
     let mut dp = datapath(&fs.0, (40000, 40009));
     dp.set_host_addrs(&[ip(UPLINK_ADDR)].into()).unwrap();
-    dp.publish(&PortMapping { host_ip: None, host_port: 3868, container_port: 3868, proto: Proto::Sctp }, ip(CONTAINER)).unwrap();
+    dp.publish(
+        &PortMapping {
+            host_ip: None,
+            host_port: 3868,
+            container_port: 3868,
+            proto: Proto::Sctp,
+        },
+        ip(CONTAINER),
+    )
+    .unwrap();
     // SCTP common header: ports, verification tag, CRC32c (not over IP).
     let mut sctp = vec![0u8; 12];
     sctp[0..2].copy_from_slice(&40123u16.to_be_bytes());
@@ -303,8 +463,17 @@ fn sctp_published_port_translates_the_address_only() {
     assert_eq!(v, TC_ACT_OK);
     let seen = check(&out);
     assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 3868));
-    assert_eq!(&out[34..46], &input[34..46], "SCTP header and CRC untouched");
-    let reply = frame(CONTAINER, client, 132, &[&sctp[2..4], &sctp[0..2], &sctp[4..]].concat());
+    assert_eq!(
+        &out[34..46],
+        &input[34..46],
+        "SCTP header and CRC untouched"
+    );
+    let reply = frame(
+        CONTAINER,
+        client,
+        132,
+        &[&sctp[2..4], &sctp[0..2], &sctp[4..]].concat(),
+    );
     let (_, back) = run(&mut dp, UPLINK_OUT, &reply);
     let back = check(&back);
     assert_eq!((back.src, back.sport), (ip(UPLINK_ADDR), 3868));
@@ -318,24 +487,71 @@ fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
     let mut dp = datapath(&fs.0, (40000, 40009));
     let xdp = |dp: &mut Datapath, f: &[u8]| {
         let mut out = vec![0u8; f.len() + 256];
-        let opts = TestRunOptions { data_in: Some(f), data_out: Some(&mut out), ..TestRunOptions::new() };
-        dp.prefilter_program().unwrap().test_run(opts).expect("test_run").return_value
+        let opts = TestRunOptions {
+            data_in: Some(f),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
+        dp.prefilter_program()
+            .unwrap()
+            .test_run(opts)
+            .expect("test_run")
+            .return_value
     };
     // Unsolicited traffic to a container address: dropped early.
-    assert_eq!(xdp(&mut dp, &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02))), XDP_DROP);
-    assert_eq!(xdp(&mut dp, &frame(SERVER, CONTAINER, 17, &udp(53, 33333))), XDP_DROP);
-    assert_eq!(xdp(&mut dp, &frame(SERVER, CONTAINER, 1, &echo(true, 9))), XDP_DROP);
+    assert_eq!(
+        xdp(&mut dp, &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02))),
+        XDP_DROP
+    );
+    assert_eq!(
+        xdp(&mut dp, &frame(SERVER, CONTAINER, 17, &udp(53, 33333))),
+        XDP_DROP
+    );
+    assert_eq!(
+        xdp(&mut dp, &frame(SERVER, CONTAINER, 1, &echo(true, 9))),
+        XDP_DROP
+    );
     // To the host: not the prefilter's business.
-    assert_eq!(xdp(&mut dp, &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 22, 0x02))), XDP_PASS);
+    assert_eq!(
+        xdp(&mut dp, &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 22, 0x02))),
+        XDP_PASS
+    );
     // A reply to a routed (masquerade off) flow comes to the container's
     // own address: it passes once the flow went out.
-    let routed = NetworkInfo { net_id: 2, gateway: addr_key(ip([10, 8, 0, 1])), flags: NET_F_ICC, prefix_len: 24 };
-    dp.upsert_network("10.8.0.0/24".parse().unwrap(), routed).unwrap();
+    let routed = NetworkInfo {
+        net_id: 2,
+        gateway: addr_key(ip([10, 8, 0, 1])),
+        flags: NET_F_ICC,
+        prefix_len: 24,
+    };
+    dp.upsert_network("10.8.0.0/24".parse().unwrap(), routed)
+        .unwrap();
     let inside = [10, 8, 0, 2];
-    assert_eq!(xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))), XDP_DROP);
-    let (v, out) = run(&mut dp, UPLINK_OUT, &frame(inside, SERVER, 17, &udp(4444, 53)));
-    assert_eq!((v, check(&out).src), (TC_ACT_OK, ip(inside)), "routed: source kept");
-    assert_eq!(xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))), XDP_PASS);
+    assert_eq!(
+        xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))),
+        XDP_DROP
+    );
+    let (v, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(inside, SERVER, 17, &udp(4444, 53)),
+    );
+    assert_eq!(
+        (v, check(&out).src),
+        (TC_ACT_OK, ip(inside)),
+        "routed: source kept"
+    );
+    assert_eq!(
+        xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))),
+        XDP_PASS
+    );
     let drops = dp.drop_counts().unwrap();
-    assert_eq!(drops.iter().find(|d| d.reason == "not-a-reply").unwrap().packets, 4);
+    assert_eq!(
+        drops
+            .iter()
+            .find(|d| d.reason == "not-a-reply")
+            .unwrap()
+            .packets,
+        4
+    );
 }

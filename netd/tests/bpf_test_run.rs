@@ -25,9 +25,19 @@ fn datapath(dir: &Path, net1_flags: u32) -> Datapath {
     let mut dp = Datapath::load(dir, 4096).expect("load programs");
     for (id, subnet, gw, flags) in [
         (1, "10.1.0.0/24", ip([10, 1, 0, 1]), net1_flags),
-        (2, "10.2.0.0/24", ip([10, 2, 0, 1]), NET_F_ICC | NET_F_MASQUERADE),
+        (
+            2,
+            "10.2.0.0/24",
+            ip([10, 2, 0, 1]),
+            NET_F_ICC | NET_F_MASQUERADE,
+        ),
     ] {
-        let info = NetworkInfo { net_id: id, gateway: addr_key(gw), flags, prefix_len: 24 };
+        let info = NetworkInfo {
+            net_id: id,
+            gateway: addr_key(gw),
+            flags,
+            prefix_len: 24,
+        };
         dp.upsert_network(subnet.parse().unwrap(), info).unwrap();
     }
     let ep = Endpoint {
@@ -104,11 +114,20 @@ fn run(dp: &mut Datapath, prog: &str, frame: &[u8]) -> u32 {
         data_out: Some(&mut out),
         ..TestRunOptions::new()
     };
-    dp.program(prog).unwrap().test_run(opts).expect("test_run").return_value
+    dp.program(prog)
+        .unwrap()
+        .test_run(opts)
+        .expect("test_run")
+        .return_value
 }
 
 fn drops(dp: &Datapath, reason: &str) -> u64 {
-    dp.drop_counts().unwrap().into_iter().find(|d| d.reason == reason).unwrap().packets
+    dp.drop_counts()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.reason == reason)
+        .unwrap()
+        .packets
 }
 
 const ME: [u8; 4] = [10, 1, 0, 2];
@@ -194,7 +213,11 @@ fn malformed_headers_are_dropped_not_misjudged() {
     shorter_than_header.total_len_delta = -40;
     cases.push(shorter_than_header);
     for (i, f) in cases.iter().enumerate() {
-        assert_eq!(run(&mut dp, FROM_CONTAINER, &f.bytes()), TC_ACT_SHOT, "case {i}");
+        assert_eq!(
+            run(&mut dp, FROM_CONTAINER, &f.bytes()),
+            TC_ACT_SHOT,
+            "case {i}"
+        );
     }
     assert_eq!(drops(&dp, "malformed"), cases.len() as u64);
     // A cut-short non-IPv4 frame is not policed here (the host drops it).
@@ -212,11 +235,19 @@ fn ip_options_and_fragments_are_judged_by_their_addresses() {
         let mut same = Frame::udp(ip(ME), ip(PEER));
         same.ihl_words = ihl;
         same.frag = frag;
-        assert_eq!(run(&mut dp, FROM_CONTAINER, &same.bytes()), TC_ACT_OK, "ihl {ihl} frag {frag:#x}");
+        assert_eq!(
+            run(&mut dp, FROM_CONTAINER, &same.bytes()),
+            TC_ACT_OK,
+            "ihl {ihl} frag {frag:#x}"
+        );
         let mut cross = Frame::udp(ip(ME), ip(OTHER));
         cross.ihl_words = ihl;
         cross.frag = frag;
-        assert_eq!(run(&mut dp, FROM_CONTAINER, &cross.bytes()), TC_ACT_SHOT, "ihl {ihl} frag {frag:#x}");
+        assert_eq!(
+            run(&mut dp, FROM_CONTAINER, &cross.bytes()),
+            TC_ACT_SHOT,
+            "ihl {ihl} frag {frag:#x}"
+        );
     }
 }
 

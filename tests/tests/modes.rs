@@ -14,9 +14,25 @@ fn container_mode_shares_the_other_containers_endpoints() {
     let links_before = bed.host_links();
     let side_ns = bed.new_netns("side");
     let side_path = format!("/run/netns/{side_ns}");
-    bed.ok(&["container", "add", "side", "--netns", &side_path, "--network", "container:a"]);
-    assert_eq!(bed.host_links(), links_before, "container mode created interfaces");
-    assert_eq!(Bed::links(&side_ns), vec!["lo".to_string()], "its own netns untouched");
+    bed.ok(&[
+        "container",
+        "add",
+        "side",
+        "--netns",
+        &side_path,
+        "--network",
+        "container:a",
+    ]);
+    assert_eq!(
+        bed.host_links(),
+        links_before,
+        "container mode created interfaces"
+    );
+    assert_eq!(
+        Bed::links(&side_ns),
+        vec!["lo".to_string()],
+        "its own netns untouched"
+    );
     let side = &bed.json(&["container", "inspect", "side"])[0];
     assert_eq!(side["Mode"], "container:a");
     assert_eq!(side["Networks"]["net1"]["IPAddress"], "10.93.1.2", "{side}");
@@ -27,12 +43,23 @@ fn container_mode_shares_the_other_containers_endpoints() {
     let err = bed.fail(&["network", "connect", "net1", "side"]);
     assert!(err.contains("cannot be connected"), "{err}");
     // A container cannot share a container that itself shares.
-    let err = bed.fail(&["container", "add", "side2", "--netns", &side_path, "--network", "container:side"]);
+    let err = bed.fail(&[
+        "container",
+        "add",
+        "side2",
+        "--netns",
+        &side_path,
+        "--network",
+        "container:side",
+    ]);
     assert!(err.contains("shares another"), "{err}");
     // Removing a removes the sidecar with it.
     bed.ok(&["container", "rm", "a"]);
     let names = bed.ok(&["container", "ls", "--format", "json"]);
-    assert!(!names.contains("\"side\""), "sidecar outlived its owner: {names}");
+    assert!(
+        !names.contains("\"side\""),
+        "sidecar outlived its owner: {names}"
+    );
     assert!(names.contains("\"peer\""));
 }
 
@@ -42,14 +69,46 @@ fn host_and_none_modes() {
     let links_before = bed.host_links();
     let h_ns = bed.new_netns("h");
     let h_path = format!("/run/netns/{h_ns}");
-    bed.ok(&["container", "add", "h", "--netns", &h_path, "--network", "host"]);
-    assert_eq!(bed.host_links(), links_before, "host mode created interfaces");
+    bed.ok(&[
+        "container",
+        "add",
+        "h",
+        "--netns",
+        &h_path,
+        "--network",
+        "host",
+    ]);
+    assert_eq!(
+        bed.host_links(),
+        links_before,
+        "host mode created interfaces"
+    );
     assert_eq!(bed.json(&["container", "inspect", "h"])[0]["Mode"], "host");
     let n = bed.container("n", &["--network", "none"]);
     assert_eq!(Bed::links(&n.ns), vec!["lo".to_string()]);
-    let err = bed.fail(&["container", "add", "p", "--netns", &h_path, "--network", "none", "-p", "80"]);
+    let err = bed.fail(&[
+        "container",
+        "add",
+        "p",
+        "--netns",
+        &h_path,
+        "--network",
+        "none",
+        "-p",
+        "80",
+    ]);
     assert!(err.contains("needs a network"), "{err}");
-    let err = bed.fail(&["container", "add", "q", "--netns", &h_path, "--network", "host", "--ip", "10.0.0.2"]);
+    let err = bed.fail(&[
+        "container",
+        "add",
+        "q",
+        "--netns",
+        &h_path,
+        "--network",
+        "host",
+        "--ip",
+        "10.0.0.2",
+    ]);
     assert!(err.contains("--ip"), "{err}");
     bed.ok(&["container", "rm", "h", "n"]);
     assert_eq!(bed.host_links(), links_before);

@@ -1062,7 +1062,10 @@ fn host_process_reaches_published_port() {
     }
     errs.done("host process -> published port");
     // The TCP peer the client sees (getpeername) is the address it dialled.
-    assert!(tcp_from.iter().all(|(dst, from)| dst == from), "{tcp_from:?}");
+    assert!(
+        tcp_from.iter().all(|(dst, from)| dst == from),
+        "{tcp_from:?}"
+    );
 
     let before = srv.count();
     let mut errs = Errs::default();

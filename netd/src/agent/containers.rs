@@ -58,7 +58,10 @@ impl Agent {
             Requested::Container(target) => {
                 let other = self.find_container(&target)?;
                 if let Mode::Container(_) = other.mode {
-                    return invalid(format!("container {} itself shares another container's network", other.name));
+                    return invalid(format!(
+                        "container {} itself shares another container's network",
+                        other.name
+                    ));
                 }
                 container.mode = Mode::Container(other.id.clone());
                 container.netns = other.netns.clone();
@@ -75,7 +78,9 @@ impl Agent {
                 let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
                 self.plumb_endpoint(&container.id, &ns, &net, &ep, true)
                     .await
-                    .with_context(|| format!("failed to attach {} to {}", container.name, net.name))?;
+                    .with_context(|| {
+                        format!("failed to attach {} to {}", container.name, net.name)
+                    })?;
                 container.endpoints.push(ep);
                 crate::fault::point("container-add:plumbed");
             }
@@ -100,7 +105,8 @@ impl Agent {
             return Err(e.into());
         }
         info!(name = %container.name, mode = ?container.mode, "container added");
-        self.containers.insert(container.id.clone(), container.clone());
+        self.containers
+            .insert(container.id.clone(), container.clone());
         self.state_changed();
         Ok(container)
     }
@@ -122,13 +128,18 @@ impl Agent {
             for ep in &c.endpoints {
                 if let Err(e) = self.unplumb_endpoint(ep).await {
                     if !force {
-                        return Err(e.context(format!("failed to remove {} of {}", ep.ifname, c.name)).into());
+                        return Err(e
+                            .context(format!("failed to remove {} of {}", ep.ifname, c.name))
+                            .into());
                     }
                 }
             }
         }
         crate::fault::point("container-rm:unplumbed");
-        let ops: Vec<StoreOp> = doomed.iter().map(|c| StoreOp::DeleteContainer(&c.id)).collect();
+        let ops: Vec<StoreOp> = doomed
+            .iter()
+            .map(|c| StoreOp::DeleteContainer(&c.id))
+            .collect();
         self.store.apply(&ops)?;
         for c in &doomed {
             self.containers.remove(&c.id);

@@ -4,7 +4,9 @@
 //! programs on the host end. The host end comes up last, so no packet ever
 //! crosses an unfiltered veth.
 use anyhow::{Context, Result};
-use netd_common::{Endpoint as DpEndpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE};
+use netd_common::{
+    Endpoint as DpEndpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE,
+};
 
 use super::Agent;
 use crate::{
@@ -50,13 +52,19 @@ impl Agent {
             )
             .await?;
         crate::fault::point("network-create:bridge");
-        self.datapath.upsert_network(net.subnet, network_info(net))?;
+        self.datapath
+            .upsert_network(net.subnet, network_info(net))?;
         crate::fault::point("network-create:datapath");
         Ok(())
     }
 
     /// Writes the endpoint to the maps and attaches (or adopts) its programs.
-    pub(super) fn publish_endpoint(&mut self, net: &Network, ep: &Endpoint, ifindex: u32) -> Result<()> {
+    pub(super) fn publish_endpoint(
+        &mut self,
+        net: &Network,
+        ep: &Endpoint,
+        ifindex: u32,
+    ) -> Result<()> {
         let dp = DpEndpoint {
             ip: addr_key(ep.ip),
             net_id: net.datapath_id,
@@ -75,7 +83,9 @@ impl Agent {
         ep: &Endpoint,
         default_route: bool,
     ) -> Result<()> {
-        let result = self.try_plumb_endpoint(owner, ns, net, ep, default_route).await;
+        let result = self
+            .try_plumb_endpoint(owner, ns, net, ep, default_route)
+            .await;
         if result.is_err() {
             let _ = self.unplumb_endpoint(ep).await;
         }
@@ -90,14 +100,21 @@ impl Agent {
         ep: &Endpoint,
         default_route: bool,
     ) -> Result<()> {
-        let bridge = self
-            .links
-            .index_of(&net.bridge)
-            .await?
-            .with_context(|| format!("bridge {} of network {} is missing", net.bridge, net.name))?;
+        let bridge =
+            self.links.index_of(&net.bridge).await?.with_context(|| {
+                format!("bridge {} of network {} is missing", net.bridge, net.name)
+            })?;
         let ifindex = self
             .links
-            .create_veth(&ep.host_ifname, owner, &ep.ifname, &ns.file, mac_for(ep.ip), net.mtu, bridge)
+            .create_veth(
+                &ep.host_ifname,
+                owner,
+                &ep.ifname,
+                &ns.file,
+                mac_for(ep.ip),
+                net.mtu,
+                bridge,
+            )
             .await?;
         crate::fault::point("endpoint:veth");
         ns.configure_endpoint(

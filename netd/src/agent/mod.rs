@@ -14,11 +14,7 @@ mod status;
 mod uplinks;
 mod views;
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use ipnet::Ipv4Net;
 
@@ -82,7 +78,11 @@ impl Agent {
     }
 }
 
-fn find<'a, T>(items: &'a BTreeMap<String, T>, key: &str, name: impl Fn(&T) -> &String) -> Option<&'a T> {
+fn find<'a, T>(
+    items: &'a BTreeMap<String, T>,
+    key: &str,
+    name: impl Fn(&T) -> &String,
+) -> Option<&'a T> {
     if key.is_empty() {
         return None;
     }

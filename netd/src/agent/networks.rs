@@ -62,7 +62,10 @@ impl Agent {
         };
         let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
         let id = new_id();
-        let bridge = req.bridge.clone().unwrap_or_else(|| format!("br-{}", &id[..12]));
+        let bridge = req
+            .bridge
+            .clone()
+            .unwrap_or_else(|| format!("br-{}", &id[..12]));
         if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ']) {
             return invalid(format!("invalid bridge name {bridge:?} (1-15 characters)"));
         }
@@ -72,7 +75,13 @@ impl Agent {
         if self.links.index_of(&bridge).await?.is_some() && !self.adoptable_default(&req, &bridge) {
             return conflict(format!("an interface named {bridge} already exists"));
         }
-        let datapath_id = self.networks.values().map(|n| n.datapath_id).max().unwrap_or(0) + 1;
+        let datapath_id = self
+            .networks
+            .values()
+            .map(|n| n.datapath_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
         let network = Network {
             id,
             name: req.name,
@@ -91,7 +100,9 @@ impl Agent {
         };
         if let Err(e) = self.realise_network(&network).await {
             self.unrealise_network(&network).await;
-            return Err(e.context(format!("failed to create network {}", network.name)).into());
+            return Err(e
+                .context(format!("failed to create network {}", network.name))
+                .into());
         }
         if let Err(e) = self.store.apply(&[StoreOp::PutNetwork(&network)]) {
             self.unrealise_network(&network).await;
@@ -126,9 +137,16 @@ impl Agent {
     pub async fn remove_network(&mut self, key: &str) -> AgentResult<String> {
         let net = self.find_network(key)?.clone();
         if net.is_default() {
-            return invalid(format!("{} is a pre-defined network and cannot be removed", net.name));
+            return invalid(format!(
+                "{} is a pre-defined network and cannot be removed",
+                net.name
+            ));
         }
-        let users: Vec<String> = self.users_of(&net.id).iter().map(|c| c.name.clone()).collect();
+        let users: Vec<String> = self
+            .users_of(&net.id)
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         if !users.is_empty() {
             return conflict(format!(
                 "network {} has active endpoints ({}); disconnect or remove them first",
@@ -169,7 +187,10 @@ impl Agent {
             ));
         }
         if container.endpoints.iter().any(|e| e.network_id == net.id) {
-            return conflict(format!("container {} is already connected to network {}", container.name, net.name));
+            return conflict(format!(
+                "container {} is already connected to network {}",
+                container.name, net.name
+            ));
         }
         let ns = ContainerNs::open(&container.netns)
             .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
@@ -189,11 +210,22 @@ impl Agent {
         Ok(updated)
     }
 
-    pub async fn disconnect(&mut self, net_key: &str, req: NetworkDisconnect) -> AgentResult<Container> {
+    pub async fn disconnect(
+        &mut self,
+        net_key: &str,
+        req: NetworkDisconnect,
+    ) -> AgentResult<Container> {
         let net = self.find_network(net_key)?.clone();
         let mut container = self.find_container(&req.container)?.clone();
-        let Some(pos) = container.endpoints.iter().position(|e| e.network_id == net.id) else {
-            return conflict(format!("container {} is not connected to network {}", container.name, net.name));
+        let Some(pos) = container
+            .endpoints
+            .iter()
+            .position(|e| e.network_id == net.id)
+        else {
+            return conflict(format!(
+                "container {} is not connected to network {}",
+                container.name, net.name
+            ));
         };
         if pos == 0 && !container.ports.is_empty() {
             return conflict(format!(
@@ -216,7 +248,8 @@ impl Agent {
             }
         }
         self.store.apply(&[StoreOp::PutContainer(&container)])?;
-        self.containers.insert(container.id.clone(), container.clone());
+        self.containers
+            .insert(container.id.clone(), container.clone());
         self.state_changed();
         Ok(container)
     }
@@ -238,7 +271,11 @@ impl Agent {
             .collect();
         used.insert(net.gateway);
         let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, ip)?;
-        let in_use: HashSet<&str> = container.endpoints.iter().map(|e| e.ifname.as_str()).collect();
+        let in_use: HashSet<&str> = container
+            .endpoints
+            .iter()
+            .map(|e| e.ifname.as_str())
+            .collect();
         let ifname = (0..)
             .map(|i| format!("eth{i}"))
             .find(|n| !in_use.contains(n.as_str()))
@@ -256,6 +293,9 @@ impl Agent {
     }
 
     pub fn network_names(&self) -> BTreeMap<String, String> {
-        self.networks.values().map(|n| (n.id.clone(), n.name.clone())).collect()
+        self.networks
+            .values()
+            .map(|n| (n.id.clone(), n.name.clone()))
+            .collect()
     }
 }

@@ -56,9 +56,9 @@ fn hold_port(m: &PortMapping) -> AgentResult<(OwnedFd, u16)> {
             "host port {ip}:{}/{} is already in use on the host",
             m.host_port, m.proto
         )),
-        nix::errno::Errno::EADDRNOTAVAIL => AgentError::Invalid(format!(
-            "{ip} is not an address of this host"
-        )),
+        nix::errno::Errno::EADDRNOTAVAIL => {
+            AgentError::Invalid(format!("{ip} is not an address of this host"))
+        }
         e => AgentError::Internal(anyhow::anyhow!("bind {ip}:{}: {e}", m.host_port)),
     })?;
     let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
@@ -69,12 +69,19 @@ fn hold_port(m: &PortMapping) -> AgentResult<(OwnedFd, u16)> {
 impl Agent {
     /// Parses and checks `specs` for a container whose first network is
     /// `net`, without touching anything: the mappings to realise.
-    pub(super) fn plan_ports(&self, net: &Network, specs: &[String]) -> AgentResult<Vec<PortMapping>> {
+    pub(super) fn plan_ports(
+        &self,
+        net: &Network,
+        specs: &[String],
+    ) -> AgentResult<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
         if net.internal {
-            return invalid(format!("cannot publish ports of a container on internal network {}", net.name));
+            return invalid(format!(
+                "cannot publish ports of a container on internal network {}",
+                net.name
+            ));
         }
         let mut wanted: Vec<PortMapping> = Vec::new();
         for spec in specs {
@@ -113,7 +120,11 @@ impl Agent {
 
     /// Holds the host ports and writes the map entries; all or nothing.
     /// Host port 0 becomes the port the kernel picked.
-    pub(super) fn realise_ports(&mut self, wanted: Vec<PortMapping>, target: Ipv4Addr) -> AgentResult<Vec<PortMapping>> {
+    pub(super) fn realise_ports(
+        &mut self,
+        wanted: Vec<PortMapping>,
+        target: Ipv4Addr,
+    ) -> AgentResult<Vec<PortMapping>> {
         let mut done: Vec<PortMapping> = Vec::new();
         let mut result = Ok(());
         for mut m in wanted {
@@ -163,24 +174,35 @@ impl Agent {
     pub(super) fn restore_published(&mut self) -> anyhow::Result<()> {
         let mut owned = std::collections::HashSet::new();
         for c in self.containers.values().cloned().collect::<Vec<_>>() {
-            let Some(target) = c.endpoints.first().map(|e| e.ip) else { continue };
+            let Some(target) = c.endpoints.first().map(|e| e.ip) else {
+                continue;
+            };
             for m in &c.ports {
                 if m.proto != Proto::Sctp && !self.reservations.held.contains_key(&key_of(m)) {
                     match hold_port(m) {
                         Ok((fd, _)) => {
                             self.reservations.held.insert(key_of(m), fd);
                         }
-                        Err(e) => warn!(container = %c.name, port = %m, error = %e, "published port is taken on the host"),
+                        Err(e) => {
+                            warn!(container = %c.name, port = %m, error = %e, "published port is taken on the host")
+                        }
                     }
                 }
                 self.datapath.publish(m, target)?;
-                owned.insert((m.host_ip.map(crate::datapath::addr_key).unwrap_or(0), m.host_port.to_be(), m.proto.number()));
+                owned.insert((
+                    m.host_ip.map(crate::datapath::addr_key).unwrap_or(0),
+                    m.host_port.to_be(),
+                    m.proto.number(),
+                ));
             }
         }
         for (k, _) in self.datapath.published_entries()? {
             if !owned.contains(&(k.addr, k.port, k.proto)) {
                 self.datapath.remove_published_key(&k)?;
-                self.repaired(format!("removed orphan published port {}", u16::from_be(k.port)));
+                self.repaired(format!(
+                    "removed orphan published port {}",
+                    u16::from_be(k.port)
+                ));
             }
         }
         Ok(())

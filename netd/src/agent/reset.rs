@@ -42,7 +42,10 @@ impl Agent {
 /// Is `path` a mount point of its own (a bpffs the agent mounted)?
 fn is_own_mount(path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(me), Some(Ok(parent))) = (std::fs::metadata(path), path.parent().map(std::fs::metadata)) else {
+    let (Ok(me), Some(Ok(parent))) = (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) else {
         return false;
     };
     me.dev() != parent.dev()

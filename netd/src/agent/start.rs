@@ -92,24 +92,38 @@ impl Agent {
     /// `upgrade`, every endpoint's links get this agent's programs) and from
     /// the periodic sweep (only what is missing is put back).
     pub(super) async fn reconcile(&mut self, upgrade: bool) -> Result<()> {
-        let links: HashMap<String, LinkRow> =
-            self.links.dump().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let links: HashMap<String, LinkRow> = self
+            .links
+            .dump()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
         for net in self.networks.values().cloned().collect::<Vec<_>>() {
             match links.get(&net.bridge) {
                 Some(bridge) if bridge.up && !upgrade => {
-                    self.datapath.upsert_network(net.subnet, super::endpoints::network_info(&net))?;
+                    self.datapath
+                        .upsert_network(net.subnet, super::endpoints::network_info(&net))?;
                 }
                 found => {
                     if found.is_none() {
-                        self.repaired(format!("recreated bridge {} of network {}", net.bridge, net.name));
+                        self.repaired(format!(
+                            "recreated bridge {} of network {}",
+                            net.bridge, net.name
+                        ));
                     }
                     self.realise_network(&net).await?;
                 }
             }
         }
         // Bridges may have been recreated: look again.
-        let links: HashMap<String, LinkRow> =
-            self.links.dump().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let links: HashMap<String, LinkRow> = self
+            .links
+            .dump()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
         let wanted: HashSet<_> = self.networks.values().map(|n| n.subnet).collect();
         for subnet in self.datapath.network_subnets()? {
             if !wanted.contains(&subnet) {
@@ -120,16 +134,24 @@ impl Agent {
         let entries: HashSet<u32> = self.datapath.endpoint_indexes()?.into_iter().collect();
         let pins: HashSet<String> = self.datapath.pinned_links()?.into_iter().collect();
         for container in self.containers.values().cloned().collect::<Vec<_>>() {
-            if matches!(container.mode, crate::model::Mode::Bridge | crate::model::Mode::None)
-                && !container.netns.exists()
+            if matches!(
+                container.mode,
+                crate::model::Mode::Bridge | crate::model::Mode::None
+            ) && !container.netns.exists()
             {
                 warn!(container = %container.name, "network namespace is gone; releasing");
                 self.release_container(&container.id).await?;
-                self.repaired(format!("released container {} (netns gone)", container.name));
+                self.repaired(format!(
+                    "released container {} (netns gone)",
+                    container.name
+                ));
                 continue;
             }
             for ep in &container.endpoints {
-                if let Err(e) = self.restore_endpoint(&container, ep, upgrade, &entries, &pins, &links).await {
+                if let Err(e) = self
+                    .restore_endpoint(&container, ep, upgrade, &entries, &pins, &links)
+                    .await
+                {
                     warn!(container = %container.name, error = %format!("{e:#}"), "failed to restore endpoint");
                 }
             }
@@ -158,9 +180,14 @@ impl Agent {
                 let ifindex = veth.index;
                 let bridge = links.get(&net.bridge).map(|b| b.index);
                 if bridge.is_some() && veth.master != bridge {
-                    self.links.set_master(ifindex, bridge.unwrap_or_default()).await?;
+                    self.links
+                        .set_master(ifindex, bridge.unwrap_or_default())
+                        .await?;
                     self.links.set_up(ifindex).await?;
-                    self.repaired(format!("put {} of {} back on {}", ep.ifname, container.name, net.bridge));
+                    self.repaired(format!(
+                        "put {} of {} back on {}",
+                        ep.ifname, container.name, net.bridge
+                    ));
                 }
                 let whole = entries.contains(&ifindex)
                     && crate::datapath::ENDPOINT_PROGRAM_NAMES
@@ -170,15 +197,20 @@ impl Agent {
                     self.publish_endpoint(&net, ep, ifindex)?;
                 }
                 if !whole {
-                    self.repaired(format!("re-attached programs of {} ({})", container.name, ep.ifname));
+                    self.repaired(format!(
+                        "re-attached programs of {} ({})",
+                        container.name, ep.ifname
+                    ));
                 }
                 Ok(())
             }
             None => {
                 let ns = ContainerNs::open(&container.netns)?;
                 let _ = ns.delete_link(&ep.ifname).await;
-                let first = container.endpoints.first().map(|e| &e.host_ifname) == Some(&ep.host_ifname);
-                self.plumb_endpoint(&container.id, &ns, &net, ep, first).await?;
+                let first =
+                    container.endpoints.first().map(|e| &e.host_ifname) == Some(&ep.host_ifname);
+                self.plumb_endpoint(&container.id, &ns, &net, ep, first)
+                    .await?;
                 self.repaired(format!("recreated {} of {}", ep.ifname, container.name));
                 Ok(())
             }
@@ -220,9 +252,12 @@ impl Agent {
             .collect();
         for pin in self.datapath.pinned_links()? {
             // Endpoint links only: uplink and cgroup links have their owners.
-            let Some((veth, _)) = pin.split_once('_') else { continue };
+            let Some((veth, _)) = pin.split_once('_') else {
+                continue;
+            };
             if is_host_veth_name(veth) && !owned_veths.contains(veth) {
-                self.datapath.unpin_link(&self.datapath.pins().links().join(&pin))?;
+                self.datapath
+                    .unpin_link(&self.datapath.pins().links().join(&pin))?;
                 self.repaired(format!("unpinned orphan link {pin}"));
             }
         }
@@ -283,7 +318,9 @@ impl Agent {
 fn is_host_veth_name(name: &str) -> bool {
     name.len() == HOST_VETH_LEN
         && name.starts_with(HOST_VETH_PREFIX)
-        && name[HOST_VETH_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit())
+        && name[HOST_VETH_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {

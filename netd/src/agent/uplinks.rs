@@ -26,11 +26,17 @@ impl Agent {
             self.links.default_route_interfaces().await?
         } else {
             let by_name: BTreeMap<&String, u32> = links.iter().map(|(i, n)| (n, *i)).collect();
-            self.config.uplinks.iter().filter_map(|n| by_name.get(n).copied()).collect()
+            self.config
+                .uplinks
+                .iter()
+                .filter_map(|n| by_name.get(n).copied())
+                .collect()
         };
         let mut wanted = BTreeMap::new();
         for ifindex in indexes {
-            let Some(name) = links.get(&ifindex) else { continue };
+            let Some(name) = links.get(&ifindex) else {
+                continue;
+            };
             let address = self.links.primary_ipv4(ifindex).await?;
             wanted.insert(name.clone(), UplinkState { ifindex, address });
         }
@@ -62,13 +68,25 @@ impl Agent {
                 port_min: self.config.snat_ports.0,
                 port_max: self.config.snat_ports.1,
             };
-            let is_veth = self.links.kind(state.ifindex).await.ok().flatten().as_deref() == Some("veth");
-            match self.datapath.attach_uplink(&name, state.ifindex, entry, is_veth) {
+            let is_veth = self
+                .links
+                .kind(state.ifindex)
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("veth");
+            match self
+                .datapath
+                .attach_uplink(&name, state.ifindex, entry, is_veth)
+            {
                 Ok(()) => {
                     info!(uplink = %name, address = ?state.address, "uplink ready");
                     self.uplinks.insert(name, state);
                 }
-                Err(e) => warn!(uplink = %name, error = %format!("{e:#}"), "failed to attach uplink"),
+                Err(e) => {
+                    warn!(uplink = %name, error = %format!("{e:#}"), "failed to attach uplink")
+                }
             }
         }
         self.remove_stale_uplink_state()
@@ -90,7 +108,8 @@ impl Agent {
                 continue;
             };
             if !self.uplinks.contains_key(ifname) {
-                self.datapath.unpin_link(&self.datapath.pins().links().join(&pin))?;
+                self.datapath
+                    .unpin_link(&self.datapath.pins().links().join(&pin))?;
             }
         }
         Ok(())

@@ -29,14 +29,23 @@ impl Agent {
             options.insert(k.clone(), json!(v));
         }
         options.insert("com.docker.network.bridge.name".into(), json!(net.bridge));
-        options.insert("com.docker.network.bridge.enable_icc".into(), json!(net.icc.to_string()));
+        options.insert(
+            "com.docker.network.bridge.enable_icc".into(),
+            json!(net.icc.to_string()),
+        );
         options.insert(
             "com.docker.network.bridge.enable_ip_masquerade".into(),
             json!(net.masquerade.to_string()),
         );
-        options.insert("com.docker.network.driver.mtu".into(), json!(net.mtu.to_string()));
+        options.insert(
+            "com.docker.network.driver.mtu".into(),
+            json!(net.mtu.to_string()),
+        );
         if net.is_default() {
-            options.insert("com.docker.network.bridge.default_bridge".into(), json!("true"));
+            options.insert(
+                "com.docker.network.bridge.default_bridge".into(),
+                json!("true"),
+            );
         }
         json!({
             "Name": net.name,
@@ -68,7 +77,9 @@ impl Agent {
         };
         let mut networks = Map::new();
         for ep in &owner.endpoints {
-            let Some(net) = self.networks.get(&ep.network_id) else { continue };
+            let Some(net) = self.networks.get(&ep.network_id) else {
+                continue;
+            };
             networks.insert(
                 net.name.clone(),
                 json!({
@@ -90,7 +101,10 @@ impl Agent {
             Mode::Host => "host".to_string(),
             Mode::Container(id) => format!(
                 "container:{}",
-                self.containers.get(id).map(|o| o.name.as_str()).unwrap_or(id)
+                self.containers
+                    .get(id)
+                    .map(|o| o.name.as_str())
+                    .unwrap_or(id)
             ),
         };
         let ports: Vec<Value> = owner

@@ -17,7 +17,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(socket: &Path) -> Self {
-        Self { socket: socket.to_path_buf() }
+        Self {
+            socket: socket.to_path_buf(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -32,14 +34,20 @@ impl Client {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
-    async fn call<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Value> {
+    async fn call<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Value> {
         let stream = UnixStream::connect(&self.socket).await.with_context(|| {
             format!(
                 "cannot reach the netd agent at {} (is `netd daemon` running? set -H or NETD_HOST)",
                 self.socket.display()
             )
         })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let bytes = match body {
             Some(b) => serde_json::to_vec(b)?,
@@ -51,7 +59,10 @@ impl Client {
             .header("host", "netd")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))?;
-        let resp = sender.send_request(req).await.context("the agent closed the connection")?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("the agent closed the connection")?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         if !status.is_success() {

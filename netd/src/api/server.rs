@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::{net::UnixListener, sync::Mutex};
 
-use super::types::{ContainerAdd, Created, ErrorBody, NetworkConnect, NetworkCreate, NetworkDisconnect};
+use super::types::{
+    ContainerAdd, Created, ErrorBody, NetworkConnect, NetworkCreate, NetworkDisconnect,
+};
 use crate::{agent::Agent, error::AgentError};
 
 type Shared = Arc<Mutex<Agent>>;
@@ -30,14 +32,24 @@ impl From<AgentError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        ApiError(AgentError::Invalid(format!("bad request body: {}", e.body_text())))
+        ApiError(AgentError::Invalid(format!(
+            "bad request body: {}",
+            e.body_text()
+        )))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody { message: self.0.to_string() })).into_response()
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(ErrorBody {
+                message: self.0.to_string(),
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -48,11 +60,17 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/networks", get(list_networks).post(create_network))
         .route("/v1/networks/prune", post(prune_networks))
-        .route("/v1/networks/{name}", get(inspect_network).delete(remove_network))
+        .route(
+            "/v1/networks/{name}",
+            get(inspect_network).delete(remove_network),
+        )
         .route("/v1/networks/{name}/connect", post(connect))
         .route("/v1/networks/{name}/disconnect", post(disconnect))
         .route("/v1/containers", get(list_containers).post(add_container))
-        .route("/v1/containers/{name}", get(inspect_container).delete(remove_container))
+        .route(
+            "/v1/containers/{name}",
+            get(inspect_container).delete(remove_container),
+        )
         .route("/v1/reset", post(reset))
         .route("/v1/containers/{name}/resolv-conf", get(resolv_conf))
         .with_state(agent)
@@ -92,11 +110,17 @@ async fn create_network(
     Ok(Json(Created { id: net.id }))
 }
 
-async fn inspect_network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+async fn inspect_network(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Value> {
     Ok(Json(agent.lock().await.inspect_network(&name)?))
 }
 
-async fn remove_network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+async fn remove_network(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Value> {
     let removed = agent.lock().await.remove_network(&name).await?;
     Ok(Json(json!({ "Removed": removed })))
 }
@@ -141,11 +165,17 @@ async fn add_container(
     Ok(Json(Created { id: c.id }))
 }
 
-async fn inspect_container(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+async fn inspect_container(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Value> {
     Ok(Json(agent.lock().await.inspect_container(&name)?))
 }
 
-async fn resolv_conf(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+async fn resolv_conf(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Value> {
     Ok(Json(agent.lock().await.resolv_conf(&name)?))
 }
 

@@ -5,10 +5,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
 
 #[derive(Parser, Debug)]
-#[command(name = "netd", version, about = "Docker-style container networking with an eBPF datapath")]
+#[command(
+    name = "netd",
+    version,
+    about = "Docker-style container networking with an eBPF datapath"
+)]
 pub struct Cli {
     /// The agent's API socket.
-    #[arg(short = 'H', long = "host", env = "NETD_HOST", global = true, value_name = "SOCKET")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "NETD_HOST",
+        global = true,
+        value_name = "SOCKET"
+    )]
     pub host: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -154,7 +164,9 @@ pub struct NetworkCreateArgs {
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
     let lo: u16 = lo.parse().map_err(|_| format!("{lo:?} is not a port"))?;
     let hi: u16 = hi.parse().map_err(|_| format!("{hi:?} is not a port"))?;
     if lo == 0 || lo > hi {

@@ -10,15 +10,31 @@ use crate::api::{client::Client, types::ContainerAdd};
 
 pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
     match command {
-        ContainerCommand::Add { name, netns, network, ip, aliases, publish } => {
-            let req = ContainerAdd { name, netns, network, ip, aliases, publish };
+        ContainerCommand::Add {
+            name,
+            netns,
+            network,
+            ip,
+            aliases,
+            publish,
+        } => {
+            let req = ContainerAdd {
+                name,
+                netns,
+                network,
+                ip,
+                aliases,
+                publish,
+            };
             let created = client.post("/v1/containers", &req).await?;
             println!("{}", field(&created, "Id"));
         }
         ContainerCommand::Rm { force, names } => {
             for name in names {
                 let q = if force { "?force=true" } else { "" };
-                client.delete(&format!("/v1/containers/{}{q}", segment(&name))).await?;
+                client
+                    .delete(&format!("/v1/containers/{}{q}", segment(&name)))
+                    .await?;
                 println!("{name}");
             }
         }
@@ -26,22 +42,32 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
             let list = client.get("/v1/containers").await?;
             let list = list.as_array().cloned().unwrap_or_default();
             if args.quiet {
-                list.iter().for_each(|c| println!("{}", short_id(field(c, "Id"))));
+                list.iter()
+                    .for_each(|c| println!("{}", short_id(field(c, "Id"))));
             } else if let Format::Json = args.format {
                 json(&Value::Array(list));
             } else {
                 let rows: Vec<Vec<String>> = list.iter().map(row).collect();
-                table(&["CONTAINER ID", "NAME", "MODE", "NETWORKS", "PORTS"], &rows);
+                table(
+                    &["CONTAINER ID", "NAME", "MODE", "NETWORKS", "PORTS"],
+                    &rows,
+                );
             }
         }
         ContainerCommand::ResolvConf { name } => {
-            let v = client.get(&format!("/v1/containers/{}/resolv-conf", segment(&name))).await?;
+            let v = client
+                .get(&format!("/v1/containers/{}/resolv-conf", segment(&name)))
+                .await?;
             print!("{}", field(&v, "ResolvConf"));
         }
         ContainerCommand::Inspect { names } => {
             let mut out = Vec::new();
             for name in names {
-                out.push(client.get(&format!("/v1/containers/{}", segment(&name))).await?);
+                out.push(
+                    client
+                        .get(&format!("/v1/containers/{}", segment(&name)))
+                        .await?,
+                );
             }
             json(&Value::Array(out));
         }
@@ -51,8 +77,16 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
 
 /// `netd port`: one line per mapping, `80/tcp -> 0.0.0.0:8080`.
 pub async fn port(client: &Client, container: &str, filter: Option<&str>) -> Result<()> {
-    let c = client.get(&format!("/v1/containers/{}", segment(container))).await?;
-    let filter = filter.map(|f| if f.contains('/') { f.to_string() } else { format!("{f}/tcp") });
+    let c = client
+        .get(&format!("/v1/containers/{}", segment(container)))
+        .await?;
+    let filter = filter.map(|f| {
+        if f.contains('/') {
+            f.to_string()
+        } else {
+            format!("{f}/tcp")
+        }
+    });
     let mut found = false;
     for m in c["Ports"].as_array().into_iter().flatten() {
         let key = format!("{}/{}", m["ContainerPort"], field(m, "Protocol"));
@@ -81,7 +115,15 @@ fn row(c: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|m| format!("{}:{}->{}/{}", field(m, "HostIp"), m["HostPort"], m["ContainerPort"], field(m, "Protocol")))
+        .map(|m| {
+            format!(
+                "{}:{}->{}/{}",
+                field(m, "HostIp"),
+                m["HostPort"],
+                m["ContainerPort"],
+                field(m, "Protocol")
+            )
+        })
         .collect();
     vec![
         short_id(field(c, "Id")),

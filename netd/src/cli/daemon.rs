@@ -48,7 +48,11 @@ const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(2
 async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
     use futures::StreamExt;
     use rtnetlink::MulticastGroup;
-    let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv4Route];
+    let groups = [
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv4Route,
+    ];
     let mut events = match rtnetlink::new_multicast_connection(&groups) {
         Ok((conn, _handle, events)) => {
             tokio::spawn(conn);
@@ -85,9 +89,14 @@ async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
 pub fn run(args: DaemonArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {}", args.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     raise_open_files_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut ct_timeouts = CtTimeouts::default();
         for spec in &args.ct_timeouts {
@@ -114,7 +123,9 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             },
         };
         let socket = config.run_dir.join("netd.sock");
-        let agent = Agent::start(config).await.context("agent failed to start")?;
+        let agent = Agent::start(config)
+            .await
+            .context("agent failed to start")?;
         info!(socket = %socket.display(), "netd agent ready");
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;

@@ -26,7 +26,9 @@ pub fn run(cli: Cli) -> Result<()> {
         .host
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR).join("netd.sock"));
     let client = Client::new(&socket);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
             Command::Daemon(_) => unreachable!("handled above"),

@@ -21,24 +21,42 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
             let nets = client.get("/v1/networks").await?;
             let nets = nets.as_array().cloned().unwrap_or_default();
             if args.quiet {
-                nets.iter().for_each(|n| println!("{}", short_id(field(n, "Id"))));
+                nets.iter()
+                    .for_each(|n| println!("{}", short_id(field(n, "Id"))));
             } else if let Format::Json = args.format {
                 json(&Value::Array(nets));
             } else {
                 let rows: Vec<Vec<String>> = nets.iter().map(row).collect();
-                table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL", "ICC"], &rows);
+                table(
+                    &[
+                        "NETWORK ID",
+                        "NAME",
+                        "DRIVER",
+                        "SUBNET",
+                        "GATEWAY",
+                        "INTERNAL",
+                        "ICC",
+                    ],
+                    &rows,
+                );
             }
         }
         NetworkCommand::Inspect { names } => {
             let mut out = Vec::new();
             for name in names {
-                out.push(client.get(&format!("/v1/networks/{}", segment(&name))).await?);
+                out.push(
+                    client
+                        .get(&format!("/v1/networks/{}", segment(&name)))
+                        .await?,
+                );
             }
             json(&Value::Array(out));
         }
         NetworkCommand::Rm { names } => {
             for name in names {
-                client.delete(&format!("/v1/networks/{}", segment(&name))).await?;
+                client
+                    .delete(&format!("/v1/networks/{}", segment(&name)))
+                    .await?;
                 println!("{name}");
             }
         }
@@ -48,13 +66,29 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
                 println!("{}", name.as_str().unwrap_or_default());
             }
         }
-        NetworkCommand::Connect { ip, aliases, network, container } => {
-            let req = NetworkConnect { container, ip, aliases };
-            client.post(&format!("/v1/networks/{}/connect", segment(&network)), &req).await?;
+        NetworkCommand::Connect {
+            ip,
+            aliases,
+            network,
+            container,
+        } => {
+            let req = NetworkConnect {
+                container,
+                ip,
+                aliases,
+            };
+            client
+                .post(&format!("/v1/networks/{}/connect", segment(&network)), &req)
+                .await?;
         }
         NetworkCommand::Disconnect { network, container } => {
             let req = NetworkDisconnect { container };
-            client.post(&format!("/v1/networks/{}/disconnect", segment(&network)), &req).await?;
+            client
+                .post(
+                    &format!("/v1/networks/{}/disconnect", segment(&network)),
+                    &req,
+                )
+                .await?;
         }
     }
     Ok(())

@@ -24,7 +24,10 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 /// A string field of a JSON object, or "".

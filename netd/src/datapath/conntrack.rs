@@ -95,7 +95,13 @@ impl CtTimeouts {
 /// The reply key of an outbound entry.
 fn reply_key(k: &CtKey, out: &CtEntry) -> CtKey {
     if out.flags & CT_F_SNAT != 0 {
-        CtKey { saddr: k.daddr, daddr: out.addr, sport: k.dport, dport: out.port, ..*k }
+        CtKey {
+            saddr: k.daddr,
+            daddr: out.addr,
+            sport: k.dport,
+            dport: out.port,
+            ..*k
+        }
     } else {
         k.reversed()
     }
@@ -104,7 +110,13 @@ fn reply_key(k: &CtKey, out: &CtEntry) -> CtKey {
 /// The outbound key of a reply entry.
 fn out_key(k: &CtKey, reply: &CtEntry) -> CtKey {
     if reply.flags & CT_F_SNAT != 0 {
-        CtKey { saddr: reply.addr, daddr: k.saddr, sport: reply.port, dport: k.sport, ..*k }
+        CtKey {
+            saddr: reply.addr,
+            daddr: k.saddr,
+            sport: reply.port,
+            dport: k.sport,
+            ..*k
+        }
     } else {
         k.reversed()
     }
@@ -130,8 +142,10 @@ impl Datapath {
     /// Removes expired flows (both directions); returns how many.
     pub fn expire_flows(&mut self, timeouts: &CtTimeouts) -> Result<usize> {
         let now = monotonic_ns();
-        let outs: Vec<(CtKey, CtEntry)> = self.ct(MAP_CT_OUT)?.iter().filter_map(Result::ok).collect();
-        let ins: Vec<(CtKey, CtEntry)> = self.ct(MAP_CT_IN)?.iter().filter_map(Result::ok).collect();
+        let outs: Vec<(CtKey, CtEntry)> =
+            self.ct(MAP_CT_OUT)?.iter().filter_map(Result::ok).collect();
+        let ins: Vec<(CtKey, CtEntry)> =
+            self.ct(MAP_CT_IN)?.iter().filter_map(Result::ok).collect();
         let in_map: std::collections::HashMap<CtKey, CtEntry> = ins.iter().copied().collect();
         let mut paired = HashSet::new();
         let (mut dead_out, mut dead_in) = (Vec::new(), Vec::new());

@@ -20,10 +20,18 @@ fn expected() -> [(&'static str, usize, usize); 11] {
         (MAP_CT_OUT, size_of::<CtKey>(), size_of::<CtEntry>()),
         (MAP_CT_IN, size_of::<CtKey>(), size_of::<CtEntry>()),
         (MAP_CT_LOCAL, size_of::<CtKey>(), size_of::<CtEntry>()),
-        (MAP_PUBLISHED, size_of::<PublishKey>(), size_of::<PublishTarget>()),
+        (
+            MAP_PUBLISHED,
+            size_of::<PublishKey>(),
+            size_of::<PublishTarget>(),
+        ),
         (MAP_HOST_ADDRS, size_of::<u32>(), size_of::<u32>()),
         (MAP_SOCK_CONFIG, size_of::<u32>(), size_of::<SockConfig>()),
-        (MAP_SOCK_ORIGIN, size_of::<SockOriginKey>(), size_of::<PublishTarget>()),
+        (
+            MAP_SOCK_ORIGIN,
+            size_of::<SockOriginKey>(),
+            size_of::<PublishTarget>(),
+        ),
     ]
 }
 
@@ -33,7 +41,9 @@ pub fn check(bpffs: &Path, pins: &PinLayout) -> Result<()> {
     if let Ok(entries) = std::fs::read_dir(bpffs) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let other_version = name.strip_prefix('v').is_some_and(|n| n.parse::<u32>().is_ok());
+            let other_version = name
+                .strip_prefix('v')
+                .is_some_and(|n| n.parse::<u32>().is_ok());
             if other_version && name != ours {
                 bail!(
                     "{} holds netd map layout {name}, this agent uses {ours}: stop the other \

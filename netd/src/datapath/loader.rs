@@ -204,7 +204,12 @@ impl Datapath {
         Ok(())
     }
 
-    pub(super) fn attach_link(&mut self, host_ifname: &str, name: &str, attach_type: TcAttachType) -> Result<()> {
+    pub(super) fn attach_link(
+        &mut self,
+        host_ifname: &str,
+        name: &str,
+        attach_type: TcAttachType,
+    ) -> Result<()> {
         let pin = self.pins.link(host_ifname, name);
         let prog = classifier(&mut self.ebpf, name)?;
         if let Ok(old) = PinnedLink::from_pin(&pin) {

@@ -15,9 +15,9 @@ mod uplink;
 
 pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
-pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use loader::{
-    addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS, TO_CONTAINER, UPLINK_IN,
-    UPLINK_OUT, UPLINK_XDP,
+    addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS,
+    TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
+pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use stats::DropCount;

@@ -5,8 +5,8 @@ use std::{collections::HashSet, net::Ipv4Addr};
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, MapData};
 use netd_common::{
-    CtEntry, CtKey, PublishKey, PublishTarget, MAP_CT_IN, MAP_CT_LOCAL, MAP_CT_OUT,
-    MAP_HOST_ADDRS, MAP_PUBLISHED,
+    CtEntry, CtKey, PublishKey, PublishTarget, MAP_CT_IN, MAP_CT_LOCAL, MAP_CT_OUT, MAP_HOST_ADDRS,
+    MAP_PUBLISHED,
 };
 
 use super::{addr_key, Datapath};
@@ -28,7 +28,11 @@ impl Datapath {
 
     /// One map write: the next packet to the port is translated.
     pub fn publish(&mut self, m: &PortMapping, target: Ipv4Addr) -> Result<()> {
-        let value = PublishTarget { addr: addr_key(target), port: m.container_port.to_be(), _pad: 0 };
+        let value = PublishTarget {
+            addr: addr_key(target),
+            port: m.container_port.to_be(),
+            _pad: 0,
+        };
         self.published()?
             .insert(publish_key(m), value, 0)
             .with_context(|| format!("failed to publish {m}"))
@@ -63,7 +67,8 @@ impl Datapath {
             let _ = map.remove(stale);
         }
         for new in wanted.difference(&present) {
-            map.insert(new, 1, 0).context("failed to write a host address")?;
+            map.insert(new, 1, 0)
+                .context("failed to write a host address")?;
         }
         Ok(())
     }

@@ -14,7 +14,12 @@ pub const SOCK_CONNECT4: &str = "sock_connect4";
 pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
 pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
 pub const SOCK_GETPEERNAME4: &str = "sock_getpeername4";
-pub const SOCK_PROGRAMS: [&str; 4] = [SOCK_CONNECT4, SOCK_SENDMSG4, SOCK_RECVMSG4, SOCK_GETPEERNAME4];
+pub const SOCK_PROGRAMS: [&str; 4] = [
+    SOCK_CONNECT4,
+    SOCK_SENDMSG4,
+    SOCK_RECVMSG4,
+    SOCK_GETPEERNAME4,
+];
 
 /// Cookie of the calling thread's network namespace (SO_NETNS_COOKIE).
 pub fn netns_cookie() -> Result<u64> {
@@ -35,7 +40,10 @@ pub fn netns_cookie() -> Result<u64> {
         )
     };
     if rc != 0 {
-        return Err(anyhow!("SO_NETNS_COOKIE: {}", std::io::Error::last_os_error()));
+        return Err(anyhow!(
+            "SO_NETNS_COOKIE: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(cookie)
 }
@@ -47,7 +55,13 @@ impl Datapath {
     pub fn attach_sock_programs(&mut self, cgroup: &Path) -> Result<()> {
         let cookie = netns_cookie()?;
         let mut config: Array<_, SockConfig> = Array::try_from(self.map_mut(MAP_SOCK_CONFIG)?)?;
-        config.set(0, SockConfig { netns_cookie: cookie }, 0)?;
+        config.set(
+            0,
+            SockConfig {
+                netns_cookie: cookie,
+            },
+            0,
+        )?;
         let dir = File::open(cgroup)
             .with_context(|| format!("cannot open cgroup {}", cgroup.display()))?;
         for name in SOCK_PROGRAMS {

@@ -21,7 +21,13 @@ impl Datapath {
     /// address and port range. Re-running it only updates the entry.
     /// `generic_xdp` runs the prefilter in the stack (for veths, where
     /// native XDP defeats GRO and costs more than it saves).
-    pub fn attach_uplink(&mut self, ifname: &str, ifindex: u32, uplink: Uplink, generic_xdp: bool) -> Result<()> {
+    pub fn attach_uplink(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        uplink: Uplink,
+        generic_xdp: bool,
+    ) -> Result<()> {
         self.uplinks()?
             .insert(ifindex, uplink, 0)
             .with_context(|| format!("failed to write uplink {ifname}"))?;
@@ -63,7 +69,11 @@ impl Datapath {
                 }
             }
         }
-        let mode = if generic { XdpMode::Skb } else { XdpMode::Default };
+        let mode = if generic {
+            XdpMode::Skb
+        } else {
+            XdpMode::Default
+        };
         let id = prog.attach_to_if_index(ifindex, mode)?;
         let link: FdLink = prog.take_link(id)?.try_into()?;
         link.pin(&pin)?;

@@ -120,6 +120,12 @@ impl ContainerNs {
 
     /// Interface names present in the container namespace.
     pub async fn link_names(&self) -> Result<Vec<String>> {
-        Ok(self.links.link_names().await?.into_iter().map(|(_, n)| n).collect())
+        Ok(self
+            .links
+            .link_names()
+            .await?
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect())
     }
 }

@@ -56,7 +56,9 @@ const fn libc_enodev() -> i32 {
 /// The IPv4 address an address message is about.
 fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
     msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+            Some(*ip)
+        }
         _ => None,
     })
 }
@@ -82,7 +84,12 @@ impl HostLinks {
 
     /// The ifindex of `name`, if such a link exists.
     pub async fn index_of(&self, name: &str) -> Result<Option<u32>> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(Some(msg)) => Ok(Some(msg.header.index)),
             Ok(None) => Ok(None),
@@ -94,7 +101,9 @@ impl HostLinks {
     /// The kind of a link (`veth`, `bridge`, ...), if it has one.
     pub async fn kind(&self, index: u32) -> Result<Option<String>> {
         let mut links = self.handle.link().get().match_index(index).execute();
-        let Some(msg) = links.try_next().await? else { return Ok(None) };
+        let Some(msg) = links.try_next().await? else {
+            return Ok(None);
+        };
         for attr in &msg.attributes {
             if let LinkAttribute::LinkInfo(infos) = attr {
                 for info in infos {
@@ -112,7 +121,9 @@ impl HostLinks {
         let mut out = Vec::new();
         let mut links = self.handle.link().get().execute();
         while let Some(msg) = links.try_next().await? {
-            let Some(name) = link_name(&msg) else { continue };
+            let Some(name) = link_name(&msg) else {
+                continue;
+            };
             let mut row = LinkRow {
                 index: msg.header.index,
                 name: name.to_string(),
@@ -278,7 +289,11 @@ impl HostLinks {
     async fn mark(&self, index: u32, owner: &str) -> Result<()> {
         self.handle
             .link()
-            .set(LinkUnspec::new_with_index(index).alias(owner_alias(owner)).build())
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .alias(owner_alias(owner))
+                    .build(),
+            )
             .execute()
             .await
             .context("failed to mark a link as netd's")
@@ -318,7 +333,12 @@ impl HostLinks {
 
     /// The first global IPv4 address of a link (its primary address).
     pub async fn primary_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>> {
-        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
         while let Some(msg) = addrs.try_next().await? {
             if msg.header.scope == AddressScope::Universe {
                 if let Some(ip) = ipv4_of(&msg) {
