@@ -18,6 +18,7 @@ mod maps;
 mod nat;
 #[cfg(target_arch = "bpf")]
 mod parse;
+#[cfg(any(target_arch = "bpf", test))]
 mod policy;
 #[cfg(target_arch = "bpf")]
 mod prefilter;
