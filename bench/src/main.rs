@@ -42,6 +42,25 @@ enum Cmd {
         #[arg(long, default_value = "cargo xtask bench")]
         command: String,
     },
+    /// Render the report (markdown, chart) again from a run's JSON.
+    Report {
+        /// The JSON a run wrote (bench/results/MODE.json).
+        json: PathBuf,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
+    /// Build one datapath's topology (with its servers) and hold it for a
+    /// while, for poking at it by hand (root); Ctrl-C tears it down.
+    Hold {
+        /// netd, ipt or bare.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        netd: PathBuf,
+        /// Seconds to hold it (at most an hour).
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+    },
     /// Echo server: answers every read with the same bytes.
     Serve {
         #[arg(long)]
@@ -80,6 +99,8 @@ fn main() -> ExitCode {
             out,
             command,
         }),
+        Cmd::Report { json, out } => run::rerender(&json, &out),
+        Cmd::Hold { kind, netd, secs } => run::hold(&kind, netd, secs),
         Cmd::Serve { port, lifetime } => load::serve(port, Duration::from_secs(lifetime)),
         Cmd::Rr { addr, secs } => load::rr(addr, secs).and_then(print_json),
         Cmd::Crr { addr, secs } => load::crr(addr, secs).and_then(print_json),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::LoadResult;
 use crate::sys;
@@ -50,7 +50,7 @@ pub fn load(ctx: &Ctx, t: &Target, mode: &str, secs: f64) -> Result<LoadResult> 
 }
 
 /// Samples of one figure over repetitions.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Series {
     pub samples: Vec<f64>,
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::measure::{self, Series};
 use crate::report;
@@ -13,9 +13,9 @@ use crate::sys::{self, Netns, RunDir};
 use crate::topo::{Agent, Ctx, Dp, Kind, PathKind, Target};
 
 /// How much of everything.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
-    pub mode: &'static str,
+    pub mode: String,
     pub reps: usize,
     pub iperf_secs: u32,
     pub load_secs: f64,
@@ -30,7 +30,7 @@ impl Plan {
     pub fn new(quick: bool) -> Plan {
         if quick {
             Plan {
-                mode: "quick",
+                mode: "quick".into(),
                 reps: 3,
                 iperf_secs: 1,
                 load_secs: 0.5,
@@ -41,7 +41,7 @@ impl Plan {
             }
         } else {
             Plan {
-                mode: "full",
+                mode: "full".into(),
                 reps: 5,
                 iperf_secs: 2,
                 load_secs: 2.0,
@@ -55,7 +55,7 @@ impl Plan {
 }
 
 /// One path on one datapath.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     pub path: PathKind,
     pub dp: Kind,
@@ -70,6 +70,8 @@ pub struct Cell {
     pub p99_us: Series,
     pub crr_errors: u64,
     pub errors: Vec<String>,
+    /// netd drop counters that rose while this cell was measured.
+    pub netd_drops: std::collections::BTreeMap<String, u64>,
 }
 
 impl Cell {
@@ -86,12 +88,13 @@ impl Cell {
             p99_us: Series::default(),
             crr_errors: 0,
             errors: Vec::new(),
+            netd_drops: Default::default(),
         }
     }
 }
 
 /// One scale level on one datapath.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleRow {
     pub dp: Kind,
     pub ports: usize,
@@ -108,7 +111,7 @@ pub struct ScaleRow {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Control {
     pub na: Option<String>,
     pub latency_n: usize,
@@ -120,7 +123,7 @@ pub struct Control {
     pub cli_floor_ms: Series,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -133,7 +136,7 @@ pub struct Machine {
     pub commit: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     pub plan: Plan,
     pub command: String,
@@ -143,6 +146,9 @@ pub struct Results {
     pub scale: Vec<ScaleRow>,
     pub control: Control,
     pub elapsed_s: f64,
+    /// /proc/loadavg at the start and at the end: how busy the machine was.
+    pub load_start: String,
+    pub load_end: String,
 }
 
 pub struct Opts {
@@ -168,6 +174,7 @@ pub fn run(opts: Opts) -> Result<()> {
             .with_context(|| format!("netd binary {}", opts.netd.display()))?,
     };
     let machine = machine(&ctx);
+    let load_start = loadavg();
     let started = sys::run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
         .unwrap_or_default()
         .trim()
@@ -222,9 +229,68 @@ pub fn run(opts: Opts) -> Result<()> {
         scale,
         control,
         elapsed_s: start.elapsed().as_secs_f64(),
+        load_start,
+        load_end: loadavg(),
     };
     report::write(&results, &opts.out)?;
     eprintln!("bench: done in {:.0} s", results.elapsed_s);
+    Ok(())
+}
+
+/// `bench report`: renders the markdown and the chart again from a run's
+/// JSON (the numbers are the run's; only the presentation is redone).
+pub fn rerender(json: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    let r: Results =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
+    report::write(&r, out)
+}
+
+/// `bench hold`: one topology, held until `secs` pass or Ctrl-C.
+pub fn hold(kind: &str, netd: PathBuf, secs: u64) -> Result<()> {
+    sys::install_signal_handlers()?;
+    sys::clean_stale();
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.short() == kind)
+        .with_context(|| format!("unknown kind {kind:?} (netd, ipt or bare)"))?;
+    let dir = RunDir::create()?;
+    let cgroup = sys::Cgroup::create()?;
+    let ctx = Ctx {
+        cgroup: cgroup.path.clone(),
+        dir: dir.path.clone(),
+        pids: dir.pids(),
+        exe: std::env::current_exe().context("finding our own binary")?,
+        netd: std::fs::canonicalize(&netd)
+            .with_context(|| format!("netd binary {}", netd.display()))?,
+    };
+    let dp = Dp::build(&ctx, kind)?;
+    println!(
+        "host {}\nworld {}\nc1 {}\nc2 {}\ncgroup {}\nrun dir {}",
+        dp.host,
+        dp.world,
+        dp.c1,
+        dp.c2,
+        ctx.cgroup.display(),
+        ctx.dir.display()
+    );
+    for path in PathKind::ALL {
+        match dp.target(path) {
+            Ok(t) => println!(
+                "{}: client in {} -> {} (iperf3 {})",
+                path.short(),
+                t.client_ns,
+                t.rr,
+                t.iperf
+            ),
+            Err(na) => println!("{}: {na}", path.short()),
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(secs.min(3600));
+    while Instant::now() < end && !sys::interrupted() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(())
 }
 
@@ -295,6 +361,7 @@ fn run_matrix(plan: &Plan, dps: &[Dp], build_errors: &[(Kind, String)]) -> Resul
                 sys::check()?;
                 let cell = &mut cells[*i];
                 let ctx = dp.ctx();
+                let drops_before = dp.agent.as_ref().and_then(|a| a.drops().ok());
                 match measure::iperf(t, plan.iperf_secs) {
                     Ok(g) => cell.gbps.push(g),
                     Err(e) => cell.errors.push(format!("iperf3: {}", short_err(&e))),
@@ -319,6 +386,16 @@ fn run_matrix(plan: &Plan, dps: &[Dp], build_errors: &[(Kind, String)]) -> Resul
                         }
                     }
                     Err(e) => cell.errors.push(format!("crr: {}", short_err(&e))),
+                }
+                if let (Some(before), Some(after)) =
+                    (drops_before, dp.agent.as_ref().and_then(|a| a.drops().ok()))
+                {
+                    for (reason, n) in after {
+                        let d = n.saturating_sub(before.get(&reason).copied().unwrap_or(0));
+                        if d > 0 {
+                            *cell.netd_drops.entry(reason).or_default() += d;
+                        }
+                    }
                 }
                 eprintln!(
                     "bench: [{}/{}] {:<16} {:<9} {:>7} Gbit/s {:>9} tx/s {:>8} conn/s p50 {} µs p99 {} µs",
@@ -515,6 +592,12 @@ fn control(plan: &Plan, ctx: &Ctx, c: &mut Control) -> Result<()> {
     drop(nss);
     drop(host);
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 fn machine(ctx: &Ctx) -> Machine {

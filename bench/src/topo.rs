@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, ip, ip_batch, run_in, sysctl, with_stdin, Netns, Proc};
 
@@ -45,7 +45,7 @@ pub const PORTS_PER_FILLER: usize = 1000;
 /// How long a `bench serve` lives at most.
 const SERVER_LIFETIME_S: &str = "3600";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     Netd,
     Iptables,
@@ -72,7 +72,7 @@ impl Kind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PathKind {
     C2c,
     WorldPub,
@@ -267,6 +267,21 @@ impl Agent {
             bail!("`netd {}` failed: {}", args.join(" "), o.stderr.trim());
         }
         Ok(o.elapsed)
+    }
+
+    /// The agent's drop counters by reason (`status --format json`).
+    pub fn drops(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let o = self.cli(&["status", "--format", "json"])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&o.stdout).context("`netd status --format json`")?;
+        Ok(v.get("drops")
+            .and_then(|d| d.as_object())
+            .map(|d| {
+                d.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Does `container add` know `--publish`?
@@ -701,7 +716,7 @@ impl Dp {
                     bail!("{na}");
                 }
                 let (mut publish_ms, mut plain_add_ms) = (Vec::new(), Vec::new());
-                for r in 0..2u16 {
+                for r in 0..3u16 {
                     let dummy = format!("{}:{RR_PORT}", PROBE_BASE + 1000 + level as u16 * 10 + r);
                     let (t, _) =
                         self.netd_container(&format!("dp{level}-{r}"), &["--publish", &dummy])?;
@@ -740,7 +755,7 @@ impl Dp {
 }
 
 /// Timings of publishing one more port.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Probe {
     pub port: u16,
     /// iptables: the three `iptables` execs; netd: `container add -p`.
