@@ -93,6 +93,11 @@ pub fn put_local(k: &CtKey, entry: &CtEntry) -> bool {
 }
 
 #[inline(always)]
+pub fn remove_out(k: &CtKey) {
+    let _ = CT_OUT.remove(k);
+}
+
+#[inline(always)]
 pub fn remove_in(k: &CtKey) {
     let _ = CT_IN.remove(k);
 }

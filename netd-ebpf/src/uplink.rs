@@ -18,11 +18,13 @@ use aya_ebpf::{
 };
 use netd_common::{
     CtEntry, CtKey, DropReason, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT, CT_F_REPLIED,
-    CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE,
+    CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::{
-    conntrack::{claim_in, entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, touch},
+    conntrack::{
+        claim_in, entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, remove_out, touch,
+    },
     drops::drop_packet,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
@@ -240,7 +242,11 @@ fn allocate(
         {
             continue;
         }
-        if claim_in(&in_key, &reply) {
+        let claimed = claim_in(&in_key, &reply)
+            || (ip.proto == IPPROTO_TCP
+                && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+                && take_over_closed(&in_key, &reply, ip.dst, out_key.dport));
+        if claimed {
             let entry = CtEntry {
                 port,
                 addr: up.addr,
@@ -255,6 +261,32 @@ fn allocate(
         }
     }
     Err(DropReason::NatExhausted)
+}
+
+/// A new connection may reuse the NAT port of a masqueraded TCP flow that
+/// has ended (RST either way, or FIN both ways), as TIME_WAIT reuse does;
+/// without it a busy client would run out of ports to one server within
+/// the closed-flow timeout.
+#[inline(always)]
+fn take_over_closed(in_key: &CtKey, reply: &CtEntry, remote: u32, rport: u16) -> bool {
+    let Some(old) = lookup_in(in_key) else {
+        return false;
+    };
+    // SAFETY: map value pointer from this program's lookup.
+    let (theirs, addr, port, flags) =
+        unsafe { ((*old).tcp_flags, (*old).addr, (*old).port, (*old).flags) };
+    if flags & CT_F_SNAT == 0 || flags & CT_F_DNAT != 0 {
+        return false;
+    }
+    let old_out = key(addr, remote, port, rport, IPPROTO_TCP);
+    // An evicted outbound half counts as closed: the flow cannot go on.
+    let ours = lookup_out(&old_out).map_or(TCP_RST, |e| unsafe { (*e).tcp_flags });
+    let closed = (theirs | ours) & TCP_RST != 0 || (theirs & ours & TCP_FIN) != 0;
+    if !closed {
+        return false;
+    }
+    remove_out(&old_out);
+    put_in(in_key, reply)
 }
 
 fn reverse(ctx: &TcContext) -> Result<(), DropReason> {

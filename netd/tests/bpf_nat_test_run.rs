@@ -555,3 +555,52 @@ fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
         4
     );
 }
+
+#[test]
+fn a_closed_tcp_flow_gives_its_port_to_a_new_connection() {
+    let fs = Bpffs::new("nat-reuse");
+    let mut dp = datapath(&fs.0, (40000, 40000));
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    let (v, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 6, &tcp(1111, 80, SYN)),
+    );
+    assert_eq!((v, check(&out).sport), (TC_ACT_OK, 40000));
+    // The only port is taken by a live flow: a second connection is refused.
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 6, &tcp(2222, 80, SYN)),
+    );
+    assert_eq!(v, TC_ACT_SHOT);
+    // Not for a packet that is not a new connection either.
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 6, &tcp(2222, 80, ACK)),
+    );
+    assert_eq!(v, TC_ACT_SHOT);
+    // The server resets the first flow: its port may be reused at once.
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 40000, RST | ACK)),
+    );
+    assert_eq!(v, TC_ACT_OK);
+    let (v, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 6, &tcp(2222, 80, SYN)),
+    );
+    assert_eq!((v, check(&out).sport), (TC_ACT_OK, 40000));
+    // Replies now belong to the new flow.
+    let (_, back) = run(
+        &mut dp,
+        UPLINK_IN,
+        &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 40000, SYN | ACK)),
+    );
+    assert_eq!(check(&back).dport, 2222);
+}
