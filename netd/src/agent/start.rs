@@ -92,13 +92,7 @@ impl Agent {
     /// `upgrade`, every endpoint's links get this agent's programs) and from
     /// the periodic sweep (only what is missing is put back).
     pub(super) async fn reconcile(&mut self, upgrade: bool) -> Result<()> {
-        let links: HashMap<String, LinkRow> = self
-            .links
-            .dump()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
+        let links = self.links.by_name().await?;
         for net in self.networks.values().cloned().collect::<Vec<_>>() {
             match links.get(&net.bridge) {
                 Some(bridge) if bridge.up && !upgrade => {
@@ -117,13 +111,7 @@ impl Agent {
             }
         }
         // Bridges may have been recreated: look again.
-        let links: HashMap<String, LinkRow> = self
-            .links
-            .dump()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
+        let links = self.links.by_name().await?;
         let wanted: HashSet<_> = self.networks.values().map(|n| n.subnet).collect();
         for subnet in self.datapath.network_subnets()? {
             if !wanted.contains(&subnet) {

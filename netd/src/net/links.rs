@@ -145,6 +145,11 @@ impl HostLinks {
         Ok(out)
     }
 
+    /// The dump keyed by link name.
+    pub async fn by_name(&self) -> Result<std::collections::HashMap<String, LinkRow>> {
+        Ok(self.dump().await?.into_iter().map(|r| (r.name.clone(), r)).collect())
+    }
+
     /// Links whose alias marks them as netd's: (index, name, owner id).
     pub async fn owned_links(&self) -> Result<Vec<(u32, String, String)>> {
         Ok(self
@@ -180,18 +185,8 @@ impl HostLinks {
         let index = match self.index_of(name).await? {
             Some(i) => i,
             None => {
-                self.handle
-                    .link()
-                    .add(LinkBridge::new(name).mtu(mtu).address(mac.to_vec()).build())
-                    .execute()
-                    .await
-                    .with_context(|| format!("failed to create bridge {name}"))?;
-                let index = self
-                    .index_of(name)
-                    .await?
-                    .ok_or_else(|| anyhow!("bridge {name} vanished after creation"))?;
-                self.mark(index, owner).await?;
-                index
+                let msg = LinkBridge::new(name).mtu(mtu).address(mac.to_vec()).build();
+                self.add_marked(msg, name, owner).await?
             }
         };
         self.ensure_address(index, gateway, prefix)
@@ -270,16 +265,22 @@ impl HostLinks {
             .mtu(mtu)
             .controller(bridge_index)
             .build();
+        self.add_marked(msg, host_name, owner).await
+    }
+
+    /// Creates the link `msg` describes, named `name`, and marks it as
+    /// `owner`'s; returns its ifindex.
+    async fn add_marked(&self, msg: LinkMessage, name: &str, owner: &str) -> Result<u32> {
         self.handle
             .link()
             .add(msg)
             .execute()
             .await
-            .with_context(|| format!("failed to create veth {host_name}"))?;
+            .with_context(|| format!("failed to create {name}"))?;
         let index = self
-            .index_of(host_name)
+            .index_of(name)
             .await?
-            .ok_or_else(|| anyhow!("veth {host_name} vanished after creation"))?;
+            .ok_or_else(|| anyhow!("{name} vanished after creation"))?;
         self.mark(index, owner).await?;
         Ok(index)
     }
