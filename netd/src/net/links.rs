@@ -147,7 +147,12 @@ impl HostLinks {
 
     /// The dump keyed by link name.
     pub async fn by_name(&self) -> Result<std::collections::HashMap<String, LinkRow>> {
-        Ok(self.dump().await?.into_iter().map(|r| (r.name.clone(), r)).collect())
+        Ok(self
+            .dump()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect())
     }
 
     /// Links whose alias marks them as netd's: (index, name, owner id).
