@@ -4,7 +4,7 @@
 //! the bridge or the host stack; `to_container` (TCX egress) sees everything
 //! it is about to receive.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, maps::lpm_trie::Key, programs::TcContext};
-use netd_common::{DropReason, Endpoint, NetworkInfo, NET_F_INTERNAL};
+use netd_common::{DropReason, Endpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL};
 
 use crate::{
     drops::drop_packet,
@@ -44,7 +44,9 @@ pub fn from_container(ctx: TcContext) -> i32 {
             Ok(verdict) => verdict,
             Err(reason) => drop_packet(reason),
         },
-        L3::Other => TC_ACT_OK,
+        // Link-local IPv6 stays on the bridge: it follows icc.
+        L3::Ipv6 if ep.net_flags & NET_F_ICC == 0 => drop_packet(DropReason::Icc),
+        L3::Ipv6 | L3::Other => TC_ACT_OK,
         L3::Vlan => drop_packet(DropReason::VlanTagged),
         L3::Malformed => drop_packet(DropReason::Malformed),
     }
@@ -95,7 +97,7 @@ pub fn to_container(ctx: TcContext) -> i32 {
             v => verdict(v),
         },
         // The host may send tagged or odd frames; only IPv4 is policed here.
-        L3::Other | L3::Vlan => TC_ACT_OK,
+        L3::Ipv6 | L3::Other | L3::Vlan => TC_ACT_OK,
         L3::Malformed => drop_packet(DropReason::Malformed),
     }
 }

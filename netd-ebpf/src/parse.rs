@@ -3,6 +3,7 @@ use aya_ebpf::programs::TcContext;
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
 const IPV4_MIN_HLEN: usize = 20;
@@ -10,6 +11,8 @@ const IPV4_MIN_HLEN: usize = 20;
 /// What the L2/L3 parser found.
 pub enum L3 {
     Ipv4(Ipv4),
+    /// IPv6 (netd assigns no IPv6 addresses: only link-local traffic).
+    Ipv6,
     /// A VLAN tag, in the frame or in the skb's offloaded tag.
     Vlan,
     /// Any other ethertype (ARP, IPv6, ...): not policed by netd.
@@ -67,6 +70,7 @@ pub fn parse_l3(ctx: &TcContext) -> L3 {
     let ethertype = u16::from_be_bytes(unsafe { *proto });
     match ethertype {
         ETH_P_IP => {}
+        ETH_P_IPV6 => return L3::Ipv6,
         ETH_P_8021Q | ETH_P_8021AD => return L3::Vlan,
         _ => return L3::Other,
     }

@@ -167,7 +167,19 @@ fn icc_off_allows_only_the_gateway() {
     assert_eq!(run(&mut dp, FROM_CONTAINER, &gw), TC_ACT_OK);
     let bcast = Frame::udp(ip(ME), ip([255, 255, 255, 255])).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &bcast), TC_ACT_SHOT);
-    assert_eq!(drops(&dp, "icc-disabled"), 2);
+    // Link-local IPv6 would cross the bridge too.
+    assert_eq!(run(&mut dp, FROM_CONTAINER, &ipv6_link_local()), TC_ACT_SHOT);
+    assert_eq!(drops(&dp, "icc-disabled"), 3);
+}
+
+/// An IPv6 packet between two link-local addresses (no payload).
+fn ipv6_link_local() -> Vec<u8> {
+    let mut f = vec![0x02, 0x42, 10, 1, 0, 3, 0x02, 0x42, 10, 1, 0, 2, 0x86, 0xdd];
+    let mut h = vec![0x60, 0, 0, 0, 0, 0, 59, 255];
+    h.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    h.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    f.extend_from_slice(&h);
+    f
 }
 
 #[test]
@@ -177,6 +189,7 @@ fn non_ip_passes_and_vlan_is_dropped() {
     let mut arp = Frame::udp(ip(ME), ip(OTHER));
     arp.ethertype = [0x08, 0x06];
     assert_eq!(run(&mut dp, FROM_CONTAINER, &arp.bytes()), TC_ACT_OK);
+    assert_eq!(run(&mut dp, FROM_CONTAINER, &ipv6_link_local()), TC_ACT_OK);
     let mut tagged = Frame::udp(ip(ME), ip(PEER));
     tagged.vlan = true;
     assert_eq!(run(&mut dp, FROM_CONTAINER, &tagged.bytes()), TC_ACT_SHOT);
