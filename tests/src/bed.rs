@@ -150,6 +150,8 @@ pub struct Snapshot {
 /// unmounted, files removed).
 pub struct Bed {
     agent: Mutex<Option<Agent>>,
+    /// The cgroup the agent's socket programs attach to (never the root).
+    cgroup: TestCgroup,
     netns: Mutex<Vec<Netns>>,
     host: Netns,
     dir: TestDir,
@@ -204,8 +206,10 @@ impl Bed {
         let dir = TestDir::create(PathBuf::from(format!("/tmp/netd-test-{id}")))?;
         let host = Netns::create(&format!("nt-{id}-host"))?;
         ip_ns(host.name(), &["link", "set", "lo", "up"])?;
+        let cgroup = TestCgroup::create(&id)?;
         let bed = Bed {
             agent: Mutex::new(None),
+            cgroup,
             netns: Mutex::new(Vec::new()),
             host,
             dir,
@@ -215,6 +219,14 @@ impl Bed {
             transcript: Mutex::new(Vec::new()),
         };
         Ok(bed)
+    }
+
+    /// `--cgroup <this bed's cgroup>` unless the test chose its own.
+    fn cgroup_arg(&self) -> Vec<String> {
+        if self.daemon_args.iter().any(|a| a == "--cgroup") {
+            return Vec::new();
+        }
+        vec!["--cgroup".into(), self.cgroup.path.display().to_string()]
     }
 
     /// Random id of this bed (also in every netns name it makes).
@@ -307,6 +319,7 @@ impl Bed {
             .arg("--bpffs")
             .arg(d.join("bpffs"))
             .args(["--log-level", "debug"])
+            .args(self.cgroup_arg())
             .args(&self.daemon_args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -652,5 +665,40 @@ impl Drop for Bed {
             eprintln!("==== end of test bed {} ====", self.id);
         }
         // Fields drop next: agent (killed), namespaces, host, directory.
+    }
+}
+
+/// A cgroup2 directory per bed, so no agent of a test attaches programs to
+/// the host's root cgroup; removed on drop (after the agent is gone).
+struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    fn create(id: &str) -> anyhow::Result<TestCgroup> {
+        const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+        let root = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .find(|d| {
+                nix::sys::statfs::statfs(*d).is_ok_and(|fs| {
+                    fs.filesystem_type() == nix::sys::statfs::FsType(CGROUP2_SUPER_MAGIC as _)
+                })
+            })
+            .context("no cgroup2 hierarchy")?;
+        let path = PathBuf::from(root).join(format!("netd-test-{id}"));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TestCgroup { path })
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("could not remove {}", self.path.display());
     }
 }
