@@ -17,11 +17,13 @@ pub const MAP_HOST_ADDRS: &str = "HOST_ADDRS";
 pub const MAP_CT_LOCAL: &str = "CT_LOCAL";
 pub const MAP_SOCK_CONFIG: &str = "SOCK_CONFIG";
 pub const MAP_SOCK_ORIGIN: &str = "SOCK_ORIGIN";
+pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
 
 pub const MAX_UPLINKS: u32 = 64;
 pub const MAX_PUBLISHED: u32 = 65_536;
 pub const MAX_HOST_ADDRS: u32 = 1_024;
 pub const MAX_SOCK_ORIGINS: u32 = 65_536;
+pub const MAX_FRAGMENTED: u32 = 8_192;
 /// Default capacity of each conntrack map (`--ct-size` overrides).
 pub const DEFAULT_CT_SIZE: u32 = 65_536;
 
@@ -140,6 +142,18 @@ pub struct CtEntry {
     pub ifindex: u32,
 }
 
+/// Key of `FRAGMENTS`: one fragmented datagram arriving at an uplink, as
+/// its fragments carry it (source, destination, IP id, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
 /// Key of `PUBLISHED`: a host address (0 = every host address), a port
 /// (network order) and an IP protocol.
 #[repr(C)]
@@ -192,4 +206,5 @@ mod pod {
     unsafe impl aya::Pod for super::PublishTarget {}
     unsafe impl aya::Pod for super::SockConfig {}
     unsafe impl aya::Pod for super::SockOriginKey {}
+    unsafe impl aya::Pod for super::FragKey {}
 }

@@ -1,7 +1,7 @@
 //! netd's kernel programs. Entry points live in one module per hook
 //! (`endpoint`: the host end of container veths; `uplink` and `prefilter`:
 //! the host's uplinks; `sock`: host sockets); the logic they share lives
-//! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `publish`,
+//! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `fragments`, `publish`,
 //! `redirect`, `maps`, `drops`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -12,6 +12,8 @@ mod conntrack;
 mod drops;
 #[cfg(target_arch = "bpf")]
 mod endpoint;
+#[cfg(target_arch = "bpf")]
+mod fragments;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

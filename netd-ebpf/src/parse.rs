@@ -30,6 +30,10 @@ pub struct Ipv4 {
     pub l4_off: usize,
     /// A fragment other than the first: it carries no L4 header.
     pub later_fragment: bool,
+    /// The first fragment of a fragmented datagram (more fragments follow).
+    pub first_fragment: bool,
+    /// IP identification (network order), what fragments share.
+    pub id: u16,
 }
 
 #[inline(always)]
@@ -172,12 +176,16 @@ pub fn parse_ipv4_header(ip: &[u8; IPV4_MIN_HLEN], l3_len: usize) -> L3 {
     if version != 4 || ihl < IPV4_MIN_HLEN || total_len < ihl || total_len > l3_len {
         return L3::Malformed;
     }
-    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    let frag_off = frag & 0x1fff;
+    let more_fragments = frag & 0x2000 != 0;
     L3::Ipv4(Ipv4 {
         src: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
         dst: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
         proto: ip[9],
         l4_off: ETH_HLEN + ihl,
         later_fragment: frag_off != 0,
+        first_fragment: frag_off == 0 && more_fragments,
+        id: u16::from_ne_bytes([ip[4], ip[5]]),
     })
 }

@@ -26,6 +26,7 @@ use crate::{
         claim_in, entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, remove_out, touch,
     },
     drops::drop_packet,
+    fragments,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
     parse::{
@@ -302,6 +303,13 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
     } else {
         Ok(())
     };
+    if ip.later_fragment {
+        return match fragments::translate_later(ctx, &ip) {
+            Ok(true) => Ok(()),
+            Ok(false) => refuse,
+            Err(()) => Err(DropReason::Malformed),
+        };
+    }
     let Some(l4) = parse_l4(ctx, &ip) else {
         return refuse;
     };
@@ -331,6 +339,7 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
         unsafe { (*e).flags |= CT_F_REPLIED };
     }
     if flags & CT_F_SNAT != 0 {
+        fragments::remember_first(&ip, addr);
         rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
         if port != dport {
             rewrite_port(ctx, &ip, true, dport, port).map_err(|_| DropReason::Malformed)?;
@@ -365,6 +374,7 @@ fn dnat_from_world(
     {
         return Err(DropReason::CtInsert);
     }
+    fragments::remember_first(ip, target.addr);
     rewrite_addr(ctx, ip, true, ip.dst, target.addr).map_err(|_| DropReason::Malformed)?;
     if target.port != in_key.dport {
         rewrite_port(ctx, ip, true, in_key.dport, target.port)

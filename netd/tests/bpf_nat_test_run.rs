@@ -604,3 +604,79 @@ fn a_closed_tcp_flow_gives_its_port_to_a_new_connection() {
     );
     assert_eq!(check(&back).dport, 2222);
 }
+
+/// An IPv4 fragment with its header checksum; `frag` is the flags+offset
+/// field, `body` what follows the IP header.
+fn fragment(src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let total = 20 + body.len();
+    let mut iph = vec![0x45, 0, (total >> 8) as u8, total as u8];
+    iph.extend_from_slice(&id.to_be_bytes());
+    iph.extend_from_slice(&frag.to_be_bytes());
+    iph.extend_from_slice(&[64, 17, 0, 0]);
+    iph.extend_from_slice(&src);
+    iph.extend_from_slice(&dst);
+    let c = csum(&iph, 0);
+    iph[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&iph);
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn later_fragments_of_a_reply_follow_their_first() {
+    let fs = Bpffs::new("nat-frags");
+    let mut dp = datapath(&fs.0, (40000, 40009));
+    let (_, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 17, &udp(5353, 53)),
+    );
+    let nat_port = check(&out).sport;
+    // A 2,000-byte reply in two fragments.
+    let mut first = vec![0u8; 8 + 1472];
+    first[0..2].copy_from_slice(&53u16.to_be_bytes());
+    first[2..4].copy_from_slice(&nat_port.to_be_bytes());
+    first[4..6].copy_from_slice(&2000u16.to_be_bytes());
+    let (v, out1) = run(
+        &mut dp,
+        UPLINK_IN,
+        &fragment(SERVER, UPLINK_ADDR, 0x4242, 0x2000, &first),
+    );
+    assert_eq!(v, TC_ACT_OK);
+    assert_eq!(csum(&out1[14..34], 0), 0);
+    assert_eq!(&out1[30..34], &CONTAINER);
+    assert_eq!(u16::from_be_bytes([out1[36], out1[37]]), 5353);
+    let (v, out2) = run(
+        &mut dp,
+        UPLINK_IN,
+        &fragment(SERVER, UPLINK_ADDR, 0x4242, 185, &[0xab; 520]),
+    );
+    assert_eq!(v, TC_ACT_OK);
+    assert_eq!(
+        csum(&out2[14..34], 0),
+        0,
+        "IP checksum of the later fragment"
+    );
+    assert_eq!(
+        &out2[30..34],
+        &CONTAINER,
+        "later fragment follows its first"
+    );
+    assert_eq!(&out2[34..], &[0xab; 520][..], "payload untouched");
+    // A fragment of another datagram is left to the host.
+    let (v, out3) = run(
+        &mut dp,
+        UPLINK_IN,
+        &fragment(SERVER, UPLINK_ADDR, 0x4343, 185, &[0xcd; 64]),
+    );
+    assert_eq!(v, TC_ACT_OK);
+    assert_eq!(&out3[30..34], &UPLINK_ADDR);
+    // ... and one addressed to a container without a translated first is dropped.
+    let (v, _) = run(
+        &mut dp,
+        UPLINK_IN,
+        &fragment(SERVER, CONTAINER, 0x4444, 185, &[0xcd; 64]),
+    );
+    assert_eq!(v, TC_ACT_SHOT);
+}

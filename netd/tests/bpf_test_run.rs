@@ -168,7 +168,10 @@ fn icc_off_allows_only_the_gateway() {
     let bcast = Frame::udp(ip(ME), ip([255, 255, 255, 255])).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &bcast), TC_ACT_SHOT);
     // Link-local IPv6 would cross the bridge too.
-    assert_eq!(run(&mut dp, FROM_CONTAINER, &ipv6_link_local()), TC_ACT_SHOT);
+    assert_eq!(
+        run(&mut dp, FROM_CONTAINER, &ipv6_link_local()),
+        TC_ACT_SHOT
+    );
     assert_eq!(drops(&dp, "icc-disabled"), 3);
 }
 

@@ -11,15 +11,16 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 11] {
+fn expected() -> [(&'static str, usize, usize); 12] {
+    let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
         (MAP_NETWORKS, size_of::<u32>() * 2, size_of::<NetworkInfo>()),
         (MAP_DROPS, size_of::<u32>(), size_of::<u64>()),
         (MAP_UPLINKS, size_of::<u32>(), size_of::<Uplink>()),
-        (MAP_CT_OUT, size_of::<CtKey>(), size_of::<CtEntry>()),
-        (MAP_CT_IN, size_of::<CtKey>(), size_of::<CtEntry>()),
-        (MAP_CT_LOCAL, size_of::<CtKey>(), size_of::<CtEntry>()),
+        (MAP_CT_OUT, ct.0, ct.1),
+        (MAP_CT_IN, ct.0, ct.1),
+        (MAP_CT_LOCAL, ct.0, ct.1),
         (
             MAP_PUBLISHED,
             size_of::<PublishKey>(),
@@ -32,6 +33,7 @@ fn expected() -> [(&'static str, usize, usize); 11] {
             size_of::<SockOriginKey>(),
             size_of::<PublishTarget>(),
         ),
+        (MAP_FRAGMENTS, size_of::<FragKey>(), size_of::<u32>()),
     ]
 }
 

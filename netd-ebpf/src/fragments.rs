@@ -1,0 +1,37 @@
+//! Fragments of translated datagrams arriving at an uplink. Only the first
+//! fragment carries ports, so the translation it got is remembered by
+//! (source, destination, IP id, protocol) and applied to the fragments that
+//! follow (their address only: they have no L4 header). A later fragment
+//! that overtakes its first is not translated.
+use aya_ebpf::{macros::map, maps::LruHashMap, programs::TcContext};
+use netd_common::{FragKey, MAX_FRAGMENTED};
+
+use crate::{nat::rewrite_addr, parse::Ipv4};
+
+/// First fragment seen -> the destination address it was translated to.
+#[map(name = "FRAGMENTS")]
+static FRAGMENTS: LruHashMap<FragKey, u32> = LruHashMap::pinned(MAX_FRAGMENTED, 0);
+
+#[inline(always)]
+fn frag_key(ip: &Ipv4) -> FragKey {
+    FragKey { saddr: ip.src, daddr: ip.dst, id: ip.id, proto: ip.proto, _pad: 0 }
+}
+
+/// Called when the destination of `ip` (as received) becomes `new_dst`.
+#[inline(always)]
+pub fn remember_first(ip: &Ipv4, new_dst: u32) {
+    if ip.first_fragment {
+        let _ = FRAGMENTS.insert(&frag_key(ip), &new_dst, 0);
+    }
+}
+
+/// Translates a later fragment like its first; false when its first was
+/// not translated (or not seen).
+#[inline(always)]
+pub fn translate_later(ctx: &TcContext, ip: &Ipv4) -> Result<bool, ()> {
+    let Some(new_dst) = (unsafe { FRAGMENTS.get(&frag_key(ip)) }).copied() else {
+        return Ok(false);
+    };
+    rewrite_addr(ctx, ip, true, ip.dst, new_dst)?;
+    Ok(true)
+}
