@@ -58,6 +58,34 @@ fn mtu_range_gateway_static_ip_and_bridge_name() {
     let b = bed.container("b", &["--network", "opts", "--ip", "10.98.1.20"]);
     assert_eq!(bed.ip(&b, "opts"), Ipv4Addr::new(10, 98, 1, 20));
     traffic::reach_both(&bed.ep(&a, "opts"), &bed.ep(&b, "opts"));
+    // Docker's driver options work as the flags they mirror.
+    bed.network(
+        "viaopts",
+        &[
+            "--subnet",
+            "10.98.3.0/24",
+            "-o",
+            "com.docker.network.bridge.name=ndoptbr0",
+            "-o",
+            "com.docker.network.driver.mtu=1450",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+        ],
+    );
+    let info = bed.net_info("viaopts");
+    assert_eq!(
+        info["Options"]["com.docker.network.bridge.enable_icc"], "false",
+        "{info}"
+    );
+    assert_eq!(mtu_of(bed.host_ns(), "ndoptbr0"), 1450);
+    let err = bed.fail(&[
+        "network",
+        "create",
+        "bad",
+        "-o",
+        "com.docker.network.bridge.enable_icc=maybe",
+    ]);
+    assert!(err.contains("true or false"), "{err}");
     // The gateway answers from its custom address.
     traffic::reach(
         &bed.ep(&a, "opts"),
@@ -107,6 +135,9 @@ fn pools_skip_host_routes_and_prune_keeps_what_is_used() {
     let err = bed.fail(&["network", "create", "x", "--subnet", "172.18.5.0/24"]);
     assert!(err.contains("overlaps"), "{err}");
     bed.container("c", &["--network", "p1"]);
+    // Without -f, prune asks; no answer (stdin closed) is a no.
+    let err = bed.fail(&["network", "prune"]);
+    assert!(err.contains("cancelled"), "{err}");
     let pruned = bed.ok(&["network", "prune", "-f"]);
     assert_eq!(pruned.trim(), "p2", "only the unused user network goes");
     let names = bed.ok(&["network", "ls", "--format", "json"]);

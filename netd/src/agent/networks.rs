@@ -14,11 +14,48 @@ use crate::{
     store::StoreOp,
 };
 
+/// Docker's bridge driver options, accepted with `--opt` as the flags they
+/// mirror (a flag given too wins).
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
+
+fn apply_docker_options(mut req: NetworkCreate) -> AgentResult<NetworkCreate> {
+    let flag = |key: &str, value: &str| -> AgentResult<bool> {
+        value.parse().map_err(|_| {
+            AgentError::Invalid(format!("option {key} must be true or false, not {value:?}"))
+        })
+    };
+    if let Some(v) = req.options.get(OPT_BRIDGE_NAME) {
+        req.bridge.get_or_insert_with(|| v.clone());
+    }
+    if let Some(v) = req.options.get(OPT_ICC) {
+        let v = flag(OPT_ICC, v)?;
+        req.icc.get_or_insert(v);
+    }
+    if let Some(v) = req.options.get(OPT_MASQUERADE) {
+        let v = flag(OPT_MASQUERADE, v)?;
+        req.masquerade.get_or_insert(v);
+    }
+    if let Some(v) = req.options.get(OPT_MTU) {
+        let v = v.parse().map_err(|_| {
+            AgentError::Invalid(format!("option {OPT_MTU} must be a number, not {v:?}"))
+        })?;
+        req.mtu.get_or_insert(v);
+    }
+    for key in [OPT_BRIDGE_NAME, OPT_ICC, OPT_MASQUERADE, OPT_MTU] {
+        req.options.remove(key);
+    }
+    Ok(req)
+}
+
 const MIN_MTU: u32 = 68;
 const MAX_MTU: u32 = 65_535;
 
 impl Agent {
     pub async fn create_network(&mut self, req: NetworkCreate) -> AgentResult<Network> {
+        let req = apply_docker_options(req)?;
         validate_name("network", &req.name)?;
         if matches!(req.name.as_str(), "none" | "host") || req.name.starts_with("container:") {
             return invalid(format!("{} is a reserved network name", req.name));

@@ -60,7 +60,10 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
                 println!("{name}");
             }
         }
-        NetworkCommand::Prune { force: _ } => {
+        NetworkCommand::Prune { force } => {
+            if !force && !confirm("Remove all user-defined networks no container uses?")? {
+                anyhow::bail!("prune cancelled (use -f to skip this question)");
+            }
             let pruned = client.post("/v1/networks/prune", &()).await?;
             for name in pruned["NetworksDeleted"].as_array().into_iter().flatten() {
                 println!("{}", name.as_str().unwrap_or_default());
@@ -121,4 +124,17 @@ fn row(n: &Value) -> Vec<String> {
         n["Internal"].as_bool().unwrap_or_default().to_string(),
         field(&n["Options"], "com.docker.network.bridge.enable_icc").to_string(),
     ]
+}
+
+/// Asks on stderr, reads y/N from stdin; without a terminal, no.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
