@@ -14,7 +14,13 @@ static FRAGMENTS: LruHashMap<FragKey, u32> = LruHashMap::pinned(MAX_FRAGMENTED, 
 
 #[inline(always)]
 fn frag_key(ip: &Ipv4) -> FragKey {
-    FragKey { saddr: ip.src, daddr: ip.dst, id: ip.id, proto: ip.proto, _pad: 0 }
+    FragKey {
+        saddr: ip.src,
+        daddr: ip.dst,
+        id: ip.id,
+        proto: ip.proto,
+        _pad: 0,
+    }
 }
 
 /// Called when the destination of `ip` (as received) becomes `new_dst`.

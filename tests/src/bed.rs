@@ -221,6 +221,32 @@ impl Bed {
         Ok(bed)
     }
 
+    /// A "world" netns beyond an uplink veth: `up0` (203.0.113.2/24) in the
+    /// host netns, `w0` (203.0.113.1/24) in the world, and the host's default
+    /// route via the world. Returns the world netns name.
+    pub fn make_world(&self) -> String {
+        let world = self.new_netns("world");
+        let host = self.host_ns();
+        let steps: &[(&str, &[&str])] = &[
+            (
+                host,
+                &[
+                    "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
+                ],
+            ),
+            (&world, &["link", "set", "lo", "up"]),
+            (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
+            (&world, &["link", "set", "w0", "up"]),
+            (host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
+            (host, &["link", "set", "up0", "up"]),
+            (host, &["route", "add", "default", "via", "203.0.113.1"]),
+        ];
+        for (ns, args) in steps {
+            ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
+        }
+        world
+    }
+
     /// `--cgroup <this bed's cgroup>` unless the test chose its own.
     fn cgroup_arg(&self) -> Vec<String> {
         if self.daemon_args.iter().any(|a| a == "--cgroup") {

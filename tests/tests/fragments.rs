@@ -4,7 +4,6 @@ use std::{net::UdpSocket, time::Duration};
 
 use netd_tests::{
     bed::Bed,
-    cmd::ip_ns,
     netns::{join, spawn_in},
 };
 
@@ -13,25 +12,7 @@ const REPLY_LEN: usize = 4000;
 #[test]
 fn fragmented_udp_reply_reaches_a_masqueraded_container() {
     let bed = Bed::without_agent(&[]);
-    let world = bed.new_netns("world");
-    let host = bed.host_ns().to_string();
-    let steps: &[(&str, &[&str])] = &[
-        (
-            &host,
-            &[
-                "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
-            ],
-        ),
-        (&world, &["link", "set", "lo", "up"]),
-        (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
-        (&world, &["link", "set", "w0", "up"]),
-        (&host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
-        (&host, &["link", "set", "up0", "up"]),
-        (&host, &["route", "add", "default", "via", "203.0.113.1"]),
-    ];
-    for (ns, args) in steps {
-        ip_ns(ns, args).unwrap();
-    }
+    let world = bed.make_world();
     bed.start_agent();
     bed.network("n1", &["--subnet", "10.99.1.0/24"]);
     let c = bed.container("c", &["--network", "n1"]);

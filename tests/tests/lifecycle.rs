@@ -127,37 +127,12 @@ fn lc_bed(world: bool, start: bool, args: &[&str]) -> LcBed {
     let mut all = vec!["--cgroup", cg_path.as_str()];
     all.extend_from_slice(args);
     let bed = Bed::without_agent(&all);
-    let world = world.then(|| make_world(&bed));
+    let world = world.then(|| bed.make_world());
     let lc = LcBed { bed, world, cg };
     if start {
         lc.start();
     }
     lc
-}
-
-/// The world netns and the uplink veth `up0` <-> `w0`, addresses and the
-/// host's default route.
-fn make_world(bed: &Bed) -> String {
-    let world = bed.new_netns("world");
-    let host = bed.host_ns();
-    let steps: &[(&str, &[&str])] = &[
-        (
-            host,
-            &[
-                "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
-            ],
-        ),
-        (&world, &["link", "set", "lo", "up"]),
-        (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
-        (&world, &["link", "set", "w0", "up"]),
-        (host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
-        (host, &["link", "set", "up0", "up"]),
-        (host, &["route", "add", "default", "via", "203.0.113.1"]),
-    ];
-    for (ns, args) in steps {
-        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
-    }
-    world
 }
 
 fn status(bed: &Bed) -> Value {

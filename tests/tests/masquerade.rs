@@ -33,35 +33,10 @@ const SNAT: std::ops::RangeInclusive<u16> = 61000..=65535;
 
 // ---------------------------------------------------------------- topology
 
-/// Creates the world netns and the uplink veth `up0` <-> `w0`, addresses and
-/// the host's default route. Returns the world netns name.
-fn make_world(bed: &Bed) -> String {
-    let world = bed.new_netns("world");
-    let host = bed.host_ns();
-    let steps: &[(&str, &[&str])] = &[
-        (
-            host,
-            &[
-                "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
-            ],
-        ),
-        (&world, &["link", "set", "lo", "up"]),
-        (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
-        (&world, &["link", "set", "w0", "up"]),
-        (host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
-        (host, &["link", "set", "up0", "up"]),
-        (host, &["route", "add", "default", "via", "203.0.113.1"]),
-    ];
-    for (ns, args) in steps {
-        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
-    }
-    world
-}
-
 /// A bed whose uplink exists before the agent starts.
 fn bed_with_uplink(daemon_args: &[&str]) -> (Bed, String) {
     let bed = Bed::without_agent(daemon_args);
-    let world = make_world(&bed);
+    let world = bed.make_world();
     bed.start_agent();
     wait_uplink(&bed, UPLINK, Duration::from_secs(10));
     (bed, world)
@@ -953,7 +928,7 @@ fn uplink_appears_and_changes_address_live() {
     let bed = Bed::new();
     bed.network("mq", &["--subnet", "10.91.40.0/24"]);
     let a = bed.container("a", &["--network", "mq"]);
-    let world = make_world(&bed);
+    let world = bed.make_world();
     let took = wait_uplink(&bed, UPLINK, Duration::from_secs(10));
     eprintln!("agent picked up uplink up0 after {took:?}");
     let srv = Servers::start(&world, WORLD);

@@ -108,33 +108,10 @@ struct PubBed {
     cg: CgDir,
 }
 
-fn make_world(bed: &Bed) -> String {
-    let world = bed.new_netns("world");
-    let host = bed.host_ns();
-    let steps: &[(&str, &[&str])] = &[
-        (
-            host,
-            &[
-                "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
-            ],
-        ),
-        (&world, &["link", "set", "lo", "up"]),
-        (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
-        (&world, &["link", "set", "w0", "up"]),
-        (host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
-        (host, &["link", "set", "up0", "up"]),
-        (host, &["route", "add", "default", "via", "203.0.113.1"]),
-    ];
-    for (ns, args) in steps {
-        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
-    }
-    world
-}
-
 fn pub_bed() -> PubBed {
     let cg = CgDir::create();
     let bed = Bed::without_agent(&["--cgroup", cg.path_str()]);
-    let world = make_world(&bed);
+    let world = bed.make_world();
     bed.start_agent();
     wait_uplink(&bed, UPLINK, Duration::from_secs(10));
     PubBed { bed, world, cg }
