@@ -6,6 +6,7 @@
 pub const MAP_LAYOUT_VERSION: u32 = 1;
 
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
+pub const MAP_ENDPOINT_BY_IP: &str = "ENDPOINT_BY_IP";
 pub const MAP_NETWORKS: &str = "NETWORKS";
 pub const MAP_DROPS: &str = "DROPS";
 pub const MAP_UPLINKS: &str = "UPLINKS";
@@ -61,6 +62,17 @@ pub struct Endpoint {
     /// Copy of the network's `NET_F_*` flags, so one lookup serves policy.
     pub net_flags: u32,
     /// Gateway address of the network.
+    pub gateway: u32,
+}
+
+/// Value of `ENDPOINT_BY_IP`, keyed by a container address: where to
+/// deliver a packet for it past the host stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointRef {
+    /// Host end of the container's veth.
+    pub ifindex: u32,
+    /// Gateway of the network (its bridge has `02:42:` + this address).
     pub gateway: u32,
 }
 
@@ -200,6 +212,7 @@ mod pod {
     unsafe impl aya::Pod for super::NetworkInfo {}
     unsafe impl aya::Pod for super::Endpoint {}
     unsafe impl aya::Pod for super::Uplink {}
+    unsafe impl aya::Pod for super::EndpointRef {}
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtEntry {}
     unsafe impl aya::Pod for super::PublishKey {}

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use netd_common::{
-    drop_reason::DROP_REASON_SLOTS, CtEntry, CtKey, Endpoint, NetworkInfo, PublishKey,
+    drop_reason::DROP_REASON_SLOTS, CtEntry, CtKey, Endpoint, EndpointRef, NetworkInfo, PublishKey,
     PublishTarget, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
     MAX_PUBLISHED, MAX_UPLINKS,
 };
@@ -13,6 +13,10 @@ use netd_common::{
 /// Host-side veth ifindex -> the endpoint behind it.
 #[map(name = "ENDPOINTS")]
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// Container address -> its veth and gateway (for delivery past the stack).
+#[map(name = "ENDPOINT_BY_IP")]
+pub static ENDPOINT_BY_IP: HashMap<u32, EndpointRef> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
 /// Subnet (LPM) -> the netd network it belongs to.
 #[map(name = "NETWORKS")]

@@ -29,6 +29,7 @@ use crate::{
     fragments,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
+    redirect::to_container_peer,
     parse::{
         parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L3, L4,
     },
@@ -65,7 +66,21 @@ pub fn uplink_out(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn uplink_in(ctx: TcContext) -> i32 {
-    verdict(reverse(&ctx))
+    match reverse(&ctx) {
+        Ok(v) => v,
+        Err(reason) => drop_packet(reason),
+    }
+}
+
+/// After a destination was translated to `addr`: deliver it straight to
+/// the container when it is one, else let the stack route it.
+#[inline(always)]
+fn deliver(ctx: &TcContext, addr: u32) -> Result<i32, DropReason> {
+    match to_container_peer(ctx, addr) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Ok(TC_ACT_OK),
+        Err(()) => Err(DropReason::Malformed),
+    }
 }
 
 /// Is a host socket using local `port` toward `remote:rport`?
@@ -290,22 +305,22 @@ fn take_over_closed(in_key: &CtKey, reply: &CtEntry, remote: u32, rport: u16) ->
     put_in(in_key, reply)
 }
 
-fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
+fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
     if uplink_of(ctx).is_none() {
-        return Ok(());
+        return Ok(TC_ACT_OK);
     }
     let L3::Ipv4(ip) = parse_l3(ctx) else {
-        return Ok(());
+        return Ok(TC_ACT_OK);
     };
     let to_container = network_of(ip.dst).is_some();
     let refuse = if to_container {
         Err(DropReason::NotAReply)
     } else {
-        Ok(())
+        Ok(TC_ACT_OK)
     };
     if ip.later_fragment {
         return match fragments::translate_later(ctx, &ip) {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(TC_ACT_OK),
             Ok(false) => refuse,
             Err(()) => Err(DropReason::Malformed),
         };
@@ -338,14 +353,19 @@ fn reverse(ctx: &TcContext) -> Result<(), DropReason> {
     if flags & CT_F_REPLIED == 0 {
         unsafe { (*e).flags |= CT_F_REPLIED };
     }
-    if flags & CT_F_SNAT != 0 {
-        fragments::remember_first(&ip, addr);
-        rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
-        if port != dport {
-            rewrite_port(ctx, &ip, true, dport, port).map_err(|_| DropReason::Malformed)?;
-        }
+    if flags & CT_F_SNAT == 0 {
+        return Ok(TC_ACT_OK);
     }
-    Ok(())
+    fragments::remember_first(&ip, addr);
+    rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
+    if port != dport {
+        rewrite_port(ctx, &ip, true, dport, port).map_err(|_| DropReason::Malformed)?;
+    }
+    // Fragmented datagrams take the stack, as their later fragments do.
+    if ip.first_fragment {
+        return Ok(TC_ACT_OK);
+    }
+    deliver(ctx, addr)
 }
 
 /// A new flow from beyond the uplink to a published port: translate the
@@ -358,7 +378,7 @@ fn dnat_from_world(
     in_key: &CtKey,
     target: PublishTarget,
     tcp_flags: u8,
-) -> Result<(), DropReason> {
+) -> Result<i32, DropReason> {
     let inbound = entry(
         target.addr,
         target.port,
@@ -380,7 +400,10 @@ fn dnat_from_world(
         rewrite_port(ctx, ip, true, in_key.dport, target.port)
             .map_err(|_| DropReason::Malformed)?;
     }
-    Ok(())
+    if ip.first_fragment {
+        return Ok(TC_ACT_OK);
+    }
+    deliver(ctx, target.addr)
 }
 
 /// An ICMP error about a packet a container sent: find its flow by the
@@ -389,8 +412,8 @@ fn dnat_from_world(
 fn reverse_icmp_error(
     ctx: &TcContext,
     ip: &Ipv4,
-    refuse: Result<(), DropReason>,
-) -> Result<(), DropReason> {
+    refuse: Result<i32, DropReason>,
+) -> Result<i32, DropReason> {
     let Some(q) = parse_quoted(ctx, ip) else {
         return refuse;
     };
@@ -409,5 +432,5 @@ fn reverse_icmp_error(
         rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port)
             .map_err(|_| DropReason::Malformed)?;
     }
-    Ok(())
+    Ok(TC_ACT_OK)
 }

@@ -680,3 +680,38 @@ fn later_fragments_of_a_reply_follow_their_first() {
     );
     assert_eq!(v, TC_ACT_SHOT);
 }
+
+#[test]
+fn replies_for_local_containers_skip_the_host_stack() {
+    const TC_ACT_REDIRECT: u32 = 7;
+    let fs = Bpffs::new("nat-peer");
+    let mut dp = datapath(&fs.0, (40000, 40009));
+    let ep = netd_common::Endpoint {
+        ip: addr_key(ip(CONTAINER)),
+        net_id: 1,
+        net_flags: NET_F_ICC | NET_F_MASQUERADE,
+        gateway: addr_key(ip([10, 7, 0, 1])),
+    };
+    dp.set_endpoint(LO_IFINDEX, ep).unwrap();
+    let (_, out) = run(
+        &mut dp,
+        UPLINK_OUT,
+        &frame(CONTAINER, SERVER, 6, &tcp(3333, 443, 0x02)),
+    );
+    let nat_port = check(&out).sport;
+    let reply = frame(SERVER, UPLINK_ADDR, 6, &tcp(443, nat_port, 0x12));
+    let (v, back) = run(&mut dp, UPLINK_IN, &reply);
+    assert_eq!(
+        v, TC_ACT_REDIRECT,
+        "delivered straight to the container's veth peer"
+    );
+    let seen = check(&back);
+    assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 3333));
+    assert_eq!(back[22], reply[22] - 1, "TTL decremented as routing would");
+    assert_eq!(&back[0..6], &[0x02, 0x42, 10, 7, 0, 2], "container MAC");
+    assert_eq!(&back[6..12], &[0x02, 0x42, 10, 7, 0, 1], "gateway MAC");
+    // Once the endpoint is gone, the stack routes it again.
+    dp.remove_endpoint_entry(LO_IFINDEX).unwrap();
+    let (v, _) = run(&mut dp, UPLINK_IN, &reply);
+    assert_eq!(v, TC_ACT_OK);
+}

@@ -11,10 +11,15 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 12] {
+fn expected() -> [(&'static str, usize, usize); 13] {
     let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
+        (
+            MAP_ENDPOINT_BY_IP,
+            size_of::<u32>(),
+            size_of::<EndpointRef>(),
+        ),
         (MAP_NETWORKS, size_of::<u32>() * 2, size_of::<NetworkInfo>()),
         (MAP_DROPS, size_of::<u32>(), size_of::<u64>()),
         (MAP_UPLINKS, size_of::<u32>(), size_of::<Uplink>()),

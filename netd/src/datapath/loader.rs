@@ -17,7 +17,8 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use netd_common::{
-    Endpoint, NetworkInfo, MAP_CT_IN, MAP_CT_OUT, MAP_ENDPOINTS, MAP_LAYOUT_VERSION, MAP_NETWORKS,
+    Endpoint, EndpointRef, NetworkInfo, MAP_CT_IN, MAP_CT_OUT, MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP,
+    MAP_LAYOUT_VERSION, MAP_NETWORKS,
 };
 
 pub const FROM_CONTAINER: &str = "from_container";
@@ -252,16 +253,32 @@ impl Datapath {
         Ok(())
     }
 
-    /// Writes the endpoint entry of a host-side ifindex.
+    /// Writes the endpoint entry of a host-side ifindex
+    /// (and of its address, for delivery past the host stack).
     pub fn set_endpoint(&mut self, ifindex: u32, ep: Endpoint) -> Result<()> {
+        let by_ip = EndpointRef {
+            ifindex,
+            gateway: ep.gateway,
+        };
+        self.endpoints_by_ip()?.insert(ep.ip, by_ip, 0)?;
         Ok(self.endpoints()?.insert(ifindex, ep, 0)?)
     }
 
     pub fn remove_endpoint_entry(&mut self, ifindex: u32) -> Result<()> {
+        if let Ok(ep) = self.endpoints()?.get(&ifindex, 0) {
+            let mut by_ip = self.endpoints_by_ip()?;
+            if by_ip.get(&ep.ip, 0).is_ok_and(|r| r.ifindex == ifindex) {
+                let _ = by_ip.remove(&ep.ip);
+            }
+        }
         match self.endpoints()?.remove(&ifindex) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e).context("failed to remove an endpoint from the datapath"),
         }
+    }
+
+    fn endpoints_by_ip(&mut self) -> Result<HashMap<&mut MapData, u32, EndpointRef>> {
+        Ok(HashMap::try_from(self.map_mut(MAP_ENDPOINT_BY_IP)?)?)
     }
 
     pub fn unpin_link(&self, pin: &Path) -> Result<()> {
