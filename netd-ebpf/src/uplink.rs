@@ -29,11 +29,11 @@ use crate::{
     fragments,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
-    redirect::to_container_peer,
     parse::{
         parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L3, L4,
     },
     publish::{self, is_host_addr},
+    redirect::to_container_peer,
 };
 
 /// Ports tried before a new flow is dropped as "exhausted".
