@@ -61,28 +61,26 @@ fn csum(data: &[u8], init: u32) -> u16 {
     !(sum as u16)
 }
 
-/// IPv4 packet in an Ethernet frame, with correct checksums.
-fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+/// Ethernet header and an IPv4 header (protocol `proto`, IP id and
+/// flags/fragment field as given) for `body_len` bytes, checksum set.
+fn eth_ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, frag: u16, body_len: usize) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let total = 20 + l4.len();
-    let mut iph = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0x12,
-        0x34,
-        0x40,
-        0,
-        64,
-        proto,
-        0,
-        0,
-    ];
+    let total = 20 + body_len;
+    let mut iph = vec![0x45, 0, (total >> 8) as u8, total as u8];
+    iph.extend_from_slice(&id.to_be_bytes());
+    iph.extend_from_slice(&frag.to_be_bytes());
+    iph.extend_from_slice(&[64, proto, 0, 0]);
     iph.extend_from_slice(&src);
     iph.extend_from_slice(&dst);
     let c = csum(&iph, 0);
     iph[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&iph);
+    f
+}
+
+/// IPv4 packet in an Ethernet frame, with correct checksums.
+fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = eth_ipv4(src, dst, proto, 0x1234, 0x4000, l4.len());
     let mut l4 = l4.to_vec();
     match proto {
         6 | 17 => {
@@ -100,7 +98,6 @@ fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
         }
         _ => {}
     }
-    f.extend_from_slice(&iph);
     f.extend_from_slice(&l4);
     f
 }
@@ -605,20 +602,10 @@ fn a_closed_tcp_flow_gives_its_port_to_a_new_connection() {
     assert_eq!(check(&back).dport, 2222);
 }
 
-/// An IPv4 fragment with its header checksum; `frag` is the flags+offset
-/// field, `body` what follows the IP header.
+/// A UDP IPv4 fragment with its header checksum; `frag` is the
+/// flags+offset field, `body` what follows the IP header.
 fn fragment(src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let total = 20 + body.len();
-    let mut iph = vec![0x45, 0, (total >> 8) as u8, total as u8];
-    iph.extend_from_slice(&id.to_be_bytes());
-    iph.extend_from_slice(&frag.to_be_bytes());
-    iph.extend_from_slice(&[64, 17, 0, 0]);
-    iph.extend_from_slice(&src);
-    iph.extend_from_slice(&dst);
-    let c = csum(&iph, 0);
-    iph[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&iph);
+    let mut f = eth_ipv4(src, dst, 17, id, frag, body.len());
     f.extend_from_slice(body);
     f
 }

@@ -53,25 +53,6 @@ fn install_missing(root: &Path) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    crate::run_ok(
-        Command::new("apt-get")
-            .current_dir(root)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .arg("update"),
-    )?;
-    crate::run_ok(
-        Command::new("apt-get")
-            .current_dir(root)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y"])
-            .args(&missing),
-    )?;
-    for pkg in missing {
-        ensure!(
-            crate::dpkg_installed(pkg)?,
-            "{pkg} is still not installed after apt-get install"
-        );
-        crate::report(pkg, true);
-    }
+    crate::apt_install(root, &missing)?;
     Ok(())
 }

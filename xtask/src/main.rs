@@ -311,6 +311,11 @@ fn setup_apt_packages(root: &Path) -> Result<()> {
          run `cargo xtask setup` as root",
         missing.join(" ")
     );
+    apt_install(root, &missing)
+}
+
+/// `apt-get update` and `install -y` of `missing`, then checks each one.
+pub(crate) fn apt_install(root: &Path, missing: &[&str]) -> Result<()> {
     run_ok(
         Command::new("apt-get")
             .current_dir(root)
@@ -322,9 +327,9 @@ fn setup_apt_packages(root: &Path) -> Result<()> {
             .current_dir(root)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y"])
-            .args(&missing),
+            .args(missing),
     )?;
-    for pkg in missing {
+    for &pkg in missing {
         ensure!(
             dpkg_installed(pkg)?,
             "{pkg} is still not installed after apt-get install"

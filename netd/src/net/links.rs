@@ -11,7 +11,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage, AddressScope},
         link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
-        route::{RouteAddress, RouteAttribute},
+        route::{RouteAddress, RouteAttribute, RouteMessage},
     },
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -314,8 +314,8 @@ impl HostLinks {
             .context("failed to put a veth back on its bridge")
     }
 
-    /// Output interfaces of the IPv4 default route(s) in the main table.
-    pub async fn default_route_interfaces(&self) -> Result<Vec<u32>> {
+    /// Every IPv4 route of the main table.
+    async fn main_routes(&self) -> Result<Vec<RouteMessage>> {
         let mut out = Vec::new();
         let mut routes = self
             .handle
@@ -323,7 +323,18 @@ impl HostLinks {
             .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
             .execute();
         while let Some(msg) = routes.try_next().await? {
-            if msg.header.table != RT_TABLE_MAIN || msg.header.destination_prefix_length != 0 {
+            if msg.header.table == RT_TABLE_MAIN {
+                out.push(msg);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Output interfaces of the IPv4 default route(s) in the main table.
+    pub async fn default_route_interfaces(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for msg in self.main_routes().await? {
+            if msg.header.destination_prefix_length != 0 {
                 continue;
             }
             for attr in &msg.attributes {
@@ -370,13 +381,8 @@ impl HostLinks {
     /// IPv4 destinations of the main routing table, default route excluded.
     pub async fn route_prefixes(&self) -> Result<Vec<Ipv4Net>> {
         let mut out = Vec::new();
-        let mut routes = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute();
-        while let Some(msg) = routes.try_next().await? {
-            if msg.header.table != RT_TABLE_MAIN || msg.header.destination_prefix_length == 0 {
+        for msg in self.main_routes().await? {
+            if msg.header.destination_prefix_length == 0 {
                 continue;
             }
             let dst = msg.attributes.iter().find_map(|a| match a {
