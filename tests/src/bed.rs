@@ -247,6 +247,12 @@ impl Bed {
         world
     }
 
+    /// The bed's own cgroup2 directory (the agent's `--cgroup`); host
+    /// processes that should see published ports join it.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup.path
+    }
+
     /// `--cgroup <this bed's cgroup>` unless the test chose its own.
     fn cgroup_arg(&self) -> Vec<String> {
         if self.daemon_args.iter().any(|a| a == "--cgroup") {
@@ -723,7 +729,8 @@ impl Drop for TestCgroup {
             if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // The last processes of a test may still be leaving it.
+            std::thread::sleep(Duration::from_millis(100));
         }
         eprintln!("could not remove {}", self.path.display());
     }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -46,54 +46,11 @@ const MAX_STALL: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------- bed
 
-/// The cgroup2 mount point (from /proc/mounts).
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/mounts").expect("reading /proc/mounts");
-    mounts
-        .lines()
-        .map(|l| l.split(' ').collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| PathBuf::from(f[1]))
-        .expect("no cgroup2 hierarchy mounted (needed for --cgroup)")
-}
-
-/// A cgroup2 directory for one test, removed on drop.
-struct CgDir {
-    path: PathBuf,
-}
-
-impl CgDir {
-    fn create() -> CgDir {
-        let path = cgroup2_root().join(format!(
-            "netd-test-lc-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&path)
-            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
-        CgDir { path }
-    }
-}
-
-impl Drop for CgDir {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return,
-                Err(e) if e.kind() == ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-        eprintln!("warning: could not remove cgroup {}", self.path.display());
-    }
-}
-
-/// A bed, maybe with a world behind an uplink, and its cgroup. Fields drop
-/// in order: the bed (agent, namespaces, bpffs) first, then the cgroup.
+/// A bed, maybe with a world behind an uplink (the agent's socket programs
+/// are on the bed's own cgroup).
 struct LcBed {
     bed: Bed,
     world: Option<String>,
-    cg: CgDir,
 }
 
 impl Deref for LcBed {
@@ -119,16 +76,12 @@ impl LcBed {
     }
 }
 
-/// A bed with `--cgroup` and `args`; with `world`, an uplink exists before
-/// the agent starts; with `start`, the agent is started.
+/// A bed with `args`; with `world`, an uplink exists before the agent
+/// starts; with `start`, the agent is started.
 fn lc_bed(world: bool, start: bool, args: &[&str]) -> LcBed {
-    let cg = CgDir::create();
-    let cg_path = cg.path.display().to_string();
-    let mut all = vec!["--cgroup", cg_path.as_str()];
-    all.extend_from_slice(args);
-    let bed = Bed::without_agent(&all);
+    let bed = Bed::without_agent(args);
     let world = world.then(|| bed.make_world());
-    let lc = LcBed { bed, world, cg };
+    let lc = LcBed { bed, world };
     if start {
         lc.start();
     }
@@ -1422,7 +1375,7 @@ fn reset_leaves_no_trace() {
     } else {
         errs.push(format!("bpftool net show failed:\n{out}"));
     }
-    let cg = bed.cg.path.display().to_string();
+    let cg = bed.cgroup().display().to_string();
     let out = run_timeout("bpftool", &["cgroup", "show", &cg], Duration::from_secs(10));
     if !out.stdout.trim().is_empty() {
         errs.push(format!("programs left on the cgroup {cg}:\n{}", out.stdout));

@@ -18,7 +18,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -49,72 +49,21 @@ fn v4(a: SocketAddr) -> anyhow::Result<SocketAddrV4> {
     }
 }
 
-// ---------------------------------------------------------------- cgroup
-
-/// The cgroup2 mount point (from /proc/mounts).
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/mounts").expect("reading /proc/mounts");
-    mounts
-        .lines()
-        .map(|l| l.split(' ').collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| PathBuf::from(f[1]))
-        .expect("no cgroup2 hierarchy mounted (needed for --cgroup)")
-}
-
-/// A cgroup2 directory for one test, removed on drop (retried while the
-/// last processes leave it).
-struct CgDir {
-    path: PathBuf,
-}
-
-impl CgDir {
-    fn create() -> CgDir {
-        let path = cgroup2_root().join(format!(
-            "netd-test-pub-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&path)
-            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
-        CgDir { path }
-    }
-
-    fn path_str(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for CgDir {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return,
-                Err(e) if e.kind() == ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-        eprintln!("warning: could not remove cgroup {}", self.path.display());
-    }
-}
-
 // ---------------------------------------------------------------- topology
 
-/// A bed with an uplink to a world netns and its own cgroup. Fields drop in
-/// order: the bed (agent, namespaces, bpffs) first, then the cgroup.
+/// A bed with an uplink to a world netns (the agent's socket programs are
+/// on the bed's own cgroup).
 struct PubBed {
     bed: Bed,
     world: String,
-    cg: CgDir,
 }
 
 fn pub_bed() -> PubBed {
-    let cg = CgDir::create();
-    let bed = Bed::without_agent(&["--cgroup", cg.path_str()]);
+    let bed = Bed::without_agent(&[]);
     let world = bed.make_world();
     bed.start_agent();
     wait_uplink(&bed, UPLINK, Duration::from_secs(10));
-    PubBed { bed, world, cg }
+    PubBed { bed, world }
 }
 
 fn wait_uplink(bed: &Bed, addr: Ipv4Addr, limit: Duration) {
@@ -499,7 +448,7 @@ enum HostResult {
 /// Runs a client as a host process: a child in the test's cgroup (`cg`,
 /// or none) and netns `ns`. `mode` is tcp, udp, no-tcp or no-udp.
 fn host_client(
-    cg: Option<&CgDir>,
+    cg: Option<&Path>,
     ns: &str,
     mode: &str,
     dst: SocketAddrV4,
@@ -507,7 +456,7 @@ fn host_client(
     let exe = std::env::current_exe()?;
     let exe = exe.to_str().unwrap();
     let procs = cg
-        .map(|c| c.path.join("cgroup.procs").display().to_string())
+        .map(|c| c.join("cgroup.procs").display().to_string())
         .unwrap_or_default();
     let net = format!("--net={}", path_of(ns).display());
     let env = format!("{CLIENT_ENV}={mode},{dst}");
@@ -553,7 +502,7 @@ impl PubBed {
     /// A client in the test's cgroup and the bed's host netns.
     fn host_ask(&self, p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
         let mode = if p == P::Tcp { "tcp" } else { "udp" };
-        match host_client(Some(&self.cg), self.bed.host_ns(), mode, dst)? {
+        match host_client(Some(self.bed.cgroup()), self.bed.host_ns(), mode, dst)? {
             HostResult::Answered(a) => Ok(a),
             HostResult::Unanswered(k) => bail!("unexpected {k}"),
         }
@@ -562,7 +511,7 @@ impl PubBed {
     /// Like [`PubBed::host_ask`], must not be answered; returns how it failed.
     fn host_unanswered(&self, p: P, dst: SocketAddrV4) -> anyhow::Result<String> {
         let mode = if p == P::Tcp { "no-tcp" } else { "no-udp" };
-        match host_client(Some(&self.cg), self.bed.host_ns(), mode, dst)? {
+        match host_client(Some(self.bed.cgroup()), self.bed.host_ns(), mode, dst)? {
             HostResult::Unanswered(k) => Ok(k),
             HostResult::Answered(a) => bail!("answered: {a:?}"),
         }
@@ -1055,7 +1004,12 @@ fn host_process_reaches_published_port() {
         )),
     }
     // In the cgroup but in the world's netns: the programs ignore it.
-    match host_client(Some(&t.cg), &t.world, "no-tcp", sa(LOCALHOST, 8080)) {
+    match host_client(
+        Some(t.bed.cgroup()),
+        &t.world,
+        "no-tcp",
+        sa(LOCALHOST, 8080),
+    ) {
         Ok(HostResult::Unanswered(k)) if k == "ConnectionRefused" => {}
         r => errs.0.push(format!(
             "TCP 127.0.0.1:8080 in the cgroup from another netns: expected refused, got {r:?}"
