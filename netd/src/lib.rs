@@ -8,9 +8,11 @@
 //! - `agent`: the operations behind the API, one file per concern.
 //! - `api`: the versioned HTTP/JSON API on a Unix socket, and its client.
 //! - `cli`: the `netd` command line.
+//! - `cni`: the `netd-cni` CNI plugin, a client of the same API.
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod datapath;
 pub mod dns;
 pub mod error;

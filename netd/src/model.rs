@@ -59,6 +59,23 @@ pub struct Container {
     #[serde(default)]
     pub ports: Vec<crate::ports::PortMapping>,
     pub created: String,
+    /// Who asked for it (`cni` for netd-cni); `None` for the CLI/API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Origin of containers made by netd-cni.
+pub const ORIGIN_CNI: &str = "cni";
+
+impl Container {
+    /// Are its TCP host ports held so that the runtime may listen on them
+    /// (and its UDP ports left to the runtime)? Podman's conmon binds
+    /// every published port itself after the CNI ADD.
+    pub fn runtime_binds_ports(&self) -> bool {
+        self.origin.as_deref() == Some(ORIGIN_CNI)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,12 +87,49 @@ pub struct Endpoint {
     /// Host end of the veth.
     pub host_ifname: String,
     pub aliases: Vec<String>,
+    /// A MAC given on add/connect; `None`: derived from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Endpoint {
+    /// The MAC of the container interface.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac.unwrap_or_else(|| mac_for(self.ip))
+    }
 }
 
 /// `02:42:` followed by the four address bytes, as Docker does.
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (or with `-`); only unicast addresses.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut mac = [0u8; 6];
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .zip(mac.iter_mut())
+            .all(|(p, b)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok());
+    if !ok {
+        return Err(format!(
+            "invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"
+        ));
+    }
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(format!("MAC address {s} is not a unicast address"));
+    }
+    Ok(mac)
+}
+
+/// An optional MAC of an API request, parsed.
+pub fn requested_mac(s: Option<&str>) -> crate::error::AgentResult<Option<[u8; 6]>> {
+    s.map(parse_mac)
+        .transpose()
+        .map_err(crate::error::AgentError::Invalid)
 }
 
 pub fn format_mac(mac: [u8; 6]) -> String {

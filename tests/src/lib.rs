@@ -12,6 +12,7 @@
 
 pub mod bed;
 pub mod cmd;
+pub mod cni;
 pub mod netns;
 pub mod traffic;
 

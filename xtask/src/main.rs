@@ -32,6 +32,12 @@ const APT_PACKAGES: &[&str] = &[
     "dnsutils",
     "util-linux",
     "procps",
+    // Runtimes that drive netd-cni in the tests (tests/tests/cni_runtimes.rs).
+    "podman",
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "busybox-static",
 ];
 
 #[derive(Parser)]

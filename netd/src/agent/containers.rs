@@ -6,7 +6,7 @@ use super::{validate_name, Agent};
 use crate::{
     api::types::ContainerAdd,
     error::{conflict, invalid, AgentError, AgentResult},
-    model::{new_id, now, Container, Mode, DEFAULT_NETWORK},
+    model::{new_id, now, requested_mac, Container, Mode, DEFAULT_NETWORK},
     net::ContainerNs,
     store::StoreOp,
 };
@@ -43,6 +43,12 @@ impl Agent {
         if req.ip.is_some() && !matches!(requested, Requested::Network(_)) {
             return invalid("--ip needs a network to take the address from");
         }
+        if (req.ifname.is_some() || req.mac.is_some())
+            && !matches!(requested, Requested::Network(_))
+        {
+            return invalid("an interface name or MAC needs a network to attach to");
+        }
+        let mac = requested_mac(req.mac.as_deref())?;
         let mut ports = Vec::new();
         let mut container = Container {
             id: new_id(),
@@ -52,6 +58,8 @@ impl Agent {
             endpoints: Vec::new(),
             ports: Vec::new(),
             created: now(),
+            origin: req.origin,
+            labels: req.labels,
         };
         match requested {
             Requested::Host => container.mode = Mode::Host,
@@ -75,7 +83,8 @@ impl Agent {
                 let net = self.find_network(&key)?.clone();
                 ports = self.plan_ports(&net, &req.publish)?;
                 let ns = open_netns(&container)?;
-                let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
+                let ep =
+                    self.new_endpoint(&container, &net, req.ip, req.aliases, req.ifname, mac)?;
                 self.plumb_endpoint(&container.id, &ns, &net, &ep, true)
                     .await
                     .with_context(|| {
@@ -86,7 +95,10 @@ impl Agent {
             }
         }
         let target = container.endpoints.first().map(|e| e.ip);
-        let published = match target.map_or(Ok(Vec::new()), |ip| self.realise_ports(ports, ip)) {
+        let runtime_binds = container.runtime_binds_ports();
+        let published = match target.map_or(Ok(Vec::new()), |ip| {
+            self.realise_ports(ports, ip, runtime_binds)
+        }) {
             Ok(ports) => ports,
             Err(e) => {
                 for ep in &container.endpoints {

@@ -111,7 +111,7 @@ impl Agent {
                 owner,
                 &ep.ifname,
                 &ns.file,
-                mac_for(ep.ip),
+                ep.mac(),
                 net.mtu,
                 bridge,
             )

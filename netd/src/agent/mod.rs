@@ -3,6 +3,7 @@
 //! `start` (restore and reconcile at start-up), `networks`, `containers`,
 //! `endpoints` (the kernel steps of attaching a container to a network),
 //! `views` (the JSON the API returns), `status`.
+mod check;
 mod containers;
 mod endpoints;
 mod names;

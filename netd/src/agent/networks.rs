@@ -9,7 +9,7 @@ use crate::{
     api::types::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
-    model::{new_id, now, Container, Endpoint, Mode, Network, DEFAULT_MTU},
+    model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, DEFAULT_MTU},
     net::ContainerNs,
     store::StoreOp,
 };
@@ -52,6 +52,23 @@ fn apply_docker_options(mut req: NetworkCreate) -> AgentResult<NetworkCreate> {
 
 const MIN_MTU: u32 = 68;
 const MAX_MTU: u32 = 65_535;
+
+/// An interface name the kernel accepts inside a container.
+fn validate_ifname(name: &str) -> AgentResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && !matches!(name, "." | ".." | "lo")
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        invalid(format!(
+            "invalid interface name {name:?} (1-15 characters, no '/', ':' or spaces, not lo)"
+        ))
+    }
+}
 
 impl Agent {
     pub async fn create_network(&mut self, req: NetworkCreate) -> AgentResult<Network> {
@@ -229,9 +246,10 @@ impl Agent {
                 container.name, net.name
             ));
         }
+        let mac = requested_mac(req.mac.as_deref())?;
         let ns = ContainerNs::open(&container.netns)
             .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
-        let ep = self.new_endpoint(&container, &net, req.ip, req.aliases)?;
+        let ep = self.new_endpoint(&container, &net, req.ip, req.aliases, req.ifname, mac)?;
         let default_route = container.endpoints.is_empty();
         self.plumb_endpoint(&container.id, &ns, &net, &ep, default_route)
             .await
@@ -265,10 +283,14 @@ impl Agent {
             ));
         };
         if pos == 0 && !container.ports.is_empty() {
-            return conflict(format!(
-                "container {} publishes ports on network {}; remove the container to unpublish them",
-                container.name, net.name
-            ));
+            if !req.unpublish {
+                return conflict(format!(
+                    "container {} publishes ports on network {}; remove the container to unpublish them",
+                    container.name, net.name
+                ));
+            }
+            let ports = std::mem::take(&mut container.ports);
+            self.unpublish(&ports, Some(container.endpoints[pos].ip));
         }
         let ep = container.endpoints.remove(pos);
         self.unplumb_endpoint(&ep).await?;
@@ -298,6 +320,8 @@ impl Agent {
         net: &Network,
         ip: Option<std::net::Ipv4Addr>,
         aliases: Vec<String>,
+        ifname: Option<String>,
+        mac: Option<[u8; 6]>,
     ) -> AgentResult<Endpoint> {
         let mut used: HashSet<_> = self
             .containers
@@ -313,10 +337,22 @@ impl Agent {
             .iter()
             .map(|e| e.ifname.as_str())
             .collect();
-        let ifname = (0..)
-            .map(|i| format!("eth{i}"))
-            .find(|n| !in_use.contains(n.as_str()))
-            .expect("an unbounded range has a free name");
+        let ifname = match ifname {
+            Some(name) => {
+                validate_ifname(&name)?;
+                if in_use.contains(name.as_str()) {
+                    return conflict(format!(
+                        "container {} already has an interface {name}",
+                        container.name
+                    ));
+                }
+                name
+            }
+            None => (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !in_use.contains(n.as_str()))
+                .expect("an unbounded range has a free name"),
+        };
         for alias in &aliases {
             validate_name("alias", alias)?;
         }
@@ -326,6 +362,7 @@ impl Agent {
             ifname,
             host_ifname: format!("{}{}", super::start::HOST_VETH_PREFIX, &new_id()[..11]),
             aliases,
+            mac,
         })
     }
 

@@ -4,6 +4,13 @@
 //! on the host, so a port a host process already uses is refused and no
 //! host process can take a published port later. The datapath entry is one
 //! map write, whatever the number of ports already published.
+//!
+//! Containers of runtimes that bind their published ports themselves
+//! (netd-cni's: podman's conmon listens on each one after ADD) get a
+//! holder bound with `SO_REUSEADDR` that never listens: plain binds by
+//! others still fail, the runtime's listener (also `SO_REUSEADDR`, as Go
+//! sets it) succeeds. Their UDP ports get no holder: the runtime's UDP
+//! bind carries no `SO_REUSEADDR` and would fail against any.
 use std::{
     collections::HashMap,
     net::{Ipv4Addr, SocketAddrV4},
@@ -29,6 +36,12 @@ pub(super) struct Reservations {
     held: HashMap<PortKey, OwnedFd>,
 }
 
+impl Reservations {
+    pub(super) fn holds(&self, m: &PortMapping) -> bool {
+        self.held.contains_key(&key_of(m))
+    }
+}
+
 fn key_of(m: &PortMapping) -> PortKey {
     (m.host_ip, m.host_port, m.proto)
 }
@@ -39,8 +52,37 @@ fn clashes(a: &PortMapping, b: &PortMapping) -> bool {
         && (a.host_ip == b.host_ip || a.host_ip.is_none() || b.host_ip.is_none())
 }
 
+/// How a published port is held on the host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// A plain bound socket: nobody else may bind the port.
+    Exclusive,
+    /// Bound with `SO_REUSEADDR`, never listening: the runtime may listen.
+    SharedWithRuntime,
+}
+
+impl Hold {
+    pub(super) fn for_runtime(runtime_binds: bool) -> Self {
+        if runtime_binds {
+            Hold::SharedWithRuntime
+        } else {
+            Hold::Exclusive
+        }
+    }
+
+    /// Is `m` held by a socket at all?
+    pub(super) fn holds(self, m: &PortMapping) -> bool {
+        match m.proto {
+            // No SCTP in this kernel: the published table alone guards it.
+            Proto::Sctp => false,
+            Proto::Udp => self == Hold::Exclusive,
+            Proto::Tcp => true,
+        }
+    }
+}
+
 /// Binds a socket on the host port (0: the kernel picks a free one).
-fn hold_port(m: &PortMapping) -> AgentResult<(OwnedFd, u16)> {
+fn hold_port(m: &PortMapping, hold: Hold) -> AgentResult<(OwnedFd, u16)> {
     let ty = match m.proto {
         Proto::Tcp => SockType::Stream,
         Proto::Udp => SockType::Datagram,
@@ -49,6 +91,10 @@ fn hold_port(m: &PortMapping) -> AgentResult<(OwnedFd, u16)> {
     };
     let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
         .map_err(|e| AgentError::Internal(anyhow::anyhow!("socket: {e}")))?;
+    if hold == Hold::SharedWithRuntime {
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReuseAddr, &true)
+            .map_err(|e| AgentError::Internal(anyhow::anyhow!("SO_REUSEADDR: {e}")))?;
+    }
     let ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
     let addr = SockaddrIn::from(SocketAddrV4::new(ip, m.host_port));
     bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).map_err(|e| match e {
@@ -124,13 +170,21 @@ impl Agent {
         &mut self,
         wanted: Vec<PortMapping>,
         target: Ipv4Addr,
+        runtime_binds: bool,
     ) -> AgentResult<Vec<PortMapping>> {
+        let hold = Hold::for_runtime(runtime_binds);
         let mut done: Vec<PortMapping> = Vec::new();
         let mut result = Ok(());
         for mut m in wanted {
             let step = (|| {
-                if m.proto != Proto::Sctp {
-                    let (fd, port) = hold_port(&m)?;
+                if m.host_port == 0 && !hold.holds(&m) {
+                    return invalid(format!(
+                        "give a host port for {}/{}: it is left to the runtime to bind",
+                        m.container_port, m.proto
+                    ));
+                }
+                if hold.holds(&m) {
+                    let (fd, port) = hold_port(&m, hold)?;
                     m.host_port = port;
                     self.reservations.held.insert(key_of(&m), fd);
                 }
@@ -177,9 +231,10 @@ impl Agent {
             let Some(target) = c.endpoints.first().map(|e| e.ip) else {
                 continue;
             };
+            let hold = Hold::for_runtime(c.runtime_binds_ports());
             for m in &c.ports {
-                if m.proto != Proto::Sctp && !self.reservations.held.contains_key(&key_of(m)) {
-                    match hold_port(m) {
+                if hold.holds(m) && !self.reservations.held.contains_key(&key_of(m)) {
+                    match hold_port(m, hold) {
                         Ok((fd, _)) => {
                             self.reservations.held.insert(key_of(m), fd);
                         }

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 use super::Agent;
 use crate::{
     error::AgentResult,
-    model::{format_mac, mac_for, Container, Mode, Network},
+    model::{format_mac, Container, Mode, Network},
 };
 
 impl Agent {
@@ -17,7 +17,7 @@ impl Agent {
                     json!({
                         "Name": c.name,
                         "IPv4Address": format!("{}/{}", ep.ip, net.subnet.prefix_len()),
-                        "MacAddress": format_mac(mac_for(ep.ip)),
+                        "MacAddress": format_mac(ep.mac()),
                         "Interface": ep.ifname,
                         "HostInterface": ep.host_ifname,
                     }),
@@ -76,7 +76,7 @@ impl Agent {
             _ => c,
         };
         let mut networks = Map::new();
-        for ep in &owner.endpoints {
+        for (i, ep) in owner.endpoints.iter().enumerate() {
             let Some(net) = self.networks.get(&ep.network_id) else {
                 continue;
             };
@@ -88,10 +88,12 @@ impl Agent {
                     "IPPrefixLen": net.subnet.prefix_len(),
                     "PrefixLen": net.subnet.prefix_len(),
                     "Gateway": net.gateway.to_string(),
-                    "MacAddress": format_mac(mac_for(ep.ip)),
+                    "MacAddress": format_mac(ep.mac()),
                     "Interface": ep.ifname,
                     "HostInterface": ep.host_ifname,
                     "Aliases": ep.aliases,
+                    "DefaultRoute": i == 0,
+                    "MTU": net.mtu,
                 }),
             );
         }
@@ -128,6 +130,8 @@ impl Agent {
             "Mode": mode,
             "Networks": networks,
             "Dns": self.dns_servers(c),
+            "Origin": c.origin,
+            "Labels": c.labels,
         })
     }
 

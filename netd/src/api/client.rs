@@ -1,7 +1,7 @@
 //! A minimal HTTP/1 client for the agent's Unix socket.
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Bytes, Method, Request};
 use hyper_util::rt::TokioIo;
@@ -10,6 +10,21 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use super::types::ErrorBody;
+
+/// The agent answered with an error status (the CLI shows only the message).
+#[derive(Debug)]
+pub struct ApiStatus {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiStatus {}
 
 pub struct Client {
     socket: PathBuf,
@@ -69,7 +84,11 @@ impl Client {
             let msg = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|e| e.message)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            bail!("{msg}");
+            return Err(ApiStatus {
+                status: status.as_u16(),
+                message: msg,
+            }
+            .into());
         }
         serde_json::from_slice(&body).map_err(|e| anyhow!("bad answer from the agent: {e}"))
     }

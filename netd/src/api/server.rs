@@ -73,6 +73,7 @@ pub fn router(agent: Shared) -> Router {
         )
         .route("/v1/reset", post(reset))
         .route("/v1/containers/{name}/resolv-conf", get(resolv_conf))
+        .route("/v1/containers/{name}/check", get(check_container))
         .with_state(agent)
 }
 
@@ -188,6 +189,25 @@ async fn reset(State(agent): State<Shared>) -> ApiResult<Value> {
         std::process::exit(0);
     });
     Ok(Json(json!({ "Removed": removed })))
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    ifname: Option<String>,
+}
+
+/// What the kernel lacks of a container's stored state (`Problems`).
+async fn check_container(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<CheckQuery>,
+) -> ApiResult<Value> {
+    let problems = agent
+        .lock()
+        .await
+        .check_container(&name, q.ifname.as_deref())
+        .await?;
+    Ok(Json(json!({ "Problems": problems })))
 }
 
 #[derive(Deserialize)]

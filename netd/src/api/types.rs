@@ -37,6 +37,19 @@ pub struct ContainerAdd {
     /// Publish specs, as `docker run -p`.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Interface name inside the container (default: the next free `ethN`).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// MAC of the container interface (default: `02:42:` + the address).
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Who asked for the container (`cni` for netd-cni); shown by inspect.
+    /// A `cni` container's TCP host ports are held so that the runtime may
+    /// listen on them itself (podman's conmon does), its UDP ports not.
+    #[serde(default)]
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -45,11 +58,21 @@ pub struct NetworkConnect {
     pub ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Interface name inside the container (default: the next free `ethN`).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// MAC of the new interface (default: `02:42:` + the address).
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NetworkDisconnect {
     pub container: String,
+    /// Also unpublish the container's ports when they lead to this network
+    /// (refused otherwise).
+    #[serde(default)]
+    pub unpublish: bool,
 }
 
 /// Every error body: one line that says what was wrong.

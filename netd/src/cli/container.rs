@@ -25,6 +25,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
                 ip,
                 aliases,
                 publish,
+                ..Default::default()
             };
             let created = client.post("/v1/containers", &req).await?;
             println!("{}", field(&created, "Id"));

@@ -79,13 +79,17 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
                 container,
                 ip,
                 aliases,
+                ..Default::default()
             };
             client
                 .post(&format!("/v1/networks/{}/connect", segment(&network)), &req)
                 .await?;
         }
         NetworkCommand::Disconnect { network, container } => {
-            let req = NetworkDisconnect { container };
+            let req = NetworkDisconnect {
+                container,
+                ..Default::default()
+            };
             client
                 .post(
                     &format!("/v1/networks/{}/disconnect", segment(&network)),

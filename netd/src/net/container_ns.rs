@@ -12,6 +12,15 @@ use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
 use super::links::HostLinks;
 
+/// An interface inside a container, as the kernel has it.
+#[derive(Debug)]
+pub struct InterfaceState {
+    pub up: bool,
+    pub addrs: Vec<ipnet::Ipv4Net>,
+    /// Gateway of a default route through this interface.
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
 pub struct ContainerNs {
     pub file: File,
     links: HostLinks,
@@ -116,6 +125,28 @@ impl ContainerNs {
     /// Deletes `ifname` inside the container (its veth peer goes with it).
     pub async fn delete_link(&self, ifname: &str) -> Result<()> {
         self.links.delete_by_name(ifname).await
+    }
+
+    /// What the kernel shows of `ifname` in the container namespace:
+    /// `None` when it is missing.
+    pub async fn interface_state(&self, ifname: &str) -> Result<Option<InterfaceState>> {
+        let rows = self.links.dump().await?;
+        let Some(row) = rows.into_iter().find(|r| r.name == ifname) else {
+            return Ok(None);
+        };
+        let addrs = self.links.ipv4_nets(row.index).await?;
+        let default_gateway = self
+            .links
+            .default_gateways()
+            .await?
+            .into_iter()
+            .find(|(oif, _)| *oif == row.index)
+            .map(|(_, gw)| gw);
+        Ok(Some(InterfaceState {
+            up: row.up,
+            addrs,
+            default_gateway,
+        }))
     }
 
     /// Interface names present in the container namespace.

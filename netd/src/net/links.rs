@@ -348,8 +348,9 @@ impl HostLinks {
         Ok(out)
     }
 
-    /// The first global IPv4 address of a link (its primary address).
-    pub async fn primary_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>> {
+    /// The address messages of a link.
+    async fn addresses_of(&self, index: u32) -> Result<Vec<AddressMessage>> {
+        let mut out = Vec::new();
         let mut addrs = self
             .handle
             .address()
@@ -357,13 +358,51 @@ impl HostLinks {
             .set_link_index_filter(index)
             .execute();
         while let Some(msg) = addrs.try_next().await? {
-            if msg.header.scope == AddressScope::Universe {
-                if let Some(ip) = ipv4_of(&msg) {
-                    return Ok(Some(ip));
-                }
+            out.push(msg);
+        }
+        Ok(out)
+    }
+
+    /// The first global IPv4 address of a link (its primary address).
+    pub async fn primary_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>> {
+        Ok(self
+            .addresses_of(index)
+            .await?
+            .iter()
+            .filter(|m| m.header.scope == AddressScope::Universe)
+            .find_map(ipv4_of))
+    }
+
+    /// The IPv4 addresses (with prefix) of a link.
+    pub async fn ipv4_nets(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        Ok(self
+            .addresses_of(index)
+            .await?
+            .iter()
+            .filter_map(|m| Ipv4Net::new(ipv4_of(m)?, m.header.prefix_len).ok())
+            .collect())
+    }
+
+    /// (output interface, gateway) of the IPv4 default routes of the main table.
+    pub async fn default_gateways(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
+        let mut out = Vec::new();
+        for msg in self.main_routes().await? {
+            if msg.header.destination_prefix_length != 0 {
+                continue;
+            }
+            let oif = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            let gw = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let (Some(oif), Some(gw)) = (oif, gw) {
+                out.push((oif, gw));
             }
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Every IPv4 address of the namespace except loopback ones.

@@ -1,0 +1,136 @@
+//! Comparing the kernel with what is stored for a container (CNI CHECK):
+//! the veth's host end and its programs, the interface inside the netns
+//! with its address and route, the published ports in the map.
+use std::net::Ipv4Addr;
+
+use super::{publish::Hold, Agent};
+use crate::{
+    datapath::{addr_key, ENDPOINT_PROGRAM_NAMES},
+    error::{AgentError, AgentResult},
+    model::{Container, Endpoint, Mode, Network},
+    net::ContainerNs,
+};
+
+impl Agent {
+    /// What is missing or different for container `key` (only its
+    /// interface `ifname` when given); empty when all is in place.
+    pub async fn check_container(
+        &mut self,
+        key: &str,
+        ifname: Option<&str>,
+    ) -> AgentResult<Vec<String>> {
+        let c = self.find_container(key)?.clone();
+        if c.mode != Mode::Bridge {
+            return Ok(Vec::new());
+        }
+        let eps: Vec<(usize, Endpoint)> = c
+            .endpoints
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, e)| ifname.is_none_or(|n| e.ifname == n))
+            .collect();
+        if let (Some(n), true) = (ifname, eps.is_empty()) {
+            return Err(AgentError::NotFound(format!(
+                "container {} has no interface {n}",
+                c.name
+            )));
+        }
+        let mut problems = Vec::new();
+        let ns = match ContainerNs::open(&c.netns) {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                None
+            }
+        };
+        let indexes = self.datapath.endpoint_indexes()?;
+        for (i, ep) in &eps {
+            let Some(net) = self.networks.get(&ep.network_id).cloned() else {
+                problems.push(format!("{}: its network is gone", ep.ifname));
+                continue;
+            };
+            match self.links.index_of(&ep.host_ifname).await? {
+                None => problems.push(format!(
+                    "host interface {} of {} is missing",
+                    ep.host_ifname, ep.ifname
+                )),
+                Some(index) if !indexes.contains(&index) => problems.push(format!(
+                    "{} is not in the datapath's endpoint map",
+                    ep.host_ifname
+                )),
+                Some(_) => {}
+            }
+            for prog in ENDPOINT_PROGRAM_NAMES {
+                if !self.datapath.pins().link(&ep.host_ifname, prog).exists() {
+                    problems.push(format!(
+                        "program {prog} is not attached to {}",
+                        ep.host_ifname
+                    ));
+                }
+            }
+            if let Some(ns) = &ns {
+                problems.extend(check_inside(ns, ep, &net, *i == 0).await?);
+            }
+            if *i == 0 {
+                problems.extend(self.check_ports(&c, ep.ip)?);
+            }
+        }
+        Ok(problems)
+    }
+
+    fn check_ports(&mut self, c: &Container, target: Ipv4Addr) -> AgentResult<Vec<String>> {
+        let entries = self.datapath.published_entries()?;
+        let hold = Hold::for_runtime(c.runtime_binds_ports());
+        let mut problems = Vec::new();
+        for m in &c.ports {
+            let key = (
+                m.host_ip.map(addr_key).unwrap_or(0),
+                m.host_port.to_be(),
+                m.proto.number(),
+            );
+            let in_map = entries.iter().any(|(k, t)| {
+                (k.addr, k.port, k.proto) == key
+                    && t.addr == addr_key(target)
+                    && t.port == m.container_port.to_be()
+            });
+            if !in_map {
+                problems.push(format!("published port {m} is not in the datapath"));
+            }
+            if hold.holds(m) && !self.reservations.holds(m) {
+                problems.push(format!("host port of {m} is not held"));
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// The container side of one endpoint.
+async fn check_inside(
+    ns: &ContainerNs,
+    ep: &Endpoint,
+    net: &Network,
+    default_route: bool,
+) -> AgentResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let Some(state) = ns.interface_state(&ep.ifname).await? else {
+        return Ok(vec![format!(
+            "interface {} is missing in the container",
+            ep.ifname
+        )]);
+    };
+    if !state.up {
+        problems.push(format!("interface {} is down", ep.ifname));
+    }
+    let want = format!("{}/{}", ep.ip, net.subnet.prefix_len());
+    if !state.addrs.iter().any(|a| a.to_string() == want) {
+        problems.push(format!("interface {} lacks address {want}", ep.ifname));
+    }
+    if default_route && state.default_gateway != Some(net.gateway) {
+        problems.push(format!(
+            "no default route via {} on {}",
+            net.gateway, ep.ifname
+        ));
+    }
+    Ok(problems)
+}

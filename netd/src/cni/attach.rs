@@ -1,0 +1,392 @@
+//! ADD and DEL: a CNI attachment (container id, interface) as a netd
+//! container (the first attachment) or a network connect (the next ones).
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+
+use serde_json::Value;
+
+use super::{
+    agent::AgentApi,
+    config::NetConf,
+    env::Env,
+    error::{fail, CniError, CniResult, AGENT_REFUSED, INVALID_CONFIG, INVALID_ENV},
+    result,
+};
+use crate::{
+    api::types::{ContainerAdd, NetworkConnect, NetworkCreate, NetworkDisconnect},
+    model::ORIGIN_CNI,
+};
+
+/// Label holding the CNI container id of a netd-cni container.
+pub const LABEL_CONTAINER_ID: &str = "cni.netd/container-id";
+
+/// The netd-cni container of CNI container id `id`, if any.
+pub fn find_cni<'a>(containers: &'a [Value], id: &str) -> Option<&'a Value> {
+    containers.iter().find(|c| {
+        c["Origin"].as_str() == Some(ORIGIN_CNI)
+            && c["Labels"][LABEL_CONTAINER_ID].as_str() == Some(id)
+    })
+}
+
+/// Does the endpoint view belong to the config's network (name or id)?
+pub fn on_network(net_name: &str, ep: &Value, network: &str) -> bool {
+    net_name == network || ep["NetworkID"].as_str().is_some_and(|id| id == network)
+}
+
+fn id_of(c: &Value) -> String {
+    c["Id"].as_str().unwrap_or_default().to_string()
+}
+
+/// A netd name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, ≤ 64) made from `s`.
+fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        out.insert(0, 'c');
+    }
+    out.truncate(64);
+    out
+}
+
+/// The pod's name (`NAME.NAMESPACE` for Kubernetes, podman's container
+/// name), else the CNI container id; `cni-ID` when that name is taken.
+fn container_name(env: &Env, containers: &[Value]) -> String {
+    let wanted = match (&env.args.pod_name, &env.args.pod_namespace) {
+        (Some(n), Some(ns)) => format!("{n}.{ns}"),
+        (Some(n), None) => n.clone(),
+        _ => env.container_id.clone(),
+    };
+    let wanted = sanitize(&wanted);
+    if containers
+        .iter()
+        .any(|c| c["Name"].as_str() == Some(&wanted))
+    {
+        sanitize(&format!("cni-{}", env.container_id))
+    } else {
+        wanted
+    }
+}
+
+fn static_ip(env: &Env, conf: &NetConf) -> CniResult<Option<Ipv4Addr>> {
+    if env.args.ip.is_some() {
+        return Ok(env.args.ip);
+    }
+    let mut v4 = Vec::new();
+    for ip in &conf.runtime.ips {
+        let addr = ip.split('/').next().unwrap_or(ip);
+        match addr.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => v4.push(a),
+            Ok(std::net::IpAddr::V6(_)) => {
+                return fail(
+                    INVALID_CONFIG,
+                    format!("runtimeConfig.ips: {ip} is IPv6; netd-cni assigns IPv4 addresses"),
+                )
+            }
+            Err(_) => {
+                return fail(
+                    INVALID_CONFIG,
+                    format!("runtimeConfig.ips: {ip:?} is not an address"),
+                )
+            }
+        }
+    }
+    match v4.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => fail(
+            INVALID_CONFIG,
+            "runtimeConfig.ips: one IPv4 address per attachment",
+        ),
+    }
+}
+
+/// `runtimeConfig.portMappings` as publish specs (`[IP:]HOST:CONTAINER/PROTO`).
+fn publish_specs(conf: &NetConf) -> CniResult<Vec<String>> {
+    let mut out = Vec::new();
+    for pm in &conf.runtime.port_mappings {
+        let port_ok = |p: u32| (1..=65535).contains(&p);
+        if !port_ok(pm.host_port) || !port_ok(pm.container_port) {
+            return fail(
+                INVALID_CONFIG,
+                format!(
+                    "runtimeConfig.portMappings: ports must be 1-65535 (hostPort {}, containerPort {})",
+                    pm.host_port, pm.container_port
+                ),
+            );
+        }
+        let proto = pm.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase();
+        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+            return fail(
+                INVALID_CONFIG,
+                format!(
+                    "runtimeConfig.portMappings: unknown protocol {proto:?} (tcp, udp or sctp)"
+                ),
+            );
+        }
+        let host_ip = match pm.host_ip.as_deref().unwrap_or("") {
+            "" | "0.0.0.0" => String::new(),
+            ip => match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(a)) => format!("{a}:"),
+                _ => {
+                    return fail(
+                        INVALID_CONFIG,
+                        format!("runtimeConfig.portMappings: hostIP {ip:?} is not an IPv4 address (netd publishes IPv4)"),
+                    )
+                }
+            },
+        };
+        out.push(format!(
+            "{host_ip}{}:{}/{proto}",
+            pm.host_port, pm.container_port
+        ));
+    }
+    Ok(out)
+}
+
+/// The network of the config; created on first use when the config
+/// describes it (`subnet`, ...). Returns its inspect view.
+async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<Value> {
+    match api.network(&conf.network).await {
+        Ok(net) => {
+            check_matches(conf, &net)?;
+            return Ok(net);
+        }
+        Err(f) if f.not_found() => {}
+        Err(f) => return Err(f.into()),
+    }
+    if conf.create.is_empty() {
+        return fail(
+            INVALID_CONFIG,
+            format!(
+                "netd has no network {0}: create it (`netd network create {0}`) or give \"subnet\" in the CNI config to create it on first use",
+                conf.network
+            ),
+        );
+    }
+    let c = &conf.create;
+    let req = NetworkCreate {
+        name: conf.network.clone(),
+        subnet: c.subnet,
+        gateway: c.gateway,
+        ip_range: c.ip_range,
+        internal: c.internal.unwrap_or(false),
+        icc: c.icc,
+        masquerade: c.masquerade,
+        mtu: c.mtu,
+        bridge: c.bridge.clone(),
+        labels: BTreeMap::from([("cni.netd/config".to_string(), conf.name.clone())]),
+        options: BTreeMap::new(),
+    };
+    match api.create_network(&req).await {
+        Ok(_) => {}
+        // Another ADD created it meanwhile.
+        Err(f) if f.status == Some(409) && api.network(&conf.network).await.is_ok() => {}
+        Err(f) => return Err(f.into()),
+    }
+    Ok(api.network(&conf.network).await?)
+}
+
+/// An existing network must be the one the config describes.
+fn check_matches(conf: &NetConf, net: &Value) -> CniResult<()> {
+    let ipam = &net["IPAM"]["Config"][0];
+    let mut differs = Vec::new();
+    if let Some(s) = conf.create.subnet {
+        if ipam["Subnet"].as_str() != Some(&s.to_string()) {
+            differs.push(format!("subnet {} (config: {s})", ipam["Subnet"]));
+        }
+    }
+    if let Some(g) = conf.create.gateway {
+        if ipam["Gateway"].as_str() != Some(&g.to_string()) {
+            differs.push(format!("gateway {} (config: {g})", ipam["Gateway"]));
+        }
+    }
+    if let Some(i) = conf.create.internal {
+        if net["Internal"].as_bool() != Some(i) {
+            differs.push(format!("internal {} (config: {i})", net["Internal"]));
+        }
+    }
+    if differs.is_empty() {
+        Ok(())
+    } else {
+        fail(
+            INVALID_CONFIG,
+            format!(
+                "network {} exists with {}; fix the CNI config or remove the network",
+                conf.network,
+                differs.join(", ")
+            ),
+        )
+    }
+}
+
+pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> {
+    let net = ensure_network(api, conf).await?;
+    let net_name = net["Name"].as_str().unwrap_or(&conf.network).to_string();
+    let ip = static_ip(env, conf)?;
+    let mac = env.args.mac.clone().or_else(|| conf.runtime.mac.clone());
+    let aliases = conf
+        .runtime
+        .aliases
+        .get(&conf.name)
+        .or_else(|| conf.runtime.aliases.get(&conf.network))
+        .cloned()
+        .unwrap_or_default();
+    let publish = publish_specs(conf)?;
+    let containers = api.containers().await?;
+    let id = match find_cni(&containers, &env.container_id) {
+        Some(c) if c["NetnsPath"].as_str() == Some(&env.netns) => {
+            if let Some((on, _)) = result::endpoint(c, &env.ifname) {
+                if on == net_name {
+                    // ADD again: answer what is there.
+                    return result::build(&conf.cni_version, c, &env.ifname);
+                }
+                return fail(
+                    INVALID_ENV,
+                    format!(
+                        "interface {} of container {} is attached to network {on}; DEL it first",
+                        env.ifname, env.container_id
+                    ),
+                );
+            }
+            if let Some(ep) = c["Networks"].get(&net_name) {
+                return fail(
+                    INVALID_ENV,
+                    format!(
+                        "container {} is already on network {net_name} as {}",
+                        env.container_id, ep["Interface"]
+                    ),
+                );
+            }
+            connect(api, c, &net_name, env, ip, mac, aliases, &publish).await?
+        }
+        stale => {
+            if let Some(old) = stale {
+                // The same CNI id in another netns: its DEL never came.
+                match api.remove_container(&id_of(old)).await {
+                    Ok(_) => {}
+                    Err(f) if f.not_found() => {}
+                    Err(f) => return Err(f.into()),
+                }
+            }
+            let mut labels = BTreeMap::new();
+            labels.insert(LABEL_CONTAINER_ID.to_string(), env.container_id.clone());
+            let req = ContainerAdd {
+                name: container_name(env, &containers),
+                netns: PathBuf::from(&env.netns),
+                network: Some(net["Id"].as_str().unwrap_or(&net_name).to_string()),
+                ip,
+                aliases,
+                publish,
+                ifname: Some(env.ifname.clone()),
+                mac,
+                origin: Some(ORIGIN_CNI.to_string()),
+                labels,
+            };
+            api.add_container(&req).await?
+        }
+    };
+    let view = api.container(&id).await?;
+    result::build(&conf.cni_version, &view, &env.ifname)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect(
+    api: &AgentApi,
+    c: &Value,
+    net_name: &str,
+    env: &Env,
+    ip: Option<Ipv4Addr>,
+    mac: Option<String>,
+    aliases: Vec<String>,
+    publish: &[String],
+) -> CniResult<String> {
+    // Ports lead to the first attachment; runtimes pass the same mappings
+    // to every network's ADD.
+    let published: Vec<String> = c["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let ip = p["HostIp"]
+                .as_str()
+                .filter(|ip| *ip != "0.0.0.0")
+                .map(|ip| format!("{ip}:"))
+                .unwrap_or_default();
+            format!(
+                "{ip}{}:{}/{}",
+                p["HostPort"],
+                p["ContainerPort"],
+                p["Protocol"].as_str().unwrap_or("tcp")
+            )
+        })
+        .collect();
+    if let Some(extra) = publish.iter().find(|p| !published.contains(p)) {
+        return fail(
+            AGENT_REFUSED,
+            format!("port {extra} can only be published on the container's first network"),
+        );
+    }
+    let id = id_of(c);
+    let req = NetworkConnect {
+        container: id.clone(),
+        ip,
+        aliases,
+        ifname: Some(env.ifname.clone()),
+        mac,
+    };
+    api.connect(net_name, &req).await?;
+    Ok(id)
+}
+
+/// Removes one attachment: the whole container when it is its last one.
+pub async fn detach(api: &AgentApi, c: &Value, net_name: &str) -> CniResult<()> {
+    let count = c["Networks"].as_object().map_or(0, |n| n.len());
+    let id = id_of(c);
+    let done = if count <= 1 {
+        api.remove_container(&id).await
+    } else {
+        let req = NetworkDisconnect {
+            container: id,
+            unpublish: true,
+        };
+        api.disconnect(net_name, &req).await
+    };
+    match done {
+        Ok(_) => Ok(()),
+        Err(f) if f.not_found() => Ok(()),
+        Err(f) => Err(CniError::from(f)),
+    }
+}
+
+/// DEL: whatever is left of the attachment goes; nothing left is success.
+pub async fn del(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
+    let containers = api.containers().await?;
+    let Some(c) = find_cni(&containers, &env.container_id) else {
+        return Ok(());
+    };
+    match result::endpoint(c, &env.ifname) {
+        Some((net_name, ep)) if on_network(net_name, ep, &conf.network) => {
+            detach(api, c, net_name).await
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_netd_names() {
+        assert_eq!(sanitize("web"), "web");
+        assert_eq!(sanitize("_x/y"), "c_x-y");
+        assert_eq!(sanitize(&"a".repeat(80)).len(), 64);
+    }
+}

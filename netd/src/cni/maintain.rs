@@ -1,0 +1,153 @@
+//! CHECK (the kernel still matches the attachment) and GC (attachments the
+//! runtime no longer knows go).
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{
+    agent::AgentApi,
+    attach::{detach, find_cni, on_network, LABEL_CONTAINER_ID},
+    config::NetConf,
+    env::Env,
+    error::{
+        fail, CniError, CniResult, CHECK_FAILED, INCOMPATIBLE_VERSION, INVALID_CONFIG,
+        UNKNOWN_CONTAINER,
+    },
+    result,
+};
+use crate::model::ORIGIN_CNI;
+
+pub async fn check(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
+    let containers = api.containers().await?;
+    let Some(c) = find_cni(&containers, &env.container_id) else {
+        return fail(
+            UNKNOWN_CONTAINER,
+            format!(
+                "netd has no container for CNI container {}",
+                env.container_id
+            ),
+        );
+    };
+    let Some((net_name, ep)) = result::endpoint(c, &env.ifname) else {
+        return fail(
+            UNKNOWN_CONTAINER,
+            format!(
+                "container {} has no interface {}",
+                env.container_id, env.ifname
+            ),
+        );
+    };
+    let mut problems = Vec::new();
+    if !on_network(net_name, ep, &conf.network) {
+        problems.push(format!(
+            "{} is on network {net_name}, not {}",
+            env.ifname, conf.network
+        ));
+    }
+    if c["NetnsPath"].as_str() != Some(&env.netns) {
+        problems.push(format!(
+            "the container's netns is {}, not {}",
+            c["NetnsPath"], env.netns
+        ));
+    }
+    let id = c["Id"].as_str().unwrap_or_default();
+    problems.extend(api.check(id, &env.ifname).await?);
+    if let Some(prev) = &conf.prev_result {
+        problems.extend(compare_prev(prev, ep, &env.ifname));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            CHECK_FAILED,
+            format!(
+                "attachment {}/{} is not as netd set it up",
+                env.container_id, env.ifname
+            ),
+        )
+        .with_details(problems.join("; ")))
+    }
+}
+
+/// What `prevResult` says that the agent no longer has.
+fn compare_prev(prev: &Value, ep: &Value, ifname: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let have = format!(
+        "{}/{}",
+        ep["IPAddress"].as_str().unwrap_or_default(),
+        ep["PrefixLen"]
+    );
+    let interfaces = prev["interfaces"].as_array().cloned().unwrap_or_default();
+    for ip in prev["ips"].as_array().into_iter().flatten() {
+        let on_ours = ip["interface"]
+            .as_u64()
+            .and_then(|i| interfaces.get(i as usize))
+            .is_none_or(|i| i["name"].as_str() == Some(ifname));
+        let addr = ip["address"].as_str().unwrap_or_default();
+        if on_ours && addr != have {
+            problems.push(format!("prevResult address {addr} differs from {have}"));
+        }
+    }
+    problems
+}
+
+pub async fn gc(api: &AgentApi, conf: &NetConf) -> CniResult<()> {
+    if !conf.at_least("1.1.0") {
+        return fail(
+            INCOMPATIBLE_VERSION,
+            format!(
+                "GC needs cniVersion 1.1.0, the config has {}",
+                conf.cni_version
+            ),
+        );
+    }
+    let Some(valid) = &conf.valid_attachments else {
+        return fail(
+            INVALID_CONFIG,
+            "GC needs \"cni.dev/valid-attachments\" (an empty list removes every attachment)",
+        );
+    };
+    let valid: BTreeSet<(&str, &str)> = valid
+        .iter()
+        .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+        .collect();
+    let mut errors = Vec::new();
+    for c in api.containers().await? {
+        if c["Origin"].as_str() != Some(ORIGIN_CNI) {
+            continue;
+        }
+        let Some(cni_id) = c["Labels"][LABEL_CONTAINER_ID].as_str() else {
+            continue;
+        };
+        let stale: Vec<String> = c["Networks"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, ep)| on_network(name, ep, &conf.network))
+            .filter(|(_, ep)| {
+                !valid.contains(&(cni_id, ep["Interface"].as_str().unwrap_or_default()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for net_name in stale {
+            // Re-read: an earlier detach may have changed the container.
+            let current = match api.container(c["Id"].as_str().unwrap_or_default()).await {
+                Ok(v) => v,
+                Err(f) if f.not_found() => break,
+                Err(f) => return Err(f.into()),
+            };
+            if let Err(e) = detach(api, &current, &net_name).await {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            super::error::AGENT_REFUSED,
+            "GC could not remove every stale attachment",
+        )
+        .with_details(errors.join("; ")))
+    }
+}

@@ -1,0 +1,106 @@
+//! The ADD result in the spec's shape, from the agent's container view:
+//! `interfaces` (host veth end, then the container interface with its
+//! `sandbox`), `ips` (with `gateway` and `interface` index), `routes`,
+//! `dns`.
+use serde_json::{json, Value};
+
+use super::error::{CniError, CniResult, AGENT_REFUSED};
+
+/// The agent's record of one attachment: (network name, endpoint view).
+pub fn endpoint<'a>(container: &'a Value, ifname: &str) -> Option<(&'a str, &'a Value)> {
+    container["Networks"]
+        .as_object()?
+        .iter()
+        .find(|(_, ep)| ep["Interface"].as_str() == Some(ifname))
+        .map(|(name, ep)| (name.as_str(), ep))
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> CniResult<&'a str> {
+    v[key].as_str().ok_or_else(|| {
+        CniError::new(
+            AGENT_REFUSED,
+            format!("the agent's container view lacks {key}"),
+        )
+    })
+}
+
+pub fn build(cni_version: &str, container: &Value, ifname: &str) -> CniResult<Value> {
+    let (_, ep) = endpoint(container, ifname).ok_or_else(|| {
+        CniError::new(
+            AGENT_REFUSED,
+            format!("the agent shows no interface {ifname} for the container"),
+        )
+    })?;
+    let gateway = text(ep, "Gateway")?;
+    let address = format!("{}/{}", text(ep, "IPAddress")?, ep["PrefixLen"]);
+    let mut host = json!({ "name": text(ep, "HostInterface")? });
+    let mut inside = json!({
+        "name": ifname,
+        "mac": text(ep, "MacAddress")?,
+        "sandbox": text(container, "NetnsPath")?,
+    });
+    if cni_version == "1.1.0" {
+        if let Some(mtu) = ep["MTU"].as_u64() {
+            host["mtu"] = json!(mtu);
+            inside["mtu"] = json!(mtu);
+        }
+    }
+    let mut ip = json!({ "address": address, "gateway": gateway, "interface": 1 });
+    if cni_version == "0.4.0" {
+        ip["version"] = json!("4");
+    }
+    let routes = if ep["DefaultRoute"].as_bool() == Some(true) {
+        json!([{ "dst": "0.0.0.0/0", "gw": gateway }])
+    } else {
+        json!([])
+    };
+    // netd's resolver answers on the gateway of networks that have one.
+    let served = container["Dns"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|s| s.as_str() == Some(gateway)));
+    let dns = if served {
+        json!({ "nameservers": [gateway] })
+    } else {
+        json!({})
+    };
+    Ok(json!({
+        "cniVersion": cni_version,
+        "interfaces": [host, inside],
+        "ips": [ip],
+        "routes": routes,
+        "dns": dns,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> Value {
+        json!({
+            "Id": "abc", "NetnsPath": "/run/netns/x", "Dns": ["10.9.0.1"],
+            "Networks": { "web": {
+                "IPAddress": "10.9.0.2", "PrefixLen": 24, "Gateway": "10.9.0.1",
+                "MacAddress": "02:42:0a:09:00:02", "Interface": "eth0",
+                "HostInterface": "nd0123456789a", "DefaultRoute": true, "MTU": 1500
+            }}
+        })
+    }
+
+    #[test]
+    fn result_follows_the_spec_per_version() {
+        let r = build("1.1.0", &view(), "eth0").unwrap();
+        assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/x");
+        assert_eq!(r["interfaces"][1]["mtu"], 1500);
+        assert_eq!(
+            r["ips"][0],
+            json!({"address":"10.9.0.2/24","gateway":"10.9.0.1","interface":1})
+        );
+        assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(r["dns"]["nameservers"][0], "10.9.0.1");
+        let old = build("0.4.0", &view(), "eth0").unwrap();
+        assert_eq!(old["ips"][0]["version"], "4");
+        assert!(old["interfaces"][1].get("mtu").is_none());
+        assert!(build("1.0.0", &view(), "eth1").is_err());
+    }
+}

@@ -1,0 +1,526 @@
+//! `netd-cni` (issue 12) driven exactly as runtimes drive it: the
+//! environment and stdin of podman 4.3 (CNI backend) and containerd 1.6
+//! (`ctr run --cni`), results and errors on stdout, real packets after ADD
+//! and a clean kernel after DEL. Real runtimes are in `cni_runtimes.rs`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+
+use netd_tests::cmd::ip_ns;
+use netd_tests::cni::{call, conf, plain_env, tcp_via, with_runtime_config, Attachment};
+use netd_tests::netns::{path_of, spawn_in};
+use netd_tests::traffic::{icmp, tcp, Ep};
+use netd_tests::{blocked_both, reach_both, Bed};
+use serde_json::{json, Value};
+
+const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+
+/// A podman-style network config whose network is created on first use.
+fn web_conf(bed: &Bed, version: &str) -> Value {
+    conf(
+        version,
+        "web",
+        &bed.socket(),
+        json!({"subnet": "10.88.0.0/24", "capabilities": {"portMappings": true, "aliases": true}}),
+    )
+}
+
+fn ep_of(result: &Value, ns: &str, name: &str) -> Ep {
+    let addr = result["ips"][0]["address"].as_str().expect("address");
+    let ip: Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
+    Ep::new(name, ns, ip)
+}
+
+fn cni_containers(bed: &Bed) -> Vec<String> {
+    let v = bed.json(&["container", "ls", "--format", "json"]);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Binds `port` on the host netns; with `reuse`, as Go's listeners do
+/// (SO_REUSEADDR) and listens. Err: the bind or listen failed.
+fn host_bind(bed: &Bed, port: u16, reuse: bool) -> anyhow::Result<()> {
+    let h = spawn_in(bed.host_ns(), move || {
+        use nix::sys::socket::*;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        if reuse {
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        }
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+        )?;
+        listen(&fd, Backlog::new(8)?)?;
+        Ok(())
+    });
+    netd_tests::netns::join(h)
+}
+
+#[test]
+fn version_answers_like_podman_expects() {
+    let out = call(&plain_env("VERSION"), r#"{"cniVersion":"1.0.0"}"#).ok();
+    assert_eq!(out["cniVersion"], "1.0.0");
+    assert_eq!(out["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+    let out = call(&plain_env("VERSION"), "").ok();
+    assert_eq!(out["cniVersion"], "1.1.0");
+}
+
+/// podman's ADD (runtimeConfig with aliases and a port mapping), the
+/// result's shape, real packets within the network and from the world to
+/// the published port (client address kept), CHECK, a broken kernel state
+/// found by CHECK, DEL leaving the host as it was, DEL again.
+#[test]
+fn podman_add_check_del() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
+    let links_before = bed.host_links();
+    let a_ns = bed.new_netns("a");
+    let b_ns = bed.new_netns("b");
+    let a = Attachment::podman("alpha", &path_of(&a_ns), "eth0");
+    let b = Attachment::podman("beta", &path_of(&b_ns), "eth0");
+    for version in ["0.4.0", "1.0.0"] {
+        let c = web_conf(&bed, version);
+        assert!(call(&plain_env("VERSION"), &c.to_string()).success());
+    }
+    let conf_a = with_runtime_config(
+        web_conf(&bed, "1.0.0"),
+        json!({"aliases": {"web": [&a.container_id[..12]]},
+               "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    let ra = a.run("ADD", &conf_a.to_string()).ok();
+    assert_eq!(ra["cniVersion"], "1.0.0");
+    let ifs = ra["interfaces"].as_array().unwrap();
+    assert_eq!(ifs.len(), 2, "{ra}");
+    assert!(
+        ifs[0].get("sandbox").is_none(),
+        "host end has no sandbox: {ra}"
+    );
+    assert_eq!(ifs[1]["name"], "eth0");
+    assert_eq!(ifs[1]["sandbox"], a.netns.as_str());
+    assert_eq!(ra["ips"][0]["interface"], 1);
+    assert_eq!(ra["ips"][0]["gateway"], "10.88.0.1");
+    assert!(ra["ips"][0]["address"].as_str().unwrap().ends_with("/24"));
+    assert_eq!(
+        ra["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.88.0.1"}])
+    );
+    assert_eq!(ra["dns"]["nameservers"], json!(["10.88.0.1"]));
+    let host_if = ifs[0]["name"].as_str().unwrap();
+    assert!(
+        bed.host_links().iter().any(|l| l == host_if),
+        "{host_if} not on the host"
+    );
+    // The network was created on first use, and the container is named
+    // after podman's K8S_POD_NAME.
+    assert_eq!(
+        bed.net_info("web")["IPAM"]["Config"][0]["Subnet"],
+        "10.88.0.0/24"
+    );
+    let info = bed.ctr_info("alpha");
+    assert_eq!(info["Origin"], "cni");
+    assert_eq!(
+        info["Networks"]["web"]["Aliases"],
+        json!([&a.container_id[..12]])
+    );
+    let rb = b.run("ADD", &web_conf(&bed, "1.0.0").to_string()).ok();
+    let (ea, eb) = (ep_of(&ra, &a_ns, "a"), ep_of(&rb, &b_ns, "b"));
+    reach_both(&ea, &eb);
+    icmp(&a_ns, eb.ip).unwrap();
+    // W -> H:8080 reaches a:80 with the world's own address.
+    let peer = tcp_via(&a_ns, 80, &world, SocketAddrV4::new(UPLINK, 8080)).unwrap();
+    assert_eq!(peer, WORLD);
+    // conmon's way: a SO_REUSEADDR listener on the published port works;
+    // a plain bind does not.
+    assert!(
+        host_bind(&bed, 8080, false).is_err(),
+        "plain bind on a published port"
+    );
+    host_bind(&bed, 8080, true).expect("a runtime may listen on its published port");
+
+    assert!(a
+        .run("CHECK", &with_prev(&conf_a, &ra).to_string())
+        .success());
+    ip_ns(&a_ns, &["addr", "flush", "dev", "eth0"]).unwrap();
+    let (code, msg, details) = a.run("CHECK", &with_prev(&conf_a, &ra).to_string()).error();
+    assert_eq!(code, 101, "{msg}");
+    assert!(details.contains("lacks address"), "{details}");
+
+    // DEL (with prevResult, as podman sends it), twice.
+    a.run("DEL", &with_prev(&conf_a, &ra).to_string()).ok();
+    a.run("DEL", &with_prev(&conf_a, &ra).to_string()).ok();
+    b.run("DEL", &web_conf(&bed, "1.0.0").to_string()).ok();
+    assert!(cni_containers(&bed).is_empty());
+    let mut now = bed.host_links();
+    now.retain(|l| !l.starts_with("br-"));
+    assert_eq!(now, links_before, "DEL left interfaces behind");
+    assert_eq!(Bed::links(&a_ns), vec!["lo".to_string()]);
+    host_bind(&bed, 8080, false).expect("DEL frees the published port");
+    let (code, _, _) = a.run("CHECK", &conf_a.to_string()).error();
+    assert_eq!(code, 3, "CHECK after DEL: unknown container");
+}
+
+/// A runtime's environment for one call.
+type Env = Vec<(String, String)>;
+
+fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
+
+/// containerd's ADD (`/proc/PID/ns/net`, empty CNI_ARGS) and DEL with an
+/// empty CNI_NETNS after the task is gone; GC keeps only the valid ones
+/// and never touches containers netd-cni did not make.
+#[test]
+fn containerd_del_without_netns_and_gc() {
+    let bed = Bed::new();
+    bed.network("ctrnet", &["--subnet", "10.89.0.0/24"]);
+    let c = |v: &str| conf(v, "ctrnet", &bed.socket(), json!({}));
+    let mut holders = Vec::new();
+    let mut atts = Vec::new();
+    for name in ["one", "two", "three"] {
+        let ns = bed.new_netns(name);
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", path_of(&ns).display()))
+            .args(["sleep", "60"])
+            .spawn()
+            .unwrap();
+        let proc_ns = std::path::PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+        holders.push(child);
+        let att = Attachment::containerd(name, &proc_ns);
+        let r = att.run("ADD", &c("1.0.0").to_string()).ok();
+        assert_eq!(r["interfaces"][1]["sandbox"], att.netns.as_str());
+        atts.push((att, ns, r));
+    }
+    let plain = bed.container("plain", &["--network", "ctrnet"]);
+    let (e1, e2) = (
+        ep_of(&atts[0].2, &atts[0].1, "one"),
+        ep_of(&atts[1].2, &atts[1].1, "two"),
+    );
+    tcp(&atts[0].1, &e2).unwrap();
+    tcp(&atts[1].1, &e1).unwrap();
+    // ctr: the task ends (its netns with it), then DEL with CNI_NETNS="".
+    let _ = holders[0].kill();
+    let _ = holders[0].wait();
+    atts[0].0.run("DEL", &c("1.0.0").to_string()).ok();
+    assert!(!cni_containers(&bed).contains(&"default-one".to_string()));
+    let host_if = atts[0].2["interfaces"][0]["name"].as_str().unwrap();
+    assert!(
+        !bed.host_links().iter().any(|l| l == host_if),
+        "{host_if} left behind"
+    );
+    // GC with only "two" valid: "three" goes, "two" and the CLI's stay.
+    let mut gc = c("1.1.0");
+    gc["cni.dev/valid-attachments"] =
+        json!([{"containerID": atts[1].0.container_id, "ifname": "eth0"}]);
+    call(&plain_env("GC"), &gc.to_string()).ok();
+    let left = cni_containers(&bed);
+    assert!(left.contains(&"default-two".to_string()), "{left:?}");
+    assert!(!left.contains(&"default-three".to_string()), "{left:?}");
+    assert!(left.contains(&plain.name), "{left:?}");
+    assert_eq!(Bed::links(&atts[2].1), vec!["lo".to_string()]);
+    tcp(&atts[1].1, &bed.ep(&plain, "ctrnet")).unwrap();
+    // GC of an older config version is refused, and changes nothing.
+    let mut old = c("1.0.0");
+    old["cni.dev/valid-attachments"] = json!([]);
+    assert_eq!(call(&plain_env("GC"), &old.to_string()).error().0, 1);
+    assert!(cni_containers(&bed).contains(&"default-two".to_string()));
+    for mut h in holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+}
+
+/// A second ADD on the same container with another CNI_IFNAME connects it
+/// to a second network; DEL of that interface disconnects only it. Two CNI
+/// networks are isolated from each other (witness: same-network traffic).
+#[test]
+fn second_network_connects_and_networks_are_isolated() {
+    let bed = Bed::new();
+    let n1 = conf(
+        "1.1.0",
+        "n1",
+        &bed.socket(),
+        json!({"subnet": "10.90.1.0/24"}),
+    );
+    let n2 = conf(
+        "1.1.0",
+        "n2",
+        &bed.socket(),
+        json!({"subnet": "10.90.2.0/24"}),
+    );
+    let (a_ns, b_ns, c_ns) = (bed.new_netns("a"), bed.new_netns("b"), bed.new_netns("c"));
+    let a = Attachment::podman("a", &path_of(&a_ns), "eth0");
+    let b = Attachment::podman("b", &path_of(&b_ns), "eth0");
+    let c = Attachment::podman("c", &path_of(&c_ns), "eth0");
+    let ra = a.run("ADD", &n1.to_string()).ok();
+    let rb = b.run("ADD", &n2.to_string()).ok();
+    let rc = c.run("ADD", &n1.to_string()).ok();
+    let (ea, eb, ec) = (
+        ep_of(&ra, &a_ns, "a"),
+        ep_of(&rb, &b_ns, "b"),
+        ep_of(&rc, &c_ns, "c"),
+    );
+    reach_both(&ea, &ec);
+    blocked_both(&ea, &eb);
+    // a joins n2 as eth1.
+    let a1 = a.with_ifname("eth1");
+    let ra1 = a1.run("ADD", &n2.to_string()).ok();
+    assert_eq!(ra1["interfaces"][1]["name"], "eth1");
+    assert_eq!(
+        ra1["routes"],
+        json!([]),
+        "only the first network has the default route"
+    );
+    assert_eq!(ra1["interfaces"][1]["mtu"], 1500);
+    let ea1 = ep_of(&ra1, &a_ns, "a/n2");
+    reach_both(&ea1, &eb);
+    assert!(a1.run("CHECK", &n2.to_string()).success());
+    // ADD again answers the same attachment.
+    let again = a1.run("ADD", &n2.to_string()).ok();
+    assert_eq!(again["ips"], ra1["ips"]);
+    a1.run("DEL", &n2.to_string()).ok();
+    assert_eq!(
+        Bed::links(&a_ns),
+        vec!["eth0".to_string(), "lo".to_string()]
+    );
+    blocked_both(&ea, &eb);
+    reach_both(&ea, &ec);
+    // A DEL naming another network leaves the attachment alone.
+    a.run("DEL", &n2.to_string()).ok();
+    assert!(cni_containers(&bed).contains(&"a".to_string()));
+    a.run("DEL", &n1.to_string()).ok();
+    assert!(!cni_containers(&bed).contains(&"a".to_string()));
+}
+
+/// podman's `--ip`/`--mac-address` (CNI_ARGS) and the runtimeConfig
+/// capabilities `ips`/`mac`.
+#[test]
+fn static_address_and_mac() {
+    let bed = Bed::new();
+    let n = conf(
+        "1.0.0",
+        "st",
+        &bed.socket(),
+        json!({"subnet": "10.91.0.0/24"}),
+    );
+    let (a_ns, b_ns) = (bed.new_netns("a"), bed.new_netns("b"));
+    let mut a = Attachment::podman("a", &path_of(&a_ns), "eth0");
+    a.extra_args = vec!["IP=10.91.0.50".into(), "MAC=02:aa:bb:cc:dd:01".into()];
+    let ra = a.run("ADD", &n.to_string()).ok();
+    assert_eq!(ra["ips"][0]["address"], "10.91.0.50/24");
+    assert_eq!(ra["interfaces"][1]["mac"], "02:aa:bb:cc:dd:01");
+    assert!(ip_ns(&a_ns, &["link", "show", "eth0"])
+        .unwrap()
+        .contains("02:aa:bb:cc:dd:01"));
+    let b = Attachment::podman("b", &path_of(&b_ns), "net1");
+    let rb = b
+        .run(
+            "ADD",
+            &with_runtime_config(
+                n.clone(),
+                json!({"ips": ["10.91.0.60/24"], "mac": "02:aa:bb:cc:dd:02"}),
+            )
+            .to_string(),
+        )
+        .ok();
+    assert_eq!(rb["ips"][0]["address"], "10.91.0.60/24");
+    assert_eq!(rb["interfaces"][1]["name"], "net1");
+    assert!(ip_ns(&b_ns, &["link", "show", "net1"])
+        .unwrap()
+        .contains("02:aa:bb:cc:dd:02"));
+    reach_both(&ep_of(&ra, &a_ns, "a"), &ep_of(&rb, &b_ns, "b"));
+    // The address is taken now: a third ADD asking for it fails cleanly.
+    let c_ns = bed.new_netns("c");
+    let mut c = Attachment::podman("c", &path_of(&c_ns), "eth0");
+    c.extra_args = vec!["IP=10.91.0.50".into()];
+    let before = bed.snapshot(&["st"], &["a", "b"]);
+    let (code, msg, _) = c.run("ADD", &n.to_string()).error();
+    assert_eq!(code, 100, "{msg}");
+    assert!(msg.contains("10.91.0.50"), "{msg}");
+    bed.assert_unchanged(&before, &["st"], &["a", "b"], "a refused ADD");
+    // podman calls DEL after a failed ADD: nothing to do, success.
+    c.run("DEL", &n.to_string()).ok();
+}
+
+/// Every error path answers with the spec's error object and a non-zero
+/// exit, and changes nothing.
+#[test]
+fn errors_are_cni_errors() {
+    let bed = Bed::new();
+    let ns = bed.new_netns("x");
+    let a = Attachment::podman("x", &path_of(&ns), "eth0");
+    let good = conf(
+        "1.0.0",
+        "known",
+        &bed.socket(),
+        json!({"subnet": "10.92.0.0/24"}),
+    );
+    let before = bed.snapshot(&[], &[]);
+    let cases: Vec<(u64, Env, String)> = vec![
+        (6, a.env("ADD"), "{not json".into()),
+        (
+            7,
+            a.env("ADD"),
+            conf("1.0.0", "nosuch", &bed.socket(), json!({})).to_string(),
+        ),
+        (
+            1,
+            a.env("ADD"),
+            conf("0.3.1", "known", &bed.socket(), json!({})).to_string(),
+        ),
+        (
+            2,
+            a.env("ADD"),
+            conf(
+                "1.0.0",
+                "known",
+                &bed.socket(),
+                json!({"ipam": {"type": "host-local"}}),
+            )
+            .to_string(),
+        ),
+        (
+            7,
+            a.env("ADD"),
+            conf(
+                "1.0.0",
+                "known",
+                &bed.socket(),
+                json!({"subnet": "10.92.0.0/33"}),
+            )
+            .to_string(),
+        ),
+        (
+            7,
+            a.env("ADD"),
+            with_runtime_config(
+                good.clone(),
+                json!({"portMappings": [{"hostPort": 0, "containerPort": 80}]}),
+            )
+            .to_string(),
+        ),
+        (
+            7,
+            a.env("ADD"),
+            with_runtime_config(good.clone(), json!({"ips": ["fd00::5/64"]})).to_string(),
+        ),
+        (
+            4,
+            plain_env("ADD")
+                .into_iter()
+                .filter(|(k, _)| k != "CNI_NETNS")
+                .collect(),
+            good.to_string(),
+        ),
+        (
+            4,
+            a.env("ADD")
+                .into_iter()
+                .filter(|(k, _)| k != "CNI_COMMAND")
+                .collect(),
+            good.to_string(),
+        ),
+        (
+            4,
+            a.env("ADD")
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "CNI_ARGS" {
+                        (k, "FOO=1".into())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            good.to_string(),
+        ),
+        (
+            4,
+            a.env("ADD")
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "CNI_IFNAME" {
+                        (k, "a/b".into())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            good.to_string(),
+        ),
+        (3, a.env("CHECK"), good.to_string()),
+    ];
+    for (code, env, stdin) in cases {
+        let out = call(&env, &stdin);
+        let (got, msg, _) = out.error();
+        assert_eq!(got, code, "{stdin}: {msg}");
+    }
+    // A netns that does not exist.
+    let ghost = Attachment::podman(
+        "ghost",
+        std::path::Path::new("/run/netns/nt-no-such-ns"),
+        "eth0",
+    );
+    let (code, msg, _) = ghost.run("ADD", &good.to_string()).error();
+    assert_eq!(code, 100, "{msg}");
+    assert!(msg.contains("does not exist"), "{msg}");
+    // The network exists now (first use), but with another subnet in the config.
+    let other = conf(
+        "1.0.0",
+        "known",
+        &bed.socket(),
+        json!({"subnet": "10.93.0.0/24"}),
+    );
+    let (code, msg, _) = a.run("ADD", &other.to_string()).error();
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("10.92.0.0/24"), "{msg}");
+    bed.ok(&["network", "rm", "known"]);
+    bed.assert_unchanged(&before, &[], &[], "refused calls");
+    // DEL of something unknown succeeds.
+    a.run("DEL", &good.to_string()).ok();
+    // STATUS: 0 with the agent up; 50 when nobody answers. ADD against a
+    // missing agent: 11, try again later.
+    call(&plain_env("STATUS"), &good.to_string()).ok();
+    let down = conf("1.1.0", "known", &bed.dir().join("nobody.sock"), json!({}));
+    let (code, msg, _) = call(&plain_env("STATUS"), &down.to_string()).error();
+    assert_eq!(code, 50, "{msg}");
+    let (code, msg, _) = a.run("ADD", &down.to_string()).error();
+    assert_eq!(code, 11, "{msg}");
+    assert!(msg.contains("nobody.sock"), "{msg}");
+    assert_eq!(a.run("DEL", &down.to_string()).error().0, 11);
+}
+
+/// A non-CNI container's published port stays exclusive: even a
+/// SO_REUSEADDR listener is refused (the witness that the CNI holder's
+/// sharing is specific to runtime-made containers).
+#[test]
+fn only_runtime_containers_share_their_ports() {
+    let bed = Bed::new();
+    bed.network("pn", &[]);
+    bed.container("cli", &["--network", "pn", "-p", "8181:80"]);
+    assert!(
+        host_bind(&bed, 8181, true).is_err(),
+        "a reuse listener took a CLI-published port"
+    );
+    let n = conf("1.0.0", "pn", &bed.socket(), json!({}));
+    let ns = bed.new_netns("r");
+    let r = Attachment::podman("r", &path_of(&ns), "eth0");
+    let rc = with_runtime_config(
+        n,
+        json!({"portMappings": [{"hostPort": 8182, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    r.run("ADD", &rc.to_string()).ok();
+    assert!(host_bind(&bed, 8182, false).is_err());
+    host_bind(&bed, 8182, true).unwrap();
+}
