@@ -22,3 +22,6 @@ pub mod model;
 pub mod net;
 pub mod ports;
 pub mod store;
+
+/// The git revision netd was built from (`unknown` outside a checkout).
+pub const GIT_REVISION: &str = env!("NETD_GIT_REVISION");

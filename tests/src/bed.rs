@@ -187,6 +187,24 @@ impl Bed {
         }
     }
 
+    /// Like [`Bed::without_agent`], with a config file: `text` is written
+    /// to [`Bed::config_path`] and the agent gets `--config` that file.
+    pub fn with_config(text: &str, args: &[&str]) -> Bed {
+        let mut bed = Bed::without_agent(args);
+        let path = bed.config_path();
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("writing {}: {e}", path.display());
+        }
+        bed.daemon_args
+            .extend(["--config".to_string(), path.display().to_string()]);
+        bed
+    }
+
+    /// `DIR/netd.toml`: the config file of [`Bed::with_config`].
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path.join("netd.toml")
+    }
+
     fn try_new(daemon_args: &[&str]) -> anyhow::Result<Bed> {
         let bed = Bed::try_build(daemon_args)?;
         bed.try_start_agent()?;
@@ -261,6 +279,20 @@ impl Bed {
         vec!["--cgroup".into(), self.cgroup.path.display().to_string()]
     }
 
+    /// `--log-level debug` unless the test sets the level itself (a flag,
+    /// or a `log-level` key of its config file).
+    fn log_level_arg(&self) -> Vec<String> {
+        let in_file = self.daemon_args.iter().any(|a| a == "--config")
+            && std::fs::read_to_string(self.config_path())
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim_start().starts_with("log-level"));
+        if in_file || self.daemon_args.iter().any(|a| a == "--log-level") {
+            return Vec::new();
+        }
+        vec!["--log-level".into(), "debug".into()]
+    }
+
     /// Random id of this bed (also in every netns name it makes).
     pub fn id(&self) -> &str {
         &self.id
@@ -288,7 +320,8 @@ impl Bed {
         Ep::new(&format!("host/{ip}"), self.host_ns(), ip)
     }
 
-    fn log_path(&self) -> PathBuf {
+    /// The agent's stderr and stdout, appended over restarts.
+    pub fn log_path(&self) -> PathBuf {
         self.dir.path.join("agent.log")
     }
 
@@ -315,6 +348,19 @@ impl Bed {
     pub fn agent_running(&self) -> bool {
         let mut slot = self.agent.lock().unwrap();
         matches!(slot.as_mut().map(|a| a.child.try_wait()), Some(Ok(None)))
+    }
+
+    /// The pid of the running agent (nsenter execs into netd, so it is
+    /// netd's), if one is running.
+    pub fn agent_pid(&self) -> Option<u32> {
+        let mut slot = self.agent.lock().unwrap();
+        let a = slot.as_mut()?;
+        matches!(a.child.try_wait(), Ok(None)).then(|| a.child.id())
+    }
+
+    /// The host netns path (`/run/netns/NAME`), for `nsenter --net=`.
+    pub fn host_ns_path(&self) -> PathBuf {
+        self.host.path()
     }
 
     /// Waits (bounded) for the agent to exit on its own (a crash point,
@@ -350,7 +396,7 @@ impl Bed {
             .arg(d.join("run"))
             .arg("--bpffs")
             .arg(d.join("bpffs"))
-            .args(["--log-level", "debug"])
+            .args(self.log_level_arg())
             .args(self.cgroup_arg())
             .args(&self.daemon_args)
             .envs(env.iter().copied())

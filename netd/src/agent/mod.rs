@@ -6,6 +6,7 @@
 mod check;
 mod containers;
 mod endpoints;
+mod lock;
 mod names;
 mod networks;
 mod publish;
@@ -48,10 +49,15 @@ pub struct AgentConfig {
     pub ct_timeouts: crate::datapath::CtTimeouts,
     /// cgroup2 directory the host-socket programs attach to.
     pub cgroup: PathBuf,
+    /// Group that may use the API socket (mode 0660, run dir 0750); none:
+    /// root only.
+    pub socket_group: Option<nix::unistd::Gid>,
 }
 
 pub struct Agent {
     config: AgentConfig,
+    /// Held for the agent's lifetime: no other agent shares its dirs.
+    _lock: lock::AgentLock,
     store: Store,
     links: HostLinks,
     datapath: Datapath,
@@ -67,6 +73,19 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Applies what a config reload may change while running: the DNS
+    /// upstreams (the name service forwards to them from the next query on)
+    /// and the conntrack timeouts (used by the next expiry sweep).
+    pub fn apply_live(
+        &mut self,
+        dns_upstreams: Vec<std::net::SocketAddr>,
+        ct_timeouts: crate::datapath::CtTimeouts,
+    ) {
+        self.config.dns_upstreams = dns_upstreams;
+        self.config.ct_timeouts = ct_timeouts;
+        self.state_changed();
+    }
+
     /// A network by exact name, full id, or unique id prefix.
     fn find_network(&self, key: &str) -> AgentResult<&Network> {
         find(&self.networks, key, |n| &n.name)

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
-use super::{Agent, AgentConfig};
+use super::{
+    lock::{AgentLock, Claim},
+    Agent, AgentConfig,
+};
 use crate::{
     api::types::NetworkCreate,
     datapath::{ensure_bpffs, Datapath},
@@ -23,12 +26,33 @@ pub(super) const HOST_VETH_LEN: usize = 13;
 
 impl Agent {
     pub async fn start(config: AgentConfig) -> Result<Self> {
-        for dir in [&config.state_dir, &config.run_dir] {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("failed to create {}", dir.display()))?;
-            set_mode(dir, 0o700)?;
+        // Before anything else: a second agent must change nothing.
+        let mut lock = AgentLock::acquire(&[
+            Claim {
+                flag: "--state-dir",
+                dir: &config.state_dir,
+            },
+            Claim {
+                flag: "--run-dir",
+                dir: &config.run_dir,
+            },
+            Claim {
+                flag: "--bpffs",
+                dir: &config.bpffs,
+            },
+        ])?;
+        set_mode(&config.state_dir, 0o700)?;
+        match config.socket_group {
+            None => set_mode(&config.run_dir, 0o700)?,
+            Some(gid) => {
+                nix::unistd::chown(&config.run_dir, None, Some(gid)).with_context(|| {
+                    format!("failed to give {} to group {gid}", config.run_dir.display())
+                })?;
+                set_mode(&config.run_dir, 0o750)?;
+            }
         }
         ensure_bpffs(&config.bpffs)?;
+        lock.relock("--bpffs", &config.bpffs)?;
         sysctl::enable_ipv4_forwarding()?;
         let store = Store::open(&config.state_dir)?;
         let links = HostLinks::connect()?;
@@ -45,6 +69,7 @@ impl Agent {
             .collect();
         let mut agent = Agent {
             config,
+            _lock: lock,
             store,
             links,
             datapath,

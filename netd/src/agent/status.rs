@@ -19,6 +19,10 @@ impl Agent {
         let ct = self.datapath.ct_stats()?;
         Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "git_revision": crate::GIT_REVISION,
+            "map_layout_version": netd_common::MAP_LAYOUT_VERSION,
+            "pid": std::process::id(),
+            "run_dir": self.config.run_dir,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "state_dir": self.config.state_dir,
             "bpffs": self.config.bpffs,
@@ -33,7 +37,7 @@ impl Agent {
                 "ENDPOINTS": { "entries": endpoints, "capacity": netd_common::MAX_ENDPOINTS },
                 "NETWORKS": { "entries": networks, "capacity": netd_common::MAX_NETWORKS },
             },
-            "conntrack": { "flows": ct.entries, "capacity": ct.capacity, "timeouts": self.config.ct_timeouts },
+            "conntrack": { "flows": ct.entries, "capacity": ct.capacity, "timeouts": self.config.ct_timeouts.seconds() },
             "drops": drops,
             "dns": self.dns.stats(),
             "last_reconcile": { "at": self.last_reconcile, "repairs": self.repairs },

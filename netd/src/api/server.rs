@@ -77,17 +77,32 @@ pub fn router(agent: Shared) -> Router {
         .with_state(agent)
 }
 
-/// Binds `RUN_DIR/netd.sock` (replacing a stale socket) and serves until
-/// `shutdown` resolves.
-pub async fn serve(
-    agent: Shared,
-    socket: &Path,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+/// Binds `RUN_DIR/netd.sock` (replacing a stale socket: the agent's lock on
+/// the run dir says no other agent owns it), mode 0600, or 0660 for
+/// `group`. Connections wait in the backlog until [`serve`] runs.
+pub fn bind(socket: &Path, group: Option<nix::unistd::Gid>) -> Result<UnixListener> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)
         .with_context(|| format!("failed to bind {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let mode = match group {
+        None => 0o600,
+        Some(gid) => {
+            nix::unistd::chown(socket, None, Some(gid))
+                .with_context(|| format!("failed to give {} to group {gid}", socket.display()))?;
+            0o660
+        }
+    };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set the mode of {}", socket.display()))?;
+    Ok(listener)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    agent: Shared,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     axum::serve(listener, router(agent))
         .with_graceful_shutdown(shutdown)
         .await

@@ -53,12 +53,20 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Print the version.
+    /// Print the version, the git revision and the map layout version.
     Version,
 }
 
+/// `netd daemon`'s flags. Each one is also a key of the config file, named
+/// as the long flag without its dashes (see `config.rs`): declaring a flag
+/// here is all it takes.
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
+    /// Config file: one key per flag (`state-dir = "/var/lib/netd"`); flags
+    /// given here win. A missing default file is fine; a missing --config
+    /// file is an error.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where the store lives.
     #[arg(long, default_value = "/var/lib/netd")]
     pub state_dir: PathBuf,
@@ -86,7 +94,7 @@ pub struct DaemonArgs {
     pub ct_size: u32,
     /// Idle timeout of a conntrack state, KIND=SECONDS (repeatable; kinds:
     /// tcp, tcp-unreplied, tcp-closed, udp, udp-unreplied, icmp, other).
-    #[arg(long = "ct-timeout", value_name = "KIND=SECONDS")]
+    #[arg(long = "ct-timeout", value_name = "KIND=SECONDS", value_parser = parse_ct_timeout)]
     pub ct_timeouts: Vec<String>,
     /// Upstream DNS server for names the embedded DNS does not know,
     /// IP[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf).
@@ -100,9 +108,37 @@ pub struct DaemonArgs {
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,
-    /// error, warn, info, debug or trace.
-    #[arg(long, default_value = "info")]
+    /// error, warn, info, debug or trace (or a tracing filter such as
+    /// `info,netd::dns=debug`).
+    #[arg(long, default_value = "info", value_parser = parse_log_level)]
     pub log_level: String,
+    /// Log lines as text (colour only on a terminal) or one JSON object per
+    /// line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Group (name or numeric id) that may use the API socket: the socket
+    /// becomes mode 0660 and the run dir 0750 for that group, as the docker
+    /// group does for dockerd. Default: root only (0600).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn parse_ct_timeout(s: &str) -> Result<String, String> {
+    crate::datapath::CtTimeouts::default().set(s)?;
+    Ok(s.to_string())
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} is not a log level (error, warn, info, debug, trace): {e}"))
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]

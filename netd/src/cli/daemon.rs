@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
+use tracing::{info, warn};
 
-use super::args::DaemonArgs;
+use super::{
+    args::DaemonArgs,
+    config::{self, Settings},
+    logs, notify,
+};
 use crate::{
     agent::{Agent, AgentConfig},
     api::server,
@@ -86,58 +90,160 @@ async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
     }
 }
 
-pub fn run(args: DaemonArgs) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("invalid --log-level {}", args.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Keys whose new value a SIGHUP applies at once; every other changed key
+/// waits for a restart (and the reload says so).
+const LIVE_KEYS: &[&str] = &["dns-upstream", "ct-timeout", "log-level"];
+
+/// The group `--socket-group` names: a group name or a numeric gid.
+fn socket_group(name: &str) -> Result<nix::unistd::Gid> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(gid));
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => anyhow::bail!(
+            "--socket-group {name}: no such group; create it (`groupadd {name}`) or give a numeric gid"
+        ),
+        Err(e) => Err(e).with_context(|| format!("failed to look up group {name}")),
+    }
+}
+
+fn ct_timeouts(args: &DaemonArgs) -> Result<CtTimeouts> {
+    let mut t = CtTimeouts::default();
+    for spec in &args.ct_timeouts {
+        t.set(spec).map_err(anyhow::Error::msg)?;
+    }
+    Ok(t)
+}
+
+fn dns_upstreams(args: &DaemonArgs) -> Vec<std::net::SocketAddr> {
+    if args.dns_upstreams.is_empty() {
+        crate::dns::forward::host_upstreams()
+    } else {
+        args.dns_upstreams.clone()
+    }
+}
+
+fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
+    Ok(AgentConfig {
+        state_dir: args.state_dir.clone(),
+        run_dir: args.run_dir.clone(),
+        bpffs: args.bpffs.clone(),
+        dns_upstreams: dns_upstreams(args),
+        default_pools: args.default_pools.clone(),
+        default_bridge: !args.no_default_bridge,
+        uplinks: args.uplinks.clone(),
+        snat_ports: args.snat_ports,
+        ct_size: args.ct_size,
+        ct_timeouts: ct_timeouts(args)?,
+        cgroup: match &args.cgroup {
+            Some(dir) => dir.clone(),
+            None => cgroup2_root()?,
+        },
+        socket_group: args.socket_group.as_deref().map(socket_group).transpose()?,
+    })
+}
+
+pub fn run(settings: Settings) -> Result<()> {
+    let levels = logs::init(&settings.args.log_level, settings.args.log_format)?;
+    if let Some(file) = &settings.file {
+        info!(file = %file.display(), "config file");
+    }
+    for key in &settings.overridden {
+        info!(%key, "config file key overridden by the command line");
+    }
     raise_open_files_limit();
+    let config = agent_config(&settings.args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut ct_timeouts = CtTimeouts::default();
-        for spec in &args.ct_timeouts {
-            ct_timeouts.set(spec).map_err(anyhow::Error::msg)?;
-        }
-        let config = AgentConfig {
-            state_dir: args.state_dir,
-            run_dir: args.run_dir,
-            bpffs: args.bpffs,
-            dns_upstreams: if args.dns_upstreams.is_empty() {
-                crate::dns::forward::host_upstreams()
-            } else {
-                args.dns_upstreams
-            },
-            default_pools: args.default_pools,
-            default_bridge: !args.no_default_bridge,
-            uplinks: args.uplinks,
-            snat_ports: args.snat_ports,
-            ct_size: args.ct_size,
-            ct_timeouts,
-            cgroup: match args.cgroup {
-                Some(dir) => dir,
-                None => cgroup2_root()?,
-            },
-        };
         let socket = config.run_dir.join("netd.sock");
+        let group = config.socket_group;
         let agent = Agent::start(config)
             .await
             .context("agent failed to start")?;
+        let listener = server::bind(&socket, group)?;
+        notify::notify("READY=1\nSTATUS=serving the API");
         info!(socket = %socket.display(), "netd agent ready");
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
+            notify::notify("STOPPING=1");
             info!("shutting down; the datapath stays in place");
         };
         let agent = Arc::new(tokio::sync::Mutex::new(agent));
         tokio::spawn(maintenance(agent.clone()));
-        server::serve(agent, &socket, shutdown).await
+        let reloader = agent.clone();
+        tokio::spawn(async move {
+            let mut running = settings;
+            while hup.recv().await.is_some() {
+                reload(&reloader, &levels, &mut running).await;
+            }
+        });
+        server::serve(agent, listener, shutdown).await
     })
+}
+
+/// SIGHUP: reads the config file again; applies what can change live and
+/// names what needs a restart. A file that no longer parses changes nothing.
+async fn reload(
+    agent: &Arc<tokio::sync::Mutex<Agent>>,
+    levels: &logs::LevelHandle,
+    running: &mut Settings,
+) {
+    notify::notify("RELOADING=1");
+    let new = match config::load(&running.cli) {
+        Ok(new) => new,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "config reload failed; the running settings stay");
+            notify::notify("READY=1");
+            return;
+        }
+    };
+    let keys: std::collections::BTreeSet<&String> = running
+        .from_file
+        .keys()
+        .chain(new.from_file.keys())
+        .collect();
+    let changed: Vec<String> = keys
+        .into_iter()
+        .filter(|k| running.from_file.get(*k) != new.from_file.get(*k))
+        .cloned()
+        .collect();
+    let timeouts = match ct_timeouts(&new.args) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "config reload failed; the running settings stay");
+            notify::notify("READY=1");
+            return;
+        }
+    };
+    if let Err(e) = levels.set(&new.args.log_level) {
+        warn!(error = %format!("{e:#}"), "log level unchanged");
+    }
+    agent
+        .lock()
+        .await
+        .apply_live(dns_upstreams(&new.args), timeouts);
+    for key in &changed {
+        if LIVE_KEYS.contains(&key.as_str()) {
+            info!(%key, "config reloaded: applied");
+            match new.from_file.get(key) {
+                Some(v) => running.from_file.insert(key.clone(), v.clone()),
+                None => running.from_file.remove(key),
+            };
+        } else {
+            warn!(%key, "config reloaded: this key changed and takes effect at the next restart");
+        }
+    }
+    if changed.is_empty() {
+        info!("config reloaded: nothing changed");
+    }
+    notify::notify("READY=1");
 }

@@ -1,9 +1,12 @@
 //! The `netd` command line: `netd daemon` runs the agent; every other verb
 //! is a thin client of the agent's API (one file per verb group).
 mod args;
+mod config;
 mod container;
 mod daemon;
+mod logs;
 mod network;
+mod notify;
 mod output;
 mod status;
 
@@ -19,8 +22,10 @@ pub const DEFAULT_RUN_DIR: &str = "/run/netd";
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    if let Command::Daemon(args) = cli.command {
-        return daemon::run(args);
+    if let Command::Daemon(_) = cli.command {
+        // Parsed again with the config file in front (flags win).
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        return daemon::run(config::load(&config::daemon_argv(&argv))?);
     }
     let socket = cli
         .host
@@ -50,6 +55,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Version => {
                 println!("netd {}", env!("CARGO_PKG_VERSION"));
+                println!("git revision: {}", crate::GIT_REVISION);
+                println!("map layout:   v{}", netd_common::MAP_LAYOUT_VERSION);
                 Ok(())
             }
         }

@@ -3,6 +3,11 @@ use serde_json::Value;
 
 /// Prints rows as a left-aligned table under `headers`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(headers, rows));
+}
+
+/// Rows as a left-aligned table under `headers`, one line each.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -15,12 +20,13 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("   ").trim_end());
+        format!("{}\n", parts.join("   ").trim_end())
     };
-    line(headers.to_vec());
+    let mut out = line(headers.to_vec());
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
+    out
 }
 
 pub fn json(value: &Value) {

@@ -1,9 +1,11 @@
-//! `netd status`
+//! `netd status`: aligned lines and tables for people, `--format json` for
+//! machines.
 use anyhow::Result;
+use serde_json::Value;
 
 use super::{
     args::{Format, StatusArgs},
-    output::json,
+    output::{json, render_table},
 };
 use crate::api::client::Client;
 
@@ -13,44 +15,158 @@ pub async fn run(client: &Client, args: StatusArgs) -> Result<()> {
         json(&status);
         return Ok(());
     }
-    println!(
-        "netd {} up {}s",
-        status["version"].as_str().unwrap_or("?"),
-        status["uptime_seconds"]
-    );
-    println!(
-        "networks: {}   containers: {}",
-        status["networks"], status["containers"]
-    );
-    println!(
-        "programs: {}   pinned links: {}",
-        status["programs"], status["pinned_links"]
-    );
-    if let Some(maps) = status["maps"].as_object() {
-        for (name, m) in maps {
-            println!("map {name}: {} / {}", m["entries"], m["capacity"]);
+    print!("{}", render(&status));
+    Ok(())
+}
+
+/// A JSON value as a person reads it: strings without quotes, arrays as
+/// comma lists, nothing for null.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(plain).collect();
+            if items.is_empty() {
+                "-".to_string()
+            } else {
+                items.join(", ")
+            }
         }
+        other => other.to_string(),
     }
-    let ct = &status["conntrack"];
-    println!("conntrack: {} / {} flows", ct["flows"], ct["capacity"]);
-    if let Some(uplinks) = status["uplinks"].as_object() {
-        for (name, u) in uplinks {
-            println!(
-                "uplink {name}: {} (snat ports {})",
-                u["address"], status["snat_ports"]
-            );
-        }
-    }
-    println!("drops:");
-    if let Some(drops) = status["drops"].as_object() {
-        for (reason, n) in drops {
-            println!("  {reason:<20} {n}");
-        }
-    }
-    let repairs = status["last_reconcile"]["repairs"]
+}
+
+/// `key   value` lines with the values aligned.
+fn lines(rows: &[(&str, String)]) -> String {
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:<w$}   {v}\n"))
+        .collect()
+}
+
+fn render(s: &Value) -> String {
+    let mut out = String::new();
+    let revision = match s["git_revision"].as_str() {
+        Some(r) => format!(" ({r})"),
+        None => String::new(),
+    };
+    let ct = &s["conntrack"];
+    let timeouts = ct["timeouts"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let repairs = s["last_reconcile"]["repairs"]
         .as_array()
         .map(Vec::len)
         .unwrap_or(0);
-    println!("last reconcile: {repairs} repairs");
-    Ok(())
+    out.push_str(&lines(&[
+        (
+            "agent",
+            format!(
+                "netd {}{revision}, pid {}, up {}s",
+                plain(&s["version"]),
+                plain(&s["pid"]),
+                plain(&s["uptime_seconds"])
+            ),
+        ),
+        ("state dir", plain(&s["state_dir"])),
+        ("run dir", plain(&s["run_dir"])),
+        (
+            "bpffs",
+            format!(
+                "{} (map layout v{})",
+                plain(&s["bpffs"]),
+                plain(&s["map_layout_version"])
+            ),
+        ),
+        ("networks", plain(&s["networks"])),
+        ("containers", plain(&s["containers"])),
+        ("programs", plain(&s["programs"])),
+        ("pinned links", plain(&s["pinned_links"])),
+        (
+            "conntrack",
+            format!("{} / {} flows", plain(&ct["flows"]), plain(&ct["capacity"])),
+        ),
+        ("ct timeouts", timeouts),
+        ("snat ports", plain(&s["snat_ports"])),
+        ("dns upstreams", plain(&s["dns"]["upstreams"])),
+        (
+            "last reconcile",
+            format!("{}, {repairs} repairs", plain(&s["last_reconcile"]["at"])),
+        ),
+    ]));
+    let section = |out: &mut String, headers: &[&str], rows: Vec<Vec<String>>| {
+        out.push('\n');
+        out.push_str(&render_table(headers, &rows));
+    };
+    if let Some(maps) = s["maps"].as_object() {
+        let rows = maps
+            .iter()
+            .map(|(name, m)| vec![name.clone(), plain(&m["entries"]), plain(&m["capacity"])])
+            .collect();
+        section(&mut out, &["MAP", "ENTRIES", "CAPACITY"], rows);
+    }
+    if let Some(uplinks) = s["uplinks"].as_object() {
+        let rows: Vec<Vec<String>> = uplinks
+            .iter()
+            .map(|(name, u)| vec![name.clone(), plain(&u["ifindex"]), plain(&u["address"])])
+            .collect();
+        if !rows.is_empty() {
+            section(&mut out, &["UPLINK", "IFINDEX", "MASQUERADE ADDRESS"], rows);
+        }
+    }
+    if let Some(drops) = s["drops"].as_object() {
+        let rows = drops
+            .iter()
+            .map(|(reason, n)| vec![reason.clone(), plain(n)])
+            .collect();
+        section(&mut out, &["DROP REASON", "PACKETS"], rows);
+    }
+    if let Some(dns) = s["dns"].as_object() {
+        let rows = dns
+            .iter()
+            .filter(|(k, _)| k.as_str() != "upstreams")
+            .map(|(k, v)| vec![k.replace('_', " "), plain(v)])
+            .collect();
+        section(&mut out, &["DNS", "COUNT"], rows);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn people_get_lines_and_tables_without_json() {
+        let s = json!({
+            "version": "0.1.0", "git_revision": "abc123", "pid": 7, "uptime_seconds": 3,
+            "state_dir": "/var/lib/netd", "run_dir": "/run/netd", "bpffs": "/sys/fs/bpf/netd",
+            "map_layout_version": 1, "networks": 2, "containers": 1,
+            "programs": ["from_container", "to_container"], "pinned_links": 4,
+            "maps": { "ENDPOINTS": { "entries": 1, "capacity": 4096 } },
+            "conntrack": { "flows": 0, "capacity": 65536, "timeouts": { "tcp": 7440 } },
+            "snat_ports": "61000-65535",
+            "uplinks": { "eth0": { "ifindex": 2, "address": "192.0.2.10" } },
+            "drops": { "policy-denied": 5 },
+            "dns": { "upstreams": ["192.0.2.53:53"], "queries": 9 },
+            "last_reconcile": { "at": "2026-01-01T00:00:00Z", "repairs": [] },
+        });
+        let text = super::render(&s);
+        assert!(!text.contains('"') && !text.contains('['), "{text}");
+        assert!(
+            text.contains("programs         from_container, to_container\n"),
+            "{text}"
+        );
+        assert!(text.contains("eth0     2         192.0.2.10"), "{text}");
+        assert!(text.contains("dns upstreams    192.0.2.53:53"), "{text}");
+        assert!(text.contains("netd 0.1.0 (abc123), pid 7"), "{text}");
+        assert!(text.contains("policy-denied   5"), "{text}");
+    }
 }

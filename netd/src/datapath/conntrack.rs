@@ -45,6 +45,22 @@ impl Default for CtTimeouts {
 }
 
 impl CtTimeouts {
+    /// Kind (as `--ct-timeout` names it) → seconds, for `netd status`.
+    pub fn seconds(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        [
+            ("tcp", self.tcp),
+            ("tcp-unreplied", self.tcp_unreplied),
+            ("tcp-closed", self.tcp_closed),
+            ("udp", self.udp),
+            ("udp-unreplied", self.udp_unreplied),
+            ("icmp", self.icmp),
+            ("other", self.other),
+        ]
+        .into_iter()
+        .map(|(k, d)| (k, d.as_secs()))
+        .collect()
+    }
+
     /// Applies `KIND=SECONDS` (kinds: the field names with `-`).
     pub fn set(&mut self, spec: &str) -> Result<(), String> {
         let (kind, secs) = spec
