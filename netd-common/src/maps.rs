@@ -63,6 +63,10 @@ pub struct Endpoint {
     pub net_flags: u32,
     /// Gateway address of the network.
     pub gateway: u32,
+    /// MAC of the container's interface (frames delivered past the bridge
+    /// carry it).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 /// Value of `ENDPOINT_BY_IP`, keyed by a container address: where to
@@ -74,6 +78,9 @@ pub struct EndpointRef {
     pub ifindex: u32,
     /// Gateway of the network (its bridge has `02:42:` + this address).
     pub gateway: u32,
+    /// MAC of the container's interface.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 /// Value of `UPLINKS`, keyed by the uplink's ifindex.

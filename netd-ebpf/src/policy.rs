@@ -88,6 +88,7 @@ mod tests {
             net_id: 1,
             net_flags: flags,
             gateway: ip([172, 18, 0, 1]),
+            ..Default::default()
         }
     }
 

@@ -73,7 +73,7 @@ pub fn dnat_from_container(
     }
     if hairpin {
         rewrite_addr(ctx, ip, false, ip.src, ep.gateway).map_err(bad)?;
-        return to_container_veth(ctx, ifindex, ip.src, ep.gateway).map_err(bad);
+        return to_container_veth(ctx, ifindex, ep.mac, ep.gateway).map_err(bad);
     }
     Ok(TC_ACT_OK)
 }
@@ -114,7 +114,7 @@ pub fn reverse_from_target(
     let Some(client_ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
         return Err(DropReason::UnknownEndpoint);
     };
-    to_container_veth(ctx, ifindex, client, client_ep.gateway)
+    to_container_veth(ctx, ifindex, client_ep.mac, client_ep.gateway)
         .map(Some)
         .map_err(bad)
 }

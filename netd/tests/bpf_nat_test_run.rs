@@ -678,6 +678,9 @@ fn replies_for_local_containers_skip_the_host_stack() {
         net_id: 1,
         net_flags: NET_F_ICC | NET_F_MASQUERADE,
         gateway: addr_key(ip([10, 7, 0, 1])),
+        // A MAC the runtime chose (CNI `MAC=`), not the derived one.
+        mac: [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x02],
+        _pad: [0; 2],
     };
     dp.set_endpoint(LO_IFINDEX, ep).unwrap();
     let (_, out) = run(
@@ -695,7 +698,11 @@ fn replies_for_local_containers_skip_the_host_stack() {
     let seen = check(&back);
     assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 3333));
     assert_eq!(back[22], reply[22] - 1, "TTL decremented as routing would");
-    assert_eq!(&back[0..6], &[0x02, 0x42, 10, 7, 0, 2], "container MAC");
+    assert_eq!(
+        &back[0..6],
+        &[0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x02],
+        "container MAC"
+    );
     assert_eq!(&back[6..12], &[0x02, 0x42, 10, 7, 0, 1], "gateway MAC");
     // Once the endpoint is gone, the stack routes it again.
     dp.remove_endpoint_entry(LO_IFINDEX).unwrap();

@@ -45,6 +45,8 @@ fn datapath(dir: &Path, net1_flags: u32) -> Datapath {
         net_id: 1,
         net_flags: net1_flags,
         gateway: addr_key(ip([10, 1, 0, 1])),
+        mac: [0x02, 0x42, 10, 1, 0, 2],
+        _pad: [0; 2],
     };
     dp.set_endpoint(LO_IFINDEX, ep).unwrap();
     dp

@@ -304,10 +304,14 @@ fn second_network_connects_and_networks_are_isolated() {
 }
 
 /// podman's `--ip`/`--mac-address` (CNI_ARGS) and the runtimeConfig
-/// capabilities `ips`/`mac`.
+/// capabilities `ips`/`mac`; a chosen MAC also holds where the datapath
+/// delivers past the bridge (published port and masqueraded replies from
+/// the uplink).
 #[test]
 fn static_address_and_mac() {
-    let bed = Bed::new();
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
     let n = conf(
         "1.0.0",
         "st",
@@ -317,7 +321,11 @@ fn static_address_and_mac() {
     let (a_ns, b_ns) = (bed.new_netns("a"), bed.new_netns("b"));
     let mut a = Attachment::podman("a", &path_of(&a_ns), "eth0");
     a.extra_args = vec!["IP=10.91.0.50".into(), "MAC=02:aa:bb:cc:dd:01".into()];
-    let ra = a.run("ADD", &n.to_string()).ok();
+    let pub_conf = with_runtime_config(
+        n.clone(),
+        json!({"portMappings": [{"hostPort": 8090, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    let ra = a.run("ADD", &pub_conf.to_string()).ok();
     assert_eq!(ra["ips"][0]["address"], "10.91.0.50/24");
     assert_eq!(ra["interfaces"][1]["mac"], "02:aa:bb:cc:dd:01");
     assert!(ip_ns(&a_ns, &["link", "show", "eth0"])
@@ -340,6 +348,21 @@ fn static_address_and_mac() {
         .unwrap()
         .contains("02:aa:bb:cc:dd:02"));
     reach_both(&ep_of(&ra, &a_ns, "a"), &ep_of(&rb, &b_ns, "b"));
+    let peer = tcp_via(&a_ns, 80, &world, SocketAddrV4::new(UPLINK, 8090)).unwrap();
+    assert_eq!(peer, WORLD);
+    let seen = tcp(&a_ns, &Ep::new("world", &world, WORLD)).unwrap();
+    assert_eq!(seen, UPLINK, "masqueraded");
+    // Translated replies and hairpins are delivered to the veth with the
+    // container's own MAC (a frame with another MAC would be dropped).
+    let published = SocketAddrV4::new(UPLINK, 8090);
+    assert_eq!(
+        tcp_via(&a_ns, 80, &b_ns, published).unwrap(),
+        Ipv4Addr::new(10, 91, 0, 60)
+    );
+    assert_eq!(
+        tcp_via(&a_ns, 80, &a_ns, published).unwrap(),
+        Ipv4Addr::new(10, 91, 0, 1)
+    );
     // The address is taken now: a third ADD asking for it fails cleanly.
     let c_ns = bed.new_netns("c");
     let mut c = Attachment::podman("c", &path_of(&c_ns), "eth0");

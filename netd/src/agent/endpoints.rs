@@ -70,6 +70,8 @@ impl Agent {
             net_id: net.datapath_id,
             net_flags: network_flags(net),
             gateway: addr_key(net.gateway),
+            mac: ep.mac(),
+            _pad: [0; 2],
         };
         self.datapath.attach_endpoint(&ep.host_ifname, ifindex, dp)
     }

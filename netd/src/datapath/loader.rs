@@ -259,6 +259,8 @@ impl Datapath {
         let by_ip = EndpointRef {
             ifindex,
             gateway: ep.gateway,
+            mac: ep.mac,
+            _pad: [0; 2],
         };
         self.endpoints_by_ip()?.insert(ep.ip, by_ip, 0)?;
         Ok(self.endpoints()?.insert(ifindex, ep, 0)?)
