@@ -14,6 +14,7 @@ pub mod bed;
 pub mod cmd;
 pub mod cni;
 pub mod netns;
+pub mod runtimes;
 pub mod traffic;
 
 pub use bed::{Bed, Ctr, Snapshot};

@@ -1,0 +1,109 @@
+//! Real runtimes driving `netd-cni` (issue 12): podman 4.3 with the CNI
+//! backend and containerd 1.6's `ctr run --cni`, each inside the test's
+//! own host netns with private storage, config and cgroups
+//! (`netd_tests::runtimes`). Skipped, with the reason, where a package is
+//! missing.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::time::Duration;
+
+use netd_tests::cni::tcp_via;
+use netd_tests::netns::spawn_in;
+use netd_tests::runtimes::{missing, Podman};
+use netd_tests::traffic::{icmp, Ep};
+use netd_tests::{blocked_both, reach_both, Bed};
+
+const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+
+fn http_get(from_ns: &str, dst: SocketAddrV4) -> anyhow::Result<String> {
+    netd_tests::netns::join(spawn_in(from_ns, move || {
+        let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    }))
+}
+
+fn addr_of(podman: &Podman, name: &str, net: &str) -> Ipv4Addr {
+    let f = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+    podman
+        .ok(&["inspect", "-f", &f, name])
+        .parse()
+        .expect("an address")
+}
+
+/// `podman run --network NET -p 8080:80` on netd: reached from the world
+/// netns with the client's address (conmon listening on the port does not
+/// get in the way), two podman networks isolated from each other (witness:
+/// traffic within each), and `podman rm -f` releasing everything.
+#[test]
+fn podman_runs_on_netd_networks() {
+    if let Some(why) = missing(Podman::TOOLS) {
+        eprintln!("podman_runs_on_netd_networks {why}");
+        return;
+    }
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
+    let links_before = bed.host_links();
+    let podman = Podman::new(&bed).unwrap_or_else(|e| panic!("setting up podman: {e:#}"));
+    podman.network("pa", "10.95.1.0/24").unwrap();
+    podman.network("pb", "10.95.2.0/24").unwrap();
+    podman.start(
+        &["--name", "web", "--network", "pa", "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80", "-h", "/www"],
+    );
+    podman.start(
+        &["--name", "echo", "--network", "pa", "-p", "8081:81"],
+        &["sleep", "300"],
+    );
+    podman.start(&["--name", "a2", "--network", "pa"], &["sleep", "300"]);
+    podman.start(&["--name", "b1", "--network", "pb"], &["sleep", "300"]);
+    // netd sees them as CNI-made containers named as podman names them.
+    let web = bed.ctr_info("web");
+    assert_eq!(web["Origin"], "cni");
+    assert_eq!(web["Ports"][0]["HostPort"], 8080);
+    let (echo_ns, a2_ns, b1_ns) = (podman.netns("echo"), podman.netns("a2"), podman.netns("b1"));
+    let web_ip = addr_of(&podman, "web", "pa");
+    let a2 = Ep::new("a2", &a2_ns, addr_of(&podman, "a2", "pa"));
+    let b1 = Ep::new("b1", &b1_ns, addr_of(&podman, "b1", "pb"));
+    let echo = Ep::new("echo", &echo_ns, addr_of(&podman, "echo", "pa"));
+    // Within pa: ping from inside the container, TCP both ways.
+    podman.ok(&[
+        "exec",
+        "a2",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &web_ip.to_string(),
+    ]);
+    icmp(&a2_ns, web_ip).unwrap();
+    reach_both(&a2, &echo);
+    // pa and pb are isolated, both ways.
+    blocked_both(&a2, &b1);
+    // The world reaches the published ports through the uplink: httpd
+    // answers, and the container sees the world's own address.
+    let page = http_get(&world, SocketAddrV4::new(UPLINK, 8080)).unwrap();
+    assert!(page.contains("netd-cni via podman"), "{page}");
+    let peer = tcp_via(&echo_ns, 81, &world, SocketAddrV4::new(UPLINK, 8081)).unwrap();
+    assert_eq!(peer, WORLD, "the client's address is kept");
+    // podman rm -f: netd forgets them, interfaces and ports are gone.
+    for name in ["web", "echo", "a2", "b1"] {
+        podman.ok(&["rm", "-f", "-t", "0", name]);
+    }
+    let ls = bed.json(&["container", "ls", "--format", "json"]);
+    assert_eq!(ls, serde_json::json!([]), "netd still has containers");
+    let mut now = bed.host_links();
+    now.retain(|l| !l.starts_with("br-"));
+    assert_eq!(now, links_before, "interfaces left behind");
+    assert!(
+        http_get(&world, SocketAddrV4::new(UPLINK, 8080)).is_err(),
+        "the published port still answers"
+    );
+}
