@@ -1,7 +1,17 @@
 //! Builds the eBPF programs (netd-ebpf) with the nightly toolchain and
-//! bpf-linker; the agent embeds the object from OUT_DIR.
+//! bpf-linker; the agent embeds the object from OUT_DIR. Also embeds the
+//! source hash (`NETD_SOURCE_HASH`, shown by `netd version`) that the test
+//! harness compares with its own to refuse a stale binary.
+#[path = "source_hash.rs"]
+mod source_hash;
+
 fn main() -> anyhow::Result<()> {
-    println!("cargo::rerun-if-changed=../netd-common/src");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    source_hash::rerun_if_changed(&root);
+    println!(
+        "cargo::rustc-env=NETD_SOURCE_HASH={}",
+        source_hash::source_hash(&root)
+    );
     git_revision();
     let package = aya_build::Package {
         name: "netd-ebpf",

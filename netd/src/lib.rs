@@ -25,3 +25,7 @@ pub mod store;
 
 /// The git revision netd was built from (`unknown` outside a checkout).
 pub const GIT_REVISION: &str = env!("NETD_GIT_REVISION");
+
+/// The hash of every file netd is built from (`netd/source_hash.rs`); the
+/// test harness refuses a binary whose hash is not that of its sources.
+pub const SOURCE_HASH: &str = env!("NETD_SOURCE_HASH");

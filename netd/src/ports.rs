@@ -182,21 +182,42 @@ mod tests {
         assert_eq!((m[2].host_port, m[2].container_port), (9002, 7002));
     }
 
+    /// The message is the contract: each bad spec is refused with what is
+    /// wrong, naming the offending part.
     #[test]
     fn bad_specs_say_why() {
-        for bad in [
-            "",
-            "x",
-            "0",
-            "70000",
-            "80/icmp",
-            "1-2:80",
-            "9000-9001:80-82",
-            "a:b:c:d",
-            "300.0.0.1:80:80",
-            "90-80",
+        for (bad, why) in [
+            ("", r#"invalid container port "" (1-65535)"#),
+            ("x", r#"invalid container port "x" (1-65535)"#),
+            ("0", r#"invalid container port "0" (1-65535)"#),
+            ("70000", r#"invalid container port "70000" (1-65535)"#),
+            ("0:80", r#"invalid host port "0" (1-65535)"#),
+            ("80/icmp", r#"unknown protocol "icmp" (tcp, udp or sctp)"#),
+            (
+                "1-2:80",
+                r#"invalid publish spec "1-2:80": host and container ranges differ in length"#,
+            ),
+            (
+                "9000-9001:80-82",
+                r#"invalid publish spec "9000-9001:80-82": host and container ranges differ in length"#,
+            ),
+            (
+                "a:b:c:d",
+                r#"invalid publish spec "a:b:c:d": expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]"#,
+            ),
+            (
+                "300.0.0.1:80:80",
+                r#"invalid host address "300.0.0.1" in "300.0.0.1:80:80" (IPv4 only)"#,
+            ),
+            (
+                "90-80",
+                r#"invalid container port range "90-80": start after end"#,
+            ),
         ] {
-            assert!(spec(bad).is_err(), "{bad} accepted");
+            match spec(bad) {
+                Ok(s) => panic!("{bad:?} accepted as {s:?}"),
+                Err(e) => assert_eq!(e, why, "the refusal of {bad:?}"),
+            }
         }
     }
 }

@@ -17,13 +17,61 @@ use serde_json::Value;
 
 use crate::cmd::{ip_ns, run_timeout, Out};
 use crate::netns::Netns;
-use crate::traffic::Ep;
+use crate::traffic::{Ep, Flow, DENY_PACKETS};
 
 /// The netd binary under test: `$NETD_BIN`, else the workspace debug build.
 pub fn netd_bin() -> PathBuf {
     match std::env::var_os("NETD_BIN") {
         Some(p) => PathBuf::from(p),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netd"),
+    }
+}
+
+/// The source hash these tests were built with (tests/build.rs, from the
+/// same files as netd's own: netd/source_hash.rs).
+pub const SOURCE_HASH: &str = env!("NETD_SOURCE_HASH");
+
+/// Refuses to test a binary other than the one the current sources build:
+/// `netd version` must show [`SOURCE_HASH`]. Checked once per binary and
+/// test process.
+pub fn check_binary(bin: &Path) -> anyhow::Result<()> {
+    static CHECKED: Mutex<Vec<(PathBuf, Result<(), String>)>> = Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = checked.iter().find(|(p, _)| p == bin) {
+        return r.clone().map_err(anyhow::Error::msg);
+    }
+    let r = binary_source_hash(bin).and_then(|h| {
+        if h == SOURCE_HASH {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} was built from other sources (source {h}) than these tests \
+                 (source {SOURCE_HASH}): it is stale or from another tree; \
+                 run cargo build -p netd (or cargo xtask test)",
+                bin.display()
+            ))
+        }
+    });
+    checked.push((bin.to_path_buf(), r.clone()));
+    r.map_err(anyhow::Error::msg)
+}
+
+/// The `source hash:` line of `BIN version`.
+fn binary_source_hash(bin: &Path) -> Result<String, String> {
+    let out = run_timeout(&bin.display().to_string(), &["version"], CLI_TIMEOUT);
+    let hash = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("source hash:"))
+        .map(str::trim)
+        .filter(|h| !h.is_empty());
+    match (out.success(), hash) {
+        (true, Some(h)) => Ok(h.to_string()),
+        _ => Err(format!(
+            "{} does not show its source hash in `netd version` (an old build?): \
+             run cargo build -p netd (or cargo xtask test)\n{out}",
+            bin.display()
+        )),
     }
 }
 
@@ -215,12 +263,16 @@ impl Bed {
     fn try_build(daemon_args: &[&str]) -> anyhow::Result<Bed> {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let bin = netd_bin();
+        if !nix::unistd::geteuid().is_root() {
+            bail!("the netns tests need root (they create network namespaces and load eBPF programs); run them as root");
+        }
         if !bin.exists() {
             bail!(
-                "netd binary {} not found (build it or set NETD_BIN)",
+                "netd binary {} not found: run cargo build -p netd (or cargo xtask test), or set NETD_BIN",
                 bin.display()
             );
         }
+        check_binary(&bin)?;
         let dir = TestDir::create(PathBuf::from(format!("/tmp/netd-test-{id}")))?;
         let host = Netns::create(&format!("nt-{id}-host"))?;
         ip_ns(host.name(), &["link", "set", "lo", "up"])?;
@@ -648,6 +700,57 @@ impl Bed {
     /// One drop counter (0 when absent).
     pub fn drop_count(&self, reason: &str) -> u64 {
         self.drops().get(reason).copied().unwrap_or(0)
+    }
+
+    /// Checks `flows` as [`crate::traffic::check`] does and, for the denied
+    /// flows made with [`crate::traffic::dropped`], that netd dropped them:
+    /// per reason, `drops[reason]` must grow by at least
+    /// [`DENY_PACKETS`] per flow. Returns every failure.
+    pub fn check(&self, flows: &[Flow]) -> Vec<String> {
+        let before = self.drops();
+        let mut errs = crate::traffic::check(flows);
+        let after = self.drops();
+        let mut want: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for f in flows.iter().filter(|f| !f.allowed) {
+            if let Some(r) = &f.reason {
+                want.entry(r)
+                    .or_default()
+                    .push(format!("{} -> {}", f.from, f.to));
+            }
+        }
+        for (reason, rows) in want {
+            let Some(&now) = after.get(reason) else {
+                errs.push(format!(
+                    "status shows no drop counter {reason:?} (it has {:?})",
+                    after.keys().collect::<Vec<_>>()
+                ));
+                continue;
+            };
+            let grew = now.saturating_sub(before.get(reason).copied().unwrap_or(0));
+            let min = DENY_PACKETS * rows.len() as u64;
+            self.note(format!("(drops[{reason:?}] grew by {grew}, wanted {min})"));
+            if grew < min {
+                errs.push(format!(
+                    "drops[{reason:?}] grew by {grew}, expected at least {min} ({DENY_PACKETS} \
+                     per denied flow: {}): what the probes sent was lost somewhere other \
+                     than netd's {reason} check",
+                    rows.join(", ")
+                ));
+            }
+        }
+        errs
+    }
+
+    /// [`Bed::check`], panicking with every failure.
+    pub fn expect(&self, flows: &[Flow]) {
+        let errs = self.check(flows);
+        if !errs.is_empty() {
+            panic!(
+                "{} of the expected flows failed:\n  - {}",
+                errs.len(),
+                errs.join("\n  - ")
+            );
+        }
     }
 
     /// Interface names in netns `ns`, sorted (`ip -o link`).

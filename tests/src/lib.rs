@@ -19,5 +19,5 @@ pub mod traffic;
 
 pub use bed::{Bed, Ctr, Snapshot};
 pub use traffic::{
-    blocked, blocked_both, icmp, no_icmp, no_tcp, no_udp, reach, reach_both, tcp, udp, Ep,
+    blocked, blocked_both, dropped, icmp, no_icmp, no_tcp, no_udp, reach, reach_both, tcp, udp, Ep,
 };

@@ -50,6 +50,15 @@ const POS_CONNECT: Duration = Duration::from_secs(2);
 const NEG_CONNECT: Duration = Duration::from_secs(1);
 const SERVER_MAX: Duration = Duration::from_secs(8);
 const GRACE: Duration = Duration::from_millis(300);
+/// Echo requests [`no_icmp`] sends.
+const NEG_PINGS: u64 = 2;
+/// Datagrams [`no_udp`] sends.
+const NEG_DATAGRAMS: u64 = 3;
+
+/// Packets the probes of one denied flow send that the first hop drops
+/// (each counted once by netd): [`NEG_PINGS`] echo requests,
+/// [`NEG_DATAGRAMS`] UDP datagrams and at least one TCP SYN.
+pub const DENY_PACKETS: u64 = NEG_PINGS + NEG_DATAGRAMS + 1;
 
 fn no_route(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(nix::libc::ENETUNREACH)
@@ -287,7 +296,7 @@ pub fn no_udp(from_ns: &str, to: &Ep) -> anyhow::Result<()> {
     let addr = SocketAddr::from((to.ip, port));
     let sender = spawn_in(from_ns, move || {
         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        for i in 0..3 {
+        for i in 0..NEG_DATAGRAMS {
             if i > 0 {
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -335,7 +344,8 @@ pub fn icmp(from_ns: &str, to: Ipv4Addr) -> anyhow::Result<()> {
 /// came back). Any other failure is reported as a harness problem.
 pub fn no_icmp(from_ns: &str, to: Ipv4Addr) -> anyhow::Result<()> {
     let dst = to.to_string();
-    let out = ping(from_ns, &["-c", "2", "-i", "0.2", "-W", "1", &dst]);
+    let count = NEG_PINGS.to_string();
+    let out = ping(from_ns, &["-c", &count, "-i", "0.2", "-W", "1", &dst]);
     match out.code {
         Some(1) => Ok(()),
         Some(0) => bail!("ICMP echo got a reply:\n{out}"),
@@ -349,6 +359,10 @@ pub struct Flow {
     pub from: Ep,
     pub to: Ep,
     pub allowed: bool,
+    /// For a denied flow checked by [`crate::Bed::expect`]: the drop reason
+    /// (as `netd status` names it) whose counter must grow by at least
+    /// [`DENY_PACKETS`] for this flow.
+    pub reason: Option<String>,
 }
 
 /// `from` reaches `to` with ICMP, TCP and UDP (and the replies come back).
@@ -357,6 +371,7 @@ pub fn allow(from: &Ep, to: &Ep) -> Flow {
         from: from.clone(),
         to: to.clone(),
         allowed: true,
+        reason: None,
     }
 }
 
@@ -367,6 +382,18 @@ pub fn deny(from: &Ep, to: &Ep) -> Flow {
         from: from.clone(),
         to: to.clone(),
         allowed: false,
+        reason: None,
+    }
+}
+
+/// Nothing from `from` reaches `to`, and netd is the one that drops it:
+/// [`crate::Bed::expect`] wants `drops[reason]` to grow by what the probes
+/// of this flow sent ([`DENY_PACKETS`]), so a path that carries nothing
+/// anyway (a broken topology, a drop elsewhere) fails the check.
+pub fn dropped(from: &Ep, to: &Ep, reason: &str) -> Flow {
+    Flow {
+        reason: Some(reason.to_string()),
+        ..deny(from, to)
     }
 }
 
@@ -417,14 +444,19 @@ fn check_flow(f: &Flow) -> Vec<String> {
     errs
 }
 
-/// Checks all flows concurrently and panics listing every one that failed.
-/// For an allowed flow the TCP and UDP receivers must see `from.ip` as the
-/// source address.
-pub fn expect(flows: &[Flow]) {
-    let errs: Vec<String> = std::thread::scope(|s| {
+/// Checks all flows concurrently; returns what failed (empty: all as
+/// expected). For an allowed flow the TCP and UDP receivers must see
+/// `from.ip` as the source address.
+pub fn check(flows: &[Flow]) -> Vec<String> {
+    std::thread::scope(|s| {
         let hs: Vec<_> = flows.iter().map(|f| s.spawn(|| check_flow(f))).collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    })
+}
+
+/// Like [`check`], panicking with every flow that failed.
+pub fn expect(flows: &[Flow]) {
+    let errs = check(flows);
     if !errs.is_empty() {
         panic!(
             "{} of the expected flows failed:\n  - {}",

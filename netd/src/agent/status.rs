@@ -23,6 +23,7 @@ impl Agent {
             "map_layout_version": netd_common::MAP_LAYOUT_VERSION,
             "pid": std::process::id(),
             "run_dir": self.config.run_dir,
+            "source_hash": crate::SOURCE_HASH,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "state_dir": self.config.state_dir,
             "bpffs": self.config.bpffs,

@@ -53,7 +53,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Print the version, the git revision and the map layout version.
+    /// Print the version, the git revision, the map layout version and the
+    /// source hash.
     Version,
 }
 

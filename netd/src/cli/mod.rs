@@ -57,6 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("netd {}", env!("CARGO_PKG_VERSION"));
                 println!("git revision: {}", crate::GIT_REVISION);
                 println!("map layout:   v{}", netd_common::MAP_LAYOUT_VERSION);
+                println!("source hash:  {}", crate::SOURCE_HASH);
                 Ok(())
             }
         }
