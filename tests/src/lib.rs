@@ -13,6 +13,7 @@
 pub mod bed;
 pub mod cmd;
 pub mod cni;
+pub mod http;
 pub mod netns;
 pub mod runtimes;
 pub mod traffic;

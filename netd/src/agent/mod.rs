@@ -6,7 +6,9 @@
 mod check;
 mod containers;
 mod endpoints;
+mod explain;
 mod lock;
+mod metrics;
 mod names;
 mod networks;
 mod publish;
@@ -70,6 +72,9 @@ pub struct Agent {
     /// What reconciles repaired (most recent last), for `netd status`.
     repairs: Vec<String>,
     last_reconcile: Option<String>,
+    /// Reconcile passes and repairs since start (for `/metrics`).
+    reconcile_runs: u64,
+    repairs_total: u64,
 }
 
 impl Agent {

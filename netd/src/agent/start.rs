@@ -81,6 +81,8 @@ impl Agent {
             last_reconcile: None,
             started: std::time::Instant::now(),
             repairs: Vec::new(),
+            reconcile_runs: 0,
+            repairs_total: 0,
         };
         agent.reconcile(true).await?;
         if agent.config.default_bridge
@@ -171,6 +173,7 @@ impl Agent {
         }
         self.remove_orphans().await?;
         self.last_reconcile = Some(crate::model::now());
+        self.reconcile_runs += 1;
         Ok(())
     }
 
@@ -286,6 +289,7 @@ impl Agent {
     pub(super) fn repaired(&mut self, what: String) {
         info!(repair = %what);
         self.repairs.push(what);
+        self.repairs_total += 1;
         // Keep the most recent repairs only.
         if self.repairs.len() > 100 {
             self.repairs.remove(0);

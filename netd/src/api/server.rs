@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use tokio::{net::UnixListener, sync::Mutex};
 
 use super::types::{
-    ContainerAdd, Created, ErrorBody, NetworkConnect, NetworkCreate, NetworkDisconnect,
+    ContainerAdd, Created, ErrorBody, Explain, NetworkConnect, NetworkCreate, NetworkDisconnect,
 };
-use crate::{agent::Agent, error::AgentError};
+use crate::{agent::Agent, datapath::Sandbox, error::AgentError};
 
 type Shared = Arc<Mutex<Agent>>;
 
@@ -74,7 +74,55 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/reset", post(reset))
         .route("/v1/containers/{name}/resolv-conf", get(resolv_conf))
         .route("/v1/containers/{name}/check", get(check_container))
+        .route("/v1/explain", post(explain))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(agent)
+}
+
+/// The datapath's verdict for one packet. The sandbox (a second load of
+/// the programs with maps of its own) is built without the agent's lock;
+/// copying the live maps into it and the walk hold it.
+async fn explain(
+    State(agent): State<Shared>,
+    body: Result<Json<Explain>, JsonRejection>,
+) -> ApiResult<Value> {
+    let Json(req) = body?;
+    let (bpffs, ct_size) = agent.lock().await.sandbox_params()?;
+    let mut sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&bpffs, ct_size))
+        .await
+        .map_err(|e| AgentError::Internal(e.into()))?
+        .map_err(AgentError::from)?;
+    Ok(Json(agent.lock().await.explain(&req, &mut sandbox)?))
+}
+
+/// Only `/metrics`: what `--metrics ADDR:PORT` serves over TCP (the API
+/// itself stays on the Unix socket, mode 0600).
+pub fn metrics_router(agent: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .with_state(agent)
+}
+
+/// Serves [`metrics_router`] on an already bound TCP listener.
+pub async fn serve_metrics(agent: Shared, listener: tokio::net::TcpListener) -> Result<()> {
+    axum::serve(listener, metrics_router(agent))
+        .await
+        .context("metrics server failed")
+}
+
+/// Prometheus text exposition of the agent's and the datapath's counters.
+async fn metrics(State(agent): State<Shared>) -> Result<Response, ApiError> {
+    let text = agent.lock().await.metrics(&crate::metrics::API_LATENCY)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// Binds `RUN_DIR/netd.sock` (replacing a stale socket: the agent's lock on

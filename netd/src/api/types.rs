@@ -87,3 +87,14 @@ pub struct Created {
     #[serde(rename = "Id")]
     pub id: String,
 }
+
+/// Body of `POST /v1/explain`: each side a container name, an address,
+/// `world` or `host`; no port means ICMP echo, a port without a protocol
+/// means TCP.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Explain {
+    pub src: String,
+    pub dst: String,
+    pub port: Option<u16>,
+    pub proto: Option<String>,
+}

@@ -46,6 +46,10 @@ pub enum Command {
     },
     /// Show the agent, its programs, map fill and drop counters.
     Status(StatusArgs),
+    /// The datapath's verdict for a packet: built as SRC would send it and
+    /// run through every program it would meet (BPF_PROG_TEST_RUN on a
+    /// copy of the maps; live flows are not touched).
+    Explain(ExplainArgs),
     /// Remove everything netd created (links, pins, stored state) and stop
     /// the agent.
     Reset {
@@ -106,6 +110,10 @@ pub struct DaemonArgs {
     /// namespace are ever translated.
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
+    /// Also serve Prometheus metrics (`/metrics` only) over TCP on
+    /// ADDR:PORT; they are always on the API socket at `/metrics`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,
@@ -151,6 +159,17 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// A container name, an address, `world` or `host`.
+    pub src: String,
+    /// DST[:PORT][/PROTO]: a container name, an address, `world` or
+    /// `host`; no port means ICMP echo, a port alone means TCP.
+    pub dst: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

@@ -160,6 +160,12 @@ pub fn run(settings: Settings) -> Result<()> {
     rt.block_on(async move {
         let socket = config.run_dir.join("netd.sock");
         let group = config.socket_group;
+        let metrics_listener = match settings.args.metrics {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for --metrics (address in use or not local?)")
+            })?),
+            None => None,
+        };
         let agent = Agent::start(config)
             .await
             .context("agent failed to start")?;
@@ -179,6 +185,15 @@ pub fn run(settings: Settings) -> Result<()> {
         };
         let agent = Arc::new(tokio::sync::Mutex::new(agent));
         tokio::spawn(maintenance(agent.clone()));
+        if let Some(listener) = metrics_listener {
+            info!(addr = ?listener.local_addr().ok(), "serving /metrics over TCP");
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server::serve_metrics(agent, listener).await {
+                    tracing::warn!(error = %format!("{e:#}"), "metrics server stopped");
+                }
+            });
+        }
         let reloader = agent.clone();
         tokio::spawn(async move {
             let mut running = settings;

@@ -4,6 +4,7 @@ mod args;
 mod config;
 mod container;
 mod daemon;
+mod explain;
 mod logs;
 mod network;
 mod notify;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Network { command } => network::run(&client, command).await,
             Command::Container { command } => container::run(&client, command).await,
             Command::Status(args) => status::run(&client, args).await,
+            Command::Explain(args) => explain::run(&client, args).await,
             Command::Port { container, port } => container::port(&client, &container, port.as_deref()).await,
             Command::Reset { force } => {
                 if !force {

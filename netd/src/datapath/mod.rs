@@ -9,6 +9,7 @@ mod conntrack;
 mod layout;
 mod loader;
 mod publish;
+mod sandbox;
 mod sock;
 mod stats;
 mod uplink;
@@ -19,5 +20,6 @@ pub use loader::{
     addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS,
     TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
+pub use sandbox::{Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
-pub use stats::DropCount;
+pub use stats::{DropCount, MapFill};

@@ -84,6 +84,21 @@ struct Stats {
     upstream_failures: Counter,
     rate_limited: Counter,
     malformed: Counter,
+    /// Replies sent, by response code (`RCODES`, then "other").
+    rcodes: [Counter; RCODES.len() + 1],
+}
+
+/// Response codes counted one by one (index = code); the rest are "other".
+const RCODES: [&str; 6] = [
+    "noerror", "formerr", "servfail", "nxdomain", "notimp", "refused",
+];
+
+impl Stats {
+    /// Counts a reply about to be sent by its response code.
+    fn replied(&self, reply: &[u8]) {
+        let code = reply.get(3).map_or(usize::MAX, |b| usize::from(b & 0x0f));
+        self.rcodes[code.min(RCODES.len())].inc();
+    }
 }
 
 /// What the listeners share: replaced whole on every sync.
@@ -178,6 +193,31 @@ impl NameService {
             }
         }
         Ok(())
+    }
+
+    /// Queries by what the asker got: a reply of each response code, or
+    /// none (rate limited, or dropped as malformed).
+    pub fn answers(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.shared.stats;
+        let mut out: Vec<(&'static str, u64)> = RCODES
+            .iter()
+            .zip(&s.rcodes)
+            .map(|(name, n)| (*name, n.get()))
+            .collect();
+        out.push(("other", s.rcodes[RCODES.len()].get()));
+        out.push(("rate-limited", s.rate_limited.get()));
+        out.push(("dropped", s.malformed.get()));
+        out
+    }
+
+    /// Queries received, forwarded, and forwards no upstream answered.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        let s = &self.shared.stats;
+        (
+            s.queries.get(),
+            s.forwarded.get(),
+            s.upstream_failures.get(),
+        )
     }
 
     /// Counters for `netd status`.

@@ -145,18 +145,22 @@ async fn serve_udp(shared: Arc<Shared>, via: Arc<str>, sock: Arc<UdpSocket>) {
             Outcome::Drop => shared.stats.malformed.inc(),
             Outcome::Reply(bytes) => {
                 shared.stats.answered.inc();
+                shared.stats.replied(&bytes);
                 let _ = sock.try_send_to(&bytes, peer);
             }
             Outcome::Forward(req) => {
                 let Some(guard) = shared.begin_forward(peer.ip()) else {
                     shared.stats.rate_limited.inc();
-                    let _ = sock.try_send_to(&req.servfail(), peer);
+                    let reply = req.servfail();
+                    shared.stats.replied(&reply);
+                    let _ = sock.try_send_to(&reply, peer);
                     continue;
                 };
                 let (shared, sock) = (shared.clone(), sock.clone());
                 forwards.spawn(async move {
                     let _guard = guard;
                     let reply = forwarded(&shared, &req, false).await;
+                    shared.stats.replied(&reply);
                     let _ = sock.send_to(&reply, peer).await;
                 });
             }
@@ -244,6 +248,7 @@ async fn serve_tcp_conn(shared: &Arc<Shared>, via: &str, mut stream: TcpStream, 
                 None => req.servfail(),
             },
         };
+        shared.stats.replied(&reply);
         let mut out = Vec::with_capacity(reply.len() + 2);
         out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         out.extend_from_slice(&reply);
