@@ -282,3 +282,136 @@ impl Drop for Podman {
         remove_cgroups(&self.cgroup_parent);
     }
 }
+
+/// A private containerd 1.6 for `ctr run --cni`: `ctr` reads the first
+/// config in the fixed `/etc/cni/net.d` and runs plugins from
+/// `/opt/cni/bin`, so the holder gets an overlay on `/etc` (with its own
+/// `cni/net.d`), a tmpfs on `/opt` (netd-cni in `cni/bin`), on `/var/lib`
+/// (libcni's cache) and on `/run` (containerd's shim sockets and runc
+/// state); containerd runs there with root, state and `opt` under the
+/// bed's directory.
+pub struct Containerd {
+    holder: Holder,
+    dir: PathBuf,
+    pub cgroup_parent: String,
+}
+
+impl Containerd {
+    pub const TOOLS: &'static [(&'static str, &'static str)] = &[
+        ("/usr/bin/containerd", "containerd"),
+        ("/usr/bin/ctr", "containerd"),
+        ("/usr/sbin/runc", "runc"),
+        ("/bin/busybox", "busybox-static"),
+    ];
+
+    /// containerd with the CNI network `name` (netd-cni on `subnet`).
+    pub fn new(bed: &Bed, name: &str, subnet: &str) -> anyhow::Result<Containerd> {
+        let dir = bed.dir().join("containerd");
+        for sub in ["net.d", "bin", "root", "state", "opt", "etc-up", "etc-work"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        std::fs::copy(crate::cni::cni_bin(), dir.join("bin/netd-cni"))
+            .context("copying netd-cni (build netd first)")?;
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [{"type": "netd-cni", "subnet": subnet, "socket": bed.socket()}],
+        });
+        std::fs::write(
+            dir.join(format!("net.d/10-{name}.conflist")),
+            conf.to_string(),
+        )?;
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+            ),
+        )?;
+        let setup = format!(
+            "mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /var/lib; mkdir -p /var/lib/cni; \
+             mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc; \
+             mkdir -p /etc/cni/net.d; cp {d}/net.d/* /etc/cni/net.d/; \
+             mount -t tmpfs tmpfs /opt; mkdir -p /opt/cni/bin; cp {d}/bin/netd-cni /opt/cni/bin/; \
+             containerd --root {d}/root --state {d}/state --address {d}/containerd.sock \
+               --config {d}/config.toml >{d}/containerd.log 2>&1 & echo $! >{d}/containerd.pid; \
+             i=0; while [ ! -S {d}/containerd.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             [ -S {d}/containerd.sock ]"
+        );
+        let holder = Holder::start(bed, &setup)?;
+        Ok(Containerd {
+            holder,
+            dir,
+            cgroup_parent: format!("netd-ctr-{}", bed.id()),
+        })
+    }
+
+    /// `ctr --address … ARGS...` (60 s bound).
+    pub fn ctr(&self, args: &[&str]) -> Out {
+        let sock = format!("{}/containerd.sock", self.dir.display());
+        let mut all = vec!["--address", &sock];
+        all.extend_from_slice(args);
+        self.holder.run(&[], "ctr", &all, Duration::from_secs(60))
+    }
+
+    /// A busybox rootfs for container `id` whose `/bin/probe` is `script`.
+    pub fn rootfs(&self, id: &str, script: &str) -> anyhow::Result<PathBuf> {
+        let root = self.dir.join(format!("rootfs-{id}"));
+        busybox_rootfs(&root)?;
+        let probe = root.join("bin/probe");
+        std::fs::write(&probe, format!("#!/bin/sh\n{script}\n"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755))?;
+        Ok(root)
+    }
+
+    /// `ctr run --cni --rootfs ROOT [-d|--rm] ID /bin/probe`.
+    pub fn run(&self, id: &str, root: &Path, detach: bool) -> Out {
+        let cgroup = format!("/{}/{id}", self.cgroup_parent);
+        let root = root.display().to_string();
+        let mode = if detach { "-d" } else { "--rm" };
+        self.ctr(&[
+            "run",
+            mode,
+            "--cni",
+            "--cgroup",
+            &cgroup,
+            "--rootfs",
+            &root,
+            id,
+            "/bin/probe",
+        ])
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let tasks = self.ctr(&["task", "ls", "-q"]).stdout;
+        for id in tasks.split_whitespace() {
+            let _ = self.ctr(&["task", "kill", "-s", "KILL", id]);
+            let _ = self.ctr(&["task", "rm", "-f", id]);
+        }
+        let containers = self.ctr(&["container", "ls", "-q"]).stdout;
+        for id in containers.split_whitespace() {
+            let _ = self.ctr(&["container", "rm", id]);
+        }
+        let pid = std::fs::read_to_string(self.dir.join("containerd.pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            for _ in 0..50 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+        remove_cgroups(&self.cgroup_parent);
+    }
+}

@@ -8,9 +8,10 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::Duration;
 
-use netd_tests::cni::tcp_via;
+use netd_tests::cmd::run_ok;
+use netd_tests::cni::{call, conf, plain_env, tcp_via};
 use netd_tests::netns::spawn_in;
-use netd_tests::runtimes::{missing, Podman};
+use netd_tests::runtimes::{missing, Containerd, Podman};
 use netd_tests::traffic::{icmp, Ep};
 use netd_tests::{blocked_both, reach_both, Bed};
 
@@ -34,6 +35,31 @@ fn addr_of(podman: &Podman, name: &str, net: &str) -> Ipv4Addr {
         .ok(&["inspect", "-f", &f, name])
         .parse()
         .expect("an address")
+}
+
+/// Waits (≤ 10 s) until netd no longer has container `name`.
+fn wait_gone(bed: &Bed, name: &str) {
+    for _ in 0..100 {
+        if !bed.netd(&["container", "inspect", name]).success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("netd still has {name} after its netns went away");
+}
+
+/// The host PID of a running ctr task.
+fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
+    let out = ctrd.ctr(&["task", "ls"]);
+    out.stdout
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id))
+                .then(|| f.get(1)?.parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no task {id}:\n{out}"))
 }
 
 /// `podman run --network NET -p 8080:80` on netd: reached from the world
@@ -106,4 +132,102 @@ fn podman_runs_on_netd_networks() {
         http_get(&world, SocketAddrV4::new(UPLINK, 8080)).is_err(),
         "the published port still answers"
     );
+}
+
+/// `ctr run --cni` of containerd 1.6: a foreground task is on the netd
+/// network (its own address, the gateway and a peer answer) and its DEL
+/// (with an empty CNI_NETNS, after the task ended) releases it; a
+/// detached task's `kill` calls no DEL, netd releases it when its netns
+/// goes; GC removes the attachments the runtime no longer lists.
+#[test]
+fn ctr_run_cni_on_netd() {
+    if let Some(why) = missing(Containerd::TOOLS) {
+        eprintln!("ctr_run_cni_on_netd {why}");
+        return;
+    }
+    let bed = Bed::new();
+    let links_before = bed.host_links();
+    let ctrd = Containerd::new(&bed, "ctrnet", "10.96.0.0/24")
+        .unwrap_or_else(|e| panic!("setting up containerd: {e:#}"));
+    // A peer the foreground task pings: a CLI container on the same network
+    // (the network exists once the first ADD made it, so a detached task
+    // goes first).
+    let two = ctrd.rootfs("two", "exec sleep 300").unwrap();
+    let out = ctrd.run("two", &two, true);
+    assert!(
+        out.success(),
+        "ctr run -d:\n{out}\ncontainerd log:\n{}",
+        ctrd.log()
+    );
+    let info = bed.ctr_info("default-two");
+    assert_eq!(info["Origin"], "cni");
+    let two_ip = info["Networks"]["ctrnet"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let script = format!(
+        "ip -4 addr show eth0; ping -c 1 -W 2 10.96.0.1 && echo GATEWAY-OK; \
+         ping -c 1 -W 2 {two_ip} && echo PEER-OK"
+    );
+    let one = ctrd.rootfs("one", &script).unwrap();
+    let out = ctrd.run("one", &one, false);
+    assert!(
+        out.success(),
+        "ctr run --rm:\n{out}\ncontainerd log:\n{}",
+        ctrd.log()
+    );
+    assert!(out.stdout.contains("inet 10.96.0."), "{out}");
+    assert!(
+        out.stdout.contains("GATEWAY-OK") && out.stdout.contains("PEER-OK"),
+        "{out}"
+    );
+    // The foreground run ended: its DEL came and released everything.
+    let names: Vec<String> = bed
+        .json(&["container", "ls", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["default-two".to_string()]);
+    // A detached task's kill and rm call no DEL; netd notices the netns is
+    // gone and releases the container itself (bounded wait).
+    assert!(ctrd.ctr(&["task", "kill", "-s", "KILL", "two"]).success());
+    wait_gone(&bed, "default-two");
+    let _ = ctrd.ctr(&["task", "rm", "-f", "two"]);
+    assert!(ctrd.ctr(&["container", "rm", "two"]).success());
+    // GC, as a runtime calls it with the attachments it still knows:
+    // "three" is not among them and goes while its task runs; "four" stays.
+    for id in ["three", "four"] {
+        let root = ctrd.rootfs(id, "exec sleep 300").unwrap();
+        let out = ctrd.run(id, &root, true);
+        assert!(out.success(), "ctr run -d {id}:\n{out}");
+    }
+    let pid = task_pid(&ctrd, "three");
+    let mut gc = conf("1.1.0", "ctrnet", &bed.socket(), serde_json::json!({}));
+    gc["cni.dev/valid-attachments"] =
+        serde_json::json!([{"containerID": "default-four", "ifname": "eth0"}]);
+    call(&plain_env("GC"), &gc.to_string()).ok();
+    assert!(!bed
+        .netd(&["container", "inspect", "default-three"])
+        .success());
+    assert!(bed
+        .netd(&["container", "inspect", "default-four"])
+        .success());
+    let inside = run_ok(
+        "nsenter",
+        &[&format!("--net=/proc/{pid}/ns/net"), "ip", "-o", "link"],
+    )
+    .unwrap();
+    assert!(
+        !inside.contains("eth0"),
+        "GC left eth0 in the task's netns:\n{inside}"
+    );
+    for id in ["three", "four"] {
+        let _ = ctrd.ctr(&["task", "kill", "-s", "KILL", id]);
+    }
+    wait_gone(&bed, "default-four");
+    let mut now = bed.host_links();
+    now.retain(|l| !l.starts_with("br-"));
+    assert_eq!(now, links_before, "interfaces left behind");
 }
