@@ -304,3 +304,48 @@ pub fn tcp_via(
         (c, s) => bail!("client: {c:?}; server: {s:?}"),
     }
 }
+
+/// One UDP exchange from `client_ns` to `dst` answered in `server_ns` on
+/// `0.0.0.0:port`; returns the client address the server saw.
+pub fn udp_via(
+    server_ns: &str,
+    port: u16,
+    client_ns: &str,
+    dst: SocketAddrV4,
+) -> anyhow::Result<Ipv4Addr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in(server_ns, move || {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).context("bind")?;
+        s.set_read_timeout(Some(Duration::from_secs(6)))?;
+        let _ = tx.send(());
+        let mut buf = [0u8; 16];
+        let (n, peer) = s.recv_from(&mut buf).context("no datagram arrived")?;
+        s.send_to(&buf[..n], peer)?;
+        match peer {
+            SocketAddr::V4(a) => Ok(*a.ip()),
+            SocketAddr::V6(a) => bail!("IPv6 peer {a}"),
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .map_err(|_| anyhow!("server did not start"))?;
+    let client = spawn_in(client_ns, move || {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut buf = [0u8; 16];
+        for _ in 0..6 {
+            s.send_to(b"netd-cni", dst)?;
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                if &buf[..n] == b"netd-cni" {
+                    return Ok(());
+                }
+            }
+        }
+        bail!("no echo from {dst}")
+    });
+    let c = join(client);
+    let s = join(server);
+    match (c, s) {
+        (Ok(()), Ok(peer)) => Ok(peer),
+        (c, s) => bail!("client: {c:?}; server: {s:?}"),
+    }
+}

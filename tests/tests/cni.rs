@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 
 use netd_tests::cmd::ip_ns;
-use netd_tests::cni::{call, conf, plain_env, tcp_via, with_runtime_config, Attachment};
+use netd_tests::cni::{call, conf, plain_env, tcp_via, udp_via, with_runtime_config, Attachment};
 use netd_tests::netns::{path_of, spawn_in};
 use netd_tests::traffic::{icmp, tcp, Ep};
 use netd_tests::{blocked_both, reach_both, Bed};
@@ -546,4 +546,106 @@ fn only_runtime_containers_share_their_ports() {
     r.run("ADD", &rc.to_string()).ok();
     assert!(host_bind(&bed, 8182, false).is_err());
     host_bind(&bed, 8182, true).unwrap();
+}
+
+fn dig(ns: &str, server: &str, name: &str) -> String {
+    let net = format!("--net={}", path_of(ns).display());
+    let at = format!("@{server}");
+    netd_tests::cmd::run_ok(
+        "nsenter",
+        &[&net, "dig", "+short", "+time=2", "+tries=2", &at, name],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+    .trim()
+    .to_string()
+}
+
+/// A CNI-made container is a netd container like any other: the config's
+/// `icc: false` and `internal: true` hold (with witnesses), aliases and
+/// names resolve through netd's DNS, and a published UDP port (not held on
+/// the host for runtime containers) is reached from the world with the
+/// client's address.
+#[test]
+fn config_keys_dns_and_udp() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
+    let w = Ep::new("world", &world, WORLD);
+    // icc off: no traffic between the two, the gateway still answers.
+    let iso = conf(
+        "1.0.0",
+        "iso",
+        &bed.socket(),
+        json!({"subnet": "10.97.0.0/24", "icc": false}),
+    );
+    let (i1, i2) = (bed.new_netns("i1"), bed.new_netns("i2"));
+    let r1 = Attachment::podman("i1", &path_of(&i1), "eth0")
+        .run("ADD", &iso.to_string())
+        .ok();
+    let r2 = Attachment::podman("i2", &path_of(&i2), "eth0")
+        .run("ADD", &iso.to_string())
+        .ok();
+    blocked_both(&ep_of(&r1, &i1, "i1"), &ep_of(&r2, &i2, "i2"));
+    icmp(&i1, Ipv4Addr::new(10, 97, 0, 1)).unwrap();
+    assert_eq!(
+        bed.net_info("iso")["Options"]["com.docker.network.bridge.enable_icc"],
+        "false"
+    );
+    // internal: no way out, no published ports; the gateway answers.
+    let int = conf(
+        "1.0.0",
+        "int",
+        &bed.socket(),
+        json!({"subnet": "10.97.1.0/24", "internal": true}),
+    );
+    let n1 = bed.new_netns("n1");
+    let n = Attachment::podman("n1", &path_of(&n1), "eth0");
+    let with_port = with_runtime_config(
+        int.clone(),
+        json!({"portMappings": [{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    let (code, msg, _) = n.run("ADD", &with_port.to_string()).error();
+    assert_eq!(code, 100, "{msg}");
+    assert!(msg.contains("internal"), "{msg}");
+    assert_eq!(
+        Bed::links(&n1),
+        vec!["lo".to_string()],
+        "a refused ADD left an interface"
+    );
+    n.run("ADD", &int.to_string()).ok();
+    netd_tests::no_tcp(&n1, &w).unwrap();
+    icmp(&n1, Ipv4Addr::new(10, 97, 1, 1)).unwrap();
+    // DNS: the container name and runtimeConfig aliases resolve on the
+    // network's resolver (the result's dns).
+    let web = conf(
+        "1.0.0",
+        "dnsnet",
+        &bed.socket(),
+        json!({"subnet": "10.97.2.0/24"}),
+    );
+    let (d1, d2) = (bed.new_netns("d1"), bed.new_netns("d2"));
+    let a = Attachment::podman("dnsa", &path_of(&d1), "eth0");
+    let ra = a
+        .run(
+            "ADD",
+            &with_runtime_config(
+                web.clone(),
+                json!({"aliases": {"dnsnet": ["alias-a"]},
+                       "portMappings": [{"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]}),
+            )
+            .to_string(),
+        )
+        .ok();
+    let rb = Attachment::podman("dnsb", &path_of(&d2), "eth0")
+        .run("ADD", &web.to_string())
+        .ok();
+    let a_ip = ep_of(&ra, &d1, "dnsa").ip.to_string();
+    let server = rb["dns"]["nameservers"][0].as_str().unwrap();
+    assert_eq!(dig(&d2, server, "alias-a"), a_ip);
+    assert_eq!(dig(&d2, server, "dnsa"), a_ip);
+    // UDP published for a runtime container: no holder (the runtime binds
+    // it), still translated by the datapath.
+    let peer = udp_via(&d1, 53, &world, SocketAddrV4::new(UPLINK, 5353)).unwrap();
+    assert_eq!(peer, WORLD);
+    assert!(bed.ctr_info("dnsa")["Ports"][0]["Protocol"] == "udp");
 }
