@@ -7,7 +7,7 @@ use tracing::warn;
 
 use super::Agent;
 use crate::{
-    dns::{DnsName, DnsNetwork, DnsView},
+    dns::{DnsName, DnsNetwork, DnsResolver, DnsView, CONTAINER_RESOLVER},
     error::AgentResult,
     model::{Container, Mode},
 };
@@ -37,9 +37,30 @@ impl Agent {
                 })
             })
             .collect();
+        // One listener per container netns on a served network; containers
+        // in `container:OTHER` mode have no endpoints and share OTHER's.
+        let resolvers = self
+            .containers
+            .values()
+            .filter(|c| c.mode == Mode::Bridge)
+            .filter_map(|c| {
+                let ep = c.endpoints.iter().find(|ep| {
+                    self.networks
+                        .get(&ep.network_id)
+                        .is_some_and(|n| !n.is_default())
+                })?;
+                Some(DnsResolver {
+                    container_id: c.id.clone(),
+                    netns: c.netns.clone(),
+                    network_id: ep.network_id.clone(),
+                    ip: ep.ip,
+                })
+            })
+            .collect();
         DnsView {
             networks,
             names,
+            resolvers,
             upstreams: self.config.dns_upstreams.clone(),
         }
     }
@@ -54,24 +75,23 @@ impl Agent {
 }
 
 impl Agent {
-    /// The DNS servers container `c` should use: the gateways of its
-    /// served (user-defined) networks, in connect order; without any, the
-    /// upstreams (less loopback ones, which mean nothing inside a container
-    /// netns), else Google's public servers, as Docker does.
+    /// The DNS servers container `c` should use: on a served
+    /// (user-defined) network, 127.0.0.11, the listener inside its own
+    /// netns (as Docker's embedded DNS); without one, the upstreams (less
+    /// loopback ones, which mean nothing inside a container netns), else
+    /// Google's public servers, as Docker does.
     pub(super) fn dns_servers(&self, c: &Container) -> Vec<IpAddr> {
         let owner = match &c.mode {
             Mode::Container(id) => self.containers.get(id).unwrap_or(c),
             _ => c,
         };
-        let gateways: Vec<IpAddr> = owner
+        let served = owner
             .endpoints
             .iter()
             .filter_map(|ep| self.networks.get(&ep.network_id))
-            .filter(|n| !n.is_default())
-            .map(|n| IpAddr::V4(n.gateway))
-            .collect();
-        if !gateways.is_empty() {
-            return gateways;
+            .any(|n| !n.is_default());
+        if served && owner.mode == Mode::Bridge {
+            return vec![IpAddr::V4(CONTAINER_RESOLVER)];
         }
         let host = matches!(owner.mode, Mode::Host);
         let mut ups: Vec<IpAddr> = Vec::new();

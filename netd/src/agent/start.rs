@@ -306,6 +306,8 @@ impl Agent {
             }
             self.store.apply(&[StoreOp::DeleteContainer(id)])?;
             self.containers.remove(id);
+            // Its names go, and its DNS listener (which holds the netns).
+            self.state_changed();
         }
         Ok(())
     }

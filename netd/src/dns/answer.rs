@@ -212,6 +212,7 @@ mod tests {
                     ip: Ipv4Addr::new(172, 18, 0, i),
                 })
                 .collect(),
+            resolvers: vec![],
             upstreams: vec![],
         })
     }

@@ -1,14 +1,18 @@
 //! Embedded DNS for user-defined networks (issue 7): the agent hands the
 //! name service a fresh `DnsView` after every change; the service answers
-//! on each served network's gateway, port 53, UDP and TCP.
+//! on `127.0.0.11:53` inside the netns of each container on a user network
+//! (as Docker's embedded DNS does: behind no host firewall), and on each
+//! served network's gateway, port 53, UDP and TCP.
 //!
 //! - `records`: the name table (who asks, which names it may see);
 //! - `answer`: one query in, one decision out (answer, forward, drop);
-//! - `server`: the UDP/TCP listeners of one network;
+//! - `server`: the UDP/TCP listeners of one network or one container;
+//! - `netns`: sockets made inside a container's network namespace;
 //! - `forward`: the upstream resolvers, with a time limit;
 //! - `ratelimit`: per-source token bucket and in-flight caps.
 mod answer;
 pub mod forward;
+mod netns;
 mod ratelimit;
 pub mod records;
 mod server;
@@ -16,6 +20,7 @@ mod server;
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, RwLock,
@@ -52,10 +57,29 @@ pub struct DnsName {
     pub ip: Ipv4Addr,
 }
 
+/// Where a container on a served network is answered: the address every
+/// container netns has on `lo` (127.0.0.0/8 is local there), as Docker's.
+pub const CONTAINER_RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// A container netns that gets a listener on `CONTAINER_RESOLVER`, and who
+/// asks through it: the container's endpoint `ip` on its first served
+/// network `network_id` (so the answers are those the gateway listener of
+/// that network gives to that address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsResolver {
+    pub container_id: String,
+    pub netns: PathBuf,
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsView {
     pub networks: Vec<DnsNetwork>,
     pub names: Vec<DnsName>,
+    /// One per container netns with a served network (containers sharing a
+    /// netns share its listener).
+    pub resolvers: Vec<DnsResolver>,
     /// Where names netd does not know are forwarded.
     pub upstreams: Vec<SocketAddr>,
 }
@@ -130,11 +154,14 @@ impl Shared {
     }
 }
 
-/// The name service: the current table plus one listener per served
-/// network.
+/// The name service: the current table, one listener per served network
+/// (on its gateway) and one per container netns (on 127.0.0.11).
 pub struct NameService {
     shared: Arc<Shared>,
-    listeners: BTreeMap<String, Listener>,
+    /// Network id -> (gateway, listener).
+    listeners: BTreeMap<String, (Ipv4Addr, Listener)>,
+    /// Container id -> (netns path, listener inside it).
+    in_containers: BTreeMap<String, (PathBuf, Listener)>,
 }
 
 impl Default for NameService {
@@ -154,6 +181,7 @@ impl NameService {
                 stats: Stats::default(),
             }),
             listeners: BTreeMap::new(),
+            in_containers: BTreeMap::new(),
         }
     }
 
@@ -180,16 +208,31 @@ impl NameService {
             .upstreams
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(upstreams);
-        // Stop listeners of removed networks (or whose gateway moved).
+        let resolvers: BTreeMap<String, PathBuf> = view
+            .resolvers
+            .iter()
+            .map(|r| (r.container_id.clone(), r.netns.clone()))
+            .collect();
+        // Stop listeners of removed networks (or whose gateway moved), and
+        // of containers that are gone or left every served network (their
+        // sockets close, which also lets go of their netns).
         self.listeners
-            .retain(|id, l| served.get(id) == Some(&l.gateway));
+            .retain(|id, (gw, _)| served.get(id) == Some(gw));
+        self.in_containers
+            .retain(|id, (ns, _)| resolvers.get(id) == Some(ns));
         if tokio::runtime::Handle::try_current().is_err() {
             return Ok(());
         }
         for (id, gateway) in served {
             if !self.listeners.contains_key(&id) {
                 let l = server::start(self.shared.clone(), id.clone(), gateway);
-                self.listeners.insert(id, l);
+                self.listeners.insert(id, (gateway, l));
+            }
+        }
+        for (id, ns) in resolvers {
+            if !self.in_containers.contains_key(&id) {
+                let l = server::start_in_netns(self.shared.clone(), id.clone(), ns.clone());
+                self.in_containers.insert(id, (ns, l));
             }
         }
         Ok(())
@@ -225,6 +268,8 @@ impl NameService {
         let s = &self.shared.stats;
         json!({
             "listeners": self.listeners.len(),
+            "container_listeners": self.in_containers.len(),
+            "container_listeners_bound": self.in_containers.values().filter(|(_, l)| l.bound()).count(),
             "upstreams": self.shared.upstreams().iter().map(|u| u.to_string()).collect::<Vec<_>>(),
             "queries": s.queries.get(),
             "answered": s.answered.get(),

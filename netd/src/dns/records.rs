@@ -31,6 +31,9 @@ pub struct Table {
     names: HashMap<(String, String), Vec<Ipv4Addr>>,
     /// Every lower-case name or alias on any network.
     all_names: HashSet<String>,
+    /// Container id -> (network id, address) it asks as through the
+    /// listener inside its netns.
+    resolvers: HashMap<String, (String, Ipv4Addr)>,
 }
 
 /// Lower-case, without the trailing dot of a fully qualified name.
@@ -45,6 +48,11 @@ impl Table {
                 .networks
                 .iter()
                 .map(|n| (n.id.clone(), n.clone()))
+                .collect(),
+            resolvers: view
+                .resolvers
+                .iter()
+                .map(|r| (r.container_id.clone(), (r.network_id.clone(), r.ip)))
                 .collect(),
             ..Default::default()
         };
@@ -74,6 +82,12 @@ impl Table {
 
     pub fn network(&self, id: &str) -> Option<&DnsNetwork> {
         self.networks.get(id)
+    }
+
+    /// Who asks through the listener in container `id`'s netns: the
+    /// network and address its queries count as coming from.
+    pub fn resolver(&self, id: &str) -> Option<(&str, Ipv4Addr)> {
+        self.resolvers.get(id).map(|(net, ip)| (net.as_str(), *ip))
     }
 
     /// The served networks the container at `src` is on, or `None` when
@@ -187,6 +201,7 @@ mod tests {
                 name("bridge", "web2", &[], "172.17.0.3"),
                 name("a", "web2", &[], "172.18.0.5"),
             ],
+            resolvers: vec![],
             upstreams: vec![],
         }
     }

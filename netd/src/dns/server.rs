@@ -1,12 +1,17 @@
-//! The listeners: UDP and TCP on GATEWAY:53 of one served network. Each
-//! query is checked against the per-source limits, then answered from the
-//! current table or forwarded in a task of its own. Dropping a `Listener`
-//! aborts its tasks (and with them every forward and connection they own),
-//! which closes its sockets.
+//! The listeners: UDP and TCP on GATEWAY:53 of one served network, or on
+//! 127.0.0.11:53 inside one container's netns. Each query is checked
+//! against the per-source limits, then answered from the current table or
+//! forwarded in a task of its own. Dropping a `Listener` aborts its tasks
+//! (and with them every forward and connection they own), which closes its
+//! sockets.
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
-    sync::Arc,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -21,7 +26,9 @@ use tracing::{debug, warn};
 
 use super::{
     answer::{self, Outcome, MAX_QUERY},
-    forward, Shared,
+    forward,
+    records::Table,
+    Shared, CONTAINER_RESOLVER,
 };
 
 /// How long an idle TCP connection is kept.
@@ -31,10 +38,20 @@ const MAX_TCP: usize = 128;
 /// How long a listener keeps trying to bind (the address may still be held
 /// by the listener of a network that was just removed).
 const BIND_RETRY: Duration = Duration::from_secs(10);
+/// How often a listener inside a container netns that could not bind tries
+/// again (for as long as the container is on a served network).
+const NETNS_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Listener {
-    pub gateway: Ipv4Addr,
     tasks: Vec<JoinHandle<()>>,
+    /// Both sockets are bound and served.
+    bound: Arc<AtomicBool>,
+}
+
+impl Listener {
+    pub fn bound(&self) -> bool {
+        self.bound.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Listener {
@@ -45,12 +62,40 @@ impl Drop for Listener {
     }
 }
 
+/// Who a query on a listener comes from.
+#[derive(Clone)]
+enum Asker {
+    /// A gateway listener of network `via`: whoever the source address
+    /// says.
+    BySource { via: Arc<str> },
+    /// The listener inside container `id`'s netns: that container, whatever
+    /// the (loopback) source address.
+    Container { id: Arc<str> },
+}
+
+impl Asker {
+    /// The network the query came through and the address it counts as
+    /// coming from. A container no longer on a served network asks through
+    /// no network (REFUSED) until its listener is stopped.
+    fn identify(&self, table: &Table, peer: Ipv4Addr) -> (Arc<str>, Ipv4Addr) {
+        match self {
+            Asker::BySource { via } => (via.clone(), peer),
+            Asker::Container { id } => match table.resolver(id) {
+                Some((net, ip)) => (net.into(), ip),
+                None => ("".into(), peer),
+            },
+        }
+    }
+}
+
 /// Starts serving network `via` on `gateway`:53.
 pub fn start(shared: Arc<Shared>, via: String, gateway: Ipv4Addr) -> Listener {
     let addr = SocketAddrV4::new(gateway, 53);
     let via: Arc<str> = via.into();
+    let bound = Arc::new(AtomicBool::new(false));
+    let asker = Asker::BySource { via };
     let udp = {
-        let (shared, via) = (shared.clone(), via.clone());
+        let (shared, asker) = (shared.clone(), asker.clone());
         tokio::spawn(async move {
             let Some(sock) = bind_retrying(addr, bind_udp).await else {
                 return;
@@ -59,22 +104,72 @@ pub fn start(shared: Arc<Shared>, via: String, gateway: Ipv4Addr) -> Listener {
                 return;
             };
             debug!(%addr, "DNS listening (udp)");
-            serve_udp(shared, via, Arc::new(sock)).await
+            serve_udp(shared, asker, Arc::new(sock)).await
         })
     };
-    let tcp = tokio::spawn(async move {
-        let Some(sock) = bind_retrying(addr, bind_tcp).await else {
-            return;
+    let tcp = {
+        let bound = bound.clone();
+        tokio::spawn(async move {
+            let Some(sock) = bind_retrying(addr, bind_tcp).await else {
+                return;
+            };
+            let Ok(listener) = TcpListener::from_std(sock.into()) else {
+                return;
+            };
+            debug!(%addr, "DNS listening (tcp)");
+            bound.store(true, Ordering::Relaxed);
+            serve_tcp(shared, asker, listener).await
+        })
+    };
+    Listener {
+        tasks: vec![udp, tcp],
+        bound,
+    }
+}
+
+/// Starts serving container `id` on 127.0.0.11:53 inside its netns at
+/// `netns` (UDP and TCP). Until both sockets are bound it tries again every
+/// second, warning once: a process of the container may hold the port.
+pub fn start_in_netns(shared: Arc<Shared>, id: String, netns: PathBuf) -> Listener {
+    let addr = SocketAddrV4::new(CONTAINER_RESOLVER, 53);
+    let bound = Arc::new(AtomicBool::new(false));
+    let flag = bound.clone();
+    let task = tokio::spawn(async move {
+        let mut warned = false;
+        let (udp, tcp) = loop {
+            let ns = netns.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                let udp = super::netns::bind_in(&ns, addr, bind_udp)?;
+                let tcp = super::netns::bind_in(&ns, addr, bind_tcp)?;
+                let udp = UdpSocket::from_std(udp.into())?;
+                let tcp = TcpListener::from_std(tcp.into())?;
+                // (from_std registers with the runtime, which the blocking
+                // pool's threads have entered.)
+                io::Result::Ok((udp, tcp))
+            });
+            match made.await {
+                Ok(Ok(socks)) => break socks,
+                Ok(Err(e)) if !warned => {
+                    warned = true;
+                    warn!(container = %id, netns = %netns.display(), error = %e,
+                        "DNS listener on 127.0.0.11:53 in the container could not bind; retrying every second");
+                }
+                Ok(Err(e)) => debug!(container = %id, error = %e, "DNS bind in netns failed"),
+                Err(_) => return,
+            }
+            sleep(NETNS_RETRY).await;
         };
-        let Ok(listener) = TcpListener::from_std(sock.into()) else {
-            return;
-        };
-        debug!(%addr, "DNS listening (tcp)");
-        serve_tcp(shared, via, listener).await
+        debug!(container = %id, netns = %netns.display(), "DNS listening on 127.0.0.11:53 (udp, tcp)");
+        flag.store(true, Ordering::Relaxed);
+        let asker = Asker::Container { id: id.into() };
+        tokio::join!(
+            serve_udp(shared.clone(), asker.clone(), Arc::new(udp)),
+            serve_tcp(shared, asker, tcp)
+        );
     });
     Listener {
-        gateway,
-        tasks: vec![udp, tcp],
+        tasks: vec![task],
+        bound,
     }
 }
 
@@ -100,9 +195,12 @@ async fn bind_retrying(
 
 /// IP_FREEBIND: the gateway address may be added to the bridge a moment
 /// after the listener starts.
+/// SO_REUSEADDR: inside a container, a process that also sets it may still
+/// bind the wildcard address on port 53 next to 127.0.0.11:53.
 fn bind_udp(addr: SocketAddrV4) -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_freebind_v4(true)?;
+    s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::V4(addr).into())?;
     Ok(s)
@@ -118,7 +216,7 @@ fn bind_tcp(addr: SocketAddrV4) -> io::Result<Socket> {
     Ok(s)
 }
 
-async fn serve_udp(shared: Arc<Shared>, via: Arc<str>, sock: Arc<UdpSocket>) {
+async fn serve_udp(shared: Arc<Shared>, asker: Asker, sock: Arc<UdpSocket>) {
     // One byte more than the largest query, to tell "oversized" apart.
     let mut buf = vec![0u8; MAX_QUERY + 1];
     let mut forwards = JoinSet::new();
@@ -136,12 +234,13 @@ async fn serve_udp(shared: Arc<Shared>, via: Arc<str>, sock: Arc<UdpSocket>) {
             continue;
         };
         shared.stats.queries.inc();
-        if !shared.limiter.allow(peer.ip()) {
+        let table = shared.table();
+        let (via, src) = asker.identify(&table, *peer4.ip());
+        if !shared.limiter.allow(IpAddr::V4(src)) {
             shared.stats.rate_limited.inc();
             continue;
         }
-        let table = shared.table();
-        match answer::handle(&table, &via, *peer4.ip(), &buf[..n], false) {
+        match answer::handle(&table, &via, src, &buf[..n], false) {
             Outcome::Drop => shared.stats.malformed.inc(),
             Outcome::Reply(bytes) => {
                 shared.stats.answered.inc();
@@ -149,7 +248,7 @@ async fn serve_udp(shared: Arc<Shared>, via: Arc<str>, sock: Arc<UdpSocket>) {
                 let _ = sock.try_send_to(&bytes, peer);
             }
             Outcome::Forward(req) => {
-                let Some(guard) = shared.begin_forward(peer.ip()) else {
+                let Some(guard) = shared.begin_forward(IpAddr::V4(src)) else {
                     shared.stats.rate_limited.inc();
                     let reply = req.servfail();
                     shared.stats.replied(&reply);
@@ -180,7 +279,7 @@ async fn forwarded(shared: &Shared, req: &answer::Request, tcp: bool) -> Vec<u8>
     }
 }
 
-async fn serve_tcp(shared: Arc<Shared>, via: Arc<str>, listener: TcpListener) {
+async fn serve_tcp(shared: Arc<Shared>, asker: Asker, listener: TcpListener) {
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -200,19 +299,25 @@ async fn serve_tcp(shared: Arc<Shared>, via: Arc<str>, listener: TcpListener) {
             continue;
         }
         // Each connection holds one of its source's in-flight slots.
-        let Some(slot) = shared.limiter.begin(peer.ip()) else {
+        let (_, src) = asker.identify(&shared.table(), *peer4.ip());
+        let Some(slot) = shared.limiter.begin(IpAddr::V4(src)) else {
             shared.stats.rate_limited.inc();
             continue;
         };
-        let (shared, via) = (shared.clone(), via.clone());
+        let (shared, asker) = (shared.clone(), asker.clone());
         conns.spawn(async move {
             let _slot = slot;
-            serve_tcp_conn(&shared, &via, stream, *peer4.ip()).await;
+            serve_tcp_conn(&shared, &asker, stream, *peer4.ip()).await;
         });
     }
 }
 
-async fn serve_tcp_conn(shared: &Arc<Shared>, via: &str, mut stream: TcpStream, peer: Ipv4Addr) {
+async fn serve_tcp_conn(
+    shared: &Arc<Shared>,
+    asker: &Asker,
+    mut stream: TcpStream,
+    peer: Ipv4Addr,
+) {
     loop {
         let mut len = [0u8; 2];
         if !matches!(
@@ -229,12 +334,13 @@ async fn serve_tcp_conn(shared: &Arc<Shared>, via: &str, mut stream: TcpStream, 
             return;
         }
         shared.stats.queries.inc();
-        if !shared.limiter.allow(IpAddr::V4(peer)) {
+        let table = shared.table();
+        let (via, src) = asker.identify(&table, peer);
+        if !shared.limiter.allow(IpAddr::V4(src)) {
             shared.stats.rate_limited.inc();
             return;
         }
-        let table = shared.table();
-        let reply = match answer::handle(&table, via, peer, &buf, true) {
+        let reply = match answer::handle(&table, &via, src, &buf, true) {
             Outcome::Drop => {
                 shared.stats.malformed.inc();
                 return;
@@ -243,7 +349,7 @@ async fn serve_tcp_conn(shared: &Arc<Shared>, via: &str, mut stream: TcpStream, 
                 shared.stats.answered.inc();
                 bytes
             }
-            Outcome::Forward(req) => match shared.begin_forward(IpAddr::V4(peer)) {
+            Outcome::Forward(req) => match shared.begin_forward(IpAddr::V4(src)) {
                 Some(_guard) => forwarded(shared, &req, true).await,
                 None => req.servfail(),
             },
