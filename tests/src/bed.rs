@@ -16,8 +16,9 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::cmd::{ip_ns, run_timeout, Out};
+use crate::firewall::{self, Firewall};
 use crate::netns::Netns;
-use crate::traffic::{Ep, Flow, DENY_PACKETS};
+use crate::traffic::{allow, deny, Ep, Flow, DENY_PACKETS};
 
 /// The netd binary under test: `$NETD_BIN`, else the workspace debug build.
 pub fn netd_bin() -> PathBuf {
@@ -208,6 +209,10 @@ pub struct Bed {
     /// Extra `netd daemon` flags, on every (re)start.
     daemon_args: Vec<String>,
     transcript: Mutex<Vec<String>>,
+    /// The host netns's firewall, and its ruleset as installed (compared
+    /// when the bed is dropped: netd adds no rule).
+    firewall: Firewall,
+    firewall_rules: Option<String>,
 }
 
 impl Bed {
@@ -253,14 +258,32 @@ impl Bed {
         self.dir.path.join("netd.toml")
     }
 
+    /// Like [`Bed::with_daemon_args`], on a host netns with `firewall`
+    /// whatever `NETD_TEST_FIREWALL` says.
+    pub fn with_firewall(firewall: Firewall, args: &[&str]) -> Bed {
+        let bed = Bed::try_build_on(args, firewall).and_then(|b| {
+            b.try_start_agent()?;
+            Ok(b)
+        });
+        match bed {
+            Ok(b) => b,
+            Err(e) => panic!("setting up the test bed: {e:#}"),
+        }
+    }
+
     fn try_new(daemon_args: &[&str]) -> anyhow::Result<Bed> {
         let bed = Bed::try_build(daemon_args)?;
         bed.try_start_agent()?;
         Ok(bed)
     }
 
-    /// The bed without its agent.
+    /// The bed without its agent, on the firewall `NETD_TEST_FIREWALL` asks
+    /// for.
     fn try_build(daemon_args: &[&str]) -> anyhow::Result<Bed> {
+        Bed::try_build_on(daemon_args, Firewall::from_env()?)
+    }
+
+    fn try_build_on(daemon_args: &[&str], firewall: Firewall) -> anyhow::Result<Bed> {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let bin = netd_bin();
         if !nix::unistd::geteuid().is_root() {
@@ -276,6 +299,7 @@ impl Bed {
         let dir = TestDir::create(PathBuf::from(format!("/tmp/netd-test-{id}")))?;
         let host = Netns::create(&format!("nt-{id}-host"))?;
         ip_ns(host.name(), &["link", "set", "lo", "up"])?;
+        let firewall_rules = firewall.install(host.name(), &dir.path)?;
         let cgroup = TestCgroup::create(&id)?;
         let bed = Bed {
             agent: Mutex::new(None),
@@ -287,6 +311,8 @@ impl Bed {
             bin,
             daemon_args: daemon_args.iter().map(|a| a.to_string()).collect(),
             transcript: Mutex::new(Vec::new()),
+            firewall,
+            firewall_rules,
         };
         Ok(bed)
     }
@@ -370,6 +396,46 @@ impl Bed {
     /// The host, as a probe endpoint at one of its addresses.
     pub fn host(&self, ip: Ipv4Addr) -> Ep {
         Ep::new(&format!("host/{ip}"), self.host_ns(), ip)
+    }
+
+    /// The firewall of this bed's host netns.
+    pub fn firewall(&self) -> Firewall {
+        self.firewall
+    }
+
+    /// `from` (a container) to a socket of the host itself (`to`, a host
+    /// address): governed by the host's INPUT chain, as for Docker. Allowed
+    /// on a permissive host; dropped — every protocol, checked — when the
+    /// host's INPUT policy is DROP.
+    pub fn to_host(&self, from: &Ep, to: &Ep) -> Flow {
+        if self.firewall.drops_input() {
+            deny(from, to)
+        } else {
+            allow(from, to)
+        }
+    }
+
+    /// Panics when the host netns's netfilter rules differ from those the
+    /// bed installed (netd must add none). Also run when the bed drops.
+    pub fn assert_firewall_unchanged(&self) {
+        if let Err(e) = self.check_firewall() {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`Bed::assert_firewall_unchanged`], returning the difference.
+    pub fn check_firewall(&self) -> Result<(), String> {
+        let Some(before) = &self.firewall_rules else {
+            return Ok(());
+        };
+        let now = firewall::ruleset(self.host_ns()).map_err(|e| format!("{e:#}"))?;
+        if &now == before {
+            return Ok(());
+        }
+        Err(format!(
+            "the host netns's firewall ({}) changed while netd ran:\n--- installed\n{before}\n--- now\n{now}",
+            self.firewall.name()
+        ))
     }
 
     /// The agent's stderr and stdout, appended over restarts.
@@ -844,6 +910,9 @@ impl Drop for Bed {
                 self.log_tail(200)
             );
             eprintln!("==== end of test bed {} ====", self.id);
+        } else if let Err(e) = self.check_firewall() {
+            // The fields still drop (agent, namespaces, directory).
+            panic!("{e}");
         }
         // Fields drop next: agent (killed), namespaces, host, directory.
     }

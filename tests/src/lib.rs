@@ -7,18 +7,21 @@
 //! unmounts the bpffs and removes the directory — also when the test panics,
 //! in which case the agent log and the CLI transcript are printed.
 //!
-//! Nothing here touches the real host's interfaces, routes or sysctls: all
-//! addresses, links and routes live in namespaces the bed created.
+//! Nothing here touches the real host's interfaces, routes, firewall or
+//! sysctls: all addresses, links, routes and (with `NETD_TEST_FIREWALL`,
+//! [`firewall`]) netfilter rules live in namespaces the bed created.
 
 pub mod bed;
 pub mod cmd;
 pub mod cni;
+pub mod firewall;
 pub mod http;
 pub mod netns;
 pub mod runtimes;
 pub mod traffic;
 
 pub use bed::{Bed, Ctr, Snapshot};
+pub use firewall::Firewall;
 pub use traffic::{
     blocked, blocked_both, dropped, icmp, no_icmp, no_tcp, no_udp, reach, reach_both, tcp, udp, Ep,
 };

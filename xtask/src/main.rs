@@ -38,7 +38,16 @@ const APT_PACKAGES: &[&str] = &[
     "runc",
     "containernetworking-plugins",
     "busybox-static",
+    "iptables",
+    "nftables",
+    "kmod",
 ];
+
+/// The SPEC section-4 packet test binaries that also run on hostile hosts
+/// (`NETD_TEST_FIREWALL`, see tests/src/firewall.rs).
+const HOSTILE_TESTS: &[&str] = &["reachability", "masquerade", "publish", "dns"];
+/// The hostile host variants they run on.
+const FIREWALLS: &[&str] = &["iptables", "nftables"];
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "netd build chain")]
@@ -67,6 +76,14 @@ enum Cmd {
     },
     /// Build, then run every test (netns tests need root).
     Test {
+        /// Also run the reachability, masquerade, publish and DNS tests
+        /// again on each hostile host (iptables, nftables: FORWARD and INPUT
+        /// policy DROP, br_netfilter on).
+        #[arg(long)]
+        hostile: bool,
+        /// Run only those hostile-host runs (for FIREWALL, or both).
+        #[arg(long, value_name = "FIREWALL", num_args = 0..=1, default_missing_value = "all")]
+        only_hostile: Option<String>,
         /// Arguments for `cargo test`, after `--`.
         #[arg(last = true)]
         args: Vec<OsString>,
@@ -88,7 +105,11 @@ fn main() -> Result<ExitCode> {
         Cmd::Setup => setup(&root)?,
         Cmd::Build { release } => build(&root, release)?,
         Cmd::Run { release, args } => run(&root, release, &args)?,
-        Cmd::Test { args } => test(&root, &args)?,
+        Cmd::Test {
+            hostile,
+            only_hostile,
+            args,
+        } => test(&root, hostile, only_hostile.as_deref(), &args)?,
         Cmd::Bench { quick } => bench::bench(&root, quick)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -129,7 +150,14 @@ fn run(root: &Path, release: bool, args: &[OsString]) -> Result<()> {
     Err(err).with_context(|| format!("executing {}", bin.display()))
 }
 
-fn test(root: &Path, args: &[OsString]) -> Result<()> {
+fn test(root: &Path, hostile: bool, only_hostile: Option<&str>, args: &[OsString]) -> Result<()> {
+    let firewalls: Vec<&str> = match only_hostile {
+        None if hostile => FIREWALLS.to_vec(),
+        None => Vec::new(),
+        Some("all") => FIREWALLS.to_vec(),
+        Some(f) if FIREWALLS.contains(&f) => vec![f],
+        Some(f) => bail!("unknown firewall {f:?}: use {}", FIREWALLS.join(" or ")),
+    };
     build(root, false)?;
     let netd_bin = target_dir(root).join("debug").join("netd");
     ensure!(
@@ -139,10 +167,46 @@ fn test(root: &Path, args: &[OsString]) -> Result<()> {
     );
 
     let mut failed = Vec::new();
+    if only_hostile.is_none() {
+        workspace_tests(root, &netd_bin, args, &mut failed);
+    }
+    for fw in firewalls {
+        let mut cmd = cargo(root);
+        cmd.args(["test", "--package", "netd-tests"]);
+        for t in HOSTILE_TESTS {
+            cmd.args(["--test", t]);
+        }
+        cmd.env("NETD_BIN", &netd_bin).env("NETD_TEST_FIREWALL", fw);
+        add_test_args(&mut cmd, args);
+        eprintln!("xtask: the packet tests again, on a hostile host: NETD_TEST_FIREWALL={fw}");
+        if let Err(e) = run_ok(&mut cmd) {
+            eprintln!("xtask: {e:#}");
+            failed.push(if fw == "iptables" {
+                "hostile host (iptables)"
+            } else {
+                "hostile host (nftables)"
+            });
+        }
+    }
 
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Unit, BPF test-run and netns tests of the whole workspace, on the
+/// permissive host.
+fn workspace_tests(
+    root: &Path,
+    netd_bin: &Path,
+    args: &[OsString],
+    failed: &mut Vec<&'static str>,
+) {
     let mut cmd = cargo(root);
     cmd.args(["test", "--workspace", "--exclude", "netd-ebpf"])
-        .env("NETD_BIN", &netd_bin);
+        .env("NETD_BIN", netd_bin)
+        .env_remove("NETD_TEST_FIREWALL");
     add_test_args(&mut cmd, args);
     if let Err(e) = run_ok(&mut cmd) {
         eprintln!("xtask: {e:#}");
@@ -158,11 +222,6 @@ fn test(root: &Path, args: &[OsString]) -> Result<()> {
         eprintln!("xtask: {e:#}");
         failed.push("netd-ebpf host unit tests");
     }
-
-    if !failed.is_empty() {
-        bail!("failed: {}", failed.join(", "));
-    }
-    Ok(())
 }
 
 fn add_test_args(cmd: &mut Command, args: &[OsString]) {

@@ -1,0 +1,110 @@
+//! The hostile-host fixture itself (tests/src/firewall.rs): on each variant,
+//! traffic the kernel forwards or delivers to the host without netd — a
+//! plain Linux bridge with two namespaces on it — is dropped, while the same
+//! topology passes on the permissive host; and a rule added behind the bed's
+//! back is caught. `NETD_TEST_FIREWALL` runs the SPEC section-4 suites on
+//! these hosts; this file shows that those runs could fail.
+
+use netd_tests::cmd::ip_ns;
+use netd_tests::traffic::{allow, deny, expect, Flow};
+use netd_tests::{Bed, Ep, Firewall};
+
+/// Two namespaces on a plain bridge `brx` (10.99.1.1/24) in the bed's host
+/// netns, not netd's. Returns (p1, p2, the bridge's host address).
+fn plain_bridge(bed: &Bed) -> (Ep, Ep, Ep) {
+    let host = bed.host_ns();
+    let ip = |ns: &str, args: &[&str]| ip_ns(ns, args).unwrap_or_else(|e| panic!("{e:#}"));
+    ip(host, &["link", "add", "brx", "type", "bridge"]);
+    ip(host, &["addr", "add", "10.99.1.1/24", "dev", "brx"]);
+    ip(host, &["link", "set", "brx", "up"]);
+    let mut eps = Vec::new();
+    for (i, addr) in [(1, "10.99.1.2"), (2, "10.99.1.3")] {
+        let ns = bed.new_netns(&format!("p{i}"));
+        let (h, c) = (format!("pxh{i}"), format!("pxc{i}"));
+        ip(
+            host,
+            &[
+                "link", "add", &h, "type", "veth", "peer", "name", &c, "netns", &ns,
+            ],
+        );
+        ip(host, &["link", "set", &h, "master", "brx", "up"]);
+        ip(&ns, &["addr", "add", &format!("{addr}/24"), "dev", &c]);
+        ip(&ns, &["link", "set", &c, "up"]);
+        ip(&ns, &["link", "set", "lo", "up"]);
+        eps.push(Ep::new(&format!("p{i}"), &ns, addr.parse().unwrap()));
+    }
+    let gw = bed.host("10.99.1.1".parse().unwrap());
+    (eps.remove(0), eps.remove(0), gw)
+}
+
+fn kernel_paths(firewall: Firewall) {
+    let bed = Bed::with_firewall(firewall, &[]);
+    let (p1, p2, gw) = plain_bridge(&bed);
+    let hostile = firewall.drops_input();
+    let verdict = |from: &Ep, to: &Ep| -> Flow {
+        if hostile {
+            deny(from, to)
+        } else {
+            allow(from, to)
+        }
+    };
+    expect(&[
+        // Bridged between two ports: br_netfilter sends it through FORWARD.
+        verdict(&p1, &p2),
+        verdict(&p2, &p1),
+        // To a socket of the host: INPUT.
+        verdict(&p1, &gw),
+        // The host's own connections, and their replies: always allowed.
+        allow(&gw, &p1),
+    ]);
+    bed.assert_firewall_unchanged();
+}
+
+#[test]
+fn the_permissive_host_forwards_without_netd() {
+    kernel_paths(Firewall::Permissive);
+}
+
+#[test]
+fn the_iptables_host_drops_what_the_kernel_forwards() {
+    kernel_paths(Firewall::Iptables);
+}
+
+#[test]
+fn the_nftables_host_drops_what_the_kernel_forwards() {
+    kernel_paths(Firewall::Nftables);
+}
+
+#[test]
+fn a_rule_added_behind_the_beds_back_is_caught() {
+    for (firewall, add, del) in [
+        (
+            Firewall::Iptables,
+            &["iptables-nft", "-I", "FORWARD", "-j", "ACCEPT"][..],
+            &["iptables-nft", "-D", "FORWARD", "-j", "ACCEPT"][..],
+        ),
+        (
+            Firewall::Nftables,
+            &["nft", "add", "chain", "inet", "filter", "netd_probe"][..],
+            &["nft", "delete", "chain", "inet", "filter", "netd_probe"][..],
+        ),
+    ] {
+        let bed = Bed::with_firewall(firewall, &[]);
+        let net = format!("--net=/run/netns/{}", bed.host_ns());
+        let run = |argv: &[&str]| {
+            let mut all = vec![net.as_str()];
+            all.extend_from_slice(argv);
+            netd_tests::cmd::run_ok("nsenter", &all).unwrap_or_else(|e| panic!("{e:#}"));
+        };
+        bed.check_firewall()
+            .unwrap_or_else(|e| panic!("fresh bed: {e}"));
+        run(add);
+        let err = bed
+            .check_firewall()
+            .expect_err("an added rule should be caught");
+        assert!(err.contains("changed while netd ran"), "{err}");
+        run(del);
+        bed.check_firewall()
+            .unwrap_or_else(|e| panic!("after removing the probe rule: {e}"));
+    }
+}
