@@ -114,7 +114,7 @@ fn podman_add_check_del() {
         ra["routes"],
         json!([{"dst": "0.0.0.0/0", "gw": "10.88.0.1"}])
     );
-    assert_eq!(ra["dns"]["nameservers"], json!(["10.88.0.1"]));
+    assert_eq!(ra["dns"]["nameservers"], json!(["127.0.0.11"]));
     let host_if = ifs[0]["name"].as_str().unwrap();
     assert!(
         bed.host_links().iter().any(|l| l == host_if),

@@ -54,12 +54,14 @@ pub fn build(cni_version: &str, container: &Value, ifname: &str) -> CniResult<Va
     } else {
         json!([])
     };
-    // netd's resolver answers on the gateway of networks that have one.
+    // netd's resolver answers containers on user networks on 127.0.0.11,
+    // inside their own netns.
+    let resolver = crate::dns::CONTAINER_RESOLVER.to_string();
     let served = container["Dns"]
         .as_array()
-        .is_some_and(|d| d.iter().any(|s| s.as_str() == Some(gateway)));
+        .is_some_and(|d| d.iter().any(|s| s.as_str() == Some(resolver.as_str())));
     let dns = if served {
-        json!({ "nameservers": [gateway] })
+        json!({ "nameservers": [resolver] })
     } else {
         json!({})
     };
@@ -78,7 +80,7 @@ mod tests {
 
     fn view() -> Value {
         json!({
-            "Id": "abc", "NetnsPath": "/run/netns/x", "Dns": ["10.9.0.1"],
+            "Id": "abc", "NetnsPath": "/run/netns/x", "Dns": ["127.0.0.11"],
             "Networks": { "web": {
                 "IPAddress": "10.9.0.2", "PrefixLen": 24, "Gateway": "10.9.0.1",
                 "MacAddress": "02:42:0a:09:00:02", "Interface": "eth0",
@@ -97,7 +99,7 @@ mod tests {
             json!({"address":"10.9.0.2/24","gateway":"10.9.0.1","interface":1})
         );
         assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
-        assert_eq!(r["dns"]["nameservers"][0], "10.9.0.1");
+        assert_eq!(r["dns"]["nameservers"][0], "127.0.0.11");
         let old = build("0.4.0", &view(), "eth0").unwrap();
         assert_eq!(old["ips"][0]["version"], "4");
         assert!(old["interfaces"][1].get("mtu").is_none());
