@@ -649,3 +649,62 @@ fn config_keys_dns_and_udp() {
     assert_eq!(peer, WORLD);
     assert!(bed.ctr_info("dnsa")["Ports"][0]["Protocol"] == "udp");
 }
+
+/// An agent restart keeps CNI-made containers: CHECK still passes (also
+/// with a runtime listening on its published port, as conmon does), the
+/// port still leads to the container, DEL still cleans up.
+#[test]
+fn cni_containers_survive_an_agent_restart() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
+    let n = conf(
+        "1.0.0",
+        "rs",
+        &bed.socket(),
+        json!({"subnet": "10.98.0.0/24"}),
+    );
+    let ns = bed.new_netns("r");
+    let a = Attachment::podman("r", &path_of(&ns), "eth0");
+    let c = with_runtime_config(
+        n,
+        json!({"portMappings": [{"hostPort": 8383, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    let r = a.run("ADD", &c.to_string()).ok();
+    // conmon's listener, held across the restart.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = spawn_in(bed.host_ns(), move || {
+        use nix::sys::socket::*;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8383)),
+        )?;
+        listen(&fd, Backlog::new(8)?)?;
+        let _ = ready_tx.send(());
+        let _ = stop_rx.recv_timeout(std::time::Duration::from_secs(60));
+        Ok(())
+    });
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("listener up");
+    bed.stop_agent();
+    bed.start_agent();
+    assert!(
+        a.run("CHECK", &with_prev(&c, &r).to_string()).success(),
+        "CHECK after restart"
+    );
+    let peer = tcp_via(&ns, 80, &world, SocketAddrV4::new(UPLINK, 8383)).unwrap();
+    assert_eq!(peer, WORLD);
+    let _ = stop_tx.send(());
+    netd_tests::netns::join(listener).unwrap();
+    a.run("DEL", &c.to_string()).ok();
+    assert_eq!(Bed::links(&ns), vec!["lo".to_string()]);
+}

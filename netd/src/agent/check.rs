@@ -97,7 +97,9 @@ impl Agent {
             if !in_map {
                 problems.push(format!("published port {m} is not in the datapath"));
             }
-            if hold.holds(m) && !self.reservations.holds(m) {
+            // A runtime that binds its ports (conmon) may hold them itself,
+            // e.g. after an agent restart found them listened on.
+            if hold == Hold::Exclusive && hold.holds(m) && !self.reservations.holds(m) {
                 problems.push(format!("host port of {m} is not held"));
             }
         }

@@ -238,6 +238,10 @@ impl Agent {
                         Ok((fd, _)) => {
                             self.reservations.held.insert(key_of(m), fd);
                         }
+                        // The runtime listens on its own port (conmon).
+                        Err(e) if hold == Hold::SharedWithRuntime => {
+                            tracing::debug!(container = %c.name, port = %m, error = %e, "published port held by its runtime")
+                        }
                         Err(e) => {
                             warn!(container = %c.name, port = %m, error = %e, "published port is taken on the host")
                         }

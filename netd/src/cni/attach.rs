@@ -383,6 +383,29 @@ pub async fn del(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
 mod tests {
     use super::*;
 
+    fn env_with(args: &str, id: &str) -> Env {
+        Env {
+            command: crate::cni::env::Command::Add,
+            container_id: id.into(),
+            netns: "/run/netns/x".into(),
+            ifname: "eth0".into(),
+            args: crate::cni::env::CniArgs::parse(args).unwrap(),
+        }
+    }
+
+    #[test]
+    fn container_names_follow_the_runtime() {
+        let none: Vec<Value> = Vec::new();
+        let k8s = env_with("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0", "abc");
+        assert_eq!(container_name(&k8s, &none), "web-0.default");
+        let podman = env_with("IgnoreUnknown=1;K8S_POD_NAME=web", "abc");
+        assert_eq!(container_name(&podman, &none), "web");
+        let ctr = env_with("", "default-one");
+        assert_eq!(container_name(&ctr, &none), "default-one");
+        let taken = vec![serde_json::json!({"Name": "web"})];
+        assert_eq!(container_name(&podman, &taken), "cni-abc");
+    }
+
     #[test]
     fn names_are_netd_names() {
         assert_eq!(sanitize("web"), "web");
