@@ -8,6 +8,8 @@
 
 pub mod drop_reason;
 pub mod maps;
+pub mod routing;
 
 pub use drop_reason::DropReason;
 pub use maps::*;
+pub use routing::{Fallback, Settings, Shortcut};

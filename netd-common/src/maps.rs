@@ -19,6 +19,8 @@ pub const MAP_CT_LOCAL: &str = "CT_LOCAL";
 pub const MAP_SOCK_CONFIG: &str = "SOCK_CONFIG";
 pub const MAP_SOCK_ORIGIN: &str = "SOCK_ORIGIN";
 pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
+pub const MAP_SETTINGS: &str = "SETTINGS";
+pub const MAP_ROUTING: &str = "ROUTING";
 
 pub const MAX_UPLINKS: u32 = 64;
 pub const MAX_PUBLISHED: u32 = 65_536;
@@ -227,4 +229,5 @@ mod pod {
     unsafe impl aya::Pod for super::SockConfig {}
     unsafe impl aya::Pod for super::SockOriginKey {}
     unsafe impl aya::Pod for super::FragKey {}
+    unsafe impl aya::Pod for crate::routing::Settings {}
 }

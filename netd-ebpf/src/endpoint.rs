@@ -4,14 +4,15 @@
 //! the bridge or the host stack; `to_container` (TCX egress) sees everything
 //! it is about to receive.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, maps::lpm_trie::Key, programs::TcContext};
-use netd_common::{DropReason, Endpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL};
+use netd_common::{DropReason, Endpoint, Fallback, NetworkInfo, NET_F_ICC, NET_F_INTERNAL};
 
 use crate::{
     drops::drop_packet,
+    forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse_l3, parse_l4, Ipv4, L3},
     policy::{self, Verdict},
-    publish,
+    publish, routing,
 };
 
 #[inline(always)]
@@ -46,6 +47,7 @@ pub fn from_container(ctx: TcContext) -> i32 {
         },
         // Link-local IPv6 stays on the bridge: it follows icc.
         L3::Ipv6 if ep.net_flags & NET_F_ICC == 0 => drop_packet(DropReason::Icc),
+        L3::Ipv6 | L3::Other if routing::enabled() => routing::fallback(Fallback::NotIpv4),
         L3::Ipv6 | L3::Other => TC_ACT_OK,
         L3::Vlan => drop_packet(DropReason::VlanTagged),
         L3::Malformed => drop_packet(DropReason::Malformed),
@@ -73,7 +75,9 @@ fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<i32, D
             }
         }
     }
-    match policy::from_container(ep, ip.src, ip.dst, network_of(ip.dst)) {
+    let dst_net = network_of(ip.dst);
+    match policy::from_container(ep, ip.src, ip.dst, dst_net) {
+        Verdict::Pass if routing::enabled() => forward::from_container(ctx, ep, ip, dst_net),
         Verdict::Pass => Ok(TC_ACT_OK),
         Verdict::Drop(reason) => Err(reason),
     }

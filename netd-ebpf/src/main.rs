@@ -2,7 +2,8 @@
 //! (`endpoint`: the host end of container veths; `uplink` and `prefilter`:
 //! the host's uplinks; `sock`: host sockets); the logic they share lives
 //! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `fragments`, `publish`,
-//! `redirect`, `maps`, `drops`).
+//! `redirect`, `forward` and `fib` (host routing), `routing` (its mode and
+//! counters), `maps`, `drops`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -12,6 +13,10 @@ mod conntrack;
 mod drops;
 #[cfg(target_arch = "bpf")]
 mod endpoint;
+#[cfg(target_arch = "bpf")]
+mod fib;
+#[cfg(target_arch = "bpf")]
+mod forward;
 #[cfg(target_arch = "bpf")]
 mod fragments;
 #[cfg(target_arch = "bpf")]
@@ -28,6 +33,8 @@ mod prefilter;
 mod publish;
 #[cfg(target_arch = "bpf")]
 mod redirect;
+#[cfg(target_arch = "bpf")]
+mod routing;
 #[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]

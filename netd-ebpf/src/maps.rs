@@ -2,12 +2,12 @@
 //! outlive the agent (the agent chooses the pin directory).
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use netd_common::{
-    drop_reason::DROP_REASON_SLOTS, CtEntry, CtKey, Endpoint, EndpointRef, NetworkInfo, PublishKey,
-    PublishTarget, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
-    MAX_PUBLISHED, MAX_UPLINKS,
+    drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, CtEntry, CtKey, Endpoint, EndpointRef,
+    NetworkInfo, PublishKey, PublishTarget, Settings, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS,
+    MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the endpoint behind it.
@@ -50,3 +50,11 @@ pub static HOST_ADDRS: HashMap<u32, u32> = HashMap::pinned(MAX_HOST_ADDRS, 0);
 /// the host, keyed by the translated tuple in both directions.
 #[map(name = "CT_LOCAL")]
 pub static CT_LOCAL: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
+
+/// Datapath-wide settings (`SETTINGS[0]`), written by the agent.
+#[map(name = "SETTINGS")]
+pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+/// Per-CPU counters of host routing, indexed by `Shortcut` and `Fallback`.
+#[map(name = "ROUTING")]
+pub static ROUTING: PerCpuArray<u64> = PerCpuArray::pinned(ROUTING_SLOTS, 0);

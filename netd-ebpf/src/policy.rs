@@ -11,7 +11,7 @@ pub enum Verdict {
 }
 
 #[inline(always)]
-fn is_group_address(addr: u32) -> bool {
+pub fn is_group_address(addr: u32) -> bool {
     let first = addr.to_ne_bytes()[0];
     addr == u32::MAX || (first & 0xf0) == 0xe0
 }

@@ -1,14 +1,17 @@
 //! Published ports: the lookup every hook shares, and the translation of
 //! flows from containers to a published port (which never leave the host).
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use netd_common::{DropReason, Endpoint, PublishKey, PublishTarget, CT_F_DNAT, CT_F_SNAT};
+use netd_common::{
+    DropReason, Endpoint, Fallback, PublishKey, PublishTarget, CT_F_DNAT, CT_F_SNAT,
+};
 
 use crate::{
     conntrack::{entry, key, lookup_local, put_local, touch},
     maps::{ENDPOINTS, HOST_ADDRS, PUBLISHED},
     nat::{rewrite_addr, rewrite_port},
     parse::Ipv4,
-    redirect::to_container_veth,
+    redirect::{to_container_peer, to_container_veth},
+    routing,
 };
 
 /// The target of `addr:port/proto`: an exact host address first, then a
@@ -74,6 +77,15 @@ pub fn dnat_from_container(
     if hairpin {
         rewrite_addr(ctx, ip, false, ip.src, ep.gateway).map_err(bad)?;
         return to_container_veth(ctx, ifindex, ep.mac, ep.gateway).map_err(bad);
+    }
+    if routing::enabled() {
+        if ip.first_fragment {
+            return Ok(routing::fallback(Fallback::Fragment));
+        }
+        // Routed to the target as the stack would, without its FORWARD hook.
+        return Ok(to_container_peer(ctx, target.addr)
+            .map_err(bad)?
+            .unwrap_or(TC_ACT_OK));
     }
     Ok(TC_ACT_OK)
 }

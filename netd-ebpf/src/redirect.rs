@@ -1,21 +1,27 @@
 //! Delivering a packet straight to a container's veth, past the host stack.
 //!
-//! Used where the host stack would refuse the packet: a translated reply
-//! whose source is a host address (martian if routed), and hairpin flows.
 //! The frame gets the addresses the bridge would have given it: the
 //! container's MAC (from its endpoint entry: `02:42:` + its address unless
 //! the runtime chose one) and its gateway's (the bridge carries `02:42:` +
 //! the gateway address).
+//! Routed deliveries decrement the TTL as the stack would.
+//! `bpf_redirect_peer` (from a TCX ingress only) puts the packet straight
+//! into the container's netns, skipping the backlog queue and the host
+//! veth's egress.
 use aya_ebpf::{
-    bindings::TC_ACT_REDIRECT,
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    bindings::{bpf_check_mtu_flags::BPF_MTU_CHK_SEGS, TC_ACT_REDIRECT},
+    helpers::{bpf_check_mtu, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
+use netd_common::{EndpointRef, Fallback, Shortcut};
 
-use crate::{maps::ENDPOINT_BY_IP, parse::ETH_HLEN};
+use crate::{maps::ENDPOINT_BY_IP, parse::ETH_HLEN, routing};
+
+/// `skb->pkt_type` of a packet for this host.
+const PACKET_HOST: u32 = 0;
 
 #[inline(always)]
-fn mac_of(addr: u32) -> [u8; 6] {
+pub fn mac_of(addr: u32) -> [u8; 6] {
     let b = addr.to_ne_bytes();
     [0x02, 0x42, b[0], b[1], b[2], b[3]]
 }
@@ -25,10 +31,50 @@ fn mac_of(addr: u32) -> [u8; 6] {
 #[inline(always)]
 fn set_macs(ctx: &TcContext, d: [u8; 6], gateway: u32) -> Result<(), ()> {
     let s = mac_of(gateway);
+    store_macs(ctx, d, s)
+}
+
+#[inline(always)]
+pub fn store_macs(ctx: &TcContext, d: [u8; 6], s: [u8; 6]) -> Result<(), ()> {
     let eth = [
         d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5],
     ];
     ctx.store(0, &eth, 0).map_err(|_| ())
+}
+
+/// Decrements the TTL (and fixes the header checksum) as forwarding does;
+/// false, with the packet unchanged, when the TTL runs out here.
+#[inline(always)]
+pub fn decrement_ttl(ctx: &TcContext) -> Result<bool, ()> {
+    const TTL_OFF: usize = ETH_HLEN + 8;
+    let ttl_proto: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| ())?;
+    if ttl_proto[0] <= 1 {
+        return Ok(false);
+    }
+    let next = [ttl_proto[0] - 1, ttl_proto[1]];
+    let (old, new) = (u16::from_ne_bytes(ttl_proto), u16::from_ne_bytes(next));
+    ctx.l3_csum_replace(ETH_HLEN + 10, old as u64, new as u64, 2)
+        .map_err(|_| ())?;
+    ctx.store(TTL_OFF, &next, 0).map_err(|_| ())?;
+    Ok(true)
+}
+
+/// Does the packet fit the MTU of device `ifindex` (GSO packets: each
+/// segment)?
+#[inline(always)]
+pub fn fits_mtu(ctx: &TcContext, ifindex: u32) -> bool {
+    let mut mtu: u32 = 0;
+    // SAFETY: plain helper call on this program's skb.
+    let rc = unsafe {
+        bpf_check_mtu(
+            ctx.skb.skb as *mut _,
+            ifindex,
+            &mut mtu,
+            0,
+            BPF_MTU_CHK_SEGS as u64,
+        )
+    };
+    rc == 0
 }
 
 /// Rewrites the Ethernet header for the container with MAC `mac` behind
@@ -46,29 +92,53 @@ pub fn to_container_veth(
     Ok(TC_ACT_REDIRECT as i32)
 }
 
-/// From an uplink's ingress, delivers a packet for container `addr` straight
-/// into the container's namespace (`bpf_redirect_peer`), as the routed path
-/// would have (TTL decremented) but without the host stack and the bridge.
-/// `None` when `addr` is no local container or the TTL runs out (the stack
-/// then answers with time exceeded).
+/// Puts the packet into the netns behind host veth `ifindex`, as a packet
+/// for that host (the host veth saw another host's MAC).
+#[inline(always)]
+fn into_peer(ctx: &TcContext, ifindex: u32) -> i32 {
+    let _ = ctx.change_type(PACKET_HOST);
+    // SAFETY: plain helper call; the verdict carries the redirect.
+    unsafe { bpf_redirect_peer(ifindex, 0) };
+    TC_ACT_REDIRECT as i32
+}
+
+/// The local container at `addr`, if any.
+#[inline(always)]
+pub fn endpoint_at(addr: u32) -> Option<EndpointRef> {
+    // SAFETY: the value lives in the map.
+    unsafe { ENDPOINT_BY_IP.get(&addr) }.copied()
+}
+
+/// Container to container on one network, from the sender's veth ingress:
+/// the frame already carries the receiver's MAC (the bridge would not
+/// touch it), so it goes as is.
+#[inline(always)]
+pub fn same_network_peer(ctx: &TcContext, dst: &EndpointRef) -> i32 {
+    routing::shortcut(Shortcut::PeerSameNetwork);
+    into_peer(ctx, dst.ifindex)
+}
+
+/// Delivers a packet for container `addr` straight into the container's
+/// namespace (`bpf_redirect_peer`, from a TCX ingress), as the routed path
+/// would have (TTL decremented, the bridge's MACs) but without the host
+/// stack and the bridge. `None` (counted) when `addr` is no local container,
+/// the TTL runs out or the packet is larger than the container's MTU: the
+/// stack then forwards it, or answers with the ICMP error.
 #[inline(always)]
 pub fn to_container_peer(ctx: &TcContext, addr: u32) -> Result<Option<i32>, ()> {
-    // SAFETY: the value lives in the map.
-    let Some(ep) = (unsafe { ENDPOINT_BY_IP.get(&addr) }).copied() else {
+    let Some(ep) = endpoint_at(addr) else {
+        routing::fallback(Fallback::NoEndpoint);
         return Ok(None);
     };
-    const TTL_OFF: usize = ETH_HLEN + 8;
-    let ttl_proto: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| ())?;
-    if ttl_proto[0] <= 1 {
+    if !fits_mtu(ctx, ep.ifindex) {
+        routing::fallback(Fallback::FragNeeded);
         return Ok(None);
     }
-    let next = [ttl_proto[0] - 1, ttl_proto[1]];
-    let (old, new) = (u16::from_ne_bytes(ttl_proto), u16::from_ne_bytes(next));
-    ctx.l3_csum_replace(ETH_HLEN + 10, old as u64, new as u64, 2)
-        .map_err(|_| ())?;
-    ctx.store(TTL_OFF, &next, 0).map_err(|_| ())?;
+    if !decrement_ttl(ctx)? {
+        routing::fallback(Fallback::TtlExpired);
+        return Ok(None);
+    }
     set_macs(ctx, ep.mac, ep.gateway)?;
-    // SAFETY: plain helper call; the verdict carries the redirect.
-    unsafe { bpf_redirect_peer(ep.ifindex, 0) };
-    Ok(Some(TC_ACT_REDIRECT as i32))
+    routing::shortcut(Shortcut::PeerRouted);
+    Ok(Some(into_peer(ctx, ep.ifindex)))
 }

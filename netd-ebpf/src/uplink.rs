@@ -17,8 +17,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtEntry, CtKey, DropReason, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT, CT_F_REPLIED,
-    CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    CtEntry, CtKey, DropReason, Fallback, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT,
+    CT_F_REPLIED, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -34,6 +34,7 @@ use crate::{
     },
     publish::{self, is_host_addr},
     redirect::to_container_peer,
+    routing,
 };
 
 /// Ports tried before a new flow is dropped as "exhausted".
@@ -72,10 +73,14 @@ pub fn uplink_in(ctx: TcContext) -> i32 {
     }
 }
 
-/// After a destination was translated to `addr`: deliver it straight to
-/// the container when it is one, else let the stack route it.
+/// A packet for container `addr` (translated or not): with eBPF host
+/// routing, deliver it straight into the container, else (and for every
+/// fallback) let the stack route it.
 #[inline(always)]
 fn deliver(ctx: &TcContext, addr: u32) -> Result<i32, DropReason> {
+    if !routing::enabled() {
+        return Ok(TC_ACT_OK);
+    }
     match to_container_peer(ctx, addr) {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Ok(TC_ACT_OK),
@@ -320,7 +325,7 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
     };
     if ip.later_fragment {
         return match fragments::translate_later(ctx, &ip) {
-            Ok(true) => Ok(TC_ACT_OK),
+            Ok(true) => Ok(fragment_fallback()),
             Ok(false) => refuse,
             Err(()) => Err(DropReason::Malformed),
         };
@@ -354,7 +359,11 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
         unsafe { (*e).flags |= CT_F_REPLIED };
     }
     if flags & CT_F_SNAT == 0 {
-        return Ok(TC_ACT_OK);
+        // A reply to a routed (not masqueraded) flow.
+        if ip.first_fragment {
+            return Ok(fragment_fallback());
+        }
+        return deliver(ctx, ip.dst);
     }
     fragments::remember_first(&ip, addr);
     rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
@@ -363,9 +372,20 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
     }
     // Fragmented datagrams take the stack, as their later fragments do.
     if ip.first_fragment {
-        return Ok(TC_ACT_OK);
+        return Ok(fragment_fallback());
     }
     deliver(ctx, addr)
+}
+
+/// Fragments take the stack (a host that reassembles for its firewall
+/// must see all of them), counted in eBPF host routing.
+#[inline(always)]
+fn fragment_fallback() -> i32 {
+    if routing::enabled() {
+        routing::fallback(Fallback::Fragment)
+    } else {
+        TC_ACT_OK
+    }
 }
 
 /// A new flow from beyond the uplink to a published port: translate the
@@ -401,7 +421,7 @@ fn dnat_from_world(
             .map_err(|_| DropReason::Malformed)?;
     }
     if ip.first_fragment {
-        return Ok(TC_ACT_OK);
+        return Ok(fragment_fallback());
     }
     deliver(ctx, target.addr)
 }
@@ -427,10 +447,10 @@ fn reverse_icmp_error(
     };
     // SAFETY: map value pointer from this program's lookup.
     let (addr, port, flags) = unsafe { ((*e).addr, (*e).port, (*e).flags) };
-    if flags & CT_F_SNAT != 0 {
-        rewrite_addr(ctx, ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
-        rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port)
-            .map_err(|_| DropReason::Malformed)?;
+    if flags & CT_F_SNAT == 0 {
+        return deliver(ctx, ip.dst);
     }
-    Ok(TC_ACT_OK)
+    rewrite_addr(ctx, ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
+    rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port).map_err(|_| DropReason::Malformed)?;
+    deliver(ctx, addr)
 }

@@ -49,6 +49,8 @@ pub struct AgentConfig {
     /// Capacity of each conntrack map.
     pub ct_size: u32,
     pub ct_timeouts: crate::datapath::CtTimeouts,
+    /// Who forwards: the programs or the kernel.
+    pub host_routing: crate::datapath::HostRouting,
     /// cgroup2 directory the host-socket programs attach to.
     pub cgroup: PathBuf,
     /// Group that may use the API socket (mode 0660, run dir 0750); none:

@@ -56,7 +56,10 @@ impl Agent {
         sysctl::enable_ipv4_forwarding()?;
         let store = Store::open(&config.state_dir)?;
         let links = HostLinks::connect()?;
-        let datapath = Datapath::load(&config.bpffs, config.ct_size)?;
+        let mut datapath = Datapath::load(&config.bpffs, config.ct_size)?;
+        // Before any program of this agent is attached; programs of an
+        // earlier agent share the map and follow at once.
+        datapath.set_host_routing(config.host_routing)?;
         let networks: BTreeMap<_, _> = store
             .networks()?
             .into_iter()

@@ -17,6 +17,10 @@ impl Agent {
         let networks = self.datapath.network_subnets()?.len();
         let links = self.datapath.pinned_links()?.len();
         let ct = self.datapath.ct_stats()?;
+        let routing = self.datapath.routing_counts()?;
+        let counts = |v: &[(&str, u64)]| -> Map<String, Value> {
+            v.iter().map(|(k, n)| (k.to_string(), json!(n))).collect()
+        };
         Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "git_revision": crate::GIT_REVISION,
@@ -40,6 +44,11 @@ impl Agent {
             },
             "conntrack": { "flows": ct.entries, "capacity": ct.capacity, "timeouts": self.config.ct_timeouts.seconds() },
             "drops": drops,
+            "host_routing": {
+                "mode": self.datapath.host_routing()?.as_str(),
+                "shortcuts": counts(&routing.shortcuts),
+                "fallbacks": counts(&routing.fallbacks),
+            },
             "dns": self.dns.stats(),
             "last_reconcile": { "at": self.last_reconcile, "repairs": self.repairs },
         }))

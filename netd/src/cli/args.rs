@@ -114,6 +114,11 @@ pub struct DaemonArgs {
     /// ADDR:PORT; they are always on the API socket at `/metrics`.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Who forwards what the programs decided: `ebpf` (the programs
+    /// deliver it themselves, past the bridge and the host's firewall) or
+    /// `kernel` (the bridge and the kernel's routing do).
+    #[arg(long, value_enum, default_value_t = crate::datapath::HostRouting::Ebpf)]
+    pub host_routing: crate::datapath::HostRouting,
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,

@@ -135,6 +135,7 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
         uplinks: args.uplinks.clone(),
         snat_ports: args.snat_ports,
         ct_size: args.ct_size,
+        host_routing: args.host_routing,
         ct_timeouts: ct_timeouts(args)?,
         cgroup: match &args.cgroup {
             Some(dir) => dir.clone(),

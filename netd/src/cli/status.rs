@@ -95,6 +95,7 @@ fn render(s: &Value) -> String {
         ),
         ("ct timeouts", timeouts),
         ("snat ports", plain(&s["snat_ports"])),
+        ("host routing", plain(&s["host_routing"]["mode"])),
         ("dns upstreams", plain(&s["dns"]["upstreams"])),
         (
             "last reconcile",
@@ -128,6 +129,20 @@ fn render(s: &Value) -> String {
             .collect();
         section(&mut out, &["DROP REASON", "PACKETS"], rows);
     }
+    let routing = &s["host_routing"];
+    let mut rows = Vec::new();
+    for (key, outcome) in [("shortcuts", "delivered"), ("fallbacks", "to the kernel")] {
+        if let Some(counts) = routing[key].as_object() {
+            rows.extend(
+                counts
+                    .iter()
+                    .map(|(name, n)| vec![name.clone(), outcome.to_string(), plain(n)]),
+            );
+        }
+    }
+    if !rows.is_empty() {
+        section(&mut out, &["HOST ROUTING", "OUTCOME", "PACKETS"], rows);
+    }
     if let Some(dns) = s["dns"].as_object() {
         let rows = dns
             .iter()
@@ -155,6 +170,8 @@ mod tests {
             "snat_ports": "61000-65535",
             "uplinks": { "eth0": { "ifindex": 2, "address": "192.0.2.10" } },
             "drops": { "policy-denied": 5 },
+            "host_routing": { "mode": "ebpf", "shortcuts": { "peer-same-network": 3 },
+                              "fallbacks": { "frag-needed": 1 } },
             "dns": { "upstreams": ["192.0.2.53:53"], "queries": 9 },
             "last_reconcile": { "at": "2026-01-01T00:00:00Z", "repairs": [] },
         });
@@ -168,5 +185,10 @@ mod tests {
         assert!(text.contains("dns upstreams    192.0.2.53:53"), "{text}");
         assert!(text.contains("netd 0.1.0 (abc123), pid 7"), "{text}");
         assert!(text.contains("policy-denied   5"), "{text}");
+        assert!(text.contains("host routing     ebpf\n"), "{text}");
+        assert!(
+            text.contains("peer-same-network   delivered       3"),
+            "{text}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 13] {
+fn expected() -> [(&'static str, usize, usize); 15] {
     let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
@@ -39,6 +39,8 @@ fn expected() -> [(&'static str, usize, usize); 13] {
             size_of::<PublishTarget>(),
         ),
         (MAP_FRAGMENTS, size_of::<FragKey>(), size_of::<u32>()),
+        (MAP_SETTINGS, size_of::<u32>(), size_of::<Settings>()),
+        (MAP_ROUTING, size_of::<u32>(), size_of::<u64>()),
     ]
 }
 

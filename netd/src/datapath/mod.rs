@@ -10,6 +10,7 @@ mod layout;
 mod loader;
 mod publish;
 mod sandbox;
+mod routing;
 mod sock;
 mod stats;
 mod uplink;
@@ -21,5 +22,6 @@ pub use loader::{
     TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
 pub use sandbox::{Run, Sandbox};
+pub use routing::{HostRouting, RoutingCounts};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use stats::{DropCount, MapFill};

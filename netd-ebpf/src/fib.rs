@@ -1,0 +1,124 @@
+//! Container to the world: the kernel's fib picks the next hop, the
+//! program sends the packet to it (`bpf_redirect` with the resolved
+//! neighbour's MAC, or `bpf_redirect_neigh` with the next hop when the
+//! neighbour is not resolved yet, so the kernel resolves it). The uplink's
+//! egress program still runs on the way out (masquerade). What the fast
+//! path cannot serve goes to the stack, counted.
+use aya_ebpf::{
+    bindings::{
+        bpf_fib_lookup as FibParams, bpf_redir_neigh, BPF_FIB_LKUP_RET_BLACKHOLE,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
+        TC_ACT_REDIRECT,
+    },
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    programs::TcContext,
+};
+use netd_common::{DropReason, Fallback, Shortcut};
+
+use crate::{
+    maps::UPLINKS,
+    parse::{Ipv4, ETH_HLEN},
+    redirect::{decrement_ttl, fits_mtu, store_macs},
+    routing::{fallback, shortcut},
+};
+
+const AF_INET: u8 = 2;
+
+#[inline(always)]
+fn is_uplink(ifindex: u32) -> bool {
+    // SAFETY: the value lives in the map.
+    unsafe { UPLINKS.get(&ifindex) }.is_some()
+}
+
+/// Routes a container's packet for a destination outside netd's networks
+/// and the host. Returns the TC verdict.
+#[inline(always)]
+pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
+    if ip.l4_off != ETH_HLEN + 20 {
+        return Ok(fallback(Fallback::IpOptions));
+    }
+    if ip.later_fragment || ip.first_fragment {
+        return Ok(fallback(Fallback::Fragment));
+    }
+    let head: [u8; 4] = ctx.load(ETH_HLEN).map_err(|_| DropReason::Malformed)?;
+    let ttl: u8 = ctx.load(ETH_HLEN + 8).map_err(|_| DropReason::Malformed)?;
+    if ttl <= 1 {
+        return Ok(fallback(Fallback::TtlExpired));
+    }
+    // SAFETY: reading fields of the context; the params are plain data.
+    let (ifindex, gso_size) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_size) };
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.family = AF_INET;
+    p.l4_protocol = ip.proto;
+    // The IP length makes the fib check the route's MTU; a GSO packet is
+    // checked per segment against the device's MTU instead (length 0).
+    p.__bindgen_anon_1.tot_len = if gso_size == 0 {
+        u16::from_be_bytes([head[2], head[3]])
+    } else {
+        0
+    };
+    p.__bindgen_anon_2.tos = head[1];
+    p.ifindex = ifindex;
+    p.__bindgen_anon_3.ipv4_src = ip.src;
+    p.__bindgen_anon_4.ipv4_dst = ip.dst;
+    // SAFETY: a valid params struct of the size given.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb as *mut _,
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    let bad = |_| DropReason::Malformed;
+    match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            if !is_uplink(p.ifindex) {
+                return Ok(fallback(Fallback::NotUplink));
+            }
+            decrement_ttl(ctx).map_err(bad)?;
+            store_macs(ctx, p.dmac, p.smac).map_err(bad)?;
+            shortcut(Shortcut::FibRedirect);
+            // SAFETY: plain helper call; the verdict carries the redirect.
+            unsafe { bpf_redirect(p.ifindex, 0) };
+            Ok(TC_ACT_REDIRECT as i32)
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            if !is_uplink(p.ifindex) {
+                return Ok(fallback(Fallback::NotUplink));
+            }
+            if p.family != AF_INET {
+                return Ok(fallback(Fallback::NoNeighbour));
+            }
+            // The fib checks the MTU only once the neighbour is known.
+            if !fits_mtu(ctx, p.ifindex) {
+                return Ok(fallback(Fallback::FragNeeded));
+            }
+            decrement_ttl(ctx).map_err(bad)?;
+            let mut nh = bpf_redir_neigh {
+                nh_family: u32::from(AF_INET),
+                __bindgen_anon_1: unsafe { core::mem::zeroed() },
+            };
+            // SAFETY: writing the union's IPv4 member.
+            nh.__bindgen_anon_1.ipv4_nh = unsafe { p.__bindgen_anon_4.ipv4_dst };
+            shortcut(Shortcut::NeighRedirect);
+            // SAFETY: a valid next hop of the size given.
+            let v = unsafe {
+                bpf_redirect_neigh(
+                    p.ifindex,
+                    &mut nh,
+                    core::mem::size_of::<bpf_redir_neigh>() as i32,
+                    0,
+                )
+            };
+            Ok(v as i32)
+        }
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Ok(fallback(Fallback::FragNeeded)),
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            Ok(fallback(Fallback::RouteRefused))
+        }
+        BPF_FIB_LKUP_RET_NOT_FWDED => Ok(fallback(Fallback::NotForwarded)),
+        _ => Ok(fallback(Fallback::FibError)),
+    }
+}

@@ -1,0 +1,67 @@
+//! Where a container's packet goes once the policy let it through, with
+//! eBPF host routing: into the receiver's netns (same network), to the
+//! uplink by the fib (the world), or to the host stack (the host itself,
+//! and every fallback, counted).
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
+use netd_common::{DropReason, Endpoint, Fallback, NetworkInfo};
+
+use crate::{
+    fib,
+    parse::Ipv4,
+    policy::is_group_address,
+    publish::is_host_addr,
+    redirect::{endpoint_at, mac_of, same_network_peer, to_container_peer},
+    routing::fallback,
+};
+
+/// Is `addr` the broadcast address of `net`'s subnet?
+#[inline(always)]
+fn is_subnet_broadcast(addr: u32, net: &NetworkInfo) -> bool {
+    if net.prefix_len >= 31 {
+        return false;
+    }
+    let host_bits = u32::MAX >> net.prefix_len;
+    u32::from_be(addr) & host_bits == host_bits
+}
+
+/// Delivers what `from_container`'s policy passed. `dst_net` is the netd
+/// network holding the destination, if any.
+#[inline(always)]
+pub fn from_container(
+    ctx: &TcContext,
+    ep: &Endpoint,
+    ip: &Ipv4,
+    dst_net: Option<&NetworkInfo>,
+) -> Result<i32, DropReason> {
+    let Some(net) = dst_net else {
+        if is_group_address(ip.dst) {
+            return Ok(fallback(Fallback::GroupAddress));
+        }
+        if is_host_addr(ip.dst) {
+            return Ok(TC_ACT_OK);
+        }
+        return fib::to_world(ctx, ip);
+    };
+    // Gateways are host addresses; the policy passes no other address of
+    // another network.
+    if ip.dst == net.gateway || net.net_id != ep.net_id {
+        return Ok(TC_ACT_OK);
+    }
+    if is_subnet_broadcast(ip.dst, net) {
+        return Ok(fallback(Fallback::GroupAddress));
+    }
+    let Some(dst) = endpoint_at(ip.dst) else {
+        return Ok(fallback(Fallback::NoEndpoint));
+    };
+    let eth_dst: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Malformed)?;
+    if eth_dst[0] & 1 != 0 {
+        return Ok(fallback(Fallback::GroupAddress));
+    }
+    if eth_dst == mac_of(ep.gateway) {
+        // Sent to the gateway: the host would route it back onto the bridge.
+        return Ok(to_container_peer(ctx, ip.dst)
+            .map_err(|_| DropReason::Malformed)?
+            .unwrap_or(TC_ACT_OK));
+    }
+    Ok(same_network_peer(ctx, &dst))
+}
