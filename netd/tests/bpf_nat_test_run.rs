@@ -5,7 +5,7 @@ mod common;
 
 use std::{net::Ipv4Addr, path::Path};
 
-use common::Bpffs;
+use common::{csum, Bpffs};
 
 use aya::programs::{TestRun, TestRunOptions};
 use netd::{
@@ -43,22 +43,6 @@ fn datapath(dir: &Path, ports: (u16, u16)) -> Datapath {
     };
     dp.set_uplink_entry(LO_IFINDEX, up).unwrap();
     dp
-}
-
-fn csum(data: &[u8], init: u32) -> u16 {
-    let mut sum = init;
-    for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 {
-            u16::from_be_bytes([chunk[0], chunk[1]])
-        } else {
-            u16::from_be_bytes([chunk[0], 0])
-        };
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Ethernet header and an IPv4 header (protocol `proto`, IP id and

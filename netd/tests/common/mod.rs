@@ -1,4 +1,5 @@
-//! What the BPF test-run tests share: a private bpffs per test.
+//! What the BPF test-run tests share: a private bpffs per test, and the
+//! Internet checksum their crafted frames need.
 use std::path::PathBuf;
 
 use netd::datapath::ensure_bpffs;
@@ -19,4 +20,22 @@ impl Drop for Bpffs {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The Internet checksum of `data`, starting from the partial sum `init`.
+#[allow(dead_code)]
+pub fn csum(data: &[u8], init: u32) -> u16 {
+    let mut sum = init;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

@@ -1,0 +1,440 @@
+//! BPF_PROG_TEST_RUN tests of eBPF host routing in `from_container`: each
+//! forwarding decision (fib lookup success, no neighbour, fragmentation
+//! needed, blackhole / unreachable / prohibit routes, a route by a device
+//! that is no uplink, TTL, IP options, fragments), the redirect target it
+//! chose (seen in the rewritten MACs and TTL), the counter it bumped, and
+//! `--host-routing kernel` leaving every packet to the stack.
+//!
+//! The fib lookups run in the test thread's netns: every test unshares a
+//! fresh one and builds its routes there with iproute2 (dummy devices,
+//! permanent neighbours), never touching the real host's. Needs root.
+mod common;
+
+use std::{net::Ipv4Addr, path::Path};
+
+use aya::programs::{TestRun, TestRunOptions};
+use common::{csum, Bpffs};
+use netd::datapath::{addr_key, Datapath, HostRouting, FROM_CONTAINER};
+use netd_common::{Endpoint, NetworkInfo, Uplink, NET_F_ICC, NET_F_MASQUERADE};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_REDIRECT: u32 = 7;
+/// test_run hands the program an skb on the loopback device.
+const LO_IFINDEX: u32 = 1;
+const ME: [u8; 4] = [10, 1, 0, 2];
+const PEER: [u8; 4] = [10, 1, 0, 3];
+const GATEWAY: [u8; 4] = [10, 1, 0, 1];
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+fn ip(a: [u8; 4]) -> Ipv4Addr {
+    Ipv4Addr::from(a)
+}
+
+fn mac_of(a: [u8; 4]) -> [u8; 6] {
+    [0x02, 0x42, a[0], a[1], a[2], a[3]]
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip link show DEV`: (ifindex, MAC).
+fn link(dev: &str) -> (u32, [u8; 6]) {
+    let s = sh(&["ip", "-o", "link", "show", dev]);
+    let index = s.split(':').next().unwrap().trim().parse().unwrap();
+    let mac = s
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap();
+    let mut m = [0u8; 6];
+    for (i, b) in mac.split(':').enumerate() {
+        m[i] = u8::from_str_radix(b, 16).unwrap();
+    }
+    (index, m)
+}
+
+/// What the private netns holds, for the assertions.
+struct Net {
+    up0: (u32, [u8; 6]),
+}
+
+/// Moves this test's thread into a new netns and builds: uplink `up0`
+/// (198.51.100.7/24, router .1 resolved, default route), `other0`
+/// (100.64.0.1/24, router .2 resolved, not an uplink), `peer0` and
+/// `small0` (MTU 1280) standing for container veths (veth pairs: this
+/// kernel has no dummy driver), and routes to
+/// 192.0.2.x: .1 blackhole, .2 unreachable, .3 prohibit, .4 via an
+/// unresolved router, .5 with a locked MTU of 1000 (what forwarding
+/// honours, as the stack does), .6 via `other0`.
+fn private_netns() -> Net {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+    let steps: &[&[&str]] = &[
+        &["ip", "link", "set", "lo", "up"],
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        &[
+            "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p",
+        ],
+        &["ip", "link", "set", "up0p", "up"],
+        &["ip", "addr", "add", "198.51.100.7/24", "dev", "up0"],
+        &["ip", "link", "set", "up0", "up"],
+        &[
+            "ip",
+            "neigh",
+            "add",
+            "198.51.100.1",
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            "up0",
+            "nud",
+            "permanent",
+        ],
+        &["ip", "route", "add", "default", "via", "198.51.100.1"],
+        &[
+            "ip", "link", "add", "other0", "type", "veth", "peer", "name", "other0p",
+        ],
+        &["ip", "link", "set", "other0p", "up"],
+        &["ip", "addr", "add", "100.64.0.1/24", "dev", "other0"],
+        &["ip", "link", "set", "other0", "up"],
+        &[
+            "ip",
+            "neigh",
+            "add",
+            "100.64.0.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "other0",
+            "nud",
+            "permanent",
+        ],
+        &[
+            "ip", "link", "add", "peer0", "type", "veth", "peer", "name", "peer0p",
+        ],
+        &["ip", "link", "set", "peer0p", "up"],
+        &["ip", "link", "set", "peer0", "up"],
+        &[
+            "ip", "link", "add", "small0", "mtu", "1280", "type", "veth", "peer", "name", "small0p",
+        ],
+        &["ip", "link", "set", "small0", "up"],
+        &["ip", "link", "set", "small0p", "up"],
+        &["ip", "route", "add", "blackhole", "192.0.2.1/32"],
+        &["ip", "route", "add", "unreachable", "192.0.2.2/32"],
+        &["ip", "route", "add", "prohibit", "192.0.2.3/32"],
+        &["ip", "route", "add", "192.0.2.4/32", "via", "198.51.100.99"],
+        &[
+            "ip",
+            "route",
+            "add",
+            "192.0.2.5/32",
+            "via",
+            "198.51.100.1",
+            "mtu",
+            "lock",
+            "1000",
+        ],
+        &["ip", "route", "add", "192.0.2.6/32", "via", "100.64.0.2"],
+    ];
+    for s in steps {
+        sh(s);
+    }
+    Net { up0: link("up0") }
+}
+
+/// Container 10.1.0.2 on network 1 (10.1.0.0/24) behind `lo`; its peer
+/// 10.1.0.3 behind `peer0`, 10.1.0.4 behind `small0`; `up0` the uplink.
+fn datapath(dir: &Path, net: &Net) -> Datapath {
+    let mut dp = Datapath::load(dir, 1024).expect("load programs");
+    let flags = NET_F_ICC | NET_F_MASQUERADE;
+    let info = NetworkInfo {
+        net_id: 1,
+        gateway: addr_key(ip(GATEWAY)),
+        flags,
+        prefix_len: 24,
+    };
+    dp.upsert_network("10.1.0.0/24".parse().unwrap(), info)
+        .unwrap();
+    let ep = |a: [u8; 4]| Endpoint {
+        ip: addr_key(ip(a)),
+        net_id: 1,
+        net_flags: flags,
+        gateway: addr_key(ip(GATEWAY)),
+        mac: mac_of(a),
+        _pad: [0; 2],
+    };
+    dp.set_endpoint(LO_IFINDEX, ep(ME)).unwrap();
+    dp.set_endpoint(link("peer0").0, ep(PEER)).unwrap();
+    dp.set_endpoint(link("small0").0, ep([10, 1, 0, 4]))
+        .unwrap();
+    let up = Uplink {
+        addr: addr_key(ip([198, 51, 100, 7])),
+        port_min: 61000,
+        port_max: 65535,
+    };
+    dp.set_uplink_entry(net.up0.0, up).unwrap();
+    dp
+}
+
+/// A UDP packet from `src` to `dst` with `payload` bytes, sent to MAC
+/// `dmac`; `ttl`, IP options (in 4-byte words) and the fragment field as
+/// given.
+struct Pkt {
+    dmac: [u8; 6],
+    dst: [u8; 4],
+    ttl: u8,
+    option_words: u8,
+    frag: u16,
+    payload: usize,
+}
+
+impl Pkt {
+    /// To the gateway's MAC (what a container sends off its subnet).
+    fn to(dst: [u8; 4]) -> Pkt {
+        Pkt {
+            dmac: mac_of(GATEWAY),
+            dst,
+            ttl: 64,
+            option_words: 0,
+            frag: 0x4000,
+            payload: 16,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut f = self.dmac.to_vec();
+        f.extend_from_slice(&mac_of(ME));
+        f.extend_from_slice(&[0x08, 0x00]);
+        let ihl = 20 + 4 * usize::from(self.option_words);
+        let total = ihl + 8 + self.payload;
+        let mut h = vec![0u8; ihl];
+        h[0] = 0x40 | (ihl / 4) as u8;
+        h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        h[6..8].copy_from_slice(&self.frag.to_be_bytes());
+        h[8] = self.ttl;
+        h[9] = 17;
+        h[12..16].copy_from_slice(&ME);
+        h[16..20].copy_from_slice(&self.dst);
+        for o in h.iter_mut().skip(20) {
+            *o = 1; // NOP
+        }
+        let c = csum(&h, 0);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&h);
+        let len = (8 + self.payload) as u16;
+        f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35]);
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[0, 0]); // no UDP checksum
+        f.extend(std::iter::repeat_n(0xab, self.payload));
+        f
+    }
+}
+
+fn run(dp: &mut Datapath, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::new()
+    };
+    let r = dp
+        .program(FROM_CONTAINER)
+        .unwrap()
+        .test_run(opts)
+        .expect("test_run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+/// (shortcut or fallback name) -> count.
+fn count(dp: &Datapath, name: &str) -> u64 {
+    let c = dp.routing_counts().unwrap();
+    c.shortcuts
+        .iter()
+        .chain(c.fallbacks.iter())
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .1
+}
+
+/// Asserts the frame left routed: MACs as given, TTL one less, header
+/// checksum still right, addresses untouched.
+fn assert_routed(out: &[u8], sent: &[u8], dmac: [u8; 6], smac: [u8; 6]) {
+    assert_eq!(&out[0..6], &dmac, "destination MAC");
+    assert_eq!(&out[6..12], &smac, "source MAC");
+    assert_eq!(out[14 + 8], sent[14 + 8] - 1, "TTL decremented");
+    let ihl = usize::from(out[14] & 0x0f) * 4;
+    assert_eq!(csum(&out[14..14 + ihl], 0), 0, "IPv4 header checksum");
+    assert_eq!(&out[14 + 12..14 + 20], &sent[14 + 12..14 + 20], "addresses");
+    assert_eq!(&out[14 + ihl..], &sent[14 + ihl..], "payload");
+}
+
+#[test]
+fn fib_success_redirects_to_the_uplink_router() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-fib");
+    let mut dp = datapath(&fs.0, &net);
+    let sent = Pkt::to([203, 0, 113, 9]).bytes();
+    let (rc, out) = run(&mut dp, &sent);
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    assert_routed(&out, &sent, ROUTER_MAC, net.up0.1);
+    assert_eq!(count(&dp, "fib-redirect"), 1);
+}
+
+#[test]
+fn no_neighbour_leaves_resolution_to_the_kernel() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-neigh");
+    let mut dp = datapath(&fs.0, &net);
+    let sent = Pkt::to([192, 0, 2, 4]).bytes();
+    let (rc, out) = run(&mut dp, &sent);
+    assert_eq!(
+        rc, TC_ACT_REDIRECT,
+        "redirect_neigh with the fib's next hop"
+    );
+    // The kernel writes the MACs once it resolved 198.51.100.99.
+    assert_eq!(out[14 + 8], 63, "TTL decremented");
+    assert_eq!(csum(&out[14..34], 0), 0);
+    assert_eq!(count(&dp, "fib-redirect-neigh"), 1);
+    assert_eq!(count(&dp, "fib-redirect"), 0);
+}
+
+#[test]
+fn larger_than_the_route_mtu_goes_to_the_stack() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-mtu");
+    let mut dp = datapath(&fs.0, &net);
+    let mut big = Pkt::to([192, 0, 2, 5]);
+    big.payload = 1200;
+    let sent = big.bytes();
+    let (rc, out) = run(&mut dp, &sent);
+    assert_eq!(rc, TC_ACT_OK, "the stack sends fragmentation needed");
+    assert_eq!(out, sent, "left unchanged");
+    assert_eq!(count(&dp, "frag-needed"), 1);
+    // The same size fits the default route's 1500.
+    big.dst = [203, 0, 113, 9];
+    assert_eq!(run(&mut dp, &big.bytes()).0, TC_ACT_REDIRECT);
+    // And a small one fits the 1000 route.
+    assert_eq!(
+        run(&mut dp, &Pkt::to([192, 0, 2, 5]).bytes()).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(count(&dp, "fib-redirect"), 2);
+}
+
+#[test]
+fn refusing_routes_go_to_the_stack_counted() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-refused");
+    let mut dp = datapath(&fs.0, &net);
+    for last in [1u8, 2, 3] {
+        let sent = Pkt::to([192, 0, 2, last]).bytes();
+        let (rc, out) = run(&mut dp, &sent);
+        assert_eq!(rc, TC_ACT_OK, "192.0.2.{last}");
+        assert_eq!(out, sent, "192.0.2.{last} left unchanged");
+    }
+    assert_eq!(count(&dp, "route-refused"), 3);
+    // A route by a device that is not an uplink stays the firewall's.
+    let sent = Pkt::to([192, 0, 2, 6]).bytes();
+    assert_eq!(run(&mut dp, &sent), (TC_ACT_OK, sent));
+    assert_eq!(count(&dp, "not-uplink"), 1);
+    assert_eq!(count(&dp, "fib-redirect"), 0);
+}
+
+#[test]
+fn ttl_options_and_fragments_go_to_the_stack() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-slow");
+    let mut dp = datapath(&fs.0, &net);
+    let world = [203, 0, 113, 9];
+    let mut p = Pkt::to(world);
+    p.ttl = 1;
+    assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
+    assert_eq!(count(&dp, "ttl-expired"), 1);
+    let mut p = Pkt::to(world);
+    p.option_words = 2;
+    assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
+    assert_eq!(count(&dp, "ip-options"), 1);
+    for frag in [0x2000u16, 0x0010] {
+        let mut p = Pkt::to(world);
+        p.frag = frag;
+        assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK, "frag {frag:#x}");
+    }
+    assert_eq!(count(&dp, "fragment"), 2);
+    let mut p = Pkt::to([224, 0, 0, 251]);
+    p.dmac = [0x01, 0x00, 0x5e, 0, 0, 0xfb];
+    assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
+    let p = Pkt::to([10, 1, 0, 255]);
+    assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
+    assert_eq!(count(&dp, "broadcast-multicast"), 2);
+    assert_eq!(count(&dp, "fib-redirect"), 0);
+}
+
+#[test]
+fn same_network_goes_into_the_peer_as_sent() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-peer");
+    let mut dp = datapath(&fs.0, &net);
+    let mut p = Pkt::to(PEER);
+    p.dmac = mac_of(PEER);
+    let sent = p.bytes();
+    let (rc, out) = run(&mut dp, &sent);
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    assert_eq!(out, sent, "bridged frames are not rewritten");
+    assert_eq!(count(&dp, "peer-same-network"), 1);
+    // Sent to the gateway's MAC: routed back, as the host would.
+    let sent = Pkt::to(PEER).bytes();
+    let (rc, out) = run(&mut dp, &sent);
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    assert_routed(&out, &sent, mac_of(PEER), mac_of(GATEWAY));
+    assert_eq!(count(&dp, "peer-routed"), 1);
+    // Larger than the receiver's MTU: the stack's path.
+    let mut big = Pkt::to([10, 1, 0, 4]);
+    big.payload = 1300;
+    assert_eq!(run(&mut dp, &big.bytes()).0, TC_ACT_OK);
+    assert_eq!(count(&dp, "frag-needed"), 1);
+    // No endpoint at the address: the bridge's business.
+    let mut p = Pkt::to([10, 1, 0, 9]);
+    p.dmac = mac_of([10, 1, 0, 9]);
+    assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
+    assert_eq!(count(&dp, "no-endpoint"), 1);
+}
+
+#[test]
+fn kernel_mode_leaves_every_packet_to_the_stack() {
+    let net = private_netns();
+    let fs = Bpffs::new("route-kernel");
+    let mut dp = datapath(&fs.0, &net);
+    dp.set_host_routing(HostRouting::Kernel).unwrap();
+    assert_eq!(dp.host_routing().unwrap(), HostRouting::Kernel);
+    let mut same = Pkt::to(PEER);
+    same.dmac = mac_of(PEER);
+    for p in [Pkt::to([203, 0, 113, 9]), same, Pkt::to(PEER)] {
+        let sent = p.bytes();
+        assert_eq!(run(&mut dp, &sent), (TC_ACT_OK, sent));
+    }
+    let c = dp.routing_counts().unwrap();
+    assert!(
+        c.shortcuts
+            .iter()
+            .chain(c.fallbacks.iter())
+            .all(|(_, n)| *n == 0),
+        "{c:?}"
+    );
+    dp.set_host_routing(HostRouting::Ebpf).unwrap();
+    assert_eq!(
+        run(&mut dp, &Pkt::to([203, 0, 113, 9]).bytes()).0,
+        TC_ACT_REDIRECT
+    );
+}
