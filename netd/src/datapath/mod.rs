@@ -9,8 +9,8 @@ mod conntrack;
 mod layout;
 mod loader;
 mod publish;
-mod sandbox;
 mod routing;
+mod sandbox;
 mod sock;
 mod stats;
 mod uplink;
@@ -21,7 +21,7 @@ pub use loader::{
     addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS,
     TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
-pub use sandbox::{Run, Sandbox};
 pub use routing::{HostRouting, RoutingCounts};
+pub use sandbox::{Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use stats::{DropCount, MapFill};

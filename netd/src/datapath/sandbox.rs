@@ -62,6 +62,7 @@ impl Sandbox {
         copy_hash::<CtKey, CtEntry>(live, &mut self.dp, MAP_CT_IN)?;
         copy_hash::<CtKey, CtEntry>(live, &mut self.dp, MAP_CT_LOCAL)?;
         copy_hash::<FragKey, u32>(live, &mut self.dp, MAP_FRAGMENTS)?;
+        self.dp.set_host_routing(live.host_routing()?)?;
         let entries: Vec<_> = {
             let from: LpmTrie<_, u32, NetworkInfo> =
                 LpmTrie::try_from(live.map_mut(MAP_NETWORKS)?)?;

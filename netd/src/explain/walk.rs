@@ -396,13 +396,18 @@ fn route(sb: &mut Sandbox, topo: &Topology, from: Option<Hook>, pkt: &Packet) ->
 }
 
 /// Where a program's redirect sends the packet. `from_container` redirects
-/// with `bpf_redirect` to the host end of a container's veth, whose egress
-/// program then runs; `uplink_in` uses `bpf_redirect_peer`, straight into
-/// the container's namespace, past its veth's egress hook.
+/// to a container (`bpf_redirect` to the host end of its veth, whose egress
+/// program then runs, or with eBPF host routing `bpf_redirect_peer`, where
+/// that egress program would pass it too) or, with eBPF host routing, to
+/// the uplink the fib chose; `uplink_in` uses `bpf_redirect_peer`, straight
+/// into the container's namespace, past its veth's egress hook.
 fn redirected(sb: &mut Sandbox, topo: &Topology, hook: Hook, pkt: &Packet) -> Result<Stage> {
     let target = sb.endpoint_by_ip(addr_key(pkt.dst))?;
     Ok(match (hook, target) {
         (Hook::FromContainer, Some(ep)) => Stage::Hook(Hook::ToContainer, ep.ifindex),
+        // eBPF host routing: sent by the fib to the uplink, whose egress
+        // program still runs.
+        (Hook::FromContainer, None) => route(sb, topo, Some(hook), pkt)?,
         (Hook::UplinkIn, Some(_)) => Stage::Delivered(to_container(
             topo,
             pkt,
