@@ -208,6 +208,8 @@ pub struct Bed {
     bin: PathBuf,
     /// Extra `netd daemon` flags, on every (re)start.
     daemon_args: Vec<String>,
+    /// A command the agent runs under (e.g. `setpriv ...`), before netd.
+    wrapper: Vec<String>,
     transcript: Mutex<Vec<String>>,
     /// The host netns's firewall, and its ruleset as installed (compared
     /// when the bed is dropped: netd adds no rule).
@@ -250,6 +252,15 @@ impl Bed {
         }
         bed.daemon_args
             .extend(["--config".to_string(), path.display().to_string()]);
+        bed
+    }
+
+    /// Like [`Bed::without_agent`], the agent started under `wrapper` (a
+    /// command line that ends by executing its arguments, e.g. `setpriv
+    /// --bounding-set ... --`).
+    pub fn with_wrapper(wrapper: &[&str], args: &[&str]) -> Bed {
+        let mut bed = Bed::without_agent(args);
+        bed.wrapper = wrapper.iter().map(|a| a.to_string()).collect();
         bed
     }
 
@@ -310,6 +321,7 @@ impl Bed {
             id,
             bin,
             daemon_args: daemon_args.iter().map(|a| a.to_string()).collect(),
+            wrapper: Vec::new(),
             transcript: Mutex::new(Vec::new()),
             firewall,
             firewall_rules,
@@ -506,6 +518,7 @@ impl Bed {
         let d = &self.dir.path;
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.host.path().display()))
+            .args(&self.wrapper)
             .arg(&self.bin)
             .arg("daemon")
             .arg("--state-dir")

@@ -541,3 +541,148 @@ fn an_unknown_socket_group_is_refused() {
     );
     assert!(!run.join("netd.sock").exists());
 }
+
+/// The capabilities of the systemd unit's CapabilityBoundingSet, as
+/// setpriv's `-all,+net_admin,...`.
+fn unit_capabilities() -> String {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../netd/dist/netd.service"),
+    )
+    .unwrap();
+    let caps = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet= in the unit");
+    let mut spec = "-all".to_string();
+    for c in caps.split_whitespace() {
+        spec.push_str(",+");
+        spec.push_str(&c.trim_start_matches("CAP_").to_lowercase());
+    }
+    spec
+}
+
+/// The agent works with the unit's capabilities and no others (root with a
+/// bounding set of exactly those, as systemd runs it): every kind of kernel
+/// work — bpffs mount, program loads and TCX/XDP/cgroup attach, bridges and
+/// veths in container netns (one handed as /proc/PID/ns/net of a process
+/// of another user), DNS on port 53, a published port below 1024, the
+/// socket given to a group — then traffic through all of it.
+#[test]
+fn the_units_capabilities_are_enough() {
+    let caps = std::env::var("NETD_TEST_CAPS").unwrap_or_else(|_| unit_capabilities());
+    let wrapper = [
+        "setpriv",
+        "--inh-caps=-all",
+        &format!("--bounding-set={caps}"),
+        "--",
+    ];
+    let bed = Bed::with_wrapper(&wrapper, &["--socket-group", "54321"]);
+    let world = bed.make_world();
+    bed.start_agent();
+    let pid = bed.agent_pid().expect("agent");
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let eff = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(eff, "000001ffffffffff", "the agent kept every capability");
+
+    bed.network("capnet", &["--subnet", "10.94.0.0/24"]);
+    let a = bed.container("capa", &["--network", "capnet", "-p", "80:8080"]);
+    // A netns held by a process of another user, handed by /proc path.
+    let ns = bed.new_netns("nobody");
+    let mut holder = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns, "setpriv", "--reuid", "65534", "--regid", "65534",
+        ])
+        .args(["--clear-groups", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // `ip netns exec` and setpriv exec: the child is the sleep itself.
+    let proc_ns = format!("/proc/{}/ns/net", holder.id());
+    let added = bed.netd(&[
+        "container",
+        "add",
+        "capb",
+        "--netns",
+        &proc_ns,
+        "--network",
+        "capnet",
+    ]);
+    assert!(
+        added.success(),
+        "container add by /proc/PID/ns/net of another user:\n{added}\n{}",
+        bed.log_tail(20)
+    );
+    let a = bed.ep(&a, "capnet");
+    let gw = bed.gateway("capnet");
+    let dig = run_timeout(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &a.ns,
+            "dig",
+            &format!("@{gw}"),
+            "capa",
+            "+time=1",
+            "+tries=2",
+            "+short",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        dig.stdout.trim(),
+        a.ip.to_string(),
+        "DNS on the gateway:\n{dig}"
+    );
+    // Traffic: a -> b over the TCX programs, and the world -> host:80
+    // published to a:8080 (uplink XDP and TCX).
+    let b_ip = bed.ip(&bed_ctr(&bed, "capb"), "capnet");
+    netd_tests::icmp(&a.ns, b_ip).unwrap_or_else(|e| panic!("a -> b: {e:#}"));
+    let server = netd_tests::netns::spawn_in(&a.ns, || {
+        let l = std::net::TcpListener::bind(("0.0.0.0", 8080))?;
+        let (mut s, peer) = l.accept()?;
+        std::io::Write::write_all(&mut s, b"hello")?;
+        Ok(peer)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = netd_tests::netns::spawn_in(&world, || {
+        let s = std::net::TcpStream::connect_timeout(
+            &"203.0.113.2:80".parse().unwrap(),
+            Duration::from_secs(3),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut &s, &mut buf)?;
+        Ok(buf)
+    });
+    let got = netd_tests::netns::join(client).unwrap_or_else(|e| panic!("world -> :80: {e:#}"));
+    assert_eq!(got, "hello");
+    let peer = netd_tests::netns::join(server).unwrap();
+    assert_eq!(
+        peer.ip().to_string(),
+        "203.0.113.1",
+        "a sees the world's address"
+    );
+    let st = status(&bed);
+    assert!(st["uplinks"]["up0"].is_object(), "uplink up0: {st}");
+    assert!(bed.stop_agent().success());
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+/// The [`netd_tests::Ctr`] of container `name` (added by path, not by the
+/// harness).
+fn bed_ctr(bed: &Bed, name: &str) -> netd_tests::Ctr {
+    let info = bed.ctr_info(name);
+    netd_tests::Ctr {
+        name: name.to_string(),
+        id: info["Id"].as_str().unwrap_or_default().to_string(),
+        ns: String::new(),
+        netns_path: String::new(),
+    }
+}

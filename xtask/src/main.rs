@@ -1,4 +1,5 @@
-//! Build chain for netd: `cargo xtask <setup|build|run|test|bench>`.
+//! Build chain for netd: `cargo xtask
+//! <setup|build|run|test|bench|install|uninstall|deb>`.
 //!
 //! Every external command is printed (to stderr, prefixed with `$`) before it
 //! runs. `~/.cargo/bin` (or `$CARGO_HOME/bin`) is put on `PATH` for every
@@ -18,6 +19,8 @@ use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod deb;
+mod install;
 
 /// Debian packages the tests use.
 const APT_PACKAGES: &[&str] = &[
@@ -88,6 +91,28 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Release build, then install netd as a host service: PREFIX/bin/netd,
+    /// /opt/cni/bin/netd-cni (when that directory exists), the systemd
+    /// unit, a commented /etc/netd/netd.toml (kept if present) and a
+    /// manifest for uninstall. Run again to upgrade.
+    Install {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Staging root: every path goes below it (nothing else is done).
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<PathBuf>,
+    },
+    /// Remove exactly what `install` wrote (its manifest); an edited
+    /// /etc/netd/netd.toml stays.
+    Uninstall {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<PathBuf>,
+    },
+    /// Release build, then the Debian package (cargo-deb) under
+    /// target/debian/.
+    Deb,
     /// Benchmarks: netd vs a Docker-equivalent iptables datapath vs bare
     /// veths (root); report under bench/results/.
     Bench {
@@ -111,6 +136,18 @@ fn main() -> Result<ExitCode> {
             args,
         } => test(&root, hostile, only_hostile.as_deref(), &args)?,
         Cmd::Bench { quick } => bench::bench(&root, quick)?,
+        Cmd::Install { prefix, destdir } => install_cmd(&root, prefix, destdir)?,
+        Cmd::Uninstall { prefix, destdir } => {
+            let layout = install::Layout {
+                destdir: destdir.unwrap_or_else(|| PathBuf::from("/")),
+                prefix,
+            };
+            install::uninstall(&layout)?;
+        }
+        Cmd::Deb => {
+            let out = deb::build(&root)?;
+            println!("{}", out.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -121,6 +158,7 @@ fn setup(root: &Path) -> Result<()> {
     setup_rust_src().context("setting up rust-src for the nightly toolchain")?;
     setup_bpf_linker().context("setting up bpf-linker")?;
     setup_apt_packages(root).context("setting up Debian packages")?;
+    deb::setup_cargo_deb().context("setting up cargo-deb")?;
     Ok(())
 }
 
@@ -148,6 +186,39 @@ fn run(root: &Path, release: bool, args: &[OsString]) -> Result<()> {
     // `exec` only returns on failure.
     let err = cmd.exec();
     Err(err).with_context(|| format!("executing {}", bin.display()))
+}
+
+fn install_cmd(root: &Path, prefix: PathBuf, destdir: Option<PathBuf>) -> Result<()> {
+    let real = destdir.is_none();
+    if real {
+        ensure!(
+            effective_uid()? == 0,
+            "installing into / needs root; run `cargo xtask install` as root \
+             (or give --destdir DIR to stage the files)"
+        );
+    }
+    build(root, true)?;
+    let release = target_dir(root).join("release");
+    let cni = release.join("netd-cni");
+    let bins = install::Binaries {
+        netd: release.join("netd"),
+        netd_cni: cni.is_file().then_some(cni),
+    };
+    let layout = install::Layout {
+        destdir: destdir.unwrap_or_else(|| PathBuf::from("/")),
+        prefix,
+    };
+    install::install(&layout, &bins)?;
+    if real && Path::new("/run/systemd/system").is_dir() {
+        run_ok(Command::new("systemctl").arg("daemon-reload"))?;
+        eprintln!("xtask: start the agent with `systemctl enable --now netd`");
+    } else if real {
+        eprintln!(
+            "xtask: systemd is not running here; start the agent with `netd daemon` \
+             (as root; it reads /etc/netd/netd.toml)"
+        );
+    }
+    Ok(())
 }
 
 fn test(root: &Path, hostile: bool, only_hostile: Option<&str>, args: &[OsString]) -> Result<()> {

@@ -362,4 +362,48 @@ mod tests {
             .collect();
         assert_eq!(strings(&daemon_argv(&v)), ["--ct-size", "9"]);
     }
+
+    /// The commented default config installed as /etc/netd/netd.toml has a
+    /// `# KEY = VALUE` line for every key, and uncommented it is a valid
+    /// config whose values are the flags' defaults.
+    #[test]
+    fn the_shipped_config_has_every_key_with_its_default() {
+        let text = include_str!("../../dist/netd.toml");
+        let cmd = daemon_command();
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty()
+                        && k.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed = file_args(&cmd, Path::new("netd/dist/netd.toml"), &uncommented).unwrap();
+        for key in keys(&cmd).keys() {
+            assert!(
+                parsed.contains_key(key),
+                "netd/dist/netd.toml has no `# {key} = ...` line: add one (commented, with the default)"
+            );
+        }
+        for a in cmd.get_arguments() {
+            let (Some(long), [default]) = (a.get_long(), a.get_default_values()) else {
+                continue;
+            };
+            let Some(args) = parsed.get(long) else {
+                continue;
+            };
+            let want = format!("--{long}={}", default.to_string_lossy());
+            if a.get_action().takes_values() {
+                assert_eq!(
+                    strings(args),
+                    [want],
+                    "netd/dist/netd.toml: the default of {long}"
+                );
+            }
+        }
+    }
 }
