@@ -52,13 +52,17 @@ const SERVER_MAX: Duration = Duration::from_secs(8);
 const GRACE: Duration = Duration::from_millis(300);
 /// Echo requests [`no_icmp`] sends.
 const NEG_PINGS: u64 = 2;
-/// Datagrams [`no_udp`] sends.
-const NEG_DATAGRAMS: u64 = 3;
+/// Rounds of datagrams [`no_udp`] sends (250 ms apart), and datagrams per
+/// round.
+const NEG_UDP_ROUNDS: u64 = 3;
+const NEG_UDP_BURST: u64 = 6;
 
 /// Packets the probes of one denied flow send that the first hop drops
-/// (each counted once by netd): [`NEG_PINGS`] echo requests,
-/// [`NEG_DATAGRAMS`] UDP datagrams and at least one TCP SYN.
-pub const DENY_PACKETS: u64 = NEG_PINGS + NEG_DATAGRAMS + 1;
+/// (each counted once by netd): [`NEG_PINGS`] echo requests, the UDP
+/// datagrams and at least one TCP SYN. Well above what the containers' own
+/// background traffic (IPv6 router solicitations, MLD) adds to a counter
+/// during a check, so a drop counter cannot be met by that alone.
+pub const DENY_PACKETS: u64 = NEG_PINGS + NEG_UDP_ROUNDS * NEG_UDP_BURST + 1;
 
 fn no_route(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(nix::libc::ENETUNREACH)
