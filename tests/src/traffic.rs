@@ -300,8 +300,8 @@ pub fn no_udp(from_ns: &str, to: &Ep) -> anyhow::Result<()> {
     let addr = SocketAddr::from((to.ip, port));
     let sender = spawn_in(from_ns, move || {
         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        for i in 0..NEG_DATAGRAMS {
-            if i > 0 {
+        for i in 0..NEG_UDP_ROUNDS * NEG_UDP_BURST {
+            if i > 0 && i % NEG_UDP_BURST == 0 {
                 std::thread::sleep(Duration::from_millis(250));
             }
             if let Err(e) = s.send_to(TOKEN, addr) {

@@ -6,7 +6,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -145,10 +145,13 @@ fn dns_stats(bed: &Bed) -> serde_json::Value {
 
 /// A DNS server in a netns of its own, reachable from the bed's host netns
 /// at `WORLD_DNS`: answers `*.world.test` with `WORLD_ANSWER`, anything else
-/// NXDOMAIN, and counts what it gets. Stopped (and joined) on drop.
+/// NXDOMAIN, and counts and logs (by name) what it gets. Stopped (and
+/// joined) on drop.
 struct World {
     stop: Arc<AtomicBool>,
     queries: Arc<AtomicUsize>,
+    /// The question names asked, lower case, fully qualified (`b.`).
+    log: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -176,8 +179,9 @@ impl World {
         ip(&ns, &["link", "set", "lo", "up"]);
         let stop = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        let (s, q) = (stop.clone(), queries.clone());
+        let (s, q, l) = (stop.clone(), queries.clone(), log.clone());
         let thread = spawn_in(&ns, move || {
             let sock = UdpSocket::bind((WORLD_DNS, 53))?;
             sock.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -192,6 +196,9 @@ impl World {
                     Err(e) => return Err(e.into()),
                 };
                 q.fetch_add(1, Ordering::Relaxed);
+                if let Some(name) = question_name(&buf[..n]) {
+                    l.lock().unwrap().push(name);
+                }
                 if let Some(reply) = world_answer(&buf[..n]) {
                     sock.send_to(&reply, peer)?;
                 }
@@ -203,6 +210,7 @@ impl World {
         World {
             stop,
             queries,
+            log,
             thread: Some(thread),
         }
     }
@@ -210,6 +218,23 @@ impl World {
     fn queries(&self) -> usize {
         self.queries.load(Ordering::Relaxed)
     }
+
+    /// Every name asked so far (in order, lower case, with the final dot).
+    fn asked(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether `name` (any case, with or without the final dot) was asked.
+    fn was_asked(&self, name: &str) -> bool {
+        let want = format!("{}.", name.trim_end_matches('.').to_ascii_lowercase());
+        self.asked().contains(&want)
+    }
+}
+
+/// The first question's name of a DNS message, lower case.
+fn question_name(bytes: &[u8]) -> Option<String> {
+    let m = Message::from_vec(bytes).ok()?;
+    Some(m.queries.first()?.name().to_ascii().to_ascii_lowercase())
 }
 
 impl Drop for World {
@@ -352,8 +377,16 @@ fn other_networks_are_invisible() {
         nxdomain(&y, gw_a, "x");
         nxdomain(&x, gw_b, "y");
     }
-    // Names of other networks never reach the upstream.
-    assert_eq!(world.queries(), 0, "hidden names were forwarded");
+    // Names of other networks never reach the upstream ...
+    assert_eq!(
+        world.queries(),
+        0,
+        "hidden names were forwarded: {:?}",
+        world.asked()
+    );
+    // ... while the upstream is there for names nobody here knows.
+    resolves(&x, RESOLVER, "host.world.test", &[WORLD_ANSWER]);
+    assert_eq!(world.asked(), vec!["host.world.test.".to_string()]);
     // z, on both, resolves names from both, with its own address per network.
     resolves(&z, RESOLVER, "x", &[x_ip]);
     resolves(&z, RESOLVER, "y", &[y_ip]);
@@ -388,6 +421,15 @@ fn the_default_bridge_has_no_name_service() {
             d.out
         );
     }
+    // Not because c1 cannot reach them: a datagram to port 53 gets "port
+    // unreachable" back, from c1's own stack for 127.0.0.11 and from the
+    // host for the gateway (unless the host's firewall drops INPUT: then
+    // nothing can show that the gateway would have answered).
+    refused_at(&c1.ns, RESOLVER, 53)
+        .unwrap_or_else(|e| panic!("control c1 -> {RESOLVER}:53: {e}"));
+    if !bed.firewall().drops_input() {
+        refused_at(&c1.ns, gw, 53).unwrap_or_else(|e| panic!("control c1 -> {gw}:53: {e}"));
+    }
     // Its containers are told to use the upstreams, not the gateway.
     let info = bed.ctr_info("c1");
     assert_eq!(info["Dns"], serde_json::json!([WORLD_DNS]), "{info}");
@@ -400,6 +442,29 @@ fn the_default_bridge_has_no_name_service() {
     bed.network("user", &["--subnet", "10.93.3.0/24"]);
     let u = bed.container("u", &["--network", "user"]);
     nxdomain_or_forwarded_nx(&u, RESOLVER, "c2");
+}
+
+/// A datagram from `ns` to `ip:port` reaches the host and nothing listens
+/// there: the host's ICMP port unreachable turns into ECONNREFUSED on a
+/// connected socket (a timeout would mean it did not get there at all).
+fn refused_at(ns: &str, ip: Ipv4Addr, port: u16) -> Result<(), String> {
+    join(spawn_in(ns, move || {
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        sock.connect((ip, port))?;
+        sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut buf = [0u8; 512];
+        let mut last = String::new();
+        for _ in 0..3 {
+            sock.send(&a_query(9, "c2."))?;
+            match sock.recv(&mut buf) {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                Err(e) => last = format!("{e}"),
+                Ok(n) => anyhow::bail!("got an answer of {n} bytes"),
+            }
+        }
+        anyhow::bail!("no port unreachable from {ip}:{port} ({last})")
+    }))
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// c2 is on the default bridge only: netd does not know the name, so it is
@@ -481,7 +546,7 @@ fn each_container_is_answered_inside_its_own_netns() {
 #[test]
 fn names_change_at_once() {
     let bed = Bed::with_daemon_args(&upstream_args());
-    let _world = World::new(&bed);
+    let world = World::new(&bed);
     bed.network("n", &["--subnet", "10.93.1.0/24"]);
     bed.network("m", &["--subnet", "10.93.2.0/24"]);
     let gw = bed.gateway("n");
@@ -496,6 +561,18 @@ fn names_change_at_once() {
     bed.ok(&["network", "disconnect", "n", "b"]);
     nxdomain(&a, RESOLVER, "b");
     nxdomain(&a, RESOLVER, "bee");
+    // The world's log tells the two apart: "bee" went upstream (so the
+    // log sees what is forwarded), "b" did not.
+    assert!(
+        world.was_asked("bee"),
+        "the unknown alias should have been forwarded; the world saw {:?}",
+        world.asked()
+    );
+    assert!(
+        !world.was_asked("b"),
+        "b is on m, hidden from n: its name must not be forwarded; the world saw {:?}",
+        world.asked()
+    );
     // Back again, with a new alias only.
     bed.ok(&["network", "connect", "--alias", "bee2", "n", "b"]);
     let b_ip = bed.ip(&b, "n");
@@ -701,6 +778,9 @@ fn a_flood_from_one_container_does_not_starve_another() {
     let flooder_ip = bed.ip(&flooder, "n");
 
     // About 20 000 queries a second for 2 s: a hundred times the limit.
+    // `flooding` is true from the first query sent to the last.
+    let flooding = Arc::new(AtomicBool::new(false));
+    let fl = flooding.clone();
     let flood = spawn_in(&flooder.ns, move || {
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.connect((RESOLVER, 53))?;
@@ -709,6 +789,7 @@ fn a_flood_from_one_container_does_not_starve_another() {
         let mut buf = [0u8; 512];
         let (mut sent, mut answered) = (0usize, 0usize);
         let t0 = Instant::now();
+        fl.store(true, Ordering::SeqCst);
         while t0.elapsed() < Duration::from_secs(2) {
             for _ in 0..20 {
                 if sock.send(&q).is_ok() {
@@ -721,6 +802,7 @@ fn a_flood_from_one_container_does_not_starve_another() {
             std::thread::sleep(Duration::from_millis(1));
         }
         let took = t0.elapsed();
+        fl.store(false, Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_millis(500);
         while Instant::now() < deadline {
             match sock.recv(&mut buf) {
@@ -731,17 +813,39 @@ fn a_flood_from_one_container_does_not_starve_another() {
         Ok((sent, answered, took))
     });
     std::thread::sleep(Duration::from_millis(200));
-    // The victim keeps being answered during the flood.
-    let mut ok = 0;
+    // The victim keeps being answered during the flood: an answer counts
+    // only when the flood was running before the query and still after
+    // the answer, and the agent was limiting it by then.
+    let limited_before = dns_stats(&bed)["rate_limited"].as_u64().unwrap_or(0);
+    let (mut ok, mut overlapped) = (0, 0);
     for _ in 0..5 {
+        let during = flooding.load(Ordering::SeqCst);
         let d = dig(&victim.ns, RESOLVER, "flooder");
+        if !(during && flooding.load(Ordering::SeqCst)) {
+            continue;
+        }
+        overlapped += 1;
         if d.addrs == vec![flooder_ip] {
             ok += 1;
         }
     }
+    let limited_during = dns_stats(&bed)["rate_limited"].as_u64().unwrap_or(0);
+    let still_flooding = flooding.load(Ordering::SeqCst);
     let (sent, answered, took) = join(flood).unwrap_or_else(|e| panic!("{e:#}"));
-    eprintln!("flood: {sent} queries in {took:?}, {answered} answered; victim {ok}/5");
-    assert!(ok >= 4, "the victim got {ok}/5 answers during the flood");
+    eprintln!(
+        "flood: {sent} queries in {took:?}, {answered} answered; victim {ok}/{overlapped} \
+         during the flood; rate_limited {limited_before} -> {limited_during}"
+    );
+    assert!(
+        overlapped == 5 && ok >= 4,
+        "the victim got {ok} answers to {overlapped} of its 5 queries that ran wholly \
+         during the flood"
+    );
+    assert!(
+        still_flooding && limited_during > limited_before,
+        "the flood should have been running and rate limited while the victim asked: \
+         flooding at the end {still_flooding}, rate_limited {limited_before} -> {limited_during}"
+    );
     // 400 burst + 200/s: far fewer answers than queries.
     let bound = 400.0 + 200.0 * (took.as_secs_f64() + 1.0) + 50.0;
     assert!(
