@@ -425,8 +425,7 @@ fn the_default_bridge_has_no_name_service() {
     // unreachable" back, from c1's own stack for 127.0.0.11 and from the
     // host for the gateway (unless the host's firewall drops INPUT: then
     // nothing can show that the gateway would have answered).
-    refused_at(&c1.ns, RESOLVER, 53)
-        .unwrap_or_else(|e| panic!("control c1 -> {RESOLVER}:53: {e}"));
+    refused_at(&c1.ns, RESOLVER, 53).unwrap_or_else(|e| panic!("control c1 -> {RESOLVER}:53: {e}"));
     if !bed.firewall().drops_input() {
         refused_at(&c1.ns, gw, 53).unwrap_or_else(|e| panic!("control c1 -> {gw}:53: {e}"));
     }
@@ -846,10 +845,12 @@ fn a_flood_from_one_container_does_not_starve_another() {
         "the flood should have been running and rate limited while the victim asked: \
          flooding at the end {still_flooding}, rate_limited {limited_before} -> {limited_during}"
     );
-    // 400 burst + 200/s: far fewer answers than queries.
+    // 400 burst + 200/s: far fewer answers than queries. (A loaded
+    // machine sends fewer than 20 000 a second; four times what the limit
+    // lets through is still a flood.)
     let bound = 400.0 + 200.0 * (took.as_secs_f64() + 1.0) + 50.0;
     assert!(
-        sent > 10_000 && answered > 0 && (answered as f64) < bound,
+        sent as f64 > 4.0 * bound && answered > 0 && (answered as f64) < bound,
         "flooder got {answered} answers for {sent} queries in {took:?} (bound {bound})"
     );
     let stats = dns_stats(&bed);
