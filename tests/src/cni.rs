@@ -286,8 +286,12 @@ pub fn tcp_via(
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(5))
-        .map_err(|_| anyhow!("server did not start"))?;
+    if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+        return Err(join(server)
+            .err()
+            .unwrap_or_else(|| anyhow!("server did not start")))
+        .context("starting the server");
+    }
     let client = spawn_in(client_ns, move || {
         let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(3))
             .with_context(|| format!("connect {dst}"))?;
@@ -326,8 +330,12 @@ pub fn udp_via(
             SocketAddr::V6(a) => bail!("IPv6 peer {a}"),
         }
     });
-    rx.recv_timeout(Duration::from_secs(5))
-        .map_err(|_| anyhow!("server did not start"))?;
+    if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+        return Err(join(server)
+            .err()
+            .unwrap_or_else(|| anyhow!("server did not start")))
+        .context("starting the server");
+    }
     let client = spawn_in(client_ns, move || {
         let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
         s.set_read_timeout(Some(Duration::from_millis(500)))?;

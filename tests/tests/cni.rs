@@ -26,6 +26,14 @@ fn web_conf(bed: &Bed, version: &str) -> Value {
     )
 }
 
+/// A bed whose host has an uplink to a world netns, agent running.
+fn world_bed() -> (Bed, String) {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
+    (bed, world)
+}
+
 fn ep_of(result: &Value, ns: &str, name: &str) -> Ep {
     let addr = result["ips"][0]["address"].as_str().expect("address");
     let ip: Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
@@ -41,28 +49,32 @@ fn cni_containers(bed: &Bed) -> Vec<String> {
         .collect()
 }
 
-/// Binds `port` on the host netns; with `reuse`, as Go's listeners do
-/// (SO_REUSEADDR) and listens. Err: the bind or listen failed.
+/// A TCP socket bound to `port` on every address and listening; with
+/// `reuse`, as Go's listeners (conmon) do: SO_REUSEADDR.
+fn listen_on(port: u16, reuse: bool) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::*;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    if reuse {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+    )?;
+    listen(&fd, Backlog::new(8)?)?;
+    Ok(fd)
+}
+
+/// Can a host process listen on `port` (see [`listen_on`])?
 fn host_bind(bed: &Bed, port: u16, reuse: bool) -> anyhow::Result<()> {
-    let h = spawn_in(bed.host_ns(), move || {
-        use nix::sys::socket::*;
-        let fd = socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        if reuse {
-            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-        }
-        bind(
-            fd.as_raw_fd(),
-            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
-        )?;
-        listen(&fd, Backlog::new(8)?)?;
-        Ok(())
-    });
-    netd_tests::netns::join(h)
+    netd_tests::netns::join(spawn_in(bed.host_ns(), move || {
+        listen_on(port, reuse).map(drop)
+    }))
 }
 
 #[test]
@@ -80,9 +92,7 @@ fn version_answers_like_podman_expects() {
 /// found by CHECK, DEL leaving the host as it was, DEL again.
 #[test]
 fn podman_add_check_del() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = world_bed();
     let links_before = bed.host_links();
     let a_ns = bed.new_netns("a");
     let b_ns = bed.new_netns("b");
@@ -309,9 +319,7 @@ fn second_network_connects_and_networks_are_isolated() {
 /// the uplink).
 #[test]
 fn static_address_and_mac() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = world_bed();
     let n = conf(
         "1.0.0",
         "st",
@@ -567,9 +575,7 @@ fn dig(ns: &str, server: &str, name: &str) -> String {
 /// client's address.
 #[test]
 fn config_keys_dns_and_udp() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = world_bed();
     let w = Ep::new("world", &world, WORLD);
     // icc off: no traffic between the two, the gateway still answers.
     let iso = conf(
@@ -631,7 +637,7 @@ fn config_keys_dns_and_udp() {
             &with_runtime_config(
                 web.clone(),
                 json!({"aliases": {"dnsnet": ["alias-a"]},
-                       "portMappings": [{"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]}),
+                       "portMappings": [{"hostPort": 5353, "containerPort": 5300, "protocol": "udp"}]}),
             )
             .to_string(),
         )
@@ -645,7 +651,7 @@ fn config_keys_dns_and_udp() {
     assert_eq!(dig(&d2, server, "dnsa"), a_ip);
     // UDP published for a runtime container: no holder (the runtime binds
     // it), still translated by the datapath.
-    let peer = udp_via(&d1, 53, &world, SocketAddrV4::new(UPLINK, 5353)).unwrap();
+    let peer = udp_via(&d1, 5300, &world, SocketAddrV4::new(UPLINK, 5353)).unwrap();
     assert_eq!(peer, WORLD);
     assert!(bed.ctr_info("dnsa")["Ports"][0]["Protocol"] == "udp");
 }
@@ -655,9 +661,7 @@ fn config_keys_dns_and_udp() {
 /// port still leads to the container, DEL still cleans up.
 #[test]
 fn cni_containers_survive_an_agent_restart() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = world_bed();
     let n = conf(
         "1.0.0",
         "rs",
@@ -675,19 +679,7 @@ fn cni_containers_survive_an_agent_restart() {
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let listener = spawn_in(bed.host_ns(), move || {
-        use nix::sys::socket::*;
-        let fd = socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-        bind(
-            fd.as_raw_fd(),
-            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8383)),
-        )?;
-        listen(&fd, Backlog::new(8)?)?;
+        let _fd = listen_on(8383, true)?;
         let _ = ready_tx.send(());
         let _ = stop_rx.recv_timeout(std::time::Duration::from_secs(60));
         Ok(())

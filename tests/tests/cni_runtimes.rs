@@ -114,8 +114,8 @@ fn podman_runs_on_netd_networks() {
     // Names: podman writes netd's resolver (the result's dns) into the
     // container's resolv.conf, and the container names resolve.
     let resolv = podman.ok(&["exec", "a2", "cat", "/etc/resolv.conf"]);
-    assert!(resolv.contains("nameserver 10.95.1.1"), "{resolv}");
-    let answer = podman.ok(&["exec", "a2", "busybox", "nslookup", "web", "10.95.1.1"]);
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let answer = podman.ok(&["exec", "a2", "busybox", "nslookup", "web", "127.0.0.11"]);
     assert!(answer.contains(&web_ip.to_string()), "{answer}");
     // pa and pb are isolated, both ways.
     blocked_both(&a2, &b1);
