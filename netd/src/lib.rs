@@ -7,6 +7,7 @@
 //! - `datapath`: loading, pinning and feeding the eBPF programs.
 //! - `agent`: the operations behind the API, one file per concern.
 //! - `api`: the versioned HTTP/JSON API on a Unix socket, and its client.
+//! - `docker`: the Docker remote network driver on its own Unix socket.
 //! - `cli`: the `netd` command line.
 //! - `cni`: the `netd-cni` CNI plugin, a client of the same API.
 pub mod agent;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod cni;
 pub mod datapath;
 pub mod dns;
+pub mod docker;
 pub mod error;
 pub mod explain;
 pub mod fault;

@@ -26,6 +26,28 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub created: String,
+    /// Who made the network and may remove it.
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+/// Who manages a network or container: netd's own API, or dockerd through
+/// the remote network driver (then only Docker may change it).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    #[default]
+    Netd,
+    Docker,
+}
+
+impl Owner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::Netd => "netd",
+            Owner::Docker => "docker",
+        }
+    }
 }
 
 impl Network {
@@ -64,10 +86,26 @@ pub struct Container {
     pub origin: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Set for a Docker endpoint (one per Docker endpoint, its only
+    /// endpoint; `id` is Docker's endpoint id). Docker owns its netns: netd
+    /// never opens it, so `netns` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerEndpoint>,
 }
 
 /// Origin of containers made by netd-cni.
 pub const ORIGIN_CNI: &str = "cni";
+/// Origin of Docker endpoints (made by the Docker driver).
+pub const ORIGIN_DOCKER: &str = "docker";
+
+/// What netd keeps of a Docker endpoint beyond a container's fields.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DockerEndpoint {
+    /// The sandbox Docker joined the endpoint to (a path in dockerd's mount
+    /// namespace, never opened); `None` before Join and after Leave. While
+    /// set, the veth pair exists and its container end is Docker's.
+    pub sandbox_key: Option<String>,
+}
 
 impl Container {
     /// Are its TCP host ports held so that the runtime may listen on them
@@ -75,6 +113,18 @@ impl Container {
     /// every published port itself after the CNI ADD.
     pub fn runtime_binds_ports(&self) -> bool {
         self.origin.as_deref() == Some(ORIGIN_CNI)
+    }
+
+    pub fn is_docker(&self) -> bool {
+        self.docker.is_some()
+    }
+
+    pub fn owner(&self) -> Owner {
+        if self.is_docker() {
+            Owner::Docker
+        } else {
+            Owner::Netd
+        }
     }
 }
 

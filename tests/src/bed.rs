@@ -91,7 +91,7 @@ impl TestDir {
     fn create(path: PathBuf) -> anyhow::Result<TestDir> {
         std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         let dir = TestDir { path };
-        for sub in ["state", "run", "bpffs"] {
+        for sub in ["state", "run", "bpffs", "plugins"] {
             std::fs::create_dir(dir.path.join(sub))?;
         }
         Ok(dir)
@@ -383,6 +383,38 @@ impl Bed {
         vec!["--log-level".into(), "debug".into()]
     }
 
+    /// `--docker-plugin <bed>/plugins/netd.sock` unless the test chose its
+    /// own: no agent of a test ever serves in the host's /run/docker/plugins.
+    fn docker_plugin_arg(&self) -> Vec<String> {
+        if self.daemon_args.iter().any(|a| a == "--docker-plugin") {
+            return Vec::new();
+        }
+        vec![
+            "--docker-plugin".into(),
+            self.plugin_dir().join("netd.sock").display().to_string(),
+        ]
+    }
+
+    /// Where the agent's Docker driver socket lives (`netd.sock`, driver
+    /// `netd`): a test's dockerd sees this directory as /run/docker/plugins.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path.join("plugins")
+    }
+
+    /// Gives netns `name` to the bed (deleted at drop), e.g. one made with
+    /// `ip netns attach` for a runtime's container.
+    pub fn adopt_netns(&self, ns: Netns) -> String {
+        let name = ns.name().to_string();
+        self.netns.lock().unwrap().push(ns);
+        name
+    }
+
+    /// Deletes netns `name` of this bed now (for an attached one: only the
+    /// name goes, the namespace lives on with its processes).
+    pub fn drop_netns(&self, name: &str) {
+        self.netns.lock().unwrap().retain(|n| n.name() != name);
+    }
+
     /// Random id of this bed (also in every netns name it makes).
     pub fn id(&self) -> &str {
         &self.id
@@ -529,6 +561,7 @@ impl Bed {
             .arg(d.join("bpffs"))
             .args(self.log_level_arg())
             .args(self.cgroup_arg())
+            .args(self.docker_plugin_arg())
             .args(&self.daemon_args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -604,7 +637,7 @@ impl Bed {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    fn note(&self, s: String) {
+    pub fn note(&self, s: String) {
         self.transcript.lock().unwrap().push(s);
     }
 

@@ -14,6 +14,7 @@
 pub mod bed;
 pub mod cmd;
 pub mod cni;
+pub mod docker;
 pub mod firewall;
 pub mod http;
 pub mod netns;

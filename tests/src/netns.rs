@@ -25,6 +25,16 @@ impl Netns {
         })
     }
 
+    /// Names the netns of process `pid` (`ip netns attach`); dropping it
+    /// removes only the name.
+    pub fn attach(name: &str, pid: u32) -> anyhow::Result<Netns> {
+        run_ok("ip", &["netns", "attach", name, &pid.to_string()])
+            .with_context(|| format!("naming the netns of pid {pid} {name}"))?;
+        Ok(Netns {
+            name: name.to_string(),
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

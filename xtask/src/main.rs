@@ -40,6 +40,8 @@ const APT_PACKAGES: &[&str] = &[
     "containerd",
     "runc",
     "containernetworking-plugins",
+    // A real dockerd 20.10 for the Docker driver tests (tests/tests/docker.rs).
+    "docker.io",
     "busybox-static",
     "iptables",
     "nftables",

@@ -60,11 +60,13 @@ impl Agent {
             created: now(),
             origin: req.origin,
             labels: req.labels,
+            docker: None,
         };
         match requested {
             Requested::Host => container.mode = Mode::Host,
             Requested::Container(target) => {
                 let other = self.find_container(&target)?;
+                refuse_docker_container(other)?;
                 if let Mode::Container(_) = other.mode {
                     return invalid(format!(
                         "container {} itself shares another container's network",
@@ -81,6 +83,10 @@ impl Agent {
             }
             Requested::Network(key) => {
                 let net = self.find_network(&key)?.clone();
+                super::networks::refuse_docker_network(
+                    &net,
+                    "attach containers to it with `docker run --network`",
+                )?;
                 ports = self.plan_ports(&net, &req.publish)?;
                 let ns = open_netns(&container)?;
                 let ep =
@@ -127,6 +133,7 @@ impl Agent {
     /// netns. With `force`, kernel clean-up errors do not stop the removal.
     pub async fn remove_container(&mut self, key: &str, force: bool) -> AgentResult<Vec<String>> {
         let container = self.find_container(key)?.clone();
+        refuse_docker_container(&container)?;
         let mut doomed: Vec<Container> = self
             .containers
             .values()
@@ -160,6 +167,17 @@ impl Agent {
         self.state_changed();
         Ok(doomed.into_iter().map(|c| c.name).collect())
     }
+}
+
+/// netd's API leaves Docker's endpoints to Docker.
+pub(super) fn refuse_docker_container(c: &Container) -> AgentResult<()> {
+    if c.is_docker() {
+        return invalid(format!(
+            "container {} is a Docker endpoint; change it with docker (docker rm, docker network disconnect)",
+            c.name
+        ));
+    }
+    Ok(())
 }
 
 fn open_netns(container: &Container) -> AgentResult<ContainerNs> {

@@ -132,6 +132,42 @@ impl Agent {
         self.links.set_up(ifindex).await
     }
 
+    /// The kernel steps of a Docker Join: a veth pair in the agent's netns
+    /// (Docker moves the peer into its sandbox and configures it), the
+    /// endpoint in the maps, programs on the host end, host end up. On
+    /// failure, undoes what it did.
+    pub(super) async fn plumb_host_pair(
+        &mut self,
+        owner: &str,
+        net: &Network,
+        ep: &Endpoint,
+    ) -> Result<()> {
+        let result = async {
+            let bridge = self.links.index_of(&net.bridge).await?.with_context(|| {
+                format!("bridge {} of network {} is missing", net.bridge, net.name)
+            })?;
+            let ifindex = self
+                .links
+                .create_veth_at(
+                    &ep.host_ifname,
+                    owner,
+                    &ep.ifname,
+                    None,
+                    ep.mac(),
+                    net.mtu,
+                    bridge,
+                )
+                .await?;
+            self.publish_endpoint(net, ep, ifindex)?;
+            self.links.set_up(ifindex).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.unplumb_endpoint(ep).await;
+        }
+        result
+    }
+
     /// Deletes the veth (traffic stops at once), then the links and entry.
     pub(super) async fn unplumb_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
         let ifindex = self.links.index_of(&ep.host_ifname).await?;

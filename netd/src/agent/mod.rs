@@ -2,9 +2,11 @@
 //! operations the API exposes. One file per concern:
 //! `start` (restore and reconcile at start-up), `networks`, `containers`,
 //! `endpoints` (the kernel steps of attaching a container to a network),
-//! `views` (the JSON the API returns), `status`.
+//! `views` (the JSON the API returns), `status`, `docker` (what the
+//! Docker driver asks for).
 mod check;
 mod containers;
+mod docker;
 mod endpoints;
 mod explain;
 mod lock;

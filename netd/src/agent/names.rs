@@ -39,10 +39,12 @@ impl Agent {
             .collect();
         // One listener per container netns on a served network; containers
         // in `container:OTHER` mode have no endpoints and share OTHER's.
+        // Docker's sandboxes are Docker's: its own embedded DNS answers on
+        // 127.0.0.11 there, and netd never opens them.
         let resolvers = self
             .containers
             .values()
-            .filter(|c| c.mode == Mode::Bridge)
+            .filter(|c| c.mode == Mode::Bridge && !c.is_docker())
             .filter_map(|c| {
                 let ep = c.endpoints.iter().find(|ep| {
                     self.networks

@@ -9,7 +9,7 @@ use crate::{
     api::types::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
-    model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, DEFAULT_MTU},
+    model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, Owner, DEFAULT_MTU},
     net::ContainerNs,
     store::StoreOp,
 };
@@ -50,6 +50,17 @@ fn apply_docker_options(mut req: NetworkCreate) -> AgentResult<NetworkCreate> {
     Ok(req)
 }
 
+/// netd's API leaves Docker's networks to Docker (`what` says how).
+pub(super) fn refuse_docker_network(net: &Network, what: &str) -> AgentResult<()> {
+    if net.owner == Owner::Docker {
+        return invalid(format!(
+            "network {} belongs to Docker (driver netd); {what}",
+            net.name
+        ));
+    }
+    Ok(())
+}
+
 const MIN_MTU: u32 = 68;
 const MAX_MTU: u32 = 65_535;
 
@@ -72,6 +83,17 @@ fn validate_ifname(name: &str) -> AgentResult<()> {
 
 impl Agent {
     pub async fn create_network(&mut self, req: NetworkCreate) -> AgentResult<Network> {
+        self.create_network_as(req, None, Owner::Netd).await
+    }
+
+    /// Creates a network with a given id (Docker's) or a new one, owned by
+    /// `owner`.
+    pub(super) async fn create_network_as(
+        &mut self,
+        req: NetworkCreate,
+        id: Option<String>,
+        owner: Owner,
+    ) -> AgentResult<Network> {
         let req = apply_docker_options(req)?;
         validate_name("network", &req.name)?;
         if matches!(req.name.as_str(), "none" | "host") || req.name.starts_with("container:") {
@@ -115,7 +137,7 @@ impl Agent {
             }
         };
         let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
-        let id = new_id();
+        let id = id.unwrap_or_else(new_id);
         let bridge = req
             .bridge
             .clone()
@@ -151,6 +173,7 @@ impl Agent {
             labels: req.labels,
             options: req.options,
             created: now(),
+            owner,
         };
         if let Err(e) = self.realise_network(&network).await {
             self.unrealise_network(&network).await;
@@ -190,6 +213,12 @@ impl Agent {
 
     pub async fn remove_network(&mut self, key: &str) -> AgentResult<String> {
         let net = self.find_network(key)?.clone();
+        refuse_docker_network(&net, "remove it with `docker network rm`")?;
+        self.remove_network_as(net).await
+    }
+
+    /// Removes `net` for its owner (netd's API or the Docker driver).
+    pub(super) async fn remove_network_as(&mut self, net: Network) -> AgentResult<String> {
         if net.is_default() {
             return invalid(format!(
                 "{} is a pre-defined network and cannot be removed",
@@ -221,7 +250,9 @@ impl Agent {
         let unused: Vec<String> = self
             .networks
             .values()
-            .filter(|n| !n.is_default() && self.users_of(&n.id).is_empty())
+            .filter(|n| {
+                !n.is_default() && n.owner == Owner::Netd && self.users_of(&n.id).is_empty()
+            })
             .map(|n| n.id.clone())
             .collect();
         let mut removed = Vec::new();
@@ -234,6 +265,8 @@ impl Agent {
     pub async fn connect(&mut self, net_key: &str, req: NetworkConnect) -> AgentResult<Container> {
         let net = self.find_network(net_key)?.clone();
         let container = self.find_container(&req.container)?.clone();
+        refuse_docker_network(&net, "connect containers with `docker network connect`")?;
+        super::containers::refuse_docker_container(&container)?;
         if container.mode != Mode::Bridge {
             return invalid(format!(
                 "container {} uses network mode {:?} and cannot be connected to networks",
@@ -272,6 +305,7 @@ impl Agent {
     ) -> AgentResult<Container> {
         let net = self.find_network(net_key)?.clone();
         let mut container = self.find_container(&req.container)?.clone();
+        super::containers::refuse_docker_container(&container)?;
         let Some(pos) = container
             .endpoints
             .iter()
@@ -323,14 +357,7 @@ impl Agent {
         ifname: Option<String>,
         mac: Option<[u8; 6]>,
     ) -> AgentResult<Endpoint> {
-        let mut used: HashSet<_> = self
-            .containers
-            .values()
-            .flat_map(|c| c.endpoints.iter())
-            .filter(|e| e.network_id == net.id)
-            .map(|e| e.ip)
-            .collect();
-        used.insert(net.gateway);
+        let used = self.used_addresses(net);
         let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, ip)?;
         let in_use: HashSet<&str> = container
             .endpoints
@@ -364,6 +391,19 @@ impl Agent {
             aliases,
             mac,
         })
+    }
+
+    /// Addresses taken on `net` (its gateway included).
+    pub(super) fn used_addresses(&self, net: &Network) -> HashSet<std::net::Ipv4Addr> {
+        let mut used: HashSet<_> = self
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| e.network_id == net.id)
+            .map(|e| e.ip)
+            .collect();
+        used.insert(net.gateway);
+        used
     }
 
     pub fn network_names(&self) -> BTreeMap<String, String> {

@@ -129,37 +129,58 @@ impl Agent {
                 net.name
             ));
         }
-        let mut wanted: Vec<PortMapping> = Vec::new();
+        let mut mappings = Vec::new();
         for spec in specs {
             let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;
-            for mut m in parsed.expand() {
-                if m.proto == Proto::Sctp {
-                    if m.host_port == 0 {
-                        m.host_port = m.container_port;
-                    } else if m.host_port != m.container_port {
-                        return invalid(format!(
-                            "SCTP ports are published as is: use {0}:{0}/sctp (its checksum covers the ports)",
-                            m.container_port
-                        ));
-                    }
+            mappings.extend(parsed.expand());
+        }
+        self.check_mappings(net, mappings)
+    }
+
+    /// Checks mappings for a container on `net` against what is published
+    /// and against each other, without touching anything.
+    pub(super) fn check_mappings(
+        &self,
+        net: &Network,
+        mappings: Vec<PortMapping>,
+    ) -> AgentResult<Vec<PortMapping>> {
+        if mappings.is_empty() {
+            return Ok(mappings);
+        }
+        if net.internal {
+            return invalid(format!(
+                "cannot publish ports of a container on internal network {}",
+                net.name
+            ));
+        }
+        let mut wanted: Vec<PortMapping> = Vec::new();
+        for mut m in mappings {
+            if m.proto == Proto::Sctp {
+                if m.host_port == 0 {
+                    m.host_port = m.container_port;
+                } else if m.host_port != m.container_port {
+                    return invalid(format!(
+                        "SCTP ports are published as is: use {0}:{0}/sctp (its checksum covers the ports)",
+                        m.container_port
+                    ));
                 }
-                if m.host_port != 0 {
-                    let published = self
-                        .containers
-                        .values()
-                        .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
-                        .chain(wanted.iter().map(|p| ("(this request)", p)));
-                    if let Some((owner, p)) = published.into_iter().find(|(_, p)| clashes(p, &m)) {
-                        return conflict(format!(
-                            "port {}:{}/{} is already published by {owner}",
-                            p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                            p.host_port,
-                            p.proto
-                        ));
-                    }
-                }
-                wanted.push(m);
             }
+            if m.host_port != 0 {
+                let published = self
+                    .containers
+                    .values()
+                    .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
+                    .chain(wanted.iter().map(|p| ("(this request)", p)));
+                if let Some((owner, p)) = published.into_iter().find(|(_, p)| clashes(p, &m)) {
+                    return conflict(format!(
+                        "port {}:{}/{} is already published by {owner}",
+                        p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        p.host_port,
+                        p.proto
+                    ));
+                }
+            }
+            wanted.push(m);
         }
         Ok(wanted)
     }

@@ -21,6 +21,9 @@ use crate::{
 
 /// Prefix of every host-side veth netd creates.
 pub(super) const HOST_VETH_PREFIX: &str = "nd";
+/// Prefix of the container end of a Docker endpoint's veth while it is in
+/// the agent's netns (before Docker moves it, after Docker gives it back).
+pub(super) const DOCKER_PEER_PREFIX: &str = "nc";
 /// Length of a host veth name: the prefix and 11 hex digits.
 pub(super) const HOST_VETH_LEN: usize = 13;
 
@@ -152,7 +155,23 @@ impl Agent {
         let entries: HashSet<u32> = self.datapath.endpoint_indexes()?.into_iter().collect();
         let pins: HashSet<String> = self.datapath.pinned_links()?.into_iter().collect();
         for container in self.containers.values().cloned().collect::<Vec<_>>() {
-            if matches!(
+            if let Some(docker) = &container.docker {
+                // Docker's sandbox is not netd's to open or repair: a
+                // joined endpoint whose veth is gone lost its sandbox (the
+                // container ended, or Docker removed it while the agent was
+                // down); one not joined has no veth to check yet.
+                let veth = container.endpoints.first().map(|e| &e.host_ifname);
+                if !veth.is_some_and(|v| links.contains_key(v)) {
+                    if docker.sandbox_key.is_some() {
+                        self.release_container(&container.id).await?;
+                        self.repaired(format!(
+                            "released Docker endpoint {} (its veth is gone)",
+                            container.name
+                        ));
+                    }
+                    continue;
+                }
+            } else if matches!(
                 container.mode,
                 crate::model::Mode::Bridge | crate::model::Mode::None
             ) && !container.netns.exists()

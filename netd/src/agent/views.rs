@@ -66,6 +66,7 @@ impl Agent {
             "Containers": containers,
             "Options": options,
             "Labels": net.labels,
+            "Owner": net.owner.as_str(),
         })
     }
 
@@ -121,7 +122,7 @@ impl Agent {
                 })
             })
             .collect();
-        json!({
+        let mut view = json!({
             "Name": c.name,
             "Id": c.id,
             "Created": c.created,
@@ -132,7 +133,16 @@ impl Agent {
             "Dns": self.dns_servers(c),
             "Origin": c.origin,
             "Labels": c.labels,
-        })
+            "Owner": c.owner().as_str(),
+        });
+        if let Some(d) = &c.docker {
+            view["Docker"] = json!({
+                "EndpointID": c.id,
+                "SandboxKey": d.sandbox_key,
+                "Joined": d.sandbox_key.is_some(),
+            });
+        }
+        view
     }
 
     pub fn list_networks(&self) -> Vec<Value> {

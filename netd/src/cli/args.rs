@@ -25,6 +25,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the daemon's many flags need no box.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the agent (needs root): bridges, veths and eBPF programs.
     Daemon(DaemonArgs),
@@ -119,6 +121,15 @@ pub struct DaemonArgs {
     /// `kernel` (the bridge and the kernel's routing do).
     #[arg(long, value_enum, default_value_t = crate::datapath::HostRouting::Ebpf)]
     pub host_routing: crate::datapath::HostRouting,
+    /// The Docker remote network driver's socket: dockerd finds the driver
+    /// by its base name (netd.sock is `docker network create -d netd`);
+    /// `none` turns the driver off.
+    #[arg(
+        long,
+        value_name = "PATH|none",
+        default_value = "/run/docker/plugins/netd.sock"
+    )]
+    pub docker_plugin: String,
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,

@@ -15,6 +15,7 @@ use crate::{
     agent::{Agent, AgentConfig},
     api::server,
     datapath::CtTimeouts,
+    docker,
 };
 
 /// The agent holds one socket per published port: lift the soft limit on
@@ -158,6 +159,11 @@ pub fn run(settings: Settings) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let docker_plugin = match settings.args.docker_plugin.as_str() {
+        "none" => None,
+        "" => anyhow::bail!("--docker-plugin needs a socket path or none"),
+        path => Some(std::path::PathBuf::from(path)),
+    };
     rt.block_on(async move {
         let socket = config.run_dir.join("netd.sock");
         let group = config.socket_group;
@@ -171,18 +177,27 @@ pub fn run(settings: Settings) -> Result<()> {
             .await
             .context("agent failed to start")?;
         let listener = server::bind(&socket, group)?;
+        let plugin = match docker_plugin.as_deref() {
+            Some(path) => Some((docker::server::bind(path)?, path.to_path_buf())),
+            None => None,
+        };
         notify::notify("READY=1\nSTATUS=serving the API");
         info!(socket = %socket.display(), "netd agent ready");
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let shutdown = async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
             notify::notify("STOPPING=1");
             info!("shutting down; the datapath stays in place");
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
         };
         let agent = Arc::new(tokio::sync::Mutex::new(agent));
         tokio::spawn(maintenance(agent.clone()));
@@ -202,7 +217,25 @@ pub fn run(settings: Settings) -> Result<()> {
                 reload(&reloader, &levels, &mut running).await;
             }
         });
-        server::serve(agent, listener, shutdown).await
+        let driver = plugin.map(|(listener, path)| {
+            tokio::spawn(docker::server::serve(
+                agent.clone(),
+                listener,
+                path,
+                stopped(stop_rx.clone()),
+            ))
+        });
+        let served = server::serve(agent, listener, stopped(stop_rx)).await;
+        if let Some(driver) = driver {
+            match driver.await {
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "Docker driver server failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "Docker driver server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        served
     })
 }
 

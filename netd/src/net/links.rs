@@ -259,11 +259,33 @@ impl HostLinks {
         mtu: u32,
         bridge_index: u32,
     ) -> Result<u32> {
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        let at = Some(netns.as_raw_fd());
+        self.create_veth_at(host_name, owner, peer_name, at, peer_mac, mtu, bridge_index)
+            .await
+    }
+
+    /// Like [`Self::create_veth`], with the peer born in the netns
+    /// `peer_netns` or, when `None`, in this namespace too (for a runtime
+    /// that moves the peer into its sandbox itself, as Docker does).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_veth_at(
+        &self,
+        host_name: &str,
+        owner: &str,
+        peer_name: &str,
+        peer_netns: Option<std::os::fd::RawFd>,
+        peer_mac: [u8; 6],
+        mtu: u32,
+        bridge_index: u32,
+    ) -> Result<u32> {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new();
+        if let Some(fd) = peer_netns {
+            peer = peer.setns_by_fd(fd);
+        }
+        let peer = peer
             .name(peer_name.to_string())
             .address(peer_mac.to_vec())
             .mtu(mtu)
-            .setns_by_fd(netns.as_raw_fd())
             .build();
         let msg = LinkVeth::new(host_name, peer_name)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))

@@ -1,0 +1,503 @@
+//! Networks and endpoints dockerd makes through the remote driver
+//! (`crate::docker`). A Docker network is a netd network with Docker's id
+//! and `Owner::Docker`; a Docker endpoint is a netd container of its own
+//! (id = Docker's endpoint id) with one endpoint and a `DockerEndpoint`.
+//! Docker owns the sandbox: netd makes the veth pair in its own netns at
+//! Join and Docker moves the container end, so netd never needs the
+//! sandbox's netns. Every call is idempotent where Docker may repeat it
+//! (after a restart of either side), and removals of what netd does not
+//! know succeed, so Docker can always clean up.
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::Agent;
+use crate::{
+    api::types::NetworkCreate,
+    docker::types::{
+        self, CreateEndpoint, CreateEndpointAnswer, EndpointRef, Interface, InterfaceName,
+        JoinAnswer, PortBinding,
+    },
+    error::{conflict, invalid, AgentError, AgentResult},
+    ipam,
+    model::{
+        format_mac, now, parse_mac, Container, DockerEndpoint, Endpoint, Mode, Network, Owner,
+        ORIGIN_DOCKER,
+    },
+    ports::{PortMapping, Proto},
+    store::StoreOp,
+};
+
+/// netd's own options, as `docker network create -o KEY=VALUE`.
+const OPT_NETD_ICC: &str = "icc";
+const OPT_NETD_MASQUERADE: &str = "masquerade";
+const OPT_NETD_MTU: &str = "mtu";
+const OPT_NETD_BRIDGE: &str = "bridge";
+
+/// Docker ids are 64 hex digits; accept any non-empty hex id up to that.
+fn check_id(kind: &str, id: &str) -> AgentResult<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return invalid(format!("bad Docker {kind} id {id:?}"));
+    }
+    Ok(())
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// `A.B.C.D/LEN` (Docker's gateway and endpoint address form) or a bare
+/// address.
+fn parse_cidr_addr(what: &str, s: &str) -> AgentResult<Ipv4Addr> {
+    let addr = s.split_once('/').map_or(s, |(a, _)| a);
+    addr.parse().map_err(|_| {
+        AgentError::Invalid(format!("{what} {s:?} from Docker is not an IPv4 address"))
+    })
+}
+
+fn parse_bool(key: &str, v: &str) -> AgentResult<bool> {
+    v.parse()
+        .map_err(|_| AgentError::Invalid(format!("option {key} must be true or false, not {v:?}")))
+}
+
+/// Moves netd's own `-o` options into the request's fields.
+fn take_netd_options(req: &mut NetworkCreate) -> AgentResult<()> {
+    if let Some(v) = req.options.remove(OPT_NETD_ICC) {
+        req.icc = Some(parse_bool(OPT_NETD_ICC, &v)?);
+    }
+    if let Some(v) = req.options.remove(OPT_NETD_MASQUERADE) {
+        req.masquerade = Some(parse_bool(OPT_NETD_MASQUERADE, &v)?);
+    }
+    if let Some(v) = req.options.remove(OPT_NETD_MTU) {
+        req.mtu = Some(v.parse().map_err(|_| {
+            AgentError::Invalid(format!("option {OPT_NETD_MTU} must be a number, not {v:?}"))
+        })?);
+    }
+    if let Some(v) = req.options.remove(OPT_NETD_BRIDGE) {
+        req.bridge = Some(v);
+    }
+    Ok(())
+}
+
+/// A portmap entry as the mappings to try, in order (a host port range
+/// means "any one port of it"; host port 0 "netd picks"). `None` for an
+/// IPv6 wildcard binding, which netd (IPv4 publishing) leaves alone.
+fn candidates(b: &PortBinding) -> AgentResult<Option<Vec<PortMapping>>> {
+    let proto = match b.proto {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        132 => Proto::Sctp,
+        p => {
+            return invalid(format!(
+                "cannot publish protocol number {p} (tcp, udp or sctp)"
+            ))
+        }
+    };
+    let host_ip = match b.host_ip.as_str() {
+        "" => None,
+        s => match s.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => (!ip.is_unspecified()).then_some(ip),
+            Ok(std::net::IpAddr::V6(ip)) if ip.is_unspecified() => return Ok(None),
+            _ => {
+                return invalid(format!(
+                    "cannot publish on host address {s:?}: netd publishes on IPv4 host addresses"
+                ))
+            }
+        },
+    };
+    if b.port == 0 {
+        return invalid("cannot publish container port 0");
+    }
+    let end = b.host_port_end.max(b.host_port);
+    let ports: Vec<u16> = if b.host_port == 0 {
+        vec![0]
+    } else {
+        (b.host_port..=end).collect()
+    };
+    Ok(Some(
+        ports
+            .into_iter()
+            .map(|host_port| PortMapping {
+                host_ip,
+                host_port,
+                container_port: b.port,
+                proto,
+            })
+            .collect(),
+    ))
+}
+
+impl Agent {
+    fn docker_network(&self, id: &str) -> AgentResult<Network> {
+        match self.networks.get(id) {
+            Some(n) if n.owner == Owner::Docker => Ok(n.clone()),
+            Some(n) => invalid(format!(
+                "network {} is netd's own, not one Docker created",
+                n.name
+            )),
+            None => Err(AgentError::NotFound(format!(
+                "network {} is not a netd network (create it with `docker network create -d netd`)",
+                short(id)
+            ))),
+        }
+    }
+
+    fn docker_endpoint(&self, id: &str) -> Option<Container> {
+        self.containers.get(id).filter(|c| c.is_docker()).cloned()
+    }
+
+    pub async fn docker_create_network(&mut self, req: types::CreateNetwork) -> AgentResult<()> {
+        check_id("network", &req.network_id)?;
+        if let Some(existing) = self.networks.get(&req.network_id) {
+            // Docker repeats CreateNetwork for networks it restores.
+            if existing.owner == Owner::Docker {
+                return Ok(());
+            }
+            return conflict(format!(
+                "network id {} is taken by netd network {}",
+                short(&req.network_id),
+                existing.name
+            ));
+        }
+        if types::flag(&req.options, types::OPT_IPV6) || !req.ipv6_data.is_empty() {
+            return invalid("netd's Docker networks are IPv4 only: create it without --ipv6");
+        }
+        let ipam = match req.ipv4_data.as_slice() {
+            [one] => one,
+            [] => {
+                return invalid(
+                    "Docker gave no IPv4 subnet: netd needs Docker's default IPAM driver",
+                )
+            }
+            _ => return invalid("a netd network has one IPv4 subnet: give a single --subnet"),
+        };
+        let pool: Ipv4Net = ipam.pool.parse().map_err(|_| {
+            AgentError::Invalid(format!(
+                "subnet {:?} from Docker is not an IPv4 CIDR",
+                ipam.pool
+            ))
+        })?;
+        if pool.prefix_len() == 0 || pool.prefix_len() > 30 {
+            return invalid(format!(
+                "subnet {pool} cannot be a netd network (give --subnet with a prefix of /1 to /30)"
+            ));
+        }
+        let gateway = match ipam.gateway.as_str() {
+            "" => None,
+            g => Some(parse_cidr_addr("gateway", g)?),
+        };
+        let mut create = NetworkCreate {
+            name: short(&req.network_id),
+            subnet: Some(pool.trunc()),
+            gateway,
+            internal: types::flag(&req.options, types::OPT_INTERNAL),
+            options: types::generic_options(&req.options),
+            ..Default::default()
+        };
+        take_netd_options(&mut create)?;
+        let net = self
+            .create_network_as(create, Some(req.network_id), Owner::Docker)
+            .await?;
+        info!(id = %net.id, subnet = %net.subnet, "Docker network created");
+        Ok(())
+    }
+
+    pub async fn docker_delete_network(&mut self, id: &str) -> AgentResult<()> {
+        match self.networks.get(id) {
+            None => Ok(()),
+            Some(_) => {
+                let net = self.docker_network(id)?;
+                self.remove_network_as(net).await.map(|_| ())
+            }
+        }
+    }
+
+    pub async fn docker_create_endpoint(
+        &mut self,
+        req: CreateEndpoint,
+    ) -> AgentResult<CreateEndpointAnswer> {
+        check_id("endpoint", &req.endpoint_id)?;
+        let net = self.docker_network(&req.network_id)?;
+        let given = req.interface.unwrap_or_default();
+        if !given.address_ipv6.is_empty() {
+            return invalid("netd's Docker networks are IPv4 only: drop the IPv6 address");
+        }
+        if let Some(c) = self.containers.get(&req.endpoint_id) {
+            // A repeated call for the same endpoint gets the same answer.
+            if c.is_docker() && c.endpoints.first().map(|e| &e.network_id) == Some(&net.id) {
+                return Ok(answer_for(c, &net, &given));
+            }
+            return conflict(format!(
+                "endpoint id {} is already in use",
+                short(&req.endpoint_id)
+            ));
+        }
+        let ports = types::portmap(&req.options).map_err(AgentError::Invalid)?;
+        if net.internal && !ports.is_empty() {
+            return invalid(format!(
+                "cannot publish ports of a container on internal network {}",
+                net.name
+            ));
+        }
+        let requested = match given.address.as_str() {
+            "" => None,
+            a => Some(parse_cidr_addr("address", a)?),
+        };
+        let used = self.used_addresses(&net);
+        let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, requested)?;
+        let mac = match given.mac_address.as_str() {
+            "" => None,
+            m => Some(parse_mac(m).map_err(AgentError::Invalid)?),
+        };
+        let suffix = &crate::model::new_id()[..11];
+        let ep = Endpoint {
+            network_id: net.id.clone(),
+            ip,
+            // The container end's name until Docker moves and renames it.
+            ifname: format!("{}{suffix}", super::start::DOCKER_PEER_PREFIX),
+            host_ifname: format!("{}{suffix}", super::start::HOST_VETH_PREFIX),
+            aliases: Vec::new(),
+            mac,
+        };
+        let container = Container {
+            id: req.endpoint_id.clone(),
+            name: short(&req.endpoint_id),
+            netns: Default::default(),
+            mode: Mode::Bridge,
+            endpoints: vec![ep],
+            ports: Vec::new(),
+            created: now(),
+            origin: Some(ORIGIN_DOCKER.into()),
+            labels: BTreeMap::new(),
+            docker: Some(DockerEndpoint { sandbox_key: None }),
+        };
+        self.store.apply(&[StoreOp::PutContainer(&container)])?;
+        let out = answer_for(&container, &net, &given);
+        info!(endpoint = %container.name, network = %net.name, %ip, "Docker endpoint created");
+        self.containers.insert(container.id.clone(), container);
+        self.state_changed();
+        Ok(out)
+    }
+
+    pub async fn docker_join(&mut self, req: types::Join) -> AgentResult<JoinAnswer> {
+        let mut c = self.docker_endpoint(&req.endpoint_id).ok_or_else(|| {
+            AgentError::NotFound(format!("endpoint {} not found", short(&req.endpoint_id)))
+        })?;
+        let ep = c.endpoints[0].clone();
+        if ep.network_id != req.network_id {
+            return invalid(format!(
+                "endpoint {} is not on network {}",
+                c.name,
+                short(&req.network_id)
+            ));
+        }
+        let net = self.docker_network(&ep.network_id)?;
+        let answer = JoinAnswer {
+            interface_name: InterfaceName {
+                src_name: ep.ifname.clone(),
+                dst_prefix: "eth".into(),
+            },
+            gateway: if net.internal {
+                String::new()
+            } else {
+                net.gateway.to_string()
+            },
+        };
+        let Some(docker) = c.docker.clone() else {
+            return invalid(format!("container {} is not a Docker endpoint", c.name));
+        };
+        if docker.sandbox_key.is_some() && self.links.index_of(&ep.host_ifname).await?.is_some() {
+            return Ok(answer);
+        }
+        let ports = types::portmap(&req.options).map_err(AgentError::Invalid)?;
+        if net.internal && !ports.is_empty() && !self.sandbox_has_external(&req.sandbox_key) {
+            return invalid(format!(
+                "cannot publish ports of a container on internal network {}",
+                net.name
+            ));
+        }
+        self.plumb_host_pair(&c.id, &net, &ep).await.map_err(|e| {
+            AgentError::Internal(e.context(format!("failed to join {} to {}", c.name, net.name)))
+        })?;
+        c.docker = Some(DockerEndpoint {
+            sandbox_key: Some(req.sandbox_key),
+        });
+        if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&c)]) {
+            let _ = self.unplumb_endpoint(&ep).await;
+            return Err(e.into());
+        }
+        info!(endpoint = %c.name, network = %net.name, veth = %ep.host_ifname, "Docker endpoint joined");
+        self.containers.insert(c.id.clone(), c);
+        Ok(answer)
+    }
+
+    /// Is another endpoint of this sandbox joined on a non-internal network
+    /// (so ports Docker lists belong there)?
+    fn sandbox_has_external(&self, sandbox_key: &str) -> bool {
+        self.containers.values().any(|c| {
+            c.docker.as_ref().and_then(|d| d.sandbox_key.as_deref()) == Some(sandbox_key)
+                && c.endpoints.iter().any(|e| {
+                    self.networks
+                        .get(&e.network_id)
+                        .is_some_and(|n| !n.internal)
+                })
+        })
+    }
+
+    /// Docker takes the container end back; the pair goes at DeleteEndpoint.
+    pub fn docker_leave(&mut self, req: &EndpointRef) -> AgentResult<()> {
+        let Some(mut c) = self.docker_endpoint(&req.endpoint_id) else {
+            return Ok(());
+        };
+        let ports = std::mem::take(&mut c.ports);
+        if let Some(d) = c.docker.as_mut() {
+            d.sandbox_key = None;
+        }
+        self.store.apply(&[StoreOp::PutContainer(&c)])?;
+        self.unpublish(&ports, c.endpoints.first().map(|e| e.ip));
+        self.containers.insert(c.id.clone(), c);
+        Ok(())
+    }
+
+    pub async fn docker_delete_endpoint(&mut self, req: &EndpointRef) -> AgentResult<()> {
+        let Some(c) = self.docker_endpoint(&req.endpoint_id) else {
+            return Ok(());
+        };
+        self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+        for ep in &c.endpoints {
+            self.unplumb_endpoint(ep).await.map_err(|e| {
+                AgentError::Internal(e.context(format!("failed to remove endpoint {}", c.name)))
+            })?;
+        }
+        self.store.apply(&[StoreOp::DeleteContainer(&c.id)])?;
+        self.containers.remove(&c.id);
+        info!(endpoint = %c.name, "Docker endpoint deleted");
+        self.state_changed();
+        Ok(())
+    }
+
+    pub fn docker_endpoint_info(&self, req: &EndpointRef) -> AgentResult<Value> {
+        let c = self.docker_endpoint(&req.endpoint_id).ok_or_else(|| {
+            AgentError::NotFound(format!("endpoint {} not found", short(&req.endpoint_id)))
+        })?;
+        let ep = &c.endpoints[0];
+        let mut info = BTreeMap::new();
+        info.insert("netd.host_interface", json!(ep.host_ifname));
+        info.insert("netd.address", json!(ep.ip.to_string()));
+        info.insert(
+            "com.docker.network.endpoint.macaddress",
+            json!(format_mac(ep.mac())),
+        );
+        let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+        info.insert("netd.published", json!(ports));
+        Ok(json!(info))
+    }
+
+    /// Publishes every portmap entry on the endpoint's address, all or
+    /// nothing; a repeated call with the same ports changes nothing.
+    pub fn docker_program(&mut self, req: types::Program) -> AgentResult<()> {
+        let mut c = self.docker_endpoint(&req.endpoint_id).ok_or_else(|| {
+            AgentError::NotFound(format!("endpoint {} not found", short(&req.endpoint_id)))
+        })?;
+        let net = self.docker_network(&c.endpoints[0].network_id)?;
+        let target = c.endpoints[0].ip;
+        let bindings = types::portmap(&req.options).map_err(AgentError::Invalid)?;
+        let mut wanted = Vec::new();
+        for b in &bindings {
+            if let Some(list) = candidates(b)? {
+                wanted.push((b, list));
+            }
+        }
+        if wanted.is_empty() && c.ports.is_empty() {
+            return Ok(());
+        }
+        // Ports published before for this endpoint are replaced.
+        let old = std::mem::take(&mut c.ports);
+        self.unpublish(&old, None);
+        self.containers.insert(c.id.clone(), c.clone());
+        let mut done: Vec<PortMapping> = Vec::new();
+        for (b, list) in wanted {
+            match self.publish_one_of(&net, list, target) {
+                Ok(m) => done.push(m),
+                Err(e) => {
+                    self.unpublish(&done, None);
+                    // Refused: what was published before stays published.
+                    if let Ok(back) = self.realise_ports(old.clone(), target, false) {
+                        c.ports = back;
+                    }
+                    self.store.apply(&[StoreOp::PutContainer(&c)])?;
+                    self.containers.insert(c.id.clone(), c);
+                    return Err(match e {
+                        AgentError::Conflict(m) if b.host_port_end > b.host_port => {
+                            AgentError::Conflict(format!(
+                                "no free host port in {}-{}: {m}",
+                                b.host_port, b.host_port_end
+                            ))
+                        }
+                        e => e,
+                    });
+                }
+            }
+        }
+        c.ports = done;
+        if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&c)]) {
+            self.unpublish(&c.ports, None);
+            return Err(e.into());
+        }
+        info!(endpoint = %c.name, ports = c.ports.len(), "Docker endpoint published");
+        self.containers.insert(c.id.clone(), c);
+        Ok(())
+    }
+
+    /// Publishes the first of `list` that is free.
+    fn publish_one_of(
+        &mut self,
+        net: &Network,
+        list: Vec<PortMapping>,
+        target: Ipv4Addr,
+    ) -> AgentResult<PortMapping> {
+        let mut last = None;
+        for m in list {
+            let step = self
+                .check_mappings(net, vec![m])
+                .and_then(|w| self.realise_ports(w, target, false));
+            match step {
+                Ok(mut done) if !done.is_empty() => return Ok(done.remove(0)),
+                Ok(_) => {}
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| AgentError::Invalid("no host port to publish on".into())))
+    }
+
+    pub fn docker_revoke(&mut self, req: &EndpointRef) -> AgentResult<()> {
+        let Some(mut c) = self.docker_endpoint(&req.endpoint_id) else {
+            return Ok(());
+        };
+        if c.ports.is_empty() {
+            return Ok(());
+        }
+        let ports = std::mem::take(&mut c.ports);
+        self.store.apply(&[StoreOp::PutContainer(&c)])?;
+        self.unpublish(&ports, c.endpoints.first().map(|e| e.ip));
+        self.containers.insert(c.id.clone(), c);
+        Ok(())
+    }
+}
+
+/// What Docker left empty, filled in.
+fn answer_for(c: &Container, net: &Network, given: &Interface) -> CreateEndpointAnswer {
+    let ep = &c.endpoints[0];
+    let mut iface = Interface::default();
+    if given.address.is_empty() {
+        iface.address = format!("{}/{}", ep.ip, net.subnet.prefix_len());
+    }
+    if given.mac_address.is_empty() {
+        iface.mac_address = format_mac(ep.mac());
+    }
+    CreateEndpointAnswer {
+        interface: (!iface.address.is_empty() || !iface.mac_address.is_empty()).then_some(iface),
+    }
+}
