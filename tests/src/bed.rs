@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::cmd::{ip_ns, run_timeout, Out};
 use crate::firewall::{self, Firewall};
 use crate::netns::Netns;
-use crate::traffic::{allow, deny, Ep, Flow, DENY_PACKETS};
+use crate::traffic::{allow, dropped, Ep, Flow, DENY_PACKETS};
 
 /// The netd binary under test: `$NETD_BIN`, else the workspace debug build.
 pub fn netd_bin() -> PathBuf {
@@ -451,12 +451,21 @@ impl Bed {
     /// address): governed by the host's INPUT chain, as for Docker. Allowed
     /// on a permissive host; dropped — every protocol, checked — when the
     /// host's INPUT policy is DROP.
+    /// The witness of such a drop (checked by [`Bed::expect`]) is the
+    /// firewall's own count of what its INPUT policy dropped.
     pub fn to_host(&self, from: &Ep, to: &Ep) -> Flow {
         if self.firewall.drops_input() {
-            deny(from, to)
+            dropped(from, to, firewall::HOST_INPUT)
         } else {
             allow(from, to)
         }
+    }
+
+    /// IPv4 packets the host firewall's INPUT policy dropped so far (0 on a
+    /// permissive host).
+    pub fn host_input_drops(&self) -> u64 {
+        firewall::input_drops(self.host_ns(), self.firewall)
+            .unwrap_or_else(|e| panic!("reading the host firewall's counter: {e:#}"))
     }
 
     /// Panics when the host netns's netfilter rules differ from those the
@@ -818,10 +827,19 @@ impl Bed {
     /// flows made with [`crate::traffic::dropped`], that netd dropped them:
     /// per reason, `drops[reason]` must grow by at least
     /// [`DENY_PACKETS`] per flow. Returns every failure.
+    /// Flows dropped by the host firewall's INPUT policy
+    /// ([`firewall::HOST_INPUT`]) are counted by the firewall instead.
     pub fn check(&self, flows: &[Flow]) -> Vec<String> {
-        let before = self.drops();
+        let hostile = self.firewall.drops_input();
+        let mut before = self.drops();
+        if hostile {
+            before.insert(firewall::HOST_INPUT.into(), self.host_input_drops());
+        }
         let mut errs = crate::traffic::check(flows);
-        let after = self.drops();
+        let mut after = self.drops();
+        if hostile {
+            after.insert(firewall::HOST_INPUT.into(), self.host_input_drops());
+        }
         let mut want: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for f in flows.iter().filter(|f| !f.allowed) {
             if let Some(r) = &f.reason {

@@ -29,6 +29,13 @@ use crate::netns::path_of;
 /// The environment variable that picks the variant.
 pub const ENV: &str = "NETD_TEST_FIREWALL";
 
+/// The pseudo drop reason of a flow the host's INPUT policy drops (see
+/// [`crate::Bed::to_host`]): its witness is the firewall's own count of
+/// IPv4 packets its INPUT policy dropped ([`input_drops`]).
+pub const HOST_INPUT: &str = "host-input-policy";
+
+const INPUT_COUNTER: &str = "netd-test: input policy drop";
+
 const BRIDGE_NF_CALL: &str = "net/bridge/bridge-nf-call-iptables";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,18 +123,19 @@ const IPTABLES_RULES: &str = "\
 COMMIT
 ";
 
-const NFT_RULES: &str = "\
+const NFT_RULES: &str = r#"
 table inet filter {
     chain input {
         type filter hook input priority filter; policy drop;
         iif lo accept
         ct state established,related accept
+        meta nfproto ipv4 counter comment "netd-test: input policy drop"
     }
     chain forward {
         type filter hook forward priority filter; policy drop;
     }
 }
-";
+"#;
 
 /// Runs `program args...` inside netns `ns` (nsenter: no /sys remount).
 fn in_ns(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -163,6 +171,33 @@ fn bridge_nf_call_iptables(ns: &str) -> anyhow::Result<()> {
         bail!("bridge-nf-call-iptables is {inside:?} in {ns} after setting it to 1");
     }
     Ok(())
+}
+
+/// IPv4 packets the INPUT policy of `firewall` in `ns` has dropped: the
+/// policy counter of iptables' INPUT chain, or the counting rule at the end
+/// of the nftables input chain.
+pub fn input_drops(ns: &str, firewall: Firewall) -> anyhow::Result<u64> {
+    let (text, what) = match firewall {
+        Firewall::Permissive => return Ok(0),
+        Firewall::Iptables => (
+            in_ns(ns, "iptables-nft", &["-L", "INPUT", "-n", "-v", "-x"])?,
+            "policy DROP ",
+        ),
+        Firewall::Nftables => (
+            in_ns(ns, "nft", &["list", "chain", "inet", "filter", "input"])?,
+            "counter packets ",
+        ),
+    };
+    let line = text
+        .lines()
+        .find(|l| l.contains(what) && (firewall == Firewall::Iptables || l.contains(INPUT_COUNTER)))
+        .with_context(|| format!("no INPUT drop counter in:\n{text}"))?;
+    let n = line[line.find(what).unwrap_or(0) + what.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .with_context(|| format!("unreadable INPUT drop counter: {line}"))?;
+    Ok(n)
 }
 
 /// Everything netfilter holds in `ns`, comparable over time: `nft list

@@ -6,7 +6,7 @@
 //! these hosts; this file shows that those runs could fail.
 
 use netd_tests::cmd::ip_ns;
-use netd_tests::traffic::{allow, deny, expect, Flow};
+use netd_tests::traffic::{allow, deny, Flow};
 use netd_tests::{Bed, Ep, Firewall};
 
 /// Two namespaces on a plain bridge `brx` (10.99.1.1/24) in the bed's host
@@ -48,12 +48,12 @@ fn kernel_paths(firewall: Firewall) {
             allow(from, to)
         }
     };
-    expect(&[
+    bed.expect(&[
         // Bridged between two ports: br_netfilter sends it through FORWARD.
         verdict(&p1, &p2),
         verdict(&p2, &p1),
-        // To a socket of the host: INPUT.
-        verdict(&p1, &gw),
+        // To a socket of the host: INPUT (its drop counter is the witness).
+        bed.to_host(&p1, &gw),
         // The host's own connections, and their replies: always allowed.
         allow(&gw, &p1),
     ]);

@@ -147,7 +147,7 @@ fn disconnect_of_first_network_moves_default_route() {
     );
     let gw = bed.host(bed.gateway("net2"));
     let c2 = bed.ep(&c, "net2");
-    expect(&[bed.to_host(&c2, &gw), allow(&gw, &c2)]);
+    bed.expect(&[bed.to_host(&c2, &gw), allow(&gw, &c2)]);
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn host_and_container_reach_each_other() {
     // Another host address, not on any bridge.
     netd_tests::cmd::ip_ns(bed.host_ns(), &["addr", "add", "192.0.2.1/32", "dev", "lo"]).unwrap();
     let other = bed.host("192.0.2.1".parse().unwrap());
-    expect(&[
+    bed.expect(&[
         // H -> A: the container sees the gateway (the host's bridge address).
         allow(&gw1, &a),
         // A -> H: the gateway, another network's gateway, any host address
