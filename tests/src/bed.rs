@@ -461,6 +461,24 @@ impl Bed {
         }
     }
 
+    /// A ping from `from_ns` reaches host address `ip`: answered on a
+    /// permissive host; on a hostile one dropped by the host's INPUT chain,
+    /// which counts it (so the path to the host is proven either way).
+    pub fn ping_host(&self, from_ns: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+        if !self.firewall.drops_input() {
+            return crate::traffic::icmp(from_ns, ip);
+        }
+        let before = self.host_input_drops();
+        crate::traffic::no_icmp(from_ns, ip)?;
+        let grew = self.host_input_drops() - before;
+        if grew < 2 {
+            bail!(
+                "ping {ip} from {from_ns}: the host's INPUT policy counted {grew} drops, wanted 2"
+            );
+        }
+        Ok(())
+    }
+
     /// IPv4 packets the host firewall's INPUT policy dropped so far (0 on a
     /// permissive host).
     pub fn host_input_drops(&self) -> u64 {

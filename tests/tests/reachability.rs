@@ -6,7 +6,7 @@
 //! (`NETD_TEST_FIREWALL`), rows to a socket of the host itself follow the
 //! host's INPUT chain (`Bed::to_host`: dropped there); all others hold as is.
 
-use netd_tests::traffic::{allow, dropped, expect, icmp, no_icmp};
+use netd_tests::traffic::{allow, dropped, expect, no_icmp};
 use netd_tests::{Bed, Ep};
 
 const ISOLATION: &str = "network-isolation";
@@ -112,7 +112,8 @@ fn disconnect_stops_traffic_at_once() {
     let gw2 = bed.gateway("net2");
     let old = [
         no_icmp(&b.ns, c2.ip).map_err(|e| format!("b -> c's old net2 address {}: {e:#}", c2.ip)),
-        icmp(&b.ns, gw2).map_err(|e| format!("control b -> net2 gateway {gw2}: {e:#}")),
+        bed.ping_host(&b.ns, gw2)
+            .map_err(|e| format!("control b -> net2 gateway {gw2}: {e:#}")),
     ];
     let errs: Vec<_> = old.into_iter().filter_map(Result::err).collect();
     assert!(errs.is_empty(), "after disconnect: {}", errs.join("\n"));

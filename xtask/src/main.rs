@@ -245,7 +245,7 @@ fn test(root: &Path, hostile: bool, only_hostile: Option<&str>, args: &[OsString
     }
     for fw in firewalls {
         let mut cmd = cargo(root);
-        cmd.args(["test", "--package", "netd-tests"]);
+        cmd.args(["test", "--no-fail-fast", "--package", "netd-tests"]);
         for t in HOSTILE_TESTS {
             cmd.args(["--test", t]);
         }
