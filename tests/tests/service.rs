@@ -686,3 +686,98 @@ fn bed_ctr(bed: &Bed, name: &str) -> netd_tests::Ctr {
         netns_path: String::new(),
     }
 }
+
+/// A Linux bridge holds at most 1,023 ports: the container that would be
+/// the 1,024th on a network gets a sentence saying so and what to do (not
+/// "Exchange full (os error 54)"), and nothing is left half-made. The
+/// bridge is filled with 1,023 plain veths (quicker than 1,023 containers);
+/// with one of them gone the same add succeeds.
+#[test]
+fn a_full_bridge_says_what_to_do() {
+    let bed = Bed::new();
+    bed.network("big", &["--subnet", "10.95.0.0/24"]);
+    let bridge = bed.net_info("big")["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .expect("bridge name")
+        .to_string();
+    let mut batch = String::new();
+    for i in 0..1023 {
+        batch.push_str(&format!("link add f{i} type veth peer name g{i}\n"));
+        batch.push_str(&format!("link set f{i} master {bridge}\n"));
+    }
+    let file = bed.dir().join("fill.batch");
+    std::fs::write(&file, batch).unwrap();
+    let out = run_timeout(
+        "ip",
+        &["-n", bed.host_ns(), "-batch", file.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    assert!(out.success(), "filling {bridge}:\n{out}");
+    let ns = bed.new_netns("full");
+    let path = format!("/run/netns/{ns}");
+    let before = bed.snapshot(&["big"], &[]);
+    let msg = bed.fail(&[
+        "container",
+        "add",
+        "late",
+        "--netns",
+        &path,
+        "--network",
+        "big",
+    ]);
+    assert!(
+        msg.contains("network big is full")
+            && msg.contains("1023 ports, the most a Linux bridge holds")
+            && msg.contains("another network"),
+        "{msg}"
+    );
+    assert!(!msg.contains("os error"), "{msg}");
+    bed.assert_unchanged(&before, &["big"], &[], "a refused 1,024th port");
+    assert!(
+        Bed::links(&ns).iter().all(|l| l == "lo"),
+        "the container netns kept {:?}",
+        Bed::links(&ns)
+    );
+    netd_tests::cmd::ip_ns(bed.host_ns(), &["link", "del", "f0"]).unwrap();
+    bed.ok(&[
+        "container",
+        "add",
+        "late",
+        "--netns",
+        &path,
+        "--network",
+        "big",
+    ]);
+}
+
+/// Under systemd (stderr is the journal stream named by JOURNAL_STREAM),
+/// lines carry no timestamp of their own: journald stamps them. A
+/// JOURNAL_STREAM that is not our stderr changes nothing.
+#[test]
+fn no_own_timestamps_on_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    for (ours, stamped) in [(true, false), (false, true)] {
+        let bed = Bed::without_agent(&[]);
+        std::fs::write(bed.log_path(), "").unwrap();
+        let m = std::fs::metadata(bed.log_path()).unwrap();
+        let stream = if ours {
+            format!("{}:{}", m.dev(), m.ino())
+        } else {
+            format!("{}:{}", m.dev(), m.ino() + 1)
+        };
+        bed.start_agent_env(&[("JOURNAL_STREAM", &stream)]);
+        let text = log(&bed);
+        let ready = text
+            .lines()
+            .find(|l| l.contains("netd agent ready"))
+            .unwrap_or_else(|| panic!("no ready line:\n{text}"));
+        let starts_with_time = ready.starts_with("20") && ready.as_bytes().get(4) == Some(&b'-');
+        assert_eq!(
+            starts_with_time, stamped,
+            "JOURNAL_STREAM ours={ours}: {ready:?}"
+        );
+        if !stamped {
+            assert!(ready.trim_start().starts_with("INFO"), "{ready:?}");
+        }
+    }
+}

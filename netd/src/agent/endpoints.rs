@@ -88,10 +88,11 @@ impl Agent {
         let result = self
             .try_plumb_endpoint(owner, ns, net, ep, default_route)
             .await;
-        if result.is_err() {
+        if let Err(e) = result {
             let _ = self.unplumb_endpoint(ep).await;
+            return Err(crate::net::kernel_errors::explain_plumbing(e, net));
         }
-        result
+        Ok(())
     }
 
     async fn try_plumb_endpoint(
