@@ -7,9 +7,11 @@
 #![no_std]
 
 pub mod drop_reason;
+pub mod events;
 pub mod maps;
 pub mod routing;
 
 pub use drop_reason::DropReason;
+pub use events::*;
 pub use maps::*;
 pub use routing::{Fallback, Settings, Shortcut};

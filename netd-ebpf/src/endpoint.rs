@@ -3,11 +3,21 @@
 //! `from_container` (TCX ingress) sees everything a container sends, before
 //! the bridge or the host stack; `to_container` (TCX egress) sees everything
 //! it is about to receive.
-use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, maps::lpm_trie::Key, programs::TcContext};
-use netd_common::{DropReason, Endpoint, Fallback, NetworkInfo, NET_F_ICC, NET_F_INTERNAL};
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::classifier,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use netd_common::{
+    DropReason, Endpoint, Fallback, NetworkInfo, HOOK_FROM_CONTAINER, HOOK_TO_CONTAINER, NET_F_ICC,
+    NET_F_INTERNAL,
+};
 
 use crate::{
+    counters::{self, Way},
     drops::drop_packet,
+    events,
     forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse_l3, parse_l4, Ipv4, L3},
@@ -37,11 +47,21 @@ fn verdict(v: Verdict) -> i32 {
 
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
-    let Some(ep) = endpoint_of(&ctx) else {
+    let v = from_container_verdict(&ctx);
+    counters::at_veth(&ctx, Way::Out, v);
+    if v == TC_ACT_SHOT as i32 {
+        events::tc_drop(&ctx, HOOK_FROM_CONTAINER);
+    }
+    v
+}
+
+#[inline(always)]
+fn from_container_verdict(ctx: &TcContext) -> i32 {
+    let Some(ep) = endpoint_of(ctx) else {
         return drop_packet(DropReason::UnknownEndpoint);
     };
-    match parse_l3(&ctx) {
-        L3::Ipv4(ip) => match from_container_v4(&ctx, ep, &ip) {
+    match parse_l3(ctx) {
+        L3::Ipv4(ip) => match from_container_v4(ctx, ep, &ip) {
             Ok(verdict) => verdict,
             Err(reason) => drop_packet(reason),
         },
@@ -85,14 +105,24 @@ fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<i32, D
 
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {
-    let Some(ep) = endpoint_of(&ctx) else {
+    let v = to_container_verdict(&ctx);
+    counters::at_veth(&ctx, Way::In, v);
+    if v == TC_ACT_SHOT as i32 {
+        events::tc_drop(&ctx, HOOK_TO_CONTAINER);
+    }
+    v
+}
+
+#[inline(always)]
+fn to_container_verdict(ctx: &TcContext) -> i32 {
+    let Some(ep) = endpoint_of(ctx) else {
         return drop_packet(DropReason::UnknownEndpoint);
     };
-    match parse_l3(&ctx) {
+    match parse_l3(ctx) {
         L3::Ipv4(ip) => match policy::to_container(ep, ip.src, network_of(ip.src)) {
             // A flow to a published port crosses networks by design.
             Verdict::Drop(DropReason::Isolation | DropReason::Icc)
-                if parse_l4(&ctx, &ip)
+                if parse_l4(ctx, &ip)
                     .and_then(|l4| l4.ports())
                     .is_some_and(|ports| publish::is_published_flow(&ip, ports)) =>
             {

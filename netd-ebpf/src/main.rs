@@ -3,16 +3,20 @@
 //! the host's uplinks; `sock`: host sockets); the logic they share lives
 //! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `fragments`, `publish`,
 //! `redirect`, `forward` and `fib` (host routing), `routing` (its mode and
-//! counters), `maps`, `drops`).
+//! counters), `maps`, `drops`, `events`, `counters`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
 mod conntrack;
 #[cfg(target_arch = "bpf")]
+mod counters;
+#[cfg(target_arch = "bpf")]
 mod drops;
 #[cfg(target_arch = "bpf")]
 mod endpoint;
+#[cfg(target_arch = "bpf")]
+mod events;
 #[cfg(target_arch = "bpf")]
 mod fib;
 #[cfg(target_arch = "bpf")]

@@ -14,6 +14,7 @@ use netd_common::DropReason;
 use crate::{
     conntrack::{key, lookup_in},
     drops::count_drop,
+    events,
     maps::NETWORKS,
     parse::{ETH_HLEN, ETH_P_IP, ICMP_ECHO_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
@@ -34,6 +35,7 @@ pub fn uplink_xdp(ctx: XdpContext) -> u32 {
         XDP_PASS
     } else {
         count_drop(DropReason::NotAReply);
+        events::xdp_drop(&ctx);
         XDP_DROP
     }
 }

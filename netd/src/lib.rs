@@ -23,6 +23,7 @@ pub mod fault;
 pub mod ipam;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod net;
 pub mod ports;
 pub mod store;

@@ -452,3 +452,222 @@ fn explain_refuses_bad_input_clearly() {
         }
     }
 }
+
+/// `ping -c COUNT` from `ns` (0.2 s apart); true if every reply came.
+fn ping_n(ns: &str, to: Ipv4Addr, count: u32) -> bool {
+    let net = format!("--net=/run/netns/{ns}");
+    let (count, to) = (count.to_string(), to.to_string());
+    netd_tests::cmd::run_timeout(
+        "nsenter",
+        &[
+            &net, "ping", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", &to,
+        ],
+        Duration::from_secs(15),
+    )
+    .success()
+}
+
+/// No IPv6 (router solicitations, DAD) in `ns`: counters then move only
+/// by what the test sends.
+fn quiet(ns: &str) {
+    let net = format!("--net=/run/netns/{ns}");
+    for key in [
+        "net.ipv6.conf.all.disable_ipv6=1",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ] {
+        netd_tests::cmd::run_ok("nsenter", &[&net, "sysctl", "-qw", key]).unwrap();
+    }
+}
+
+fn counters(bed: &Bed, c: &str, net: &str) -> Json {
+    bed.ctr_info(c)["Networks"][net]["Counters"].clone()
+}
+
+fn delta(after: &Json, before: &Json, key: &str) -> u64 {
+    after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn endpoint_and_network_counters_move_by_what_was_sent() {
+    let bed = Bed::new();
+    bed.network("k1", &["--subnet", "10.98.1.0/24"]);
+    bed.network("k2", &["--subnet", "10.98.2.0/24"]);
+    let a = bed.container("a", &["--network", "k1"]);
+    let a2 = bed.container("a2", &["--network", "k1"]);
+    let b = bed.container("b", &["--network", "k2"]);
+    // The host's bridges send IPv6 (MLD, router advertisements) too.
+    quiet(bed.host_ns());
+    for c in [&a, &a2, &b] {
+        quiet(&c.ns);
+    }
+    let (a2_ip, b_ip) = (bed.ip(&a2, "k1"), bed.ip(&b, "k2"));
+    // Neighbours resolved first: the measured pings are all there is.
+    assert!(ping_n(&a.ns, a2_ip, 1), "a -> a2");
+    assert!(ping_n(&a.ns, bed.gateway("k1"), 1), "a -> its gateway");
+    let (ca, ca2, cn) = (
+        counters(&bed, "a", "k1"),
+        counters(&bed, "a2", "k1"),
+        bed.net_info("k1")["Counters"].clone(),
+    );
+    assert!(ping_n(&a.ns, a2_ip, 5), "a -> a2");
+    let (ca_1, ca2_1, cn_1) = (
+        counters(&bed, "a", "k1"),
+        counters(&bed, "a2", "k1"),
+        bed.net_info("k1")["Counters"].clone(),
+    );
+    // 98-byte echo frames: 14 Ethernet + 20 IP + 8 ICMP + 56 data.
+    for (who, after, before) in [("a", &ca_1, &ca), ("a2", &ca2_1, &ca2)] {
+        for key in ["PacketsOut", "PacketsIn"] {
+            assert_eq!(
+                delta(after, before, key),
+                5,
+                "{who} {key}: {before} -> {after}"
+            );
+        }
+        for key in ["BytesOut", "BytesIn"] {
+            assert_eq!(
+                delta(after, before, key),
+                5 * 98,
+                "{who} {key}: {before} -> {after}"
+            );
+        }
+    }
+    for key in ["PacketsOut", "PacketsIn"] {
+        assert_eq!(
+            delta(&cn_1, &cn, key),
+            10,
+            "network k1 {key}: {cn} -> {cn_1}"
+        );
+    }
+    // Dropped echo requests count as the sender's drops, by reason.
+    assert!(!ping_n(&a.ns, b_ip, 3), "a -> b must be dropped");
+    let ca_2 = counters(&bed, "a", "k1");
+    let dropped = ca_2["Drops"]["network-isolation"].as_u64().unwrap_or(0)
+        - ca_1["Drops"]["network-isolation"].as_u64().unwrap_or(0);
+    assert_eq!(dropped, 3, "{ca_1} -> {ca_2}");
+    assert_eq!(
+        delta(&ca_2, &ca_1, "PacketsOut"),
+        0,
+        "drops are not sent packets"
+    );
+    let status = bed.json(&["status", "--format", "json"]);
+    assert_eq!(
+        status["network_counters"]["k1"],
+        bed.net_info("k1")["Counters"],
+        "status and network inspect agree"
+    );
+}
+
+/// A running `netd monitor`, its stdout read line by line.
+struct Monitor {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Monitor {
+    fn start(bed: &Bed, args: &[&str]) -> Monitor {
+        let sock = bed.socket();
+        let mut child = std::process::Command::new(netd_tests::bed::netd_bin())
+            .arg("-H")
+            .arg(&sock)
+            .arg("monitor")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start netd monitor");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Monitor { child, lines }
+    }
+
+    /// The first line (within `secs`) that `want` accepts.
+    fn find(&self, secs: u64, want: impl Fn(&Json) -> bool) -> Option<Json> {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                return None;
+            };
+            let v: Json = serde_json::from_str(&line).unwrap_or_else(|e| {
+                panic!("monitor printed a line that is not JSON ({e}): {line}")
+            });
+            if want(&v) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `status`'s view of the event switch: (monitors, types).
+fn events(bed: &Bed) -> (u64, Json) {
+    let s = bed.json(&["status", "--format", "json"]);
+    (
+        s["events"]["monitors"].as_u64().unwrap(),
+        s["events"]["types"].clone(),
+    )
+}
+
+fn wait_events(bed: &Bed, want: (u64, Json)) {
+    for _ in 0..50 {
+        if events(bed) == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("events stayed {:?}, expected {want:?}", events(bed));
+}
+
+#[test]
+fn monitor_shows_a_real_drop_with_names_and_costs_nothing_once_gone() {
+    let bed = Bed::new();
+    bed.network("v1", &["--subnet", "10.99.1.0/24"]);
+    bed.network("v2", &["--subnet", "10.99.2.0/24"]);
+    let a = bed.container("a", &["--network", "v1"]);
+    let b = bed.container("b", &["--network", "v2"]);
+    let (a_ip, b_ip) = (bed.ip(&a, "v1"), bed.ip(&b, "v2"));
+    wait_events(&bed, (0, serde_json::json!([])));
+    let m = Monitor::start(
+        &bed,
+        &["--type", "drop", "--format", "json", "--container", "a"],
+    );
+    wait_events(&bed, (1, serde_json::json!(["drop"])));
+    assert!(!ping_n(&a.ns, b_ip, 2), "a -> b must be dropped");
+    let ev = m
+        .find(10, |v| v["type"] == "drop" && v["proto"] == "icmp")
+        .expect("the dropped ping appears in netd monitor");
+    assert_eq!(ev["reason"], "network-isolation", "{ev}");
+    assert_eq!(ev["hook"], "from_container", "{ev}");
+    assert_eq!(ev["container"], "a", "{ev}");
+    assert_eq!(ev["network"], "v1", "{ev}");
+    assert_eq!(ev["src"]["address"], a_ip.to_string(), "{ev}");
+    assert_eq!(ev["dst"]["address"], b_ip.to_string(), "{ev}");
+    assert_eq!(ev["dst"]["container"], "b", "{ev}");
+    assert_eq!(ev["dst"]["network"], "v2", "{ev}");
+    // A second monitor at once, of another type: the switch is the union.
+    let m2 = Monitor::start(&bed, &["--type", "nat", "--format", "json"]);
+    wait_events(&bed, (2, serde_json::json!(["drop", "nat"])));
+    drop(m2);
+    wait_events(&bed, (1, serde_json::json!(["drop"])));
+    // Gone: the datapath builds no events any more.
+    drop(m);
+    wait_events(&bed, (0, serde_json::json!([])));
+    // An unknown name is refused, not streamed.
+    let line = bed.fail(&["monitor", "--container", "nobody"]);
+    assert!(line.contains("nobody"), "{line}");
+}

@@ -78,6 +78,8 @@ pub struct Agent {
     last_reconcile: Option<String>,
     /// Reconcile passes and repairs since start (for `/metrics`).
     reconcile_runs: u64,
+    /// The `netd monitor` hub (event ring buffer and switch).
+    monitor: std::sync::Arc<crate::monitor::Hub>,
     repairs_total: u64,
 }
 
@@ -140,5 +142,50 @@ fn validate_name(kind: &str, name: &str) -> AgentResult<()> {
         crate::error::invalid(format!(
             "invalid {kind} name {name:?}: use letters, digits, '_', '.', '-' (starting with a letter or digit, at most 64)"
         ))
+    }
+}
+
+impl Agent {
+    /// The monitor hub, for the API's streams.
+    pub fn monitor_hub(&self) -> std::sync::Arc<crate::monitor::Hub> {
+        self.monitor.clone()
+    }
+
+    /// The names monitors show for veths, addresses and uplinks.
+    fn monitor_names(&self) -> crate::monitor::Names {
+        let mut names = crate::monitor::Names::default();
+        let veths = self.datapath.endpoint_addresses().unwrap_or_default();
+        for c in self.containers.values() {
+            for ep in &c.endpoints {
+                let Some(net) = self.networks.get(&ep.network_id) else {
+                    continue;
+                };
+                names
+                    .addrs
+                    .insert(ep.ip, (c.name.clone(), net.name.clone()));
+                for (index, ip) in &veths {
+                    if *ip == ep.ip {
+                        names
+                            .veths
+                            .insert(*index, (c.name.clone(), net.name.clone()));
+                    }
+                }
+            }
+        }
+        for (name, u) in &self.uplinks {
+            names.uplinks.insert(u.ifindex, name.clone());
+        }
+        names
+    }
+}
+
+impl Agent {
+    /// The name of the container `key` names (name, id or id prefix).
+    pub fn container_name(&self, key: &str) -> AgentResult<String> {
+        self.find_container(key).map(|c| c.name.clone())
+    }
+
+    pub fn network_name(&self, key: &str) -> AgentResult<String> {
+        self.find_network(key).map(|n| n.name.clone())
     }
 }

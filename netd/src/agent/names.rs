@@ -69,6 +69,7 @@ impl Agent {
 
     /// Called after every change of networks or containers.
     pub(super) fn state_changed(&mut self) {
+        self.monitor.set_names(self.monitor_names());
         let view = self.dns_view();
         if let Err(e) = self.dns.sync(view) {
             warn!(error = %format!("{e:#}"), "name service update failed");

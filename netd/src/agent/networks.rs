@@ -201,6 +201,7 @@ impl Agent {
 
     async fn unrealise_network(&mut self, net: &Network) {
         let _ = self.datapath.remove_network(net.subnet);
+        let _ = self.datapath.remove_network_counters(net.datapath_id);
         let _ = self.links.delete_by_name(&net.bridge).await;
     }
 

@@ -63,6 +63,7 @@ impl Agent {
         // Before any program of this agent is attached; programs of an
         // earlier agent share the map and follow at once.
         datapath.set_host_routing(config.host_routing)?;
+        let monitor = crate::monitor::Hub::start(datapath.take_event_maps()?)?;
         let networks: BTreeMap<_, _> = store
             .networks()?
             .into_iter()
@@ -88,6 +89,7 @@ impl Agent {
             started: std::time::Instant::now(),
             repairs: Vec::new(),
             reconcile_runs: 0,
+            monitor,
             repairs_total: 0,
         };
         agent.reconcile(true).await?;

@@ -49,8 +49,34 @@ impl Agent {
                 "shortcuts": counts(&routing.shortcuts),
                 "fallbacks": counts(&routing.fallbacks),
             },
+            "events": self.events_status()?,
+            "network_counters": self.networks_counters(),
             "dns": self.dns.stats(),
             "last_reconcile": { "at": self.last_reconcile, "repairs": self.repairs },
         }))
+    }
+}
+
+impl Agent {
+    /// Monitors connected, the event types the datapath builds (read back
+    /// from its switch) and what the rate limit held back.
+    fn events_status(&self) -> AgentResult<Value> {
+        let (monitors, types) = self.monitor.state();
+        Ok(json!({
+            "monitors": monitors,
+            "types": crate::monitor::type_names(types),
+            "suppressed": self.datapath.events_suppressed()?,
+        }))
+    }
+
+    /// Per-network counters, by network name.
+    fn networks_counters(&self) -> Value {
+        let mut out = Map::new();
+        for n in self.networks.values() {
+            if let Ok(c) = self.datapath.network_counters(n.datapath_id) {
+                out.insert(n.name.clone(), crate::datapath::counters_json(&c));
+            }
+        }
+        Value::Object(out)
     }
 }

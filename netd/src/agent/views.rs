@@ -64,6 +64,7 @@ impl Agent {
                 }],
             },
             "Containers": containers,
+            "Counters": self.network_counters(net.datapath_id),
             "Options": options,
             "Labels": net.labels,
             "Owner": net.owner.as_str(),
@@ -95,6 +96,7 @@ impl Agent {
                     "Aliases": ep.aliases,
                     "DefaultRoute": i == 0,
                     "MTU": net.mtu,
+                    "Counters": self.endpoint_counters(ep.ip),
                 }),
             );
         }
@@ -163,5 +165,22 @@ impl Agent {
 
     pub fn inspect_container(&self, key: &str) -> AgentResult<Value> {
         Ok(self.container_view(self.find_container(key)?))
+    }
+}
+
+impl Agent {
+    /// An endpoint's datapath counters (null if the map cannot be read).
+    fn endpoint_counters(&self, ip: std::net::Ipv4Addr) -> Value {
+        self.datapath
+            .endpoint_counters(ip)
+            .map(|c| crate::datapath::counters_json(&c))
+            .unwrap_or(Value::Null)
+    }
+
+    fn network_counters(&self, net_id: u32) -> Value {
+        self.datapath
+            .network_counters(net_id)
+            .map(|c| crate::datapath::counters_json(&c))
+            .unwrap_or(Value::Null)
     }
 }

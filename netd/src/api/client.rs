@@ -49,6 +49,54 @@ impl Client {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
+    /// GET `path` and hand each line of the streamed answer to `line`
+    /// until it returns false or the agent ends the stream.
+    pub async fn stream(&self, path: &str, mut line: impl FnMut(&str) -> bool) -> Result<()> {
+        let stream = UnixStream::connect(&self.socket).await.with_context(|| {
+            format!(
+                "cannot reach the netd agent at {} (is `netd daemon` running? set -H or NETD_HOST)",
+                self.socket.display()
+            )
+        })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", "netd")
+            .body(Full::new(Bytes::new()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("the agent closed the connection")?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            anyhow::bail!("{msg}");
+        }
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the agent ended the stream")?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let text = String::from_utf8_lossy(&pending[..nl]).into_owned();
+                pending.drain(..=nl);
+                if !line(&text) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn call<B: Serialize>(
         &self,
         method: Method,

@@ -75,6 +75,7 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/containers/{name}/resolv-conf", get(resolv_conf))
         .route("/v1/containers/{name}/check", get(check_container))
         .route("/v1/explain", post(explain))
+        .route("/v1/monitor", get(monitor))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(agent)
@@ -94,6 +95,83 @@ async fn explain(
         .map_err(|e| AgentError::Internal(e.into()))?
         .map_err(AgentError::from)?;
     Ok(Json(agent.lock().await.explain(&req, &mut sandbox)?))
+}
+
+#[derive(Deserialize)]
+struct MonitorQuery {
+    /// Comma-separated event types (default: all).
+    types: Option<String>,
+    container: Option<String>,
+    network: Option<String>,
+}
+
+/// How often an idle monitor stream gets a heartbeat line: a client that
+/// went away is noticed on the next write, and its event types released.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Live datapath events, one JSON object per line, until the client goes.
+async fn monitor(
+    State(agent): State<Shared>,
+    Query(mut q): Query<MonitorQuery>,
+) -> Result<Response, ApiError> {
+    let mut bits = 0;
+    for t in q
+        .types
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
+        let Some((_, b)) = crate::monitor::TYPES.iter().find(|(n, _)| *n == t) else {
+            return Err(AgentError::Invalid(format!(
+                "unknown event type {t:?} (drop, flow, nat, policy)"
+            ))
+            .into());
+        };
+        bits |= b;
+    }
+    if bits == 0 {
+        bits = crate::monitor::TYPES.iter().fold(0, |a, (_, b)| a | b);
+    }
+    let hub = {
+        let agent = agent.lock().await;
+        q.container = q.container.map(|c| agent.container_name(&c)).transpose()?;
+        q.network = q.network.map(|n| agent.network_name(&n)).transpose()?;
+        agent.monitor_hub()
+    };
+    let sub = hub.subscribe(bits);
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (sub, beat, q);
+    let stream = futures::stream::unfold(state, move |(mut sub, mut beat, q)| async move {
+        loop {
+            let line = tokio::select! {
+                ev = sub.events.recv() => match ev {
+                    Ok(ev) => {
+                        let wanted = ev.bits & bits != 0
+                            && q.container.as_deref().is_none_or(|c| ev.involves_container(c))
+                            && q.network.as_deref().is_none_or(|n| ev.involves_network(n));
+                        if !wanted {
+                            continue;
+                        }
+                        serde_json::to_string(&*ev).unwrap_or_default()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        json!({"type": "lost", "events": n}).to_string()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = beat.tick() => json!({"type": "heartbeat"}).to_string(),
+            };
+            let bytes = axum::body::Bytes::from(line + "\n");
+            return Some((Ok::<_, std::convert::Infallible>(bytes), (sub, beat, q)));
+        }
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// Only `/metrics`: what `--metrics ADDR:PORT` serves over TCP (the API

@@ -52,6 +52,9 @@ pub enum Command {
     /// run through every program it would meet (BPF_PROG_TEST_RUN on a
     /// copy of the maps; live flows are not touched).
     Explain(ExplainArgs),
+    /// Live datapath events (drops with their reason and hook, ...), with
+    /// container and network names, one line each, until interrupted.
+    Monitor(MonitorArgs),
     /// Remove everything netd created (links, pins, stored state) and stop
     /// the agent.
     Reset {
@@ -177,6 +180,49 @@ pub enum Format {
 pub struct StatusArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EventType {
+    Drop,
+    Flow,
+    Nat,
+    Policy,
+}
+
+impl EventType {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Drop => "drop",
+            EventType::Flow => "flow",
+            EventType::Nat => "nat",
+            EventType::Policy => "policy",
+        }
+    }
+}
+
+/// `--format` of streams: a line per event for people, or JSON lines.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LineFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// Only events of this container (its veth or its addresses).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Only events of this network.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Event type (repeatable; default: all). `policy`: drops by the
+    /// isolation policy.
+    #[arg(long = "type", value_enum)]
+    pub types: Vec<EventType>,
+    #[arg(long, value_enum, default_value_t = LineFormat::Text)]
+    pub format: LineFormat,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@ mod container;
 mod daemon;
 mod explain;
 mod logs;
+mod monitor;
 mod network;
 mod notify;
 mod output;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Container { command } => container::run(&client, command).await,
             Command::Status(args) => status::run(&client, args).await,
             Command::Explain(args) => explain::run(&client, args).await,
+            Command::Monitor(args) => monitor::run(&client, args).await,
             Command::Port { container, port } => container::port(&client, &container, port.as_deref()).await,
             Command::Reset { force } => {
                 if !force {

@@ -11,7 +11,7 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 15] {
+fn expected() -> [(&'static str, usize, usize); 21] {
     let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
@@ -41,6 +41,12 @@ fn expected() -> [(&'static str, usize, usize); 15] {
         (MAP_FRAGMENTS, size_of::<FragKey>(), size_of::<u32>()),
         (MAP_SETTINGS, size_of::<u32>(), size_of::<Settings>()),
         (MAP_ROUTING, size_of::<u32>(), size_of::<u64>()),
+        (MAP_EVENTS, 0, 0),
+        (MAP_EVENT_CONFIG, size_of::<u32>(), size_of::<EventConfig>()),
+        (MAP_EVENT_RATE, size_of::<u32>(), size_of::<RateState>()),
+        (MAP_LAST_DROP, size_of::<u32>(), size_of::<u32>()),
+        (MAP_EP_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
+        (MAP_NET_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
     ]
 }
 

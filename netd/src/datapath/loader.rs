@@ -268,6 +268,7 @@ impl Datapath {
 
     pub fn remove_endpoint_entry(&mut self, ifindex: u32) -> Result<()> {
         if let Ok(ep) = self.endpoints()?.get(&ifindex, 0) {
+            self.remove_endpoint_counters(ep.ip)?;
             let mut by_ip = self.endpoints_by_ip()?;
             if by_ip.get(&ep.ip, 0).is_ok_and(|r| r.ifindex == ifindex) {
                 let _ = by_ip.remove(&ep.ip);

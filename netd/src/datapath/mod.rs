@@ -8,6 +8,7 @@ mod bpffs;
 mod conntrack;
 mod layout;
 mod loader;
+mod observe;
 mod publish;
 mod routing;
 mod sandbox;
@@ -22,6 +23,7 @@ pub use loader::{
     TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
 pub use routing::{HostRouting, RoutingCounts};
+pub use observe::{counters_json, EventMaps};
 pub use sandbox::{Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use stats::{DropCount, MapFill};

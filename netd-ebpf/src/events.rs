@@ -1,0 +1,145 @@
+//! Events for `netd monitor` through the `EVENTS` ring buffer. Nothing is
+//! built unless a monitor asked for the type (`EVENT_CONFIG`, written by
+//! the agent; all zero without monitors: one array lookup per drop); then
+//! at most `rate` events per second leave each CPU, and what the limit
+//! holds back is counted and reported with the next event sent.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::{TcContext, XdpContext},
+};
+use netd_common::{
+    DropReason, Event, EventConfig, RateState, EVENTS_RING_BYTES, EVENT_DROP, HOOK_UPLINK_XDP,
+};
+
+use crate::{
+    conntrack::now,
+    drops::last_drop,
+    parse::{parse_l3, parse_l4, ETH_HLEN, ETH_P_IP, L3, L4},
+};
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
+
+#[map(name = "EVENT_CONFIG")]
+pub static EVENT_CONFIG: Array<EventConfig> = Array::pinned(1, 0);
+
+#[map(name = "EVENT_RATE")]
+pub static EVENT_RATE: PerCpuArray<RateState> = PerCpuArray::pinned(1, 0);
+
+const WINDOW_NS: u64 = 1_000_000_000;
+
+/// The rate limit when a monitor wants `kind`, else None.
+#[inline(always)]
+fn wanted(kind: u32) -> Option<u32> {
+    let c = EVENT_CONFIG.get(0)?;
+    (c.types & kind != 0).then_some(c.rate)
+}
+
+/// Takes a slot of this CPU's window: Some(events held back before) when
+/// the event may go, None (counted) when the limit holds it back.
+#[inline(always)]
+fn admit(rate: u32) -> Option<u32> {
+    let s = EVENT_RATE.get_ptr_mut(0)?;
+    let t = now();
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    unsafe {
+        if t.wrapping_sub((*s).window_ns) > WINDOW_NS {
+            (*s).window_ns = t;
+            (*s).sent = 0;
+        }
+        if (*s).sent >= rate {
+            (*s).pending += 1;
+            (*s).suppressed += 1;
+            return None;
+        }
+        (*s).sent += 1;
+        let held = (*s).pending;
+        (*s).pending = 0;
+        Some(held)
+    }
+}
+
+#[inline(always)]
+fn send(ev: &Event) {
+    if EVENTS.output::<Event>(ev, 0).is_err() {
+        // The ring is full (no reader keeping up): counted as held back.
+        if let Some(s) = EVENT_RATE.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot.
+            unsafe {
+                (*s).pending += 1;
+                (*s).suppressed += 1;
+            }
+        }
+    }
+}
+
+/// The packet a TC program just dropped, as a drop event.
+#[inline(always)]
+pub fn tc_drop(ctx: &TcContext, hook: u8) {
+    let Some(rate) = wanted(EVENT_DROP) else {
+        return;
+    };
+    let Some(held) = admit(rate) else {
+        return;
+    };
+    let mut ev = Event {
+        ts_ns: now(),
+        kind: EVENT_DROP,
+        // SAFETY: reading a field of the context.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        hook,
+        reason: last_drop() as u8,
+        suppressed: held,
+        ..Event::default()
+    };
+    if let L3::Ipv4(ip) = parse_l3(ctx) {
+        ev.saddr = ip.src;
+        ev.daddr = ip.dst;
+        ev.proto = ip.proto;
+        match parse_l4(ctx, &ip) {
+            Some(L4::Ports { sport, dport, .. }) => {
+                ev.sport = sport;
+                ev.dport = dport;
+            }
+            Some(L4::Echo { id, .. }) => ev.sport = id,
+            _ => {}
+        }
+    }
+    send(&ev);
+}
+
+/// A packet the uplink prefilter dropped (not a reply), as a drop event.
+#[inline(always)]
+pub fn xdp_drop(ctx: &XdpContext) {
+    let Some(rate) = wanted(EVENT_DROP) else {
+        return;
+    };
+    let Some(held) = admit(rate) else {
+        return;
+    };
+    let mut ev = Event {
+        ts_ns: now(),
+        kind: EVENT_DROP,
+        // SAFETY: reading a field of the context.
+        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+        hook: HOOK_UPLINK_XDP,
+        reason: DropReason::NotAReply as u8,
+        suppressed: held,
+        ..Event::default()
+    };
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 24 <= end {
+        // SAFETY: bounds checked above.
+        let b = unsafe { &*((start) as *const [u8; ETH_HLEN + 24]) };
+        if u16::from_be_bytes([b[12], b[13]]) == ETH_P_IP && b[ETH_HLEN] == 0x45 {
+            let ip = &b[ETH_HLEN..];
+            ev.proto = ip[9];
+            ev.saddr = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+            ev.daddr = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+            ev.sport = u16::from_ne_bytes([ip[20], ip[21]]);
+            ev.dport = u16::from_ne_bytes([ip[22], ip[23]]);
+        }
+    }
+    send(&ev);
+}
