@@ -17,8 +17,7 @@ use netd_common::{
 use crate::{
     counters::{self, Way},
     drops::drop_packet,
-    events,
-    forward,
+    events, forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse_l3, parse_l4, Ipv4, L3},
     policy::{self, Verdict},

@@ -74,24 +74,29 @@ fn send(ev: &Event) {
     }
 }
 
+/// A drop event to fill in, when a monitor wants drops and the rate
+/// limit lets one go.
+#[inline(always)]
+fn drop_event(ifindex: u32, hook: u8, reason: u32) -> Option<Event> {
+    let held = admit(wanted(EVENT_DROP)?)?;
+    Some(Event {
+        ts_ns: now(),
+        kind: EVENT_DROP,
+        ifindex,
+        hook,
+        reason: reason as u8,
+        suppressed: held,
+        ..Event::default()
+    })
+}
+
 /// The packet a TC program just dropped, as a drop event.
 #[inline(always)]
 pub fn tc_drop(ctx: &TcContext, hook: u8) {
-    let Some(rate) = wanted(EVENT_DROP) else {
+    // SAFETY: reading a field of the context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(mut ev) = drop_event(ifindex, hook, last_drop()) else {
         return;
-    };
-    let Some(held) = admit(rate) else {
-        return;
-    };
-    let mut ev = Event {
-        ts_ns: now(),
-        kind: EVENT_DROP,
-        // SAFETY: reading a field of the context.
-        ifindex: unsafe { (*ctx.skb.skb).ifindex },
-        hook,
-        reason: last_drop() as u8,
-        suppressed: held,
-        ..Event::default()
     };
     if let L3::Ipv4(ip) = parse_l3(ctx) {
         ev.saddr = ip.src;
@@ -112,21 +117,10 @@ pub fn tc_drop(ctx: &TcContext, hook: u8) {
 /// A packet the uplink prefilter dropped (not a reply), as a drop event.
 #[inline(always)]
 pub fn xdp_drop(ctx: &XdpContext) {
-    let Some(rate) = wanted(EVENT_DROP) else {
+    // SAFETY: reading a field of the context.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let Some(mut ev) = drop_event(ifindex, HOOK_UPLINK_XDP, DropReason::NotAReply as u32) else {
         return;
-    };
-    let Some(held) = admit(rate) else {
-        return;
-    };
-    let mut ev = Event {
-        ts_ns: now(),
-        kind: EVENT_DROP,
-        // SAFETY: reading a field of the context.
-        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
-        hook: HOOK_UPLINK_XDP,
-        reason: DropReason::NotAReply as u8,
-        suppressed: held,
-        ..Event::default()
     };
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + ETH_HLEN + 24 <= end {

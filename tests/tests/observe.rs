@@ -504,6 +504,15 @@ fn endpoint_and_network_counters_move_by_what_was_sent() {
     // Neighbours resolved first: the measured pings are all there is.
     assert!(ping_n(&a.ns, a2_ip, 1), "a -> a2");
     assert!(ping_n(&a.ns, bed.gateway("k1"), 1), "a -> its gateway");
+    // Fresh interfaces announce themselves for a moment (IGMP reports):
+    // wait until the counters stand still for a second (bounded).
+    for _ in 0..10 {
+        let now = (counters(&bed, "a", "k1"), counters(&bed, "a2", "k1"));
+        std::thread::sleep(Duration::from_secs(1));
+        if now == (counters(&bed, "a", "k1"), counters(&bed, "a2", "k1")) {
+            break;
+        }
+    }
     let (ca, ca2, cn) = (
         counters(&bed, "a", "k1"),
         counters(&bed, "a2", "k1"),
@@ -555,6 +564,14 @@ fn endpoint_and_network_counters_move_by_what_was_sent() {
         status["network_counters"]["k1"],
         bed.net_info("k1")["Counters"],
         "status and network inspect agree"
+    );
+    // The counters are pinned maps: an agent restart keeps them.
+    bed.stop_agent();
+    bed.start_agent();
+    assert_eq!(
+        counters(&bed, "a", "k1"),
+        ca_2,
+        "a's counters across a restart"
     );
 }
 

@@ -1,6 +1,8 @@
 //! `/metrics`: the agent's counters and the datapath's, in Prometheus text
 //! form. Everything is read at scrape time (maps, stores, counters), so a
 //! scrape always agrees with `netd status`.
+use netd_common::{Counters, DropReason};
+
 use super::Agent;
 use crate::{
     error::AgentResult,
@@ -141,7 +143,96 @@ impl Agent {
             failures as f64,
         );
 
+        self.traffic_metrics(&mut e)?;
         latency.expose(&mut e);
         Ok(e.finish())
+    }
+
+    /// Per-endpoint and per-network counters, and the monitors' events.
+    fn traffic_metrics(&self, e: &mut Exposition) -> AgentResult<()> {
+        let mut endpoints = Vec::new();
+        for c in self.containers.values() {
+            for ep in &c.endpoints {
+                let Some(net) = self.networks.get(&ep.network_id) else {
+                    continue;
+                };
+                let counts = self.datapath.endpoint_counters(ep.ip)?;
+                endpoints.push((c.name.as_str(), net.name.as_str(), counts));
+            }
+        }
+        let mut networks = Vec::new();
+        for n in self.networks.values() {
+            networks.push((
+                n.name.as_str(),
+                self.datapath.network_counters(n.datapath_id)?,
+            ));
+        }
+        for (unit, pick) in [
+            (
+                "packets",
+                (|c: &Counters| (c.packets_in, c.packets_out)) as fn(&Counters) -> (u64, u64),
+            ),
+            ("bytes", |c: &Counters| (c.bytes_in, c.bytes_out)),
+        ] {
+            let name = format!("netd_endpoint_{unit}_total");
+            e.family(
+                &name,
+                &format!("Datapath {unit} to (in) and from (out) each container endpoint."),
+                Kind::Counter,
+            );
+            for (c, n, counts) in &endpoints {
+                let (i, o) = pick(counts);
+                e.sample(
+                    &name,
+                    &[("container", c), ("network", n), ("direction", "in")],
+                    i as f64,
+                );
+                e.sample(
+                    &name,
+                    &[("container", c), ("network", n), ("direction", "out")],
+                    o as f64,
+                );
+            }
+            let name = format!("netd_network_{unit}_total");
+            e.family(
+                &name,
+                &format!("Datapath {unit} to (in) and from (out) the containers of each network."),
+                Kind::Counter,
+            );
+            for (n, counts) in &networks {
+                let (i, o) = pick(counts);
+                e.sample(&name, &[("network", n), ("direction", "in")], i as f64);
+                e.sample(&name, &[("network", n), ("direction", "out")], o as f64);
+            }
+        }
+        e.family(
+            "netd_endpoint_drops_total",
+            "Packets dropped at a container endpoint's veth, by reason.",
+            Kind::Counter,
+        );
+        for (c, n, counts) in &endpoints {
+            for r in DropReason::ALL {
+                let v = counts.drops.get(r as usize).copied().unwrap_or(0);
+                e.sample(
+                    "netd_endpoint_drops_total",
+                    &[("container", c), ("network", n), ("reason", r.name())],
+                    v as f64,
+                );
+            }
+        }
+        let (monitors, _) = self.monitor.state();
+        e.single(
+            "netd_monitors",
+            "Connected `netd monitor` streams.",
+            Kind::Gauge,
+            monitors as f64,
+        );
+        e.single(
+            "netd_events_suppressed_total",
+            "Monitor events the per-CPU rate limit (or a full ring buffer) held back.",
+            Kind::Counter,
+            self.datapath.events_suppressed()? as f64,
+        );
+        Ok(())
     }
 }

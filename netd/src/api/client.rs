@@ -49,18 +49,23 @@ impl Client {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
-    /// GET `path` and hand each line of the streamed answer to `line`
-    /// until it returns false or the agent ends the stream.
-    pub async fn stream(&self, path: &str, mut line: impl FnMut(&str) -> bool) -> Result<()> {
+    /// A fresh HTTP/1 connection to the agent's socket.
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
         let stream = UnixStream::connect(&self.socket).await.with_context(|| {
             format!(
                 "cannot reach the netd agent at {} (is `netd daemon` running? set -H or NETD_HOST)",
                 self.socket.display()
             )
         })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// GET `path` and hand each line of the streamed answer to `line`
+    /// until it returns false or the agent ends the stream.
+    pub async fn stream(&self, path: &str, mut line: impl FnMut(&str) -> bool) -> Result<()> {
+        let mut sender = self.connect().await?;
         let req = Request::builder()
             .method(Method::GET)
             .uri(path)
@@ -103,15 +108,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Value> {
-        let stream = UnixStream::connect(&self.socket).await.with_context(|| {
-            format!(
-                "cannot reach the netd agent at {} (is `netd daemon` running? set -H or NETD_HOST)",
-                self.socket.display()
-            )
-        })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        let mut sender = self.connect().await?;
         let bytes = match body {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),

@@ -96,6 +96,15 @@ fn render(s: &Value) -> String {
         ("ct timeouts", timeouts),
         ("snat ports", plain(&s["snat_ports"])),
         ("host routing", plain(&s["host_routing"]["mode"])),
+        (
+            "monitors",
+            format!(
+                "{} (events: {}; {} held back by the rate limit)",
+                plain(&s["events"]["monitors"]),
+                plain(&s["events"]["types"]),
+                plain(&s["events"]["suppressed"])
+            ),
+        ),
         ("dns upstreams", plain(&s["dns"]["upstreams"])),
         (
             "last reconcile",
@@ -142,6 +151,39 @@ fn render(s: &Value) -> String {
     }
     if !rows.is_empty() {
         section(&mut out, &["HOST ROUTING", "OUTCOME", "PACKETS"], rows);
+    }
+    if let Some(nets) = s["network_counters"].as_object() {
+        let rows: Vec<Vec<String>> = nets
+            .iter()
+            .map(|(name, c)| {
+                let drops: u64 = c["Drops"]
+                    .as_object()
+                    .map(|d| d.values().filter_map(Value::as_u64).sum())
+                    .unwrap_or(0);
+                vec![
+                    name.clone(),
+                    plain(&c["PacketsIn"]),
+                    plain(&c["BytesIn"]),
+                    plain(&c["PacketsOut"]),
+                    plain(&c["BytesOut"]),
+                    drops.to_string(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            section(
+                &mut out,
+                &[
+                    "NETWORK",
+                    "PACKETS IN",
+                    "BYTES IN",
+                    "PACKETS OUT",
+                    "BYTES OUT",
+                    "DROPS",
+                ],
+                rows,
+            );
+        }
     }
     if let Some(dns) = s["dns"].as_object() {
         let rows = dns

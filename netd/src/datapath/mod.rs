@@ -22,8 +22,8 @@ pub use loader::{
     addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS,
     TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
-pub use routing::{HostRouting, RoutingCounts};
 pub use observe::{counters_json, EventMaps};
+pub use routing::{HostRouting, RoutingCounts};
 pub use sandbox::{Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use stats::{DropCount, MapFill};

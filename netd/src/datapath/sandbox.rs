@@ -28,6 +28,9 @@ pub struct Run {
     pub frame: Vec<u8>,
     /// Drop reasons the run counted.
     pub drops: Vec<&'static str>,
+    /// Host routing shortcuts the run took (`Shortcut::name`): how a
+    /// redirect was delivered.
+    pub shortcuts: Vec<&'static str>,
 }
 
 /// Byte offset of `ifindex` in `struct __sk_buff`: a test run's skb gets
@@ -131,19 +134,42 @@ impl Sandbox {
         Ok(map.get(&addr, 0).is_ok())
     }
 
-    fn dropped(&self) -> Result<Vec<u64>> {
-        Ok(self.dp.drop_counts()?.iter().map(|d| d.packets).collect())
+    /// Drop and shortcut counters of the copy, before a run.
+    fn dropped(&self) -> Result<(Vec<u64>, Vec<u64>)> {
+        let drops = self.dp.drop_counts()?.iter().map(|d| d.packets).collect();
+        let shortcuts = self
+            .dp
+            .routing_counts()?
+            .shortcuts
+            .iter()
+            .map(|s| s.1)
+            .collect();
+        Ok((drops, shortcuts))
     }
 
-    fn finish(&self, code: u32, frame: Vec<u8>, before: Vec<u64>) -> Result<Run> {
+    fn finish(&self, code: u32, frame: Vec<u8>, before: (Vec<u64>, Vec<u64>)) -> Result<Run> {
         let after = self.dp.drop_counts()?;
         let drops = after
             .iter()
-            .zip(before.iter().chain(std::iter::repeat(&0)))
+            .zip(before.0.iter().chain(std::iter::repeat(&0)))
             .filter(|(a, b)| a.packets > **b)
             .map(|(a, _)| a.reason)
             .collect();
-        Ok(Run { code, frame, drops })
+        let shortcuts = self
+            .dp
+            .routing_counts()?
+            .shortcuts
+            .into_iter()
+            .zip(before.1.iter().chain(std::iter::repeat(&0)))
+            .filter(|((_, a), b)| a > *b)
+            .map(|((name, _), _)| name)
+            .collect();
+        Ok(Run {
+            code,
+            frame,
+            drops,
+            shortcuts,
+        })
     }
 }
 

@@ -10,6 +10,8 @@ use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use netd_common::Shortcut;
+
 use super::packet::{self, Packet, Proto};
 use crate::{
     datapath::{
@@ -229,7 +231,7 @@ pub fn walk(
                 run.drops.first().copied().unwrap_or("uncounted"),
                 hook.program(),
             ),
-            Action::Redirect => redirected(sb, topo, hook, &pkt)?,
+            Action::Redirect => redirected(sb, topo, hook, &pkt, &run.shortcuts)?,
             Action::Pass => match hook {
                 Hook::FromContainer => route(sb, topo, Some(hook), &pkt)?,
                 Hook::UplinkIn => route(sb, topo, Some(hook), &pkt)?,
@@ -401,9 +403,25 @@ fn route(sb: &mut Sandbox, topo: &Topology, from: Option<Hook>, pkt: &Packet) ->
 /// that egress program would pass it too) or, with eBPF host routing, to
 /// the uplink the fib chose; `uplink_in` uses `bpf_redirect_peer`, straight
 /// into the container's namespace, past its veth's egress hook.
-fn redirected(sb: &mut Sandbox, topo: &Topology, hook: Hook, pkt: &Packet) -> Result<Stage> {
+fn redirected(
+    sb: &mut Sandbox,
+    topo: &Topology,
+    hook: Hook,
+    pkt: &Packet,
+    shortcuts: &[&str],
+) -> Result<Stage> {
     let target = sb.endpoint_by_ip(addr_key(pkt.dst))?;
+    // The programs count how they delivered: into the netns (the receiver's
+    // veth egress program is not on the way) or to a veth's egress.
+    let peer = shortcuts
+        .iter()
+        .any(|s| *s == Shortcut::PeerSameNetwork.name() || *s == Shortcut::PeerRouted.name());
     Ok(match (hook, target) {
+        (Hook::FromContainer, Some(_)) if peer => Stage::Delivered(to_container(
+            topo,
+            pkt,
+            " straight into its namespace (bpf_redirect_peer)",
+        )),
         (Hook::FromContainer, Some(ep)) => Stage::Hook(Hook::ToContainer, ep.ifindex),
         // eBPF host routing: sent by the fib to the uplink, whose egress
         // program still runs.
