@@ -213,6 +213,19 @@ fn links_of(ns: &str) -> Result<Vec<Link>, String> {
         .collect())
 }
 
+/// Interface name -> ifindex in `ns`.
+fn ifindexes(ns: &str) -> Result<BTreeMap<String, u32>, String> {
+    let s = ip_ns(ns, &["-o", "link", "show"]).map_err(|e| format!("{e:#}"))?;
+    Ok(s.lines()
+        .filter_map(|l| {
+            let mut f = l.split(": ");
+            let index = f.next()?.trim().parse().ok()?;
+            let name = f.next()?;
+            Some((name.split('@').next().unwrap_or(name).to_string(), index))
+        })
+        .collect())
+}
+
 /// `IP/PREFIX` addresses of `dev` in `ns`.
 fn addrs_of(ns: &str, dev: &str) -> Result<Vec<String>, String> {
     let s = ip_ns(ns, &["-o", "-4", "addr", "show", "dev", dev]).map_err(|e| format!("{e:#}"))?;
@@ -476,6 +489,32 @@ fn consistency(bed: &Bed) -> Result<(), String> {
             bridges.len()
         ));
     }
+    // ENDPOINT_BY_IP: exactly one entry per stored address, naming the
+    // ifindex of its host veth.
+    match (map_entries(bed, "ENDPOINT_BY_IP"), ifindexes(bed.host_ns())) {
+        (Ok(got), Ok(index)) => {
+            let got: BTreeMap<String, u32> = got
+                .iter()
+                .filter(|(k, v)| k.len() >= 4 && v.len() >= 4)
+                .map(|(k, v)| {
+                    (
+                        Ipv4Addr::new(k[0], k[1], k[2], k[3]).to_string(),
+                        u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+                    )
+                })
+                .collect();
+            let want: BTreeMap<String, u32> = eps
+                .iter()
+                .map(|(host_if, ep)| (ep.ip.clone(), index.get(host_if).copied().unwrap_or(0)))
+                .collect();
+            if got != want {
+                errs.push(format!(
+                    "ENDPOINT_BY_IP (address -> ifindex) is {got:?}, the store's endpoints are {want:?}"
+                ));
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => errs.push(e),
+    }
 
     if errs.is_empty() {
         Ok(())
@@ -487,9 +526,10 @@ fn consistency(bed: &Bed) -> Result<(), String> {
 /// (host address, host port, protocol, container address, container port).
 type PubEntry = (Ipv4Addr, u16, u8, Ipv4Addr, u16);
 
-/// The pinned PUBLISHED map, one [`PubEntry`] per entry (`bpftool map dump`).
-fn published_entries(bed: &Bed) -> Result<Vec<PubEntry>, String> {
-    let pin = bed.bpffs().join("v1/maps/PUBLISHED");
+/// The (key, value) bytes of every entry of the pinned map `name`
+/// (`bpftool map dump`).
+fn map_entries(bed: &Bed, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let pin = bed.bpffs().join(format!("v1/maps/{name}"));
     let pin = pin.display().to_string();
     let out = run_timeout(
         "bpftool",
@@ -497,7 +537,7 @@ fn published_entries(bed: &Bed) -> Result<Vec<PubEntry>, String> {
         Duration::from_secs(10),
     );
     if !out.success() {
-        return Err(format!("dumping PUBLISHED:\n{out}"));
+        return Err(format!("dumping {name}:\n{out}"));
     }
     let v: Value = serde_json::from_str(&out.stdout)
         .map_err(|e| format!("bpftool output is not JSON ({e}): {}", out.stdout))?;
@@ -509,11 +549,19 @@ fn published_entries(bed: &Bed) -> Result<Vec<PubEntry>, String> {
             .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
             .collect()
     };
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (bytes(&e["key"]), bytes(&e["value"])))
+        .collect())
+}
+
+/// The pinned PUBLISHED map, one [`PubEntry`] per entry.
+fn published_entries(bed: &Bed) -> Result<Vec<PubEntry>, String> {
     let mut entries = Vec::new();
-    for e in v.as_array().into_iter().flatten() {
-        let (k, val) = (bytes(&e["key"]), bytes(&e["value"]));
+    for (k, val) in map_entries(bed, "PUBLISHED")? {
         if k.len() < 7 || val.len() < 6 {
-            return Err(format!("unexpected PUBLISHED entry {e}"));
+            return Err(format!("unexpected PUBLISHED entry {k:?} -> {val:?}"));
         }
         entries.push((
             Ipv4Addr::new(k[0], k[1], k[2], k[3]),
@@ -1017,7 +1065,53 @@ fn fault_container_add(point: &str) {
     assert_published(&bed, &c);
 }
 
-/// Crash while removing container `b` (which publishes 8080).
+/// What the kernel holds for one endpoint (host veth `host_if`, address
+/// `ip`): with `present`, the veth, both pinned links and its
+/// ENDPOINT_BY_IP entry naming that veth; without, none of them, and no
+/// PUBLISHED entry to `ip`. Panics with what differs.
+fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: &str) {
+    let mut errs = Vec::new();
+    let index = ifindexes(bed.host_ns()).unwrap_or_else(|e| panic!("{e}"));
+    let veth = index.get(host_if).copied();
+    if veth.is_some() != present {
+        errs.push(format!("host veth {host_if}: present {}", veth.is_some()));
+    }
+    for prog in ["from_container", "to_container"] {
+        let pin = bed.bpffs().join(format!("v1/links/{host_if}_{prog}"));
+        if pin.exists() != present {
+            errs.push(format!("pin {}: present {}", pin.display(), pin.exists()));
+        }
+    }
+    let by_ip = map_entries(bed, "ENDPOINT_BY_IP").unwrap_or_else(|e| panic!("{e}"));
+    let entry = by_ip
+        .iter()
+        .find(|(k, v)| k.len() >= 4 && v.len() >= 4 && k[..4] == ip.octets())
+        .map(|(_, v)| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+    match (present, entry) {
+        (true, Some(i)) if Some(i) == veth => {}
+        (false, None) => {}
+        (_, e) => errs.push(format!(
+            "ENDPOINT_BY_IP[{ip}] = {e:?}, veth {host_if} has ifindex {veth:?}"
+        )),
+    }
+    if !present {
+        let published = published_entries(bed).unwrap_or_else(|e| panic!("{e}"));
+        let to_ip: Vec<_> = published.iter().filter(|p| p.3 == ip).collect();
+        if !to_ip.is_empty() {
+            errs.push(format!("PUBLISHED entries to {ip} left: {to_ip:?}"));
+        }
+    }
+    assert!(
+        errs.is_empty(),
+        "{what}: the kernel should {} the endpoint {host_if} ({ip}):\n  - {}",
+        if present { "hold" } else { "have nothing of" },
+        errs.join("\n  - ")
+    );
+}
+
+/// Crash while removing container `b` (which publishes 8080). Whichever
+/// way the crash falls (b still stored, or gone), the kernel must hold
+/// exactly what the store says, and nothing of b once it is removed.
 fn fault_container_rm(point: &str) {
     let bed = fault_bed(true);
     bed.network("n1", &["--subnet", "10.82.3.0/24"]);
@@ -1026,15 +1120,21 @@ fn fault_container_rm(point: &str) {
         "b",
         &["--network", "n1", "--ip", "10.82.3.60", "-p", "8080:5001"],
     );
+    let (b_if, b_ip) = (host_if(&bed, "b", "n1"), bed.ip(&b, "n1"));
+    assert_endpoint(&bed, &b_if, b_ip, true, "before the crash");
     crash_during(&bed, point, &["container", "rm", "b"]);
     let ea = bed.ep(&a, "n1");
     if container_names(&bed).contains("b") {
         eprintln!("{point}: container b is still there, in full");
+        assert_endpoint(&bed, &b_if, b_ip, true, "b still stored after the crash");
         assert_reach(&ea, &bed.ep(&b, "n1"));
         assert_published(&bed, &b);
         bed.ok(&["container", "rm", "b"]);
         wait_consistent(&bed, "after removing b again");
+    } else {
+        eprintln!("{point}: container b is gone from the store");
     }
+    assert_endpoint(&bed, &b_if, b_ip, false, "b removed");
     assert_bare(&b.ns, "container removed");
     // Its address and host port are free again.
     let d = bed.container(
@@ -1056,14 +1156,20 @@ fn fault_disconnect(point: &str) {
     let c = bed.container("c", &["--network", "n2"]);
     bed.ok(&["network", "connect", "n2", "b"]);
     let ec = bed.ep(&c, "n2");
+    let (b_if, b_ip) = (host_if(&bed, "b", "n2"), bed.ip(&b, "n2"));
+    assert_endpoint(&bed, &b_if, b_ip, true, "before the crash");
     crash_during(&bed, point, &["network", "disconnect", "n2", "b"]);
     let on_n2 = bed.ctr_info("b")["Networks"].get("n2").is_some();
     if on_n2 {
         eprintln!("{point}: b is still connected to n2, in full");
+        assert_endpoint(&bed, &b_if, b_ip, true, "b still on n2 after the crash");
         assert_reach(&bed.ep(&b, "n2"), &ec);
         bed.ok(&["network", "disconnect", "n2", "b"]);
         wait_consistent(&bed, "after disconnecting again");
+    } else {
+        eprintln!("{point}: b is off n2 in the store");
     }
+    assert_endpoint(&bed, &b_if, b_ip, false, "b disconnected from n2");
     assert_eq!(
         Bed::links(&b.ns),
         vec!["eth0".to_string(), "lo".to_string()],
@@ -1240,6 +1346,61 @@ fn bridge_deleted_is_recreated() {
     icmp(&a.ns, gw).unwrap_or_else(|e| panic!("a -> gateway {gw}: {e:#}"));
 }
 
+/// The name of the program a pinned link runs (`bpftool link show pinned`,
+/// then `bpftool prog show id`); every bpftool failure is an error.
+fn pinned_link_program(pin: &Path) -> Result<String, String> {
+    let bpftool = |args: &[&str]| -> Result<Value, String> {
+        let out = run_timeout("bpftool", args, Duration::from_secs(10));
+        if !out.success() {
+            return Err(format!("bpftool failed:\n{out}"));
+        }
+        serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}):\n{out}"))
+    };
+    let link = bpftool(&["-j", "link", "show", "pinned", &pin.display().to_string()])?;
+    let id = link["prog_id"]
+        .as_u64()
+        .ok_or_else(|| format!("no prog_id in {link}"))?
+        .to_string();
+    let prog = bpftool(&["-j", "prog", "show", "id", &id])?;
+    prog["name"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no name in {prog}"))
+}
+
+/// UDP from `from_ns`, with source address `src` (which must be one of that
+/// netns's own), to a receiver on `to`: `n` datagrams; returns the sources
+/// the receiver saw.
+fn udp_from(from_ns: &str, src: Ipv4Addr, to: &Ep, n: usize) -> anyhow::Result<Vec<Ipv4Addr>> {
+    let (ptx, prx) = mpsc::channel::<u16>();
+    let dst_ip = to.ip;
+    let rx = spawn_in(&to.ns, move || {
+        let s = std::net::UdpSocket::bind((dst_ip, 0)).context("bind receiver")?;
+        let _ = ptx.send(s.local_addr()?.port());
+        s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let (start, mut seen, mut buf) = (Instant::now(), Vec::new(), [0u8; 64]);
+        while start.elapsed() < Duration::from_millis(1500) {
+            if let Ok((_, SocketAddr::V4(peer))) = s.recv_from(&mut buf) {
+                seen.push(*peer.ip());
+            }
+        }
+        Ok(seen)
+    });
+    let port = prx
+        .recv_timeout(Duration::from_secs(5))
+        .map_err(|_| anyhow!("receiver in {} did not start", to.ns))?;
+    let tx = spawn_in(from_ns, move || {
+        let s = std::net::UdpSocket::bind((src, 0)).with_context(|| format!("bind {src}"))?;
+        for _ in 0..n {
+            s.send_to(b"spoof?", (dst_ip, port))?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    });
+    join(tx)?;
+    join(rx)
+}
+
 /// A pinned program link removed from outside is re-attached, and
 /// isolation holds again.
 #[test]
@@ -1282,6 +1443,35 @@ fn pinned_link_removed_is_reattached() {
         errs.join("\n")
     );
     assert_reach(&ea, &eb);
+
+    // What only from_container enforces (c's programs drop a -> c too): the
+    // re-made pin holds a link running from_container (this bpftool cannot
+    // show a TCX link's device) ...
+    let prog = pinned_link_program(&pin).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        prog,
+        "from_container",
+        "the re-made pin {} runs another program",
+        pin.display()
+    );
+    // ... and a source address that is not a's own is dropped there and
+    // counted, while a's own address passes to b on the same path.
+    let spoof: Ipv4Addr = "10.83.4.200".parse().unwrap();
+    ip_ns(&a.ns, &["addr", "add", "10.83.4.200/32", "dev", "eth0"]).unwrap();
+    let own = udp_from(&a.ns, ea.ip, &eb, 5).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        own.contains(&ea.ip),
+        "control: UDP from a's own address should reach b, b saw {own:?}"
+    );
+    let before = bed.drop_count("spoofed-source");
+    let seen = udp_from(&a.ns, spoof, &eb, 5).unwrap_or_else(|e| panic!("{e:#}"));
+    let grew = bed.drop_count("spoofed-source") - before;
+    ip_ns(&a.ns, &["addr", "del", "10.83.4.200/32", "dev", "eth0"]).unwrap();
+    assert!(
+        seen.is_empty() && grew >= 5,
+        "UDP from a spoofed {spoof} after the re-attach: b saw {seen:?}, \
+         drops[\"spoofed-source\"] grew by {grew} (expected nothing through, at least 5 counted)"
+    );
 }
 
 // ---------------------------------------------------------------- (4) reset
@@ -1377,7 +1567,9 @@ fn reset_leaves_no_trace() {
     }
     let cg = bed.cgroup().display().to_string();
     let out = run_timeout("bpftool", &["cgroup", "show", &cg], Duration::from_secs(10));
-    if !out.stdout.trim().is_empty() {
+    if !out.success() {
+        errs.push(format!("bpftool cgroup show failed:\n{out}"));
+    } else if !out.stdout.trim().is_empty() {
         errs.push(format!("programs left on the cgroup {cg}:\n{}", out.stdout));
     }
     // The world can no longer reach a published port.

@@ -714,7 +714,9 @@ fn world_reaches_published_port() {
 }
 
 /// A range maps one to one: 9000-9004 -> 7000-7004, TCP and UDP, each host
-/// port answered by its own container port.
+/// port answered by its own container port. The container listens on the
+/// neighbours 6999 and 7005 too, so a range widened by one at either end
+/// (8999 -> 6999, 9005 -> 7005) would be answered.
 #[test]
 fn port_range_all_answer() {
     let t = pub_bed();
@@ -731,8 +733,8 @@ fn port_range_all_answer() {
             "9000-9004:7000-7004/udp",
         ],
     );
-    let cports: Vec<u16> = (7000..=7004).collect();
-    let _srv = PortServer::start(&a.ns, &cports, &cports);
+    let cports: Vec<u16> = (6999..=7005).collect();
+    let srv = PortServer::start(&a.ns, &cports, &cports);
     let lines = netd_port(bed, &["a"]);
     assert_eq!(lines.len(), 10, "netd port a: {lines:?}");
     assert_eq!(
@@ -752,11 +754,28 @@ fn port_range_all_answer() {
             );
         }
     }
-    // Just outside the range: nothing.
+    // Just outside the range: nothing, though 6999 and 7005 listen.
     for port in [8999, 9005] {
+        for p in [P::Tcp, P::Udp] {
+            errs.ok(
+                &format!("{p:?} world -> {UPLINK}:{port}"),
+                unanswered_from(&t.world, p, sa(UPLINK, port)),
+            );
+        }
+    }
+    let strays: Vec<Hit> = srv
+        .hits()
+        .into_iter()
+        .filter(|h| !(7000..=7004).contains(&h.port))
+        .collect();
+    errs.check(strays.is_empty(), || {
+        format!("container ports outside the range were reached: {strays:?}")
+    });
+    // The neighbours do listen: the container itself reaches them.
+    for port in [6999, 7005] {
         errs.ok(
-            &format!("TCP world -> {UPLINK}:{port}"),
-            unanswered_from(&t.world, P::Tcp, sa(UPLINK, port)),
+            &format!("TCP a -> 127.0.0.1:{port} (control)"),
+            ask_from(&a.ns, P::Tcp, sa(LOCALHOST, port)),
         );
     }
     errs.done("published range");
