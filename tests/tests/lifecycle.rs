@@ -526,9 +526,12 @@ fn consistency(bed: &Bed) -> Result<(), String> {
 /// (host address, host port, protocol, container address, container port).
 type PubEntry = (Ipv4Addr, u16, u8, Ipv4Addr, u16);
 
+/// The key and value bytes of one map entry.
+type MapEntry = (Vec<u8>, Vec<u8>);
+
 /// The (key, value) bytes of every entry of the pinned map `name`
 /// (`bpftool map dump`).
-fn map_entries(bed: &Bed, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn map_entries(bed: &Bed, name: &str) -> Result<Vec<MapEntry>, String> {
     let pin = bed.bpffs().join(format!("v1/maps/{name}"));
     let pin = pin.display().to_string();
     let out = run_timeout(
