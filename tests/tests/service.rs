@@ -781,3 +781,119 @@ fn no_own_timestamps_on_the_journal() {
         }
     }
 }
+
+/// A UDP "DNS server" on 127.0.0.1:PORT in the bed's host netns that only
+/// counts what it receives.
+struct CountingUpstream {
+    port: u16,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl CountingUpstream {
+    fn start(bed: &Bed) -> CountingUpstream {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let (seen, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (s, st) = (seen.clone(), stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = netd_tests::netns::spawn_in(bed.host_ns(), move || {
+            let sock = std::net::UdpSocket::bind(("127.0.0.1", 0))?;
+            sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let _ = tx.send(sock.local_addr()?.port());
+            let mut buf = [0u8; 4096];
+            while !st.load(Ordering::Relaxed) {
+                if sock.recv_from(&mut buf).is_ok() {
+                    s.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("upstream started");
+        CountingUpstream {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = netd_tests::netns::join(t);
+        }
+    }
+}
+
+/// SIGHUP in behaviour: after `dns-upstream` changes in the file and the
+/// agent gets SIGHUP, names the embedded DNS does not know are forwarded to
+/// the new upstream and no longer to the old one.
+#[test]
+fn sighup_moves_dns_forwarding_to_the_new_upstream() {
+    // The upstreams live in the bed's host netns, so the bed comes first
+    // and its config file is written once their ports are known.
+    let bed = Bed::with_config("", &[]);
+    let (old_up, new_up) = (CountingUpstream::start(&bed), CountingUpstream::start(&bed));
+    let write = |port: u16| {
+        std::fs::write(
+            bed.config_path(),
+            format!("dns-upstream = [\"127.0.0.1:{port}\"]\n"),
+        )
+        .unwrap()
+    };
+    write(old_up.port);
+    bed.start_agent();
+    bed.network("fwd", &["--subnet", "10.96.0.0/24"]);
+    let c = bed.container("c", &["--network", "fwd"]);
+    let gw = bed.gateway("fwd");
+    let ask = |name: &str| {
+        run_timeout(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &c.ns,
+                "dig",
+                &format!("@{gw}"),
+                name,
+                "+time=3",
+                "+tries=1",
+            ],
+            Duration::from_secs(10),
+        )
+    };
+    ask("one.example.test");
+    wait_for("the old upstream to be asked", || old_up.seen() > 0);
+    assert_eq!(
+        new_up.seen(),
+        0,
+        "the new upstream was asked before the reload"
+    );
+
+    write(new_up.port);
+    signal(&bed, nix::sys::signal::Signal::SIGHUP);
+    wait_for("the reload", || {
+        status(&bed)["dns"]["upstreams"][0] == format!("127.0.0.1:{}", new_up.port)
+    });
+    let old_before = old_up.seen();
+    ask("two.example.test");
+    wait_for("the new upstream to be asked", || new_up.seen() > 0);
+    assert_eq!(
+        old_up.seen(),
+        old_before,
+        "the old upstream is still asked after the reload"
+    );
+}
