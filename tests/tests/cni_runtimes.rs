@@ -89,6 +89,31 @@ fn podman_runs_on_netd_networks() {
     );
     podman.start(&["--name", "a2", "--network", "pa"], &["sleep", "300"]);
     podman.start(&["--name", "b1", "--network", "pb"], &["sleep", "300"]);
+    // A second container on the same host port: netd refuses the ADD,
+    // podman reports it and its DEL after the failed ADD leaves nothing.
+    let parent = format!("/{}", podman.cgroup_parent);
+    let clash = podman.run(&[
+        "run",
+        "-d",
+        "--cgroup-parent",
+        &parent,
+        "--name",
+        "clash",
+        "--network",
+        "pa",
+        "-p",
+        "8080:80",
+        "localhost/busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(!clash.success(), "a second -p 8080 started:\n{clash}");
+    assert!(clash.stderr.contains("already published by web"), "{clash}");
+    assert!(
+        !bed.netd(&["container", "inspect", "clash"]).success(),
+        "netd kept the failed ADD"
+    );
+    let _ = podman.run(&["rm", "-f", "-t", "0", "clash"]);
     // netd sees them as CNI-made containers named as podman names them.
     let web = bed.ctr_info("web");
     assert_eq!(web["Origin"], "cni");
