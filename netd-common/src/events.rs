@@ -23,6 +23,10 @@ pub const EVENT_FLOW: u32 = 1 << 1;
 pub const EVENT_NAT: u32 = 1 << 2;
 pub const EVENT_POLICY: u32 = 1 << 3;
 
+/// `Event::reason` of a NAT event: which side was translated.
+pub const NAT_SNAT: u8 = 1;
+pub const NAT_DNAT: u8 = 2;
+
 /// Where an event happened (`Event::hook`).
 pub const HOOK_FROM_CONTAINER: u8 = 1;
 pub const HOOK_TO_CONTAINER: u8 = 2;
@@ -64,7 +68,7 @@ pub struct Event {
     /// Device the hook runs on.
     pub ifindex: u32,
     pub hook: u8,
-    /// `DropReason` of a drop event.
+    /// `DropReason` of a drop event; `NAT_SNAT`/`NAT_DNAT` of a NAT event.
     pub reason: u8,
     pub proto: u8,
     pub _pad: u8,

@@ -9,7 +9,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use netd_common::{
-    DropReason, Event, EventConfig, RateState, EVENTS_RING_BYTES, EVENT_DROP, HOOK_UPLINK_XDP,
+    DropReason, Event, EventConfig, RateState, EVENTS_RING_BYTES, EVENT_DROP, EVENT_FLOW,
+    EVENT_NAT, HOOK_UPLINK_XDP,
 };
 
 use crate::{
@@ -136,4 +137,43 @@ pub fn xdp_drop(ctx: &XdpContext) {
         }
     }
     send(&ev);
+}
+
+/// A flow the program just started tracking (`nat`: 0, or `NAT_SNAT` /
+/// `NAT_DNAT` with the translated address and port). Translated flows are
+/// NAT events, which monitors of flows get too.
+#[inline(always)]
+pub fn new_flow(
+    ctx: &TcContext,
+    hook: u8,
+    proto: u8,
+    (saddr, sport): (u32, u16),
+    (daddr, dport): (u32, u16),
+    nat: u8,
+    (xaddr, xport): (u32, u16),
+) {
+    let kind = if nat != 0 { EVENT_NAT } else { EVENT_FLOW };
+    let Some(rate) = wanted(kind | EVENT_FLOW) else {
+        return;
+    };
+    let Some(held) = admit(rate) else {
+        return;
+    };
+    send(&Event {
+        ts_ns: now(),
+        kind,
+        // SAFETY: reading a field of the context.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        hook,
+        reason: nat,
+        proto,
+        suppressed: held,
+        saddr,
+        daddr,
+        sport,
+        dport,
+        xaddr,
+        xport,
+        ..Event::default()
+    });
 }

@@ -67,6 +67,15 @@ pub fn dnat_from_container(
             {
                 return Err(DropReason::CtInsert);
             }
+            crate::events::new_flow(
+                ctx,
+                netd_common::HOOK_FROM_CONTAINER,
+                ip.proto,
+                (ip.src, sport),
+                (ip.dst, dport),
+                netd_common::NAT_DNAT,
+                (target.addr, target.port),
+            );
         }
     }
     let bad = |_| DropReason::Malformed;

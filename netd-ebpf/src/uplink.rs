@@ -18,7 +18,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     CtEntry, CtKey, DropReason, Fallback, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT,
-    CT_F_REPLIED, CT_F_SNAT, NET_F_INTERNAL, NET_F_MASQUERADE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    CT_F_REPLIED, CT_F_SNAT, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, NAT_DNAT, NAT_SNAT, NET_F_INTERNAL,
+    NET_F_MASQUERADE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -26,7 +27,7 @@ use crate::{
         claim_in, entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, remove_out, touch,
     },
     drops::drop_packet,
-    fragments,
+    events, fragments,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
     parse::{
@@ -183,7 +184,7 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
         }
     }
     if !masq {
-        return track_routed(&out_key, tcp_flags);
+        return track_routed(ctx, &out_key, tcp_flags);
     }
     let nat_port = match tracked {
         // SAFETY: map value pointers from this program's lookups.
@@ -197,7 +198,17 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
                 let old = unsafe { key(ip.dst, (*e).addr, dport, (*e).port, ip.proto) };
                 remove_in(&old);
             }
-            allocate(ctx, &ip, &out_key, up, tcp_flags)?
+            let port = allocate(ctx, &ip, &out_key, up, tcp_flags)?;
+            events::new_flow(
+                ctx,
+                HOOK_UPLINK_OUT,
+                ip.proto,
+                (ip.src, sport),
+                (ip.dst, dport),
+                NAT_SNAT,
+                (up.addr, port),
+            );
+            port
         }
     };
     rewrite_addr(ctx, &ip, false, ip.src, up.addr).map_err(|_| DropReason::Malformed)?;
@@ -209,7 +220,7 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
 
 /// A routed (not masqueraded) flow: remember it so its replies get in.
 #[inline(always)]
-fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
+fn track_routed(ctx: &TcContext, out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
     if let Some(e) = lookup_out(out_key) {
         touch(e, tcp_flags);
         return Ok(());
@@ -223,6 +234,15 @@ fn track_routed(out_key: &CtKey, tcp_flags: u8) -> Result<(), DropReason> {
         },
     ) && put_out(out_key, &entry)
     {
+        events::new_flow(
+            ctx,
+            HOOK_UPLINK_OUT,
+            out_key.proto,
+            (out_key.saddr, out_key.sport),
+            (out_key.daddr, out_key.dport),
+            0,
+            (0, 0),
+        );
         Ok(())
     } else {
         Err(DropReason::CtInsert)
@@ -414,6 +434,15 @@ fn dnat_from_world(
     {
         return Err(DropReason::CtInsert);
     }
+    events::new_flow(
+        ctx,
+        HOOK_UPLINK_IN,
+        ip.proto,
+        (ip.src, in_key.sport),
+        (ip.dst, in_key.dport),
+        NAT_DNAT,
+        (target.addr, target.port),
+    );
     fragments::remember_first(ip, target.addr);
     rewrite_addr(ctx, ip, true, ip.dst, target.addr).map_err(|_| DropReason::Malformed)?;
     if target.port != in_key.dport {

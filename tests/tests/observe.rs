@@ -688,3 +688,42 @@ fn monitor_shows_a_real_drop_with_names_and_costs_nothing_once_gone() {
     let line = bed.fail(&["monitor", "--container", "nobody"]);
     assert!(line.contains("nobody"), "{line}");
 }
+
+#[test]
+fn monitor_shows_masquerade_and_published_port_translations() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    bed.start_agent();
+    bed.network("t1", &["--subnet", "10.99.5.0/24"]);
+    bed.network("t2", &["--subnet", "10.99.6.0/24"]);
+    let a = bed.container("a", &["--network", "t1", "-p", "8080:80"]);
+    let b = bed.container("b", &["--network", "t2"]);
+    let (a_ip, b_ip, gw_b) = (bed.ip(&a, "t1"), bed.ip(&b, "t2"), bed.gateway("t2"));
+    let m = Monitor::start(&bed, &["--type", "nat", "--format", "json"]);
+    wait_events(&bed, (1, serde_json::json!(["nat"])));
+    let w = Ep::new("world", &world, Ipv4Addr::new(203, 0, 113, 1));
+    tcp(&a.ns, &w).expect("a -> world, masqueraded");
+    let snat = m
+        .find(10, |v| v["nat"] == "snat" && v["proto"] == "tcp")
+        .expect("the masqueraded flow appears in netd monitor");
+    assert_eq!(snat["type"], "nat", "{snat}");
+    assert_eq!(snat["hook"], "uplink_out", "{snat}");
+    assert_eq!(snat["src"]["address"], a_ip.to_string(), "{snat}");
+    assert_eq!(snat["src"]["container"], "a", "{snat}");
+    assert_eq!(snat["dst"]["address"], "203.0.113.1", "{snat}");
+    assert_eq!(snat["translated"]["address"], "203.0.113.2", "{snat}");
+    let srv = peer_server(&a.ns, a_ip, 80, 1);
+    let seen = connect(&b.ns, SocketAddrV4::new(gw_b, 8080)).expect("b -> published port");
+    assert_eq!(seen, b_ip.to_string());
+    let _ = join(srv);
+    let dnat = m
+        .find(10, |v| v["nat"] == "dnat")
+        .expect("the published flow appears in netd monitor");
+    assert_eq!(dnat["hook"], "from_container", "{dnat}");
+    assert_eq!(dnat["src"]["container"], "b", "{dnat}");
+    assert_eq!(dnat["dst"]["address"], gw_b.to_string(), "{dnat}");
+    assert_eq!(dnat["dst"]["port"], 8080, "{dnat}");
+    assert_eq!(dnat["translated"]["address"], a_ip.to_string(), "{dnat}");
+    assert_eq!(dnat["translated"]["port"], 80, "{dnat}");
+    assert_eq!(dnat["translated"]["container"], "a", "{dnat}");
+}

@@ -66,6 +66,9 @@ fn render(v: &Value) -> String {
     if let Some(r) = v["reason"].as_str() {
         s.push_str(&format!(" {r}"));
     }
+    if let Some(nat) = v["nat"].as_str() {
+        s.push_str(&format!(" {nat} to {}", side(&v["translated"])));
+    }
     if let Some(n) = v["suppressed"].as_u64().filter(|n| *n > 0) {
         s.push_str(&format!(
             " ({n} earlier events suppressed by the rate limit)"

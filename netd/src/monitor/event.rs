@@ -3,7 +3,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use netd_common::{
     DropReason, Event, EVENT_DROP, EVENT_FLOW, EVENT_NAT, EVENT_POLICY, HOOK_FROM_CONTAINER,
-    HOOK_TO_CONTAINER, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, HOOK_UPLINK_XDP,
+    HOOK_TO_CONTAINER, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, HOOK_UPLINK_XDP, NAT_SNAT,
 };
 use serde::Serialize;
 
@@ -92,6 +92,11 @@ pub struct Decoded {
     pub proto: String,
     pub src: Side,
     pub dst: Side,
+    /// NAT events: `snat` (the source becomes `translated`) or `dnat`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translated: Option<Side>,
     /// Events this CPU held back (rate limit) before this one.
     pub suppressed: u32,
     #[serde(skip)]
@@ -121,6 +126,11 @@ impl Decoded {
         if e.kind == EVENT_DROP && is_policy(e.reason) {
             bits |= EVENT_POLICY;
         }
+        // A translated new flow is a flow too.
+        if e.kind == EVENT_NAT {
+            bits |= EVENT_FLOW;
+        }
+        let nat = (e.kind == EVENT_NAT).then(|| if e.reason == NAT_SNAT { "snat" } else { "dnat" });
         Decoded {
             kind: TYPES
                 .iter()
@@ -140,6 +150,8 @@ impl Decoded {
             proto: proto_name(e.proto),
             src: side(e.saddr, e.sport),
             dst: side(e.daddr, e.dport),
+            nat,
+            translated: nat.map(|_| side(e.xaddr, e.xport)),
             suppressed: e.suppressed,
             bits,
         }
