@@ -52,7 +52,7 @@ enum Cmd {
     /// Build one datapath's topology (with its servers) and hold it for a
     /// while, for poking at it by hand (root); Ctrl-C tears it down.
     Hold {
-        /// netd, ipt or bare.
+        /// netd, netdk, ipt or bare.
         #[arg(long)]
         kind: String,
         #[arg(long)]

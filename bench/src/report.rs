@@ -248,7 +248,7 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
     let _ = writeln!(s, "\n## Ratios (median / median)\n");
     let _ = writeln!(
         s,
-        "| path | figure | netd / iptables | netd / bare |\n|---|---|---:|---:|"
+        "| path | figure | netd / iptables | netd / bare | netd / netd kernel routing |\n|---|---|---:|---:|---:|"
     );
     for path in PathKind::ALL {
         let (Some(n), Some(i), Some(b)) = (
@@ -266,13 +266,15 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
             ("rr p50 latency (lower is better)", |c| &c.p50_us),
             ("rr p99 latency (lower is better)", |c| &c.p99_us),
         ];
+        let k = cell(r, path, Kind::NetdKernel);
         for (fig, pick) in figs {
             let _ = writeln!(
                 s,
-                "| {} | {fig} | {} | {} |",
+                "| {} | {fig} | {} | {} | {} |",
                 path.short(),
                 ratio(pick(n), pick(i)),
-                ratio(pick(n), pick(b))
+                ratio(pick(n), pick(b)),
+                k.map_or_else(|| "n/a".to_string(), |k| ratio(pick(n), pick(k)))
             );
         }
     }
@@ -283,13 +285,13 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
         ) {
             let _ = writeln!(
                 s,
-                "| world->pub @ {} ports | transactions/s | {} | |",
+                "| world->pub @ {} ports | transactions/s | {} | | |",
                 num(ports as f64, 0),
                 ratio(&n.tps, &i.tps)
             );
             let _ = writeln!(
                 s,
-                "| world->pub @ {} ports | connections/s | {} | |",
+                "| world->pub @ {} ports | connections/s | {} | | |",
                 num(ports as f64, 0),
                 ratio(&n.cps, &i.cps)
             );
@@ -447,6 +449,7 @@ fn pct(s: &Series, q: f64) -> f64 {
 fn color(k: Kind) -> RGBColor {
     match k {
         Kind::Netd => RGBColor(0x1f, 0x77, 0xb4),
+        Kind::NetdKernel => RGBColor(0x9e, 0xc9, 0xe2),
         Kind::Iptables => RGBColor(0xd6, 0x27, 0x28),
         Kind::Bare => RGBColor(0x7f, 0x7f, 0x7f),
     }
@@ -525,14 +528,14 @@ where
         })
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let width = 0.26;
+    let width = 0.8 / Kind::ALL.len() as f64;
     for (j, dp) in Kind::ALL.into_iter().enumerate() {
         let col = color(dp);
         let mut rects = Vec::new();
         let mut whiskers = Vec::new();
         let mut missing = Vec::new();
         for (i, path) in paths.into_iter().enumerate() {
-            let x0 = i as f64 - 1.5 * width + j as f64 * width;
+            let x0 = i as f64 - Kind::ALL.len() as f64 / 2.0 * width + j as f64 * width;
             let x1 = x0 + width * 0.9;
             let c = cell(r, path, dp);
             match c.and_then(|c| pick(c).median().map(|m| (m, pick(c)))) {

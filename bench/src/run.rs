@@ -254,7 +254,7 @@ pub fn hold(kind: &str, netd: PathBuf, secs: u64) -> Result<()> {
     let kind = Kind::ALL
         .into_iter()
         .find(|k| k.short() == kind)
-        .with_context(|| format!("unknown kind {kind:?} (netd, ipt or bare)"))?;
+        .with_context(|| format!("unknown kind {kind:?} (netd, netdk, ipt or bare)"))?;
     let dir = RunDir::create()?;
     let cgroup = sys::Cgroup::create()?;
     let ctx = Ctx {

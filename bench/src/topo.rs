@@ -48,16 +48,20 @@ const SERVER_LIFETIME_S: &str = "3600";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     Netd,
+    /// netd with `--host-routing kernel`: the programs decide, the bridge
+    /// and the kernel's routing forward (what eBPF host routing saves).
+    NetdKernel,
     Iptables,
     Bare,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Netd, Kind::Iptables, Kind::Bare];
+    pub const ALL: [Kind; 4] = [Kind::Netd, Kind::NetdKernel, Kind::Iptables, Kind::Bare];
 
     pub fn short(self) -> &'static str {
         match self {
             Kind::Netd => "netd",
+            Kind::NetdKernel => "netdk",
             Kind::Iptables => "ipt",
             Kind::Bare => "bare",
         }
@@ -66,9 +70,15 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Netd => "netd",
+            Kind::NetdKernel => "netd (kernel routing)",
             Kind::Iptables => "iptables",
             Kind::Bare => "bare veth",
         }
+    }
+
+    /// Is this a netd agent (either host routing mode)?
+    pub fn is_netd(self) -> bool {
+        matches!(self, Kind::Netd | Kind::NetdKernel)
     }
 }
 
@@ -348,7 +358,7 @@ impl Dp {
         match kind {
             Kind::Bare => dp.build_bare()?,
             Kind::Iptables => dp.build_iptables()?,
-            Kind::Netd => dp.build_netd()?,
+            Kind::Netd | Kind::NetdKernel => dp.build_netd()?,
         }
         for ns in [dp.c1.clone(), dp.world.clone()] {
             let s = ctx.server(&ns, RR_PORT)?;
@@ -519,11 +529,21 @@ impl Dp {
     }
 
     fn build_netd(&mut self) -> Result<()> {
+        let routing = match self.kind {
+            Kind::NetdKernel => "kernel",
+            _ => "ebpf",
+        };
         let agent = Agent::start(
             &self.ctx,
             &self.host,
             "main",
-            &["--uplink", "wan0", "--no-default-bridge"],
+            &[
+                "--uplink",
+                "wan0",
+                "--no-default-bridge",
+                "--host-routing",
+                routing,
+            ],
         )?;
         agent.ok(&["network", "create", "n1", "--subnet", SUBNET1])?;
         agent.ok(&["network", "create", "n2", "--subnet", SUBNET2])?;
@@ -580,7 +600,7 @@ impl Dp {
             rr: sa(ip, rr),
             iperf: sa(ip, iperf),
             note,
-            cgroup: (self.kind == Kind::Netd && ns == self.host).then(|| self.ctx.cgroup.clone()),
+            cgroup: (self.kind.is_netd() && ns == self.host).then(|| self.ctx.cgroup.clone()),
         };
         if matches!(path, PathKind::WorldPub | PathKind::HostLocal) {
             if let Some(na) = &self.publish_na {
@@ -645,7 +665,7 @@ impl Dp {
                 self.fillers = n;
                 Ok(())
             }
-            Kind::Netd => {
+            Kind::Netd | Kind::NetdKernel => {
                 if let Some(na) = &self.publish_na {
                     bail!("{na}");
                 }
@@ -711,7 +731,7 @@ impl Dp {
                     plain_add_ms: Vec::new(),
                 })
             }
-            Kind::Netd => {
+            Kind::Netd | Kind::NetdKernel => {
                 if let Some(na) = &self.publish_na {
                     bail!("{na}");
                 }
