@@ -21,10 +21,13 @@ pub const MAP_SOCK_ORIGIN: &str = "SOCK_ORIGIN";
 pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
 pub const MAP_SETTINGS: &str = "SETTINGS";
 pub const MAP_ROUTING: &str = "ROUTING";
+pub const MAP_NO_SHORTCUT: &str = "NO_SHORTCUT";
 
 pub const MAX_UPLINKS: u32 = 64;
 pub const MAX_PUBLISHED: u32 = 65_536;
 pub const MAX_HOST_ADDRS: u32 = 1_024;
+/// Bridges (and other master devices) the fib shortcut leaves alone.
+pub const MAX_NO_SHORTCUT: u32 = 1_024;
 pub const MAX_SOCK_ORIGINS: u32 = 65_536;
 pub const MAX_FRAGMENTED: u32 = 8_192;
 /// Default capacity of each conntrack map (`--ct-size` overrides).

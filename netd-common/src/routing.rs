@@ -86,9 +86,10 @@ pub enum Fallback {
     FragNeeded = 23,
     /// The fib does not forward it: no route, or a local address.
     NotForwarded = 24,
-    /// The route leaves by a device that is not an uplink (another
-    /// bridge, a VPN): the host's firewall stays in charge of it.
-    NotUplink = 25,
+    /// The route leaves by a bridge (another runtime's, such as docker0)
+    /// or another master device that is no uplink: what is routed onto it
+    /// stays the host firewall's to judge.
+    ToBridge = 25,
     /// A destination in a netd subnet with no endpoint on this host.
     NoEndpoint = 26,
     /// The fib lookup failed otherwise (forwarding disabled, unsupported
@@ -107,7 +108,7 @@ impl Fallback {
         Fallback::RouteRefused,
         Fallback::FragNeeded,
         Fallback::NotForwarded,
-        Fallback::NotUplink,
+        Fallback::ToBridge,
         Fallback::NoEndpoint,
         Fallback::FibError,
     ];
@@ -123,7 +124,7 @@ impl Fallback {
             Fallback::RouteRefused => "route-refused",
             Fallback::FragNeeded => "frag-needed",
             Fallback::NotForwarded => "not-forwarded",
-            Fallback::NotUplink => "not-uplink",
+            Fallback::ToBridge => "to-bridge",
             Fallback::NoEndpoint => "no-endpoint",
             Fallback::FibError => "fib-error",
         }

@@ -1,5 +1,6 @@
-//! Container to the world: the kernel's fib picks the next hop, the
-//! program sends the packet to it (`bpf_redirect` with the resolved
+//! Container to the world: the kernel's fib picks the next hop (an uplink,
+//! or any other routed device but a bridge), the program sends the packet
+//! to it (`bpf_redirect` with the resolved
 //! neighbour's MAC, or `bpf_redirect_neigh` with the next hop when the
 //! neighbour is not resolved yet, so the kernel resolves it). The uplink's
 //! egress program still runs on the way out (masquerade). What the fast
@@ -17,7 +18,7 @@ use aya_ebpf::{
 use netd_common::{DropReason, Fallback, Shortcut};
 
 use crate::{
-    maps::UPLINKS,
+    maps::{NO_SHORTCUT, UPLINKS},
     parse::{Ipv4, ETH_HLEN},
     redirect::{decrement_ttl, fits_mtu, store_macs},
     routing::{fallback, shortcut},
@@ -25,10 +26,13 @@ use crate::{
 
 const AF_INET: u8 = 2;
 
+/// May the shortcut send to `ifindex`? Uplinks, and any device but a
+/// bridge (or other master) the agent listed: a route onto another
+/// runtime's bridge stays the host firewall's to judge.
 #[inline(always)]
-fn is_uplink(ifindex: u32) -> bool {
-    // SAFETY: the value lives in the map.
-    unsafe { UPLINKS.get(&ifindex) }.is_some()
+fn may_redirect(ifindex: u32) -> bool {
+    // SAFETY: the values live in the maps.
+    unsafe { UPLINKS.get(&ifindex).is_some() || NO_SHORTCUT.get(&ifindex).is_none() }
 }
 
 /// Routes a container's packet for a destination outside netd's networks
@@ -74,8 +78,8 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
     let bad = |_| DropReason::Malformed;
     match rc as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => {
-            if !is_uplink(p.ifindex) {
-                return Ok(fallback(Fallback::NotUplink));
+            if !may_redirect(p.ifindex) {
+                return Ok(fallback(Fallback::ToBridge));
             }
             decrement_ttl(ctx).map_err(bad)?;
             store_macs(ctx, p.dmac, p.smac).map_err(bad)?;
@@ -85,8 +89,8 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
             Ok(TC_ACT_REDIRECT as i32)
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => {
-            if !is_uplink(p.ifindex) {
-                return Ok(fallback(Fallback::NotUplink));
+            if !may_redirect(p.ifindex) {
+                return Ok(fallback(Fallback::ToBridge));
             }
             if p.family != AF_INET {
                 return Ok(fallback(Fallback::NoNeighbour));

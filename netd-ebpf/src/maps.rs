@@ -7,7 +7,7 @@ use aya_ebpf::{
 use netd_common::{
     drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, CtEntry, CtKey, Endpoint, EndpointRef,
     NetworkInfo, PublishKey, PublishTarget, Settings, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS,
-    MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_UPLINKS,
+    MAX_HOST_ADDRS, MAX_NETWORKS, MAX_NO_SHORTCUT, MAX_PUBLISHED, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the endpoint behind it.
@@ -58,3 +58,8 @@ pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 /// Per-CPU counters of host routing, indexed by `Shortcut` and `Fallback`.
 #[map(name = "ROUTING")]
 pub static ROUTING: PerCpuArray<u64> = PerCpuArray::pinned(ROUTING_SLOTS, 0);
+
+/// Bridges and other master devices that are no uplink (ifindex, value
+/// unused): the fib shortcut does not send to them.
+#[map(name = "NO_SHORTCUT")]
+pub static NO_SHORTCUT: HashMap<u32, u32> = HashMap::pinned(MAX_NO_SHORTCUT, 0);

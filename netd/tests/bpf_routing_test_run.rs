@@ -1,7 +1,7 @@
 //! BPF_PROG_TEST_RUN tests of eBPF host routing in `from_container`: each
 //! forwarding decision (fib lookup success, no neighbour, fragmentation
-//! needed, blackhole / unreachable / prohibit routes, a route by a device
-//! that is no uplink, TTL, IP options, fragments), the redirect target it
+//! needed, blackhole / unreachable / prohibit routes, a route onto a
+//! bridge the agent listed, TTL, IP options, fragments), the redirect target it
 //! chose (seen in the rewritten MACs and TTL), the counter it bumped, and
 //! `--host-routing kernel` leaving every packet to the stack.
 //!
@@ -10,7 +10,7 @@
 //! permanent neighbours), never touching the real host's. Needs root.
 mod common;
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::{csum, Bpffs};
@@ -25,6 +25,7 @@ const ME: [u8; 4] = [10, 1, 0, 2];
 const PEER: [u8; 4] = [10, 1, 0, 3];
 const GATEWAY: [u8; 4] = [10, 1, 0, 1];
 const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const OTHER_ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 fn ip(a: [u8; 4]) -> Ipv4Addr {
     Ipv4Addr::from(a)
@@ -345,11 +346,20 @@ fn refusing_routes_go_to_the_stack_counted() {
         assert_eq!(out, sent, "192.0.2.{last} left unchanged");
     }
     assert_eq!(count(&dp, "route-refused"), 3);
-    // A route by a device that is not an uplink stays the firewall's.
-    let sent = Pkt::to([192, 0, 2, 6]).bytes();
-    assert_eq!(run(&mut dp, &sent), (TC_ACT_OK, sent));
-    assert_eq!(count(&dp, "not-uplink"), 1);
     assert_eq!(count(&dp, "fib-redirect"), 0);
+    // A route by another (non-bridge) device is taken, to its router...
+    let sent = Pkt::to([192, 0, 2, 6]).bytes();
+    let (rc, out) = run(&mut dp, &sent);
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    assert_routed(&out, &sent, OTHER_ROUTER_MAC, link("other0").1);
+    assert_eq!(count(&dp, "fib-redirect"), 1);
+    // ...but not once the agent lists the device as a bridge (another
+    // runtime's): that stays the host firewall's to judge.
+    dp.set_no_shortcut(&HashSet::from([link("other0").0]))
+        .unwrap();
+    assert_eq!(run(&mut dp, &sent), (TC_ACT_OK, sent));
+    assert_eq!(count(&dp, "to-bridge"), 1);
+    assert_eq!(count(&dp, "fib-redirect"), 1);
 }
 
 #[test]

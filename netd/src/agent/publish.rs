@@ -291,6 +291,30 @@ impl Agent {
     /// Keeps `HOST_ADDRS` equal to the host's IPv4 addresses.
     pub(super) async fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = self.links.all_ipv4().await?;
-        self.datapath.set_host_addrs(&addrs)
+        self.datapath.set_host_addrs(&addrs)?;
+        self.sync_no_shortcut().await
+    }
+
+    /// Keeps `NO_SHORTCUT` equal to the host's bridges and other master
+    /// devices (netd's and other runtimes', e.g. docker0) that are no
+    /// uplink: eBPF host routing does not route onto them, the host's
+    /// firewall keeps judging that traffic.
+    async fn sync_no_shortcut(&mut self) -> anyhow::Result<()> {
+        let rows = self.links.dump().await?;
+        let uplinks: std::collections::HashSet<u32> =
+            self.uplinks.values().map(|u| u.ifindex).collect();
+        let bridges: std::collections::HashSet<&str> =
+            self.networks.values().map(|n| n.bridge.as_str()).collect();
+        let masters = rows
+            .iter()
+            .filter_map(|r| r.master)
+            .chain(
+                rows.iter()
+                    .filter(|r| bridges.contains(r.name.as_str()))
+                    .map(|r| r.index),
+            )
+            .filter(|i| !uplinks.contains(i))
+            .collect();
+        self.datapath.set_no_shortcut(&masters)
     }
 }

@@ -11,7 +11,7 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 21] {
+fn expected() -> [(&'static str, usize, usize); 22] {
     let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
@@ -47,6 +47,7 @@ fn expected() -> [(&'static str, usize, usize); 21] {
         (MAP_LAST_DROP, size_of::<u32>(), size_of::<u32>()),
         (MAP_EP_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
         (MAP_NET_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
+        (MAP_NO_SHORTCUT, size_of::<u32>(), size_of::<u32>()),
     ]
 }
 

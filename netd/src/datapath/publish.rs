@@ -60,15 +60,20 @@ impl Datapath {
 
     /// Makes `HOST_ADDRS` hold exactly `addrs`.
     pub fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<()> {
-        let mut map: HashMap<_, u32, u32> = HashMap::try_from(self.map_mut(MAP_HOST_ADDRS)?)?;
         let wanted: HashSet<u32> = addrs.iter().map(|a| addr_key(*a)).collect();
+        self.set_keys(MAP_HOST_ADDRS, &wanted)
+            .context("failed to write the host addresses")
+    }
+
+    /// Makes the `u32 -> u32` set map `name` hold exactly `wanted`.
+    pub(super) fn set_keys(&mut self, name: &str, wanted: &HashSet<u32>) -> Result<()> {
+        let mut map: HashMap<_, u32, u32> = HashMap::try_from(self.map_mut(name)?)?;
         let present: HashSet<u32> = map.keys().filter_map(Result::ok).collect();
-        for stale in present.difference(&wanted) {
+        for stale in present.difference(wanted) {
             let _ = map.remove(stale);
         }
         for new in wanted.difference(&present) {
-            map.insert(new, 1, 0)
-                .context("failed to write a host address")?;
+            map.insert(new, 1, 0)?;
         }
         Ok(())
     }

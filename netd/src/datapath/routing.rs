@@ -1,11 +1,13 @@
 //! Host routing: the mode the programs run in (`SETTINGS`) and the
 //! counters of what they delivered themselves and what they left to the
 //! kernel (`ROUTING`).
+use std::collections::HashSet;
+
 use anyhow::{anyhow, Context, Result};
 use aya::maps::{Array, PerCpuArray};
 use netd_common::{
     routing::{HOST_ROUTING_EBPF, HOST_ROUTING_KERNEL},
-    Fallback, Settings, Shortcut, MAP_ROUTING, MAP_SETTINGS,
+    Fallback, Settings, Shortcut, MAP_NO_SHORTCUT, MAP_ROUTING, MAP_SETTINGS,
 };
 use serde::Serialize;
 
@@ -68,6 +70,13 @@ impl Datapath {
             HOST_ROUTING_KERNEL => HostRouting::Kernel,
             _ => HostRouting::Ebpf,
         })
+    }
+
+    /// Makes `NO_SHORTCUT` list exactly `ifindexes` (bridges and other
+    /// master devices that are no uplink).
+    pub fn set_no_shortcut(&mut self, ifindexes: &HashSet<u32>) -> Result<()> {
+        self.set_keys(MAP_NO_SHORTCUT, ifindexes)
+            .context("failed to write the devices the fib shortcut leaves alone")
     }
 
     pub fn routing_counts(&self) -> Result<RoutingCounts> {
