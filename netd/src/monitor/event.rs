@@ -130,7 +130,8 @@ impl Decoded {
         if e.kind == EVENT_NAT {
             bits |= EVENT_FLOW;
         }
-        let nat = (e.kind == EVENT_NAT).then(|| if e.reason == NAT_SNAT { "snat" } else { "dnat" });
+        let nat_side = if e.reason == NAT_SNAT { "snat" } else { "dnat" };
+        let nat = (e.kind == EVENT_NAT).then_some(nat_side);
         Decoded {
             kind: TYPES
                 .iter()
