@@ -956,6 +956,22 @@ impl Bed {
         }
     }
 
+    /// Entries of the pinned map `name` (BPFFS/v1/maps/NAME, `bpftool map
+    /// dump`).
+    pub fn map_entries(&self, name: &str) -> usize {
+        let pin = self.bpffs().join("v1/maps").join(name);
+        let pin = pin.display().to_string();
+        let out = run_timeout(
+            "bpftool",
+            &["-j", "map", "dump", "pinned", &pin],
+            Duration::from_secs(10),
+        );
+        assert!(out.success(), "dumping {name}:\n{out}");
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("bpftool output for {name} is not JSON ({e})"));
+        v.as_array().map_or(0, Vec::len)
+    }
+
     /// Pinned TCX links under BPFFS/v1/links.
     pub fn pinned_links(&self) -> Vec<PathBuf> {
         let dir = self.bpffs().join("v1/links");

@@ -451,6 +451,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         Ep::new(&format!("{}/{net}", c.name), &c.ns, self.ip(c, net))
     }
 
+    /// The netd container of `c`'s endpoint on `net` (named by the first 12
+    /// hex digits of Docker's endpoint id).
+    pub fn endpoint_name(&self, c: &DCtr, net: &str) -> String {
+        let v = self.inspect(&c.name);
+        let id = v["NetworkSettings"]["Networks"][net]["EndpointID"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} has no endpoint on {net}", c.name));
+        id.chars().take(12).collect()
+    }
+
     /// `docker rm -f` (the netns name goes first so it keeps nothing alive).
     pub fn rm(&self, c: &DCtr) {
         self.bed.drop_netns(&c.ns);

@@ -27,10 +27,20 @@ impl Response {
     }
 }
 
-fn exchange<S: Read + Write>(mut s: S, path: &str) -> anyhow::Result<Response> {
+fn exchange<S: Read + Write>(s: S, path: &str) -> anyhow::Result<Response> {
+    request(s, "GET", path, "")
+}
+
+fn request<S: Read + Write>(
+    mut s: S,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<Response> {
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).context("reading the response")?;
@@ -67,6 +77,14 @@ pub fn get_unix(socket: &Path, path: &str) -> anyhow::Result<Response> {
         .with_context(|| format!("connecting to {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
     exchange(s, path)
+}
+
+/// POST `body` to `path` over a Unix socket (e.g. the Docker driver's).
+pub fn post_unix(socket: &Path, path: &str, body: &str) -> anyhow::Result<Response> {
+    let s = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    request(s, "POST", path, body)
 }
 
 /// GET `path` from `addr` over TCP, from inside netns `ns`.

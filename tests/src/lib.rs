@@ -18,6 +18,7 @@ pub mod docker;
 pub mod firewall;
 pub mod http;
 pub mod netns;
+pub mod ports;
 pub mod runtimes;
 pub mod traffic;
 

@@ -4,8 +4,15 @@
 //! `docker rm`; packets between the containers' netns show who gets through.
 //! Skips (saying so) where docker.io is not installed.
 
-use netd_tests::docker::{Dockerd, Options};
+use std::net::Ipv4Addr;
+
+use netd_tests::docker::{DCtr, Dockerd, Options, IMAGE};
+use netd_tests::http::post_unix;
+use netd_tests::ports::{ask_from, sa, unanswered_from, Errs, PortServer, P};
 use netd_tests::{blocked, blocked_both, reach, reach_both, Bed};
+
+const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
 /// dockerd with its defaults (`--iptables=true`): it sets the host's
 /// FORWARD policy to DROP and turns on br_netfilter, which netd's eBPF host
@@ -122,4 +129,423 @@ fn icc_off_and_internal_networks() {
         bed.drop_count("internal-network") > before,
         "internal drops must be counted"
     );
+}
+
+#[test]
+fn connect_and_disconnect_with_traffic_after_each() {
+    let bed = Bed::without_agent(&[]);
+    let Some(d) = bed_with_docker(&bed, options()) else {
+        return;
+    };
+    d.network("left", &["--subnet", "10.91.5.0/24"]);
+    d.network("right", &["--subnet", "10.91.6.0/24"]);
+    let a = d.run("ca", &["--network", "left"]);
+    let b = d.run("cb", &["--network", "right"]);
+    let (a_left, b_right) = (d.ep(&a, "left"), d.ep(&b, "right"));
+    blocked(&a_left, &b_right);
+
+    d.ok(&["network", "connect", "right", "ca"]);
+    let a_right = d.ep(&a, "right");
+    assert!(a_right.ip.octets()[..3] == [10, 91, 6], "{a_right}");
+    reach_both(&a_right, &b_right);
+    // The first network still works, and still only within itself.
+    let c = d.run("cc", &["--network", "left"]);
+    reach_both(&a_left, &d.ep(&c, "left"));
+    let ls = bed.json(&["container", "ls", "--format", "json"]);
+    assert_eq!(ls.as_array().map(Vec::len), Some(4), "{ls}");
+
+    d.ok(&["network", "disconnect", "right", "ca"]);
+    let links = d.ok(&["exec", "ca", "ip", "-o", "link"]);
+    assert_eq!(
+        links.lines().count(),
+        2,
+        "lo and one interface left: {links}"
+    );
+    let before = bed.drop_count("network-isolation");
+    blocked_both(&a_left, &b_right);
+    assert!(bed.drop_count("network-isolation") > before);
+    reach_both(&a_left, &d.ep(&c, "left"));
+    let ls = bed.json(&["container", "ls", "--format", "json"]);
+    assert_eq!(ls.as_array().map(Vec::len), Some(3), "{ls}");
+}
+
+/// The host port netd published for `container_port/proto` of netd
+/// container `name`.
+fn host_port(bed: &Bed, name: &str, container_port: u16, proto: &str) -> u16 {
+    let v = bed.ctr_info(name);
+    v["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["ContainerPort"] == container_port && p["Protocol"] == proto)
+        .and_then(|p| p["HostPort"].as_u64())
+        .unwrap_or_else(|| panic!("{name} publishes no {container_port}/{proto}: {v}")) as u16
+}
+
+#[test]
+fn published_ports_from_world_and_other_networks() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    let Some(d) = bed_with_docker(&bed, options()) else {
+        return;
+    };
+    d.network("pub", &["--subnet", "10.91.7.0/24"]);
+    d.network("other", &["--subnet", "10.91.8.0/24"]);
+    let web = d.run(
+        "web",
+        &[
+            "--network",
+            "pub",
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "9000-9001:90-91",
+            "-p",
+            "203.0.113.2:7070:70",
+            "-p",
+            "7100-7105:71",
+            "-p",
+            "81",
+        ],
+    );
+    let srv = PortServer::start(&web.ns, &[80, 90, 91, 70, 71, 81], &[53]);
+    let name = d.endpoint_name(&web, "pub");
+    let in_range = host_port(&bed, &name, 71, "tcp");
+    assert!((7100..=7105).contains(&in_range), "71 on {in_range}");
+    let picked = host_port(&bed, &name, 81, "tcp");
+    assert!(picked != 0 && picked != 81, "81 on {picked}");
+
+    let mut errs = Errs::default();
+    for (p, host, port) in [
+        (P::Tcp, 8080, 80),
+        (P::Udp, 5353, 53),
+        (P::Tcp, 9000, 90),
+        (P::Tcp, 9001, 91),
+        (P::Tcp, 7070, 70),
+        (P::Tcp, in_range, 71),
+        (P::Tcp, picked, 81),
+    ] {
+        let dst = sa(UPLINK, host);
+        errs.answer(
+            &format!("{p:?} world -> {dst}"),
+            ask_from(&world, p, dst),
+            port,
+            dst,
+            &[WORLD],
+        );
+    }
+    errs.done("world -> published ports (client address kept)");
+
+    // A container on another network, via the host's address.
+    let cli = d.run("cli", &["--network", "other"]);
+    let cli_ip = d.ip(&cli, "other");
+    let gw_other = bed.gateway(&d.ok(&["network", "inspect", "-f", "{{.Id}}", "other"]));
+    let mut errs = Errs::default();
+    for (p, host, port) in [(P::Tcp, 8080, 80), (P::Udp, 5353, 53), (P::Tcp, 7070, 70)] {
+        let dst = sa(UPLINK, host);
+        errs.answer(
+            &format!("{p:?} cli -> {dst}"),
+            ask_from(&cli.ns, p, dst),
+            port,
+            dst,
+            &[cli_ip],
+        );
+    }
+    // The host-IP mapping is not on the other host addresses.
+    let hits = srv.count();
+    errs.ok(
+        "cli -> gateway:7070 (published on 203.0.113.2 only)",
+        unanswered_from(&cli.ns, P::Tcp, sa(gw_other, 7070)),
+    );
+    errs.check(srv.count() == hits, || {
+        "7070 answered via another address".into()
+    });
+    errs.done("other network -> published ports");
+
+    // Direct to the container's address: not from the other network
+    // (counted), not from the world even with a route to the subnet.
+    let web_ip = d.ip(&web, "pub");
+    let before = (srv.count(), bed.drop_count("network-isolation"));
+    let mut errs = Errs::default();
+    errs.ok(
+        "cli -> web:80 directly",
+        unanswered_from(&cli.ns, P::Tcp, sa(web_ip, 80)),
+    );
+    netd_tests::cmd::ip_ns(
+        &world,
+        &["route", "add", "10.91.7.0/24", "via", "203.0.113.2"],
+    )
+    .unwrap();
+    errs.ok(
+        "world -> web:80 directly",
+        unanswered_from(&world, P::Tcp, sa(web_ip, 80)),
+    );
+    errs.check(srv.count() == before.0, || {
+        format!("direct hits: {:?}", &srv.hits()[before.0..])
+    });
+    errs.check(bed.drop_count("network-isolation") > before.1, || {
+        "no isolation drop counted".into()
+    });
+    errs.done("direct access");
+
+    // A port already published: Docker's CLI shows netd's message, and the
+    // first mapping is untouched.
+    let err = d.fail(&[
+        "run",
+        "-d",
+        "--name",
+        "dup",
+        "--network",
+        "pub",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    assert!(
+        err.contains("port 0.0.0.0:8080/tcp is already published by"),
+        "{err}"
+    );
+    d.ok(&["rm", "-f", "dup"]);
+    let ls = bed.json(&["container", "ls", "--format", "json"]);
+    assert_eq!(
+        ls.as_array().map(Vec::len),
+        Some(2),
+        "the refused endpoint is gone: {ls}"
+    );
+    let mut errs = Errs::default();
+    errs.answer(
+        "world -> 8080 after the refusal",
+        ask_from(&world, P::Tcp, sa(UPLINK, 8080)),
+        80,
+        sa(UPLINK, 8080),
+        &[WORLD],
+    );
+    errs.done("after a refused publish");
+
+    // docker rm -f ends every mapping.
+    drop(srv);
+    d.rm(&web);
+    let mut errs = Errs::default();
+    for (p, host) in [(P::Tcp, 8080), (P::Udp, 5353), (P::Tcp, 7070)] {
+        errs.ok(
+            &format!("{p:?} world -> {host} after rm"),
+            unanswered_from(&world, p, sa(UPLINK, host)),
+        );
+    }
+    errs.done("after docker rm -f");
+    assert_eq!(bed.map_entries("PUBLISHED"), 0, "PUBLISHED must be empty");
+}
+
+/// Same-network traffic and the published port from the world, once.
+fn still_serving(d: &Dockerd<'_>, world: &str, web: &DCtr, peer: &DCtr, what: &str) {
+    let srv = PortServer::start(&web.ns, &[80], &[]);
+    reach_both(&d.ep(web, "keep"), &d.ep(peer, "keep"));
+    let mut errs = Errs::default();
+    let dst = sa(UPLINK, 8080);
+    errs.answer(
+        "world -> 8080",
+        ask_from(world, P::Tcp, dst),
+        80,
+        dst,
+        &[WORLD],
+    );
+    errs.done(what);
+    drop(srv);
+}
+
+fn netd_containers(bed: &Bed) -> usize {
+    let ls = bed.json(&["container", "ls", "--format", "json"]);
+    ls.as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn agent_and_dockerd_restarts_lose_nothing() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    let opts = Options {
+        live_restore: true,
+        ..options()
+    };
+    let Some(d) = bed_with_docker(&bed, opts) else {
+        return;
+    };
+    d.network("keep", &["--subnet", "10.91.9.0/24"]);
+    let web = d.run("web", &["--network", "keep", "-p", "8080:80"]);
+    let peer = d.run("peer", &["--network", "keep"]);
+    let gone = d.run("gone", &["--network", "keep"]);
+    let ips = (d.ip(&web, "keep"), d.ip(&peer, "keep"));
+    still_serving(&d, &world, &web, &peer, "before the restarts");
+    let veths = |bed: &Bed| {
+        bed.host_links()
+            .iter()
+            .filter(|l| l.starts_with("nd"))
+            .count()
+    };
+    assert_eq!(veths(&bed), 3);
+
+    bed.stop_agent();
+    let socket = bed.plugin_dir().join("netd.sock");
+    assert!(!socket.exists(), "SIGTERM must remove {}", socket.display());
+    still_serving(&d, &world, &web, &peer, "while the agent is stopped");
+    // Docker removes a container while the driver is away (its calls fail).
+    d.rm(&gone);
+    bed.start_agent();
+    assert!(
+        socket.exists(),
+        "the restarted agent serves the driver again"
+    );
+    still_serving(&d, &world, &web, &peer, "after the agent restart");
+    assert_eq!(
+        netd_containers(&bed),
+        2,
+        "the endpoint Docker removed is released"
+    );
+    assert_eq!(veths(&bed), 2, "and its veth pair is gone");
+
+    d.restart_dockerd();
+    assert_eq!(
+        (d.ip(&web, "keep"), d.ip(&peer, "keep")),
+        ips,
+        "same addresses"
+    );
+    still_serving(&d, &world, &web, &peer, "after the dockerd restart");
+    let late = d.run("late", &["--network", "keep"]);
+    reach_both(&d.ep(&late, "keep"), &d.ep(&web, "keep"));
+    assert_eq!(netd_containers(&bed), 3);
+}
+
+#[test]
+fn removal_leaves_nothing_and_bad_input_gets_netds_message() {
+    let bed = Bed::without_agent(&[]);
+    let Some(d) = bed_with_docker(&bed, options()) else {
+        return;
+    };
+    let (links0, pins0) = (bed.host_links(), bed.pinned_links());
+    d.network("tidy", &["--subnet", "10.91.10.0/24"]);
+    let a = d.run(
+        "ta",
+        &["--network", "tidy", "-p", "8081:80", "-p", "8081:80/udp"],
+    );
+    let b = d.run("tb", &["--network", "tidy"]);
+    reach_both(&d.ep(&a, "tidy"), &d.ep(&b, "tidy"));
+    assert_eq!(bed.map_entries("ENDPOINTS"), 2);
+    assert_eq!(bed.map_entries("PUBLISHED"), 2);
+    d.rm(&a);
+    d.rm(&b);
+    d.ok(&["network", "rm", "tidy"]);
+    assert_eq!(bed.host_links(), links0, "links left behind");
+    assert_eq!(bed.pinned_links(), pins0, "pins left behind");
+    for map in ["ENDPOINTS", "ENDPOINT_BY_IP", "PUBLISHED"] {
+        assert_eq!(bed.map_entries(map), 0, "{map} entries left behind");
+    }
+    let nets = bed.json(&["network", "ls", "--format", "json"]);
+    assert_eq!(
+        nets.as_array().map(Vec::len),
+        Some(1),
+        "only the default: {nets}"
+    );
+
+    // Bad input: Docker's CLI shows netd's one-line reason, nothing is made.
+    bed.network("native", &["--subnet", "10.91.11.0/24"]);
+    let before = bed.snapshot(&["native"], &[]);
+    for (args, says) in [
+        (
+            vec!["--subnet", "10.91.11.0/25", "clash"],
+            "subnet 10.91.11.0/25 overlaps network native (10.91.11.0/24)",
+        ),
+        (
+            vec!["-o", "icc=maybe", "badopt"],
+            "option icc must be true or false",
+        ),
+        (
+            vec!["-o", "com.docker.network.driver.mtu=9", "badmtu"],
+            "mtu 9 is out of range",
+        ),
+        (
+            vec!["--ipv6", "--subnet", "fd00:91::/64", "v6"],
+            "IPv4 only",
+        ),
+    ] {
+        let mut all = vec!["network", "create", "-d", "netd"];
+        all.extend(args);
+        let err = d.fail(&all);
+        assert!(err.contains(says), "expected {says:?} in: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    bed.assert_unchanged(&before, &["native"], &[], "refused docker network create");
+
+    // A host port a host process holds.
+    d.network("ports", &[]);
+    let holder = netd_tests::netns::spawn_in(bed.host_ns(), || {
+        let l = std::net::TcpListener::bind(("0.0.0.0", 8082))?;
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        drop(l);
+        Ok(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let err = d.fail(&[
+        "run",
+        "-d",
+        "--name",
+        "taken",
+        "--network",
+        "ports",
+        "-p",
+        "8082:80",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    assert!(
+        err.contains("host port 0.0.0.0:8082/tcp is already in use on the host"),
+        "{err}"
+    );
+    d.ok(&["rm", "-f", "taken"]);
+    let _ = netd_tests::netns::join(holder);
+    assert_eq!(netd_containers(&bed), 0, "the refused endpoint is gone");
+
+    // Calls the driver does not know, and bodies it cannot read.
+    let sock = bed.plugin_dir().join("netd.sock");
+    for (path, body, says) in [
+        (
+            "/NetworkDriver.Bogus",
+            "{}",
+            "does not implement NetworkDriver.Bogus",
+        ),
+        (
+            "/NetworkDriver.CreateNetwork",
+            "{",
+            "bad NetworkDriver.CreateNetwork request",
+        ),
+        (
+            "/NetworkDriver.Join",
+            r#"{"NetworkID":"ab","EndpointID":"cd"}"#,
+            "endpoint cd not found",
+        ),
+        ("/a/b", "", "not a Docker plugin call"),
+    ] {
+        let r = post_unix(&sock, path, body).unwrap_or_else(|e| panic!("{path}: {e:#}"));
+        assert_ne!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/vnd.docker.plugins.v1.2+json"),
+            "{path}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {r:?}"));
+        let err = v["Err"].as_str().unwrap_or_default();
+        assert!(err.contains(says), "{path}: expected {says:?} in {v}");
+    }
+    let r = post_unix(&sock, "/Plugin.Activate", "").unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, r#"{"Implements":["NetworkDriver"]}"#)
+    );
+    // Still serving Docker.
+    d.network("after", &[]);
+    d.run("fine", &["--network", "after"]);
 }

@@ -162,15 +162,31 @@ impl Agent {
                 // joined endpoint whose veth is gone lost its sandbox (the
                 // container ended, or Docker removed it while the agent was
                 // down); one not joined has no veth to check yet.
-                let veth = container.endpoints.first().map(|e| &e.host_ifname);
-                if !veth.is_some_and(|v| links.contains_key(v)) {
-                    if docker.sandbox_key.is_some() {
-                        self.release_container(&container.id).await?;
-                        self.repaired(format!(
-                            "released Docker endpoint {} (its veth is gone)",
-                            container.name
-                        ));
-                    }
+                let Some(ep) = container.endpoints.first() else {
+                    continue;
+                };
+                let joined = docker.sandbox_key.is_some();
+                let veth = links.contains_key(&ep.host_ifname);
+                // At start only: a container end back in this netns while
+                // joined means Docker removed the container while the agent
+                // was down (its Leave failed, it took the interface back).
+                // Right after a Join the end is here too, so the periodic
+                // sweep leaves that to Docker's Leave.
+                let given_back = upgrade && links.contains_key(&ep.ifname);
+                if joined && (!veth || given_back) {
+                    self.release_container(&container.id).await?;
+                    self.repaired(format!(
+                        "released Docker endpoint {} ({})",
+                        container.name,
+                        if veth {
+                            "Docker took its interface back while the agent was down"
+                        } else {
+                            "its veth is gone"
+                        }
+                    ));
+                    continue;
+                }
+                if !veth {
                     continue;
                 }
             } else if matches!(

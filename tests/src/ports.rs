@@ -1,0 +1,404 @@
+//! Published-port probes: a [`PortServer`] answering on fixed ports inside
+//! a netns, clients that read its answer (who it saw, which port answered,
+//! where the answer came from), clients that must get no answer, and
+//! [`Errs`] to collect failed expectations. Used by the publish tests and
+//! by the runtime (Docker) tests.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use nix::libc;
+
+use crate::netns::{join, spawn_in};
+
+pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(ip, port)
+}
+
+pub fn v4(a: SocketAddr) -> anyhow::Result<SocketAddrV4> {
+    match a {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(a) => bail!("unexpected IPv6 address {a}"),
+    }
+}
+
+// ---------------------------------------------------------------- server
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum P {
+    Tcp,
+    Udp,
+}
+
+/// One connection or datagram a [`PortServer`] answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub proto: P,
+    pub port: u16,
+    pub peer: SocketAddrV4,
+}
+
+/// TCP and UDP servers on 0.0.0.0:`ports` in a netns, all in one thread
+/// (poll). Each TCP connection gets `PEER a:p PORT n\n` and is closed; each
+/// datagram is answered with that line followed by the datagram. Every hit
+/// is recorded. Stopped on drop; lives at most two minutes.
+pub struct PortServer {
+    pub hits: Arc<Mutex<Vec<Hit>>>,
+    pub stop: Arc<AtomicBool>,
+    pub h: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub const SERVER_LIFETIME: Duration = Duration::from_secs(120);
+
+pub fn answer_line(peer: SocketAddrV4, port: u16) -> String {
+    format!("PEER {peer} PORT {port}\n")
+}
+
+impl PortServer {
+    pub fn start(ns: &str, tcp: &[u16], udp: &[u16]) -> PortServer {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<()>();
+        let (tcp, udp) = (tcp.to_vec(), udp.to_vec());
+        let (h2, st) = (hits.clone(), stop.clone());
+        let h = spawn_in(ns, move || {
+            let mut ls = Vec::new();
+            for &p in &tcp {
+                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, p))
+                    .with_context(|| format!("bind tcp {p}"))?;
+                l.set_nonblocking(true)?;
+                ls.push((l, p));
+            }
+            let mut us = Vec::new();
+            for &p in &udp {
+                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p))
+                    .with_context(|| format!("bind udp {p}"))?;
+                s.set_nonblocking(true)?;
+                us.push((s, p));
+            }
+            let _ = tx.send(());
+            let mut fds: Vec<libc::pollfd> = ls
+                .iter()
+                .map(|(l, _)| l.as_raw_fd())
+                .chain(us.iter().map(|(s, _)| s.as_raw_fd()))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            let start = Instant::now();
+            let mut buf = vec![0u8; 65536];
+            while !st.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
+                // SAFETY: a valid array of pollfds.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+                if n <= 0 {
+                    continue;
+                }
+                for (i, pfd) in fds.iter_mut().enumerate() {
+                    if pfd.revents == 0 {
+                        continue;
+                    }
+                    pfd.revents = 0;
+                    if i < ls.len() {
+                        let (l, port) = &ls[i];
+                        while let Ok((mut s, peer)) = l.accept() {
+                            let peer = v4(peer)?;
+                            h2.lock().unwrap().push(Hit {
+                                proto: P::Tcp,
+                                port: *port,
+                                peer,
+                            });
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                            let _ = s.write_all(answer_line(peer, *port).as_bytes());
+                            // Dropped: FIN after the line (nothing unread).
+                        }
+                    } else {
+                        let (s, port) = &us[i - ls.len()];
+                        // Errors: would-block and queued ICMP errors.
+                        while let Ok((n, src)) = s.recv_from(&mut buf) {
+                            let src = v4(src)?;
+                            h2.lock().unwrap().push(Hit {
+                                proto: P::Udp,
+                                port: *port,
+                                peer: src,
+                            });
+                            let mut reply = answer_line(src, *port).into_bytes();
+                            reply.extend_from_slice(&buf[..n]);
+                            let _ = s.send_to(&reply, src);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            stop.store(true, Ordering::SeqCst);
+            panic!("port server in {ns} did not start: {:?}", join(h).err());
+        }
+        PortServer {
+            hits,
+            stop,
+            h: Some(h),
+        }
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.hits.lock().unwrap().len()
+    }
+}
+
+impl Drop for PortServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.h.take() {
+            if let Err(e) = join(h) {
+                eprintln!("warning: port server: {e:#}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// What a client got back from a [`PortServer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The client address the server saw.
+    pub seen: SocketAddrV4,
+    /// The server (container) port that answered.
+    pub port: u16,
+    /// Where the answer came from as the client sees it (TCP peer address,
+    /// UDP source address).
+    pub from: SocketAddrV4,
+    /// The client socket's own address.
+    pub local: SocketAddrV4,
+}
+
+pub const PAYLOAD: &[u8] = b"netd-publish-probe";
+
+pub fn parse_answer(line: &str) -> anyhow::Result<(SocketAddrV4, u16)> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    match f.as_slice() {
+        ["PEER", peer, "PORT", port] => Ok((
+            peer.parse()
+                .with_context(|| format!("bad peer in {line:?}"))?,
+            port.parse()
+                .with_context(|| format!("bad port in {line:?}"))?,
+        )),
+        _ => bail!("expected `PEER a:p PORT n`, got {line:?}"),
+    }
+}
+
+/// TCP connect to `dst` and read the server's answer.
+pub fn tcp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
+    let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(2))
+        .with_context(|| format!("TCP connect to {dst}"))?;
+    let from = v4(s.peer_addr()?)?;
+    let local = v4(s.local_addr()?)?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .with_context(|| format!("TCP {dst}: reading the answer"))?;
+    let (seen, port) = parse_answer(text.trim()).with_context(|| format!("TCP {dst}"))?;
+    Ok(Answer {
+        seen,
+        port,
+        from,
+        local,
+    })
+}
+
+/// UDP datagram to `dst` from an unconnected socket (sendmsg/recvmsg);
+/// returns the answer and the source it came from (any source is taken,
+/// so that a wrong one is reported rather than ignored).
+pub fn udp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
+    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    s.set_read_timeout(Some(Duration::from_millis(400)))?;
+    let local = v4(s.local_addr()?)?;
+    let mut buf = vec![0u8; 65536];
+    let mut last = String::from("no answer");
+    for _ in 0..6 {
+        if let Err(e) = s.send_to(PAYLOAD, dst) {
+            last = format!("send: {e}");
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        match s.recv_from(&mut buf) {
+            Ok((n, src)) => {
+                let msg = &buf[..n];
+                let nl = msg
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .ok_or_else(|| anyhow!("UDP {dst}: answer without a line: {msg:?}"))?;
+                let (seen, port) = parse_answer(&String::from_utf8_lossy(&msg[..nl]))
+                    .with_context(|| format!("UDP {dst}"))?;
+                if &msg[nl + 1..] != PAYLOAD {
+                    bail!("UDP {dst}: the payload did not come back intact");
+                }
+                return Ok(Answer {
+                    seen,
+                    port,
+                    from: v4(src)?,
+                    local,
+                });
+            }
+            Err(e) => last = format!("recv: {e}"),
+        }
+    }
+    bail!("UDP to {dst}: {last}")
+}
+
+pub fn ask(p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
+    match p {
+        P::Tcp => tcp_ask(dst),
+        P::Udp => udp_ask(dst),
+    }
+}
+
+/// TCP to `dst` must not get an answer; returns how the connect failed.
+pub fn tcp_unanswered(dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+    match TcpStream::connect_timeout(&dst.into(), Duration::from_secs(1)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => {
+            bail!("harness: no route to {dst}: {e}")
+        }
+        Err(e) => Ok(e.kind()),
+        Ok(mut s) => {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            bail!(
+                "TCP to {dst} connected (local {:?}, peer {:?}), answer {text:?}",
+                s.local_addr(),
+                s.peer_addr()
+            )
+        }
+    }
+}
+
+/// No UDP answer comes back for datagrams to `dst`.
+pub fn udp_unanswered(dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    s.set_read_timeout(Some(Duration::from_millis(250)))?;
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..3 {
+        if let Err(e) = s.send_to(PAYLOAD, dst) {
+            if e.raw_os_error() == Some(libc::ENETUNREACH) {
+                bail!("harness: no route to {dst}: {e}");
+            }
+        }
+        if let Ok((n, src)) = s.recv_from(&mut buf) {
+            bail!(
+                "UDP to {dst} was answered from {src}: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+        }
+    }
+    Ok(ErrorKind::TimedOut)
+}
+
+pub fn unanswered(p: P, dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+    match p {
+        P::Tcp => tcp_unanswered(dst),
+        P::Udp => udp_unanswered(dst),
+    }
+}
+
+/// Runs `f` on a thread in netns `ns` and waits for it.
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    join(spawn_in(ns, f))
+}
+
+pub fn ask_from(ns: &str, p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
+    in_ns(ns, move || ask(p, dst))
+}
+
+pub fn unanswered_from(ns: &str, p: P, dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+    in_ns(ns, move || unanswered(p, dst))
+}
+
+// ---------------------------------------------------------------- checks
+
+/// Collects failed expectations and panics with all of them.
+#[derive(Default)]
+pub struct Errs(pub Vec<String>);
+
+impl Errs {
+    /// `r` must be an answer from container port `port`, coming from
+    /// `from`, with the server seeing one of `seen` as client address.
+    pub fn answer(
+        &mut self,
+        what: &str,
+        r: anyhow::Result<Answer>,
+        port: u16,
+        from: SocketAddrV4,
+        seen: &[Ipv4Addr],
+    ) -> Option<Answer> {
+        match r {
+            Err(e) => {
+                self.0.push(format!("{what}: {e:#}"));
+                None
+            }
+            Ok(a) => {
+                if a.port != port {
+                    self.0.push(format!(
+                        "{what}: answered by container port {}, expected {port}",
+                        a.port
+                    ));
+                }
+                if a.from != from {
+                    self.0.push(format!(
+                        "{what}: the answer came from {}, expected {from}",
+                        a.from
+                    ));
+                }
+                if !seen.contains(a.seen.ip()) {
+                    self.0.push(format!(
+                        "{what}: the container saw client {}, expected one of {seen:?}",
+                        a.seen
+                    ));
+                }
+                Some(a)
+            }
+        }
+    }
+
+    pub fn ok<T>(&mut self, what: &str, r: anyhow::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(format!("{what}: {e:#}"));
+                None
+            }
+        }
+    }
+
+    pub fn check(&mut self, cond: bool, msg: impl FnOnce() -> String) {
+        if !cond {
+            self.0.push(msg());
+        }
+    }
+
+    pub fn done(self, what: &str) {
+        assert!(
+            self.0.is_empty(),
+            "{what}: {} failed:\n  - {}",
+            self.0.len(),
+            self.0.join("\n  - ")
+        );
+    }
+}
