@@ -3,7 +3,9 @@
 //! plain Linux bridge with two namespaces on it — is dropped, while the same
 //! topology passes on the permissive host; and a rule added behind the bed's
 //! back is caught. `NETD_TEST_FIREWALL` runs the SPEC section-4 suites on
-//! these hosts; this file shows that those runs could fail.
+//! these hosts; this file shows that those runs could fail, and that with
+//! `--host-routing kernel` (the negative control) netd's forwarded traffic
+//! is dropped there.
 
 use netd_tests::cmd::ip_ns;
 use netd_tests::traffic::{allow, deny, Flow};
@@ -107,4 +109,47 @@ fn a_rule_added_behind_the_beds_back_is_caught() {
         bed.check_firewall()
             .unwrap_or_else(|e| panic!("after removing the probe rule: {e}"));
     }
+}
+
+/// The negative control on both fixture variants: with `--host-routing
+/// kernel` netd hands forwarded packets to the kernel, whose bridge and
+/// FORWARD chain the hostile host drops; with the default `ebpf` the same
+/// packets never meet them. (tests/tests/host_routing.rs has the full
+/// negative control — world, published ports, counters — on its own
+/// iptables host.)
+fn host_routing_modes(firewall: Firewall) {
+    for (mode, forwarded) in [("kernel", false), ("ebpf", true)] {
+        let bed = Bed::with_firewall(firewall, &["--host-routing", mode]);
+        let st = bed.json(&["status", "--format", "json"]);
+        assert_eq!(st["host_routing"]["mode"], mode, "{st}");
+        bed.network("n", &["--subnet", "10.99.2.0/24"]);
+        let a = bed.container("a", &["--network", "n"]);
+        let b = bed.container("b", &["--network", "n"]);
+        let (a, b) = (bed.ep(&a, "n"), bed.ep(&b, "n"));
+        let gw = bed.host(bed.gateway("n"));
+        let verdict = |from: &Ep, to: &Ep| {
+            if forwarded {
+                allow(from, to)
+            } else {
+                deny(from, to)
+            }
+        };
+        bed.expect(&[
+            verdict(&a, &b),
+            verdict(&b, &a),
+            // Control: host -> container is not forwarded, works in both.
+            allow(&gw, &a),
+        ]);
+        bed.assert_firewall_unchanged();
+    }
+}
+
+#[test]
+fn kernel_host_routing_is_dropped_on_the_iptables_host() {
+    host_routing_modes(Firewall::Iptables);
+}
+
+#[test]
+fn kernel_host_routing_is_dropped_on_the_nftables_host() {
+    host_routing_modes(Firewall::Nftables);
 }
