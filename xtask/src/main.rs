@@ -81,11 +81,12 @@ enum Cmd {
     },
     /// Build, then run every test (netns tests need root).
     Test {
-        /// Also run the reachability, masquerade, publish and DNS tests
-        /// again on each hostile host (iptables, nftables: FORWARD and INPUT
-        /// policy DROP, br_netfilter on).
+        /// Skip the second and third runs of the reachability, masquerade,
+        /// publish and DNS tests, on each hostile host (iptables, nftables:
+        /// FORWARD and INPUT policy DROP, br_netfilter on), which `test`
+        /// otherwise does after the workspace tests.
         #[arg(long)]
-        hostile: bool,
+        no_hostile: bool,
         /// Run only those hostile-host runs (for FIREWALL, or both).
         #[arg(long, value_name = "FIREWALL", num_args = 0..=1, default_missing_value = "all")]
         only_hostile: Option<String>,
@@ -133,10 +134,10 @@ fn main() -> Result<ExitCode> {
         Cmd::Build { release } => build(&root, release)?,
         Cmd::Run { release, args } => run(&root, release, &args)?,
         Cmd::Test {
-            hostile,
+            no_hostile,
             only_hostile,
             args,
-        } => test(&root, hostile, only_hostile.as_deref(), &args)?,
+        } => test(&root, !no_hostile, only_hostile.as_deref(), &args)?,
         Cmd::Bench { quick } => bench::bench(&root, quick)?,
         Cmd::Install { prefix, destdir } => install_cmd(&root, prefix, destdir)?,
         Cmd::Uninstall { prefix, destdir } => {
