@@ -130,6 +130,12 @@ pub struct Dockerd<'b> {
     ctr_cgroup: String,
 }
 
+/// Where the dockerd of `bed` serves its API (for the agent's
+/// `docker-host`).
+pub fn api_socket(bed: &Bed) -> PathBuf {
+    bed.dir().join("docker/docker.sock")
+}
+
 impl<'b> Dockerd<'b> {
     /// Starts containerd and dockerd in `bed`'s host netns and imports the
     /// image; `None` (after printing why) where docker.io is not installed.
@@ -356,7 +362,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     fn base_args(&self) -> Vec<String> {
         vec![
             "-H".into(),
-            format!("unix://{}", self.dir.join("docker.sock").display()),
+            format!("unix://{}", api_socket(self.bed).display()),
         ]
     }
 

@@ -35,7 +35,13 @@ fn bed_with_docker(bed: &Bed, opts: Options) -> Option<Dockerd<'_>> {
 
 #[test]
 fn networks_isolate_and_follow_docker_options() {
-    let bed = Bed::without_agent(&[]);
+    // The agent asks dockerd for container names (config key docker-host).
+    let bed = Bed::with_config("", &[]);
+    let key = format!(
+        "docker-host = {:?}\n",
+        netd_tests::docker::api_socket(&bed).display().to_string()
+    );
+    std::fs::write(bed.config_path(), key).unwrap();
     let Some(d) = bed_with_docker(&bed, options()) else {
         return;
     };
@@ -68,13 +74,32 @@ fn networks_isolate_and_follow_docker_options() {
         err.contains("bad address"),
         "c must not resolve from a: {err}"
     );
-    // The endpoints are netd containers, named by endpoint id.
+    // The endpoints are netd containers, named after Docker's containers.
+    let names = |bed: &Bed| {
+        let ls = bed.json(&["container", "ls", "--format", "json"]);
+        let mut v: Vec<String> = ls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                assert_eq!(e["Owner"], "docker", "{e}");
+                e["Name"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while names(&bed) != ["ca", "cb", "cc"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        names(&bed),
+        ["ca", "cb", "cc"],
+        "one netd container per endpoint"
+    );
     let ls = bed.json(&["container", "ls", "--format", "json"]);
     let eps = ls.as_array().expect("container ls is an array");
-    assert_eq!(eps.len(), 3, "one netd container per Docker endpoint: {ls}");
-    for e in eps {
-        assert_eq!(e["Owner"], "docker", "{e}");
-    }
     // netd's own verbs leave Docker's objects to Docker.
     let name = eps[0]["Name"].as_str().unwrap().to_string();
     let msg = bed.fail(&["container", "rm", &name]);

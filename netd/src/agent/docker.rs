@@ -472,6 +472,56 @@ impl Agent {
         Err(last.unwrap_or_else(|| AgentError::Invalid("no host port to publish on".into())))
     }
 
+    /// Networks with Docker endpoints still named by their id.
+    pub fn docker_unnamed_networks(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .containers
+            .values()
+            .filter(|c| c.is_docker() && c.name == short(&c.id))
+            .filter_map(|c| c.endpoints.first().map(|e| e.network_id.clone()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Names endpoints (endpoint id, container name) as dockerd says: the
+    /// container's name, or `NAME.NETWORK` for its second endpoint.
+    pub fn docker_name_endpoints(&mut self, names: &[(String, String)]) {
+        let mut changed = false;
+        for (endpoint, name) in names {
+            let Some(mut c) = self.docker_endpoint(endpoint) else {
+                continue;
+            };
+            let base = name.trim_start_matches('/');
+            if c.name != short(&c.id) || super::validate_name("container", base).is_err() {
+                continue;
+            }
+            let net = c.endpoints[0].network_id.clone();
+            let net_name = self
+                .networks
+                .get(&net)
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            let taken = |n: &str| self.containers.values().any(|o| o.name == n);
+            let Some(chosen) = [base.to_string(), format!("{base}.{net_name}")]
+                .into_iter()
+                .find(|n| !taken(n) && super::validate_name("container", n).is_ok())
+            else {
+                continue;
+            };
+            c.name = chosen;
+            if self.store.apply(&[StoreOp::PutContainer(&c)]).is_ok() {
+                info!(endpoint = %short(&c.id), name = %c.name, "Docker endpoint named");
+                self.containers.insert(c.id.clone(), c);
+                changed = true;
+            }
+        }
+        if changed {
+            self.state_changed();
+        }
+    }
+
     pub fn docker_revoke(&mut self, req: &EndpointRef) -> AgentResult<()> {
         let Some(mut c) = self.docker_endpoint(&req.endpoint_id) else {
             return Ok(());

@@ -133,6 +133,11 @@ pub struct DaemonArgs {
         default_value = "/run/docker/plugins/netd.sock"
     )]
     pub docker_plugin: String,
+    /// dockerd's API socket (e.g. /run/docker.sock): netd then names
+    /// Docker's endpoints after their containers (the driver protocol
+    /// carries ids only). Without it they keep their endpoint ids.
+    #[arg(long, value_name = "SOCKET")]
+    pub docker_host: Option<PathBuf>,
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,

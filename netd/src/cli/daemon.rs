@@ -164,6 +164,7 @@ pub fn run(settings: Settings) -> Result<()> {
         "" => anyhow::bail!("--docker-plugin needs a socket path or none"),
         path => Some(std::path::PathBuf::from(path)),
     };
+    let docker_host = settings.args.docker_host.clone();
     rt.block_on(async move {
         let socket = config.run_dir.join("netd.sock");
         let group = config.socket_group;
@@ -217,6 +218,9 @@ pub fn run(settings: Settings) -> Result<()> {
                 reload(&reloader, &levels, &mut running).await;
             }
         });
+        if let (Some(_), Some(host)) = (&plugin, docker_host) {
+            tokio::spawn(docker::names::follow(agent.clone(), host));
+        }
         let driver = plugin.map(|(listener, path)| {
             tokio::spawn(docker::server::serve(
                 agent.clone(),

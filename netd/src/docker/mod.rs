@@ -6,6 +6,9 @@
 //! - `types`: the request and answer bodies, as dockerd 20.10 sends them.
 //! - `server`: the HTTP server (axum) that turns calls into agent
 //!   operations (`agent::docker`) and errors into `{"Err": "..."}`.
+//! - `names`: with `--docker-host`, asks dockerd which container each
+//!   endpoint belongs to and names it so.
+pub mod names;
 pub mod server;
 pub mod types;
 
