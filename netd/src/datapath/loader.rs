@@ -11,7 +11,7 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
-        LinkOrder, SchedClassifier, TcAttachType,
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
@@ -112,8 +112,7 @@ impl Datapath {
             .context("failed to load the eBPF object")?;
         for name in PROGRAMS {
             let prog = classifier(&mut ebpf, name)?;
-            prog.load()
-                .with_context(|| format!("the verifier rejected {name}"))?;
+            Self::load_program(name, || prog.load())?;
             pin_program(prog, &pins.progs().join(name))?;
         }
         {
@@ -121,8 +120,7 @@ impl Datapath {
                 .program_mut(UPLINK_XDP)
                 .ok_or_else(|| anyhow!("program {UPLINK_XDP} missing from the eBPF object"))?
                 .try_into()?;
-            prog.load()
-                .with_context(|| format!("the verifier rejected {UPLINK_XDP}"))?;
+            Self::load_program(UPLINK_XDP, || prog.load())?;
             pin_program(prog, &pins.progs().join(UPLINK_XDP))?;
         }
         for name in super::SOCK_PROGRAMS {
@@ -130,8 +128,7 @@ impl Datapath {
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
                 .try_into()?;
-            prog.load()
-                .with_context(|| format!("the verifier rejected {name}"))?;
+            Self::load_program(name, || prog.load())?;
             pin_program(prog, &pins.progs().join(name))?;
         }
         Ok(Self { ebpf, pins })
@@ -290,6 +287,22 @@ impl Datapath {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("failed to unpin {}", pin.display())),
         }
+    }
+
+    /// Loads one program. The verifier gives up with EAGAIN when a signal is
+    /// pending for the loading thread (a child exiting, a busy test process);
+    /// that says nothing about the program, so the load is tried again, as
+    /// libbpf does.
+    fn load_program(name: &str, mut load: impl FnMut() -> Result<(), ProgramError>) -> Result<()> {
+        const TRIES: usize = 5;
+        for _ in 1..TRIES {
+            match load() {
+                Err(ProgramError::LoadError { io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EAGAIN) => {}
+                r => return r.with_context(|| format!("the verifier rejected {name}")),
+            }
+        }
+        load().with_context(|| format!("the verifier rejected {name}"))
     }
 
     /// Names of pinned links: `<ifname>_<program>`.
