@@ -278,9 +278,15 @@ fn workspace_tests(
     failed: &mut Vec<&'static str>,
 ) {
     let mut cmd = cargo(root);
-    cmd.args(["test", "--no-fail-fast", "--workspace", "--exclude", "netd-ebpf"])
-        .env("NETD_BIN", netd_bin)
-        .env_remove("NETD_TEST_FIREWALL");
+    cmd.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--exclude",
+        "netd-ebpf",
+    ])
+    .env("NETD_BIN", netd_bin)
+    .env_remove("NETD_TEST_FIREWALL");
     add_test_args(&mut cmd, args);
     if let Err(e) = run_ok(&mut cmd) {
         eprintln!("xtask: {e:#}");
