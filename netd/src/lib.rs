@@ -1,7 +1,7 @@
 //! netd: Docker-style container networking with an eBPF datapath.
 //!
 //! - `model`: networks, containers and endpoints as stored.
-//! - `ipam`: subnet pools and address allocation.
+//! - `ipam`, `ipam6`: subnet pools and address allocation (IPv4, IPv6).
 //! - `store`: the embedded transactional store (redb).
 //! - `net`: rtnetlink work (bridges, veths, container netns).
 //! - `datapath`: loading, pinning and feeding the eBPF programs.
@@ -21,6 +21,7 @@ pub mod error;
 pub mod explain;
 pub mod fault;
 pub mod ipam;
+pub mod ipam6;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

@@ -1,7 +1,11 @@
 //! What the agent stores: networks, containers and their endpoints.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -29,6 +33,19 @@ pub struct Network {
     /// Who made the network and may remove it.
     #[serde(default)]
     pub owner: Owner,
+    /// The IPv6 side of a dual-stack network (`--ipv6`); `None` (and
+    /// absent in state stored before IPv6 existed): IPv4 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Config>,
+}
+
+/// A network's IPv6 subnet, gateway (on the bridge) and allocation range.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ipv6Config {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv6Net>,
 }
 
 /// Who manages a network or container: netd's own API, or dockerd through
@@ -140,6 +157,9 @@ pub struct Endpoint {
     /// A MAC given on add/connect; `None`: derived from the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<[u8; 6]>,
+    /// The IPv6 address on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 impl Endpoint {

@@ -1,6 +1,11 @@
 //! Publish specs, as `docker run -p`:
-//! `[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]`.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+//! `[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]`, an
+//! IPv6 HOST_IP in brackets (`[::]:8080:80`, `[2001:db8::1]:8080:80`).
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,28 +52,57 @@ impl FromStr for Proto {
 /// One published port (ranges are expanded to one mapping per port).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// `None`: every host address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: every host IPv4 address; `::`: every host IPv6 address;
+    /// else that host address.
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
 }
 
+impl PortMapping {
+    /// Published on IPv6 (reaches the container's IPv6 address).
+    pub fn is_ipv6(&self) -> bool {
+        matches!(self.host_ip, Some(IpAddr::V6(_)))
+    }
+
+    /// The IPv4 host address (`None`: all, or an IPv6 mapping).
+    pub fn host_v4(&self) -> Option<Ipv4Addr> {
+        match self.host_ip {
+            Some(IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        }
+    }
+
+    /// The host address, the unspecified one of its family for "all".
+    pub fn host_addr(&self) -> IpAddr {
+        self.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Do both need the same (host address, port, protocol)? A wildcard
+    /// covers every address of its family.
+    pub fn clashes(&self, other: &PortMapping) -> bool {
+        let (a, b) = (self.host_addr(), other.host_addr());
+        self.proto == other.proto
+            && self.host_port == other.host_port
+            && a.is_ipv4() == b.is_ipv4()
+            && (a == b || a.is_unspecified() || b.is_unspecified())
+    }
+}
+
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        write!(
-            f,
-            "{}/{} -> {ip}:{}",
-            self.container_port, self.proto, self.host_port
-        )
+        let addr = std::net::SocketAddr::new(self.host_addr(), self.host_port);
+        write!(f, "{}/{} -> {addr}", self.container_port, self.proto)
     }
 }
 
 /// A parsed spec: host port 0 means "netd picks one".
 #[derive(Debug, PartialEq, Eq)]
 pub struct PublishSpec {
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: not given (every address of both families, as Docker);
+    /// `0.0.0.0` / `::`: every address of that family.
+    pub host_ip: Option<IpAddr>,
     pub host_ports: Option<(u16, u16)>,
     pub container_ports: (u16, u16),
     pub proto: Proto,
@@ -104,21 +138,33 @@ impl FromStr for PublishSpec {
             Some((rest, proto)) => (rest, proto.parse()?),
             None => (spec, Proto::Tcp),
         };
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (host_ip, host, container) = match parts.as_slice() {
-            [c] => (None, None, *c),
-            [h, c] => (None, Some(*h), *c),
-            [ip, h, c] => (Some(*ip), Some(*h).filter(|h| !h.is_empty()), *c),
-            _ => return Err(format!("invalid publish spec {spec:?}: expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]")),
-        };
-        let host_ip = match host_ip {
-            Some(ip) => {
-                let ip: Ipv4Addr = ip
+        // `[V6]:` first: its colons are not separators.
+        let (bracketed, rest) = match rest.strip_prefix('[') {
+            Some(inner) => {
+                let (ip, after) = inner.split_once("]:").ok_or_else(|| {
+                    format!(
+                        "invalid publish spec {spec:?}: expected [IPV6]:[HOST_PORT]:CONTAINER_PORT"
+                    )
+                })?;
+                let ip: Ipv6Addr = ip
                     .parse()
-                    .map_err(|_| format!("invalid host address {ip:?} in {spec:?} (IPv4 only)"))?;
-                (!ip.is_unspecified()).then_some(ip)
+                    .map_err(|_| format!("invalid IPv6 host address {ip:?} in {spec:?}"))?;
+                (Some(ip), after)
             }
-            None => None,
+            None => (None, rest),
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (host_ip, host, container) = match (bracketed, parts.as_slice()) {
+            (Some(ip), [h, c]) => (Some(IpAddr::V6(ip)), Some(*h).filter(|h| !h.is_empty()), *c),
+            (None, [c]) => (None, None, *c),
+            (None, [h, c]) => (None, Some(*h), *c),
+            (None, [ip, h, c]) => {
+                let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                    format!("invalid host address {ip:?} in {spec:?} (IPv4, or IPv6 in brackets: [::1]:8080:80)")
+                })?;
+                (Some(IpAddr::V4(ip)), Some(*h).filter(|h| !h.is_empty()), *c)
+            }
+            _ => return Err(format!("invalid publish spec {spec:?}: expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (an IPv6 HOST_IP in brackets)")),
         };
         let container_ports = port_range(container, "container")?;
         let host_ports = host.map(|h| port_range(h, "host")).transpose()?;
@@ -139,15 +185,26 @@ impl FromStr for PublishSpec {
 }
 
 impl PublishSpec {
-    /// One mapping per port; host port 0 where netd must choose.
-    pub fn expand(&self) -> Vec<PortMapping> {
+    /// One mapping per port and family; host port 0 where netd must
+    /// choose. Without a host address: IPv4, and IPv6 too when `ipv6` (the
+    /// container has an IPv6 address), each IPv6 mapping right after its
+    /// IPv4 one.
+    pub fn expand(&self, ipv6: bool) -> Vec<PortMapping> {
         let (c0, c1) = self.container_ports;
+        let hosts: Vec<Option<IpAddr>> = match self.host_ip {
+            None if ipv6 => vec![None, Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED))],
+            None => vec![None],
+            Some(IpAddr::V4(ip)) if ip.is_unspecified() => vec![None],
+            Some(ip) => vec![Some(ip)],
+        };
         (c0..=c1)
-            .map(|c| PortMapping {
-                host_ip: self.host_ip,
-                host_port: self.host_ports.map_or(0, |(h0, _)| h0 + (c - c0)),
-                container_port: c,
-                proto: self.proto,
+            .flat_map(|c| {
+                hosts.iter().map(move |host_ip| PortMapping {
+                    host_ip: *host_ip,
+                    host_port: self.host_ports.map_or(0, |(h0, _)| h0 + (c - c0)),
+                    container_port: c,
+                    proto: self.proto,
+                })
             })
             .collect()
     }
@@ -169,17 +226,58 @@ mod tests {
             (None, Some((8080, 8080)), (80, 80), Proto::Tcp)
         );
         let s = spec("127.0.0.1:8080:80/udp").unwrap();
-        assert_eq!(s.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(s.host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(s.proto, Proto::Udp);
         let s = spec("80").unwrap();
         assert_eq!(s.host_ports, None);
         let s = spec("10.0.0.1::80/sctp").unwrap();
         assert_eq!((s.host_ports, s.proto), (None, Proto::Sctp));
         let s = spec("0.0.0.0:9000-9002:7000-7002").unwrap();
-        assert_eq!(s.host_ip, None);
-        let m = s.expand();
+        assert_eq!(s.host_ip, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+        // 0.0.0.0 is IPv4 only, even for a container with IPv6.
+        let m = s.expand(true);
         assert_eq!(m.len(), 3);
-        assert_eq!((m[2].host_port, m[2].container_port), (9002, 7002));
+        assert_eq!(
+            (m[2].host_ip, m[2].host_port, m[2].container_port),
+            (None, 9002, 7002)
+        );
+    }
+
+    #[test]
+    fn ipv6_forms() {
+        let any6 = Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        let s = spec("[::]:8080:80").unwrap();
+        assert_eq!((s.host_ip, s.host_ports), (any6, Some((8080, 8080))));
+        let s = spec("[2001:db8::1]:8080-8081:80-81/udp").unwrap();
+        assert_eq!(s.host_ip, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(s.proto, Proto::Udp);
+        let m = s.expand(false);
+        assert_eq!(m.len(), 2);
+        assert!(m.iter().all(PortMapping::is_ipv6));
+        assert_eq!(m[1].to_string(), "81/udp -> [2001:db8::1]:8081");
+        let s = spec("[::1]::80").unwrap();
+        assert_eq!(s.host_ports, None);
+        // No address: both families for a container with IPv6, in pairs.
+        let m = spec("8080-8081:80-81").unwrap().expand(true);
+        let hosts: Vec<_> = m.iter().map(|m| (m.host_ip, m.host_port)).collect();
+        assert_eq!(
+            hosts,
+            [(None, 8080), (any6, 8080), (None, 8081), (any6, 8081)]
+        );
+        assert_eq!(m[1].to_string(), "80/tcp -> [::]:8080");
+        assert_eq!(spec("8080:80").unwrap().expand(false).len(), 1);
+    }
+
+    #[test]
+    fn clashes_are_per_family() {
+        let m = |s: &str| spec(s).unwrap().expand(true);
+        let (v4, v6) = (m("0.0.0.0:8080:80").remove(0), m("[::]:8080:80").remove(0));
+        assert!(!v4.clashes(&v6));
+        assert!(v6.clashes(&m("[::1]:8080:81").remove(0)));
+        assert!(v4.clashes(&m("127.0.0.1:8080:81").remove(0)));
+        assert!(!v6.clashes(&m("127.0.0.1:8080:81").remove(0)));
+        assert!(!v6.clashes(&m("[::]:8080:80/udp").remove(0)));
+        assert!(!m("[::1]:8080:80")[0].clashes(&m("[::2]:8080:80")[0]));
     }
 
     /// The message is the contract: each bad spec is refused with what is
@@ -203,11 +301,27 @@ mod tests {
             ),
             (
                 "a:b:c:d",
-                r#"invalid publish spec "a:b:c:d": expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]"#,
+                r#"invalid publish spec "a:b:c:d": expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (an IPv6 HOST_IP in brackets)"#,
             ),
             (
                 "300.0.0.1:80:80",
-                r#"invalid host address "300.0.0.1" in "300.0.0.1:80:80" (IPv4 only)"#,
+                r#"invalid host address "300.0.0.1" in "300.0.0.1:80:80" (IPv4, or IPv6 in brackets: [::1]:8080:80)"#,
+            ),
+            (
+                "::1:8080:80",
+                r#"invalid publish spec "::1:8080:80": expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (an IPv6 HOST_IP in brackets)"#,
+            ),
+            (
+                "[::1:8080:80",
+                r#"invalid publish spec "[::1:8080:80": expected [IPV6]:[HOST_PORT]:CONTAINER_PORT"#,
+            ),
+            (
+                "[10.0.0.1]:8080:80",
+                r#"invalid IPv6 host address "10.0.0.1" in "[10.0.0.1]:8080:80""#,
+            ),
+            (
+                "[::1]:80",
+                r#"invalid publish spec "[::1]:80": expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (an IPv6 HOST_IP in brackets)"#,
             ),
             (
                 "90-80",

@@ -15,6 +15,9 @@ use crate::model::{Container, Network};
 
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+/// Per-host settings chosen once (the ULA prefix of IPv6 networks).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const META_ULA: &str = "ula-prefix";
 
 /// One change inside a transaction.
 pub enum StoreOp<'a> {
@@ -36,8 +39,32 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(NETWORKS)?;
         tx.open_table(CONTAINERS)?;
+        tx.open_table(META)?;
         tx.commit()?;
         Ok(Self { db })
+    }
+
+    /// This host's RFC 4193 prefix (fd00::/8 and a random 40-bit global
+    /// id, a /48) that IPv6 subnets are taken from: chosen and stored on
+    /// first use, the same ever after.
+    pub fn ula_prefix(&self) -> Result<ipnet::Ipv6Net> {
+        let tx = self.db.begin_write()?;
+        let prefix = {
+            let mut meta = tx.open_table(META)?;
+            let stored = meta
+                .get(META_ULA)?
+                .map(|v| serde_json::from_slice::<ipnet::Ipv6Net>(v.value()));
+            match stored {
+                Some(p) => p.context("corrupt stored ULA prefix")?,
+                None => {
+                    let p = crate::ipam6::ula_prefix(rand::random());
+                    meta.insert(META_ULA, encode(&p)?.as_slice())?;
+                    p
+                }
+            }
+        };
+        tx.commit().context("failed to commit to the store")?;
+        Ok(prefix)
     }
 
     pub fn networks(&self) -> Result<Vec<Network>> {
@@ -91,4 +118,69 @@ impl Store {
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory, removed when dropped.
+    struct TmpDir(std::path::PathBuf);
+
+    impl TmpDir {
+        fn new() -> TmpDir {
+            let d = std::env::temp_dir().join(format!(
+                "netd-store-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            std::fs::create_dir_all(&d).unwrap();
+            TmpDir(d)
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// State written before IPv6 existed (no `ipv6`, no `ip6` keys) loads
+    /// as IPv4-only networks and endpoints, and stays loadable once saved.
+    #[test]
+    fn state_from_before_ipv6_loads() {
+        let dir = TmpDir::new();
+        let store = Store::open(&dir.0).unwrap();
+        let net = r#"{"id":"n1","name":"a","datapath_id":1,"bridge":"br-n1",
+            "subnet":"10.1.0.0/24","gateway":"10.1.0.1","ip_range":null,"internal":false,
+            "icc":true,"masquerade":true,"mtu":1500,"labels":{},"options":{},
+            "created":"2026-01-01T00:00:00Z"}"#;
+        let ctr = r#"{"id":"c1","name":"x","netns":"/run/netns/x","mode":"bridge",
+            "endpoints":[{"network_id":"n1","ip":"10.1.0.2","ifname":"eth0",
+            "host_ifname":"nd00000000000","aliases":[]}],"created":"2026-01-01T00:00:00Z"}"#;
+        let tx = store.db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(NETWORKS).unwrap();
+            t.insert("n1", net.as_bytes()).unwrap();
+            let mut t = tx.open_table(CONTAINERS).unwrap();
+            t.insert("c1", ctr.as_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+        let nets = store.networks().unwrap();
+        assert_eq!(nets[0].ipv6, None);
+        let ctrs = store.containers().unwrap();
+        assert_eq!(ctrs[0].endpoints[0].ip6, None);
+        store.apply(&[StoreOp::PutNetwork(&nets[0])]).unwrap();
+        assert_eq!(store.networks().unwrap(), nets);
+    }
+
+    #[test]
+    fn ula_prefix_is_chosen_once() {
+        let dir = TmpDir::new();
+        let first = Store::open(&dir.0).unwrap().ula_prefix().unwrap();
+        assert_eq!(first.prefix_len(), 48);
+        assert_eq!(first.addr().octets()[0], 0xfd);
+        let again = Store::open(&dir.0).unwrap().ula_prefix().unwrap();
+        assert_eq!(first, again);
+    }
 }

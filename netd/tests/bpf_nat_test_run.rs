@@ -402,7 +402,7 @@ fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
     // A port published on one host address does not answer on another.
     dp.publish(
         &PortMapping {
-            host_ip: Some(ip([198, 51, 100, 8])),
+            host_ip: Some(ip([198, 51, 100, 8]).into()),
             host_port: 9090,
             container_port: 90,
             proto: Proto::Tcp,

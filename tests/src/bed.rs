@@ -819,6 +819,36 @@ impl Bed {
         Ep::new(&format!("{}/{net}", c.name), &c.ns, self.ip(c, net))
     }
 
+    /// The IPv6 address of container `c` on network `net` (inspect's
+    /// `GlobalIPv6Address`).
+    pub fn ip6(&self, c: &Ctr, net: &str) -> std::net::Ipv6Addr {
+        let v = self.ctr_info(&c.name);
+        let ip = v["Networks"][net]["GlobalIPv6Address"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| panic!("container {} has no IPv6 address on {net}: {v}", c.name));
+        ip.parse()
+            .unwrap_or_else(|e| panic!("bad IPv6 address {ip:?}: {e}"))
+    }
+
+    /// Container `c` on network `net` by its IPv6 address, as a probe
+    /// endpoint.
+    pub fn ep6(&self, c: &Ctr, net: &str) -> Ep {
+        Ep::v6(&format!("{}/{net}/v6", c.name), &c.ns, self.ip6(c, net))
+    }
+
+    /// The IPv6 gateway of network `name` (its second IPAM entry).
+    pub fn gateway6(&self, name: &str) -> std::net::Ipv6Addr {
+        let v = self.net_info(name);
+        v["IPAM"]["Config"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["Gateway"].as_str()?.parse().ok())
+            .next()
+            .unwrap_or_else(|| panic!("network {name} has no IPv6 gateway: {v}"))
+    }
+
     /// `status --format json`'s `drops` map.
     pub fn drops(&self) -> BTreeMap<String, u64> {
         let v = self.json(&["status", "--format", "json"]);

@@ -5,11 +5,12 @@
 //! nothing got through. Negative probes fail loudly on harness problems
 //! (bind errors, missing routes) so that "dropped" never passes by accident.
 //! Every probe is bounded: positive ones by a few seconds, negative ones by
-//! about 1.5 s.
+//! about 1.5 s. Addresses may be IPv4 or IPv6 (ICMPv6 echo, TCP and UDP
+//! over IPv6 alike).
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -26,16 +27,52 @@ pub struct Ep {
     pub name: String,
     /// Netns name (under /run/netns).
     pub ns: String,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
 }
 
 impl Ep {
     pub fn new(name: &str, ns: &str, ip: Ipv4Addr) -> Ep {
+        Ep::at(name, ns, ip.into())
+    }
+
+    /// An endpoint by its IPv6 address.
+    pub fn v6(name: &str, ns: &str, ip: Ipv6Addr) -> Ep {
+        Ep::at(name, ns, ip.into())
+    }
+
+    pub fn at(name: &str, ns: &str, ip: IpAddr) -> Ep {
         Ep {
             name: name.to_string(),
             ns: ns.to_string(),
             ip,
         }
+    }
+
+    /// The IPv4 address (panics on an IPv6 endpoint: a test bug).
+    pub fn ip4(&self) -> Ipv4Addr {
+        match self.ip {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) => panic!("{} has IPv6 address {ip}, not IPv4", self.name),
+        }
+    }
+}
+
+/// The unspecified address of `ip`'s family (what a sender binds).
+fn any_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// A peer address as IPv4 or IPv6 (an IPv4-mapped IPv6 peer as IPv4).
+fn plain(addr: SocketAddr) -> IpAddr {
+    match addr {
+        SocketAddr::V4(a) => IpAddr::V4(*a.ip()),
+        SocketAddr::V6(a) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V6(*a.ip()), IpAddr::V4),
     }
 }
 
@@ -85,10 +122,7 @@ fn stop_reached(stop: &AtomicBool, stopped_at: &mut Option<Instant>, start: Inst
 fn tcp_server(
     to: &Ep,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<(
-    u16,
-    std::thread::JoinHandle<anyhow::Result<Option<Ipv4Addr>>>,
-)> {
+) -> anyhow::Result<(u16, std::thread::JoinHandle<anyhow::Result<Option<IpAddr>>>)> {
     let (ptx, prx) = mpsc::channel::<u16>();
     let ip = to.ip;
     let h = spawn_in(&to.ns, move || {
@@ -106,11 +140,7 @@ fn tcp_server(
                     if let Ok(n) = s.read(&mut buf) {
                         let _ = s.write_all(&buf[..n]);
                     }
-                    let peer = match peer {
-                        SocketAddr::V4(a) => *a.ip(),
-                        SocketAddr::V6(a) => bail!("unexpected IPv6 peer {a}"),
-                    };
-                    return Ok(Some(peer));
+                    return Ok(Some(plain(peer)));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     if stop_reached(&stop, &mut stopped_at, start) {
@@ -131,7 +161,7 @@ fn tcp_server(
 }
 
 /// TCP from `from_ns` to `to`; returns the peer address the server saw.
-pub fn tcp(from_ns: &str, to: &Ep) -> anyhow::Result<Ipv4Addr> {
+pub fn tcp(from_ns: &str, to: &Ep) -> anyhow::Result<IpAddr> {
     let stop = Arc::new(AtomicBool::new(false));
     let (port, server) = tcp_server(to, stop.clone()).context("harness")?;
     let addr = SocketAddr::from((to.ip, port));
@@ -191,10 +221,7 @@ fn udp_receiver(
     to: &Ep,
     echo: bool,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<(
-    u16,
-    std::thread::JoinHandle<anyhow::Result<Option<Ipv4Addr>>>,
-)> {
+) -> anyhow::Result<(u16, std::thread::JoinHandle<anyhow::Result<Option<IpAddr>>>)> {
     let (ptx, prx) = mpsc::channel::<u16>();
     let ip = to.ip;
     let h = spawn_in(&to.ns, move || {
@@ -213,11 +240,7 @@ fn udp_receiver(
                     if echo {
                         let _ = s.send_to(&buf[..n], src);
                     }
-                    let src = match src {
-                        SocketAddr::V4(a) => *a.ip(),
-                        SocketAddr::V6(a) => bail!("unexpected IPv6 source {a}"),
-                    };
-                    return Ok(Some(src));
+                    return Ok(Some(plain(src)));
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     if stop_reached(&stop, &mut stopped_at, start) {
@@ -242,12 +265,12 @@ fn udp_receiver(
     }
 }
 
-fn udp_probe(from_ns: &str, to: &Ep, echo: bool) -> anyhow::Result<Ipv4Addr> {
+fn udp_probe(from_ns: &str, to: &Ep, echo: bool) -> anyhow::Result<IpAddr> {
     let stop = Arc::new(AtomicBool::new(false));
     let (port, rx) = udp_receiver(to, echo, stop.clone()).context("harness")?;
     let addr = SocketAddr::from((to.ip, port));
     let sender = spawn_in(from_ns, move || {
-        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let s = UdpSocket::bind((any_of(addr.ip()), 0))?;
         s.set_read_timeout(Some(Duration::from_millis(300)))?;
         let mut last = String::from("no reply");
         let mut buf = [0u8; 256];
@@ -283,13 +306,13 @@ fn udp_probe(from_ns: &str, to: &Ep, echo: bool) -> anyhow::Result<Ipv4Addr> {
 
 /// A UDP datagram from `from_ns` reaches `to` and the echo comes back.
 /// Returns the source address the receiver saw.
-pub fn udp(from_ns: &str, to: &Ep) -> anyhow::Result<Ipv4Addr> {
+pub fn udp(from_ns: &str, to: &Ep) -> anyhow::Result<IpAddr> {
     udp_probe(from_ns, to, true)
 }
 
 /// A UDP datagram from `from_ns` reaches `to` (no reply needed). Returns
 /// the source address the receiver saw.
-pub fn udp_oneway(from_ns: &str, to: &Ep) -> anyhow::Result<Ipv4Addr> {
+pub fn udp_oneway(from_ns: &str, to: &Ep) -> anyhow::Result<IpAddr> {
     udp_probe(from_ns, to, false)
 }
 
@@ -299,7 +322,7 @@ pub fn no_udp(from_ns: &str, to: &Ep) -> anyhow::Result<()> {
     let (port, rx) = udp_receiver(to, false, stop.clone()).context("harness")?;
     let addr = SocketAddr::from((to.ip, port));
     let sender = spawn_in(from_ns, move || {
-        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let s = UdpSocket::bind((any_of(addr.ip()), 0))?;
         for i in 0..NEG_UDP_ROUNDS * NEG_UDP_BURST {
             if i > 0 && i % NEG_UDP_BURST == 0 {
                 std::thread::sleep(Duration::from_millis(250));
@@ -330,9 +353,10 @@ fn ping(from_ns: &str, args: &[&str]) -> crate::cmd::Out {
     run_timeout("nsenter", &all, Duration::from_secs(10))
 }
 
-/// `ping` from `from_ns` to `to` gets a reply (3 tries, 2 s each at most).
-pub fn icmp(from_ns: &str, to: Ipv4Addr) -> anyhow::Result<()> {
-    let dst = to.to_string();
+/// `ping` from `from_ns` to `to` gets a reply (3 tries, 2 s each at most);
+/// ICMPv6 echo for an IPv6 address.
+pub fn icmp(from_ns: &str, to: impl Into<IpAddr>) -> anyhow::Result<()> {
+    let dst = to.into().to_string();
     let mut last = None;
     for _ in 0..3 {
         let out = ping(from_ns, &["-c", "1", "-W", "2", &dst]);
@@ -346,8 +370,8 @@ pub fn icmp(from_ns: &str, to: Ipv4Addr) -> anyhow::Result<()> {
 
 /// `ping` from `from_ns` to `to` gets no reply (exit code 1: sent, nothing
 /// came back). Any other failure is reported as a harness problem.
-pub fn no_icmp(from_ns: &str, to: Ipv4Addr) -> anyhow::Result<()> {
-    let dst = to.to_string();
+pub fn no_icmp(from_ns: &str, to: impl Into<IpAddr>) -> anyhow::Result<()> {
+    let dst = to.into().to_string();
     let count = NEG_PINGS.to_string();
     let out = ping(from_ns, &["-c", &count, "-i", "0.2", "-W", "1", &dst]);
     match out.code {

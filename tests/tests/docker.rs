@@ -56,7 +56,7 @@ fn networks_isolate_and_follow_docker_options() {
     let b = d.run("cb", &["--network", "n1"]);
     let c = d.run("cc", &["--network", "n2"]);
     let (ea, eb, ec) = (d.ep(&a, "n1"), d.ep(&b, "n1"), d.ep(&c, "n2"));
-    assert!(ea.ip.octets()[..3] == [10, 91, 1], "a got {}", ea.ip);
+    assert!(ea.ip4().octets()[..3] == [10, 91, 1], "a got {}", ea.ip);
     // Same network: every protocol, both ways, with the sender's address.
     reach_both(&ea, &eb);
     // Docker's embedded DNS still answers on netd networks.
@@ -171,7 +171,7 @@ fn connect_and_disconnect_with_traffic_after_each() {
 
     d.ok(&["network", "connect", "right", "ca"]);
     let a_right = d.ep(&a, "right");
-    assert!(a_right.ip.octets()[..3] == [10, 91, 6], "{a_right}");
+    assert!(a_right.ip4().octets()[..3] == [10, 91, 6], "{a_right}");
     reach_both(&a_right, &b_right);
     // The first network still works, and still only within itself.
     let c = d.run("cc", &["--network", "left"]);

@@ -836,7 +836,7 @@ fn traffic_survives_agent_kill_and_restart() {
     assert_published(&bed, &c);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (p_ab, rx_ab) = stream_rx(&b.ns, eb.ip, 0);
+    let (p_ab, rx_ab) = stream_rx(&b.ns, eb.ip4(), 0);
     let (_, rx_pub) = stream_rx(&c.ns, Ipv4Addr::UNSPECIFIED, CTR_PORT);
     let (p_nat, rx_nat) = stream_rx(bed.world(), WORLD, 0);
     let tx_ab = stream_tx(&a.ns, SocketAddr::from((eb.ip, p_ab)), stop.clone());
@@ -1461,9 +1461,9 @@ fn pinned_link_removed_is_reattached() {
     // counted, while a's own address passes to b on the same path.
     let spoof: Ipv4Addr = "10.83.4.200".parse().unwrap();
     ip_ns(&a.ns, &["addr", "add", "10.83.4.200/32", "dev", "eth0"]).unwrap();
-    let own = udp_from(&a.ns, ea.ip, &eb, 5).unwrap_or_else(|e| panic!("{e:#}"));
+    let own = udp_from(&a.ns, ea.ip4(), &eb, 5).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
-        own.contains(&ea.ip),
+        own.contains(&ea.ip4()),
         "control: UDP from a's own address should reach b, b saw {own:?}"
     );
     let before = bed.drop_count("spoofed-source");

@@ -891,7 +891,7 @@ fn world_cannot_reach_container_addresses() {
     // Controls in the same topology: both containers reach the world.
     let srv = Servers::start(&world, WORLD);
     expect_egress(&a.ns, &world, &srv, UPLINK, true, "control: a -> world");
-    expect_egress(&r.ns, &world, &srv, re.ip, false, "control: r -> world");
+    expect_egress(&r.ns, &world, &srv, re.ip4(), false, "control: r -> world");
     // The world reaches the host itself (the uplink address; a hostile
     // host's INPUT chain drops and counts it).
     bed.ping_host(&world, UPLINK)

@@ -376,7 +376,7 @@ fn explain_agrees_with_real_traffic_and_leaves_conntrack_alone() {
     let (a1e, a2e, b1e) = (ep(&a1, "ea"), ep(&a2, "ea"), ep(&b1, "eb"));
     let (c2e, i2e) = (ep(&c2, "closed"), ep(&i2, "inner"));
     let world_ep = Ep::new("world", &world, w);
-    let real = |r: anyhow::Result<Ipv4Addr>| r.map(|_| ()).map_err(|e| format!("{e:#}"));
+    let real = |r: anyhow::Result<std::net::IpAddr>| r.map(|_| ()).map_err(|e| format!("{e:#}"));
     let checks: Vec<(usize, Result<(), String>)> = vec![
         (0, real(tcp(&a1.ns, &a2e))),
         (1, no_tcp(&a1.ns, &b1e).map_err(|e| format!("{e:#}"))),

@@ -18,7 +18,7 @@ fn same_network_allowed() {
     let a = bed.container("a", &["--network", "net1"]);
     let b = bed.container("b", &["--network", "net1"]);
     let (a1, b1) = (bed.ep(&a, "net1"), bed.ep(&b, "net1"));
-    assert!(a1.ip.octets()[..3] == [10, 91, 1] && b1.ip.octets()[..3] == [10, 91, 1]);
+    assert!(a1.ip4().octets()[..3] == [10, 91, 1] && b1.ip4().octets()[..3] == [10, 91, 1]);
     expect(&[allow(&a1, &b1), allow(&b1, &a1)]);
 }
 
@@ -164,7 +164,7 @@ fn default_bridge_isolated_from_user_networks() {
         bed.ep(&u, "net1"),
     );
     assert_eq!(
-        d.ip.octets()[..2],
+        d.ip4().octets()[..2],
         [172, 17],
         "default network should be 172.17.0.0/16"
     );

@@ -71,6 +71,8 @@ impl Agent {
             }
             if let Some(ns) = &ns {
                 problems.extend(check_inside(ns, ep, &net, *i == 0).await?);
+                let default6 = self.carries_default_route6(&c.id, ep);
+                problems.extend(check_inside6(ns, ep, &net, default6).await?);
             }
             if *i == 0 {
                 problems.extend(self.check_ports(&c, ep.ip)?);
@@ -85,7 +87,7 @@ impl Agent {
         let mut problems = Vec::new();
         for m in &c.ports {
             let key = (
-                m.host_ip.map(addr_key).unwrap_or(0),
+                m.host_v4().map(addr_key).unwrap_or(0),
                 m.host_port.to_be(),
                 m.proto.number(),
             );
@@ -132,6 +134,34 @@ async fn check_inside(
         problems.push(format!(
             "no default route via {} on {}",
             net.gateway, ep.ifname
+        ));
+    }
+    Ok(problems)
+}
+
+/// The IPv6 side of one endpoint (nothing to check without one).
+async fn check_inside6(
+    ns: &ContainerNs,
+    ep: &Endpoint,
+    net: &Network,
+    default_route: bool,
+) -> AgentResult<Vec<String>> {
+    let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) else {
+        return Ok(Vec::new());
+    };
+    // A missing interface is reported by the IPv4 check.
+    let Some((addrs, gateway)) = ns.ipv6_state(&ep.ifname).await? else {
+        return Ok(Vec::new());
+    };
+    let mut problems = Vec::new();
+    let want = format!("{ip6}/{}", v6.subnet.prefix_len());
+    if !addrs.iter().any(|a| a.to_string() == want) {
+        problems.push(format!("interface {} lacks address {want}", ep.ifname));
+    }
+    if default_route && gateway != Some(v6.gateway) {
+        problems.push(format!(
+            "no IPv6 default route via {} on {}",
+            v6.gateway, ep.ifname
         ));
     }
     Ok(problems)

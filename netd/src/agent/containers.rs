@@ -40,8 +40,8 @@ impl Agent {
         if !req.publish.is_empty() && !matches!(requested, Requested::Network(_)) {
             return invalid("publishing ports needs a network (not none, host or container mode)");
         }
-        if req.ip.is_some() && !matches!(requested, Requested::Network(_)) {
-            return invalid("--ip needs a network to take the address from");
+        if (req.ip.is_some() || req.ip6.is_some()) && !matches!(requested, Requested::Network(_)) {
+            return invalid("--ip and --ip6 need a network to take the address from");
         }
         if (req.ifname.is_some() || req.mac.is_some())
             && !matches!(requested, Requested::Network(_))
@@ -89,8 +89,14 @@ impl Agent {
                 )?;
                 ports = self.plan_ports(&net, &req.publish)?;
                 let ns = open_netns(&container)?;
-                let ep =
-                    self.new_endpoint(&container, &net, req.ip, req.aliases, req.ifname, mac)?;
+                let ep = self.new_endpoint(
+                    &container,
+                    &net,
+                    (req.ip, req.ip6),
+                    req.aliases,
+                    req.ifname,
+                    mac,
+                )?;
                 self.plumb_endpoint(&container.id, &ns, &net, &ep, true)
                     .await
                     .with_context(|| {

@@ -98,7 +98,7 @@ fn candidates(b: &PortBinding) -> AgentResult<Option<Vec<PortMapping>>> {
     let host_ip = match b.host_ip.as_str() {
         "" => None,
         s => match s.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) => (!ip.is_unspecified()).then_some(ip),
+            Ok(std::net::IpAddr::V4(ip)) => (!ip.is_unspecified()).then_some(ip.into()),
             Ok(std::net::IpAddr::V6(ip)) if ip.is_unspecified() => return Ok(None),
             _ => {
                 return invalid(format!(
@@ -260,6 +260,7 @@ impl Agent {
             host_ifname: format!("{}{suffix}", super::start::HOST_VETH_PREFIX),
             aliases: Vec::new(),
             mac,
+            ip6: None,
         };
         let container = Container {
             id: req.endpoint_id.clone(),

@@ -41,7 +41,8 @@ pub(super) fn network_info(net: &Network) -> NetworkInfo {
 impl Agent {
     /// Creates the bridge (if missing) and the network's datapath entry.
     pub(super) async fn realise_network(&mut self, net: &Network) -> Result<()> {
-        self.links
+        let bridge = self
+            .links
             .ensure_bridge(
                 &net.bridge,
                 &net.id,
@@ -51,6 +52,14 @@ impl Agent {
                 net.subnet.prefix_len(),
             )
             .await?;
+        if let Some(v6) = &net.ipv6 {
+            crate::net::sysctl::enable_ipv6_forwarding()?;
+            crate::net::sysctl::enable_ipv6_on(&net.bridge)?;
+            self.links
+                .ensure_address6(bridge, v6.gateway, v6.subnet.prefix_len())
+                .await
+                .with_context(|| format!("on bridge {}", net.bridge))?;
+        }
         crate::fault::point("network-create:bridge");
         self.datapath
             .upsert_network(net.subnet, network_info(net))?;
@@ -127,6 +136,16 @@ impl Agent {
             default_route.then_some(net.gateway),
         )
         .await?;
+        if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {
+            let default6 = self.carries_default_route6(owner, ep);
+            ns.configure_ipv6(
+                &ep.ifname,
+                ip6,
+                v6.subnet.prefix_len(),
+                default6.then_some(v6.gateway),
+            )
+            .await?;
+        }
         crate::fault::point("endpoint:configured");
         self.publish_endpoint(net, ep, ifindex)?;
         crate::fault::point("endpoint:attached");

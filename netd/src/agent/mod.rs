@@ -9,6 +9,7 @@ mod containers;
 mod docker;
 mod endpoints;
 mod explain;
+mod ipv6;
 mod lock;
 mod metrics;
 mod names;
@@ -43,6 +44,10 @@ pub struct AgentConfig {
     pub dns_upstreams: Vec<std::net::SocketAddr>,
     /// Candidate subnets for new networks; empty means the built-in pools.
     pub default_pools: Vec<Ipv4Net>,
+    /// Pools of IPv6 subnets; empty means the host's ULA prefix.
+    pub default_pools_v6: Vec<ipnet::Ipv6Net>,
+    /// The default network gets an IPv6 subnet too.
+    pub ipv6: bool,
     pub default_bridge: bool,
     /// Uplink devices; empty means those of the default route(s).
     pub uplinks: Vec<String>,

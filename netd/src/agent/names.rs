@@ -21,6 +21,7 @@ impl Agent {
                 id: n.id.clone(),
                 subnet: n.subnet,
                 gateway: n.gateway,
+                subnet6: n.ipv6.as_ref().map(|v6| v6.subnet),
                 internal: n.internal,
                 serve: !n.is_default(),
             })
@@ -34,6 +35,7 @@ impl Agent {
                     container: c.name.clone(),
                     aliases: ep.aliases.clone(),
                     ip: ep.ip,
+                    ip6: ep.ip6,
                 })
             })
             .collect();

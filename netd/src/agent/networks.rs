@@ -137,6 +137,7 @@ impl Agent {
             }
         };
         let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
+        let ipv6 = self.plan_ipv6(&req).await?;
         let id = id.unwrap_or_else(new_id);
         let bridge = req
             .bridge
@@ -174,6 +175,7 @@ impl Agent {
             options: req.options,
             created: now(),
             owner,
+            ipv6,
         };
         if let Err(e) = self.realise_network(&network).await {
             self.unrealise_network(&network).await;
@@ -283,7 +285,14 @@ impl Agent {
         let mac = requested_mac(req.mac.as_deref())?;
         let ns = ContainerNs::open(&container.netns)
             .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
-        let ep = self.new_endpoint(&container, &net, req.ip, req.aliases, req.ifname, mac)?;
+        let ep = self.new_endpoint(
+            &container,
+            &net,
+            (req.ip, req.ip6),
+            req.aliases,
+            req.ifname,
+            mac,
+        )?;
         let default_route = container.endpoints.is_empty();
         self.plumb_endpoint(&container.id, &ns, &net, &ep, default_route)
             .await
@@ -341,6 +350,9 @@ impl Agent {
                 }
             }
         }
+        if ep.ip6.is_some() && container.endpoints[..pos].iter().all(|e| e.ip6.is_none()) {
+            self.move_default_route6(&container).await;
+        }
         self.store.apply(&[StoreOp::PutContainer(&container)])?;
         self.containers
             .insert(container.id.clone(), container.clone());
@@ -353,13 +365,14 @@ impl Agent {
         &self,
         container: &Container,
         net: &Network,
-        ip: Option<std::net::Ipv4Addr>,
+        (ip, ip6): (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
         aliases: Vec<String>,
         ifname: Option<String>,
         mac: Option<[u8; 6]>,
     ) -> AgentResult<Endpoint> {
         let used = self.used_addresses(net);
         let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, ip)?;
+        let ip6 = self.allocate_ip6(net, ip6)?;
         let in_use: HashSet<&str> = container
             .endpoints
             .iter()
@@ -391,6 +404,7 @@ impl Agent {
             host_ifname: format!("{}{}", super::start::HOST_VETH_PREFIX, &new_id()[..11]),
             aliases,
             mac,
+            ip6,
         })
     }
 

@@ -13,11 +13,14 @@
 //! bind carries no `SO_REUSEADDR` and would fail against any.
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     os::fd::OwnedFd,
 };
 
-use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+use nix::sys::socket::{
+    bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+    SockaddrStorage,
+};
 use tracing::warn;
 
 use super::Agent;
@@ -28,7 +31,7 @@ use crate::{
 };
 
 /// (host address or any, port, protocol) of a published port.
-pub(super) type PortKey = (Option<Ipv4Addr>, u16, Proto);
+pub(super) type PortKey = (Option<IpAddr>, u16, Proto);
 
 /// Sockets holding published host ports.
 #[derive(Default)]
@@ -44,12 +47,6 @@ impl Reservations {
 
 fn key_of(m: &PortMapping) -> PortKey {
     (m.host_ip, m.host_port, m.proto)
-}
-
-fn clashes(a: &PortMapping, b: &PortMapping) -> bool {
-    a.proto == b.proto
-        && a.host_port == b.host_port
-        && (a.host_ip == b.host_ip || a.host_ip.is_none() || b.host_ip.is_none())
 }
 
 /// How a published port is held on the host.
@@ -89,27 +86,60 @@ fn hold_port(m: &PortMapping, hold: Hold) -> AgentResult<(OwnedFd, u16)> {
         // No SCTP in this kernel: the published table alone guards it.
         Proto::Sctp => return Err(AgentError::Internal(anyhow::anyhow!("no SCTP sockets"))),
     };
-    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
+    let ip = m.host_addr();
+    let family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None)
         .map_err(|e| AgentError::Internal(anyhow::anyhow!("socket: {e}")))?;
     if hold == Hold::SharedWithRuntime {
-        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReuseAddr, &true)
+        setsockopt(&fd, sockopt::ReuseAddr, &true)
             .map_err(|e| AgentError::Internal(anyhow::anyhow!("SO_REUSEADDR: {e}")))?;
     }
-    let ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let addr = SockaddrIn::from(SocketAddrV4::new(ip, m.host_port));
+    if ip.is_ipv6() {
+        // `[::]` holds the IPv6 port only; 0.0.0.0 has its own holder.
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)
+            .map_err(|e| AgentError::Internal(anyhow::anyhow!("IPV6_V6ONLY: {e}")))?;
+    }
+    let addr = SockaddrStorage::from(SocketAddr::new(ip, m.host_port));
+    let shown = SocketAddr::new(ip, m.host_port);
     bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).map_err(|e| match e {
         nix::errno::Errno::EADDRINUSE => AgentError::Conflict(format!(
-            "host port {ip}:{}/{} is already in use on the host",
-            m.host_port, m.proto
+            "host port {shown}/{} is already in use on the host",
+            m.proto
         )),
         nix::errno::Errno::EADDRNOTAVAIL => {
             AgentError::Invalid(format!("{ip} is not an address of this host"))
         }
-        e => AgentError::Internal(anyhow::anyhow!("bind {ip}:{}: {e}", m.host_port)),
+        e => AgentError::Internal(anyhow::anyhow!("bind {shown}: {e}")),
     })?;
-    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
+    let bound: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
         .map_err(|e| AgentError::Internal(anyhow::anyhow!("getsockname: {e}")))?;
-    Ok((fd, bound.port()))
+    let port = bound
+        .as_sockaddr_in()
+        .map(|a| a.port())
+        .or_else(|| bound.as_sockaddr_in6().map(|a| a.port()))
+        .unwrap_or(m.host_port);
+    Ok((fd, port))
+}
+
+/// Why `m`, published on an IPv6 host address, is refused for a container
+/// whose first network is `net`.
+fn refuse_ipv6_port(net: &Network, m: &PortMapping) -> String {
+    if net.ipv6.is_none() {
+        format!(
+            "cannot publish {m}: the container has no IPv6 address (network {} is IPv4 only; \
+             create it with --ipv6, or publish on an IPv4 host address)",
+            net.name
+        )
+    } else {
+        format!(
+            "cannot publish {m}: publishing on IPv6 host addresses needs the IPv6 datapath, \
+             which this netd does not have yet; publish on an IPv4 host address"
+        )
+    }
 }
 
 impl Agent {
@@ -132,7 +162,11 @@ impl Agent {
         let mut mappings = Vec::new();
         for spec in specs {
             let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;
-            mappings.extend(parsed.expand());
+            let expanded = parsed.expand(false);
+            if let Some(m) = expanded.iter().find(|m| m.is_ipv6()) {
+                return invalid(refuse_ipv6_port(net, m));
+            }
+            mappings.extend(expanded);
         }
         self.check_mappings(net, mappings)
     }
@@ -171,11 +205,10 @@ impl Agent {
                     .values()
                     .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
                     .chain(wanted.iter().map(|p| ("(this request)", p)));
-                if let Some((owner, p)) = published.into_iter().find(|(_, p)| clashes(p, &m)) {
+                if let Some((owner, p)) = published.into_iter().find(|(_, p)| p.clashes(&m)) {
                     return conflict(format!(
-                        "port {}:{}/{} is already published by {owner}",
-                        p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        p.host_port,
+                        "port {}/{} is already published by {owner}",
+                        std::net::SocketAddr::new(p.host_addr(), p.host_port),
                         p.proto
                     ));
                 }
@@ -270,7 +303,7 @@ impl Agent {
                 }
                 self.datapath.publish(m, target)?;
                 owned.insert((
-                    m.host_ip.map(crate::datapath::addr_key).unwrap_or(0),
+                    m.host_v4().map(crate::datapath::addr_key).unwrap_or(0),
                     m.host_port.to_be(),
                     m.proto.number(),
                 ));

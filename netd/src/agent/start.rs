@@ -97,6 +97,8 @@ impl Agent {
             && !agent.networks.values().any(|n| n.name == DEFAULT_NETWORK)
         {
             agent.create_default_network().await?;
+        } else if agent.config.ipv6 {
+            agent.default_network_ipv6().await?;
         }
         agent.sync_uplinks().await?;
         agent.sync_host_addrs().await?;
@@ -116,6 +118,7 @@ impl Agent {
             name: DEFAULT_NETWORK.into(),
             subnet: Some(subnet),
             bridge: Some(DEFAULT_BRIDGE.into()),
+            ipv6: self.config.ipv6,
             ..Default::default()
         };
         self.create_network(req).await?;

@@ -4,8 +4,34 @@ use serde_json::{json, Map, Value};
 use super::Agent;
 use crate::{
     error::AgentResult,
-    model::{format_mac, Container, Mode, Network},
+    model::{format_mac, Container, Endpoint, Mode, Network},
 };
+
+/// `IPAM.Config` as Docker shows it: the IPv4 entry, then the IPv6 one.
+fn ipam_config(net: &Network) -> Vec<Value> {
+    let mut config = vec![json!({
+        "Subnet": net.subnet.to_string(),
+        "Gateway": net.gateway.to_string(),
+        "IPRange": net.ip_range.map(|r| r.to_string()),
+    })];
+    if let Some(v6) = &net.ipv6 {
+        config.push(json!({
+            "Subnet": v6.subnet.to_string(),
+            "Gateway": v6.gateway.to_string(),
+            "IPRange": v6.ip_range.map(|r| r.to_string()),
+        }));
+    }
+    config
+}
+
+/// A network's `Containers[].IPv6Address`: ADDR/PREFIX, or "" (Docker's
+/// empty value).
+fn ipv6_address(net: &Network, ep: &Endpoint) -> String {
+    match (ep.ip6, &net.ipv6) {
+        (Some(ip), Some(v6)) => format!("{ip}/{}", v6.subnet.prefix_len()),
+        _ => String::new(),
+    }
+}
 
 impl Agent {
     pub fn network_view(&self, net: &Network) -> Value {
@@ -17,6 +43,7 @@ impl Agent {
                     json!({
                         "Name": c.name,
                         "IPv4Address": format!("{}/{}", ep.ip, net.subnet.prefix_len()),
+                        "IPv6Address": ipv6_address(net, ep),
                         "MacAddress": format_mac(ep.mac()),
                         "Interface": ep.ifname,
                         "HostInterface": ep.host_ifname,
@@ -53,15 +80,12 @@ impl Agent {
             "Created": net.created,
             "Scope": "local",
             "Driver": "bridge",
-            "EnableIPv6": false,
+            "EnableIPv4": true,
+            "EnableIPv6": net.ipv6.is_some(),
             "Internal": net.internal,
             "IPAM": {
                 "Driver": "default",
-                "Config": [{
-                    "Subnet": net.subnet.to_string(),
-                    "Gateway": net.gateway.to_string(),
-                    "IPRange": net.ip_range.map(|r| r.to_string()),
-                }],
+                "Config": ipam_config(net),
             },
             "Containers": containers,
             "Counters": self.network_counters(net.datapath_id),
@@ -82,6 +106,8 @@ impl Agent {
             let Some(net) = self.networks.get(&ep.network_id) else {
                 continue;
             };
+            // The IPv6 side, when this endpoint has it.
+            let v6 = net.ipv6.as_ref().filter(|_| ep.ip6.is_some());
             networks.insert(
                 net.name.clone(),
                 json!({
@@ -90,6 +116,9 @@ impl Agent {
                     "IPPrefixLen": net.subnet.prefix_len(),
                     "PrefixLen": net.subnet.prefix_len(),
                     "Gateway": net.gateway.to_string(),
+                    "GlobalIPv6Address": ep.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+                    "GlobalIPv6PrefixLen": v6.map_or(0, |v6| v6.subnet.prefix_len()),
+                    "IPv6Gateway": v6.map(|v6| v6.gateway.to_string()).unwrap_or_default(),
                     "MacAddress": format_mac(ep.mac()),
                     "Interface": ep.ifname,
                     "HostInterface": ep.host_ifname,
@@ -117,7 +146,7 @@ impl Agent {
             .iter()
             .map(|m| {
                 json!({
-                    "HostIp": m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                    "HostIp": m.host_addr().to_string(),
                     "HostPort": m.host_port,
                     "ContainerPort": m.container_port,
                     "Protocol": m.proto.to_string(),

@@ -1,7 +1,11 @@
 //! Request bodies of the API, shared by the server and the CLI client.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// The API version prefix every route lives under.
@@ -13,6 +17,18 @@ pub struct NetworkCreate {
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
+    /// Dual stack: an IPv6 subnet too (`subnet6`, or a /64 of the pool).
+    #[serde(default)]
+    pub ipv6: bool,
+    /// `Some(false)`: no IPv4 on the network (IPv6-only).
+    #[serde(default)]
+    pub ipv4: Option<bool>,
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub ip_range6: Option<Ipv6Net>,
     #[serde(default)]
     pub internal: bool,
     pub icc: Option<bool>,
@@ -32,6 +48,9 @@ pub struct ContainerAdd {
     /// A network name or id, or `none`, `host`, `container:OTHER`.
     pub network: Option<String>,
     pub ip: Option<Ipv4Addr>,
+    /// A static IPv6 address (the network must have IPv6).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     /// Publish specs, as `docker run -p`.
@@ -56,6 +75,9 @@ pub struct ContainerAdd {
 pub struct NetworkConnect {
     pub container: String,
     pub ip: Option<Ipv4Addr>,
+    /// A static IPv6 address (the network must have IPv6).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     /// Interface name inside the container (default: the next free `ethN`).

@@ -1,8 +1,11 @@
 //! clap definitions of every verb and flag (SPEC section 2).
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,6 +94,16 @@ pub struct DaemonArgs {
     /// pools 172.18-31.0.0/16 and 192.168.x.0/20).
     #[arg(long = "default-pool", value_name = "CIDR")]
     pub default_pools: Vec<Ipv4Net>,
+    /// Pool of IPv6 subnets for networks created with --ipv6 and no IPv6
+    /// --subnet (repeatable; each gives its /64s in order). Default: a /48
+    /// of fd00::/8 with a random 40-bit global id chosen once per host
+    /// (RFC 4193, kept in the store).
+    #[arg(long = "default-pool-v6", value_name = "CIDR")]
+    pub default_pools_v6: Vec<Ipv6Net>,
+    /// Give the default network `bridge` an IPv6 subnet too (from the
+    /// IPv6 pool) when it is created, or at the next start.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Uplink device for masquerade (repeatable; default: the devices of
     /// the IPv4 default routes, followed as they change).
     #[arg(long = "uplink", value_name = "IFACE")]
@@ -254,15 +267,27 @@ pub struct ListArgs {
 #[derive(Args, Debug)]
 pub struct NetworkCreateArgs {
     pub name: String,
-    /// Subnet in CIDR form; picked from the pools when omitted.
+    /// Subnet in CIDR form, IPv4 or IPv6 (one of each at most; an IPv6 one
+    /// needs --ipv6); picked from the pools when omitted.
+    #[arg(long = "subnet", value_name = "CIDR")]
+    pub subnets: Vec<IpNet>,
+    /// Gateway address of the subnet of its family (default: the subnet's
+    /// first address).
+    #[arg(long = "gateway", value_name = "IP")]
+    pub gateways: Vec<IpAddr>,
+    /// Allocate container addresses from this sub-range only (of the subnet
+    /// of its family).
+    #[arg(long = "ip-range", value_name = "CIDR")]
+    pub ip_ranges: Vec<IpNet>,
+    /// Dual stack: an IPv6 subnet too (a /64 of the host's ULA prefix
+    /// unless given with --subnet); containers get an IPv6 address and
+    /// default route.
     #[arg(long)]
-    pub subnet: Option<Ipv4Net>,
-    /// Gateway address (default: the subnet's first address).
-    #[arg(long)]
-    pub gateway: Option<Ipv4Addr>,
-    /// Allocate container addresses from this sub-range only.
-    #[arg(long)]
-    pub ip_range: Option<Ipv4Net>,
+    pub ipv6: bool,
+    /// IPv4 on the network (default true; false, with --ipv6, is an
+    /// IPv6-only network).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipv4: Option<bool>,
     /// Restrict traffic to the subnet (and the host via the gateway).
     #[arg(long)]
     pub internal: bool,
@@ -332,6 +357,9 @@ pub enum NetworkCommand {
         /// Static address on this network.
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// Static IPv6 address on this network (an IPv6 one).
+        #[arg(long)]
+        ip6: Option<Ipv6Addr>,
         /// Extra DNS name of the container on this network (repeatable).
         #[arg(long = "alias")]
         aliases: Vec<String>,
@@ -356,6 +384,9 @@ pub enum ContainerCommand {
         /// Static address on the network.
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// Static IPv6 address on the network (an IPv6 one).
+        #[arg(long)]
+        ip6: Option<Ipv6Addr>,
         /// Extra DNS name on the network (repeatable).
         #[arg(long = "alias")]
         aliases: Vec<String>,

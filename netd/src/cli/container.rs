@@ -15,6 +15,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
             netns,
             network,
             ip,
+            ip6,
             aliases,
             publish,
         } => {
@@ -23,6 +24,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
                 netns,
                 network,
                 ip,
+                ip6,
                 aliases,
                 publish,
                 ..Default::default()
@@ -95,12 +97,23 @@ pub async fn port(client: &Client, container: &str, filter: Option<&str>) -> Res
             continue;
         }
         found = true;
-        println!("{key} -> {}:{}", field(m, "HostIp"), m["HostPort"]);
+        println!("{key} -> {}", host_port(m));
     }
     if let (Some(f), false) = (filter, found) {
         anyhow::bail!("no public port {f} published for {container}");
     }
     Ok(())
+}
+
+/// `HOST_IP:PORT` of a published port, an IPv6 address in brackets (as
+/// `docker port` shows `[::]:8080`).
+fn host_port(m: &Value) -> String {
+    let ip = field(m, "HostIp");
+    if ip.contains(':') {
+        format!("[{ip}]:{}", m["HostPort"])
+    } else {
+        format!("{ip}:{}", m["HostPort"])
+    }
 }
 
 fn row(c: &Value) -> Vec<String> {
@@ -118,9 +131,8 @@ fn row(c: &Value) -> Vec<String> {
         .flatten()
         .map(|m| {
             format!(
-                "{}:{}->{}/{}",
-                field(m, "HostIp"),
-                m["HostPort"],
+                "{}->{}/{}",
+                host_port(m),
                 m["ContainerPort"],
                 field(m, "Protocol")
             )

@@ -132,6 +132,8 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
         bpffs: args.bpffs.clone(),
         dns_upstreams: dns_upstreams(args),
         default_pools: args.default_pools.clone(),
+        default_pools_v6: args.default_pools_v6.clone(),
+        ipv6: args.ipv6,
         default_bridge: !args.no_default_bridge,
         uplinks: args.uplinks.clone(),
         snat_ports: args.snat_ports,

@@ -14,7 +14,7 @@ use crate::api::{
 pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
     match command {
         NetworkCommand::Create(args) => {
-            let created = client.post("/v1/networks", &create_request(args)).await?;
+            let created = client.post("/v1/networks", &create_request(args)?).await?;
             println!("{}", field(&created, "Id"));
         }
         NetworkCommand::Ls(args) => {
@@ -71,6 +71,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
         }
         NetworkCommand::Connect {
             ip,
+            ip6,
             aliases,
             network,
             container,
@@ -78,6 +79,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
             let req = NetworkConnect {
                 container,
                 ip,
+                ip6,
                 aliases,
                 ..Default::default()
             };
@@ -101,12 +103,52 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
     Ok(())
 }
 
-fn create_request(a: NetworkCreateArgs) -> NetworkCreate {
-    NetworkCreate {
+/// One IPv4 and one IPv6 value at most of a repeatable flag, split by
+/// family.
+fn by_family<T, A, B>(
+    flag: &str,
+    values: Vec<T>,
+    split: impl Fn(T) -> Result<A, B>,
+) -> Result<(Option<A>, Option<B>)> {
+    let (mut v4, mut v6) = (None, None);
+    for value in values {
+        let (slot, family) = match split(value) {
+            Ok(a) => (v4.replace(a).is_some(), "IPv4"),
+            Err(b) => (v6.replace(b).is_some(), "IPv6"),
+        };
+        if slot {
+            anyhow::bail!(
+                "--{flag} given twice for {family}: a network has one {family} {flag} at most"
+            );
+        }
+    }
+    Ok((v4, v6))
+}
+
+fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreate> {
+    use ipnet::IpNet;
+    use std::net::IpAddr;
+    let net = |n| match n {
+        IpNet::V4(n) => Ok(n),
+        IpNet::V6(n) => Err(n),
+    };
+    let addr = |ip| match ip {
+        IpAddr::V4(ip) => Ok(ip),
+        IpAddr::V6(ip) => Err(ip),
+    };
+    let (subnet, subnet6) = by_family("subnet", a.subnets, net)?;
+    let (gateway, gateway6) = by_family("gateway", a.gateways, addr)?;
+    let (ip_range, ip_range6) = by_family("ip-range", a.ip_ranges, net)?;
+    Ok(NetworkCreate {
         name: a.name,
-        subnet: a.subnet,
-        gateway: a.gateway,
-        ip_range: a.ip_range,
+        subnet,
+        gateway,
+        ip_range,
+        ipv6: a.ipv6,
+        ipv4: a.ipv4,
+        subnet6,
+        gateway6,
+        ip_range6,
         internal: a.internal,
         icc: a.icc,
         masquerade: a.masquerade,
@@ -114,7 +156,7 @@ fn create_request(a: NetworkCreateArgs) -> NetworkCreate {
         bridge: a.bridge,
         labels: a.labels.into_iter().collect(),
         options: a.options.into_iter().collect(),
-    }
+    })
 }
 
 fn row(n: &Value) -> Vec<String> {

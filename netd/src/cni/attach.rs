@@ -183,6 +183,7 @@ async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<Value> {
         bridge: c.bridge.clone(),
         labels: BTreeMap::from([("cni.netd/config".to_string(), conf.name.clone())]),
         options: BTreeMap::new(),
+        ..Default::default()
     };
     match api.create_network(&req).await {
         Ok(_) => {}
@@ -288,6 +289,7 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
                 mac,
                 origin: Some(ORIGIN_CNI.to_string()),
                 labels,
+                ..Default::default()
             };
             api.add_container(&req).await?
         }
@@ -340,6 +342,7 @@ async fn connect(
         aliases,
         ifname: Some(env.ifname.clone()),
         mac,
+        ..Default::default()
     };
     api.connect(net_name, &req).await?;
     Ok(id)

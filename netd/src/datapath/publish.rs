@@ -14,7 +14,7 @@ use crate::ports::PortMapping;
 
 fn publish_key(m: &PortMapping) -> PublishKey {
     PublishKey {
-        addr: m.host_ip.map(addr_key).unwrap_or(0),
+        addr: m.host_v4().map(addr_key).unwrap_or(0),
         port: m.host_port.to_be(),
         proto: m.proto.number(),
         _pad: 0,

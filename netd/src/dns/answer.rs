@@ -1,11 +1,11 @@
 //! One query in, one decision out: answer from the name table, forward, or
 //! drop. Pure (no I/O), so every malformed input can be unit-tested.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
     rr::{
-        rdata::{A, PTR},
+        rdata::{A, AAAA, PTR},
         DNSClass, Name, RData, Record, RecordType,
     },
 };
@@ -99,16 +99,24 @@ pub fn handle(table: &Table, via: &str, src: Ipv4Addr, bytes: &[u8], tcp: bool) 
             None => (ResponseCode::NXDomain, vec![]),
         })
     } else {
-        match table.lookup(src, via, &q.name().to_ascii()) {
+        let name = q.name().to_ascii();
+        match table.lookup(src, via, &name) {
             Lookup::Found(ips) => {
-                let records = if matches!(q.query_type(), RecordType::A | RecordType::ANY) {
-                    ips.into_iter()
-                        .map(|ip| Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))))
-                        .collect()
-                } else {
-                    // The name exists, with no data of that type (AAAA...).
-                    vec![]
+                let record = |data| Record::from_rdata(q.name().clone(), TTL, data);
+                let (a, aaaa) = match q.query_type() {
+                    RecordType::A => (true, false),
+                    RecordType::AAAA => (false, true),
+                    RecordType::ANY => (true, true),
+                    // The name exists, with no data of that type.
+                    _ => (false, false),
                 };
+                let mut records: Vec<Record> = Vec::new();
+                if a {
+                    records.extend(ips.into_iter().map(|ip| record(RData::A(A(ip)))));
+                }
+                if let (true, Lookup::Found(ips6)) = (aaaa, table.lookup6(src, via, &name)) {
+                    records.extend(ips6.into_iter().map(|ip| record(RData::AAAA(AAAA(ip)))));
+                }
                 Some((ResponseCode::NoError, records))
             }
             Lookup::Hidden => Some((ResponseCode::NXDomain, vec![])),
@@ -134,13 +142,12 @@ pub fn handle(table: &Table, via: &str, src: Ipv4Addr, bytes: &[u8], tcp: bool) 
 /// `Some(name)` for a PTR query about a netd address (`None` inside: not
 /// visible, NXDOMAIN); `None` when netd knows nothing about it.
 fn reverse(table: &Table, src: Ipv4Addr, q: &Query) -> Option<Option<Name>> {
-    let Ok(IpNet::V4(net)) = q.name().parse_arpa_name() else {
-        return None;
+    let addr = match q.name().parse_arpa_name() {
+        Ok(IpNet::V4(net)) if net.prefix_len() == 32 => IpAddr::V4(net.addr()),
+        Ok(IpNet::V6(net)) if net.prefix_len() == 128 => IpAddr::V6(net.addr()),
+        _ => return None,
     };
-    if net.prefix_len() != 32 {
-        return None;
-    }
-    let found = table.reverse(src, net.addr())?;
+    let found = table.reverse(src, addr)?;
     Some(found.and_then(|c| Name::from_ascii(format!("{c}.")).ok()))
 }
 
@@ -201,15 +208,19 @@ mod tests {
                 id: "n".into(),
                 subnet: "172.18.0.0/16".parse().unwrap(),
                 gateway: "172.18.0.1".parse().unwrap(),
+                subnet6: Some("fd00:18::/64".parse().unwrap()),
                 internal,
                 serve: true,
             }],
+            // c2..c99; the even ones have IPv6 too (fd00:18::N).
             names: (2..100)
                 .map(|i| DnsName {
                     network_id: "n".into(),
                     container: format!("c{i}"),
                     aliases: vec!["many".into()],
                     ip: Ipv4Addr::new(172, 18, 0, i),
+                    ip6: (i % 2 == 0)
+                        .then(|| std::net::Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, i.into())),
                 })
                 .collect(),
             resolvers: vec![],
@@ -259,11 +270,91 @@ mod tests {
     }
 
     #[test]
-    fn aaaa_for_a_container_is_nodata() {
+    fn aaaa_for_a_container_without_ipv6_is_nodata() {
         let t = table(false);
         let m = answer(handle(&t, "n", SRC, &query("c3.", RecordType::AAAA), false));
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert!(m.answers.is_empty());
+        assert!(m.metadata.authoritative);
+    }
+
+    fn addrs6(m: &Message) -> Vec<std::net::Ipv6Addr> {
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::AAAA(AAAA(ip)) => Some(*ip),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aaaa_and_any_for_a_dual_stack_container() {
+        let t = table(false);
+        let c4: std::net::Ipv6Addr = "fd00:18::4".parse().unwrap();
+        let m = answer(handle(&t, "n", SRC, &query("c4.", RecordType::AAAA), false));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addrs6(&m), vec![c4]);
+        assert!(addrs(&m).is_empty());
+        let m = answer(handle(&t, "n", SRC, &query("c4.", RecordType::ANY), false));
+        assert_eq!(addrs(&m), vec![Ipv4Addr::new(172, 18, 0, 4)]);
+        assert_eq!(addrs6(&m), vec![c4]);
+        // A AAAA question for a name netd does not know is forwarded.
+        assert!(matches!(
+            handle(
+                &t,
+                "n",
+                SRC,
+                &query("example.com.", RecordType::AAAA),
+                false
+            ),
+            Outcome::Forward(_)
+        ));
+    }
+
+    #[test]
+    fn ptr_for_an_ipv6_container() {
+        let t = table(false);
+        let arpa = |a: &str| {
+            let ip: std::net::Ipv6Addr = a.parse().unwrap();
+            let nibbles: Vec<String> = ip
+                .octets()
+                .iter()
+                .rev()
+                .flat_map(|b| [format!("{:x}", b & 0xf), format!("{:x}", b >> 4)])
+                .collect();
+            format!("{}.ip6.arpa.", nibbles.join("."))
+        };
+        let m = answer(handle(
+            &t,
+            "n",
+            SRC,
+            &query(&arpa("fd00:18::6"), RecordType::PTR),
+            false,
+        ));
+        match &m.answers[0].data {
+            RData::PTR(PTR(n)) => assert_eq!(n.to_ascii(), "c6."),
+            other => panic!("{other:?}"),
+        }
+        // In the subnet, no container: NXDOMAIN; elsewhere: forwarded.
+        let m = answer(handle(
+            &t,
+            "n",
+            SRC,
+            &query(&arpa("fd00:18::7"), RecordType::PTR),
+            false,
+        ));
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(matches!(
+            handle(
+                &t,
+                "n",
+                SRC,
+                &query(&arpa("2001:db8::1"), RecordType::PTR),
+                false
+            ),
+            Outcome::Forward(_)
+        ));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct DnsNetwork {
     pub id: String,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// The IPv6 subnet of a dual-stack network (for reverse lookups).
+    pub subnet6: Option<ipnet::Ipv6Net>,
     pub internal: bool,
     /// False for the default `bridge` network, which has no name service.
     pub serve: bool,
@@ -55,6 +57,8 @@ pub struct DnsName {
     pub container: String,
     pub aliases: Vec<String>,
     pub ip: Ipv4Addr,
+    /// The endpoint's IPv6 address (AAAA and ip6.arpa PTR records).
+    pub ip6: Option<std::net::Ipv6Addr>,
 }
 
 /// Where a container on a served network is answered: the address every

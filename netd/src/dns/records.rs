@@ -2,16 +2,18 @@
 //! and which names that asker may see.
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use super::{DnsNetwork, DnsView};
 
 /// What the table says about a name, for one asker.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lookup {
-    /// Addresses of the containers with that name or alias (never empty).
-    Found(Vec<Ipv4Addr>),
+pub enum Lookup<A = Ipv4Addr> {
+    /// Addresses of the containers with that name or alias: never empty
+    /// for IPv4; for IPv6 empty when none of them has IPv6 (the name
+    /// exists, with no AAAA data).
+    Found(Vec<A>),
     /// A container name or alias, but not on a network the asker is on:
     /// answered NXDOMAIN and never forwarded.
     Hidden,
@@ -29,6 +31,10 @@ pub struct Table {
     container_networks: HashMap<String, BTreeSet<String>>,
     /// (network id, lower-case name) -> addresses, in view order, unique.
     names: HashMap<(String, String), Vec<Ipv4Addr>>,
+    /// The same for IPv6 addresses (only names with some).
+    names6: HashMap<(String, String), Vec<Ipv6Addr>>,
+    /// Endpoint IPv6 address -> (network id, container name).
+    by_ip6: HashMap<Ipv6Addr, (String, String)>,
     /// Every lower-case name or alias on any network.
     all_names: HashSet<String>,
     /// Container id -> (network id, address) it asks as through the
@@ -59,6 +65,10 @@ impl Table {
         for n in &view.names {
             t.by_ip
                 .insert(n.ip, (n.network_id.clone(), n.container.clone()));
+            if let Some(ip6) = n.ip6 {
+                t.by_ip6
+                    .insert(ip6, (n.network_id.clone(), n.container.clone()));
+            }
             let served = t.networks.get(&n.network_id).is_some_and(|net| net.serve);
             let entry = t.container_networks.entry(n.container.clone()).or_default();
             if !served {
@@ -71,10 +81,10 @@ impl Table {
                     continue;
                 }
                 t.all_names.insert(key.clone());
-                let ips = t.names.entry((n.network_id.clone(), key)).or_default();
-                if !ips.contains(&n.ip) {
-                    ips.push(n.ip);
+                if let Some(ip6) = n.ip6 {
+                    push_unique(t.names6.entry((n.network_id.clone(), key.clone())), ip6);
                 }
+                push_unique(t.names.entry((n.network_id.clone(), key)), n.ip);
             }
         }
         t
@@ -101,6 +111,24 @@ impl Table {
     /// listener of network `via`. Names on `via` win; otherwise every
     /// match on the asker's other networks.
     pub fn lookup(&self, src: Ipv4Addr, via: &str, name: &str) -> Lookup {
+        self.lookup_in(&self.names, src, via, name)
+    }
+
+    /// [`Self::lookup`] for AAAA: the same names are visible, with their
+    /// IPv6 addresses (none when the containers have no IPv6).
+    pub fn lookup6(&self, src: Ipv4Addr, via: &str, name: &str) -> Lookup<Ipv6Addr> {
+        self.lookup_in(&self.names6, src, via, name)
+    }
+
+    /// Which addresses of `map` answer `name`: the networks visible to the
+    /// asker that have the name decide (the one asked through, `via`, wins).
+    fn lookup_in<A: Copy + PartialEq>(
+        &self,
+        map: &HashMap<(String, String), Vec<A>>,
+        src: Ipv4Addr,
+        via: &str,
+        name: &str,
+    ) -> Lookup<A> {
         let key = normalize(name);
         if !self.all_names.contains(&key) {
             return Lookup::Unknown;
@@ -108,47 +136,63 @@ impl Table {
         let Some(nets) = self.asker_networks(src) else {
             return Lookup::Hidden;
         };
-        if nets.contains(via) {
-            if let Some(ips) = self.names.get(&(via.to_string(), key.clone())) {
-                return Lookup::Found(ips.clone());
-            }
-        }
-        let mut found = Vec::new();
-        for net in nets {
-            for ip in self
-                .names
-                .get(&(net.clone(), key.clone()))
+        let has = |net: &str| self.names.contains_key(&(net.to_string(), key.clone()));
+        let addrs = |net: &str| {
+            map.get(&(net.to_string(), key.clone()))
                 .into_iter()
                 .flatten()
-            {
-                if !found.contains(ip) {
-                    found.push(*ip);
-                }
+                .copied()
+        };
+        if nets.contains(via) && has(via) {
+            return Lookup::Found(addrs(via).collect());
+        }
+        let visible: Vec<&String> = nets.iter().filter(|n| has(n)).collect();
+        if visible.is_empty() {
+            return Lookup::Hidden;
+        }
+        let mut found = Vec::new();
+        for ip in visible.into_iter().flat_map(|n| addrs(n)) {
+            if !found.contains(&ip) {
+                found.push(ip);
             }
         }
-        if found.is_empty() {
-            Lookup::Hidden
-        } else {
-            Lookup::Found(found)
-        }
+        Lookup::Found(found)
     }
 
     /// Reverse lookup of `ip` for the asker at `src`: `Some(Some(name))`
     /// when it is a visible container, `Some(None)` when the address lies in
     /// a netd network (answered NXDOMAIN), `None` when netd knows nothing
     /// about it (forward).
-    pub fn reverse(&self, src: Ipv4Addr, ip: Ipv4Addr) -> Option<Option<String>> {
-        let in_netd = self.networks.values().any(|n| n.subnet.contains(&ip));
+    pub fn reverse(&self, src: Ipv4Addr, ip: IpAddr) -> Option<Option<String>> {
+        let (in_netd, owner) = match ip {
+            IpAddr::V4(ip) => (
+                self.networks.values().any(|n| n.subnet.contains(&ip)),
+                self.by_ip.get(&ip),
+            ),
+            IpAddr::V6(ip) => (
+                self.networks
+                    .values()
+                    .any(|n| n.subnet6.is_some_and(|s| s.contains(&ip))),
+                self.by_ip6.get(&ip),
+            ),
+        };
         if !in_netd {
             return None;
         }
         let visible = self.asker_networks(src);
-        let name = self.by_ip.get(&ip).and_then(|(net, container)| {
+        let name = owner.and_then(|(net, container)| {
             visible
                 .filter(|v| v.contains(net))
                 .map(|_| container.clone())
         });
         Some(name)
+    }
+}
+
+fn push_unique<K, A: PartialEq>(entry: std::collections::hash_map::Entry<'_, K, Vec<A>>, ip: A) {
+    let ips = entry.or_default();
+    if !ips.contains(&ip) {
+        ips.push(ip);
     }
 }
 
@@ -165,6 +209,7 @@ mod tests {
             id: id.into(),
             subnet,
             gateway: subnet.hosts().next().unwrap(),
+            subnet6: None,
             internal: false,
             serve,
         }
@@ -176,6 +221,7 @@ mod tests {
             container: c.into(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             ip: ip.parse().unwrap(),
+            ip6: None,
         }
     }
 
@@ -295,9 +341,54 @@ mod tests {
     fn reverse_lookups() {
         let t = Table::new(&view());
         let web = ip("172.18.0.2");
-        assert_eq!(t.reverse(web, ip("172.18.0.3")), Some(Some("api".into())));
-        assert_eq!(t.reverse(web, ip("172.19.0.2")), Some(None));
-        assert_eq!(t.reverse(web, ip("8.8.8.8")), None);
+        let r = |a: &str| t.reverse(web, IpAddr::V4(ip(a)));
+        assert_eq!(r("172.18.0.3"), Some(Some("api".into())));
+        assert_eq!(r("172.19.0.2"), Some(None));
+        assert_eq!(r("8.8.8.8"), None);
+    }
+
+    /// A dual-stack network: AAAA gives the IPv6 addresses of the same
+    /// visible names, an existing name without IPv6 has none (not
+    /// NXDOMAIN), hidden names stay hidden, PTR works for IPv6.
+    #[test]
+    fn ipv6_addresses() {
+        let mut v = view();
+        v.networks[1].subnet6 = Some("fd00:a::/64".parse().unwrap());
+        v.networks[2].subnet6 = Some("fd00:b::/64".parse().unwrap());
+        let with6 = |n: &mut DnsName, a: &str| n.ip6 = Some(a.parse().unwrap());
+        with6(&mut v.names[0], "fd00:a::2");
+        with6(&mut v.names[2], "fd00:b::2");
+        with6(&mut v.names[3], "fd00:a::4");
+        with6(&mut v.names[4], "fd00:b::4");
+        let t = Table::new(&v);
+        let web = ip("172.18.0.2");
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            t.lookup6(web, "a", "www"),
+            Lookup::Found(vec![v6("fd00:a::2")])
+        );
+        // api has no IPv6: its name exists, without AAAA data.
+        assert_eq!(t.lookup6(web, "a", "api"), Lookup::Found(vec![]));
+        assert_eq!(
+            t.lookup6(web, "a", "svc"),
+            Lookup::Found(vec![v6("fd00:a::2")])
+        );
+        assert_eq!(t.lookup6(web, "a", "db"), Lookup::Hidden);
+        assert_eq!(t.lookup6(web, "a", "example.com"), Lookup::Unknown);
+        let both_a = ip("172.18.0.4");
+        assert_eq!(
+            t.lookup6(both_a, "a", "db"),
+            Lookup::Found(vec![v6("fd00:b::2")])
+        );
+        assert_eq!(
+            t.lookup6(both_a, "a", "both"),
+            Lookup::Found(vec![v6("fd00:a::4")])
+        );
+        let r = |a: &str| t.reverse(web, IpAddr::V6(v6(a)));
+        assert_eq!(r("fd00:a::4"), Some(Some("both".into())));
+        assert_eq!(r("fd00:b::2"), Some(None));
+        assert_eq!(r("fd00:a::99"), Some(None));
+        assert_eq!(r("2001:db8::1"), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct InterfaceState {
 
 pub struct ContainerNs {
     pub file: File,
-    links: HostLinks,
+    pub(super) links: HostLinks,
 }
 
 impl ContainerNs {

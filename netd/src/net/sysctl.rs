@@ -1,8 +1,54 @@
-//! The few per-netns sysctls the agent owns (its own netns only).
+//! The few per-netns sysctls the agent owns: forwarding in its own netns,
+//! `disable_ipv6` of the interfaces it makes (bridges, container ends).
 use anyhow::{Context, Result};
 
 /// Turns on IPv4 forwarding in the agent's network namespace.
 pub fn enable_ipv4_forwarding() -> Result<()> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
         .context("failed to enable net.ipv4.ip_forward")
+}
+
+const IPV6_CONF: &str = "/proc/sys/net/ipv6/conf";
+
+/// Turns on IPv6 forwarding in the agent's network namespace (as Docker
+/// does once an IPv6 network exists).
+pub fn enable_ipv6_forwarding() -> Result<()> {
+    write_ipv6("all", "forwarding", "1")
+}
+
+/// Lets `ifname` (in the calling thread's network namespace) carry IPv6:
+/// `disable_ipv6` 0, written only when it is not already.
+pub fn enable_ipv6_on(ifname: &str) -> Result<()> {
+    write_ipv6(ifname, "disable_ipv6", "0")
+}
+
+/// [`enable_ipv6_on`] inside the network namespace `ns`, from a short-lived
+/// thread (sysctls under /proc/sys/net are those of the thread's netns).
+pub fn enable_ipv6_in(ns: &std::fs::File, ifname: &str) -> Result<()> {
+    let ns = ns.try_clone()?;
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || -> Result<()> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("failed to enter the container's network namespace")?;
+        enable_ipv6_on(&ifname)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("sysctl thread panicked"))?
+}
+
+fn write_ipv6(dev: &str, key: &str, value: &str) -> Result<()> {
+    if !std::path::Path::new(IPV6_CONF).exists() {
+        anyhow::bail!(
+            "this kernel has IPv6 turned off (ipv6.disable=1 on its command line, or no ipv6 \
+             module): networks with --ipv6 need it; boot without ipv6.disable or create the \
+             network without --ipv6"
+        );
+    }
+    let path = format!("{IPV6_CONF}/{dev}/{key}");
+    let current =
+        std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+    if current.trim() == value {
+        return Ok(());
+    }
+    std::fs::write(&path, value).with_context(|| format!("failed to set {path} to {value}"))
 }

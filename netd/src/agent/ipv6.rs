@@ -1,0 +1,185 @@
+//! The IPv6 side of networks and endpoints: subnets from the ULA prefix
+//! (or `--default-pool-v6`), addresses for endpoints.
+use std::{collections::HashSet, net::Ipv6Addr};
+
+use anyhow::Result;
+use ipnet::Ipv6Net;
+
+use super::Agent;
+use crate::{
+    api::types::NetworkCreate,
+    error::{conflict, invalid, AgentError, AgentResult},
+    ipam6,
+    model::{Container, Endpoint, Ipv6Config, Network},
+    net::ContainerNs,
+    store::StoreOp,
+};
+
+impl Agent {
+    /// The IPv6 side a network create asks for (`None`: IPv4 only).
+    pub(super) async fn plan_ipv6(&self, req: &NetworkCreate) -> AgentResult<Option<Ipv6Config>> {
+        if req.ipv4 == Some(false) {
+            return invalid(if req.ipv6 {
+                "IPv6-only networks (--ipv4=false) are not supported yet: give the network an IPv4 subnet too (drop --ipv4=false)"
+            } else {
+                "a network needs IPv4 or IPv6: --ipv4=false needs --ipv6"
+            });
+        }
+        if !req.ipv6 {
+            if req.subnet6.is_some() || req.gateway6.is_some() || req.ip_range6.is_some() {
+                return invalid("an IPv6 --subnet, --gateway or --ip-range needs --ipv6");
+            }
+            return Ok(None);
+        }
+        let taken = self.taken_subnets6().await?;
+        let subnet = match req.subnet6 {
+            Some(subnet) => {
+                let clash = self
+                    .networks
+                    .values()
+                    .filter_map(|n| Some((n, n.ipv6.as_ref()?)))
+                    .find(|(_, v6)| ipam6::overlaps(&v6.subnet, &subnet))
+                    .map(|(n, v6)| format!("network {} ({})", n.name, v6.subnet))
+                    .or_else(|| {
+                        taken
+                            .iter()
+                            .find(|t| ipam6::overlaps(t, &subnet))
+                            .map(|t| format!("a host route to {t}"))
+                    });
+                if let Some(clash) = clash {
+                    return conflict(format!("subnet {subnet} overlaps {clash}"));
+                }
+                subnet
+            }
+            None => {
+                if req.gateway6.is_some() || req.ip_range6.is_some() {
+                    return invalid("an IPv6 --gateway or --ip-range needs an IPv6 --subnet");
+                }
+                ipam6::pick_subnet(&self.pools6()?, &taken).ok_or_else(|| {
+                    AgentError::Conflict(
+                        "every IPv6 subnet of the default pools is in use or routed on the host; give an IPv6 --subnet or more --default-pool-v6".into(),
+                    )
+                })?
+            }
+        };
+        let gateway = ipam6::validate_network(&subnet, req.gateway6, req.ip_range6.as_ref())?;
+        Ok(Some(Ipv6Config {
+            subnet,
+            gateway,
+            ip_range: req.ip_range6,
+        }))
+    }
+
+    /// `--ipv6` on an agent whose default network was made without it:
+    /// the network gets an IPv6 subnet (and its gateway on the bridge);
+    /// containers attached before keep IPv4 only until attached again.
+    pub(super) async fn default_network_ipv6(&mut self) -> Result<()> {
+        let Some(mut net) = self
+            .networks
+            .values()
+            .find(|n| n.is_default() && n.ipv6.is_none())
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let req = NetworkCreate {
+            ipv6: true,
+            ..Default::default()
+        };
+        net.ipv6 = self.plan_ipv6(&req).await?;
+        self.realise_network(&net).await?;
+        self.store.apply(&[StoreOp::PutNetwork(&net)])?;
+        if let Some(v6) = &net.ipv6 {
+            tracing::info!(subnet = %v6.subnet, "the default network has IPv6 now (--ipv6)");
+        }
+        self.networks.insert(net.id.clone(), net);
+        Ok(())
+    }
+
+    /// IPv6 subnets a new network must not overlap: netd's and the host's
+    /// routes (link-local and multicast ones left out).
+    async fn taken_subnets6(&self) -> Result<Vec<Ipv6Net>> {
+        let mut taken: Vec<_> = self
+            .networks
+            .values()
+            .filter_map(|n| n.ipv6.as_ref().map(|v6| v6.subnet))
+            .collect();
+        taken.extend(self.links.route_prefixes6().await?);
+        Ok(taken)
+    }
+
+    fn pools6(&self) -> Result<Vec<Ipv6Net>> {
+        if self.config.default_pools_v6.is_empty() {
+            Ok(vec![self.store.ula_prefix()?])
+        } else {
+            Ok(self.config.default_pools_v6.clone())
+        }
+    }
+
+    /// The IPv6 address of a new endpoint on `net` (`None` when the
+    /// network has no IPv6; then `requested` is refused).
+    pub(super) fn allocate_ip6(
+        &self,
+        net: &Network,
+        requested: Option<Ipv6Addr>,
+    ) -> AgentResult<Option<Ipv6Addr>> {
+        let Some(v6) = &net.ipv6 else {
+            if let Some(ip) = requested {
+                return invalid(format!(
+                    "network {} has no IPv6 (create it with --ipv6) for address {ip}",
+                    net.name
+                ));
+            }
+            return Ok(None);
+        };
+        let used = self.used_addresses6(net);
+        ipam6::allocate(&v6.subnet, v6.ip_range.as_ref(), &used, requested).map(Some)
+    }
+
+    /// Is `ep` the container's first endpoint with an IPv6 address (the
+    /// one its IPv6 default route leaves by, as Docker picks the IPv6
+    /// gateway among the networks that have IPv6)? `owner` is the
+    /// container's id; a container not stored yet has no other endpoints.
+    pub(super) fn carries_default_route6(&self, owner: &str, ep: &Endpoint) -> bool {
+        self.containers.get(owner).is_none_or(|c| {
+            c.endpoints
+                .iter()
+                .take_while(|e| e.host_ifname != ep.host_ifname)
+                .all(|e| e.ip6.is_none())
+        })
+    }
+
+    /// After the endpoint carrying the IPv6 default route left, the next
+    /// one with IPv6 takes it over (logged when that fails).
+    pub(super) async fn move_default_route6(&self, c: &Container) {
+        let Some((ep, gw)) = c.endpoints.iter().find_map(|e| {
+            e.ip6?;
+            let v6 = self.networks.get(&e.network_id)?.ipv6.as_ref()?;
+            Some((e, v6.gateway))
+        }) else {
+            return;
+        };
+        let moved = match ContainerNs::open(&c.netns) {
+            Ok(ns) => ns.set_default_route6(&ep.ifname, gw).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = moved {
+            tracing::warn!(error = %format!("{e:#}"), "IPv6 default route not moved");
+        }
+    }
+
+    /// IPv6 addresses taken on `net` (its gateway included).
+    pub(super) fn used_addresses6(&self, net: &Network) -> HashSet<Ipv6Addr> {
+        let mut used: HashSet<_> = self
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| e.network_id == net.id)
+            .filter_map(|e| e.ip6)
+            .collect();
+        if let Some(v6) = &net.ipv6 {
+            used.insert(v6.gateway);
+        }
+        used
+    }
+}
