@@ -329,3 +329,96 @@ fn default_bridge_with_ipv6_and_a_v6_pool() {
     )]);
     let _ = c;
 }
+
+/// What the IPv6 upstream answers for every A question.
+const UPSTREAM_ANSWER: &str = "203.0.113.66";
+
+/// A DNS server on `[addr]:53` in a new netns linked to the bed's host
+/// netns (host side `host_addr`), answering every A question with
+/// [`UPSTREAM_ANSWER`]; stops when the flag is set.
+fn ipv6_upstream(
+    bed: &Bed,
+    host_addr: &str,
+    addr: Ipv6Addr,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<anyhow::Result<()>>,
+) {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ns = bed.new_netns("up6");
+    let ip = |ns: &str, args: &[&str]| ip_ns(ns, args).unwrap_or_else(|e| panic!("{e:#}"));
+    ip(
+        bed.host_ns(),
+        &[
+            "link", "add", "up6a", "type", "veth", "peer", "name", "up6b", "netns", &ns,
+        ],
+    );
+    ip(
+        bed.host_ns(),
+        &["-6", "addr", "add", host_addr, "dev", "up6a", "nodad"],
+    );
+    ip(bed.host_ns(), &["link", "set", "up6a", "up"]);
+    ip(
+        &ns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            "up6b",
+            "nodad",
+        ],
+    );
+    ip(&ns, &["link", "set", "up6b", "up"]);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = netd_tests::netns::spawn_in(&ns, move || {
+        let sock = std::net::UdpSocket::bind((addr, 53))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let _ = tx.send(());
+        let mut buf = [0u8; 4096];
+        while !s.load(Ordering::Relaxed) {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(req) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(q) = req.queries.first().cloned() else {
+                continue;
+            };
+            let mut resp = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+            resp.metadata.recursion_desired = req.metadata.recursion_desired;
+            resp.metadata.recursion_available = true;
+            resp.add_query(q.clone());
+            if q.query_type() == RecordType::A {
+                let a = UPSTREAM_ANSWER.parse()?;
+                resp.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(A(a))));
+            }
+            sock.send_to(&resp.to_vec()?, peer)?;
+        }
+        Ok(())
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the IPv6 upstream did not start");
+    (stop, server)
+}
+
+/// Names netd does not know go to an IPv6 upstream (`--dns-upstream
+/// [V6]:53`), from the host netns.
+#[test]
+fn forwards_to_an_ipv6_upstream() {
+    let upstream: Ipv6Addr = "fd00:253::2".parse().unwrap();
+    let bed = Bed::with_daemon_args(&["--dns-upstream", "[fd00:253::2]:53"]);
+    let (stop, server) = ipv6_upstream(&bed, "fd00:253::1/64", upstream);
+    bed.network("n", &["--subnet", "10.96.5.0/24", "--ipv6"]);
+    let c = bed.container("c", &["--network", "n"]);
+    let got = dig(&c, "far.example", "A");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    netd_tests::netns::join(server).unwrap_or_else(|e| panic!("IPv6 upstream: {e:#}"));
+    assert_eq!(got, [UPSTREAM_ANSWER], "forwarded to {upstream}");
+}
