@@ -27,10 +27,24 @@ pub enum DropReason {
     NotAReply = 9,
     /// A conntrack entry could not be written.
     CtInsert = 10,
+    /// A VXLAN packet whose VNI is no overlay network of this host.
+    OverlayUnknownVni = 11,
+    /// A VXLAN packet whose inner source is no remote endpoint of its
+    /// network behind its outer source address.
+    OverlayUnknownSource = 12,
+    /// A VXLAN packet whose inner destination is no local container of its
+    /// network.
+    OverlayNoEndpoint = 13,
+    /// A VXLAN packet that carries no IPv4 (ARP is answered at the sender,
+    /// IPv6 is not carried across hosts).
+    OverlayNotIpv4 = 14,
+    /// For a remote endpoint, but no VXLAN device is set up or the kernel
+    /// refused the tunnel key.
+    OverlayNoDevice = 15,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::VlanTagged,
         DropReason::UnknownEndpoint,
@@ -41,6 +55,11 @@ impl DropReason {
         DropReason::NatExhausted,
         DropReason::NotAReply,
         DropReason::CtInsert,
+        DropReason::OverlayUnknownVni,
+        DropReason::OverlayUnknownSource,
+        DropReason::OverlayNoEndpoint,
+        DropReason::OverlayNotIpv4,
+        DropReason::OverlayNoDevice,
     ];
 
     /// Stable name shown by `netd status`.
@@ -56,6 +75,11 @@ impl DropReason {
             DropReason::NatExhausted => "snat-ports-exhausted",
             DropReason::NotAReply => "not-a-reply",
             DropReason::CtInsert => "ct-insert-failed",
+            DropReason::OverlayUnknownVni => "overlay-unknown-vni",
+            DropReason::OverlayUnknownSource => "overlay-unknown-source",
+            DropReason::OverlayNoEndpoint => "overlay-no-endpoint",
+            DropReason::OverlayNotIpv4 => "overlay-not-ipv4",
+            DropReason::OverlayNoDevice => "overlay-no-device",
         }
     }
 }

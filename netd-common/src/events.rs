@@ -33,6 +33,7 @@ pub const HOOK_TO_CONTAINER: u8 = 2;
 pub const HOOK_UPLINK_XDP: u8 = 3;
 pub const HOOK_UPLINK_IN: u8 = 4;
 pub const HOOK_UPLINK_OUT: u8 = 5;
+pub const HOOK_OVERLAY_IN: u8 = 6;
 
 /// `EVENT_CONFIG[0]`.
 #[repr(C)]

@@ -9,9 +9,11 @@
 pub mod drop_reason;
 pub mod events;
 pub mod maps;
+pub mod overlay;
 pub mod routing;
 
 pub use drop_reason::DropReason;
 pub use events::*;
 pub use maps::*;
+pub use overlay::*;
 pub use routing::{Fallback, Settings, Shortcut};

@@ -42,6 +42,9 @@ pub const NET_F_INTERNAL: u32 = 1 << 0;
 pub const NET_F_ICC: u32 = 1 << 1;
 /// Network flag: egress to the world is masqueraded.
 pub const NET_F_MASQUERADE: u32 = 1 << 2;
+/// Network flag: an overlay network (spans hosts; its containers on other
+/// hosts are in `OVERLAY_REMOTES`).
+pub const NET_F_OVERLAY: u32 = 1 << 3;
 
 /// Value of `NETWORKS`, an LPM trie keyed by the subnet (prefix, address).
 #[repr(C)]

@@ -38,15 +38,24 @@ pub enum Shortcut {
     NeighRedirect = 4,
     /// Broadcast or multicast cloned to the network's endpoints.
     GroupClone = 5,
+    /// To a container on another host: into the VXLAN tunnel.
+    OverlayEncap = 6,
+    /// From the VXLAN tunnel into a local container.
+    OverlayDecap = 7,
+    /// An ARP request for a container on another host, answered.
+    OverlayArpReply = 8,
 }
 
 impl Shortcut {
-    pub const ALL: [Shortcut; 5] = [
+    pub const ALL: [Shortcut; 8] = [
         Shortcut::PeerSameNetwork,
         Shortcut::PeerRouted,
         Shortcut::FibRedirect,
         Shortcut::NeighRedirect,
         Shortcut::GroupClone,
+        Shortcut::OverlayEncap,
+        Shortcut::OverlayDecap,
+        Shortcut::OverlayArpReply,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -56,6 +65,9 @@ impl Shortcut {
             Shortcut::FibRedirect => "fib-redirect",
             Shortcut::NeighRedirect => "fib-redirect-neigh",
             Shortcut::GroupClone => "group-clone",
+            Shortcut::OverlayEncap => "overlay-encap",
+            Shortcut::OverlayDecap => "overlay-decap",
+            Shortcut::OverlayArpReply => "overlay-arp-reply",
         }
     }
 }

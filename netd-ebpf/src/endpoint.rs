@@ -15,14 +15,21 @@ use netd_common::{
 };
 
 use crate::{
+    arp,
     counters::{self, Way},
     drops::drop_packet,
     events, forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse_l3, parse_l4, Ipv4, L3},
     policy::{self, Verdict},
-    publish, routing,
+    publish, routing, tunnel,
 };
+
+#[inline(always)]
+fn ifindex_of(ctx: &TcContext) -> u32 {
+    // SAFETY: reading a field of the context.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
 
 #[inline(always)]
 fn endpoint_of(ctx: &TcContext) -> Option<&'static Endpoint> {
@@ -66,8 +73,13 @@ fn from_container_verdict(ctx: &TcContext) -> i32 {
         },
         // Link-local IPv6 stays on the bridge: it follows icc.
         L3::Ipv6 if ep.net_flags & NET_F_ICC == 0 => drop_packet(DropReason::Icc),
-        L3::Ipv6 | L3::Other if routing::enabled() => routing::fallback(Fallback::NotIpv4),
-        L3::Ipv6 | L3::Other => TC_ACT_OK,
+        L3::Other => match arp::answer_remote(ctx, ep, ifindex_of(ctx)) {
+            Some(verdict) => verdict,
+            None if routing::enabled() => routing::fallback(Fallback::NotIpv4),
+            None => TC_ACT_OK,
+        },
+        L3::Ipv6 if routing::enabled() => routing::fallback(Fallback::NotIpv4),
+        L3::Ipv6 => TC_ACT_OK,
         L3::Vlan => drop_packet(DropReason::VlanTagged),
         L3::Malformed => drop_packet(DropReason::Malformed),
     }
@@ -96,8 +108,13 @@ fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<i32, D
     }
     let dst_net = network_of(ip.dst);
     match policy::from_container(ep, ip.src, ip.dst, dst_net) {
-        Verdict::Pass if routing::enabled() => forward::from_container(ctx, ep, ip, dst_net),
-        Verdict::Pass => Ok(TC_ACT_OK),
+        // A container of the same overlay network on another host: into
+        // the tunnel, whoever forwards the rest.
+        Verdict::Pass => match tunnel::remote_peer(ep, ip.dst, dst_net) {
+            Some(remote) => tunnel::to_remote(ctx, &remote),
+            None if routing::enabled() => forward::from_container(ctx, ep, ip, dst_net),
+            None => Ok(TC_ACT_OK),
+        },
         Verdict::Drop(reason) => Err(reason),
     }
 }

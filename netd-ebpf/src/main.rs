@@ -1,12 +1,15 @@
 //! netd's kernel programs. Entry points live in one module per hook
 //! (`endpoint`: the host end of container veths; `uplink` and `prefilter`:
-//! the host's uplinks; `sock`: host sockets); the logic they share lives
-//! in one module per concern (`parse`, `policy`, `conntrack`, `nat`, `fragments`, `publish`,
-//! `redirect`, `forward` and `fib` (host routing), `routing` (its mode and
-//! counters), `maps`, `drops`, `events`, `counters`).
+//! the host's uplinks; `overlay`: the VXLAN device; `sock`: host sockets);
+//! the logic they share lives in one module per concern (`parse`, `policy`,
+//! `conntrack`, `nat`, `fragments`, `publish`, `redirect`, `forward` and
+//! `fib` (host routing), `tunnel` and `arp` (overlay networks), `routing`
+//! (its mode and counters), `maps`, `drops`, `events`, `counters`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod arp;
 #[cfg(target_arch = "bpf")]
 mod conntrack;
 #[cfg(target_arch = "bpf")]
@@ -28,6 +31,8 @@ mod maps;
 #[cfg(target_arch = "bpf")]
 mod nat;
 #[cfg(target_arch = "bpf")]
+mod overlay;
+#[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(any(target_arch = "bpf", test))]
 mod policy;
@@ -41,6 +46,8 @@ mod redirect;
 mod routing;
 #[cfg(target_arch = "bpf")]
 mod sock;
+#[cfg(target_arch = "bpf")]
+mod tunnel;
 #[cfg(target_arch = "bpf")]
 mod uplink;
 

@@ -6,8 +6,9 @@ use aya_ebpf::{
 };
 use netd_common::{
     drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, CtEntry, CtKey, Endpoint, EndpointRef,
-    NetworkInfo, PublishKey, PublishTarget, Settings, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS,
-    MAX_HOST_ADDRS, MAX_NETWORKS, MAX_NO_SHORTCUT, MAX_PUBLISHED, MAX_UPLINKS,
+    NetworkInfo, OverlayConfig, OverlayNet, PublishKey, PublishTarget, RemoteEndpoint, RemoteKey,
+    Settings, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
+    MAX_NO_SHORTCUT, MAX_OVERLAY_NETWORKS, MAX_PUBLISHED, MAX_REMOTE_ENDPOINTS, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the endpoint behind it.
@@ -63,3 +64,17 @@ pub static ROUTING: PerCpuArray<u64> = PerCpuArray::pinned(ROUTING_SLOTS, 0);
 /// unused): the fib shortcut does not send to them.
 #[map(name = "NO_SHORTCUT")]
 pub static NO_SHORTCUT: HashMap<u32, u32> = HashMap::pinned(MAX_NO_SHORTCUT, 0);
+
+/// Containers of overlay networks on other hosts: (local network id,
+/// address) -> their host's tunnel address, the VNI and their MAC.
+#[map(name = "OVERLAY_REMOTES")]
+pub static OVERLAY_REMOTES: HashMap<RemoteKey, RemoteEndpoint> =
+    HashMap::pinned(MAX_REMOTE_ENDPOINTS, 0);
+
+/// VNI -> the local overlay network it carries.
+#[map(name = "OVERLAY_VNIS")]
+pub static OVERLAY_VNIS: HashMap<u32, OverlayNet> = HashMap::pinned(MAX_OVERLAY_NETWORKS, 0);
+
+/// `OVERLAY_CONFIG[0]`: the VXLAN device and the outer source address.
+#[map(name = "OVERLAY_CONFIG")]
+pub static OVERLAY_CONFIG: Array<OverlayConfig> = Array::pinned(1, 0);

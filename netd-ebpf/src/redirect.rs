@@ -95,7 +95,7 @@ pub fn to_container_veth(
 /// Puts the packet into the netns behind host veth `ifindex`, as a packet
 /// for that host (the host veth saw another host's MAC).
 #[inline(always)]
-fn into_peer(ctx: &TcContext, ifindex: u32) -> i32 {
+pub fn into_peer(ctx: &TcContext, ifindex: u32) -> i32 {
     crate::counters::delivered(ctx, ifindex);
     let _ = ctx.change_type(PACKET_HOST);
     // SAFETY: plain helper call; the verdict carries the redirect.

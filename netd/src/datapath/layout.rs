@@ -11,7 +11,7 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 22] {
+fn expected() -> [(&'static str, usize, usize); 25] {
     let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
@@ -48,6 +48,17 @@ fn expected() -> [(&'static str, usize, usize); 22] {
         (MAP_EP_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
         (MAP_NET_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
         (MAP_NO_SHORTCUT, size_of::<u32>(), size_of::<u32>()),
+        (
+            MAP_OVERLAY_REMOTES,
+            size_of::<RemoteKey>(),
+            size_of::<RemoteEndpoint>(),
+        ),
+        (MAP_OVERLAY_VNIS, size_of::<u32>(), size_of::<OverlayNet>()),
+        (
+            MAP_OVERLAY_CONFIG,
+            size_of::<u32>(),
+            size_of::<OverlayConfig>(),
+        ),
     ]
 }
 

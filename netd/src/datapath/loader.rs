@@ -26,9 +26,16 @@ pub const TO_CONTAINER: &str = "to_container";
 pub const UPLINK_IN: &str = "uplink_in";
 pub const UPLINK_OUT: &str = "uplink_out";
 pub const UPLINK_XDP: &str = "uplink_xdp";
+pub const OVERLAY_IN: &str = "overlay_in";
 
-/// Every program in the object, loaded and pinned at start.
-pub const PROGRAMS: [&str; 4] = [FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT];
+/// Every classifier in the object, loaded and pinned at start.
+pub const PROGRAMS: [&str; 5] = [
+    FROM_CONTAINER,
+    TO_CONTAINER,
+    UPLINK_IN,
+    UPLINK_OUT,
+    OVERLAY_IN,
+];
 
 /// Names of the programs on every container veth.
 pub const ENDPOINT_PROGRAM_NAMES: [&str; 2] = [FROM_CONTAINER, TO_CONTAINER];

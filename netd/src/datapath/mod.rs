@@ -9,6 +9,7 @@ mod conntrack;
 mod layout;
 mod loader;
 mod observe;
+pub mod overlay;
 mod publish;
 mod routing;
 mod sandbox;
@@ -19,8 +20,8 @@ mod uplink;
 pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
 pub use loader::{
-    addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, PROGRAMS,
-    TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
+    addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, OVERLAY_IN,
+    PROGRAMS, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
 pub use observe::{counters_json, EventMaps};
 pub use routing::{HostRouting, RoutingCounts};

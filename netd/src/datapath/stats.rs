@@ -6,8 +6,8 @@ use aya::{
 };
 use netd_common::{
     CtEntry, CtKey, DropReason, Endpoint, FragKey, NetworkInfo, PublishKey, PublishTarget,
-    CT_F_DNAT, CT_F_SNAT, MAP_CT_IN, MAP_CT_LOCAL, MAP_CT_OUT, MAP_DROPS, MAP_ENDPOINTS,
-    MAP_FRAGMENTS, MAP_NETWORKS, MAP_PUBLISHED,
+    RemoteEndpoint, RemoteKey, CT_F_DNAT, CT_F_SNAT, MAP_CT_IN, MAP_CT_LOCAL, MAP_CT_OUT,
+    MAP_DROPS, MAP_ENDPOINTS, MAP_FRAGMENTS, MAP_NETWORKS, MAP_OVERLAY_REMOTES, MAP_PUBLISHED,
 };
 use serde::Serialize;
 
@@ -92,6 +92,7 @@ impl Datapath {
             self.count_hash::<CtKey, CtEntry>(MAP_CT_LOCAL)?,
             self.count_hash::<PublishKey, PublishTarget>(MAP_PUBLISHED)?,
             self.count_hash::<FragKey, u32>(MAP_FRAGMENTS)?,
+            self.count_hash::<RemoteKey, RemoteEndpoint>(MAP_OVERLAY_REMOTES)?,
         ])
     }
 

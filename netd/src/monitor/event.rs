@@ -3,7 +3,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use netd_common::{
     DropReason, Event, EVENT_DROP, EVENT_FLOW, EVENT_NAT, EVENT_POLICY, HOOK_FROM_CONTAINER,
-    HOOK_TO_CONTAINER, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, HOOK_UPLINK_XDP, NAT_SNAT,
+    HOOK_OVERLAY_IN, HOOK_TO_CONTAINER, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, HOOK_UPLINK_XDP, NAT_SNAT,
 };
 use serde::Serialize;
 
@@ -34,6 +34,7 @@ pub fn is_policy(reason: u8) -> bool {
         DropReason::Icc,
         DropReason::Internal,
         DropReason::NotAReply,
+        DropReason::OverlayUnknownSource,
     ]
     .iter()
     .any(|r| *r as u8 == reason)
@@ -46,6 +47,7 @@ fn hook_name(h: u8) -> &'static str {
         HOOK_UPLINK_XDP => "uplink_xdp",
         HOOK_UPLINK_IN => "uplink_in",
         HOOK_UPLINK_OUT => "uplink_out",
+        HOOK_OVERLAY_IN => "overlay_in",
         _ => "unknown",
     }
 }

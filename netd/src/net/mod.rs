@@ -5,6 +5,7 @@ mod ipv6;
 pub mod kernel_errors;
 pub mod links;
 pub mod sysctl;
+pub mod vxlan;
 
 pub use container_ns::ContainerNs;
 pub use links::{HostLinks, LinkRow};

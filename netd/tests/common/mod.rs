@@ -39,3 +39,58 @@ pub fn csum(data: &[u8], init: u32) -> u16 {
     }
     !(sum as u16)
 }
+
+/// Runs a fixture command (iproute2 and the like), which must succeed;
+/// returns its stdout.
+#[allow(dead_code)]
+pub fn sh(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Test-runs classifier `program` on `frame`: (verdict, frame as left).
+#[allow(dead_code)]
+pub fn run_classifier(
+    dp: &mut netd::datapath::Datapath,
+    program: &str,
+    frame: &[u8],
+) -> (u32, Vec<u8>) {
+    use aya::programs::{TestRun, TestRunOptions};
+    let mut out = vec![0u8; frame.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::new()
+    };
+    let r = dp
+        .program(program)
+        .unwrap()
+        .test_run(opts)
+        .expect("test_run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+/// A counter by name: a drop reason, a host-routing shortcut or fallback.
+#[allow(dead_code)]
+pub fn counter(dp: &netd::datapath::Datapath, name: &str) -> u64 {
+    if let Some(d) = dp.drop_counts().unwrap().iter().find(|d| d.reason == name) {
+        return d.packets;
+    }
+    let c = dp.routing_counts().unwrap();
+    c.shortcuts
+        .iter()
+        .chain(c.fallbacks.iter())
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .1
+}
