@@ -244,6 +244,7 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
     }
 
     targets(r, &mut s);
+    host_routing_targets(r, &mut s);
 
     let _ = writeln!(s, "\n## Ratios (median / median)\n");
     let _ = writeln!(
@@ -409,6 +410,69 @@ fn targets(r: &Results, s: &mut String) {
             .unwrap_or_else(|| "n/a".into()),
         p50.map(|v| v < 30.0),
     );
+}
+
+/// The targets of issue 10 (eBPF host routing): netd against the bare
+/// routed veths on the forwarded paths, and what the shortcut gains over
+/// netd's own `--host-routing kernel`. Reported, never asserted.
+fn host_routing_targets(r: &Results, s: &mut String) {
+    let _ = writeln!(s, "\n## Targets (issue 10, eBPF host routing)\n");
+    let _ = writeln!(
+        s,
+        "| target | measured | netd / netd kernel routing | |\n|---|---|---:|---|"
+    );
+    let fmt = |v: Option<f64>| {
+        v.map(|v| format!("{v:.2}×"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "missed",
+        None => "n/a",
+    };
+    for path in [PathKind::C2c, PathKind::WorldPub, PathKind::CtrWorld] {
+        let (Some(n), Some(b)) = (cell(r, path, Kind::Netd), cell(r, path, Kind::Bare)) else {
+            continue;
+        };
+        let k = cell(r, path, Kind::NetdKernel).filter(|k| k.na.is_none());
+        let figures: [(&str, Pick, f64); 3] = [
+            ("TCP throughput ≥ 95% of", |c| &c.gbps, 0.95),
+            ("transactions/s ≥", |c| &c.tps, 1.0),
+            ("connections/s ≥", |c| &c.cps, 1.0),
+        ];
+        for (fig, pick, want) in figures {
+            let q = ratio_of(pick(n), pick(b));
+            let gain = k.and_then(|k| ratio_of(pick(n), pick(k)));
+            let _ = writeln!(
+                s,
+                "| {} {fig} bare veth | netd/bare {}{} | {} | {} |",
+                path.short(),
+                fmt(q),
+                overlap(pick(n), pick(b)),
+                fmt(gain),
+                verdict(q.map(|q| q >= want))
+            );
+        }
+    }
+    if let (Some(n), Some(i)) = (
+        cell(r, PathKind::WorldPub, Kind::Netd),
+        cell(r, PathKind::WorldPub, Kind::Iptables),
+    ) {
+        let figures: [(&str, Pick); 2] = [
+            ("transactions/s", |c| &c.tps),
+            ("connections/s", |c| &c.cps),
+        ];
+        for (fig, pick) in figures {
+            let q = ratio_of(pick(n), pick(i));
+            let _ = writeln!(
+                s,
+                "| world->pub {fig} ≥ 1.3× iptables | netd/iptables {}{} | | {} |",
+                fmt(q),
+                overlap(pick(n), pick(i)),
+                verdict(q.map(|q| q >= 1.3))
+            );
+        }
+    }
 }
 
 /// ", min–max ranges overlap" when the two series' ranges do: the

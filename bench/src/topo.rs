@@ -209,6 +209,10 @@ pub struct Agent {
 impl Agent {
     pub fn start(ctx: &Ctx, host_ns: &str, tag: &str, extra: &[&str]) -> Result<Agent> {
         let dir = ctx.dir.join(format!("netd-{tag}"));
+        // Each agent its own directories: a second agent on them would be
+        // refused, and `status` would then reach the first one's socket.
+        std::fs::create_dir(&dir)
+            .with_context(|| format!("{} is taken (another agent of this run?)", dir.display()))?;
         for sub in ["state", "run", "bpffs"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -536,7 +540,7 @@ impl Dp {
         let agent = Agent::start(
             &self.ctx,
             &self.host,
-            "main",
+            self.kind.short(),
             &[
                 "--uplink",
                 "wan0",

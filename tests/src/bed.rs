@@ -69,9 +69,10 @@ fn binary_source_hash(bin: &Path) -> Result<String, String> {
     match (out.success(), hash) {
         (true, Some(h)) => Ok(h.to_string()),
         _ => Err(format!(
-            "{} does not show its source hash in `netd version` (an old build?): \
+            "{} does not show its source hash in `{} version` (an old build?): \
              run cargo build -p netd (or cargo xtask test)\n{out}",
-            bin.display()
+            bin.display(),
+            bin.file_name().unwrap_or_default().to_string_lossy()
         )),
     }
 }

@@ -16,12 +16,18 @@ use serde_json::{json, Value};
 use crate::netns::{join, spawn_in};
 
 /// The plugin under test: `$NETD_CNI_BIN`, else `netd-cni` next to the
-/// netd binary.
+/// netd binary. Like `netd`, it must be built from these sources
+/// (`netd-cni version` shows the source hash): a stale plugin fails the
+/// test rather than being tested.
 pub fn cni_bin() -> PathBuf {
-    match std::env::var_os("NETD_CNI_BIN") {
+    let bin = match std::env::var_os("NETD_CNI_BIN") {
         Some(p) => PathBuf::from(p),
         None => crate::bed::netd_bin().with_file_name("netd-cni"),
+    };
+    if let Err(e) = crate::bed::check_binary(&bin) {
+        panic!("{e:#}");
     }
+    bin
 }
 
 /// One plugin call's outcome.

@@ -41,8 +41,8 @@ fn socket_inode(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
-/// A second agent that shares one of the first one's state dir, run dir or
-/// bpffs (the other two its own) exits at once naming the first's pid and
+/// A second agent that shares one of the first one's state dir, run dir,
+/// bpffs or Docker driver socket (the others its own) exits at once naming the first's pid and
 /// what they share; the first keeps its socket, bridges, pins and traffic,
 /// and the second leaves nothing in its own directories.
 #[test]
@@ -62,11 +62,16 @@ fn a_second_agent_sharing_a_directory_is_refused() {
     let pid = bed.agent_pid().expect("the first agent runs");
     let (state, run, bpffs) = (bed.dir().join("state"), bed.dir().join("run"), bed.bpffs());
 
-    for (i, shared) in ["--state-dir", "--run-dir", "--bpffs"].iter().enumerate() {
+    let plugin = bed.plugin_dir().join("netd.sock");
+    let plugin_sock = socket_inode(&plugin).expect("the first agent's Docker driver socket");
+    let shares = ["--state-dir", "--run-dir", "--bpffs", "--docker-plugin"];
+    for (i, shared) in shares.iter().enumerate() {
         let own = subdir(&bed, &format!("second{i}"));
         let own_state = subdir(&bed, &format!("second{i}/state"));
         let own_run = subdir(&bed, &format!("second{i}/run"));
         let own_bpffs = subdir(&bed, &format!("second{i}/bpffs"));
+        // Never the host's /run/docker/plugins, even if it were not refused.
+        let own_plugin = own.join("plugins/netd.sock");
         let pick = |flag: &str, first: &Path, mine: &Path| {
             if flag == *shared {
                 first.display().to_string()
@@ -77,6 +82,7 @@ fn a_second_agent_sharing_a_directory_is_refused() {
         let s = pick("--state-dir", &state, &own_state);
         let r = pick("--run-dir", &run, &own_run);
         let f = pick("--bpffs", &bpffs, &own_bpffs);
+        let p = pick("--docker-plugin", &plugin, &own_plugin);
         let started = Instant::now();
         let out = daemon_once(
             &bed,
@@ -87,6 +93,8 @@ fn a_second_agent_sharing_a_directory_is_refused() {
                 &r,
                 "--bpffs",
                 &f,
+                "--docker-plugin",
+                &p,
                 "--log-level",
                 "debug",
             ],
@@ -99,7 +107,8 @@ fn a_second_agent_sharing_a_directory_is_refused() {
         let shared_dir = match *shared {
             "--state-dir" => &s,
             "--run-dir" => &r,
-            _ => &f,
+            "--bpffs" => &f,
+            _ => &p,
         };
         let err_line = out
             .stderr
@@ -112,7 +121,7 @@ fn a_second_agent_sharing_a_directory_is_refused() {
                 errs.push(format!("the refusal does not say {want:?}:\n{out}"));
             }
         }
-        for other in ["--state-dir", "--run-dir", "--bpffs"] {
+        for other in shares {
             if other != *shared && err_line.contains(&format!("{other} /")) {
                 errs.push(format!(
                     "the refusal names {other}, which is not shared:\n{out}"
@@ -125,6 +134,9 @@ fn a_second_agent_sharing_a_directory_is_refused() {
         // The second agent touched nothing of its own either.
         if own_run.join("netd.sock").exists() {
             errs.push("the second agent bound a socket in its own run dir".into());
+        }
+        if own_plugin.exists() {
+            errs.push("the second agent bound a Docker driver socket of its own".into());
         }
         if is_mountpoint(&own_bpffs) {
             errs.push("the second agent mounted a bpffs on its own --bpffs".into());
@@ -140,6 +152,9 @@ fn a_second_agent_sharing_a_directory_is_refused() {
         // same pins, traffic as before.
         if socket_inode(&bed.socket()) != Some(sock) {
             errs.push("the first agent's socket was replaced".into());
+        }
+        if socket_inode(&plugin) != Some(plugin_sock) {
+            errs.push("the first agent's Docker driver socket was replaced".into());
         }
         if let Err(e) = bed.check_unchanged(&before, &nets, &ctrs, "a refused second agent") {
             errs.push(e);

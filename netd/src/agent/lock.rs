@@ -74,6 +74,38 @@ impl AgentLock {
         )
     }
 
+    /// Locks the socket path `socket` (the Docker driver's), before the
+    /// agent touches anything: a socket cannot be flocked and is bound anew
+    /// at every start, so the lock is on `<socket>.lock` beside it (an
+    /// empty file that stays; dockerd only looks at `*.sock`, `*.spec` and
+    /// `*.json` there).
+    pub fn acquire_socket(flag: &'static str, socket: &Path) -> Result<AgentLock> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = socket_lock_path(socket);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let mut lock = AgentLock { held: Vec::new() };
+        match lock.try_lock_file(file, &path)? {
+            Ok(()) => Ok(lock),
+            Err(holder) => bail!(
+                "another netd agent (pid {}) is already running with {flag} {}; stop it \
+                 first, or give this agent another {flag} path (or none)",
+                holder.map_or("unknown".to_string(), |p| p.to_string()),
+                socket.display()
+            ),
+        }
+    }
+
     /// Locks `dir` again if it now resolves to another directory (a bpffs
     /// mounted on it since): a later agent that opens the path reaches
     /// the mounted root, which must be locked too.
@@ -101,6 +133,10 @@ impl AgentLock {
     /// holds it.
     fn try_lock(&mut self, dir: &Path) -> Result<Result<(), Option<u32>>> {
         let file = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+        self.try_lock_file(file, dir)
+    }
+
+    fn try_lock_file(&mut self, file: File, dir: &Path) -> Result<Result<(), Option<u32>>> {
         let meta = file
             .metadata()
             .with_context(|| format!("failed to stat {}", dir.display()))?;
@@ -123,6 +159,13 @@ impl AgentLock {
     fn len(&self) -> usize {
         self.held.len()
     }
+}
+
+/// `<socket>.lock`: where [`AgentLock::acquire_socket`] locks `socket`.
+fn socket_lock_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// The pid holding a flock on the inode (`dev`, `ino`), from /proc/locks
@@ -207,5 +250,26 @@ mod tests {
         for d in [a, b, c] {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+
+    #[test]
+    fn a_shared_socket_path_is_refused_until_its_holder_is_gone() {
+        let d = tmp("sock");
+        let socket = d.join("plugins/netd.sock");
+        let first = AgentLock::acquire_socket("--docker-plugin", &socket).unwrap();
+        let e = AgentLock::acquire_socket("--docker-plugin", &socket)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(
+            e.contains(&format!("--docker-plugin {}", socket.display())),
+            "{e}"
+        );
+        // Another path beside it is another lock.
+        let other = AgentLock::acquire_socket("--docker-plugin", &d.join("plugins/b.sock"));
+        assert!(other.is_ok(), "{other:?}");
+        drop(first);
+        AgentLock::acquire_socket("--docker-plugin", &socket).unwrap();
+        let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -10,7 +10,7 @@ mod docker;
 mod endpoints;
 mod explain;
 mod ipv6;
-mod lock;
+pub mod lock;
 mod metrics;
 mod names;
 mod networks;

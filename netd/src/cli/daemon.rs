@@ -167,6 +167,16 @@ pub fn run(settings: Settings) -> Result<()> {
         path => Some(std::path::PathBuf::from(path)),
     };
     let docker_host = settings.args.docker_host.clone();
+    // Before the agent touches anything: a second agent on the same driver
+    // socket must change nothing (SPEC section 5).
+    let _plugin_lock = match docker_plugin.as_deref() {
+        Some(path) => {
+            let lock = crate::agent::lock::AgentLock::acquire_socket("--docker-plugin", path)?;
+            docker::server::refuse_if_served(path)?;
+            Some(lock)
+        }
+        None => None,
+    };
     rt.block_on(async move {
         let socket = config.run_dir.join("netd.sock");
         let group = config.socket_group;

@@ -77,7 +77,17 @@ pub fn run(env: &Env, stdin: &[u8]) -> (String, CniResult<Option<Value>>) {
 }
 
 /// The executable: environment and stdin in, result or error JSON out.
+/// Runtimes pass no arguments; `netd-cni version` (or `--version`) prints
+/// the build, as `netd version` does, for people and the test harness.
 pub fn main() -> i32 {
+    if let Some(arg) = std::env::args().nth(1) {
+        if arg == "version" || arg == "--version" {
+            println!("netd-cni {}", env!("CARGO_PKG_VERSION"));
+            println!("source hash:  {}", crate::SOURCE_HASH);
+            println!("CNI versions: {}", SUPPORTED_VERSIONS.join(", "));
+            return 0;
+        }
+    }
     let mut stdin = Vec::new();
     let env = Env::read(|k| std::env::var(k).ok());
     let read = std::io::stdin().read_to_end(&mut stdin);

@@ -149,6 +149,18 @@ fn to_json(v: &impl Serialize) -> Result<Value, AgentError> {
     serde_json::to_value(v).map_err(|e| AgentError::Internal(e.into()))
 }
 
+/// Fails when some live process answers on `socket` (checked before the
+/// agent starts, so such a start changes nothing, and again at bind).
+pub fn refuse_if_served(socket: &Path) -> Result<()> {
+    if UnixStream::connect(socket).is_ok() {
+        bail!(
+            "another process serves the Docker driver socket {}; stop it or give --docker-plugin another path (or none)",
+            socket.display()
+        );
+    }
+    Ok(())
+}
+
 /// Binds the driver socket. A socket some live process still answers on
 /// is refused (two drivers must not share a name); a stale one is replaced.
 pub fn bind(socket: &Path) -> Result<UnixListener> {
@@ -156,12 +168,7 @@ pub fn bind(socket: &Path) -> Result<UnixListener> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
     }
-    if UnixStream::connect(socket).is_ok() {
-        bail!(
-            "another process serves the Docker driver socket {}; stop it or give --docker-plugin another path (or none)",
-            socket.display()
-        );
-    }
+    refuse_if_served(socket)?;
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).with_context(|| {
         format!(
