@@ -6,6 +6,7 @@
 
 mod load;
 mod measure;
+mod overlay;
 mod report;
 mod run;
 mod sys;
@@ -41,6 +42,9 @@ enum Cmd {
         /// The command line to quote in the report.
         #[arg(long, default_value = "cargo xtask bench")]
         command: String,
+        /// Only the cross-host (overlay) comparison.
+        #[arg(long)]
+        overlay_only: bool,
     },
     /// Render the report (markdown, chart) again from a run's JSON.
     Report {
@@ -93,11 +97,13 @@ fn main() -> ExitCode {
             netd,
             out,
             command,
+            overlay_only,
         } => run::run(run::Opts {
             quick,
             netd,
             out,
             command,
+            overlay_only,
         }),
         Cmd::Report { json, out } => run::rerender(&json, &out),
         Cmd::Hold { kind, netd, secs } => run::hold(&kind, netd, secs),

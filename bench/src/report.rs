@@ -88,6 +88,11 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
         p.load_secs,
         crate::sys::load_cpu().map(|c| c.to_string()).unwrap_or_else(|| "0".into())
     );
+    if r.matrix.is_empty() && !r.overlay.is_empty() {
+        // `--overlay-only`: nothing else was measured.
+        overlay(r, &mut s);
+        return s;
+    }
     let _ = writeln!(s, "- chart: [{svg_name}]({svg_name})\n");
 
     let _ = writeln!(s, "## Datapaths\n");
@@ -113,13 +118,13 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
                 s,
                 "| {} | {name} | {} | {} | {} | {} | {} |",
                 path.label(),
-                c.gbps.show(2),
-                c.tps.show(0),
-                c.cps.show(0),
-                c.p50_us.show(1),
-                c.p99_us.show(1)
+                c.m.gbps.show(2),
+                c.m.tps.show(0),
+                c.m.cps.show(0),
+                c.m.p50_us.show(1),
+                c.m.p99_us.show(1)
             );
-            for e in dedup(&c.errors) {
+            for e in dedup(&c.m.errors) {
                 notes.push(format!("{} on {}: {e}", path.short(), dp.label()));
             }
             if !c.netd_drops.is_empty() {
@@ -243,6 +248,7 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
         );
     }
 
+    overlay(r, &mut s);
     targets(r, &mut s);
     host_routing_targets(r, &mut s);
 
@@ -261,11 +267,11 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
         };
         type Pick = fn(&Cell) -> &Series;
         let figs: [(&str, Pick); 5] = [
-            ("TCP throughput", |c| &c.gbps),
-            ("transactions/s", |c| &c.tps),
-            ("connections/s", |c| &c.cps),
-            ("rr p50 latency (lower is better)", |c| &c.p50_us),
-            ("rr p99 latency (lower is better)", |c| &c.p99_us),
+            ("TCP throughput", |c| &c.m.gbps),
+            ("transactions/s", |c| &c.m.tps),
+            ("connections/s", |c| &c.m.cps),
+            ("rr p50 latency (lower is better)", |c| &c.m.p50_us),
+            ("rr p99 latency (lower is better)", |c| &c.m.p99_us),
         ];
         let k = cell(r, path, Kind::NetdKernel);
         for (fig, pick) in figs {
@@ -301,6 +307,84 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
     s
 }
 
+/// Cross-host container -> container, three datapaths side by side.
+fn overlay(r: &Results, s: &mut String) {
+    if r.overlay.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Cross-host container -> container\n");
+    let _ = writeln!(
+        s,
+        "Two host netns on an underlay bridge (MTU 1500), c1 on the first, c2 on the second; \
+         netd: one agent per host clustered through etcd, an overlay network (VXLAN from eBPF, \
+         MTU 1450); kernel VXLAN + bridge: what Docker's overlay driver builds per host (bridge, \
+         VXLAN port, static FDB and ARP entries, MTU 1450); underlay: the containers routed \
+         without encapsulation (MTU 1500).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| datapath | TCP Gbit/s | transactions/s | connections/s | rr p50 µs | rr p99 µs |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let mut notes = Vec::new();
+    for c in &r.overlay {
+        if let Some(na) = &c.na {
+            let _ = writeln!(s, "| {} | {na} | | | | |", c.dp.label());
+            continue;
+        }
+        let m = &c.m;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            c.dp.label(),
+            m.gbps.show(2),
+            m.tps.show(0),
+            m.cps.show(0),
+            m.p50_us.show(1),
+            m.p99_us.show(1)
+        );
+        for e in dedup(&m.errors) {
+            notes.push(format!("{}: {e}", c.dp.label()));
+        }
+        if !c.netd_drops.is_empty() {
+            let d: Vec<String> = c
+                .netd_drops
+                .iter()
+                .map(|(k, v)| format!("{k} +{v}"))
+                .collect();
+            notes.push(format!(
+                "{}: netd drop counters rose: {}",
+                c.dp.label(),
+                d.join(", ")
+            ));
+        }
+    }
+    let by = |k: crate::overlay::OvKind| r.overlay.iter().find(|c| c.dp == k && c.na.is_none());
+    use crate::overlay::OvKind::{KernelVxlan, Netd, Underlay};
+    if let (Some(n), Some(k), Some(u)) = (by(Netd), by(KernelVxlan), by(Underlay)) {
+        let _ = writeln!(s, "\n| figure | netd / kernel VXLAN | netd / underlay |");
+        let _ = writeln!(s, "|---|---:|---:|");
+        for (fig, pick) in [
+            (
+                "TCP throughput",
+                (|m: &crate::run::Measured| &m.gbps) as fn(&_) -> &Series,
+            ),
+            ("transactions/s", |m| &m.tps),
+            ("connections/s", |m| &m.cps),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {fig} | {} | {} |",
+                ratio(pick(&n.m), pick(&k.m)),
+                ratio(pick(&n.m), pick(&u.m))
+            );
+        }
+    }
+    for n in notes {
+        let _ = writeln!(s, "\n- {n}");
+    }
+}
+
 fn ratio_of(a: &Series, b: &Series) -> Option<f64> {
     match (a.median(), b.median()) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -328,8 +412,8 @@ fn targets(r: &Results, s: &mut String) {
     };
     if let (Some(n), Some(i)) = pair(PathKind::C2c) {
         for (fig, a, b) in [
-            ("throughput", &n.gbps, &i.gbps),
-            ("transactions/s", &n.tps, &i.tps),
+            ("throughput", &n.m.gbps, &i.m.gbps),
+            ("transactions/s", &n.m.tps, &i.m.tps),
         ] {
             let q = ratio_of(a, b);
             row(
@@ -342,8 +426,8 @@ fn targets(r: &Results, s: &mut String) {
     for path in [PathKind::WorldPub, PathKind::HostLocal] {
         if let (Some(n), Some(i)) = pair(path) {
             for (fig, a, b) in [
-                ("transactions/s", &n.tps, &i.tps),
-                ("connections/s", &n.cps, &i.cps),
+                ("transactions/s", &n.m.tps, &i.m.tps),
+                ("connections/s", &n.m.cps, &i.m.cps),
             ] {
                 let q = ratio_of(a, b);
                 row(
@@ -436,9 +520,9 @@ fn host_routing_targets(r: &Results, s: &mut String) {
         };
         let k = cell(r, path, Kind::NetdKernel).filter(|k| k.na.is_none());
         let figures: [(&str, Pick, f64); 3] = [
-            ("TCP throughput ≥ 95% of", |c| &c.gbps, 0.95),
-            ("transactions/s ≥", |c| &c.tps, 1.0),
-            ("connections/s ≥", |c| &c.cps, 1.0),
+            ("TCP throughput ≥ 95% of", |c| &c.m.gbps, 0.95),
+            ("transactions/s ≥", |c| &c.m.tps, 1.0),
+            ("connections/s ≥", |c| &c.m.cps, 1.0),
         ];
         for (fig, pick, want) in figures {
             let q = ratio_of(pick(n), pick(b));
@@ -459,8 +543,8 @@ fn host_routing_targets(r: &Results, s: &mut String) {
         cell(r, PathKind::WorldPub, Kind::Iptables),
     ) {
         let figures: [(&str, Pick); 2] = [
-            ("transactions/s", |c| &c.tps),
-            ("connections/s", |c| &c.cps),
+            ("transactions/s", |c| &c.m.tps),
+            ("connections/s", |c| &c.m.cps),
         ];
         for (fig, pick) in figures {
             let q = ratio_of(pick(n), pick(i));
@@ -533,10 +617,12 @@ fn chart(r: &Results, svg: &Path) -> Result<()> {
     let root = root.titled(&title, ("sans-serif", 18))?;
     let panels = root.split_evenly((2, 2));
     let bars: [(&str, Pick); 3] = [
-        ("TCP throughput, Gbit/s (iperf3)", |c| &c.gbps),
-        ("1-byte transactions/s (persistent connection)", |c| &c.tps),
+        ("TCP throughput, Gbit/s (iperf3)", |c| &c.m.gbps),
+        ("1-byte transactions/s (persistent connection)", |c| {
+            &c.m.tps
+        }),
         ("connections/s (connect, 1 byte each way, close)", |c| {
-            &c.cps
+            &c.m.cps
         }),
     ];
     for (area, (caption, pick)) in panels.iter().zip(bars) {

@@ -63,13 +63,8 @@ pub struct Cell {
     pub na: Option<String>,
     /// How the datapath does this path differently.
     pub note: Option<String>,
-    pub gbps: Series,
-    pub tps: Series,
-    pub cps: Series,
-    pub p50_us: Series,
-    pub p99_us: Series,
-    pub crr_errors: u64,
-    pub errors: Vec<String>,
+    #[serde(flatten)]
+    pub m: Measured,
     /// netd drop counters that rose while this cell was measured.
     pub netd_drops: std::collections::BTreeMap<String, u64>,
 }
@@ -81,16 +76,53 @@ impl Cell {
             dp,
             na: None,
             note: None,
-            gbps: Series::default(),
-            tps: Series::default(),
-            cps: Series::default(),
-            p50_us: Series::default(),
-            p99_us: Series::default(),
-            crr_errors: 0,
-            errors: Vec::new(),
+            m: Measured::default(),
             netd_drops: Default::default(),
         }
     }
+}
+
+/// The figures of one path on one datapath, over the repetitions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Measured {
+    pub gbps: Series,
+    pub tps: Series,
+    pub cps: Series,
+    pub p50_us: Series,
+    pub p99_us: Series,
+    pub crr_errors: u64,
+    pub errors: Vec<String>,
+}
+
+/// One repetition of throughput (iperf3), transactions (rr) and
+/// connections (crr) on `t`.
+pub(crate) fn measure_rep(plan: &Plan, ctx: &Ctx, t: &Target, m: &mut Measured) -> Result<()> {
+    match measure::iperf(t, plan.iperf_secs) {
+        Ok(g) => m.gbps.push(g),
+        Err(e) => m.errors.push(format!("iperf3: {}", short_err(&e))),
+    }
+    sys::check()?;
+    match measure::load(ctx, t, "rr", plan.load_secs) {
+        Ok(r) => {
+            m.tps.push(r.rate);
+            m.p50_us.push(r.p50_us);
+            m.p99_us.push(r.p99_us);
+        }
+        Err(e) => m.errors.push(format!("rr: {}", short_err(&e))),
+    }
+    sys::check()?;
+    match measure::load(ctx, t, "crr", plan.load_secs) {
+        Ok(r) => {
+            m.cps.push(r.rate);
+            m.crr_errors += r.errors;
+            if let Some(e) = r.first_error {
+                m.errors
+                    .push(format!("crr: {} failed connections, first: {e}", r.errors));
+            }
+        }
+        Err(e) => m.errors.push(format!("crr: {}", short_err(&e))),
+    }
+    Ok(())
 }
 
 /// One scale level on one datapath.
@@ -145,6 +177,10 @@ pub struct Results {
     pub matrix: Vec<Cell>,
     pub scale: Vec<ScaleRow>,
     pub control: Control,
+    /// Cross-host container -> container: netd's overlay, kernel VXLAN +
+    /// bridge, the underlay without encapsulation.
+    #[serde(default)]
+    pub overlay: Vec<crate::overlay::OverlayCell>,
     pub elapsed_s: f64,
     /// /proc/loadavg at the start and at the end: how busy the machine was.
     pub load_start: String,
@@ -156,13 +192,18 @@ pub struct Opts {
     pub netd: PathBuf,
     pub out: PathBuf,
     pub command: String,
+    /// Only the cross-host comparison (no matrix, scale or control plane).
+    pub overlay_only: bool,
 }
 
 pub fn run(opts: Opts) -> Result<()> {
     sys::install_signal_handlers()?;
     sys::clean_stale();
     let start = Instant::now();
-    let plan = Plan::new(opts.quick);
+    let mut plan = Plan::new(opts.quick);
+    if opts.overlay_only {
+        plan.mode = format!("{}-overlay", plan.mode);
+    }
     let dir = RunDir::create()?;
     let cgroup = sys::Cgroup::create()?;
     let ctx = Ctx {
@@ -188,7 +229,9 @@ pub fn run(opts: Opts) -> Result<()> {
         ctx.dir.display()
     );
 
-    let (matrix, scale) = {
+    let (matrix, scale) = if opts.overlay_only {
+        (Vec::new(), Vec::new())
+    } else {
         let mut dps = Vec::new();
         let mut build_errors = Vec::new();
         for kind in Kind::ALL {
@@ -218,7 +261,12 @@ pub fn run(opts: Opts) -> Result<()> {
         eprintln!("bench: tearing down the datapath topologies");
         (matrix, scale)
     };
-    let control = run_control(&plan, &ctx)?;
+    let overlay = crate::overlay::run(&plan, &ctx)?;
+    let control = if opts.overlay_only {
+        skipped_control(&plan)
+    } else {
+        run_control(&plan, &ctx)?
+    };
 
     let results = Results {
         plan,
@@ -228,6 +276,7 @@ pub fn run(opts: Opts) -> Result<()> {
         matrix,
         scale,
         control,
+        overlay,
         elapsed_s: start.elapsed().as_secs_f64(),
         load_start,
         load_end: loadavg(),
@@ -362,31 +411,7 @@ fn run_matrix(plan: &Plan, dps: &[Dp], build_errors: &[(Kind, String)]) -> Resul
                 let cell = &mut cells[*i];
                 let ctx = dp.ctx();
                 let drops_before = dp.agent.as_ref().and_then(|a| a.drops().ok());
-                match measure::iperf(t, plan.iperf_secs) {
-                    Ok(g) => cell.gbps.push(g),
-                    Err(e) => cell.errors.push(format!("iperf3: {}", short_err(&e))),
-                }
-                sys::check()?;
-                match measure::load(ctx, t, "rr", plan.load_secs) {
-                    Ok(r) => {
-                        cell.tps.push(r.rate);
-                        cell.p50_us.push(r.p50_us);
-                        cell.p99_us.push(r.p99_us);
-                    }
-                    Err(e) => cell.errors.push(format!("rr: {}", short_err(&e))),
-                }
-                sys::check()?;
-                match measure::load(ctx, t, "crr", plan.load_secs) {
-                    Ok(r) => {
-                        cell.cps.push(r.rate);
-                        cell.crr_errors += r.errors;
-                        if let Some(e) = r.first_error {
-                            cell.errors
-                                .push(format!("crr: {} failed connections, first: {e}", r.errors));
-                        }
-                    }
-                    Err(e) => cell.errors.push(format!("crr: {}", short_err(&e))),
-                }
+                measure_rep(plan, ctx, t, &mut cell.m)?;
                 if let (Some(before), Some(after)) =
                     (drops_before, dp.agent.as_ref().and_then(|a| a.drops().ok()))
                 {
@@ -403,11 +428,11 @@ fn run_matrix(plan: &Plan, dps: &[Dp], build_errors: &[(Kind, String)]) -> Resul
                     plan.reps,
                     path.short(),
                     dp.kind.label(),
-                    last(&cell.gbps, 2),
-                    last(&cell.tps, 0),
-                    last(&cell.cps, 0),
-                    last(&cell.p50_us, 1),
-                    last(&cell.p99_us, 1),
+                    last(&cell.m.gbps, 2),
+                    last(&cell.m.tps, 0),
+                    last(&cell.m.cps, 0),
+                    last(&cell.m.p50_us, 1),
+                    last(&cell.m.p99_us, 1),
                 );
             }
         }
@@ -525,6 +550,17 @@ fn scale_level(
         row.c2c_cps.show(0)
     );
     Ok(())
+}
+
+fn skipped_control(plan: &Plan) -> Control {
+    Control {
+        na: Some("not measured (--overlay-only)".into()),
+        latency_n: plan.cp_latency_n,
+        total_n: plan.cp_total_n,
+        add_ms: Vec::new(),
+        total_s: None,
+        cli_floor_ms: Series::default(),
+    }
 }
 
 fn run_control(plan: &Plan, ctx: &Ctx) -> Result<Control> {

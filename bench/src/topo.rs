@@ -145,7 +145,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn ns_name(&self, tag: &str, role: &str) -> String {
+    pub fn ns_name(&self, tag: &str, role: &str) -> String {
         format!("{}{}-{tag}-{role}", sys::PREFIX, std::process::id())
     }
 
@@ -169,7 +169,7 @@ impl Ctx {
         Ok(p)
     }
 
-    fn iperf_server(&self, ns: &str) -> Result<Proc> {
+    pub fn iperf_server(&self, ns: &str) -> Result<Proc> {
         let mut c = sys::load_cmd(ns, None, "iperf3");
         c.args(["-s", "-p", &IPERF_PORT.to_string()]);
         let p = Proc::spawn(

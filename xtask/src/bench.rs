@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick]`: installs what the benchmark needs, builds
+//! `cargo xtask bench [--quick] [--overlay-only]`: installs what the benchmark needs, builds
 //! netd and the `bench` crate in release mode, then becomes `bench run`
 //! (exec, so Ctrl-C reaches the runner, which cleans up after itself).
 
@@ -9,9 +9,17 @@ use std::process::Command;
 use anyhow::{ensure, Context as _, Result};
 
 /// Debian packages the benchmark uses on top of the test set.
-const BENCH_PACKAGES: &[&str] = &["iperf3", "iptables", "nftables", "iproute2", "util-linux"];
+/// etcd-server: the cluster store of the cross-host (overlay) comparison.
+const BENCH_PACKAGES: &[&str] = &[
+    "iperf3",
+    "iptables",
+    "nftables",
+    "iproute2",
+    "util-linux",
+    "etcd-server",
+];
 
-pub fn bench(root: &Path, quick: bool) -> Result<()> {
+pub fn bench(root: &Path, quick: bool, overlay_only: bool) -> Result<()> {
     ensure!(
         crate::effective_uid()? == 0,
         "the benchmark builds network namespaces, bridges and iptables rules: run `cargo xtask bench` as root"
@@ -37,6 +45,9 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
         });
     if quick {
         cmd.arg("--quick");
+    }
+    if overlay_only {
+        cmd.arg("--overlay-only");
     }
     crate::print_cmd(&cmd);
     let err = cmd.exec();

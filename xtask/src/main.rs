@@ -122,6 +122,10 @@ enum Cmd {
         /// Fewer repetitions and smaller counts (under 3 minutes).
         #[arg(long)]
         quick: bool,
+        /// Only the cross-host comparison (netd overlay, kernel VXLAN +
+        /// bridge, underlay).
+        #[arg(long)]
+        overlay_only: bool,
     },
 }
 
@@ -138,7 +142,10 @@ fn main() -> Result<ExitCode> {
             only_hostile,
             args,
         } => test(&root, !no_hostile, only_hostile.as_deref(), &args)?,
-        Cmd::Bench { quick } => bench::bench(&root, quick)?,
+        Cmd::Bench {
+            quick,
+            overlay_only,
+        } => bench::bench(&root, quick, overlay_only)?,
         Cmd::Install { prefix, destdir } => install_cmd(&root, prefix, destdir)?,
         Cmd::Uninstall { prefix, destdir } => {
             let layout = install::Layout {
