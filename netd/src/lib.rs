@@ -3,6 +3,7 @@
 //! - `model`: networks, containers and endpoints as stored.
 //! - `ipam`, `ipam6`: subnet pools and address allocation (IPv4, IPv6).
 //! - `store`: the embedded transactional store (redb).
+//! - `cluster`: overlay networks shared through etcd.
 //! - `net`: rtnetlink work (bridges, veths, container netns).
 //! - `datapath`: loading, pinning and feeding the eBPF programs.
 //! - `agent`: the operations behind the API, one file per concern.
@@ -13,6 +14,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod cni;
 pub mod datapath;
 pub mod dns;

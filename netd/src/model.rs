@@ -37,6 +37,13 @@ pub struct Network {
     /// absent in state stored before IPv6 existed): IPv4 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Config>,
+    /// `bridge`: this host only; `overlay`: every host of the cluster.
+    #[serde(default)]
+    pub driver: Driver,
+    /// The VXLAN network identifier of an overlay network (the same on
+    /// every host; given by the cluster store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 /// A network's IPv6 subnet, gateway (on the bridge) and allocation range.
@@ -46,6 +53,37 @@ pub struct Ipv6Config {
     pub gateway: Ipv6Addr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<Ipv6Net>,
+}
+
+/// How far a network reaches.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// A bridge on this host.
+    #[default]
+    Bridge,
+    /// Spans every host of the cluster (`--cluster-store`): defined in the
+    /// cluster store, realised on each host, VXLAN between hosts.
+    Overlay,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Bridge => "bridge",
+            Driver::Overlay => "overlay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Driver, String> {
+        match s {
+            "bridge" => Ok(Driver::Bridge),
+            "overlay" => Ok(Driver::Overlay),
+            other => Err(format!(
+                "unknown network driver {other:?} (bridge or overlay)"
+            )),
+        }
+    }
 }
 
 /// Who manages a network or container: netd's own API, or dockerd through
@@ -70,6 +108,10 @@ impl Owner {
 impl Network {
     pub fn is_default(&self) -> bool {
         self.name == DEFAULT_NETWORK
+    }
+
+    pub fn is_overlay(&self) -> bool {
+        self.driver == Driver::Overlay
     }
 }
 

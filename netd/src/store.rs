@@ -18,6 +18,9 @@ const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("container
 /// Per-host settings chosen once (the ULA prefix of IPv6 networks).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_ULA: &str = "ula-prefix";
+/// The last view of the cluster store (`cluster::view`), one value.
+const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
+const CLUSTER_VIEW: &str = "view";
 
 /// One change inside a transaction.
 pub enum StoreOp<'a> {
@@ -40,6 +43,7 @@ impl Store {
         tx.open_table(NETWORKS)?;
         tx.open_table(CONTAINERS)?;
         tx.open_table(META)?;
+        tx.open_table(CLUSTER)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -86,6 +90,21 @@ impl Store {
             out.push(item);
         }
         Ok(out)
+    }
+
+    /// The saved cluster view, if any.
+    pub fn cluster_view(&self) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(CLUSTER)?;
+        Ok(table.get(CLUSTER_VIEW)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces the saved cluster view.
+    pub fn put_cluster_view(&self, bytes: &[u8]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(CLUSTER)?.insert(CLUSTER_VIEW, bytes)?;
+        tx.commit().context("failed to commit to the store")?;
+        Ok(())
     }
 
     /// Applies all `ops` in one durable transaction, or none of them.

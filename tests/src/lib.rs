@@ -12,6 +12,7 @@
 //! [`firewall`]) netfilter rules live in namespaces the bed created.
 
 pub mod bed;
+pub mod cluster;
 pub mod cmd;
 pub mod cni;
 pub mod docker;

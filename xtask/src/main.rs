@@ -22,8 +22,12 @@ mod bench;
 mod deb;
 mod install;
 
-/// Debian packages the tests use.
+/// Debian packages the build and the tests use.
 const APT_PACKAGES: &[&str] = &[
+    // protoc: etcd-client's build script compiles etcd's protobuf files.
+    "protobuf-compiler",
+    // The cluster store of the overlay tests (tests/tests/overlay_cluster.rs).
+    "etcd-server",
     "iproute2",
     "iputils-ping",
     "socat",

@@ -89,19 +89,31 @@ impl Agent {
                 )?;
                 ports = self.plan_ports(&net, &req.publish)?;
                 let ns = open_netns(&container)?;
-                let ep = self.new_endpoint(
+                let ip = self
+                    .overlay_address(&container, &net, req.ip, &req.aliases, mac)
+                    .await?;
+                let ep = match self.new_endpoint(
                     &container,
                     &net,
-                    (req.ip, req.ip6),
+                    (ip, req.ip6),
                     req.aliases,
                     req.ifname,
                     mac,
-                )?;
-                self.plumb_endpoint(&container.id, &ns, &net, &ep, true)
+                ) {
+                    Ok(ep) => ep,
+                    Err(e) => {
+                        self.release_claim(&container.id, &net, ip).await;
+                        return Err(e);
+                    }
+                };
+                if let Err(e) = self
+                    .plumb_endpoint(&container.id, &ns, &net, &ep, true)
                     .await
-                    .with_context(|| {
-                        format!("failed to attach {} to {}", container.name, net.name)
-                    })?;
+                    .with_context(|| format!("failed to attach {} to {}", container.name, net.name))
+                {
+                    self.release_claim(&container.id, &net, ip).await;
+                    return Err(e.into());
+                }
                 container.endpoints.push(ep);
                 crate::fault::point("container-add:plumbed");
             }
@@ -116,6 +128,8 @@ impl Agent {
                 for ep in &container.endpoints {
                     let _ = self.unplumb_endpoint(ep).await;
                 }
+                self.release_overlay_addresses(&container.id, &container.endpoints)
+                    .await;
                 return Err(e);
             }
         };
@@ -126,12 +140,14 @@ impl Agent {
             for ep in &container.endpoints {
                 let _ = self.unplumb_endpoint(ep).await;
             }
+            self.release_overlay_addresses(&container.id, &container.endpoints)
+                .await;
             return Err(e.into());
         }
         info!(name = %container.name, mode = ?container.mode, "container added");
         self.containers
             .insert(container.id.clone(), container.clone());
-        self.state_changed();
+        self.follow_cluster_view().await;
         Ok(container)
     }
 
@@ -170,7 +186,10 @@ impl Agent {
             self.containers.remove(&c.id);
             info!(name = %c.name, "container removed");
         }
-        self.state_changed();
+        for c in &doomed {
+            self.release_overlay_addresses(&c.id, &c.endpoints).await;
+        }
+        self.follow_cluster_view().await;
         Ok(doomed.into_iter().map(|c| c.name).collect())
     }
 }

@@ -9,17 +9,21 @@ mod containers;
 mod docker;
 mod endpoints;
 mod explain;
+mod follow;
 mod ipv6;
 pub mod lock;
 mod metrics;
 mod names;
 mod networks;
+mod overlay;
 mod publish;
 mod reset;
 mod start;
 mod status;
 mod uplinks;
 mod views;
+
+pub use follow::follow_cluster;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
@@ -63,6 +67,8 @@ pub struct AgentConfig {
     /// Group that may use the API socket (mode 0660, run dir 0750); none:
     /// root only.
     pub socket_group: Option<nix::unistd::Gid>,
+    /// The cluster store (`--cluster-store`); none: one host only.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 pub struct Agent {
@@ -86,6 +92,12 @@ pub struct Agent {
     /// The `netd monitor` hub (event ring buffer and switch).
     monitor: std::sync::Arc<crate::monitor::Hub>,
     repairs_total: u64,
+    /// The cluster store, with `--cluster-store`.
+    cluster: Option<crate::cluster::Cluster>,
+    /// The last known state of the cluster store (kept while it is away).
+    cluster_view: crate::cluster::view::View,
+    /// Overlay networks this host could not realise, and why.
+    cluster_conflicts: Vec<String>,
 }
 
 impl Agent {

@@ -26,7 +26,7 @@ impl Agent {
                 serve: !n.is_default(),
             })
             .collect();
-        let names = self
+        let mut names: Vec<DnsName> = self
             .containers
             .values()
             .flat_map(|c| {
@@ -36,9 +36,30 @@ impl Agent {
                     aliases: ep.aliases.clone(),
                     ip: ep.ip,
                     ip6: ep.ip6,
+                    remote: false,
                 })
             })
             .collect();
+        // Containers of other hosts on the overlay networks realised here.
+        if let Some(cluster) = &self.cluster {
+            names.extend(
+                self.cluster_view
+                    .remote_endpoints(&cluster.config.host_id)
+                    .filter(|(e, _)| {
+                        self.networks
+                            .get(&e.network_id)
+                            .is_some_and(|n| n.is_overlay())
+                    })
+                    .map(|(e, _)| DnsName {
+                        network_id: e.network_id.clone(),
+                        container: e.container.clone(),
+                        aliases: e.aliases.clone(),
+                        ip: e.ip,
+                        ip6: None,
+                        remote: true,
+                    }),
+            );
+        }
         // One listener per container netns on a served network; containers
         // in `container:OTHER` mode have no endpoints and share OTHER's.
         // Docker's sandboxes are Docker's: its own embedded DNS answers on

@@ -9,7 +9,9 @@ use crate::{
     api::types::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
-    model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, Owner, DEFAULT_MTU},
+    model::{
+        new_id, now, requested_mac, Container, Driver, Endpoint, Mode, Network, Owner, DEFAULT_MTU,
+    },
     net::ContainerNs,
     store::StoreOp,
 };
@@ -95,6 +97,18 @@ impl Agent {
         owner: Owner,
     ) -> AgentResult<Network> {
         let req = apply_docker_options(req)?;
+        let driver = match req.driver.as_deref() {
+            None => Driver::Bridge,
+            Some(d) => Driver::parse(d).map_err(AgentError::Invalid)?,
+        };
+        if driver == Driver::Overlay {
+            if owner != Owner::Netd || id.is_some() {
+                return invalid(
+                    "overlay networks are made with `netd network create --driver overlay`",
+                );
+            }
+            return self.create_overlay_network(req).await;
+        }
         validate_name("network", &req.name)?;
         if matches!(req.name.as_str(), "none" | "host") || req.name.starts_with("container:") {
             return invalid(format!("{} is a reserved network name", req.name));
@@ -176,6 +190,8 @@ impl Agent {
             created: now(),
             owner,
             ipv6,
+            driver: Driver::Bridge,
+            vni: None,
         };
         if let Err(e) = self.realise_network(&network).await {
             self.unrealise_network(&network).await;
@@ -201,13 +217,13 @@ impl Agent {
         req.name == crate::model::DEFAULT_NETWORK && bridge == crate::model::DEFAULT_BRIDGE
     }
 
-    async fn unrealise_network(&mut self, net: &Network) {
+    pub(super) async fn unrealise_network(&mut self, net: &Network) {
         let _ = self.datapath.remove_network(net.subnet);
         let _ = self.datapath.remove_network_counters(net.datapath_id);
         let _ = self.links.delete_by_name(&net.bridge).await;
     }
 
-    fn users_of(&self, net_id: &str) -> Vec<&Container> {
+    pub(super) fn users_of(&self, net_id: &str) -> Vec<&Container> {
         self.containers
             .values()
             .filter(|c| c.endpoints.iter().any(|e| e.network_id == net_id))
@@ -240,9 +256,15 @@ impl Agent {
                 users.join(", ")
             ));
         }
+        if net.is_overlay() {
+            self.remove_overlay_network(&net).await?;
+        }
         self.store.apply(&[StoreOp::DeleteNetwork(&net.id)])?;
         self.networks.remove(&net.id);
         self.unrealise_network(&net).await;
+        if net.is_overlay() {
+            self.follow_cluster_view().await;
+        }
         self.state_changed();
         info!(name = %net.name, "network removed");
         Ok(net.name)
@@ -254,7 +276,11 @@ impl Agent {
             .networks
             .values()
             .filter(|n| {
-                !n.is_default() && n.owner == Owner::Netd && self.users_of(&n.id).is_empty()
+                // Overlay networks are the cluster's: `network rm` them.
+                !n.is_default()
+                    && !n.is_overlay()
+                    && n.owner == Owner::Netd
+                    && self.users_of(&n.id).is_empty()
             })
             .map(|n| n.id.clone())
             .collect();
@@ -285,23 +311,41 @@ impl Agent {
         let mac = requested_mac(req.mac.as_deref())?;
         let ns = ContainerNs::open(&container.netns)
             .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
-        let ep = self.new_endpoint(
+        let ip = self
+            .overlay_address(&container, &net, req.ip, &req.aliases, mac)
+            .await?;
+        let ep = match self.new_endpoint(
             &container,
             &net,
-            (req.ip, req.ip6),
+            (ip, req.ip6),
             req.aliases,
             req.ifname,
             mac,
-        )?;
+        ) {
+            Ok(ep) => ep,
+            Err(e) => {
+                self.release_claim(&container.id, &net, ip).await;
+                return Err(e);
+            }
+        };
         let default_route = container.endpoints.is_empty();
-        self.plumb_endpoint(&container.id, &ns, &net, &ep, default_route)
+        if let Err(e) = self
+            .plumb_endpoint(&container.id, &ns, &net, &ep, default_route)
             .await
-            .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
+            .with_context(|| format!("failed to connect {} to {}", container.name, net.name))
+        {
+            self.release_claim(&container.id, &net, ip).await;
+            return Err(e.into());
+        }
         let mut updated = container;
         updated.endpoints.push(ep.clone());
         if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&updated)]) {
             let _ = self.unplumb_endpoint(&ep).await;
+            self.release_claim(&updated.id, &net, ip).await;
             return Err(e.into());
+        }
+        if net.is_overlay() {
+            self.follow_cluster_view().await;
         }
         self.containers.insert(updated.id.clone(), updated.clone());
         self.state_changed();
@@ -339,6 +383,8 @@ impl Agent {
         let ep = container.endpoints.remove(pos);
         self.unplumb_endpoint(&ep).await?;
         crate::fault::point("disconnect:unplumbed");
+        self.release_overlay_addresses(&container.id, std::slice::from_ref(&ep))
+            .await;
         // As Docker does: the next network takes over the default route.
         if pos == 0 {
             if let Some(next) = container.endpoints.first() {
@@ -356,6 +402,9 @@ impl Agent {
         self.store.apply(&[StoreOp::PutContainer(&container)])?;
         self.containers
             .insert(container.id.clone(), container.clone());
+        if net.is_overlay() {
+            self.follow_cluster_view().await;
+        }
         self.state_changed();
         Ok(container)
     }

@@ -11,6 +11,11 @@ impl Agent {
     pub async fn reset(&mut self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         self.reservations = Default::default();
+        // This host's overlay addresses go back to the cluster (best
+        // effort: the next session releases what is left).
+        for c in self.containers.values().cloned().collect::<Vec<_>>() {
+            self.release_overlay_addresses(&c.id, &c.endpoints).await;
+        }
         for (index, name, _) in self.links.owned_links().await? {
             self.links.delete(index).await?;
             removed.push(format!("link {name}"));

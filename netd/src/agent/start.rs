@@ -64,6 +64,30 @@ impl Agent {
         // earlier agent share the map and follow at once.
         datapath.set_host_routing(config.host_routing)?;
         let monitor = crate::monitor::Hub::start(datapath.take_event_maps()?)?;
+        let cluster = match &config.cluster {
+            Some(settings) => {
+                let cfg = settings
+                    .resolve(&config.state_dir)
+                    .context("cannot join the cluster")?;
+                info!(host = %cfg.host_id, advertise = %cfg.advertise, store = %cfg.endpoints.join(","), "cluster member");
+                Some(crate::cluster::Cluster {
+                    store: crate::cluster::etcd::Etcd::connect(&cfg.endpoints).await?,
+                    config: cfg,
+                    session: Default::default(),
+                })
+            }
+            None => None,
+        };
+        // What this host last knew of the cluster: it keeps forwarding
+        // with it until the store answers.
+        let cluster_view = match store.cluster_view()? {
+            Some(bytes) if cluster.is_some() => crate::cluster::view::View::from_json(&bytes)
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "saved cluster view unreadable; starting without it");
+                    Default::default()
+                }),
+            _ => Default::default(),
+        };
         let networks: BTreeMap<_, _> = store
             .networks()?
             .into_iter()
@@ -91,6 +115,9 @@ impl Agent {
             reconcile_runs: 0,
             monitor,
             repairs_total: 0,
+            cluster,
+            cluster_view,
+            cluster_conflicts: Vec::new(),
         };
         agent.reconcile(true).await?;
         if agent.config.default_bridge
@@ -103,6 +130,7 @@ impl Agent {
         agent.sync_uplinks().await?;
         agent.sync_host_addrs().await?;
         agent.restore_published()?;
+        agent.follow_cluster_view().await;
         agent.datapath.attach_sock_programs(&agent.config.cgroup)?;
         agent.state_changed();
         Ok(agent)
@@ -349,6 +377,7 @@ impl Agent {
             }
             self.store.apply(&[StoreOp::DeleteContainer(id)])?;
             self.containers.remove(id);
+            self.release_overlay_addresses(&c.id, &c.endpoints).await;
             // Its names go, and its DNS listener (which holds the netns).
             self.state_changed();
         }

@@ -53,6 +53,7 @@ impl Agent {
             "network_counters": self.networks_counters(),
             "dns": self.dns.stats(),
             "last_reconcile": { "at": self.last_reconcile, "repairs": self.repairs },
+            "cluster": self.cluster_status(),
         }))
     }
 }
@@ -78,5 +79,61 @@ impl Agent {
             }
         }
         Value::Object(out)
+    }
+}
+
+impl Agent {
+    /// The cluster as this host sees it: the store's reachability, the
+    /// hosts registered and the remote endpoints forwarded to (null
+    /// without `--cluster-store`).
+    fn cluster_status(&self) -> Value {
+        let Some(cluster) = &self.cluster else {
+            return Value::Null;
+        };
+        let session = cluster.session();
+        let me = cluster.config.host_id.as_str();
+        let hosts: Vec<Value> = self
+            .cluster_view
+            .hosts
+            .values()
+            .map(|h| {
+                json!({
+                    "id": h.id,
+                    "hostname": h.hostname,
+                    "address": h.address.to_string(),
+                    "since": h.since,
+                    "self": h.id == me,
+                })
+            })
+            .collect();
+        let remote: Vec<Value> = self
+            .cluster_view
+            .remote_endpoints(me)
+            .map(|(e, addr)| {
+                json!({
+                    "network": self.networks.get(&e.network_id).map_or(e.network_id.as_str(), |n| n.name.as_str()),
+                    "container": e.container,
+                    "ip": e.ip.to_string(),
+                    "host": self.cluster_view.hosts.get(&e.host).map_or(e.host.as_str(), |h| h.hostname.as_str()),
+                    "host_address": addr.to_string(),
+                })
+            })
+            .collect();
+        json!({
+            "store": cluster.config.endpoints,
+            "reachable": session.connected,
+            "last_error": session.last_error,
+            "last_contact": session.last_contact,
+            "sessions": session.sessions,
+            "host_id": me,
+            "hostname": cluster.config.hostname,
+            "advertise_address": cluster.config.advertise.to_string(),
+            "lease": session.lease,
+            "revision": self.cluster_view.revision,
+            "overlay_networks": self.cluster_view.networks.len(),
+            "hosts": hosts,
+            "remote_endpoints": remote,
+            "conflicts": self.cluster_conflicts,
+        })
     }
 }

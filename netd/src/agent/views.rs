@@ -74,12 +74,18 @@ impl Agent {
                 json!("true"),
             );
         }
+        if let Some(vni) = net.vni {
+            options.insert(
+                "com.docker.network.driver.overlay.vxlanid_list".into(),
+                json!(vni.to_string()),
+            );
+        }
         json!({
             "Name": net.name,
             "Id": net.id,
             "Created": net.created,
-            "Scope": "local",
-            "Driver": "bridge",
+            "Scope": if net.is_overlay() { "global" } else { "local" },
+            "Driver": net.driver.as_str(),
             "EnableIPv4": true,
             "EnableIPv6": net.ipv6.is_some(),
             "Internal": net.internal,

@@ -39,6 +39,9 @@ pub struct NetworkCreate {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// `bridge` (the default) or `overlay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

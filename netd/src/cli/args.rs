@@ -154,6 +154,21 @@ pub struct DaemonArgs {
     /// Do not create the default network `bridge`.
     #[arg(long)]
     pub no_default_bridge: bool,
+    /// The etcd cluster (v3 API) that agents of several hosts share for
+    /// overlay networks: etcd://HOST:PORT[,HOST:PORT...]. Without it netd
+    /// is a single host (overlay networks are refused).
+    #[arg(long, value_name = "etcd://HOST:PORT[,...]", value_parser = parse_cluster_store)]
+    pub cluster_store: Option<String>,
+    /// This host's tunnel address, where other hosts send VXLAN packets for
+    /// its containers (default: the address this host reaches the cluster
+    /// store from).
+    #[arg(long, value_name = "IP")]
+    pub advertise_addr: Option<Ipv4Addr>,
+    /// Seconds this host's registration outlives its last renewal: a host
+    /// that dies (or is cut off) disappears from the others after this.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::cluster::DEFAULT_LEASE_TTL,
+          value_parser = clap::value_parser!(u32).range(2..=3600))]
+    pub cluster_lease_ttl: u32,
     /// error, warn, info, debug or trace (or a tracing filter such as
     /// `info,netd::dns=debug`).
     #[arg(long, default_value = "info", value_parser = parse_log_level)]
@@ -174,6 +189,11 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+fn parse_cluster_store(s: &str) -> Result<String, String> {
+    crate::cluster::parse_store_url(s)?;
+    Ok(s.to_string())
 }
 
 fn parse_ct_timeout(s: &str) -> Result<String, String> {
@@ -267,6 +287,10 @@ pub struct ListArgs {
 #[derive(Args, Debug)]
 pub struct NetworkCreateArgs {
     pub name: String,
+    /// bridge (this host) or overlay (every host of the cluster: needs the
+    /// daemon's --cluster-store).
+    #[arg(short = 'd', long, default_value = "bridge", value_parser = parse_driver)]
+    pub driver: String,
     /// Subnet in CIDR form, IPv4 or IPv6 (one of each at most; an IPv6 one
     /// needs --ipv6); picked from the pools when omitted.
     #[arg(long = "subnet", value_name = "CIDR")]
@@ -311,6 +335,10 @@ pub struct NetworkCreateArgs {
     pub options: Vec<(String, String)>,
 }
 
+fn parse_driver(s: &str) -> Result<String, String> {
+    crate::model::Driver::parse(s).map(|d| d.as_str().to_string())
+}
+
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
@@ -332,7 +360,8 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
-    /// Create a bridge network.
+    /// Create a bridge network (or, with --driver overlay, a network of
+    /// every host of the cluster).
     Create(NetworkCreateArgs),
     /// List networks.
     Ls(ListArgs),

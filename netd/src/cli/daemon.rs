@@ -126,6 +126,11 @@ fn dns_upstreams(args: &DaemonArgs) -> Vec<std::net::SocketAddr> {
 }
 
 fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
+    if args.advertise_addr.is_some() && args.cluster_store.is_none() {
+        anyhow::bail!(
+            "--advertise-addr needs --cluster-store (it is this host's address in the cluster)"
+        );
+    }
     Ok(AgentConfig {
         state_dir: args.state_dir.clone(),
         run_dir: args.run_dir.clone(),
@@ -145,6 +150,14 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
             None => cgroup2_root()?,
         },
         socket_group: args.socket_group.as_deref().map(socket_group).transpose()?,
+        cluster: match &args.cluster_store {
+            Some(url) => Some(crate::cluster::ClusterSettings {
+                endpoints: crate::cluster::parse_store_url(url).map_err(anyhow::Error::msg)?,
+                advertise: args.advertise_addr,
+                lease_ttl: args.cluster_lease_ttl,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -214,6 +227,7 @@ pub fn run(settings: Settings) -> Result<()> {
         };
         let agent = Arc::new(tokio::sync::Mutex::new(agent));
         tokio::spawn(maintenance(agent.clone()));
+        tokio::spawn(crate::agent::follow_cluster(agent.clone()));
         if let Some(listener) = metrics_listener {
             info!(addr = ?listener.local_addr().ok(), "serving /metrics over TCP");
             let agent = agent.clone();

@@ -156,6 +156,7 @@ fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreate> {
         bridge: a.bridge,
         labels: a.labels.into_iter().collect(),
         options: a.options.into_iter().collect(),
+        driver: Some(a.driver),
     })
 }
 

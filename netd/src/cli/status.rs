@@ -185,6 +185,7 @@ fn render(s: &Value) -> String {
             );
         }
     }
+    render_cluster(&mut out, &s["cluster"]);
     if let Some(dns) = s["dns"].as_object() {
         let rows = dns
             .iter()
@@ -194,6 +195,72 @@ fn render(s: &Value) -> String {
         section(&mut out, &["DNS", "COUNT"], rows);
     }
     out
+}
+
+/// The cluster lines and tables (nothing without a cluster store).
+fn render_cluster(out: &mut String, c: &Value) {
+    if c.is_null() {
+        return;
+    }
+    let reach = if c["reachable"].as_bool() == Some(true) {
+        "reachable".to_string()
+    } else {
+        format!("UNREACHABLE ({})", plain(&c["last_error"]))
+    };
+    out.push('\n');
+    out.push_str(&lines(&[
+        ("cluster store", format!("{} {reach}", plain(&c["store"]))),
+        (
+            "this host",
+            format!(
+                "{} {} (tunnel address {})",
+                plain(&c["hostname"]),
+                plain(&c["host_id"]),
+                plain(&c["advertise_address"])
+            ),
+        ),
+        (
+            "cluster view",
+            format!(
+                "revision {}, last contact {}",
+                plain(&c["revision"]),
+                plain(&c["last_contact"])
+            ),
+        ),
+    ]));
+    let rows = |key: &str, fields: &[&str]| -> Vec<Vec<String>> {
+        c[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| fields.iter().map(|f| plain(&r[*f])).collect())
+            .collect()
+    };
+    out.push('\n');
+    out.push_str(&render_table(
+        &["HOST", "ID", "TUNNEL ADDRESS", "SELF"],
+        &rows("hosts", &["hostname", "id", "address", "self"]),
+    ));
+    let remote = rows(
+        "remote_endpoints",
+        &["network", "container", "ip", "host", "host_address"],
+    );
+    if !remote.is_empty() {
+        out.push('\n');
+        out.push_str(&render_table(
+            &[
+                "OVERLAY NETWORK",
+                "REMOTE CONTAINER",
+                "ADDRESS",
+                "HOST",
+                "VIA",
+            ],
+            &remote,
+        ));
+    }
+    for conflict in c["conflicts"].as_array().into_iter().flatten() {
+        out.push_str(&format!("conflict: {}\n", plain(conflict)));
+    }
 }
 
 #[cfg(test)]

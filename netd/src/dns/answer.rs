@@ -221,6 +221,7 @@ mod tests {
                     ip: Ipv4Addr::new(172, 18, 0, i),
                     ip6: (i % 2 == 0)
                         .then(|| std::net::Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, i.into())),
+                    remote: false,
                 })
                 .collect(),
             resolvers: vec![],

@@ -59,6 +59,9 @@ pub struct DnsName {
     pub ip: Ipv4Addr,
     /// The endpoint's IPv6 address (AAAA and ip6.arpa PTR records).
     pub ip6: Option<std::net::Ipv6Addr>,
+    /// A container of another host (an overlay network's endpoint): its
+    /// names resolve here, but it never asks here.
+    pub remote: bool,
 }
 
 /// Where a container on a served network is answered: the address every

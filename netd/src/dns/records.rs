@@ -70,11 +70,17 @@ impl Table {
                     .insert(ip6, (n.network_id.clone(), n.container.clone()));
             }
             let served = t.networks.get(&n.network_id).is_some_and(|net| net.serve);
-            let entry = t.container_networks.entry(n.container.clone()).or_default();
+            // Who asks is known by a local container's networks only: a
+            // remote container of the same name adds none.
+            if !n.remote {
+                let entry = t.container_networks.entry(n.container.clone()).or_default();
+                if served {
+                    entry.insert(n.network_id.clone());
+                }
+            }
             if !served {
                 continue;
             }
-            entry.insert(n.network_id.clone());
             for name in std::iter::once(&n.container).chain(&n.aliases) {
                 let key = normalize(name);
                 if key.is_empty() {
@@ -222,6 +228,7 @@ mod tests {
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             ip: ip.parse().unwrap(),
             ip6: None,
+            remote: false,
         }
     }
 
@@ -389,6 +396,32 @@ mod tests {
         assert_eq!(r("fd00:b::2"), Some(None));
         assert_eq!(r("fd00:a::99"), Some(None));
         assert_eq!(r("2001:db8::1"), None);
+    }
+
+    #[test]
+    fn remote_names_resolve_but_do_not_ask() {
+        let mut v = view();
+        // A container `db` of another host on network a (overlay), with the
+        // name of a local container on b.
+        v.names.push(DnsName {
+            remote: true,
+            ..name("a", "db", &["svc"], "172.18.0.9")
+        });
+        let t = Table::new(&v);
+        assert_eq!(
+            t.lookup(ip("172.18.0.2"), "a", "db"),
+            Lookup::Found(vec![ip("172.18.0.9")])
+        );
+        assert_eq!(
+            t.lookup(ip("172.18.0.2"), "a", "svc"),
+            Lookup::Found(vec![ip("172.18.0.2"), ip("172.18.0.3"), ip("172.18.0.9")])
+        );
+        // The local db (on b only) still sees nothing of a.
+        assert_eq!(t.lookup(ip("172.19.0.2"), "b", "web"), Lookup::Hidden);
+        assert_eq!(
+            t.reverse(ip("172.18.0.2"), IpAddr::V4(ip("172.18.0.9"))),
+            Some(Some("db".into()))
+        );
     }
 
     #[test]
