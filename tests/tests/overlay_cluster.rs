@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use netd_tests::cluster::{dig, remote_names, Cluster, CONVERGE};
-use netd_tests::Bed;
+use netd_tests::{icmp, Bed};
 use serde_json::Value;
 
 /// Waits (bounded) until `network inspect NAME` on `bed` answers; returns it.
@@ -221,12 +221,19 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     for h in c.hosts() {
         wait_network(h, "ov");
     }
-    h1.container("a", &["--network", "ov"]);
-    h2.container("b", &["--network", "ov"]);
-    h3.container("c", &["--network", "ov"]);
+    let a = h1.container("a", &["--network", "ov"]);
+    let b = h2.container("b", &["--network", "ov"]);
+    let cc = h3.container("c", &["--network", "ov"]);
     c.wait_remotes(1, &["b", "c"]);
+    c.wait_remotes(2, &["a", "c"]);
     c.wait_remotes(3, &["a", "b"]);
     let c_ip = addr_of(h3, "c", "ov");
+    let b_ip = addr_of(h2, "b", "ov");
+    let ping = |ns: &str, ip: Ipv4Addr, what: &str| {
+        icmp(ns, ip).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    };
+    ping(&a.ns, c_ip, "a (host 1) -> c (host 3)");
+    ping(&cc.ns, b_ip, "c (host 3) -> b (host 2)");
 
     // Host 3 cut off: the others drop it when its lease ends; it keeps
     // what it knew and refuses changes it cannot make.
@@ -254,7 +261,9 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     c.set_underlay(3, true);
     c.wait_hosts(3);
     c.wait_remotes(1, &["b", "c"]);
+    c.wait_remotes(2, &["a", "c"]);
     assert_eq!(addr_of(h3, "c", "ov"), c_ip);
+    ping(&a.ns, c_ip, "a -> c after host 3 is back");
 
     // etcd stops: every host keeps its view; it starts again: nothing lost.
     c.etcd.stop();
@@ -264,6 +273,10 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     }
     let err = h2.fail(&["network", "create", "-d", "overlay", "during"]);
     assert!(err.contains("cluster store"), "{err}");
+    // Forwarding and names go on with what every host knows.
+    ping(&a.ns, c_ip, "a -> c while etcd is down");
+    ping(&b.ns, c_ip, "b -> c while etcd is down");
+    assert_eq!(dig(&a.ns, "c"), ("NOERROR".into(), vec![c_ip]));
     c.etcd.start().expect("etcd restarts");
     c.wait_hosts(3);
     c.wait_remotes(1, &["b", "c"]);
@@ -277,7 +290,6 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
 
     // Host 2's agent is killed: it leaves when its lease ends, and comes
     // back with its containers (same addresses) when it restarts.
-    let b_ip = addr_of(h2, "b", "ov");
     h2.kill_agent();
     c.wait_for(1, "host 2 gone after its lease", |s| {
         s["hosts"].as_array().map(Vec::len) == Some(2) && remote_names(s) == vec!["c"]
@@ -294,4 +306,6 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
         .cloned()
         .unwrap();
     assert_eq!(b_remote["ip"], b_ip.to_string());
+    ping(&a.ns, b_ip, "a -> b after host 2's agent restarted");
+    ping(&b.ns, c_ip, "b -> c after host 2's agent restarted");
 }

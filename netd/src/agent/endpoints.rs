@@ -5,7 +5,7 @@
 //! crosses an unfiltered veth.
 use anyhow::{Context, Result};
 use netd_common::{
-    Endpoint as DpEndpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE,
+    Endpoint as DpEndpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE, NET_F_OVERLAY,
 };
 
 use super::Agent;
@@ -25,6 +25,9 @@ pub(super) fn network_flags(net: &Network) -> u32 {
     }
     if net.masquerade {
         flags |= NET_F_MASQUERADE;
+    }
+    if net.is_overlay() {
+        flags |= NET_F_OVERLAY;
     }
     flags
 }

@@ -98,6 +98,8 @@ pub struct Agent {
     cluster_view: crate::cluster::view::View,
     /// Overlay networks this host could not realise, and why.
     cluster_conflicts: Vec<String>,
+    /// The VXLAN device (with `--cluster-store`).
+    overlay_device: Option<crate::datapath::overlay::OverlayDevice>,
 }
 
 impl Agent {

@@ -218,6 +218,9 @@ impl Agent {
     }
 
     pub(super) async fn unrealise_network(&mut self, net: &Network) {
+        if net.is_overlay() {
+            let _ = self.datapath.unregister_overlay_network(net.datapath_id);
+        }
         let _ = self.datapath.remove_network(net.subnet);
         let _ = self.datapath.remove_network_counters(net.datapath_id);
         let _ = self.links.delete_by_name(&net.bridge).await;

@@ -2,7 +2,12 @@
 //! cluster store, claiming their addresses there, and making the local
 //! state follow the store's (networks realised here, remote endpoints for
 //! the datapath and the name service).
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::Ipv4Addr,
+};
+
+use anyhow::Context;
 
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
@@ -12,6 +17,7 @@ use crate::{
     api::types::NetworkCreate,
     cluster::{
         self,
+        desired::OverlayState,
         etcd::{Claimed, Created},
         records::{AddressClaim, EndpointRecord, NetworkRecord},
         view::View,
@@ -539,7 +545,10 @@ impl Agent {
             internal: record.internal,
             icc: record.icc,
             masquerade: record.masquerade,
-            mtu: record.mtu.unwrap_or(DEFAULT_OVERLAY_MTU),
+            mtu: record.mtu.unwrap_or_else(|| {
+                self.overlay_device
+                    .map_or(DEFAULT_OVERLAY_MTU, |d| d.network_mtu())
+            }),
             labels: record.labels.clone(),
             options: record.options.clone(),
             created: record.created.clone(),
@@ -576,15 +585,80 @@ impl Agent {
         )
     }
 
-    /// Hands the overlay state to the datapath.
+    /// Makes the datapath hold the overlay state: each overlay network's
+    /// VNI, exactly its remote endpoints, and no VNI of a network gone.
     fn sync_overlay_datapath(&mut self) {
         let state = self.overlay_state();
-        // TODO(ovl-dp): self.datapath.sync_overlay(&state) once the
-        // datapath's overlay API lands (/work/notes/overlay-contract.md).
-        tracing::debug!(
-            networks = state.networks.len(),
-            remotes = state.remotes.len(),
-            "overlay state"
-        );
+        if let Err(e) = self.apply_overlay_state(&state) {
+            warn!(error = %format!("{e:#}"), "overlay datapath not in sync; retried at the next change");
+        }
+    }
+
+    fn apply_overlay_state(&mut self, state: &OverlayState) -> anyhow::Result<()> {
+        if self.overlay_device.is_none() {
+            return Ok(());
+        }
+        let live: HashSet<u32> = state.networks.iter().map(|n| n.net_id).collect();
+        for (_, net_id) in self.datapath.overlay_networks()? {
+            if !live.contains(&net_id) {
+                self.datapath.unregister_overlay_network(net_id)?;
+            }
+        }
+        for net in &state.networks {
+            self.datapath
+                .register_overlay_network(net.net_id, net.vni)?;
+            let want: BTreeMap<Ipv4Addr, (Ipv4Addr, [u8; 6])> = state
+                .remotes
+                .iter()
+                .filter(|r| r.net_id == net.net_id)
+                .map(|r| (r.ip, (r.host_addr, r.mac)))
+                .collect();
+            let (written, removed) = self
+                .datapath
+                .sync_remote_endpoints(net.net_id, net.vni, &want)?;
+            if written + removed > 0 {
+                tracing::debug!(
+                    net_id = net.net_id,
+                    written,
+                    removed,
+                    "remote endpoints synced"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// With a cluster store: the VXLAN device, made or adopted (before the
+    /// reconcile, which would take it for an orphan). Without: an old one
+    /// is removed.
+    pub(super) async fn setup_overlay_device(&mut self) -> anyhow::Result<()> {
+        match &self.cluster {
+            Some(c) => {
+                let advertise = c.config.advertise;
+                let dev = crate::datapath::overlay::ensure_device(
+                    &self.links,
+                    &mut self.datapath,
+                    Some(advertise),
+                    netd_common::VXLAN_PORT,
+                )
+                .await
+                .context("cannot set up the overlay (VXLAN) device")?;
+                info!(ifindex = dev.ifindex, local = %dev.local, underlay_mtu = dev.underlay_mtu, "overlay device ready");
+                self.overlay_device = Some(dev);
+            }
+            None => {
+                if let Err(e) =
+                    crate::datapath::overlay::remove_device(&self.links, &mut self.datapath).await
+                {
+                    warn!(error = %format!("{e:#}"), "old overlay device not removed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remote endpoints the datapath holds (for `netd status`).
+    pub(super) fn datapath_remotes(&mut self) -> usize {
+        self.datapath.remote_endpoints().map_or(0, |r| r.len())
     }
 }

@@ -118,7 +118,9 @@ impl Agent {
             cluster,
             cluster_view,
             cluster_conflicts: Vec::new(),
+            overlay_device: None,
         };
+        agent.setup_overlay_device().await?;
         agent.reconcile(true).await?;
         if agent.config.default_bridge
             && !agent.networks.values().any(|n| n.name == DEFAULT_NETWORK)
@@ -319,6 +321,9 @@ impl Agent {
         let mut doomed = Vec::new();
         for row in &rows {
             let owned = owned_veths.contains(&row.name) || bridges.contains(row.name.as_str());
+            if self.overlay_device.is_some() && crate::datapath::overlay::is_device_row(row) {
+                continue;
+            }
             let known = match &row.owner {
                 Some(owner) => owners.contains(owner.as_str()) && owned,
                 // A veth whose creation was cut short before it got its mark.

@@ -54,6 +54,13 @@ impl Agent {
             "dns": self.dns.stats(),
             "last_reconcile": { "at": self.last_reconcile, "repairs": self.repairs },
             "cluster": self.cluster_status(),
+            "overlay": {
+                "device": self.overlay_device.map(|d| json!({
+                    "ifindex": d.ifindex, "local": d.local.to_string(),
+                    "port": d.port, "underlay_mtu": d.underlay_mtu,
+                })),
+                "remote_endpoints": self.datapath_remotes(),
+            },
         }))
     }
 }
