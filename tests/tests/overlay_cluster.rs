@@ -277,6 +277,18 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     ping(&a.ns, c_ip, "a -> c while etcd is down");
     ping(&b.ns, c_ip, "b -> c while etcd is down");
     assert_eq!(dig(&a.ns, "c"), ("NOERROR".into(), vec![c_ip]));
+    // An agent restarted while etcd is away starts from the view it saved.
+    h1.kill_agent();
+    h1.start_agent();
+    let s1 = c.cluster_status(1);
+    assert_eq!(s1["reachable"], false, "{s1:#}");
+    assert_eq!(remote_names(&s1), vec!["b", "c"], "{s1:#}");
+    ping(
+        &a.ns,
+        c_ip,
+        "a -> c after host 1's agent restarted without etcd",
+    );
+    assert_eq!(dig(&a.ns, "c"), ("NOERROR".into(), vec![c_ip]));
     c.etcd.start().expect("etcd restarts");
     c.wait_hosts(3);
     c.wait_remotes(1, &["b", "c"]);

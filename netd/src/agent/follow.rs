@@ -88,7 +88,9 @@ async fn session(
     );
     agent.lock().await.cluster_synced(view).await;
     let period = Duration::from_secs(u64::from(config.lease_ttl).div_ceil(3).max(1));
-    let keep = store.keep_alive(lease, period);
+    // A slow answer is not yet a lost store: wait up to the lease's TTL.
+    let patience = Duration::from_secs(u64::from(config.lease_ttl).max(3));
+    let keep = store.keep_alive(lease, period, patience);
     tokio::pin!(keep);
     loop {
         tokio::select! {

@@ -657,6 +657,26 @@ impl Agent {
         Ok(())
     }
 
+    /// The periodic sweep: a VXLAN device someone deleted is made again,
+    /// and the overlay maps are brought back to the view.
+    pub(super) async fn maintain_overlay(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        match self.links.index_of(netd_common::VXLAN_DEVICE).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match self.setup_overlay_device().await {
+                Ok(()) => self.repaired(format!(
+                    "recreated overlay device {}",
+                    netd_common::VXLAN_DEVICE
+                )),
+                Err(e) => warn!(error = %format!("{e:#}"), "overlay device not recreated"),
+            },
+            Err(e) => warn!(error = %format!("{e:#}"), "cannot look for the overlay device"),
+        }
+        self.sync_overlay_datapath();
+    }
+
     /// Remote endpoints the datapath holds (for `netd status`).
     pub(super) fn datapath_remotes(&mut self) -> usize {
         self.datapath.remote_endpoints().map_or(0, |r| r.len())

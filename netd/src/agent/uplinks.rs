@@ -127,6 +127,7 @@ impl Agent {
         if let Err(e) = self.sync_host_addrs().await {
             warn!(error = %format!("{e:#}"), "host address sync failed");
         }
+        self.maintain_overlay().await;
         match self.datapath.expire_flows(&self.config.ct_timeouts) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(expired = n, "conntrack entries expired"),

@@ -300,4 +300,30 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn the_cluster_is_shown_when_there_is_one() {
+        let c = json!({
+            "store": ["http://198.51.100.100:2379"], "reachable": false,
+            "last_error": "lease renewal timed out", "hostname": "h1",
+            "host_id": "abc", "advertise_address": "198.51.100.1", "revision": 9,
+            "last_contact": "2026-01-01T00:00:00Z",
+            "hosts": [{ "hostname": "h1", "id": "abc", "address": "198.51.100.1", "self": true }],
+            "remote_endpoints": [{ "network": "ov", "container": "web", "ip": "10.0.0.3",
+                                   "host": "h2", "host_address": "198.51.100.2" }],
+            "conflicts": ["x: this host has a network named x already"],
+        });
+        let mut out = String::new();
+        super::render_cluster(&mut out, &c);
+        assert!(
+            out.contains("UNREACHABLE (lease renewal timed out)"),
+            "{out}"
+        );
+        assert!(out.contains("tunnel address 198.51.100.1"), "{out}");
+        assert!(out.contains("web") && out.contains("198.51.100.2"), "{out}");
+        assert!(out.contains("conflict: x:"), "{out}");
+        let mut none = String::new();
+        super::render_cluster(&mut none, &serde_json::Value::Null);
+        assert!(none.is_empty());
+    }
 }

@@ -294,9 +294,15 @@ impl Etcd {
         Ok(())
     }
 
-    /// Renews `lease` until it fails; returns why (a lost connection, or
-    /// the lease ended: then its keys are gone).
-    pub async fn keep_alive(&self, lease: i64, period: Duration) -> anyhow::Error {
+    /// Renews `lease` every `period` until it fails (no answer within
+    /// `patience`, a lost connection, or the lease ended: then its keys are
+    /// gone); returns why.
+    pub async fn keep_alive(
+        &self,
+        lease: i64,
+        period: Duration,
+        patience: Duration,
+    ) -> anyhow::Error {
         let mut c = self.client.clone();
         let (mut keeper, mut stream) = match c.lease_keep_alive(lease).await {
             Ok(pair) => pair,
@@ -306,7 +312,7 @@ impl Etcd {
             if let Err(e) = keeper.keep_alive().await {
                 return anyhow::Error::new(e).context("lease renewal failed");
             }
-            match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
+            match tokio::time::timeout(patience, stream.message()).await {
                 Ok(Ok(Some(resp))) if resp.ttl() > 0 => {}
                 Ok(Ok(Some(_))) => return anyhow::anyhow!("the lease ended"),
                 Ok(Ok(None)) => return anyhow::anyhow!("lease renewal stream closed"),

@@ -186,10 +186,12 @@ impl Cluster {
         f(&mut self.session.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// The current lease, or why writes cannot be made now.
+    /// The lease to put this host's keys on, or why writes cannot be made
+    /// now. While a session is being made again the last lease is still
+    /// tried: the store itself says (by a timeout) whether it answers.
     pub fn lease(&self) -> Result<i64, String> {
         let s = self.session();
-        if s.connected && s.lease != 0 {
+        if s.lease != 0 {
             Ok(s.lease)
         } else {
             Err(format!(
