@@ -89,6 +89,33 @@ fn networks_addresses_and_names_across_hosts() {
     // A local bridge network may not take an overlay network's subnet.
     let err = h3.fail(&["network", "create", "local", "--subnet", "10.0.10.0/25"]);
     assert!(err.contains("overlaps"), "{err}");
+    // An overlay network that clashes with a host's own network is not
+    // realised there, and that host's status says why.
+    h3.ok(&["network", "create", "mine", "--subnet", "10.0.20.0/24"]);
+    h1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "clash",
+        "--subnet",
+        "10.0.20.0/24",
+    ]);
+    wait_network(h2, "clash");
+    let s3 = c.wait_for(3, "a conflict for clash", |s| {
+        s["conflicts"].to_string().contains("clash")
+    });
+    assert!(
+        s3["conflicts"]
+            .to_string()
+            .contains("overlaps network mine"),
+        "{s3:#}"
+    );
+    assert!(network_gone(h3, "clash"));
+    h1.ok(&["network", "rm", "clash"]);
+    c.wait_for(3, "no conflict", |s| {
+        s["conflicts"].as_array().is_some_and(Vec::is_empty)
+    });
 
     // Two hosts allocate on ov1 at once: no address twice.
     fn names(p: &str) -> Vec<String> {
