@@ -507,12 +507,14 @@ pub fn run(plan: &Plan, ctx: &Ctx) -> Result<Vec<OverlayCell>> {
     Ok(cells)
 }
 
+/// The error's first line and, when it quotes a log, the log's last line.
 fn first_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect()
+    let text = format!("{e:#}");
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("").to_string();
+    let last = lines
+        .next_back()
+        .map(|l| format!(" … {}", l.trim()))
+        .unwrap_or_default();
+    format!("{first}{last}").chars().take(300).collect()
 }
