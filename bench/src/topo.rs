@@ -226,6 +226,9 @@ impl Agent {
             c.arg(flag).arg(dir.join(sub));
         }
         c.arg("--cgroup").arg(&ctx.cgroup);
+        // Several agents run at once: none takes Docker's plugin socket
+        // (one agent per socket).
+        c.args(["--docker-plugin", "none"]);
         c.args(["--log-level", "warn"]).args(extra);
         let proc = Proc::spawn(
             &format!("netd agent in {host_ns}"),
