@@ -41,10 +41,22 @@ pub enum DropReason {
     /// For a remote endpoint, but no VXLAN device is set up or the kernel
     /// refused the tunnel key.
     OverlayNoDevice = 15,
+    /// A header was cut short: the packet ends inside it.
+    Truncated = 16,
+    /// An IPv6 extension header chain longer than `MAX_EXT_HEADERS`, a
+    /// routing header with segments left, or a first fragment without its
+    /// upper-layer header.
+    Ipv6ExtHeaders = 17,
+    /// IPv6 leaving the link from an endpoint without an IPv6 address.
+    NoIpv6 = 18,
+    /// A router advertisement or redirect sent by a container.
+    RouterMessage = 19,
+    /// A NAT or forwarding rewrite of the packet failed.
+    RewriteFailed = 20,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::VlanTagged,
         DropReason::UnknownEndpoint,
@@ -60,6 +72,11 @@ impl DropReason {
         DropReason::OverlayNoEndpoint,
         DropReason::OverlayNotIpv4,
         DropReason::OverlayNoDevice,
+        DropReason::Truncated,
+        DropReason::Ipv6ExtHeaders,
+        DropReason::NoIpv6,
+        DropReason::RouterMessage,
+        DropReason::RewriteFailed,
     ];
 
     /// Stable name shown by `netd status`.
@@ -80,6 +97,11 @@ impl DropReason {
             DropReason::OverlayNoEndpoint => "overlay-no-endpoint",
             DropReason::OverlayNotIpv4 => "overlay-not-ipv4",
             DropReason::OverlayNoDevice => "overlay-no-device",
+            DropReason::Truncated => "truncated",
+            DropReason::Ipv6ExtHeaders => "ipv6-ext-headers",
+            DropReason::NoIpv6 => "ipv6-not-enabled",
+            DropReason::RouterMessage => "nd-router-message",
+            DropReason::RewriteFailed => "rewrite-failed",
         }
     }
 }

@@ -8,12 +8,14 @@
 
 pub mod drop_reason;
 pub mod events;
+pub mod ipv6;
 pub mod maps;
 pub mod overlay;
 pub mod routing;
 
 pub use drop_reason::DropReason;
 pub use events::*;
+pub use ipv6::*;
 pub use maps::*;
 pub use overlay::*;
 pub use routing::{Fallback, Settings, Shortcut};

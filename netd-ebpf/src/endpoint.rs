@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    DropReason, Endpoint, Fallback, NetworkInfo, HOOK_FROM_CONTAINER, HOOK_TO_CONTAINER, NET_F_ICC,
+    DropReason, Endpoint, Fallback, NetworkInfo, HOOK_FROM_CONTAINER, HOOK_TO_CONTAINER,
     NET_F_INTERNAL,
 };
 
@@ -18,7 +18,7 @@ use crate::{
     arp,
     counters::{self, Way},
     drops::drop_packet,
-    events, forward,
+    endpoint6, events, forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse_l3, parse_l4, Ipv4, L3},
     policy::{self, Verdict},
@@ -71,17 +71,17 @@ fn from_container_verdict(ctx: &TcContext) -> i32 {
             Ok(verdict) => verdict,
             Err(reason) => drop_packet(reason),
         },
-        // Link-local IPv6 stays on the bridge: it follows icc.
-        L3::Ipv6 if ep.net_flags & NET_F_ICC == 0 => drop_packet(DropReason::Icc),
+        L3::Ipv6(ip) => match endpoint6::from_container(ctx, ep, &ip) {
+            Ok(verdict) => verdict,
+            Err(reason) => drop_packet(reason),
+        },
         L3::Other => match arp::answer_remote(ctx, ep, ifindex_of(ctx)) {
             Some(verdict) => verdict,
             None if routing::enabled() => routing::fallback(Fallback::NotIpv4),
             None => TC_ACT_OK,
         },
-        L3::Ipv6 if routing::enabled() => routing::fallback(Fallback::NotIpv4),
-        L3::Ipv6 => TC_ACT_OK,
         L3::Vlan => drop_packet(DropReason::VlanTagged),
-        L3::Malformed => drop_packet(DropReason::Malformed),
+        L3::Invalid(reason) => drop_packet(reason),
     }
 }
 
@@ -146,8 +146,12 @@ fn to_container_verdict(ctx: &TcContext) -> i32 {
             }
             v => verdict(v),
         },
-        // The host may send tagged or odd frames; only IPv4 is policed here.
-        L3::Ipv6 | L3::Other | L3::Vlan => TC_ACT_OK,
-        L3::Malformed => drop_packet(DropReason::Malformed),
+        L3::Ipv6(ip) => match endpoint6::to_container(ctx, ep, &ip) {
+            Ok(verdict) => verdict,
+            Err(reason) => drop_packet(reason),
+        },
+        // The host may send tagged or odd frames; only IP is policed here.
+        L3::Other | L3::Vlan => TC_ACT_OK,
+        L3::Invalid(reason) => drop_packet(reason),
     }
 }

@@ -16,8 +16,28 @@ use netd_common::{
 use crate::{
     conntrack::now,
     drops::last_drop,
-    parse::{parse_l3, parse_l4, ETH_HLEN, ETH_P_IP, L3, L4},
+    packet::Packet,
+    parse::{parse_frame, parse_l4, L3, L4},
 };
+
+/// The IPv4 addresses, protocol and ports of the packet, as the parser
+/// reads them.
+#[inline(always)]
+fn describe<P: Packet>(p: &P, ev: &mut Event) {
+    if let L3::Ipv4(ip) = parse_frame(p) {
+        ev.saddr = ip.src;
+        ev.daddr = ip.dst;
+        ev.proto = ip.proto;
+        match parse_l4(p, &ip) {
+            Some(L4::Ports { sport, dport, .. }) => {
+                ev.sport = sport;
+                ev.dport = dport;
+            }
+            Some(L4::Echo { id, .. }) => ev.sport = id,
+            _ => {}
+        }
+    }
+}
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
@@ -99,19 +119,7 @@ pub fn tc_drop(ctx: &TcContext, hook: u8) {
     let Some(mut ev) = drop_event(ifindex, hook, last_drop()) else {
         return;
     };
-    if let L3::Ipv4(ip) = parse_l3(ctx) {
-        ev.saddr = ip.src;
-        ev.daddr = ip.dst;
-        ev.proto = ip.proto;
-        match parse_l4(ctx, &ip) {
-            Some(L4::Ports { sport, dport, .. }) => {
-                ev.sport = sport;
-                ev.dport = dport;
-            }
-            Some(L4::Echo { id, .. }) => ev.sport = id,
-            _ => {}
-        }
-    }
+    describe(ctx, &mut ev);
     send(&ev);
 }
 
@@ -123,19 +131,7 @@ pub fn xdp_drop(ctx: &XdpContext) {
     let Some(mut ev) = drop_event(ifindex, HOOK_UPLINK_XDP, DropReason::NotAReply as u32) else {
         return;
     };
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + ETH_HLEN + 24 <= end {
-        // SAFETY: bounds checked above.
-        let b = unsafe { &*((start) as *const [u8; ETH_HLEN + 24]) };
-        if u16::from_be_bytes([b[12], b[13]]) == ETH_P_IP && b[ETH_HLEN] == 0x45 {
-            let ip = &b[ETH_HLEN..];
-            ev.proto = ip[9];
-            ev.saddr = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
-            ev.daddr = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
-            ev.sport = u16::from_ne_bytes([ip[20], ip[21]]);
-            ev.dport = u16::from_ne_bytes([ip[22], ip[23]]);
-        }
-    }
+    describe(ctx, &mut ev);
     send(&ev);
 }
 

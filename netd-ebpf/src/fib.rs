@@ -45,8 +45,8 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
     if ip.later_fragment || ip.first_fragment {
         return Ok(fallback(Fallback::Fragment));
     }
-    let head: [u8; 4] = ctx.load(ETH_HLEN).map_err(|_| DropReason::Malformed)?;
-    let ttl: u8 = ctx.load(ETH_HLEN + 8).map_err(|_| DropReason::Malformed)?;
+    let head: [u8; 4] = ctx.load(ETH_HLEN).map_err(|_| DropReason::Truncated)?;
+    let ttl: u8 = ctx.load(ETH_HLEN + 8).map_err(|_| DropReason::Truncated)?;
     if ttl <= 1 {
         return Ok(fallback(Fallback::TtlExpired));
     }
@@ -75,14 +75,13 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
             0,
         )
     };
-    let bad = |_| DropReason::Malformed;
     match rc as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => {
             if !may_redirect(p.ifindex) {
                 return Ok(fallback(Fallback::ToBridge));
             }
-            decrement_ttl(ctx).map_err(bad)?;
-            store_macs(ctx, p.dmac, p.smac).map_err(bad)?;
+            decrement_ttl(ctx)?;
+            store_macs(ctx, p.dmac, p.smac)?;
             shortcut(Shortcut::FibRedirect);
             // SAFETY: plain helper call; the verdict carries the redirect.
             unsafe { bpf_redirect(p.ifindex, 0) };
@@ -99,7 +98,7 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
             if !fits_mtu(ctx, p.ifindex) {
                 return Ok(fallback(Fallback::FragNeeded));
             }
-            decrement_ttl(ctx).map_err(bad)?;
+            decrement_ttl(ctx)?;
             let mut nh = bpf_redir_neigh {
                 nh_family: u32::from(AF_INET),
                 __bindgen_anon_1: unsafe { core::mem::zeroed() },

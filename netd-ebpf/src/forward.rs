@@ -53,15 +53,13 @@ pub fn from_container(
     let Some(dst) = endpoint_at(ip.dst) else {
         return Ok(fallback(Fallback::NoEndpoint));
     };
-    let eth_dst: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Malformed)?;
+    let eth_dst: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Truncated)?;
     if eth_dst[0] & 1 != 0 {
         return Ok(fallback(Fallback::GroupAddress));
     }
     if eth_dst == mac_of(ep.gateway) {
         // Sent to the gateway: the host would route it back onto the bridge.
-        return Ok(to_container_peer(ctx, ip.dst)
-            .map_err(|_| DropReason::Malformed)?
-            .unwrap_or(TC_ACT_OK));
+        return Ok(to_container_peer(ctx, ip.dst)?.unwrap_or(TC_ACT_OK));
     }
     Ok(same_network_peer(ctx, &dst))
 }

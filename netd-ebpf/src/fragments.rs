@@ -4,7 +4,7 @@
 //! follow (their address only: they have no L4 header). A later fragment
 //! that overtakes its first is not translated.
 use aya_ebpf::{macros::map, maps::LruHashMap, programs::TcContext};
-use netd_common::{FragKey, MAX_FRAGMENTED};
+use netd_common::{DropReason, FragKey, MAX_FRAGMENTED};
 
 use crate::{nat::rewrite_addr, parse::Ipv4};
 
@@ -34,7 +34,7 @@ pub fn remember_first(ip: &Ipv4, new_dst: u32) {
 /// Translates a later fragment like its first; false when its first was
 /// not translated (or not seen).
 #[inline(always)]
-pub fn translate_later(ctx: &TcContext, ip: &Ipv4) -> Result<bool, ()> {
+pub fn translate_later(ctx: &TcContext, ip: &Ipv4) -> Result<bool, DropReason> {
     let Some(new_dst) = (unsafe { FRAGMENTS.get(&frag_key(ip)) }).copied() else {
         return Ok(false);
     };

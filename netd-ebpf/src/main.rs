@@ -13,11 +13,15 @@ mod arp;
 #[cfg(target_arch = "bpf")]
 mod conntrack;
 #[cfg(target_arch = "bpf")]
+mod conntrack6;
+#[cfg(target_arch = "bpf")]
 mod counters;
 #[cfg(target_arch = "bpf")]
 mod drops;
 #[cfg(target_arch = "bpf")]
 mod endpoint;
+#[cfg(target_arch = "bpf")]
+mod endpoint6;
 #[cfg(target_arch = "bpf")]
 mod events;
 #[cfg(target_arch = "bpf")]
@@ -32,10 +36,15 @@ mod maps;
 mod nat;
 #[cfg(target_arch = "bpf")]
 mod overlay;
+mod packet;
 #[cfg(target_arch = "bpf")]
 mod parse;
+#[cfg(target_arch = "bpf")]
+mod parse6;
 #[cfg(any(target_arch = "bpf", test))]
 mod policy;
+#[cfg(any(target_arch = "bpf", test))]
+mod policy6;
 #[cfg(target_arch = "bpf")]
 mod prefilter;
 #[cfg(target_arch = "bpf")]
@@ -45,11 +54,15 @@ mod redirect;
 #[cfg(target_arch = "bpf")]
 mod routing;
 #[cfg(target_arch = "bpf")]
+mod snat;
+#[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]
 mod tunnel;
 #[cfg(target_arch = "bpf")]
 mod uplink;
+#[cfg(target_arch = "bpf")]
+mod uplink6;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -5,9 +5,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use netd_common::{
-    drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, CtEntry, CtKey, Endpoint, EndpointRef,
-    NetworkInfo, OverlayConfig, OverlayNet, PublishKey, PublishTarget, RemoteEndpoint, RemoteKey,
-    Settings, Uplink, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
+    drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, Addr6, CtEntry, CtEntry6, CtKey,
+    CtKey6, Endpoint, Endpoint6, EndpointRef, EndpointRef6, FragKey6, NetworkInfo, NetworkInfo6,
+    OverlayConfig, OverlayNet, PublishKey, PublishTarget, RemoteEndpoint, RemoteKey, Settings,
+    Uplink, Uplink6, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_FRAGMENTED, MAX_HOST_ADDRS, MAX_NETWORKS,
     MAX_NO_SHORTCUT, MAX_OVERLAY_NETWORKS, MAX_PUBLISHED, MAX_REMOTE_ENDPOINTS, MAX_UPLINKS,
 };
 
@@ -78,3 +79,35 @@ pub static OVERLAY_VNIS: HashMap<u32, OverlayNet> = HashMap::pinned(MAX_OVERLAY_
 /// `OVERLAY_CONFIG[0]`: the VXLAN device and the outer source address.
 #[map(name = "OVERLAY_CONFIG")]
 pub static OVERLAY_CONFIG: Array<OverlayConfig> = Array::pinned(1, 0);
+/// IPv6 subnet (LPM) -> the netd network it belongs to.
+#[map(name = "NETWORKS6")]
+pub static NETWORKS6: LpmTrie<Addr6, NetworkInfo6> = LpmTrie::pinned(MAX_NETWORKS, 0);
+
+/// Host-side veth ifindex -> the endpoint's IPv6 address (none: the
+/// endpoint has no IPv6).
+#[map(name = "ENDPOINT6")]
+pub static ENDPOINT6: HashMap<u32, Endpoint6> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// Container IPv6 address -> its veth (for delivery past the stack).
+#[map(name = "ENDPOINT6_BY_IP")]
+pub static ENDPOINT6_BY_IP: HashMap<Addr6, EndpointRef6> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// The host's own IPv6 addresses (value unused).
+#[map(name = "HOST_ADDRS6")]
+pub static HOST_ADDRS6: HashMap<Addr6, u32> = HashMap::pinned(MAX_HOST_ADDRS, 0);
+
+/// Uplink ifindex -> its IPv6 masquerade address and SNAT port range.
+#[map(name = "UPLINKS6")]
+pub static UPLINKS6: HashMap<u32, Uplink6> = HashMap::pinned(MAX_UPLINKS, 0);
+
+/// IPv6 container flows leaving an uplink: original tuple -> NAT source.
+#[map(name = "CT6_OUT")]
+pub static CT6_OUT: LruHashMap<CtKey6, CtEntry6> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
+
+/// IPv6 replies arriving at an uplink: reply tuple -> the container.
+#[map(name = "CT6_IN")]
+pub static CT6_IN: LruHashMap<CtKey6, CtEntry6> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
+
+/// First IPv6 fragment let in at an uplink -> the container it was for.
+#[map(name = "FRAGMENTS6")]
+pub static FRAGMENTS6: LruHashMap<FragKey6, Addr6> = LruHashMap::pinned(MAX_FRAGMENTED, 0);

@@ -9,13 +9,16 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
+use netd_common::DropReason;
+
 use crate::parse::{Ipv4, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 const IP_CSUM_OFF: usize = ETH_HLEN + 10;
 pub const IP_SRC_OFF: usize = ETH_HLEN + 12;
 pub const IP_DST_OFF: usize = ETH_HLEN + 16;
 
-pub type RewriteResult = Result<(), ()>;
+/// A failed rewrite says why the packet is dropped.
+pub type RewriteResult = Result<(), DropReason>;
 
 /// Offset of the L4 checksum and the helper flags for updating it when an
 /// address (pseudo-header) changes; `None` when there is no L4 checksum to
@@ -42,12 +45,13 @@ pub fn rewrite_addr(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u32, new: u32) -
             new as u64,
             flags | BPF_F_PSEUDO_HDR as u64 | 4,
         )
-        .map_err(|_| ())?;
+        .map_err(|_| DropReason::RewriteFailed)?;
     }
     ctx.l3_csum_replace(IP_CSUM_OFF, old as u64, new as u64, 4)
-        .map_err(|_| ())?;
+        .map_err(|_| DropReason::RewriteFailed)?;
     let off = if dst { IP_DST_OFF } else { IP_SRC_OFF };
-    ctx.store(off, &new, 0).map_err(|_| ())
+    ctx.store(off, &new, 0)
+        .map_err(|_| DropReason::RewriteFailed)
 }
 
 /// Rewrites the TCP/UDP source (`dst == false`) or destination port, or the
@@ -65,8 +69,9 @@ pub fn rewrite_port(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u16, new: u16) -
         _ => return Ok(()),
     };
     ctx.l4_csum_replace(csum_off, old as u64, new as u64, flags | 2)
-        .map_err(|_| ())?;
-    ctx.store(ip.l4_off + field, &new, 0).map_err(|_| ())
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(ip.l4_off + field, &new, 0)
+        .map_err(|_| DropReason::RewriteFailed)
 }
 
 /// Where the packet quoted by an ICMP error sits.
@@ -124,21 +129,23 @@ pub fn rewrite_quoted_source(
     new_port: u16,
 ) -> RewriteResult {
     let qcsum_off = q.ip_off + 10;
-    let old_qcsum: u16 = ctx.load(qcsum_off).map_err(|_| ())?;
+    let old_qcsum: u16 = ctx.load(qcsum_off).map_err(|_| DropReason::Truncated)?;
     ctx.l3_csum_replace(qcsum_off, q.src as u64, new_addr as u64, 4)
-        .map_err(|_| ())?;
-    let new_qcsum: u16 = ctx.load(qcsum_off).map_err(|_| ())?;
-    ctx.store(q.ip_off + 12, &new_addr, 0).map_err(|_| ())?;
+        .map_err(|_| DropReason::RewriteFailed)?;
+    let new_qcsum: u16 = ctx.load(qcsum_off).map_err(|_| DropReason::Truncated)?;
+    ctx.store(q.ip_off + 12, &new_addr, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
     ctx.l4_csum_replace(icmp_csum_off, q.src as u64, new_addr as u64, 4)
-        .map_err(|_| ())?;
+        .map_err(|_| DropReason::RewriteFailed)?;
     ctx.l4_csum_replace(icmp_csum_off, old_qcsum as u64, new_qcsum as u64, 2)
-        .map_err(|_| ())?;
+        .map_err(|_| DropReason::RewriteFailed)?;
     let port_off = if q.proto == IPPROTO_ICMP {
         q.l4_off + 4
     } else {
         q.l4_off
     };
-    ctx.store(port_off, &new_port, 0).map_err(|_| ())?;
+    ctx.store(port_off, &new_port, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
     ctx.l4_csum_replace(icmp_csum_off, q.sport as u64, new_port as u64, 2)
-        .map_err(|_| ())
+        .map_err(|_| DropReason::RewriteFailed)
 }

@@ -62,7 +62,7 @@ fn decap(ctx: &TcContext) -> Result<i32, DropReason> {
         .net_id;
     let ip = match parse_l3(ctx) {
         L3::Ipv4(ip) => ip,
-        L3::Malformed => return Err(DropReason::Malformed),
+        L3::Invalid(reason) => return Err(reason),
         _ => return Err(DropReason::OverlayNotIpv4),
     };
     match remote_at(net_id, ip.src) {
@@ -80,7 +80,7 @@ fn decap(ctx: &TcContext) -> Result<i32, DropReason> {
         return Err(reason);
     }
     ctx.store(0, &dst.mac, 0)
-        .map_err(|_| DropReason::Malformed)?;
+        .map_err(|_| DropReason::RewriteFailed)?;
     routing::shortcut(Shortcut::OverlayDecap);
     Ok(into_peer(ctx, dst.ifindex))
 }

@@ -1,5 +1,11 @@
-//! Header parsing with bounds checks the verifier accepts.
+//! Header parsing: Ethernet, IPv4 and the L4 fields conntrack keys on
+//! (IPv6 and its extension headers: `parse6`). Generic over [`Packet`],
+//! so every hook shares it.
 use aya_ebpf::programs::TcContext;
+use netd_common::DropReason;
+
+use crate::packet::Packet;
+pub use crate::parse6::{parse_ipv6, Ipv6};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -11,14 +17,14 @@ const IPV4_MIN_HLEN: usize = 20;
 /// What the L2/L3 parser found.
 pub enum L3 {
     Ipv4(Ipv4),
-    /// IPv6 (netd assigns no IPv6 addresses: only link-local traffic).
-    Ipv6,
+    /// IPv6 with its extension header chain followed.
+    Ipv6(Ipv6),
     /// A VLAN tag, in the frame or in the skb's offloaded tag.
     Vlan,
-    /// Any other ethertype (ARP, IPv6, ...): not policed by netd.
+    /// Any other ethertype (ARP, ...): not policed by netd.
     Other,
-    /// Too short or inconsistent to be trusted.
-    Malformed,
+    /// Too short or inconsistent to be trusted, and why.
+    Invalid(DropReason),
 }
 
 /// The fields of an IPv4 header the programs use.
@@ -36,16 +42,6 @@ pub struct Ipv4 {
     pub id: u16,
 }
 
-#[inline(always)]
-fn ptr_at<T>(ctx: &TcContext, off: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + off + core::mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + off) as *const T)
-}
-
 /// Makes sure `len` bytes are in the linear part of the skb.
 #[inline(always)]
 fn ensure_linear(ctx: &TcContext, len: usize) -> bool {
@@ -58,35 +54,34 @@ fn ensure_linear(ctx: &TcContext, len: usize) -> bool {
     ctx.data() + len <= ctx.data_end()
 }
 
+/// L2/L3 of a packet at a TC hook (the skb may carry an offloaded VLAN tag).
 #[inline(always)]
 pub fn parse_l3(ctx: &TcContext) -> L3 {
     // SAFETY: reading a field of the context the kernel handed us.
     if unsafe { (*ctx.skb.skb).vlan_present } != 0 {
         return L3::Vlan;
     }
-    if !ensure_linear(ctx, ETH_HLEN) {
-        return L3::Malformed;
-    }
-    let Some(proto) = ptr_at::<[u8; 2]>(ctx, 12) else {
-        return L3::Malformed;
+    // The headers the programs rewrite in place stay linear.
+    let _ = ensure_linear(ctx, ETH_HLEN + IPV4_MIN_HLEN);
+    parse_frame(ctx)
+}
+
+/// L2/L3 of an Ethernet frame, at any hook.
+#[inline(always)]
+pub fn parse_frame<P: Packet>(p: &P) -> L3 {
+    let Some(proto) = p.read::<[u8; 2]>(12) else {
+        return L3::Invalid(DropReason::Malformed);
     };
-    // SAFETY: bounds checked by ptr_at.
-    let ethertype = u16::from_be_bytes(unsafe { *proto });
-    match ethertype {
+    match u16::from_be_bytes(proto) {
         ETH_P_IP => {}
-        ETH_P_IPV6 => return L3::Ipv6,
+        ETH_P_IPV6 => return parse_ipv6(p),
         ETH_P_8021Q | ETH_P_8021AD => return L3::Vlan,
         _ => return L3::Other,
     }
-    if !ensure_linear(ctx, ETH_HLEN + IPV4_MIN_HLEN) {
-        return L3::Malformed;
-    }
-    let Some(ip) = ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, ETH_HLEN) else {
-        return L3::Malformed;
+    let Some(ip) = p.read::<[u8; IPV4_MIN_HLEN]>(ETH_HLEN) else {
+        return L3::Invalid(DropReason::Malformed);
     };
-    // SAFETY: bounds checked by ptr_at.
-    let ip = unsafe { &*ip };
-    parse_ipv4_header(ip, ctx.len() as usize - ETH_HLEN)
+    parse_ipv4_header(&ip, p.length().saturating_sub(ETH_HLEN))
 }
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -116,13 +111,31 @@ pub enum L4 {
 }
 
 #[inline(always)]
-pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Option<L4> {
+pub fn parse_l4<P: Packet>(p: &P, ip: &Ipv4) -> Option<L4> {
     if ip.later_fragment {
         return Some(L4::Other);
     }
-    match ip.proto {
+    if ip.proto == IPPROTO_ICMP {
+        let h: [u8; 8] = p.read(ip.l4_off)?;
+        return Some(match h[0] {
+            ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => L4::Echo {
+                request: h[0] == ICMP_ECHO_REQUEST,
+                id: u16::from_ne_bytes([h[4], h[5]]),
+            },
+            ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM => L4::IcmpError,
+            _ => L4::Other,
+        });
+    }
+    ports_at(p, ip.proto, ip.l4_off)
+}
+
+/// The ports of a TCP, UDP or SCTP header at `off`; `Other` for any other
+/// protocol, `None` when the header is cut short.
+#[inline(always)]
+fn ports_at<P: Packet>(p: &P, proto: u8, off: usize) -> Option<L4> {
+    match proto {
         IPPROTO_TCP => {
-            let h: [u8; 14] = ctx.load(ip.l4_off).ok()?;
+            let h: [u8; 14] = p.read(off)?;
             Some(L4::Ports {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
                 dport: u16::from_ne_bytes([h[2], h[3]]),
@@ -130,22 +143,11 @@ pub fn parse_l4(ctx: &TcContext, ip: &Ipv4) -> Option<L4> {
             })
         }
         IPPROTO_UDP | IPPROTO_SCTP => {
-            let h: [u8; 4] = ctx.load(ip.l4_off).ok()?;
+            let h: [u8; 4] = p.read(off)?;
             Some(L4::Ports {
                 sport: u16::from_ne_bytes([h[0], h[1]]),
                 dport: u16::from_ne_bytes([h[2], h[3]]),
                 tcp_flags: 0,
-            })
-        }
-        IPPROTO_ICMP => {
-            let h: [u8; 8] = ctx.load(ip.l4_off).ok()?;
-            Some(match h[0] {
-                ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => L4::Echo {
-                    request: h[0] == ICMP_ECHO_REQUEST,
-                    id: u16::from_ne_bytes([h[4], h[5]]),
-                },
-                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM => L4::IcmpError,
-                _ => L4::Other,
             })
         }
         _ => Some(L4::Other),
@@ -174,7 +176,7 @@ pub fn parse_ipv4_header(ip: &[u8; IPV4_MIN_HLEN], l3_len: usize) -> L3 {
     let ihl = ((ip[0] & 0x0f) as usize) * 4;
     let total_len = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     if version != 4 || ihl < IPV4_MIN_HLEN || total_len < ihl || total_len > l3_len {
-        return L3::Malformed;
+        return L3::Invalid(DropReason::Malformed);
     }
     let frag = u16::from_be_bytes([ip[6], ip[7]]);
     let frag_off = frag & 0x1fff;

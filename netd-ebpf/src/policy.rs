@@ -20,7 +20,8 @@ pub fn is_group_address(addr: u32) -> bool {
 /// netd network whose subnet holds `dst`, if any.
 #[inline(always)]
 pub fn from_container(ep: &Endpoint, src: u32, dst: u32, dst_net: Option<&NetworkInfo>) -> Verdict {
-    if src != ep.ip {
+    // An endpoint of an IPv6-only network (address 0) sends no IPv4.
+    if src != ep.ip || ep.ip == 0 {
         return Verdict::Drop(DropReason::Spoofed);
     }
     if dst_net.is_none() && is_group_address(dst) {
@@ -41,23 +42,42 @@ pub fn to_container(ep: &Endpoint, src: u32, src_net: Option<&NetworkInfo>) -> V
     between(ep, src, src_net)
 }
 
-/// The rule for traffic between a container and `peer` (either way):
+#[inline(always)]
+fn between(ep: &Endpoint, peer: u32, peer_net: Option<&NetworkInfo>) -> Verdict {
+    between_addrs(
+        ep,
+        ep.ip,
+        ep.gateway,
+        peer,
+        peer_net.map(|n| (n.net_id, n.gateway)),
+    )
+}
+
+/// The rule for traffic between a container (`own` address, its network's
+/// `gateway`) and `peer` (either way), for either address family:
 /// same network follows icc (the gateway and itself always pass); another
 /// network's gateway is a host address (not for internal networks); any
 /// other address of another network is isolated; outside netd networks only
-/// internal networks are closed.
+/// internal networks are closed. `peer_net` is the (id, gateway) of the
+/// netd network whose subnet holds `peer`.
 #[inline(always)]
-fn between(ep: &Endpoint, peer: u32, peer_net: Option<&NetworkInfo>) -> Verdict {
+pub fn between_addrs<A: Copy + PartialEq>(
+    ep: &Endpoint,
+    own: A,
+    gateway: A,
+    peer: A,
+    peer_net: Option<(u32, A)>,
+) -> Verdict {
     let internal = ep.net_flags & NET_F_INTERNAL != 0;
     match peer_net {
-        Some(net) if net.net_id == ep.net_id => {
-            if ep.net_flags & NET_F_ICC != 0 || peer == ep.gateway || peer == ep.ip {
+        Some((id, _)) if id == ep.net_id => {
+            if ep.net_flags & NET_F_ICC != 0 || peer == gateway || peer == own {
                 Verdict::Pass
             } else {
                 Verdict::Drop(DropReason::Icc)
             }
         }
-        Some(net) if peer == net.gateway && !internal => Verdict::Pass,
+        Some((_, gw)) if peer == gw && !internal => Verdict::Pass,
         Some(_) | None if internal => Verdict::Drop(DropReason::Internal),
         Some(_) => Verdict::Drop(DropReason::Isolation),
         None => Verdict::Pass,
@@ -135,6 +155,19 @@ mod tests {
         assert_eq!(
             from_container(&a, a.ip, n2.gateway, Some(&n2)),
             Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn ipv6_only_endpoint_sends_no_ipv4() {
+        let a = Endpoint {
+            ip: 0,
+            gateway: 0,
+            ..ep(OPEN)
+        };
+        assert_eq!(
+            from_container(&a, 0, ip([1, 1, 1, 1]), None),
+            Verdict::Drop(DropReason::Spoofed)
         );
     }
 

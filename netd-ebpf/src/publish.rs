@@ -78,23 +78,20 @@ pub fn dnat_from_container(
             );
         }
     }
-    let bad = |_| DropReason::Malformed;
-    rewrite_addr(ctx, ip, true, ip.dst, target.addr).map_err(bad)?;
+    rewrite_addr(ctx, ip, true, ip.dst, target.addr)?;
     if target.port != dport {
-        rewrite_port(ctx, ip, true, dport, target.port).map_err(bad)?;
+        rewrite_port(ctx, ip, true, dport, target.port)?;
     }
     if hairpin {
-        rewrite_addr(ctx, ip, false, ip.src, ep.gateway).map_err(bad)?;
-        return to_container_veth(ctx, ifindex, ep.mac, ep.gateway).map_err(bad);
+        rewrite_addr(ctx, ip, false, ip.src, ep.gateway)?;
+        return to_container_veth(ctx, ifindex, ep.mac, ep.gateway);
     }
     if routing::enabled() {
         if ip.first_fragment {
             return Ok(routing::fallback(Fallback::Fragment));
         }
         // Routed to the target as the stack would, without its FORWARD hook.
-        return Ok(to_container_peer(ctx, target.addr)
-            .map_err(bad)?
-            .unwrap_or(TC_ACT_OK));
+        return Ok(to_container_peer(ctx, target.addr)?.unwrap_or(TC_ACT_OK));
     }
     Ok(TC_ACT_OK)
 }
@@ -120,24 +117,18 @@ pub fn reverse_from_target(
         return Ok(None);
     }
     touch(e, tcp_flags);
-    let bad = |_| DropReason::Malformed;
-    rewrite_addr(ctx, ip, false, ip.src, addr).map_err(bad)?;
+    rewrite_addr(ctx, ip, false, ip.src, addr)?;
     if port != sport {
-        rewrite_port(ctx, ip, false, sport, port).map_err(bad)?;
+        rewrite_port(ctx, ip, false, sport, port)?;
     }
-    let client = if peer != 0 {
-        rewrite_addr(ctx, ip, true, ip.dst, peer).map_err(bad)?;
-        peer
-    } else {
-        ip.dst
-    };
+    if peer != 0 {
+        rewrite_addr(ctx, ip, true, ip.dst, peer)?;
+    }
     // SAFETY: the value lives in the map.
     let Some(client_ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
         return Err(DropReason::UnknownEndpoint);
     };
-    to_container_veth(ctx, ifindex, client_ep.mac, client_ep.gateway)
-        .map(Some)
-        .map_err(bad)
+    to_container_veth(ctx, ifindex, client_ep.mac, client_ep.gateway).map(Some)
 }
 
 /// Is this packet (about to enter a container) part of a published flow

@@ -13,7 +13,7 @@ use aya_ebpf::{
     helpers::{bpf_check_mtu, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use netd_common::{EndpointRef, Fallback, Shortcut};
+use netd_common::{DropReason, EndpointRef, Fallback, Shortcut};
 
 use crate::{maps::ENDPOINT_BY_IP, parse::ETH_HLEN, routing};
 
@@ -29,33 +29,34 @@ pub fn mac_of(addr: u32) -> [u8; 6] {
 /// The Ethernet header the bridge would give a frame for the container
 /// with MAC `d`.
 #[inline(always)]
-fn set_macs(ctx: &TcContext, d: [u8; 6], gateway: u32) -> Result<(), ()> {
+fn set_macs(ctx: &TcContext, d: [u8; 6], gateway: u32) -> Result<(), DropReason> {
     let s = mac_of(gateway);
     store_macs(ctx, d, s)
 }
 
 #[inline(always)]
-pub fn store_macs(ctx: &TcContext, d: [u8; 6], s: [u8; 6]) -> Result<(), ()> {
+pub fn store_macs(ctx: &TcContext, d: [u8; 6], s: [u8; 6]) -> Result<(), DropReason> {
     let eth = [
         d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5],
     ];
-    ctx.store(0, &eth, 0).map_err(|_| ())
+    ctx.store(0, &eth, 0).map_err(|_| DropReason::RewriteFailed)
 }
 
 /// Decrements the TTL (and fixes the header checksum) as forwarding does;
 /// false, with the packet unchanged, when the TTL runs out here.
 #[inline(always)]
-pub fn decrement_ttl(ctx: &TcContext) -> Result<bool, ()> {
+pub fn decrement_ttl(ctx: &TcContext) -> Result<bool, DropReason> {
     const TTL_OFF: usize = ETH_HLEN + 8;
-    let ttl_proto: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| ())?;
+    let ttl_proto: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| DropReason::Truncated)?;
     if ttl_proto[0] <= 1 {
         return Ok(false);
     }
     let next = [ttl_proto[0] - 1, ttl_proto[1]];
     let (old, new) = (u16::from_ne_bytes(ttl_proto), u16::from_ne_bytes(next));
     ctx.l3_csum_replace(ETH_HLEN + 10, old as u64, new as u64, 2)
-        .map_err(|_| ())?;
-    ctx.store(TTL_OFF, &next, 0).map_err(|_| ())?;
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(TTL_OFF, &next, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
     Ok(true)
 }
 
@@ -85,7 +86,7 @@ pub fn to_container_veth(
     ifindex: u32,
     mac: [u8; 6],
     gateway: u32,
-) -> Result<i32, ()> {
+) -> Result<i32, DropReason> {
     set_macs(ctx, mac, gateway)?;
     // SAFETY: plain helper call; the verdict carries the redirect.
     unsafe { bpf_redirect(ifindex, 0) };
@@ -126,7 +127,7 @@ pub fn same_network_peer(ctx: &TcContext, dst: &EndpointRef) -> i32 {
 /// the TTL runs out or the packet is larger than the container's MTU: the
 /// stack then forwards it, or answers with the ICMP error.
 #[inline(always)]
-pub fn to_container_peer(ctx: &TcContext, addr: u32) -> Result<Option<i32>, ()> {
+pub fn to_container_peer(ctx: &TcContext, addr: u32) -> Result<Option<i32>, DropReason> {
     let Some(ep) = endpoint_at(addr) else {
         routing::fallback(Fallback::NoEndpoint);
         return Ok(None);

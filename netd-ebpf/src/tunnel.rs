@@ -54,7 +54,7 @@ pub fn to_remote(ctx: &TcContext, remote: &RemoteEndpoint) -> Result<i32, DropRe
         return Err(DropReason::OverlayNoDevice);
     }
     ctx.store(0, &remote.mac, 0)
-        .map_err(|_| DropReason::Malformed)?;
+        .map_err(|_| DropReason::RewriteFailed)?;
     // SAFETY: plain old data; every field the kernel reads is set below.
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
     key.tunnel_id = remote.vni;

@@ -6,40 +6,26 @@
 //! are tracked, so their replies may come back. `uplink_in` (TCX ingress)
 //! reverse-translates replies (and ICMP errors quoting them) and drops
 //! anything else addressed to a container subnet.
-use aya_ebpf::{
-    bindings::{
-        bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
-        TC_ACT_OK,
-    },
-    helpers::{bpf_get_prandom_u32, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
-    macros::classifier,
-    maps::lpm_trie::Key,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, maps::lpm_trie::Key, programs::TcContext};
 use netd_common::{
     CtEntry, CtKey, DropReason, Fallback, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT,
     CT_F_REPLIED, CT_F_SNAT, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, NAT_DNAT, NAT_SNAT, NET_F_INTERNAL,
-    NET_F_MASQUERADE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    NET_F_MASQUERADE,
 };
 
 use crate::{
-    conntrack::{
-        claim_in, entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, remove_out, touch,
-    },
+    conntrack::{entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, touch},
     drops::drop_packet,
     events, fragments,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
-    parse::{
-        parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L3, L4,
-    },
+    parse::{parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, L3, L4},
     publish::{self, is_host_addr},
     redirect::to_container_peer,
     routing,
+    snat::{allocate, NewFlow, V4},
+    uplink6,
 };
-
-/// Ports tried before a new flow is dropped as "exhausted".
-const SNAT_ATTEMPTS: u32 = 32;
 
 #[inline(always)]
 fn uplink_of(ctx: &TcContext) -> Option<&'static Uplink> {
@@ -85,45 +71,8 @@ fn deliver(ctx: &TcContext, addr: u32) -> Result<i32, DropReason> {
     match to_container_peer(ctx, addr) {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Ok(TC_ACT_OK),
-        Err(()) => Err(DropReason::Malformed),
+        Err(reason) => Err(reason),
     }
-}
-
-/// Is a host socket using local `port` toward `remote:rport`?
-#[inline(always)]
-fn host_socket_uses(
-    ctx: &TcContext,
-    proto: u8,
-    remote: u32,
-    rport: u16,
-    local: u32,
-    port: u16,
-) -> bool {
-    let mut tuple = bpf_sock_tuple {
-        __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
-            ipv4: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
-                saddr: remote,
-                daddr: local,
-                sport: rport,
-                dport: port,
-            },
-        },
-    };
-    let size = core::mem::size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>() as u32;
-    let skb = ctx.skb.skb as *mut _;
-    // SAFETY: a valid tuple of `size` bytes; every socket found is released.
-    unsafe {
-        let sk: *mut core::ffi::c_void = if proto == IPPROTO_TCP {
-            bpf_skc_lookup_tcp(skb, &mut tuple, size, u64::MAX, 0) as *mut _
-        } else {
-            bpf_sk_lookup_udp(skb, &mut tuple, size, u64::MAX, 0) as *mut _
-        };
-        if sk.is_null() {
-            return false;
-        }
-        bpf_sk_release(sk);
-    }
-    true
 }
 
 /// The conntrack key fields of a packet leaving a container: ports, or the
@@ -145,8 +94,10 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
     let Some(up) = uplink_of(ctx) else {
         return Ok(());
     };
-    let L3::Ipv4(ip) = parse_l3(ctx) else {
-        return Ok(());
+    let ip = match parse_l3(ctx) {
+        L3::Ipv4(ip) => ip,
+        L3::Ipv6(ip) => return uplink6::out(ctx, &ip),
+        _ => return Ok(()),
     };
     let Some(net) = network_of(ip.src) else {
         return Ok(());
@@ -163,7 +114,7 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
         // Nothing to key a flow on (later fragments, ICMP errors, other
         // protocols): the address alone is translated.
         if masq {
-            rewrite_addr(ctx, &ip, false, ip.src, up.addr).map_err(|_| DropReason::Malformed)?;
+            rewrite_addr(ctx, &ip, false, ip.src, up.addr)?;
         }
         return Ok(());
     };
@@ -176,9 +127,9 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
             // A reply from a published port: it leaves as the published
             // address and port, whatever the network's masquerade setting.
             touch(e, tcp_flags);
-            rewrite_addr(ctx, &ip, false, ip.src, addr).map_err(|_| DropReason::Malformed)?;
+            rewrite_addr(ctx, &ip, false, ip.src, addr)?;
             if port != sport {
-                rewrite_port(ctx, &ip, false, sport, port).map_err(|_| DropReason::Malformed)?;
+                rewrite_port(ctx, &ip, false, sport, port)?;
             }
             return Ok(());
         }
@@ -198,7 +149,18 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
                 let old = unsafe { key(ip.dst, (*e).addr, dport, (*e).port, ip.proto) };
                 remove_in(&old);
             }
-            let port = allocate(ctx, &ip, &out_key, up, tcp_flags)?;
+            let flow = NewFlow::<V4> {
+                proto: ip.proto,
+                src: ip.src,
+                dst: ip.dst,
+                sport,
+                dport,
+                out_key: &out_key,
+                nat_addr: up.addr,
+                ports: (up.port_min, up.port_max),
+                tcp_flags,
+            };
+            let port = allocate(ctx, &flow)?;
             events::new_flow(
                 ctx,
                 HOOK_UPLINK_OUT,
@@ -211,9 +173,9 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
             port
         }
     };
-    rewrite_addr(ctx, &ip, false, ip.src, up.addr).map_err(|_| DropReason::Malformed)?;
+    rewrite_addr(ctx, &ip, false, ip.src, up.addr)?;
     if nat_port != sport {
-        rewrite_port(ctx, &ip, false, sport, nat_port).map_err(|_| DropReason::Malformed)?;
+        rewrite_port(ctx, &ip, false, sport, nat_port)?;
     }
     Ok(())
 }
@@ -249,93 +211,17 @@ fn track_routed(ctx: &TcContext, out_key: &CtKey, tcp_flags: u8) -> Result<(), D
     }
 }
 
-/// Picks a free source port (or echo id) for a new masqueraded flow and
-/// records both directions. A port is free when no tracked flow uses it
-/// toward the same destination and no host socket does either.
-#[inline(always)]
-fn allocate(
-    ctx: &TcContext,
-    ip: &Ipv4,
-    out_key: &CtKey,
-    up: &Uplink,
-    tcp_flags: u8,
-) -> Result<u16, DropReason> {
-    let reply = entry(ip.src, out_key.sport, CT_F_SNAT, 0);
-    let span = u32::from(up.port_max.saturating_sub(up.port_min)) + 1;
-    // SAFETY: helper without arguments.
-    let start = unsafe { bpf_get_prandom_u32() };
-    // SCTP's CRC32c covers the ports, which incremental updates cannot
-    // fix: its source port is kept and only the address is translated.
-    let attempts = if ip.proto == IPPROTO_SCTP {
-        1
-    } else {
-        SNAT_ATTEMPTS
-    };
-    for i in 0..attempts {
-        let port = if ip.proto == IPPROTO_SCTP {
-            out_key.sport
-        } else {
-            ((u32::from(up.port_min) + start.wrapping_add(i) % span) as u16).to_be()
-        };
-        let in_key = key(ip.dst, up.addr, out_key.dport, port, ip.proto);
-        if (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP)
-            && host_socket_uses(ctx, ip.proto, ip.dst, out_key.dport, up.addr, port)
-        {
-            continue;
-        }
-        let claimed = claim_in(&in_key, &reply)
-            || (ip.proto == IPPROTO_TCP
-                && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-                && take_over_closed(&in_key, &reply, ip.dst, out_key.dport));
-        if claimed {
-            let entry = CtEntry {
-                port,
-                addr: up.addr,
-                tcp_flags,
-                ..reply
-            };
-            if !put_out(out_key, &entry) {
-                remove_in(&in_key);
-                return Err(DropReason::CtInsert);
-            }
-            return Ok(port);
-        }
-    }
-    Err(DropReason::NatExhausted)
-}
-
-/// A new connection may reuse the NAT port of a masqueraded TCP flow that
-/// has ended (RST either way, or FIN both ways), as TIME_WAIT reuse does;
-/// without it a busy client would run out of ports to one server within
-/// the closed-flow timeout.
-#[inline(always)]
-fn take_over_closed(in_key: &CtKey, reply: &CtEntry, remote: u32, rport: u16) -> bool {
-    let Some(old) = lookup_in(in_key) else {
-        return false;
-    };
-    // SAFETY: map value pointer from this program's lookup.
-    let (theirs, addr, port, flags) =
-        unsafe { ((*old).tcp_flags, (*old).addr, (*old).port, (*old).flags) };
-    if flags & CT_F_SNAT == 0 || flags & CT_F_DNAT != 0 {
-        return false;
-    }
-    let old_out = key(addr, remote, port, rport, IPPROTO_TCP);
-    // An evicted outbound half counts as closed: the flow cannot go on.
-    let ours = lookup_out(&old_out).map_or(TCP_RST, |e| unsafe { (*e).tcp_flags });
-    let closed = (theirs | ours) & TCP_RST != 0 || (theirs & ours & TCP_FIN) != 0;
-    if !closed {
-        return false;
-    }
-    remove_out(&old_out);
-    put_in(in_key, reply)
-}
-
 fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
     if uplink_of(ctx).is_none() {
         return Ok(TC_ACT_OK);
     }
-    let L3::Ipv4(ip) = parse_l3(ctx) else {
-        return Ok(TC_ACT_OK);
+    let ip = match parse_l3(ctx) {
+        L3::Ipv4(ip) => ip,
+        L3::Ipv6(ip) => return uplink6::reverse(ctx, &ip),
+        // An IPv6 chain the parser refuses could hide a container address
+        // the stack would forward to.
+        L3::Invalid(reason) if reason != DropReason::Malformed => return Err(reason),
+        _ => return Ok(TC_ACT_OK),
     };
     let to_container = network_of(ip.dst).is_some();
     let refuse = if to_container {
@@ -347,7 +233,7 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
         return match fragments::translate_later(ctx, &ip) {
             Ok(true) => Ok(fragment_fallback()),
             Ok(false) => refuse,
-            Err(()) => Err(DropReason::Malformed),
+            Err(reason) => Err(reason),
         };
     }
     let Some(l4) = parse_l4(ctx, &ip) else {
@@ -386,9 +272,9 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
         return deliver(ctx, ip.dst);
     }
     fragments::remember_first(&ip, addr);
-    rewrite_addr(ctx, &ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
+    rewrite_addr(ctx, &ip, true, ip.dst, addr)?;
     if port != dport {
-        rewrite_port(ctx, &ip, true, dport, port).map_err(|_| DropReason::Malformed)?;
+        rewrite_port(ctx, &ip, true, dport, port)?;
     }
     // Fragmented datagrams take the stack, as their later fragments do.
     if ip.first_fragment {
@@ -444,10 +330,9 @@ fn dnat_from_world(
         (target.addr, target.port),
     );
     fragments::remember_first(ip, target.addr);
-    rewrite_addr(ctx, ip, true, ip.dst, target.addr).map_err(|_| DropReason::Malformed)?;
+    rewrite_addr(ctx, ip, true, ip.dst, target.addr)?;
     if target.port != in_key.dport {
-        rewrite_port(ctx, ip, true, in_key.dport, target.port)
-            .map_err(|_| DropReason::Malformed)?;
+        rewrite_port(ctx, ip, true, in_key.dport, target.port)?;
     }
     if ip.first_fragment {
         return Ok(fragment_fallback());
@@ -479,7 +364,7 @@ fn reverse_icmp_error(
     if flags & CT_F_SNAT == 0 {
         return deliver(ctx, ip.dst);
     }
-    rewrite_addr(ctx, ip, true, ip.dst, addr).map_err(|_| DropReason::Malformed)?;
-    rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port).map_err(|_| DropReason::Malformed)?;
+    rewrite_addr(ctx, ip, true, ip.dst, addr)?;
+    rewrite_quoted_source(ctx, ip.l4_off + 2, &q, addr, port)?;
     deliver(ctx, addr)
 }

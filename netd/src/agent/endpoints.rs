@@ -66,6 +66,7 @@ impl Agent {
         crate::fault::point("network-create:bridge");
         self.datapath
             .upsert_network(net.subnet, network_info(net))?;
+        self.publish_network6(net)?;
         crate::fault::point("network-create:datapath");
         Ok(())
     }
@@ -85,7 +86,9 @@ impl Agent {
             mac: ep.mac(),
             _pad: [0; 2],
         };
-        self.datapath.attach_endpoint(&ep.host_ifname, ifindex, dp)
+        self.datapath
+            .attach_endpoint(&ep.host_ifname, ifindex, dp)?;
+        self.publish_endpoint6(net, ep, ifindex)
     }
 
     /// All kernel steps of attaching; on failure, undoes what it did.
@@ -197,6 +200,10 @@ impl Agent {
         if let Some(index) = ifindex {
             self.links.delete(index).await?;
         }
-        self.datapath.detach_endpoint(&ep.host_ifname, ifindex)
+        self.datapath.detach_endpoint(&ep.host_ifname, ifindex)?;
+        if let Some(ip6) = ep.ip6 {
+            self.datapath.flush_flows6_of(ip6)?;
+        }
+        Ok(())
     }
 }

@@ -4,18 +4,90 @@ use std::{collections::HashSet, net::Ipv6Addr};
 
 use anyhow::Result;
 use ipnet::Ipv6Net;
+use netd_common::{Endpoint6, NetworkInfo6};
 
 use super::Agent;
 use crate::{
     api::types::NetworkCreate,
+    datapath::addr6_key,
     error::{conflict, invalid, AgentError, AgentResult},
     ipam6,
-    model::{Container, Endpoint, Ipv6Config, Network},
+    model::{mac_for, Container, Endpoint, Ipv6Config, Network},
     net::ContainerNs,
     store::StoreOp,
 };
 
+/// A network's `NETWORKS6` entry: the same datapath id and flags as its
+/// IPv4 one.
+fn network_info6(net: &Network, v6: &Ipv6Config) -> NetworkInfo6 {
+    NetworkInfo6 {
+        net_id: net.datapath_id,
+        flags: super::endpoints::network_flags(net),
+        prefix_len: u32::from(v6.subnet.prefix_len()),
+        _pad: 0,
+        gateway: addr6_key(v6.gateway),
+    }
+}
+
 impl Agent {
+    /// Writes the network's IPv6 subnet to the datapath (nothing for an
+    /// IPv4-only network).
+    pub(super) fn publish_network6(&mut self, net: &Network) -> Result<()> {
+        match &net.ipv6 {
+            Some(v6) => self
+                .datapath
+                .upsert_network6(v6.subnet, network_info6(net, v6)),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the endpoint behind `ifindex` its IPv6 entry (after its
+    /// `ENDPOINTS` entry, before its veth comes up), or takes a stale one
+    /// away: without an entry the programs keep its IPv6 on the link.
+    pub(super) fn publish_endpoint6(
+        &mut self,
+        net: &Network,
+        ep: &Endpoint,
+        ifindex: u32,
+    ) -> Result<()> {
+        match (ep.ip6, &net.ipv6) {
+            (Some(ip6), Some(v6)) => self.datapath.set_endpoint6(
+                ifindex,
+                Endpoint6 {
+                    ip: addr6_key(ip6),
+                    gateway: addr6_key(v6.gateway),
+                    gateway_mac: mac_for(net.gateway),
+                    _pad: [0; 2],
+                },
+            ),
+            _ => self.datapath.remove_endpoint6(ifindex),
+        }
+    }
+
+    /// Reconcile: removes `NETWORKS6` subnets no network has and
+    /// `ENDPOINT6` entries whose endpoint has no `ENDPOINTS` entry.
+    pub(super) fn remove_stale6(&mut self) -> Result<()> {
+        let wanted: HashSet<Ipv6Net> = self
+            .networks
+            .values()
+            .filter_map(|n| n.ipv6.as_ref().map(|v6| v6.subnet))
+            .collect();
+        for subnet in self.datapath.network6_subnets()? {
+            if !wanted.contains(&subnet) {
+                self.datapath.remove_network6(subnet)?;
+                self.repaired(format!("removed stale datapath network {subnet}"));
+            }
+        }
+        let endpoints: HashSet<u32> = self.datapath.endpoint_indexes()?.into_iter().collect();
+        for index in self.datapath.endpoint6_indexes()? {
+            if !endpoints.contains(&index) {
+                self.datapath.remove_endpoint6(index)?;
+                self.repaired(format!("removed orphan IPv6 endpoint entry {index}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The IPv6 side a network create asks for (`None`: IPv4 only).
     pub(super) async fn plan_ipv6(&self, req: &NetworkCreate) -> AgentResult<Option<Ipv6Config>> {
         if req.ipv4 == Some(false) {

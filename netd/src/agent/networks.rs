@@ -222,6 +222,9 @@ impl Agent {
             let _ = self.datapath.unregister_overlay_network(net.datapath_id);
         }
         let _ = self.datapath.remove_network(net.subnet);
+        if let Some(v6) = &net.ipv6 {
+            let _ = self.datapath.remove_network6(v6.subnet);
+        }
         let _ = self.datapath.remove_network_counters(net.datapath_id);
         let _ = self.links.delete_by_name(&net.bridge).await;
     }

@@ -166,6 +166,7 @@ impl Agent {
                 Some(bridge) if bridge.up && !upgrade => {
                     self.datapath
                         .upsert_network(net.subnet, super::endpoints::network_info(&net))?;
+                    self.publish_network6(&net)?;
                 }
                 found => {
                     if found.is_none() {
@@ -245,6 +246,7 @@ impl Agent {
             }
         }
         self.remove_orphans().await?;
+        self.remove_stale6()?;
         self.last_reconcile = Some(crate::model::now());
         self.reconcile_runs += 1;
         Ok(())
@@ -279,6 +281,7 @@ impl Agent {
                     ));
                 }
                 let whole = entries.contains(&ifindex)
+                    && (ep.ip6.is_none() || self.datapath.endpoint6(ifindex)?.is_some())
                     && crate::datapath::ENDPOINT_PROGRAM_NAMES
                         .iter()
                         .all(|p| pins.contains(&format!("{}_{p}", ep.host_ifname)));

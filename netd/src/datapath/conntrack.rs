@@ -3,12 +3,16 @@
 //! The programs stamp every entry with CLOCK_MONOTONIC nanoseconds; the
 //! collector removes flows idle longer than the timeout their state calls
 //! for (closed TCP fast, established TCP slowly), always both directions.
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, hash::Hash, time::Duration};
 
 use anyhow::Result;
-use aya::maps::{HashMap, MapData};
+use aya::{
+    maps::{HashMap, MapData},
+    Pod,
+};
 use netd_common::{
-    CtEntry, CtKey, CT_F_REPLIED, CT_F_SNAT, MAP_CT_IN, MAP_CT_OUT, TCP_FIN, TCP_RST,
+    CtEntry, CtEntry6, CtKey, CtKey6, CT_F_REPLIED, CT_F_SNAT, MAP_CT6_IN, MAP_CT6_OUT, MAP_CT_IN,
+    MAP_CT_OUT, TCP_FIN, TCP_RST,
 };
 use serde::Serialize;
 
@@ -17,6 +21,7 @@ use super::Datapath;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// How long an idle flow lives, by state.
 #[derive(Clone, Debug, Serialize)]
@@ -85,13 +90,13 @@ impl CtTimeouts {
         Ok(())
     }
 
-    fn for_flow(&self, proto: u8, out: &CtEntry, reply: Option<&CtEntry>) -> Duration {
-        let replied = reply.is_some_and(|r| r.flags & CT_F_REPLIED != 0);
+    fn for_flow<E: Stamped>(&self, proto: u8, out: &E, reply: Option<&E>) -> Duration {
+        let replied = reply.is_some_and(|r| r.flags() & CT_F_REPLIED != 0);
         match proto {
             IPPROTO_TCP => {
-                let theirs = reply.map_or(0, |r| r.tcp_flags);
-                let closed = (out.tcp_flags | theirs) & TCP_RST != 0
-                    || (out.tcp_flags & TCP_FIN != 0 && theirs & TCP_FIN != 0);
+                let (ours, theirs) = (out.tcp_flags(), reply.map_or(0, |r| r.tcp_flags()));
+                let closed = (ours | theirs) & TCP_RST != 0
+                    || (ours & TCP_FIN != 0 && theirs & TCP_FIN != 0);
                 if closed {
                     self.tcp_closed
                 } else if replied {
@@ -102,41 +107,80 @@ impl CtTimeouts {
             }
             IPPROTO_UDP if replied => self.udp,
             IPPROTO_UDP => self.udp_unreplied,
-            IPPROTO_ICMP => self.icmp,
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => self.icmp,
             _ => self.other,
         }
     }
 }
 
-/// The reply key of an outbound entry.
-fn reply_key(k: &CtKey, out: &CtEntry) -> CtKey {
-    if out.flags & CT_F_SNAT != 0 {
-        CtKey {
-            saddr: k.daddr,
-            daddr: out.addr,
-            sport: k.dport,
-            dport: out.port,
-            ..*k
-        }
-    } else {
-        k.reversed()
-    }
+/// A conntrack value of either family.
+trait Stamped: Pod {
+    fn last_seen_ns(&self) -> u64;
+    fn flags(&self) -> u8;
+    fn tcp_flags(&self) -> u8;
 }
 
-/// The outbound key of a reply entry.
-fn out_key(k: &CtKey, reply: &CtEntry) -> CtKey {
-    if reply.flags & CT_F_SNAT != 0 {
-        CtKey {
-            saddr: reply.addr,
-            daddr: k.saddr,
-            sport: reply.port,
-            dport: k.sport,
-            ..*k
-        }
-    } else {
-        k.reversed()
-    }
+/// A conntrack key of either family, and how its two directions pair up.
+trait Tuple: Pod + Eq + Hash {
+    type Entry: Stamped;
+    fn proto(&self) -> u8;
+    /// The reply key of an outbound entry.
+    fn reply_key(&self, out: &Self::Entry) -> Self;
+    /// The outbound key of a reply entry.
+    fn out_key(&self, reply: &Self::Entry) -> Self;
 }
+
+macro_rules! tuple {
+    ($key:ty, $entry:ty) => {
+        impl Stamped for $entry {
+            fn last_seen_ns(&self) -> u64 {
+                self.last_seen_ns
+            }
+            fn flags(&self) -> u8 {
+                self.flags
+            }
+            fn tcp_flags(&self) -> u8 {
+                self.tcp_flags
+            }
+        }
+
+        impl Tuple for $key {
+            type Entry = $entry;
+            fn proto(&self) -> u8 {
+                self.proto
+            }
+            fn reply_key(&self, out: &$entry) -> Self {
+                if out.flags & CT_F_SNAT != 0 {
+                    Self {
+                        saddr: self.daddr,
+                        daddr: out.addr,
+                        sport: self.dport,
+                        dport: out.port,
+                        ..*self
+                    }
+                } else {
+                    self.reversed()
+                }
+            }
+            fn out_key(&self, reply: &$entry) -> Self {
+                if reply.flags & CT_F_SNAT != 0 {
+                    Self {
+                        saddr: reply.addr,
+                        daddr: self.saddr,
+                        sport: reply.port,
+                        dport: self.sport,
+                        ..*self
+                    }
+                } else {
+                    self.reversed()
+                }
+            }
+        }
+    };
+}
+
+tuple!(CtKey, CtEntry);
+tuple!(CtKey6, CtEntry6);
 
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -151,28 +195,47 @@ pub struct CtStats {
 }
 
 impl Datapath {
-    fn ct(&mut self, name: &str) -> Result<HashMap<&mut MapData, CtKey, CtEntry>> {
+    fn ct<K: Tuple>(&mut self, name: &str) -> Result<HashMap<&mut MapData, K, K::Entry>> {
         Ok(HashMap::try_from(self.map_mut(name)?)?)
     }
 
-    /// Removes expired flows (both directions); returns how many.
+    /// Removes expired flows (both directions, both families); returns how
+    /// many.
     pub fn expire_flows(&mut self, timeouts: &CtTimeouts) -> Result<usize> {
+        Ok(self.expire::<CtKey>(timeouts, MAP_CT_OUT, MAP_CT_IN)?
+            + self.expire::<CtKey6>(timeouts, MAP_CT6_OUT, MAP_CT6_IN)?)
+    }
+
+    fn expire<K: Tuple>(
+        &mut self,
+        timeouts: &CtTimeouts,
+        out_map: &str,
+        in_map: &str,
+    ) -> Result<usize> {
         let now = monotonic_ns();
-        let outs: Vec<(CtKey, CtEntry)> =
-            self.ct(MAP_CT_OUT)?.iter().filter_map(Result::ok).collect();
-        let ins: Vec<(CtKey, CtEntry)> =
-            self.ct(MAP_CT_IN)?.iter().filter_map(Result::ok).collect();
-        let in_map: std::collections::HashMap<CtKey, CtEntry> = ins.iter().copied().collect();
+        let outs: Vec<(K, K::Entry)> = self
+            .ct::<K>(out_map)?
+            .iter()
+            .filter_map(Result::ok)
+            .collect();
+        let ins: Vec<(K, K::Entry)> = self
+            .ct::<K>(in_map)?
+            .iter()
+            .filter_map(Result::ok)
+            .collect();
+        let replies: std::collections::HashMap<K, K::Entry> = ins.iter().copied().collect();
         let mut paired = HashSet::new();
         let (mut dead_out, mut dead_in) = (Vec::new(), Vec::new());
         for (k, out) in &outs {
-            let rk = reply_key(k, out);
-            let reply = in_map.get(&rk);
+            let rk = k.reply_key(out);
+            let reply = replies.get(&rk);
             if reply.is_some() {
                 paired.insert(rk);
             }
-            let last = out.last_seen_ns.max(reply.map_or(0, |r| r.last_seen_ns));
-            let timeout = timeouts.for_flow(k.proto, out, reply).as_nanos() as u64;
+            let last = out
+                .last_seen_ns()
+                .max(reply.map_or(0, |r| r.last_seen_ns()));
+            let timeout = timeouts.for_flow(k.proto(), out, reply).as_nanos() as u64;
             if now.saturating_sub(last) > timeout {
                 dead_out.push(*k);
                 if reply.is_some() {
@@ -181,22 +244,22 @@ impl Datapath {
             }
         }
         // Reply entries whose outbound half was evicted.
-        let out_keys: HashSet<CtKey> = outs.iter().map(|(k, _)| *k).collect();
+        let out_keys: HashSet<K> = outs.iter().map(|(k, _)| *k).collect();
         for (k, reply) in &ins {
-            if paired.contains(k) || out_keys.contains(&out_key(k, reply)) {
+            if paired.contains(k) || out_keys.contains(&k.out_key(reply)) {
                 continue;
             }
-            let timeout = timeouts.for_flow(k.proto, reply, Some(reply)).as_nanos() as u64;
-            if now.saturating_sub(reply.last_seen_ns) > timeout {
+            let timeout = timeouts.for_flow(k.proto(), reply, Some(reply)).as_nanos() as u64;
+            if now.saturating_sub(reply.last_seen_ns()) > timeout {
                 dead_in.push(*k);
             }
         }
         let removed = dead_out.len() + dead_in.len();
-        let mut ct_out = self.ct(MAP_CT_OUT)?;
+        let mut ct_out = self.ct::<K>(out_map)?;
         for k in &dead_out {
             let _ = ct_out.remove(k);
         }
-        let mut ct_in = self.ct(MAP_CT_IN)?;
+        let mut ct_in = self.ct::<K>(in_map)?;
         for k in &dead_in {
             let _ = ct_in.remove(k);
         }
@@ -209,7 +272,7 @@ impl Datapath {
             aya::maps::Map::LruHashMap(data) => data.info()?.max_entries(),
             _ => 0,
         };
-        let map = self.ct(MAP_CT_OUT)?;
+        let map = self.ct::<CtKey>(MAP_CT_OUT)?;
         let entries = map.keys().filter(Result::is_ok).count();
         Ok(CtStats { entries, capacity })
     }

@@ -11,8 +11,10 @@ use netd_common::*;
 use super::PinLayout;
 
 /// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 25] {
+fn expected() -> [(&'static str, usize, usize); 33] {
     let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
+    let ct6 = (size_of::<CtKey6>(), size_of::<CtEntry6>());
+    let a6 = size_of::<Addr6>();
     [
         (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
         (
@@ -59,6 +61,18 @@ fn expected() -> [(&'static str, usize, usize); 25] {
             size_of::<u32>(),
             size_of::<OverlayConfig>(),
         ),
+        (
+            MAP_NETWORKS6,
+            size_of::<u32>() + a6,
+            size_of::<NetworkInfo6>(),
+        ),
+        (MAP_ENDPOINT6, size_of::<u32>(), size_of::<Endpoint6>()),
+        (MAP_ENDPOINT6_BY_IP, a6, size_of::<EndpointRef6>()),
+        (MAP_HOST_ADDRS6, a6, size_of::<u32>()),
+        (MAP_UPLINKS6, size_of::<u32>(), size_of::<Uplink6>()),
+        (MAP_CT6_OUT, ct6.0, ct6.1),
+        (MAP_CT6_IN, ct6.0, ct6.1),
+        (MAP_FRAGMENTS6, size_of::<FragKey6>(), a6),
     ]
 }
 

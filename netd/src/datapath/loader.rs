@@ -17,8 +17,8 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use netd_common::{
-    Endpoint, EndpointRef, NetworkInfo, MAP_CT_IN, MAP_CT_OUT, MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP,
-    MAP_LAYOUT_VERSION, MAP_NETWORKS,
+    Endpoint, EndpointRef, NetworkInfo, MAP_CT6_IN, MAP_CT6_OUT, MAP_CT_IN, MAP_CT_OUT,
+    MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP, MAP_LAYOUT_VERSION, MAP_NETWORKS,
 };
 
 pub const FROM_CONTAINER: &str = "from_container";
@@ -115,6 +115,8 @@ impl Datapath {
             .default_map_pin_directory(pins.maps())
             .map_max_entries(MAP_CT_OUT, ct_size)
             .map_max_entries(MAP_CT_IN, ct_size)
+            .map_max_entries(MAP_CT6_OUT, ct_size)
+            .map_max_entries(MAP_CT6_IN, ct_size)
             .load(object)
             .context("failed to load the eBPF object")?;
         for name in PROGRAMS {
@@ -266,11 +268,15 @@ impl Datapath {
             mac: ep.mac,
             _pad: [0; 2],
         };
-        self.endpoints_by_ip()?.insert(ep.ip, by_ip, 0)?;
+        // An IPv6-only endpoint has no IPv4 address to deliver to.
+        if ep.ip != 0 {
+            self.endpoints_by_ip()?.insert(ep.ip, by_ip, 0)?;
+        }
         Ok(self.endpoints()?.insert(ifindex, ep, 0)?)
     }
 
     pub fn remove_endpoint_entry(&mut self, ifindex: u32) -> Result<()> {
+        self.remove_endpoint6(ifindex)?;
         if let Ok(ep) = self.endpoints()?.get(&ifindex, 0) {
             self.remove_endpoint_counters(ep.ip)?;
             let mut by_ip = self.endpoints_by_ip()?;

@@ -6,6 +6,7 @@
 //! `BPFFS/v1/links/<host ifname>_<program>`.
 mod bpffs;
 mod conntrack;
+mod ipv6;
 mod layout;
 mod loader;
 mod observe;
@@ -19,6 +20,7 @@ mod uplink;
 
 pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
+pub use ipv6::{addr6_key, addr6_of};
 pub use loader::{
     addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, OVERLAY_IN,
     PROGRAMS, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,

@@ -1,0 +1,101 @@
+//! IPv6 at the host end of container veths: the facts `policy6` judges,
+//! gathered from the packet and the endpoint's maps. What passes goes on
+//! to the bridge and the host stack (IPv6 takes no host routing shortcut
+//! yet: counted as the `not-ipv4` fallback).
+use aya_ebpf::{bindings::TC_ACT_OK, maps::lpm_trie::Key, programs::TcContext};
+use netd_common::{Addr6, DropReason, Endpoint, Endpoint6, Fallback, NetworkInfo6};
+
+use crate::{
+    maps::{ENDPOINT6, NETWORKS6},
+    parse6::{parse_l4_6, Ipv6},
+    policy::Verdict,
+    policy6::{eui64_link_local, from_container6, to_container6, Facts6},
+    redirect::mac_of,
+    routing,
+};
+
+const ND_ROUTER_SOLICIT: u8 = 133;
+const ND_ROUTER_ADVERT: u8 = 134;
+const ND_NEIGHBOUR_SOLICIT: u8 = 135;
+const ND_NEIGHBOUR_ADVERT: u8 = 136;
+const ND_REDIRECT: u8 = 137;
+const MLD_QUERY: u8 = 130;
+const MLD_REPORT: u8 = 131;
+const MLD_DONE: u8 = 132;
+const MLD2_REPORT: u8 = 143;
+
+#[inline(always)]
+pub fn network6_of(addr: Addr6) -> Option<&'static NetworkInfo6> {
+    NETWORKS6.get(&Key::new(128, addr))
+}
+
+#[inline(always)]
+fn endpoint6_of(ctx: &TcContext) -> Option<&'static Endpoint6> {
+    // SAFETY: reading a field of the context; the value lives in the map.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    unsafe { ENDPOINT6.get(&ifindex) }
+}
+
+/// The packet's facts; `peer_mac_at` is where the MAC of the frame's other
+/// end sits (0: destination, leaving a container; 6: source, entering).
+/// The upper-layer header must be there (in a first fragment too).
+#[inline(always)]
+fn facts(
+    ctx: &TcContext,
+    ep: &Endpoint,
+    ep6: Option<&Endpoint6>,
+    ip: &Ipv6,
+    peer_mac_at: usize,
+) -> Result<Facts6, DropReason> {
+    let upper = parse_l4_6(ctx, ip);
+    upper.check()?;
+    let (link_control, router_message) = match upper.icmp(ip) {
+        Some(ND_ROUTER_SOLICIT | ND_NEIGHBOUR_SOLICIT | ND_NEIGHBOUR_ADVERT) => {
+            (ip.hop_limit == 255, false)
+        }
+        Some(MLD_QUERY | MLD_REPORT | MLD_DONE | MLD2_REPORT) => (ip.hop_limit == 1, false),
+        Some(ND_ROUTER_ADVERT | ND_REDIRECT) => (false, true),
+        _ => (false, false),
+    };
+    let gateway_mac = ep6.map_or(mac_of(ep.gateway), |e| e.gateway_mac);
+    let peer_mac: [u8; 6] = ctx.load(peer_mac_at).unwrap_or_default();
+    Ok(Facts6 {
+        src: ip.src,
+        dst: ip.dst,
+        link_control,
+        router_message,
+        via_gateway: peer_mac == gateway_mac,
+        gateway_ll: eui64_link_local(gateway_mac),
+    })
+}
+
+#[inline(always)]
+fn pass() -> i32 {
+    if routing::enabled() {
+        routing::fallback(Fallback::NotIpv4)
+    } else {
+        TC_ACT_OK
+    }
+}
+
+/// What a container sends over IPv6.
+#[inline(always)]
+pub fn from_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, DropReason> {
+    let ep6 = endpoint6_of(ctx);
+    let f = facts(ctx, ep, ep6, ip, 0)?;
+    match from_container6(ep, ep6, &f, network6_of(ip.dst)) {
+        Verdict::Pass => Ok(pass()),
+        Verdict::Drop(reason) => Err(reason),
+    }
+}
+
+/// What a container receives over IPv6.
+#[inline(always)]
+pub fn to_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, DropReason> {
+    let ep6 = endpoint6_of(ctx);
+    let f = facts(ctx, ep, ep6, ip, 6)?;
+    match to_container6(ep, ep6, &f, network6_of(ip.src)) {
+        Verdict::Pass => Ok(TC_ACT_OK),
+        Verdict::Drop(reason) => Err(reason),
+    }
+}
