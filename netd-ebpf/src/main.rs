@@ -1,8 +1,10 @@
 //! netd's kernel programs. Entry points live in one module per hook
 //! (`endpoint`: the host end of container veths; `uplink` and `prefilter`:
-//! the host's uplinks; `overlay`: the VXLAN device; `sock`: host sockets);
-//! the logic they share lives in one module per concern (`parse`, `policy`,
-//! `conntrack`, `nat`, `fragments`, `publish`, `redirect`, `forward` and
+//! the host's uplinks, `uplink6` their IPv6 side; `endpoint6` the IPv6
+//! side of the veths; `overlay`: the VXLAN device; `sock`: host sockets);
+//! the logic they share lives in one module per concern (`packet`, `parse`
+//! and `parse6`, `policy` and `policy6`, `conntrack` and `conntrack6`,
+//! `snat`, `nat`, `fragments`, `publish`, `redirect`, `forward` and
 //! `fib` (host routing), `tunnel` and `arp` (overlay networks), `routing`
 //! (its mode and counters), `maps`, `drops`, `events`, `counters`).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -36,6 +38,7 @@ mod maps;
 mod nat;
 #[cfg(target_arch = "bpf")]
 mod overlay;
+#[cfg(target_arch = "bpf")]
 mod packet;
 #[cfg(target_arch = "bpf")]
 mod parse;
