@@ -79,6 +79,28 @@ fn is_host_address(subnet: &Ipv4Net, addr: Ipv4Addr) -> bool {
     subnet.contains(&addr) && addr != subnet.network() && addr != subnet.broadcast()
 }
 
+/// A requested address (of either family): refused when it is not
+/// `usable` in `subnet` or already `used`.
+pub(crate) fn take_requested<A>(
+    ip: A,
+    usable: bool,
+    used: &HashSet<A>,
+    subnet: &impl std::fmt::Display,
+) -> AgentResult<A>
+where
+    A: std::hash::Hash + Eq + std::fmt::Display,
+{
+    if !usable {
+        return invalid(format!(
+            "address {ip} is not a usable address in subnet {subnet}"
+        ));
+    }
+    if used.contains(&ip) {
+        return conflict(format!("address {ip} is already in use"));
+    }
+    Ok(ip)
+}
+
 /// Picks an address for an endpoint: `requested` if it is free and inside the
 /// subnet, else the lowest free address in `ip_range` (or the subnet).
 pub fn allocate(
@@ -88,15 +110,7 @@ pub fn allocate(
     requested: Option<Ipv4Addr>,
 ) -> AgentResult<Ipv4Addr> {
     if let Some(ip) = requested {
-        if !is_host_address(subnet, ip) {
-            return invalid(format!(
-                "address {ip} is not a usable address in subnet {subnet}"
-            ));
-        }
-        if used.contains(&ip) {
-            return conflict(format!("address {ip} is already in use"));
-        }
-        return Ok(ip);
+        return take_requested(ip, is_host_address(subnet, ip), used, subnet);
     }
     let range = ip_range.unwrap_or(subnet);
     let start = u32::from(range.network()).max(u32::from(subnet.network()) + 1);

@@ -4,7 +4,7 @@ use std::{collections::HashSet, net::Ipv6Addr};
 
 use ipnet::Ipv6Net;
 
-use crate::error::{conflict, invalid, AgentError, AgentResult};
+use crate::error::{invalid, AgentError, AgentResult};
 
 /// Prefix length of the subnets picked from a pool (as Docker: /64, what
 /// SLAAC and most hosts expect).
@@ -102,15 +102,7 @@ pub fn allocate(
     requested: Option<Ipv6Addr>,
 ) -> AgentResult<Ipv6Addr> {
     if let Some(ip) = requested {
-        if !is_host_address(subnet, ip) {
-            return invalid(format!(
-                "address {ip} is not a usable address in subnet {subnet}"
-            ));
-        }
-        if used.contains(&ip) {
-            return conflict(format!("address {ip} is already in use"));
-        }
-        return Ok(ip);
+        return crate::ipam::take_requested(ip, is_host_address(subnet, ip), used, subnet);
     }
     let range = ip_range.unwrap_or(subnet);
     let start = u128::from(range.network()).max(u128::from(subnet.network()) + 1);
