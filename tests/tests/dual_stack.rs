@@ -1,15 +1,18 @@
 //! Dual-stack networks (issue 13, control plane): `network create --ipv6`
 //! with a given or a picked IPv6 subnet, containers with an IPv6 address
 //! and default route, Docker's IPv6 inspect fields, AAAA and ip6.arpa PTR
-//! records, both families checked with real ICMP, TCP and UDP, and all of
-//! it kept across an agent restart.
+//! records, both families checked with real ICMP, TCP and UDP (IPv6
+//! between networks dropped by netd, with its drop counter as witness), and
+//! all of it kept across an agent restart.
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use netd_tests::cmd::{ip_ns, run_timeout};
-use netd_tests::traffic::{allow, icmp};
+use netd_tests::traffic::{allow, dropped, icmp, no_icmp};
 use netd_tests::{Bed, Ctr};
 use serde_json::Value;
+
+const ISOLATION: &str = "network-isolation";
 
 /// `dig @127.0.0.11 name qtype +short` inside `c`: the answer lines, or the
 /// status line when there are none (`NXDOMAIN`, `NOERROR`).
@@ -169,6 +172,8 @@ fn dual_stack_network_both_families_dns_and_restart() {
         allow(&x6, &host6),
     ];
     bed.expect(&flows);
+    // Different networks: netd drops IPv6 both ways, as IPv4.
+    bed.expect(&[dropped(&x6, &z6, ISOLATION), dropped(&z6, &x6, ISOLATION)]);
     // The host reaches a container's IPv6 address.
     icmp(bed.host_ns(), x6.ip).unwrap_or_else(|e| panic!("host -> x over IPv6: {e:#}"));
 
@@ -276,6 +281,7 @@ fn dual_stack_network_both_families_dns_and_restart() {
     let st = bed.stop_agent();
     assert!(st.success(), "agent should exit 0 on SIGTERM, got {st}");
     icmp(&x.ns, y6.ip).unwrap_or_else(|e| panic!("x -> y over IPv6 while stopped: {e:#}"));
+    no_icmp(&x.ns, z6.ip).unwrap_or_else(|e| panic!("x -> z over IPv6 while stopped: {e:#}"));
     bed.start_agent();
     bed.assert_unchanged(&before, &nets, &ctrs, "agent restart");
     assert_eq!(
@@ -283,7 +289,12 @@ fn dual_stack_network_both_families_dns_and_restart() {
         kernel_before,
         "x's IPv6 after the restart"
     );
-    bed.expect(&[allow(&x6, &y6), allow(&y6, &x6), allow(&x4, &y4)]);
+    bed.expect(&[
+        allow(&x6, &y6),
+        allow(&y6, &x6),
+        allow(&x4, &y4),
+        dropped(&x6, &z6, ISOLATION),
+    ]);
     assert_eq!(dig(&x, "y", "AAAA"), ["fd00:96:1::99"]);
     let w = bed.container("w", &["--network", "ds"]);
     assert_eq!(
@@ -323,11 +334,13 @@ fn default_bridge_with_ipv6_and_a_v6_pool() {
     bed.network("n", &["--ipv6"]);
     assert_eq!(ipam(&bed.net_info("n"))[1].0, "fd00:97:0:2::/64");
     let d = bed.container("d", &["--network", "n"]);
-    bed.expect(&[allow(
-        &bed.ep6(&d, "n"),
-        &netd_tests::traffic::Ep::v6("gw", bed.host_ns(), bed.gateway6("n")),
-    )]);
-    let _ = c;
+    let (c6, d6) = (bed.ep6(&c, "bridge"), bed.ep6(&d, "n"));
+    let gw = netd_tests::traffic::Ep::v6("host/v6", bed.host_ns(), bed.gateway6("n"));
+    bed.expect(&[
+        allow(&d6, &gw),
+        dropped(&c6, &d6, ISOLATION),
+        dropped(&d6, &c6, ISOLATION),
+    ]);
 }
 
 /// What the IPv6 upstream answers for every A question.
