@@ -9,13 +9,18 @@
 pub mod drop_reason;
 pub mod events;
 pub mod ipv6;
+pub mod layout;
 pub mod maps;
 pub mod overlay;
+pub mod programs;
+pub mod proto;
 pub mod routing;
 
 pub use drop_reason::DropReason;
 pub use events::*;
 pub use ipv6::*;
+pub use layout::{map_spec, MapSpec, MAPS};
 pub use maps::*;
 pub use overlay::*;
+pub use proto::{mac_for_addr, tcp_flow_closed};
 pub use routing::{Fallback, Settings, Shortcut};

@@ -84,13 +84,10 @@ pub fn parse_frame<P: Packet>(p: &P) -> L3 {
     parse_ipv4_header(&ip, p.length().saturating_sub(ETH_HLEN))
 }
 
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_SCTP: u8 = 132;
-pub const ICMP_ECHO_REPLY: u8 = 0;
+pub use netd_common::proto::{
+    ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+};
 pub const ICMP_DEST_UNREACH: u8 = 3;
-pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
 pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 

@@ -22,8 +22,7 @@ const PACKET_HOST: u32 = 0;
 
 #[inline(always)]
 pub fn mac_of(addr: u32) -> [u8; 6] {
-    let b = addr.to_ne_bytes();
-    [0x02, 0x42, b[0], b[1], b[2], b[3]]
+    netd_common::mac_for_addr(addr.to_ne_bytes())
 }
 
 /// The Ethernet header the bridge would give a frame for the container

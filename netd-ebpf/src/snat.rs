@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    Addr6, CtEntry, CtEntry6, CtKey, CtKey6, DropReason, CT_F_DNAT, CT_F_SNAT, TCP_ACK, TCP_FIN,
-    TCP_RST, TCP_SYN,
+    tcp_flow_closed, Addr6, CtEntry, CtEntry6, CtKey, CtKey6, DropReason, CT_F_DNAT, CT_F_SNAT,
+    TCP_ACK, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -273,8 +273,7 @@ fn take_over_closed<F: Family>(
     let old_out = F::key(addr, remote, port, rport, IPPROTO_TCP);
     // An evicted outbound half counts as closed: the flow cannot go on.
     let ours = F::lookup_out(&old_out).map_or(TCP_RST, |e| F::fields(e).0);
-    let closed = (theirs | ours) & TCP_RST != 0 || (theirs & ours & TCP_FIN) != 0;
-    if !closed {
+    if !tcp_flow_closed(ours, theirs) {
         return false;
     }
     F::remove_out(&old_out);

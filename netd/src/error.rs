@@ -1,4 +1,6 @@
-//! Errors the API returns: each maps to an HTTP status and one clear line.
+//! What an agent operation fails with: a kind (what the caller did wrong,
+//! or the agent's own failure) and one clear line. The API layer decides
+//! what HTTP status each kind gets (`api::status_of`).
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -11,17 +13,6 @@ pub enum AgentError {
     Invalid(String),
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
-}
-
-impl AgentError {
-    pub fn status(&self) -> u16 {
-        match self {
-            AgentError::NotFound(_) => 404,
-            AgentError::Conflict(_) => 409,
-            AgentError::Invalid(_) => 400,
-            AgentError::Internal(_) => 500,
-        }
-    }
 }
 
 pub type AgentResult<T> = Result<T, AgentError>;

@@ -7,6 +7,7 @@
 //! - `net`: rtnetlink work (bridges, veths, container netns).
 //! - `datapath`: loading, pinning and feeding the eBPF programs.
 //! - `agent`: the operations behind the API, one file per concern.
+//! - `schema`: the API's request and answer types (no HTTP, no agent).
 //! - `api`: the versioned HTTP/JSON API on a Unix socket, and its client.
 //! - `docker`: the Docker remote network driver on its own Unix socket.
 //! - `cli`: the `netd` command line.
@@ -29,6 +30,7 @@ pub mod model;
 pub mod monitor;
 pub mod net;
 pub mod ports;
+pub mod schema;
 pub mod store;
 
 /// The git revision netd was built from (`unknown` outside a checkout).

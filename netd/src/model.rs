@@ -211,10 +211,10 @@ impl Endpoint {
     }
 }
 
-/// `02:42:` followed by the four address bytes, as Docker does.
+/// `02:42:` followed by the four address bytes, as Docker does (the
+/// programs' rule: `netd_common::mac_for_addr`).
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+    netd_common::mac_for_addr(ip.octets())
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`); only unicast addresses.

@@ -20,9 +20,9 @@ pub enum Proto {
 impl Proto {
     pub fn number(self) -> u8 {
         match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-            Proto::Sctp => 132,
+            Proto::Tcp => netd_common::proto::IPPROTO_TCP,
+            Proto::Udp => netd_common::proto::IPPROTO_UDP,
+            Proto::Sctp => netd_common::proto::IPPROTO_SCTP,
         }
     }
 }

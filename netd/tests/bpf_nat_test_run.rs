@@ -5,7 +5,11 @@ mod common;
 
 use std::{net::Ipv4Addr, path::Path};
 
-use common::{csum, Bpffs};
+use common::{
+    csum,
+    packet::{echo, frame, pseudo, tcp, udp, Pkt},
+    Bpffs,
+};
 
 use aya::programs::{TestRun, TestRunOptions};
 use netd::{
@@ -43,86 +47,6 @@ fn datapath(dir: &Path, ports: (u16, u16)) -> Datapath {
     };
     dp.set_uplink_entry(LO_IFINDEX, up).unwrap();
     dp
-}
-
-/// Ethernet header and an IPv4 header (protocol `proto`, IP id and
-/// flags/fragment field as given) for `body_len` bytes, checksum set.
-fn eth_ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, frag: u16, body_len: usize) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let total = 20 + body_len;
-    let mut iph = vec![0x45, 0, (total >> 8) as u8, total as u8];
-    iph.extend_from_slice(&id.to_be_bytes());
-    iph.extend_from_slice(&frag.to_be_bytes());
-    iph.extend_from_slice(&[64, proto, 0, 0]);
-    iph.extend_from_slice(&src);
-    iph.extend_from_slice(&dst);
-    let c = csum(&iph, 0);
-    iph[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&iph);
-    f
-}
-
-/// IPv4 packet in an Ethernet frame, with correct checksums.
-fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut f = eth_ipv4(src, dst, proto, 0x1234, 0x4000, l4.len());
-    let mut l4 = l4.to_vec();
-    match proto {
-        6 | 17 => {
-            let off = if proto == 6 { 16 } else { 6 };
-            l4[off] = 0;
-            l4[off + 1] = 0;
-            let c = csum(&l4, pseudo(&src, &dst, proto, l4.len()));
-            l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
-        }
-        1 => {
-            l4[2] = 0;
-            l4[3] = 0;
-            let c = csum(&l4, 0);
-            l4[2..4].copy_from_slice(&c.to_be_bytes());
-        }
-        _ => {}
-    }
-    f.extend_from_slice(&l4);
-    f
-}
-
-fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut p = Vec::new();
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    p.extend_from_slice(&[0, proto, (len >> 8) as u8, len as u8]);
-    p.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum()
-}
-
-fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let mut h = vec![0u8; 20];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    h[12] = 5 << 4;
-    h[13] = flags;
-    h[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    h.extend_from_slice(b"payload!");
-    h
-}
-
-fn udp(sport: u16, dport: u16) -> Vec<u8> {
-    let mut h = vec![0u8; 8];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[4..6].copy_from_slice(&(8u16 + 5).to_be_bytes());
-    h.extend_from_slice(b"hello");
-    h
-}
-
-fn echo(request: bool, id: u16) -> Vec<u8> {
-    let mut h = vec![if request { 8 } else { 0 }, 0, 0, 0];
-    h.extend_from_slice(&id.to_be_bytes());
-    h.extend_from_slice(&1u16.to_be_bytes());
-    h.extend_from_slice(b"ping");
-    h
 }
 
 /// What a rewritten packet says, after checking all its checksums.
@@ -589,9 +513,13 @@ fn a_closed_tcp_flow_gives_its_port_to_a_new_connection() {
 /// A UDP IPv4 fragment with its header checksum; `frag` is the
 /// flags+offset field, `body` what follows the IP header.
 fn fragment(src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, body: &[u8]) -> Vec<u8> {
-    let mut f = eth_ipv4(src, dst, 17, id, frag, body.len());
-    f.extend_from_slice(body);
-    f
+    Pkt {
+        id,
+        frag,
+        l4_checksum: false,
+        ..Pkt::ipv4(src, dst, 17, body.to_vec())
+    }
+    .bytes()
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod common;
 use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::{csum, Bpffs};
+use common::{csum, packet::Pkt, Bpffs};
 use netd::datapath::{addr_key, Datapath, HostRouting, FROM_CONTAINER};
 use netd_common::{Endpoint, NetworkInfo, Uplink, NET_F_ICC, NET_F_MASQUERADE};
 
@@ -32,7 +32,7 @@ fn ip(a: [u8; 4]) -> Ipv4Addr {
 }
 
 fn mac_of(a: [u8; 4]) -> [u8; 6] {
-    [0x02, 0x42, a[0], a[1], a[2], a[3]]
+    netd_common::mac_for_addr(a)
 }
 
 fn sh(args: &[&str]) -> String {
@@ -187,58 +187,18 @@ fn datapath(dir: &Path, net: &Net) -> Datapath {
     dp
 }
 
-/// A UDP packet from `src` to `dst` with `payload` bytes, sent to MAC
-/// `dmac`; `ttl`, IP options (in 4-byte words) and the fragment field as
-/// given.
-struct Pkt {
-    dmac: [u8; 6],
-    dst: [u8; 4],
-    ttl: u8,
-    option_words: u8,
-    frag: u16,
-    payload: usize,
+/// A UDP packet from this container to `dst`, sent to the gateway's MAC
+/// (what a container sends off its subnet).
+fn to(dst: [u8; 4]) -> Pkt {
+    sized(dst, 16)
 }
 
-impl Pkt {
-    /// To the gateway's MAC (what a container sends off its subnet).
-    fn to(dst: [u8; 4]) -> Pkt {
-        Pkt {
-            dmac: mac_of(GATEWAY),
-            dst,
-            ttl: 64,
-            option_words: 0,
-            frag: 0x4000,
-            payload: 16,
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let mut f = self.dmac.to_vec();
-        f.extend_from_slice(&mac_of(ME));
-        f.extend_from_slice(&[0x08, 0x00]);
-        let ihl = 20 + 4 * usize::from(self.option_words);
-        let total = ihl + 8 + self.payload;
-        let mut h = vec![0u8; ihl];
-        h[0] = 0x40 | (ihl / 4) as u8;
-        h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        h[6..8].copy_from_slice(&self.frag.to_be_bytes());
-        h[8] = self.ttl;
-        h[9] = 17;
-        h[12..16].copy_from_slice(&ME);
-        h[16..20].copy_from_slice(&self.dst);
-        for o in h.iter_mut().skip(20) {
-            *o = 1; // NOP
-        }
-        let c = csum(&h, 0);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&h);
-        let len = (8 + self.payload) as u16;
-        f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35]);
-        f.extend_from_slice(&len.to_be_bytes());
-        f.extend_from_slice(&[0, 0]); // no UDP checksum
-        f.extend(std::iter::repeat_n(0xab, self.payload));
-        f
+/// [`to`] with `payload` bytes.
+fn sized(dst: [u8; 4], payload: usize) -> Pkt {
+    Pkt {
+        dmac: mac_of(GATEWAY),
+        smac: mac_of(ME),
+        ..Pkt::udp(ME, dst, payload)
     }
 }
 
@@ -286,7 +246,7 @@ fn fib_success_redirects_to_the_uplink_router() {
     let net = private_netns();
     let fs = Bpffs::new("route-fib");
     let mut dp = datapath(&fs.0, &net);
-    let sent = Pkt::to([203, 0, 113, 9]).bytes();
+    let sent = to([203, 0, 113, 9]).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_routed(&out, &sent, ROUTER_MAC, net.up0.1);
@@ -298,7 +258,7 @@ fn no_neighbour_leaves_resolution_to_the_kernel() {
     let net = private_netns();
     let fs = Bpffs::new("route-neigh");
     let mut dp = datapath(&fs.0, &net);
-    let sent = Pkt::to([192, 0, 2, 4]).bytes();
+    let sent = to([192, 0, 2, 4]).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(
         rc, TC_ACT_REDIRECT,
@@ -316,8 +276,7 @@ fn larger_than_the_route_mtu_goes_to_the_stack() {
     let net = private_netns();
     let fs = Bpffs::new("route-mtu");
     let mut dp = datapath(&fs.0, &net);
-    let mut big = Pkt::to([192, 0, 2, 5]);
-    big.payload = 1200;
+    let mut big = sized([192, 0, 2, 5], 1200);
     let sent = big.bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_OK, "the stack sends fragmentation needed");
@@ -327,10 +286,7 @@ fn larger_than_the_route_mtu_goes_to_the_stack() {
     big.dst = [203, 0, 113, 9];
     assert_eq!(run(&mut dp, &big.bytes()).0, TC_ACT_REDIRECT);
     // And a small one fits the 1000 route.
-    assert_eq!(
-        run(&mut dp, &Pkt::to([192, 0, 2, 5]).bytes()).0,
-        TC_ACT_REDIRECT
-    );
+    assert_eq!(run(&mut dp, &to([192, 0, 2, 5]).bytes()).0, TC_ACT_REDIRECT);
     assert_eq!(count(&dp, "fib-redirect"), 2);
 }
 
@@ -340,7 +296,7 @@ fn refusing_routes_go_to_the_stack_counted() {
     let fs = Bpffs::new("route-refused");
     let mut dp = datapath(&fs.0, &net);
     for last in [1u8, 2, 3] {
-        let sent = Pkt::to([192, 0, 2, last]).bytes();
+        let sent = to([192, 0, 2, last]).bytes();
         let (rc, out) = run(&mut dp, &sent);
         assert_eq!(rc, TC_ACT_OK, "192.0.2.{last}");
         assert_eq!(out, sent, "192.0.2.{last} left unchanged");
@@ -348,7 +304,7 @@ fn refusing_routes_go_to_the_stack_counted() {
     assert_eq!(count(&dp, "route-refused"), 3);
     assert_eq!(count(&dp, "fib-redirect"), 0);
     // A route by another (non-bridge) device is taken, to its router...
-    let sent = Pkt::to([192, 0, 2, 6]).bytes();
+    let sent = to([192, 0, 2, 6]).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_routed(&out, &sent, OTHER_ROUTER_MAC, link("other0").1);
@@ -368,24 +324,24 @@ fn ttl_options_and_fragments_go_to_the_stack() {
     let fs = Bpffs::new("route-slow");
     let mut dp = datapath(&fs.0, &net);
     let world = [203, 0, 113, 9];
-    let mut p = Pkt::to(world);
+    let mut p = to(world);
     p.ttl = 1;
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     assert_eq!(count(&dp, "ttl-expired"), 1);
-    let mut p = Pkt::to(world);
-    p.option_words = 2;
+    let mut p = to(world);
+    p.ihl_words = 7;
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     assert_eq!(count(&dp, "ip-options"), 1);
     for frag in [0x2000u16, 0x0010] {
-        let mut p = Pkt::to(world);
+        let mut p = to(world);
         p.frag = frag;
         assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK, "frag {frag:#x}");
     }
     assert_eq!(count(&dp, "fragment"), 2);
-    let mut p = Pkt::to([224, 0, 0, 251]);
+    let mut p = to([224, 0, 0, 251]);
     p.dmac = [0x01, 0x00, 0x5e, 0, 0, 0xfb];
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
-    let p = Pkt::to([10, 1, 0, 255]);
+    let p = to([10, 1, 0, 255]);
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     assert_eq!(count(&dp, "broadcast-multicast"), 2);
     assert_eq!(count(&dp, "fib-redirect"), 0);
@@ -396,7 +352,7 @@ fn same_network_goes_into_the_peer_as_sent() {
     let net = private_netns();
     let fs = Bpffs::new("route-peer");
     let mut dp = datapath(&fs.0, &net);
-    let mut p = Pkt::to(PEER);
+    let mut p = to(PEER);
     p.dmac = mac_of(PEER);
     let sent = p.bytes();
     let (rc, out) = run(&mut dp, &sent);
@@ -404,18 +360,17 @@ fn same_network_goes_into_the_peer_as_sent() {
     assert_eq!(out, sent, "bridged frames are not rewritten");
     assert_eq!(count(&dp, "peer-same-network"), 1);
     // Sent to the gateway's MAC: routed back, as the host would.
-    let sent = Pkt::to(PEER).bytes();
+    let sent = to(PEER).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_routed(&out, &sent, mac_of(PEER), mac_of(GATEWAY));
     assert_eq!(count(&dp, "peer-routed"), 1);
     // Larger than the receiver's MTU: the stack's path.
-    let mut big = Pkt::to([10, 1, 0, 4]);
-    big.payload = 1300;
+    let big = sized([10, 1, 0, 4], 1300);
     assert_eq!(run(&mut dp, &big.bytes()).0, TC_ACT_OK);
     assert_eq!(count(&dp, "frag-needed"), 1);
     // No endpoint at the address: the bridge's business.
-    let mut p = Pkt::to([10, 1, 0, 9]);
+    let mut p = to([10, 1, 0, 9]);
     p.dmac = mac_of([10, 1, 0, 9]);
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     assert_eq!(count(&dp, "no-endpoint"), 1);
@@ -428,9 +383,9 @@ fn kernel_mode_leaves_every_packet_to_the_stack() {
     let mut dp = datapath(&fs.0, &net);
     dp.set_host_routing(HostRouting::Kernel).unwrap();
     assert_eq!(dp.host_routing().unwrap(), HostRouting::Kernel);
-    let mut same = Pkt::to(PEER);
+    let mut same = to(PEER);
     same.dmac = mac_of(PEER);
-    for p in [Pkt::to([203, 0, 113, 9]), same, Pkt::to(PEER)] {
+    for p in [to([203, 0, 113, 9]), same, to(PEER)] {
         let sent = p.bytes();
         assert_eq!(run(&mut dp, &sent), (TC_ACT_OK, sent));
     }
@@ -444,7 +399,7 @@ fn kernel_mode_leaves_every_packet_to_the_stack() {
     );
     dp.set_host_routing(HostRouting::Ebpf).unwrap();
     assert_eq!(
-        run(&mut dp, &Pkt::to([203, 0, 113, 9]).bytes()).0,
+        run(&mut dp, &to([203, 0, 113, 9]).bytes()).0,
         TC_ACT_REDIRECT
     );
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::{net::Ipv4Addr, path::Path};
 
-use common::Bpffs;
+use common::{packet::Pkt, Bpffs};
 
 use aya::programs::{TestRun, TestRunOptions};
 use netd::datapath::{addr_key, Datapath, FROM_CONTAINER, TO_CONTAINER};
@@ -52,60 +52,13 @@ fn datapath(dir: &Path, net1_flags: u32) -> Datapath {
     dp
 }
 
-struct Frame {
-    ethertype: [u8; 2],
-    vlan: bool,
-    ihl_words: u8,
-    version: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    frag: u16,
-    total_len_delta: i32,
-    truncate_to: Option<usize>,
-}
-
-impl Frame {
-    fn udp(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
-        Frame {
-            ethertype: [0x08, 0x00],
-            vlan: false,
-            ihl_words: 5,
-            version: 4,
-            src,
-            dst,
-            frag: 0,
-            total_len_delta: 0,
-            truncate_to: None,
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let mut f = vec![0x02, 0x42, 10, 1, 0, 3, 0x02, 0x42, 10, 1, 0, 2];
-        if self.vlan {
-            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
-        }
-        f.extend_from_slice(&self.ethertype);
-        let ihl = usize::from(self.ihl_words) * 4;
-        let payload = 8 + 16;
-        let total = (ihl.max(20) + payload) as i32 + self.total_len_delta;
-        let mut iph = vec![0u8; ihl.max(20)];
-        iph[0] = (self.version << 4) | self.ihl_words;
-        iph[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        iph[6..8].copy_from_slice(&self.frag.to_be_bytes());
-        iph[8] = 64;
-        iph[9] = 17;
-        iph[12..16].copy_from_slice(&self.src.octets());
-        iph[16..20].copy_from_slice(&self.dst.octets());
-        for opt in iph.iter_mut().skip(20) {
-            *opt = 1; // NOP options
-        }
-        f.extend_from_slice(&iph);
-        f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0x00, 0x18, 0, 0]);
-        f.extend_from_slice(&[0xab; 16]);
-        if let Some(n) = self.truncate_to {
-            f.truncate(n);
-        }
-        f
+/// A UDP datagram between two containers' MACs (16 bytes of payload).
+fn udp(src: [u8; 4], dst: [u8; 4]) -> Pkt {
+    Pkt {
+        dmac: [0x02, 0x42, 10, 1, 0, 3],
+        smac: [0x02, 0x42, 10, 1, 0, 2],
+        frag: 0,
+        ..Pkt::udp(src, dst, 16)
     }
 }
 
@@ -140,21 +93,21 @@ const OTHER: [u8; 4] = [10, 2, 0, 2];
 fn verdicts_for_well_formed_frames() {
     let fs = Bpffs::new("verdicts");
     let mut dp = datapath(&fs.0, NET_F_ICC | NET_F_MASQUERADE);
-    let same = Frame::udp(ip(ME), ip(PEER)).bytes();
+    let same = udp(ME, PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &same), TC_ACT_OK);
-    let world = Frame::udp(ip(ME), ip([192, 0, 2, 1])).bytes();
+    let world = udp(ME, [192, 0, 2, 1]).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &world), TC_ACT_OK);
-    let other_gw = Frame::udp(ip(ME), ip([10, 2, 0, 1])).bytes();
+    let other_gw = udp(ME, [10, 2, 0, 1]).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &other_gw), TC_ACT_OK);
-    let cross = Frame::udp(ip(ME), ip(OTHER)).bytes();
+    let cross = udp(ME, OTHER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &cross), TC_ACT_SHOT);
     assert_eq!(drops(&dp, "network-isolation"), 1);
-    let inbound_cross = Frame::udp(ip(OTHER), ip(ME)).bytes();
+    let inbound_cross = udp(OTHER, ME).bytes();
     assert_eq!(run(&mut dp, TO_CONTAINER, &inbound_cross), TC_ACT_SHOT);
     assert_eq!(drops(&dp, "network-isolation"), 2);
-    let inbound_peer = Frame::udp(ip(PEER), ip(ME)).bytes();
+    let inbound_peer = udp(PEER, ME).bytes();
     assert_eq!(run(&mut dp, TO_CONTAINER, &inbound_peer), TC_ACT_OK);
-    let spoofed = Frame::udp(ip([10, 1, 0, 9]), ip(PEER)).bytes();
+    let spoofed = udp([10, 1, 0, 9], PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &spoofed), TC_ACT_SHOT);
     assert_eq!(drops(&dp, "spoofed-source"), 1);
 }
@@ -163,11 +116,11 @@ fn verdicts_for_well_formed_frames() {
 fn icc_off_allows_only_the_gateway() {
     let fs = Bpffs::new("icc");
     let mut dp = datapath(&fs.0, NET_F_MASQUERADE);
-    let peer = Frame::udp(ip(ME), ip(PEER)).bytes();
+    let peer = udp(ME, PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &peer), TC_ACT_SHOT);
-    let gw = Frame::udp(ip(ME), ip([10, 1, 0, 1])).bytes();
+    let gw = udp(ME, [10, 1, 0, 1]).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &gw), TC_ACT_OK);
-    let bcast = Frame::udp(ip(ME), ip([255, 255, 255, 255])).bytes();
+    let bcast = udp(ME, [255, 255, 255, 255]).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &bcast), TC_ACT_SHOT);
     // Link-local IPv6 would cross the bridge too.
     assert_eq!(
@@ -191,15 +144,15 @@ fn ipv6_link_local() -> Vec<u8> {
 fn non_ip_passes_and_vlan_is_dropped() {
     let fs = Bpffs::new("l2");
     let mut dp = datapath(&fs.0, NET_F_ICC);
-    let mut arp = Frame::udp(ip(ME), ip(OTHER));
-    arp.ethertype = [0x08, 0x06];
+    let mut arp = udp(ME, OTHER);
+    arp.ethertype = 0x0806;
     assert_eq!(run(&mut dp, FROM_CONTAINER, &arp.bytes()), TC_ACT_OK);
     assert_eq!(run(&mut dp, FROM_CONTAINER, &ipv6_link_local()), TC_ACT_OK);
-    let mut tagged = Frame::udp(ip(ME), ip(PEER));
+    let mut tagged = udp(ME, PEER);
     tagged.vlan = true;
     assert_eq!(run(&mut dp, FROM_CONTAINER, &tagged.bytes()), TC_ACT_SHOT);
-    let mut qinq = Frame::udp(ip(ME), ip(PEER));
-    qinq.ethertype = [0x88, 0xa8];
+    let mut qinq = udp(ME, PEER);
+    qinq.ethertype = 0x88a8;
     assert_eq!(run(&mut dp, FROM_CONTAINER, &qinq.bytes()), TC_ACT_SHOT);
     assert_eq!(drops(&dp, "vlan-tagged"), 2);
 }
@@ -211,23 +164,23 @@ fn malformed_headers_are_dropped_not_misjudged() {
     let mut cases = Vec::new();
     // The kernel's test_run refuses IPv4 frames shorter than 20 bytes of IP
     // header, so truncation is tested inside the options and the payload.
-    let mut cut_in_options = Frame::udp(ip(ME), ip(PEER));
+    let mut cut_in_options = udp(ME, PEER);
     cut_in_options.ihl_words = 15;
     cut_in_options.truncate_to = Some(14 + 30);
     cases.push(cut_in_options);
-    let mut cut_in_payload = Frame::udp(ip(ME), ip(PEER));
+    let mut cut_in_payload = udp(ME, PEER);
     cut_in_payload.truncate_to = Some(14 + 24);
     cases.push(cut_in_payload);
-    let mut bad_ihl = Frame::udp(ip(ME), ip(PEER));
+    let mut bad_ihl = udp(ME, PEER);
     bad_ihl.ihl_words = 4;
     cases.push(bad_ihl);
-    let mut bad_version = Frame::udp(ip(ME), ip(PEER));
+    let mut bad_version = udp(ME, PEER);
     bad_version.version = 6;
     cases.push(bad_version);
-    let mut too_long = Frame::udp(ip(ME), ip(PEER));
+    let mut too_long = udp(ME, PEER);
     too_long.total_len_delta = 100;
     cases.push(too_long);
-    let mut shorter_than_header = Frame::udp(ip(ME), ip(PEER));
+    let mut shorter_than_header = udp(ME, PEER);
     shorter_than_header.total_len_delta = -40;
     cases.push(shorter_than_header);
     for (i, f) in cases.iter().enumerate() {
@@ -239,8 +192,8 @@ fn malformed_headers_are_dropped_not_misjudged() {
     }
     assert_eq!(drops(&dp, "malformed"), cases.len() as u64);
     // A cut-short non-IPv4 frame is not policed here (the host drops it).
-    let mut eth_only = Frame::udp(ip(ME), ip(PEER));
-    eth_only.ethertype = [0x88, 0xcc];
+    let mut eth_only = udp(ME, PEER);
+    eth_only.ethertype = 0x88cc;
     eth_only.truncate_to = Some(20);
     assert_eq!(run(&mut dp, FROM_CONTAINER, &eth_only.bytes()), TC_ACT_OK);
 }
@@ -250,7 +203,7 @@ fn ip_options_and_fragments_are_judged_by_their_addresses() {
     let fs = Bpffs::new("opts");
     let mut dp = datapath(&fs.0, NET_F_ICC);
     for (ihl, frag) in [(6u8, 0u16), (15, 0), (5, 0x2000), (5, 0x00b9), (7, 0x20b9)] {
-        let mut same = Frame::udp(ip(ME), ip(PEER));
+        let mut same = udp(ME, PEER);
         same.ihl_words = ihl;
         same.frag = frag;
         assert_eq!(
@@ -258,7 +211,7 @@ fn ip_options_and_fragments_are_judged_by_their_addresses() {
             TC_ACT_OK,
             "ihl {ihl} frag {frag:#x}"
         );
-        let mut cross = Frame::udp(ip(ME), ip(OTHER));
+        let mut cross = udp(ME, OTHER);
         cross.ihl_words = ihl;
         cross.frag = frag;
         assert_eq!(
@@ -274,7 +227,7 @@ fn unknown_endpoint_is_dropped() {
     let fs = Bpffs::new("unknown");
     let mut dp = datapath(&fs.0, NET_F_ICC);
     dp.remove_endpoint_entry(LO_IFINDEX).unwrap();
-    let same = Frame::udp(ip(ME), ip(PEER)).bytes();
+    let same = udp(ME, PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &same), TC_ACT_SHOT);
     assert_eq!(run(&mut dp, TO_CONTAINER, &same), TC_ACT_SHOT);
     assert_eq!(drops(&dp, "unknown-endpoint"), 2);

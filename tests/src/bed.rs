@@ -15,6 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use crate::api::{ContainerView, NetworkView, StatusView};
 use crate::cmd::{ip_ns, run_timeout, Out};
 use crate::firewall::{self, Firewall};
 use crate::netns::Netns;
@@ -761,14 +762,19 @@ impl Bed {
         })
     }
 
+    /// `network inspect NAME`, typed as the server writes it.
+    pub fn net_view(&self, name: &str) -> NetworkView {
+        let v = self.net_info(name);
+        serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("network inspect {name}: not a network view: {e}\n{v}"))
+    }
+
     /// The gateway of network `name` (from inspect).
     pub fn gateway(&self, name: &str) -> Ipv4Addr {
-        let v = self.net_info(name);
-        let gw = v["IPAM"]["Config"][0]["Gateway"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no IPAM.Config[0].Gateway in {v}"));
-        gw.parse()
-            .unwrap_or_else(|e| panic!("bad gateway {gw:?}: {e}"))
+        let v = self.net_view(name);
+        v.ipv4()
+            .and_then(|p| p.gateway_v4())
+            .unwrap_or_else(|| panic!("network {name} has no IPv4 gateway: {v:?}"))
     }
 
     /// Creates a fresh netns owned by this bed (deleted at drop); returns its
@@ -805,14 +811,26 @@ impl Bed {
         })
     }
 
+    /// `container inspect NAME`, typed as the server writes it.
+    pub fn ctr_view(&self, name: &str) -> ContainerView {
+        let v = self.ctr_info(name);
+        serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("container inspect {name}: not a container view: {e}\n{v}"))
+    }
+
+    /// `status --format json`, typed.
+    pub fn status(&self) -> StatusView {
+        let v = self.json(&["status", "--format", "json"]);
+        serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("status is not a status view: {e}\n{v}"))
+    }
+
     /// The address of container `c` on network `net` (from inspect).
     pub fn ip(&self, c: &Ctr, net: &str) -> Ipv4Addr {
-        let v = self.ctr_info(&c.name);
-        let ip = v["Networks"][net]["IPAddress"]
-            .as_str()
-            .unwrap_or_else(|| panic!("container {} has no address on {net}: {v}", c.name));
-        ip.parse()
-            .unwrap_or_else(|e| panic!("bad address {ip:?}: {e}"))
+        let v = self.ctr_view(&c.name);
+        v.network(net)
+            .map(|ep| ep.ip_address)
+            .unwrap_or_else(|| panic!("container {} has no address on {net}: {v:?}", c.name))
     }
 
     /// Container `c` on network `net`, as a probe endpoint.
@@ -852,19 +870,7 @@ impl Bed {
 
     /// `status --format json`'s `drops` map.
     pub fn drops(&self) -> BTreeMap<String, u64> {
-        let v = self.json(&["status", "--format", "json"]);
-        let d = v["drops"]
-            .as_object()
-            .unwrap_or_else(|| panic!("status has no drops object: {v}"));
-        d.iter()
-            .map(|(k, n)| {
-                (
-                    k.clone(),
-                    n.as_u64()
-                        .unwrap_or_else(|| panic!("drop count {k} not a number: {n}")),
-                )
-            })
-            .collect()
+        self.status().drops
     }
 
     /// One drop counter (0 when absent).

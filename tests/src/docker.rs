@@ -634,12 +634,6 @@ fn remove_cgroup_everywhere(rel: &str) {
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{what} not ready after {timeout:?}")
+    crate::wait::try_wait_for(timeout, || ready().then_some(()).ok_or_else(String::new))
+        .map_err(|_| anyhow::anyhow!("{what} not ready after {timeout:?}"))
 }

@@ -11,6 +11,11 @@
 //! sysctls: all addresses, links, routes and (with `NETD_TEST_FIREWALL`,
 //! [`firewall`]) netfilter rules live in namespaces the bed created.
 
+/// The API's request and answer types: the very files netd compiles
+/// (`netd/src/schema/`), so that the tests read inspect and status with
+/// the types the server writes them with.
+#[path = "../../netd/src/schema/mod.rs"]
+pub mod api;
 pub mod bed;
 pub mod cluster;
 pub mod cmd;
@@ -22,6 +27,8 @@ pub mod netns;
 pub mod ports;
 pub mod runtimes;
 pub mod traffic;
+pub mod wait;
+pub mod world;
 
 pub use bed::{Bed, Ctr, Snapshot};
 pub use firewall::Firewall;

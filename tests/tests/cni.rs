@@ -10,11 +10,9 @@ use netd_tests::cmd::ip_ns;
 use netd_tests::cni::{call, conf, plain_env, tcp_via, udp_via, with_runtime_config, Attachment};
 use netd_tests::netns::{path_of, spawn_in};
 use netd_tests::traffic::{icmp, tcp, Ep};
+use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
 use serde_json::{json, Value};
-
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
 /// A podman-style network config whose network is created on first use.
 fn web_conf(bed: &Bed, version: &str) -> Value {
@@ -28,10 +26,7 @@ fn web_conf(bed: &Bed, version: &str) -> Value {
 
 /// A bed whose host has an uplink to a world netns, agent running.
 fn world_bed() -> (Bed, String) {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
-    (bed, world)
+    Bed::with_world(&[])
 }
 
 fn ep_of(result: &Value, ns: &str, name: &str) -> Ep {

@@ -13,10 +13,8 @@ use netd_tests::cni::{call, conf, plain_env, tcp_via};
 use netd_tests::netns::spawn_in;
 use netd_tests::runtimes::{missing, Containerd, Podman};
 use netd_tests::traffic::{icmp, Ep};
+use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
-
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
 fn http_get(from_ns: &str, dst: SocketAddrV4) -> anyhow::Result<String> {
     netd_tests::netns::join(spawn_in(from_ns, move || {

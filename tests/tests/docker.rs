@@ -4,15 +4,11 @@
 //! `docker rm`; packets between the containers' netns show who gets through.
 //! Skips (saying so) where docker.io is not installed.
 
-use std::net::Ipv4Addr;
-
 use netd_tests::docker::{DCtr, Dockerd, Options, IMAGE};
 use netd_tests::http::post_unix;
 use netd_tests::ports::{ask_from, sa, unanswered_from, Errs, PortServer, P};
+use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::{blocked, blocked_both, reach, reach_both, Bed};
-
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
 /// dockerd with its defaults (`--iptables=true`): it sets the host's
 /// FORWARD policy to DROP and turns on br_netfilter, which netd's eBPF host

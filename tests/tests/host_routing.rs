@@ -13,19 +13,18 @@
 //! firewall, while host -> container (not forwarded) still works. Neither
 //! mode adds anything to the host's firewall.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::SocketAddrV4;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use netd_tests::cmd::{ip_ns, run_timeout};
-use netd_tests::netns::{join, path_of, spawn_in};
+use netd_tests::netns::path_of;
+use netd_tests::ports::{ask_from, unanswered_from, PortServer, P};
+use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
 use netd_tests::{no_tcp, tcp, Bed, Ctr, Ep};
 use serde_json::Value;
 
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const PUBLISHED: u16 = 8080;
 const CONTAINER_PORT: u16 = 80;
 
@@ -115,24 +114,8 @@ fn hostile_bed(mode: &str) -> Option<(Bed, String, String)> {
         "the fixture should show FORWARD policy DROP:\n{before}"
     );
     bed.start_agent();
-    wait_uplink(&bed);
+    bed.wait_uplink(UPLINK, UPLINK_LIMIT);
     Some((bed, world, before))
-}
-
-fn wait_uplink(bed: &Bed) {
-    let start = Instant::now();
-    loop {
-        let st = bed.json(&["status", "--format", "json"]);
-        if st["uplinks"]["up0"]["address"].as_str() == Some(&UPLINK.to_string()) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no uplink up0 in status: {}",
-            st["uplinks"]
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn status(bed: &Bed) -> Value {
@@ -144,56 +127,6 @@ fn shortcut(bed: &Bed, name: &str) -> u64 {
     st["host_routing"]["shortcuts"][name]
         .as_u64()
         .unwrap_or_else(|| panic!("no host_routing.shortcuts.{name} in status: {st}"))
-}
-
-/// A TCP server on 0.0.0.0:`port` in `ns` for one connection; returns the
-/// peer it saw (or `None` after `wait`).
-fn serve_once(
-    ns: &str,
-    port: u16,
-    wait: Duration,
-) -> std::thread::JoinHandle<anyhow::Result<Option<SocketAddrV4>>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = spawn_in(ns, move || {
-        let l = TcpListener::bind(("0.0.0.0", port)).context("bind")?;
-        l.set_nonblocking(true)?;
-        let _ = tx.send(());
-        let start = Instant::now();
-        while start.elapsed() < wait {
-            match l.accept() {
-                Ok((mut s, SocketAddr::V4(peer))) => {
-                    s.set_nonblocking(false)?;
-                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    let mut buf = [0u8; 4];
-                    let n = s.read(&mut buf)?;
-                    s.write_all(&buf[..n])?;
-                    return Ok(Some(peer));
-                }
-                Ok((_, peer)) => bail!("unexpected peer {peer}"),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(None)
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("server did not start");
-    h
-}
-
-/// TCP from `ns` to `dst`: a round trip of 4 bytes.
-fn connect_from(ns: &str, dst: SocketAddrV4, timeout: Duration) -> anyhow::Result<()> {
-    join(spawn_in(ns, move || {
-        let mut s = TcpStream::connect_timeout(&dst.into(), timeout)
-            .with_context(|| format!("connect {dst}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"ping")?;
-        let mut buf = [0u8; 4];
-        s.read_exact(&mut buf)?;
-        Ok(())
-    }))
 }
 
 struct Topology {
@@ -256,15 +189,15 @@ fn ebpf_host_routing_forwards_past_a_hostile_firewall() {
 
     // World -> published port: b sees the world's address.
     let routed_in = shortcut(&bed, "peer-routed");
-    let server = serve_once(&t.b.ns, CONTAINER_PORT, Duration::from_secs(8));
-    connect_from(
-        &world,
-        SocketAddrV4::new(UPLINK, PUBLISHED),
-        Duration::from_secs(3),
-    )
-    .expect("world -> H:8080");
-    let peer = join(server).expect("server").expect("b accepted nothing");
-    assert_eq!(*peer.ip(), WORLD, "b should see the world's own address");
+    let server = PortServer::start(&t.b.ns, &[CONTAINER_PORT], &[]);
+    let answer =
+        ask_from(&world, P::Tcp, SocketAddrV4::new(UPLINK, PUBLISHED)).expect("world -> H:8080");
+    assert_eq!(
+        *answer.seen.ip(),
+        WORLD,
+        "b should see the world's own address"
+    );
+    assert_eq!(server.count(), 1, "b should have accepted one connection");
     assert!(shortcut(&bed, "peer-routed") > routed_in);
 
     // Pinned programs and mode keep forwarding with the agent stopped; a
@@ -301,17 +234,14 @@ fn kernel_host_routing_is_dropped_by_a_hostile_firewall() {
     let w = Ep::new("world", &world, WORLD);
     no_tcp(&t.a.ns, &w).expect("a -> world is routed through FORWARD: dropped");
     no_tcp(&t.routed.ns, &w).expect("r -> world is routed through FORWARD: dropped");
-    let server = serve_once(&t.b.ns, CONTAINER_PORT, Duration::from_secs(3));
-    assert!(
-        connect_from(
-            &world,
-            SocketAddrV4::new(UPLINK, PUBLISHED),
-            Duration::from_secs(1),
-        )
-        .is_err(),
-        "world -> H:8080 should not complete through FORWARD DROP"
+    let server = PortServer::start(&t.b.ns, &[CONTAINER_PORT], &[]);
+    unanswered_from(&world, P::Tcp, SocketAddrV4::new(UPLINK, PUBLISHED))
+        .expect("world -> H:8080 should not complete through FORWARD DROP");
+    assert_eq!(
+        server.count(),
+        0,
+        "b accepted a connection through FORWARD DROP"
     );
-    let _ = join(server).expect("server");
     for name in ["peer-same-network", "peer-routed", "fib-redirect"] {
         assert_eq!(shortcut(&bed, name), 0, "{name} in kernel mode");
     }

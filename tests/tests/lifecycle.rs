@@ -31,11 +31,11 @@ use anyhow::{anyhow, bail, Context};
 use netd_tests::cmd::{ip_ns, run_timeout};
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, tcp};
+use netd_tests::wait::wait_for;
+use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
 use netd_tests::{Bed, Ctr, Ep};
 use serde_json::Value;
 
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 /// The published host port and the container port behind it.
 const HOST_PORT: u16 = 8080;
 const CTR_PORT: u16 = 5001;
@@ -71,7 +71,7 @@ impl LcBed {
     fn start(&self) {
         self.bed.start_agent();
         if self.world.is_some() {
-            wait_uplink(&self.bed);
+            self.bed.wait_uplink(UPLINK, UPLINK_LIMIT);
         }
     }
 }
@@ -90,36 +90,6 @@ fn lc_bed(world: bool, start: bool, args: &[&str]) -> LcBed {
 
 fn status(bed: &Bed) -> Value {
     bed.json(&["status", "--format", "json"])
-}
-
-fn wait_uplink(bed: &Bed) {
-    wait_for("status to show uplink up0", Duration::from_secs(10), || {
-        let st = status(bed);
-        if st["uplinks"]["up0"]["address"].as_str() == Some(&UPLINK.to_string()) {
-            Ok(())
-        } else {
-            Err(format!("uplinks = {}", st["uplinks"]))
-        }
-    });
-}
-
-/// Polls `f` every 100 ms until it succeeds or `limit` passes (then panics
-/// with its last complaint). Returns the value and how long it took.
-fn wait_for<T>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return (v, start.elapsed()),
-            Err(e) if start.elapsed() > limit => {
-                panic!("waited {limit:?} for {what}; still: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
 
 /// `status`'s `last_reconcile.repairs`.

@@ -21,12 +21,11 @@ use anyhow::{anyhow, bail, Context};
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, no_udp};
+use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
 use netd_tests::{Bed, Ctr};
 use nix::libc;
 use serde_json::Value;
 
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const UPLINK2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
 /// The default --snat-ports.
 const SNAT: std::ops::RangeInclusive<u16> = 61000..=65535;
@@ -35,39 +34,11 @@ const SNAT: std::ops::RangeInclusive<u16> = 61000..=65535;
 
 /// A bed whose uplink exists before the agent starts.
 fn bed_with_uplink(daemon_args: &[&str]) -> (Bed, String) {
-    let bed = Bed::without_agent(daemon_args);
-    let world = bed.make_world();
-    bed.start_agent();
-    wait_uplink(&bed, UPLINK, Duration::from_secs(10));
-    (bed, world)
+    Bed::with_world(daemon_args)
 }
 
 fn status(bed: &Bed) -> Value {
     bed.json(&["status", "--format", "json"])
-}
-
-/// Waits (bounded) until `status` shows uplink `up0` with `addr`; returns
-/// how long that took.
-fn wait_uplink(bed: &Bed, addr: Ipv4Addr, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let st = status(bed);
-        let up = &st["uplinks"]["up0"];
-        if up["address"].as_str() == Some(&addr.to_string()) {
-            assert!(
-                up["ifindex"].as_u64().is_some_and(|i| i > 0),
-                "status uplinks.up0 has no ifindex: {up}"
-            );
-            return start.elapsed();
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "status does not show uplink up0 with address {addr} after {limit:?}: uplinks = {}",
-                st["uplinks"]
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn conntrack_flows(bed: &Bed) -> u64 {
@@ -931,7 +902,7 @@ fn uplink_appears_and_changes_address_live() {
     bed.network("mq", &["--subnet", "10.91.40.0/24"]);
     let a = bed.container("a", &["--network", "mq"]);
     let world = bed.make_world();
-    let took = wait_uplink(&bed, UPLINK, Duration::from_secs(10));
+    let took = bed.wait_uplink(UPLINK, UPLINK_LIMIT);
     eprintln!("agent picked up uplink up0 after {took:?}");
     let srv = Servers::start(&world, WORLD);
     expect_egress(
@@ -985,7 +956,7 @@ fn uplink_appears_and_changes_address_live() {
     };
     eprintln!("new flows use {UPLINK2} after {:?}", changed.elapsed());
     assert!(SNAT.contains(&seen.port()), "new flow seen as {seen}");
-    wait_uplink(&bed, UPLINK2, Duration::from_secs(5));
+    bed.wait_uplink(UPLINK2, Duration::from_secs(5));
     expect_egress(
         &a.ns,
         &world,

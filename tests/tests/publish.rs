@@ -25,12 +25,11 @@ use netd_tests::cmd::{ip_ns, run_timeout};
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::ports::*;
 use netd_tests::traffic::blocked_both;
+use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::Bed;
 use nix::libc;
 use serde_json::Value;
 
-const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 /// A second address on the uplink (host-IP-specific mappings).
 const ADDR2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
 const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -45,28 +44,8 @@ struct PubBed {
 }
 
 fn pub_bed() -> PubBed {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
-    wait_uplink(&bed, UPLINK, Duration::from_secs(10));
+    let (bed, world) = Bed::with_world(&[]);
     PubBed { bed, world }
-}
-
-fn wait_uplink(bed: &Bed, addr: Ipv4Addr, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let st = bed.json(&["status", "--format", "json"]);
-        if st["uplinks"]["up0"]["address"].as_str() == Some(&addr.to_string()) {
-            return;
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "status does not show uplink up0 with {addr} after {limit:?}: {}",
-                st["uplinks"]
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Raises this process's soft open-files limit (agents started later

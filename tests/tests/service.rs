@@ -192,12 +192,8 @@ fn log(bed: &Bed) -> String {
 }
 
 /// Waits (bounded) until `cond` holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    netd_tests::wait::wait_until(what, Duration::from_secs(10), cond);
 }
 
 /// Keys of the file apply; a flag on the command line beats its key.

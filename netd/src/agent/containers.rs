@@ -4,10 +4,10 @@ use tracing::info;
 
 use super::{validate_name, Agent};
 use crate::{
-    api::types::ContainerAdd,
     error::{conflict, invalid, AgentError, AgentResult},
     model::{new_id, now, requested_mac, Container, Mode, DEFAULT_NETWORK},
     net::ContainerNs,
+    schema::ContainerAdd,
     store::StoreOp,
 };
 

@@ -15,7 +15,6 @@ use tracing::info;
 
 use super::Agent;
 use crate::{
-    api::types::NetworkCreate,
     docker::types::{
         self, CreateEndpoint, CreateEndpointAnswer, EndpointRef, Interface, InterfaceName,
         JoinAnswer, PortBinding,
@@ -27,6 +26,7 @@ use crate::{
         ORIGIN_DOCKER,
     },
     ports::{PortMapping, Proto},
+    schema::NetworkCreate,
     store::StoreOp,
 };
 

@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 
 use super::Agent;
 use crate::{
-    api::types::Explain,
     datapath::{addr_key, Sandbox},
     error::{invalid, AgentError, AgentResult},
     explain::{self, packet::Packet, packet::Proto, EndpointName, Start, Topology, UplinkName},
     model::{mac_for, Container, Mode},
+    schema::Explain,
 };
 
 /// Stand-ins for "a machine beyond the uplink" (documentation ranges).

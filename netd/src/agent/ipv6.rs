@@ -8,12 +8,12 @@ use netd_common::{Endpoint6, NetworkInfo6};
 
 use super::Agent;
 use crate::{
-    api::types::NetworkCreate,
     datapath::addr6_key,
     error::{conflict, invalid, AgentError, AgentResult},
     ipam6,
     model::{mac_for, Container, Endpoint, Ipv6Config, Network},
     net::ContainerNs,
+    schema::NetworkCreate,
     store::StoreOp,
 };
 

@@ -6,13 +6,13 @@ use tracing::info;
 
 use super::{validate_name, Agent};
 use crate::{
-    api::types::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
     model::{
         new_id, now, requested_mac, Container, Driver, Endpoint, Mode, Network, Owner, DEFAULT_MTU,
     },
     net::ContainerNs,
+    schema::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     store::StoreOp,
 };
 

@@ -14,7 +14,6 @@ use tracing::{info, warn};
 
 use super::{validate_name, Agent};
 use crate::{
-    api::types::NetworkCreate,
     cluster::{
         self,
         desired::OverlayState,
@@ -26,6 +25,7 @@ use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
     model::{mac_for, now, Container, Driver, Endpoint, Network, Owner},
+    schema::NetworkCreate,
     store::StoreOp,
 };
 

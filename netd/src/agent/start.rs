@@ -11,11 +11,11 @@ use super::{
     Agent, AgentConfig,
 };
 use crate::{
-    api::types::NetworkCreate,
     datapath::{ensure_bpffs, Datapath},
     ipam,
     model::{DEFAULT_BRIDGE, DEFAULT_NETWORK},
     net::{sysctl, ContainerNs, HostLinks, LinkRow},
+    schema::NetworkCreate,
     store::{Store, StoreOp},
 };
 

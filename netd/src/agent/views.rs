@@ -1,25 +1,33 @@
-//! The JSON the API answers with: Docker-like shapes for inspect.
-use serde_json::{json, Map, Value};
+//! What the API answers about networks and containers: the typed,
+//! Docker-like inspect shapes of [`crate::schema`].
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+use netd_common::Counters;
 
 use super::Agent;
 use crate::{
     error::AgentResult,
     model::{format_mac, Container, Endpoint, Mode, Network},
+    schema::{
+        ContainerView, CountersView, DockerView, EndpointView, IpamConfig, IpamView,
+        NetworkContainer, NetworkView, PortView,
+    },
 };
 
-/// `IPAM.Config` as Docker shows it: the IPv4 entry, then the IPv6 one.
-fn ipam_config(net: &Network) -> Vec<Value> {
-    let mut config = vec![json!({
-        "Subnet": net.subnet.to_string(),
-        "Gateway": net.gateway.to_string(),
-        "IPRange": net.ip_range.map(|r| r.to_string()),
-    })];
+/// `IPAM.Config` as Docker shows it: the IPv4 pool, then the IPv6 one.
+fn ipam_config(net: &Network) -> Vec<IpamConfig> {
+    let mut config = vec![IpamConfig {
+        subnet: IpNet::V4(net.subnet),
+        gateway: IpAddr::V4(net.gateway),
+        ip_range: net.ip_range.map(IpNet::V4),
+    }];
     if let Some(v6) = &net.ipv6 {
-        config.push(json!({
-            "Subnet": v6.subnet.to_string(),
-            "Gateway": v6.gateway.to_string(),
-            "IPRange": v6.ip_range.map(|r| r.to_string()),
-        }));
+        config.push(IpamConfig {
+            subnet: IpNet::V6(v6.subnet),
+            gateway: IpAddr::V6(v6.gateway),
+            ip_range: v6.ip_range.map(IpNet::V6),
+        });
     }
     config
 }
@@ -34,80 +42,70 @@ fn ipv6_address(net: &Network, ep: &Endpoint) -> String {
 }
 
 impl Agent {
-    pub fn network_view(&self, net: &Network) -> Value {
-        let mut containers = Map::new();
+    pub fn network_view(&self, net: &Network) -> NetworkView {
+        let mut containers = std::collections::BTreeMap::new();
         for c in self.containers.values() {
             for ep in c.endpoints.iter().filter(|e| e.network_id == net.id) {
                 containers.insert(
                     c.id.clone(),
-                    json!({
-                        "Name": c.name,
-                        "IPv4Address": format!("{}/{}", ep.ip, net.subnet.prefix_len()),
-                        "IPv6Address": ipv6_address(net, ep),
-                        "MacAddress": format_mac(ep.mac()),
-                        "Interface": ep.ifname,
-                        "HostInterface": ep.host_ifname,
-                    }),
+                    NetworkContainer {
+                        name: c.name.clone(),
+                        ipv4_address: Ipv4Net::new(ep.ip, net.subnet.prefix_len())
+                            .unwrap_or(net.subnet),
+                        ipv6_address: ipv6_address(net, ep),
+                        mac_address: format_mac(ep.mac()),
+                        interface: ep.ifname.clone(),
+                        host_interface: ep.host_ifname.clone(),
+                    },
                 );
             }
         }
-        let mut options = Map::new();
-        for (k, v) in &net.options {
-            options.insert(k.clone(), json!(v));
-        }
-        options.insert("com.docker.network.bridge.name".into(), json!(net.bridge));
-        options.insert(
-            "com.docker.network.bridge.enable_icc".into(),
-            json!(net.icc.to_string()),
+        let mut options = net.options.clone();
+        let mut option = |k: &str, v: String| options.insert(k.into(), v);
+        option("com.docker.network.bridge.name", net.bridge.clone());
+        option("com.docker.network.bridge.enable_icc", net.icc.to_string());
+        option(
+            "com.docker.network.bridge.enable_ip_masquerade",
+            net.masquerade.to_string(),
         );
-        options.insert(
-            "com.docker.network.bridge.enable_ip_masquerade".into(),
-            json!(net.masquerade.to_string()),
-        );
-        options.insert(
-            "com.docker.network.driver.mtu".into(),
-            json!(net.mtu.to_string()),
-        );
+        option("com.docker.network.driver.mtu", net.mtu.to_string());
         if net.is_default() {
-            options.insert(
-                "com.docker.network.bridge.default_bridge".into(),
-                json!("true"),
-            );
+            option("com.docker.network.bridge.default_bridge", "true".into());
         }
         if let Some(vni) = net.vni {
-            options.insert(
-                "com.docker.network.driver.overlay.vxlanid_list".into(),
-                json!(vni.to_string()),
+            option(
+                "com.docker.network.driver.overlay.vxlanid_list",
+                vni.to_string(),
             );
         }
-        json!({
-            "Name": net.name,
-            "Id": net.id,
-            "Created": net.created,
-            "Scope": if net.is_overlay() { "global" } else { "local" },
-            "Driver": net.driver.as_str(),
-            "EnableIPv4": true,
-            "EnableIPv6": net.ipv6.is_some(),
-            "Internal": net.internal,
-            "IPAM": {
-                "Driver": "default",
-                "Config": ipam_config(net),
+        NetworkView {
+            name: net.name.clone(),
+            id: net.id.clone(),
+            created: net.created.clone(),
+            scope: if net.is_overlay() { "global" } else { "local" }.into(),
+            driver: net.driver.as_str().into(),
+            enable_ipv4: true,
+            enable_ipv6: net.ipv6.is_some(),
+            internal: net.internal,
+            ipam: IpamView {
+                driver: "default".into(),
+                config: ipam_config(net),
             },
-            "Containers": containers,
-            "Counters": self.network_counters(net.datapath_id),
-            "Options": options,
-            "Labels": net.labels,
-            "Owner": net.owner.as_str(),
-        })
+            containers,
+            counters: self.network_counters(net.datapath_id),
+            options,
+            labels: net.labels.clone(),
+            owner: net.owner.as_str().into(),
+        }
     }
 
-    pub fn container_view(&self, c: &Container) -> Value {
+    pub fn container_view(&self, c: &Container) -> ContainerView {
         // A container:OTHER shares OTHER's endpoints.
         let owner = match &c.mode {
             Mode::Container(id) => self.containers.get(id).unwrap_or(c),
             _ => c,
         };
-        let mut networks = Map::new();
+        let mut networks = std::collections::BTreeMap::new();
         for (i, ep) in owner.endpoints.iter().enumerate() {
             let Some(net) = self.networks.get(&ep.network_id) else {
                 continue;
@@ -116,23 +114,23 @@ impl Agent {
             let v6 = net.ipv6.as_ref().filter(|_| ep.ip6.is_some());
             networks.insert(
                 net.name.clone(),
-                json!({
-                    "NetworkID": net.id,
-                    "IPAddress": ep.ip.to_string(),
-                    "IPPrefixLen": net.subnet.prefix_len(),
-                    "PrefixLen": net.subnet.prefix_len(),
-                    "Gateway": net.gateway.to_string(),
-                    "GlobalIPv6Address": ep.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
-                    "GlobalIPv6PrefixLen": v6.map_or(0, |v6| v6.subnet.prefix_len()),
-                    "IPv6Gateway": v6.map(|v6| v6.gateway.to_string()).unwrap_or_default(),
-                    "MacAddress": format_mac(ep.mac()),
-                    "Interface": ep.ifname,
-                    "HostInterface": ep.host_ifname,
-                    "Aliases": ep.aliases,
-                    "DefaultRoute": i == 0,
-                    "MTU": net.mtu,
-                    "Counters": self.endpoint_counters(ep.ip),
-                }),
+                EndpointView {
+                    network_id: net.id.clone(),
+                    ip_address: ep.ip,
+                    ip_prefix_len: net.subnet.prefix_len(),
+                    prefix_len: net.subnet.prefix_len(),
+                    gateway: net.gateway,
+                    global_ipv6_address: ep.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+                    global_ipv6_prefix_len: v6.map_or(0, |v6| v6.subnet.prefix_len()),
+                    ipv6_gateway: v6.map(|v6| v6.gateway.to_string()).unwrap_or_default(),
+                    mac_address: format_mac(ep.mac()),
+                    interface: ep.ifname.clone(),
+                    host_interface: ep.host_ifname.clone(),
+                    aliases: ep.aliases.clone(),
+                    default_route: i == 0,
+                    mtu: net.mtu,
+                    counters: self.endpoint_counters(ep.ip),
+                },
             );
         }
         let mode = match &c.mode {
@@ -147,75 +145,89 @@ impl Agent {
                     .unwrap_or(id)
             ),
         };
-        let ports: Vec<Value> = owner
+        let ports = owner
             .ports
             .iter()
-            .map(|m| {
-                json!({
-                    "HostIp": m.host_addr().to_string(),
-                    "HostPort": m.host_port,
-                    "ContainerPort": m.container_port,
-                    "Protocol": m.proto.to_string(),
-                })
+            .map(|m| PortView {
+                host_ip: m.host_addr(),
+                host_port: m.host_port,
+                container_port: m.container_port,
+                protocol: m.proto.to_string(),
             })
             .collect();
-        let mut view = json!({
-            "Name": c.name,
-            "Id": c.id,
-            "Created": c.created,
-            "NetnsPath": c.netns,
-            "Ports": ports,
-            "Mode": mode,
-            "Networks": networks,
-            "Dns": self.dns_servers(c),
-            "Origin": c.origin,
-            "Labels": c.labels,
-            "Owner": c.owner().as_str(),
-        });
-        if let Some(d) = &c.docker {
-            view["Docker"] = json!({
-                "EndpointID": c.id,
-                "SandboxKey": d.sandbox_key,
-                "Joined": d.sandbox_key.is_some(),
-            });
+        ContainerView {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            created: c.created.clone(),
+            netns_path: c.netns.clone(),
+            ports,
+            mode,
+            networks,
+            dns: self.dns_servers(c),
+            origin: c.origin.clone(),
+            labels: c.labels.clone(),
+            owner: c.owner().as_str().into(),
+            docker: c.docker.as_ref().map(|d| DockerView {
+                endpoint_id: c.id.clone(),
+                sandbox_key: d.sandbox_key.clone(),
+                joined: d.sandbox_key.is_some(),
+            }),
         }
-        view
     }
 
-    pub fn list_networks(&self) -> Vec<Value> {
+    pub fn list_networks(&self) -> Vec<NetworkView> {
         let mut nets: Vec<_> = self.networks.values().collect();
         nets.sort_by(|a, b| a.name.cmp(&b.name));
         nets.into_iter().map(|n| self.network_view(n)).collect()
     }
 
-    pub fn list_containers(&self) -> Vec<Value> {
+    pub fn list_containers(&self) -> Vec<ContainerView> {
         let mut cs: Vec<_> = self.containers.values().collect();
         cs.sort_by(|a, b| a.name.cmp(&b.name));
         cs.into_iter().map(|c| self.container_view(c)).collect()
     }
 
-    pub fn inspect_network(&self, key: &str) -> AgentResult<Value> {
+    pub fn inspect_network(&self, key: &str) -> AgentResult<NetworkView> {
         Ok(self.network_view(self.find_network(key)?))
     }
 
-    pub fn inspect_container(&self, key: &str) -> AgentResult<Value> {
+    pub fn inspect_container(&self, key: &str) -> AgentResult<ContainerView> {
         Ok(self.container_view(self.find_container(key)?))
     }
 }
 
 impl Agent {
-    /// An endpoint's datapath counters (null if the map cannot be read).
-    fn endpoint_counters(&self, ip: std::net::Ipv4Addr) -> Value {
+    /// An endpoint's datapath counters (`None` if the map cannot be read).
+    fn endpoint_counters(&self, ip: Ipv4Addr) -> Option<CountersView> {
         self.datapath
             .endpoint_counters(ip)
-            .map(|c| crate::datapath::counters_json(&c))
-            .unwrap_or(Value::Null)
+            .ok()
+            .map(|c| counters_view(&c))
     }
 
-    fn network_counters(&self, net_id: u32) -> Value {
+    pub(super) fn network_counters(&self, net_id: u32) -> Option<CountersView> {
         self.datapath
             .network_counters(net_id)
-            .map(|c| crate::datapath::counters_json(&c))
-            .unwrap_or(Value::Null)
+            .ok()
+            .map(|c| counters_view(&c))
+    }
+}
+
+/// The datapath's counters as the API shows them: drop reasons by name,
+/// those that counted nothing left out.
+pub fn counters_view(c: &Counters) -> CountersView {
+    let drops = netd_common::DropReason::ALL
+        .into_iter()
+        .filter_map(|r| {
+            let n = c.drops.get(r as usize).copied().unwrap_or(0);
+            (n > 0).then(|| (r.name().to_string(), n))
+        })
+        .collect();
+    CountersView {
+        packets_in: c.packets_in,
+        bytes_in: c.bytes_in,
+        packets_out: c.packets_out,
+        bytes_out: c.bytes_out,
+        drops,
     }
 }

@@ -1,15 +1,16 @@
-//! A minimal HTTP/1 client for the agent's Unix socket.
+//! A minimal HTTP/1 client for the agent's Unix socket. Answers are read
+//! as the [`crate::schema`] type the caller names (or as a
+//! `serde_json::Value`).
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Bytes, Method, Request};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::UnixStream;
 
-use super::types::ErrorBody;
+use crate::schema::ErrorBody;
 
 /// The agent answered with an error status (the CLI shows only the message).
 #[derive(Debug)]
@@ -37,15 +38,15 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<Value> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Result<Value> {
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
@@ -102,12 +103,12 @@ impl Client {
         Ok(())
     }
 
-    async fn call<B: Serialize>(
+    async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<Value> {
+    ) -> Result<T> {
         let mut sender = self.connect().await?;
         let bytes = match body {
             Some(b) => serde_json::to_vec(b)?,

@@ -6,7 +6,6 @@ use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 use anyhow::{Context, Result};
 use axum::{
     extract::{rejection::JsonRejection, Path as UrlPath, Query, State},
-    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -15,10 +14,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::{net::UnixListener, sync::Mutex};
 
-use super::types::{
-    ContainerAdd, Created, ErrorBody, Explain, NetworkConnect, NetworkCreate, NetworkDisconnect,
+use crate::{
+    agent::Agent,
+    datapath::Sandbox,
+    error::AgentError,
+    schema::{
+        ContainerAdd, ContainerView, Created, ErrorBody, Explain, NetworkConnect, NetworkCreate,
+        NetworkDisconnect, NetworkView, Problems, Pruned, Removed, ResolvConf, StatusView,
+    },
 };
-use crate::{agent::Agent, datapath::Sandbox, error::AgentError};
 
 type Shared = Arc<Mutex<Agent>>;
 
@@ -41,10 +45,8 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (
-            status,
+            super::status_of(&self.0),
             Json(ErrorBody {
                 message: self.0.to_string(),
             }),
@@ -235,11 +237,11 @@ pub async fn serve(
         .context("API server failed")
 }
 
-async fn status(State(agent): State<Shared>) -> ApiResult<Value> {
+async fn status(State(agent): State<Shared>) -> ApiResult<StatusView> {
     Ok(Json(agent.lock().await.status()?))
 }
 
-async fn list_networks(State(agent): State<Shared>) -> ApiResult<Vec<Value>> {
+async fn list_networks(State(agent): State<Shared>) -> ApiResult<Vec<NetworkView>> {
     Ok(Json(agent.lock().await.list_networks()))
 }
 
@@ -255,28 +257,28 @@ async fn create_network(
 async fn inspect_network(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<NetworkView> {
     Ok(Json(agent.lock().await.inspect_network(&name)?))
 }
 
 async fn remove_network(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Removed<String>> {
     let removed = agent.lock().await.remove_network(&name).await?;
-    Ok(Json(json!({ "Removed": removed })))
+    Ok(Json(Removed { removed }))
 }
 
-async fn prune_networks(State(agent): State<Shared>) -> ApiResult<Value> {
-    let removed = agent.lock().await.prune_networks().await?;
-    Ok(Json(json!({ "NetworksDeleted": removed })))
+async fn prune_networks(State(agent): State<Shared>) -> ApiResult<Pruned> {
+    let networks_deleted = agent.lock().await.prune_networks().await?;
+    Ok(Json(Pruned { networks_deleted }))
 }
 
 async fn connect(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
     body: Result<Json<NetworkConnect>, JsonRejection>,
-) -> ApiResult<Value> {
+) -> ApiResult<ContainerView> {
     let Json(req) = body?;
     let mut agent = agent.lock().await;
     let c = agent.connect(&name, req).await?;
@@ -287,14 +289,14 @@ async fn disconnect(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
     body: Result<Json<NetworkDisconnect>, JsonRejection>,
-) -> ApiResult<Value> {
+) -> ApiResult<ContainerView> {
     let Json(req) = body?;
     let mut agent = agent.lock().await;
     let c = agent.disconnect(&name, req).await?;
     Ok(Json(agent.container_view(&c)))
 }
 
-async fn list_containers(State(agent): State<Shared>) -> ApiResult<Vec<Value>> {
+async fn list_containers(State(agent): State<Shared>) -> ApiResult<Vec<ContainerView>> {
     Ok(Json(agent.lock().await.list_containers()))
 }
 
@@ -310,26 +312,26 @@ async fn add_container(
 async fn inspect_container(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<ContainerView> {
     Ok(Json(agent.lock().await.inspect_container(&name)?))
 }
 
 async fn resolv_conf(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<ResolvConf> {
     Ok(Json(agent.lock().await.resolv_conf(&name)?))
 }
 
 /// Removes everything, answers, then ends the agent: there is nothing
 /// left for it to serve.
-async fn reset(State(agent): State<Shared>) -> ApiResult<Value> {
+async fn reset(State(agent): State<Shared>) -> ApiResult<Removed> {
     let removed = agent.lock().await.reset().await.map_err(AgentError::from)?;
     tokio::spawn(async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         std::process::exit(0);
     });
-    Ok(Json(json!({ "Removed": removed })))
+    Ok(Json(Removed { removed }))
 }
 
 #[derive(Deserialize)]
@@ -342,13 +344,13 @@ async fn check_container(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<CheckQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<Problems> {
     let problems = agent
         .lock()
         .await
         .check_container(&name, q.ifname.as_deref())
         .await?;
-    Ok(Json(json!({ "Problems": problems })))
+    Ok(Json(Problems { problems }))
 }
 
 #[derive(Deserialize)]
@@ -361,7 +363,7 @@ async fn remove_container(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<RemoveQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<Removed> {
     let removed = agent.lock().await.remove_container(&name, q.force).await?;
-    Ok(Json(json!({ "Removed": removed })))
+    Ok(Json(Removed { removed }))
 }

@@ -1,12 +1,14 @@
 //! `netd container ...`
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{
     args::{ContainerCommand, Format},
-    output::{field, json, segment, short_id, table},
+    output::{json, segment, short_id, table},
 };
-use crate::api::{client::Client, types::ContainerAdd};
+use crate::{
+    api::client::Client,
+    schema::{ContainerAdd, ContainerView, Created, Removed, ResolvConf},
+};
 
 pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
     match command {
@@ -29,26 +31,24 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
                 publish,
                 ..Default::default()
             };
-            let created = client.post("/v1/containers", &req).await?;
-            println!("{}", field(&created, "Id"));
+            let created: Created = client.post("/v1/containers", &req).await?;
+            println!("{}", created.id);
         }
         ContainerCommand::Rm { force, names } => {
             for name in names {
                 let q = if force { "?force=true" } else { "" };
-                client
+                let _: Removed = client
                     .delete(&format!("/v1/containers/{}{q}", segment(&name)))
                     .await?;
                 println!("{name}");
             }
         }
         ContainerCommand::Ls(args) => {
-            let list = client.get("/v1/containers").await?;
-            let list = list.as_array().cloned().unwrap_or_default();
+            let list: Vec<ContainerView> = client.get("/v1/containers").await?;
             if args.quiet {
-                list.iter()
-                    .for_each(|c| println!("{}", short_id(field(c, "Id"))));
+                list.iter().for_each(|c| println!("{}", short_id(&c.id)));
             } else if let Format::Json = args.format {
-                json(&Value::Array(list));
+                json(&list);
             } else {
                 let rows: Vec<Vec<String>> = list.iter().map(row).collect();
                 table(
@@ -58,13 +58,13 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
             }
         }
         ContainerCommand::ResolvConf { name } => {
-            let v = client
+            let v: ResolvConf = client
                 .get(&format!("/v1/containers/{}/resolv-conf", segment(&name)))
                 .await?;
-            print!("{}", field(&v, "ResolvConf"));
+            print!("{}", v.resolv_conf);
         }
         ContainerCommand::Inspect { names } => {
-            let mut out = Vec::new();
+            let mut out: Vec<ContainerView> = Vec::new();
             for name in names {
                 out.push(
                     client
@@ -72,7 +72,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
                         .await?,
                 );
             }
-            json(&Value::Array(out));
+            json(&out);
         }
     }
     Ok(())
@@ -80,7 +80,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<()> {
 
 /// `netd port`: one line per mapping, `80/tcp -> 0.0.0.0:8080`.
 pub async fn port(client: &Client, container: &str, filter: Option<&str>) -> Result<()> {
-    let c = client
+    let c: ContainerView = client
         .get(&format!("/v1/containers/{}", segment(container)))
         .await?;
     let filter = filter.map(|f| {
@@ -91,13 +91,13 @@ pub async fn port(client: &Client, container: &str, filter: Option<&str>) -> Res
         }
     });
     let mut found = false;
-    for m in c["Ports"].as_array().into_iter().flatten() {
-        let key = format!("{}/{}", m["ContainerPort"], field(m, "Protocol"));
+    for m in &c.ports {
+        let key = m.container_key();
         if filter.as_ref().is_some_and(|f| *f != key) {
             continue;
         }
         found = true;
-        println!("{key} -> {}", host_port(m));
+        println!("{key} -> {}", m.host());
     }
     if let (Some(f), false) = (filter, found) {
         anyhow::bail!("no public port {f} published for {container}");
@@ -105,43 +105,21 @@ pub async fn port(client: &Client, container: &str, filter: Option<&str>) -> Res
     Ok(())
 }
 
-/// `HOST_IP:PORT` of a published port, an IPv6 address in brackets (as
-/// `docker port` shows `[::]:8080`).
-fn host_port(m: &Value) -> String {
-    let ip = field(m, "HostIp");
-    if ip.contains(':') {
-        format!("[{ip}]:{}", m["HostPort"])
-    } else {
-        format!("{ip}:{}", m["HostPort"])
-    }
-}
-
-fn row(c: &Value) -> Vec<String> {
-    let networks: Vec<String> = c["Networks"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(name, ep)| format!("{name}={}", field(ep, "IPAddress")))
-                .collect()
-        })
-        .unwrap_or_default();
-    let ports: Vec<String> = c["Ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            format!(
-                "{}->{}/{}",
-                host_port(m),
-                m["ContainerPort"],
-                field(m, "Protocol")
-            )
-        })
+fn row(c: &ContainerView) -> Vec<String> {
+    let networks: Vec<String> = c
+        .networks
+        .iter()
+        .map(|(name, ep)| format!("{name}={}", ep.ip_address))
+        .collect();
+    let ports: Vec<String> = c
+        .ports
+        .iter()
+        .map(|m| format!("{}->{}", m.host(), m.container_key()))
         .collect();
     vec![
-        short_id(field(c, "Id")),
-        field(c, "Name").to_string(),
-        field(c, "Mode").to_string(),
+        short_id(&c.id),
+        c.name.clone(),
+        c.mode.clone(),
         networks.join(","),
         ports.join(","),
     ]

@@ -3,7 +3,7 @@ use anyhow::{bail, Result};
 use serde_json::Value;
 
 use super::{args::ExplainArgs, output::json};
-use crate::api::{client::Client, types::Explain};
+use crate::{api::client::Client, schema::Explain};
 
 /// Splits `DST[:PORT][/PROTO]` (names and IPv4 addresses hold neither
 /// `:` nor `/`).
@@ -33,7 +33,7 @@ pub async fn run(client: &Client, args: ExplainArgs) -> Result<()> {
         port,
         proto,
     };
-    let out = client.post("/v1/explain", &req).await?;
+    let out: Value = client.post("/v1/explain", &req).await?;
     if let super::args::Format::Json = args.format {
         json(&out);
         return Ok(());

@@ -51,9 +51,9 @@ pub fn run(cli: Cli) -> Result<()> {
                         "reset removes every network, container interface, pinned program and the stored state; run `netd reset --force`"
                     );
                 }
-                let out = client.post("/v1/reset", &()).await?;
-                for item in out["Removed"].as_array().into_iter().flatten() {
-                    println!("removed {}", item.as_str().unwrap_or_default());
+                let out: crate::schema::Removed = client.post("/v1/reset", &()).await?;
+                for item in out.removed {
+                    println!("removed {item}");
                 }
                 Ok(())
             }

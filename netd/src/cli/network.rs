@@ -1,30 +1,30 @@
 //! `netd network ...`
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{
     args::{Format, NetworkCommand, NetworkCreateArgs},
-    output::{field, json, segment, short_id, table},
+    output::{json, segment, short_id, table},
 };
-use crate::api::{
-    client::Client,
-    types::{NetworkConnect, NetworkCreate, NetworkDisconnect},
+use crate::{
+    api::client::Client,
+    schema::{
+        ContainerView, Created, NetworkConnect, NetworkCreate, NetworkDisconnect, NetworkView,
+        Pruned, Removed,
+    },
 };
 
 pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
     match command {
         NetworkCommand::Create(args) => {
-            let created = client.post("/v1/networks", &create_request(args)?).await?;
-            println!("{}", field(&created, "Id"));
+            let created: Created = client.post("/v1/networks", &create_request(args)?).await?;
+            println!("{}", created.id);
         }
         NetworkCommand::Ls(args) => {
-            let nets = client.get("/v1/networks").await?;
-            let nets = nets.as_array().cloned().unwrap_or_default();
+            let nets: Vec<NetworkView> = client.get("/v1/networks").await?;
             if args.quiet {
-                nets.iter()
-                    .for_each(|n| println!("{}", short_id(field(n, "Id"))));
+                nets.iter().for_each(|n| println!("{}", short_id(&n.id)));
             } else if let Format::Json = args.format {
-                json(&Value::Array(nets));
+                json(&nets);
             } else {
                 let rows: Vec<Vec<String>> = nets.iter().map(row).collect();
                 table(
@@ -42,7 +42,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
             }
         }
         NetworkCommand::Inspect { names } => {
-            let mut out = Vec::new();
+            let mut out: Vec<NetworkView> = Vec::new();
             for name in names {
                 out.push(
                     client
@@ -50,11 +50,11 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
                         .await?,
                 );
             }
-            json(&Value::Array(out));
+            json(&out);
         }
         NetworkCommand::Rm { names } => {
             for name in names {
-                client
+                let _: Removed<String> = client
                     .delete(&format!("/v1/networks/{}", segment(&name)))
                     .await?;
                 println!("{name}");
@@ -64,9 +64,9 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
             if !force && !confirm("Remove all user-defined networks no container uses?")? {
                 anyhow::bail!("prune cancelled (use -f to skip this question)");
             }
-            let pruned = client.post("/v1/networks/prune", &()).await?;
-            for name in pruned["NetworksDeleted"].as_array().into_iter().flatten() {
-                println!("{}", name.as_str().unwrap_or_default());
+            let pruned: Pruned = client.post("/v1/networks/prune", &()).await?;
+            for name in pruned.networks_deleted {
+                println!("{name}");
             }
         }
         NetworkCommand::Connect {
@@ -83,7 +83,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
                 aliases,
                 ..Default::default()
             };
-            client
+            let _: ContainerView = client
                 .post(&format!("/v1/networks/{}/connect", segment(&network)), &req)
                 .await?;
         }
@@ -92,7 +92,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<()> {
                 container,
                 ..Default::default()
             };
-            client
+            let _: ContainerView = client
                 .post(
                     &format!("/v1/networks/{}/disconnect", segment(&network)),
                     &req,
@@ -160,16 +160,18 @@ fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreate> {
     })
 }
 
-fn row(n: &Value) -> Vec<String> {
-    let ipam = &n["IPAM"]["Config"][0];
+fn row(n: &NetworkView) -> Vec<String> {
+    let ipam = n.ipv4();
     vec![
-        short_id(field(n, "Id")),
-        field(n, "Name").to_string(),
-        field(n, "Driver").to_string(),
-        field(ipam, "Subnet").to_string(),
-        field(ipam, "Gateway").to_string(),
-        n["Internal"].as_bool().unwrap_or_default().to_string(),
-        field(&n["Options"], "com.docker.network.bridge.enable_icc").to_string(),
+        short_id(&n.id),
+        n.name.clone(),
+        n.driver.clone(),
+        ipam.map(|p| p.subnet.to_string()).unwrap_or_default(),
+        ipam.map(|p| p.gateway.to_string()).unwrap_or_default(),
+        n.internal.to_string(),
+        n.option("com.docker.network.bridge.enable_icc")
+            .unwrap_or_default()
+            .to_string(),
     ]
 }
 

@@ -1,5 +1,4 @@
 //! Printing: tables for people, JSON for machines.
-use serde_json::Value;
 
 /// Prints rows as a left-aligned table under `headers`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -29,16 +28,11 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn json(value: &Value) {
+pub fn json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
-}
-
-/// A string field of a JSON object, or "".
-pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
 pub fn short_id(id: &str) -> String {

@@ -1,16 +1,18 @@
 //! `netd status`: aligned lines and tables for people, `--format json` for
 //! machines.
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{
     args::{Format, StatusArgs},
     output::{json, render_table},
 };
-use crate::api::client::Client;
+use crate::{
+    api::client::Client,
+    schema::{ClusterStatus, StatusView},
+};
 
 pub async fn run(client: &Client, args: StatusArgs) -> Result<()> {
-    let status = client.get("/v1/status").await?;
+    let status: StatusView = client.get("/v1/status").await?;
     if let Format::Json = args.format {
         json(&status);
         return Ok(());
@@ -19,21 +21,12 @@ pub async fn run(client: &Client, args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// A JSON value as a person reads it: strings without quotes, arrays as
-/// comma lists, nothing for null.
-fn plain(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => {
-            let items: Vec<String> = a.iter().map(plain).collect();
-            if items.is_empty() {
-                "-".to_string()
-            } else {
-                items.join(", ")
-            }
-        }
-        other => other.to_string(),
+/// A list as a person reads it: a comma list, `-` for none.
+fn plain_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(", ")
     }
 }
 
@@ -45,206 +38,201 @@ fn lines(rows: &[(&str, String)]) -> String {
         .collect()
 }
 
-fn render(s: &Value) -> String {
+fn render(s: &StatusView) -> String {
     let mut out = String::new();
-    let revision = match s["git_revision"].as_str() {
-        Some(r) => format!(" ({r})"),
-        None => String::new(),
+    let revision = if s.git_revision.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", s.git_revision)
     };
-    let ct = &s["conntrack"];
-    let timeouts = ct["timeouts"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {v}s"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let repairs = s["last_reconcile"]["repairs"]
-        .as_array()
-        .map(Vec::len)
-        .unwrap_or(0);
+    let ct = &s.conntrack;
+    let timeouts = ct
+        .timeouts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}s"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reconciled = s.last_reconcile.at.as_deref().unwrap_or("-");
     out.push_str(&lines(&[
         (
             "agent",
             format!(
                 "netd {}{revision}, pid {}, up {}s",
-                plain(&s["version"]),
-                plain(&s["pid"]),
-                plain(&s["uptime_seconds"])
+                s.version, s.pid, s.uptime_seconds
             ),
         ),
-        ("state dir", plain(&s["state_dir"])),
-        ("run dir", plain(&s["run_dir"])),
+        ("state dir", s.state_dir.display().to_string()),
+        ("run dir", s.run_dir.display().to_string()),
         (
             "bpffs",
             format!(
                 "{} (map layout v{})",
-                plain(&s["bpffs"]),
-                plain(&s["map_layout_version"])
+                s.bpffs.display(),
+                s.map_layout_version
             ),
         ),
-        ("networks", plain(&s["networks"])),
-        ("containers", plain(&s["containers"])),
-        ("programs", plain(&s["programs"])),
-        ("pinned links", plain(&s["pinned_links"])),
-        (
-            "conntrack",
-            format!("{} / {} flows", plain(&ct["flows"]), plain(&ct["capacity"])),
-        ),
+        ("networks", s.networks.to_string()),
+        ("containers", s.containers.to_string()),
+        ("programs", plain_list(&s.programs)),
+        ("pinned links", s.pinned_links.to_string()),
+        ("conntrack", format!("{} / {} flows", ct.flows, ct.capacity)),
         ("ct timeouts", timeouts),
-        ("snat ports", plain(&s["snat_ports"])),
-        ("host routing", plain(&s["host_routing"]["mode"])),
+        ("snat ports", s.snat_ports.clone()),
+        ("host routing", s.host_routing.mode.clone()),
         (
             "monitors",
             format!(
                 "{} (events: {}; {} held back by the rate limit)",
-                plain(&s["events"]["monitors"]),
-                plain(&s["events"]["types"]),
-                plain(&s["events"]["suppressed"])
+                s.events.monitors,
+                plain_list(&s.events.types),
+                s.events.suppressed
             ),
         ),
-        ("dns upstreams", plain(&s["dns"]["upstreams"])),
+        ("dns upstreams", plain_list(&s.dns.upstreams)),
         (
             "last reconcile",
-            format!("{}, {repairs} repairs", plain(&s["last_reconcile"]["at"])),
+            format!("{reconciled}, {} repairs", s.last_reconcile.repairs.len()),
         ),
     ]));
     let section = |out: &mut String, headers: &[&str], rows: Vec<Vec<String>>| {
         out.push('\n');
         out.push_str(&render_table(headers, &rows));
     };
-    if let Some(maps) = s["maps"].as_object() {
-        let rows = maps
-            .iter()
-            .map(|(name, m)| vec![name.clone(), plain(&m["entries"]), plain(&m["capacity"])])
-            .collect();
-        section(&mut out, &["MAP", "ENTRIES", "CAPACITY"], rows);
+    let rows = s
+        .maps
+        .iter()
+        .map(|(name, m)| vec![name.clone(), m.entries.to_string(), m.capacity.to_string()])
+        .collect();
+    section(&mut out, &["MAP", "ENTRIES", "CAPACITY"], rows);
+    let rows: Vec<Vec<String>> = s
+        .uplinks
+        .iter()
+        .map(|(name, u)| {
+            let address = u.address.map_or_else(|| "-".to_string(), |a| a.to_string());
+            vec![name.clone(), u.ifindex.to_string(), address]
+        })
+        .collect();
+    if !rows.is_empty() {
+        section(&mut out, &["UPLINK", "IFINDEX", "MASQUERADE ADDRESS"], rows);
     }
-    if let Some(uplinks) = s["uplinks"].as_object() {
-        let rows: Vec<Vec<String>> = uplinks
-            .iter()
-            .map(|(name, u)| vec![name.clone(), plain(&u["ifindex"]), plain(&u["address"])])
-            .collect();
-        if !rows.is_empty() {
-            section(&mut out, &["UPLINK", "IFINDEX", "MASQUERADE ADDRESS"], rows);
-        }
-    }
-    if let Some(drops) = s["drops"].as_object() {
-        let rows = drops
-            .iter()
-            .map(|(reason, n)| vec![reason.clone(), plain(n)])
-            .collect();
-        section(&mut out, &["DROP REASON", "PACKETS"], rows);
-    }
-    let routing = &s["host_routing"];
+    let rows = s
+        .drops
+        .iter()
+        .map(|(reason, n)| vec![reason.clone(), n.to_string()])
+        .collect();
+    section(&mut out, &["DROP REASON", "PACKETS"], rows);
+    let routing = &s.host_routing;
     let mut rows = Vec::new();
-    for (key, outcome) in [("shortcuts", "delivered"), ("fallbacks", "to the kernel")] {
-        if let Some(counts) = routing[key].as_object() {
-            rows.extend(
-                counts
-                    .iter()
-                    .map(|(name, n)| vec![name.clone(), outcome.to_string(), plain(n)]),
-            );
-        }
+    for (counts, outcome) in [
+        (&routing.shortcuts, "delivered"),
+        (&routing.fallbacks, "to the kernel"),
+    ] {
+        rows.extend(
+            counts
+                .iter()
+                .map(|(name, n)| vec![name.clone(), outcome.to_string(), n.to_string()]),
+        );
     }
     if !rows.is_empty() {
         section(&mut out, &["HOST ROUTING", "OUTCOME", "PACKETS"], rows);
     }
-    if let Some(nets) = s["network_counters"].as_object() {
-        let rows: Vec<Vec<String>> = nets
-            .iter()
-            .map(|(name, c)| {
-                let drops: u64 = c["Drops"]
-                    .as_object()
-                    .map(|d| d.values().filter_map(Value::as_u64).sum())
-                    .unwrap_or(0);
-                vec![
-                    name.clone(),
-                    plain(&c["PacketsIn"]),
-                    plain(&c["BytesIn"]),
-                    plain(&c["PacketsOut"]),
-                    plain(&c["BytesOut"]),
-                    drops.to_string(),
-                ]
-            })
-            .collect();
-        if !rows.is_empty() {
-            section(
-                &mut out,
-                &[
-                    "NETWORK",
-                    "PACKETS IN",
-                    "BYTES IN",
-                    "PACKETS OUT",
-                    "BYTES OUT",
-                    "DROPS",
-                ],
-                rows,
-            );
-        }
+    let rows: Vec<Vec<String>> = s
+        .network_counters
+        .iter()
+        .map(|(name, c)| {
+            vec![
+                name.clone(),
+                c.packets_in.to_string(),
+                c.bytes_in.to_string(),
+                c.packets_out.to_string(),
+                c.bytes_out.to_string(),
+                c.total_drops().to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        section(
+            &mut out,
+            &[
+                "NETWORK",
+                "PACKETS IN",
+                "BYTES IN",
+                "PACKETS OUT",
+                "BYTES OUT",
+                "DROPS",
+            ],
+            rows,
+        );
     }
-    render_cluster(&mut out, &s["cluster"]);
-    if let Some(dns) = s["dns"].as_object() {
-        let rows = dns
-            .iter()
-            .filter(|(k, _)| k.as_str() != "upstreams")
-            .map(|(k, v)| vec![k.replace('_', " "), plain(v)])
-            .collect();
-        section(&mut out, &["DNS", "COUNT"], rows);
+    if let Some(c) = &s.cluster {
+        render_cluster(&mut out, c);
     }
+    let rows = s
+        .dns
+        .counts()
+        .iter()
+        .map(|(k, v)| vec![k.replace('_', " "), v.to_string()])
+        .collect();
+    section(&mut out, &["DNS", "COUNT"], rows);
     out
 }
 
-/// The cluster lines and tables (nothing without a cluster store).
-fn render_cluster(out: &mut String, c: &Value) {
-    if c.is_null() {
-        return;
-    }
-    let reach = if c["reachable"].as_bool() == Some(true) {
+/// The cluster lines and tables.
+fn render_cluster(out: &mut String, c: &ClusterStatus) {
+    let reach = if c.reachable {
         "reachable".to_string()
     } else {
-        format!("UNREACHABLE ({})", plain(&c["last_error"]))
+        format!("UNREACHABLE ({})", c.last_error.as_deref().unwrap_or("-"))
     };
     out.push('\n');
     out.push_str(&lines(&[
-        ("cluster store", format!("{} {reach}", plain(&c["store"]))),
+        ("cluster store", format!("{} {reach}", plain_list(&c.store))),
         (
             "this host",
             format!(
                 "{} {} (tunnel address {})",
-                plain(&c["hostname"]),
-                plain(&c["host_id"]),
-                plain(&c["advertise_address"])
+                c.hostname, c.host_id, c.advertise_address
             ),
         ),
         (
             "cluster view",
             format!(
                 "revision {}, last contact {}",
-                plain(&c["revision"]),
-                plain(&c["last_contact"])
+                c.revision,
+                c.last_contact.as_deref().unwrap_or("-")
             ),
         ),
     ]));
-    let rows = |key: &str, fields: &[&str]| -> Vec<Vec<String>> {
-        c[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| fields.iter().map(|f| plain(&r[*f])).collect())
-            .collect()
-    };
+    let hosts: Vec<Vec<String>> = c
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.hostname.clone(),
+                h.id.clone(),
+                h.address.to_string(),
+                h.is_self.to_string(),
+            ]
+        })
+        .collect();
     out.push('\n');
     out.push_str(&render_table(
         &["HOST", "ID", "TUNNEL ADDRESS", "SELF"],
-        &rows("hosts", &["hostname", "id", "address", "self"]),
+        &hosts,
     ));
-    let remote = rows(
-        "remote_endpoints",
-        &["network", "container", "ip", "host", "host_address"],
-    );
+    let remote: Vec<Vec<String>> = c
+        .remote_endpoints
+        .iter()
+        .map(|r| {
+            vec![
+                r.network.clone(),
+                r.container.clone(),
+                r.ip.to_string(),
+                r.host.clone(),
+                r.host_address.to_string(),
+            ]
+        })
+        .collect();
     if !remote.is_empty() {
         out.push('\n');
         out.push_str(&render_table(
@@ -258,8 +246,8 @@ fn render_cluster(out: &mut String, c: &Value) {
             &remote,
         ));
     }
-    for conflict in c["conflicts"].as_array().into_iter().flatten() {
-        out.push_str(&format!("conflict: {}\n", plain(conflict)));
+    for conflict in &c.conflicts {
+        out.push_str(&format!("conflict: {conflict}\n"));
     }
 }
 
@@ -267,9 +255,11 @@ fn render_cluster(out: &mut String, c: &Value) {
 mod tests {
     use serde_json::json;
 
+    use crate::schema::StatusView;
+
     #[test]
     fn people_get_lines_and_tables_without_json() {
-        let s = json!({
+        let s: StatusView = serde_json::from_value(json!({
             "version": "0.1.0", "git_revision": "abc123", "pid": 7, "uptime_seconds": 3,
             "state_dir": "/var/lib/netd", "run_dir": "/run/netd", "bpffs": "/sys/fs/bpf/netd",
             "map_layout_version": 1, "networks": 2, "containers": 1,
@@ -283,7 +273,8 @@ mod tests {
                               "fallbacks": { "frag-needed": 1 } },
             "dns": { "upstreams": ["192.0.2.53:53"], "queries": 9 },
             "last_reconcile": { "at": "2026-01-01T00:00:00Z", "repairs": [] },
-        });
+        }))
+        .unwrap();
         let text = super::render(&s);
         assert!(!text.contains('"') && !text.contains('['), "{text}");
         assert!(
@@ -299,20 +290,28 @@ mod tests {
             text.contains("peer-same-network   delivered       3"),
             "{text}"
         );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("queries ") && l.ends_with(" 9")),
+            "{text}"
+        );
     }
 
     #[test]
     fn the_cluster_is_shown_when_there_is_one() {
-        let c = json!({
+        let c: crate::schema::ClusterStatus = serde_json::from_value(json!({
             "store": ["http://198.51.100.100:2379"], "reachable": false,
             "last_error": "lease renewal timed out", "hostname": "h1",
             "host_id": "abc", "advertise_address": "198.51.100.1", "revision": 9,
-            "last_contact": "2026-01-01T00:00:00Z",
-            "hosts": [{ "hostname": "h1", "id": "abc", "address": "198.51.100.1", "self": true }],
+            "last_contact": "2026-01-01T00:00:00Z", "sessions": 2, "lease": 0,
+            "overlay_networks": 1,
+            "hosts": [{ "hostname": "h1", "id": "abc", "address": "198.51.100.1",
+                        "since": "2026-01-01T00:00:00Z", "self": true }],
             "remote_endpoints": [{ "network": "ov", "container": "web", "ip": "10.0.0.3",
                                    "host": "h2", "host_address": "198.51.100.2" }],
             "conflicts": ["x: this host has a network named x already"],
-        });
+        }))
+        .unwrap();
         let mut out = String::new();
         super::render_cluster(&mut out, &c);
         assert!(
@@ -322,8 +321,7 @@ mod tests {
         assert!(out.contains("tunnel address 198.51.100.1"), "{out}");
         assert!(out.contains("web") && out.contains("198.51.100.2"), "{out}");
         assert!(out.contains("conflict: x:"), "{out}");
-        let mut none = String::new();
-        super::render_cluster(&mut none, &serde_json::Value::Null);
-        assert!(none.is_empty());
+        let alone = super::render(&StatusView::default());
+        assert!(!alone.contains("cluster store"), "{alone}");
     }
 }

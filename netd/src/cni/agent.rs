@@ -2,13 +2,15 @@
 //! into CNI errors (an unreachable or silent agent is "try again later").
 use std::{future::Future, path::Path, time::Duration};
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{de::DeserializeOwned, Serialize};
 
 use super::error::{CniError, AGENT_REFUSED, TRY_AGAIN_LATER};
-use crate::api::{
-    client::{ApiStatus, Client},
-    types::{ContainerAdd, NetworkConnect, NetworkCreate, NetworkDisconnect},
+use crate::{
+    api::client::{ApiStatus, Client},
+    schema::{
+        ContainerAdd, ContainerView, Created, NetworkConnect, NetworkCreate, NetworkDisconnect,
+        NetworkView, Problems, Removed,
+    },
 };
 
 /// How long one call may take before the runtime is told to retry.
@@ -59,11 +61,11 @@ impl AgentApi {
         }
     }
 
-    async fn call(
+    async fn call<T>(
         &self,
         what: &str,
-        fut: impl Future<Output = anyhow::Result<Value>>,
-    ) -> ApiResult<Value> {
+        fut: impl Future<Output = anyhow::Result<T>>,
+    ) -> ApiResult<T> {
         let unreachable = |detail: String| {
             Failure {
             status: None,
@@ -96,19 +98,27 @@ impl AgentApi {
         }
     }
 
-    async fn get(&self, what: &str, path: &str) -> ApiResult<Value> {
+    async fn get<T: DeserializeOwned>(&self, what: &str, path: &str) -> ApiResult<T> {
         self.call(what, self.client.get(path)).await
     }
 
-    async fn post<B: Serialize>(&self, what: &str, path: &str, body: &B) -> ApiResult<Value> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        body: &B,
+    ) -> ApiResult<T> {
         self.call(what, self.client.post(path, body)).await
     }
 
-    pub async fn status(&self) -> ApiResult<Value> {
-        self.get("report its status", "/v1/status").await
+    /// Does the agent answer? (CNI STATUS)
+    pub async fn status(&self) -> ApiResult<()> {
+        self.get::<serde::de::IgnoredAny>("report its status", "/v1/status")
+            .await
+            .map(|_| ())
     }
 
-    pub async fn network(&self, name: &str) -> ApiResult<Value> {
+    pub async fn network(&self, name: &str) -> ApiResult<NetworkView> {
         self.get(
             &format!("find network {name}"),
             &format!("/v1/networks/{}", enc(name)),
@@ -116,17 +126,16 @@ impl AgentApi {
         .await
     }
 
-    pub async fn create_network(&self, req: &NetworkCreate) -> ApiResult<Value> {
+    pub async fn create_network(&self, req: &NetworkCreate) -> ApiResult<Created> {
         self.post(&format!("create network {}", req.name), "/v1/networks", req)
             .await
     }
 
-    pub async fn containers(&self) -> ApiResult<Vec<Value>> {
-        let v = self.get("list containers", "/v1/containers").await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+    pub async fn containers(&self) -> ApiResult<Vec<ContainerView>> {
+        self.get("list containers", "/v1/containers").await
     }
 
-    pub async fn container(&self, id: &str) -> ApiResult<Value> {
+    pub async fn container(&self, id: &str) -> ApiResult<ContainerView> {
         self.get(
             "inspect the container",
             &format!("/v1/containers/{}", enc(id)),
@@ -135,17 +144,17 @@ impl AgentApi {
     }
 
     pub async fn add_container(&self, req: &ContainerAdd) -> ApiResult<String> {
-        let v = self
+        let created: Created = self
             .post(
                 &format!("add container {}", req.name),
                 "/v1/containers",
                 req,
             )
             .await?;
-        Ok(v["Id"].as_str().unwrap_or_default().to_string())
+        Ok(created.id)
     }
 
-    pub async fn connect(&self, network: &str, req: &NetworkConnect) -> ApiResult<Value> {
+    pub async fn connect(&self, network: &str, req: &NetworkConnect) -> ApiResult<ContainerView> {
         self.post(
             &format!("connect the container to {network}"),
             &format!("/v1/networks/{}/connect", enc(network)),
@@ -154,7 +163,11 @@ impl AgentApi {
         .await
     }
 
-    pub async fn disconnect(&self, network: &str, req: &NetworkDisconnect) -> ApiResult<Value> {
+    pub async fn disconnect(
+        &self,
+        network: &str,
+        req: &NetworkDisconnect,
+    ) -> ApiResult<ContainerView> {
         self.post(
             &format!("disconnect the container from {network}"),
             &format!("/v1/networks/{}/disconnect", enc(network)),
@@ -163,7 +176,7 @@ impl AgentApi {
         .await
     }
 
-    pub async fn remove_container(&self, id: &str) -> ApiResult<Value> {
+    pub async fn remove_container(&self, id: &str) -> ApiResult<Removed> {
         self.call(
             "remove the container",
             self.client
@@ -173,17 +186,12 @@ impl AgentApi {
     }
 
     pub async fn check(&self, id: &str, ifname: &str) -> ApiResult<Vec<String>> {
-        let v = self
+        let p: Problems = self
             .get(
                 "check the container",
                 &format!("/v1/containers/{}/check?ifname={}", enc(id), enc(ifname)),
             )
             .await?;
-        Ok(v["Problems"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_str().map(str::to_string))
-            .collect())
+        Ok(p.problems)
     }
 }

@@ -12,28 +12,32 @@ use super::{
     result,
 };
 use crate::{
-    api::types::{ContainerAdd, NetworkConnect, NetworkCreate, NetworkDisconnect},
     model::ORIGIN_CNI,
+    schema::{
+        ContainerAdd, ContainerView, EndpointView, NetworkConnect, NetworkCreate,
+        NetworkDisconnect, NetworkView,
+    },
 };
 
 /// Label holding the CNI container id of a netd-cni container.
 pub const LABEL_CONTAINER_ID: &str = "cni.netd/container-id";
 
 /// The netd-cni container of CNI container id `id`, if any.
-pub fn find_cni<'a>(containers: &'a [Value], id: &str) -> Option<&'a Value> {
-    containers.iter().find(|c| {
-        c["Origin"].as_str() == Some(ORIGIN_CNI)
-            && c["Labels"][LABEL_CONTAINER_ID].as_str() == Some(id)
-    })
+pub fn find_cni<'a>(containers: &'a [ContainerView], id: &str) -> Option<&'a ContainerView> {
+    containers.iter().find(|c| cni_id(c) == Some(id))
+}
+
+/// The CNI container id of a netd-cni container.
+pub fn cni_id(c: &ContainerView) -> Option<&str> {
+    if c.origin.as_deref() != Some(ORIGIN_CNI) {
+        return None;
+    }
+    c.labels.get(LABEL_CONTAINER_ID).map(String::as_str)
 }
 
 /// Does the endpoint view belong to the config's network (name or id)?
-pub fn on_network(net_name: &str, ep: &Value, network: &str) -> bool {
-    net_name == network || ep["NetworkID"].as_str().is_some_and(|id| id == network)
-}
-
-fn id_of(c: &Value) -> String {
-    c["Id"].as_str().unwrap_or_default().to_string()
+pub fn on_network(net_name: &str, ep: &EndpointView, network: &str) -> bool {
+    net_name == network || ep.network_id == network
 }
 
 /// A netd name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, ≤ 64) made from `s`.
@@ -57,17 +61,14 @@ fn sanitize(s: &str) -> String {
 
 /// The pod's name (`NAME.NAMESPACE` for Kubernetes, podman's container
 /// name), else the CNI container id; `cni-ID` when that name is taken.
-fn container_name(env: &Env, containers: &[Value]) -> String {
+fn container_name(env: &Env, containers: &[ContainerView]) -> String {
     let wanted = match (&env.args.pod_name, &env.args.pod_namespace) {
         (Some(n), Some(ns)) => format!("{n}.{ns}"),
         (Some(n), None) => n.clone(),
         _ => env.container_id.clone(),
     };
     let wanted = sanitize(&wanted);
-    if containers
-        .iter()
-        .any(|c| c["Name"].as_str() == Some(&wanted))
-    {
+    if containers.iter().any(|c| c.name == wanted) {
         sanitize(&format!("cni-{}", env.container_id))
     } else {
         wanted
@@ -152,7 +153,7 @@ fn publish_specs(conf: &NetConf) -> CniResult<Vec<String>> {
 
 /// The network of the config; created on first use when the config
 /// describes it (`subnet`, ...). Returns its inspect view.
-async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<Value> {
+async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<NetworkView> {
     match api.network(&conf.network).await {
         Ok(net) => {
             check_matches(conf, &net)?;
@@ -195,22 +196,24 @@ async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<Value> {
 }
 
 /// An existing network must be the one the config describes.
-fn check_matches(conf: &NetConf, net: &Value) -> CniResult<()> {
-    let ipam = &net["IPAM"]["Config"][0];
+fn check_matches(conf: &NetConf, net: &NetworkView) -> CniResult<()> {
+    let ipam = net.ipv4();
     let mut differs = Vec::new();
     if let Some(s) = conf.create.subnet {
-        if ipam["Subnet"].as_str() != Some(&s.to_string()) {
-            differs.push(format!("subnet {} (config: {s})", ipam["Subnet"]));
+        let have = ipam.map(|p| p.subnet);
+        if have != Some(s.into()) {
+            differs.push(format!("subnet {} (config: {s})", shown(have)));
         }
     }
     if let Some(g) = conf.create.gateway {
-        if ipam["Gateway"].as_str() != Some(&g.to_string()) {
-            differs.push(format!("gateway {} (config: {g})", ipam["Gateway"]));
+        let have = ipam.map(|p| p.gateway);
+        if have != Some(g.into()) {
+            differs.push(format!("gateway {} (config: {g})", shown(have)));
         }
     }
     if let Some(i) = conf.create.internal {
-        if net["Internal"].as_bool() != Some(i) {
-            differs.push(format!("internal {} (config: {i})", net["Internal"]));
+        if net.internal != i {
+            differs.push(format!("internal {} (config: {i})", net.internal));
         }
     }
     if differs.is_empty() {
@@ -227,9 +230,14 @@ fn check_matches(conf: &NetConf, net: &Value) -> CniResult<()> {
     }
 }
 
+/// A value of the agent's answer as a message shows it (`-`: none).
+fn shown(v: Option<impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
 pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> {
     let net = ensure_network(api, conf).await?;
-    let net_name = net["Name"].as_str().unwrap_or(&conf.network).to_string();
+    let net_name = net.name.clone();
     let ip = static_ip(env, conf)?;
     let mac = env.args.mac.clone().or_else(|| conf.runtime.mac.clone());
     let aliases = conf
@@ -242,7 +250,7 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
     let publish = publish_specs(conf)?;
     let containers = api.containers().await?;
     let id = match find_cni(&containers, &env.container_id) {
-        Some(c) if c["NetnsPath"].as_str() == Some(&env.netns) => {
+        Some(c) if c.netns_path.as_os_str() == env.netns.as_str() => {
             if let Some((on, _)) = result::endpoint(c, &env.ifname) {
                 if on == net_name {
                     // ADD again: answer what is there.
@@ -256,12 +264,12 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
                     ),
                 );
             }
-            if let Some(ep) = c["Networks"].get(&net_name) {
+            if let Some(ep) = c.network(&net_name) {
                 return fail(
                     INVALID_ENV,
                     format!(
-                        "container {} is already on network {net_name} as {}",
-                        env.container_id, ep["Interface"]
+                        "container {} is already on network {net_name} as {:?}",
+                        env.container_id, ep.interface
                     ),
                 );
             }
@@ -270,7 +278,7 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
         stale => {
             if let Some(old) = stale {
                 // The same CNI id in another netns: its DEL never came.
-                match api.remove_container(&id_of(old)).await {
+                match api.remove_container(&old.id).await {
                     Ok(_) => {}
                     Err(f) if f.not_found() => {}
                     Err(f) => return Err(f.into()),
@@ -281,7 +289,7 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
             let req = ContainerAdd {
                 name: container_name(env, &containers),
                 netns: PathBuf::from(&env.netns),
-                network: Some(net["Id"].as_str().unwrap_or(&net_name).to_string()),
+                network: Some(net.id.clone()),
                 ip,
                 aliases,
                 publish,
@@ -301,7 +309,7 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
 #[allow(clippy::too_many_arguments)]
 async fn connect(
     api: &AgentApi,
-    c: &Value,
+    c: &ContainerView,
     net_name: &str,
     env: &Env,
     ip: Option<Ipv4Addr>,
@@ -311,22 +319,15 @@ async fn connect(
 ) -> CniResult<String> {
     // Ports lead to the first attachment; runtimes pass the same mappings
     // to every network's ADD.
-    let published: Vec<String> = c["Ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let published: Vec<String> = c
+        .ports
+        .iter()
         .map(|p| {
-            let ip = p["HostIp"]
-                .as_str()
-                .filter(|ip| *ip != "0.0.0.0")
+            let ip = Some(p.host_ip)
+                .filter(|ip| !ip.is_unspecified())
                 .map(|ip| format!("{ip}:"))
                 .unwrap_or_default();
-            format!(
-                "{ip}{}:{}/{}",
-                p["HostPort"],
-                p["ContainerPort"],
-                p["Protocol"].as_str().unwrap_or("tcp")
-            )
+            format!("{ip}{}:{}/{}", p.host_port, p.container_port, p.protocol)
         })
         .collect();
     if let Some(extra) = publish.iter().find(|p| !published.contains(p)) {
@@ -335,7 +336,7 @@ async fn connect(
             format!("port {extra} can only be published on the container's first network"),
         );
     }
-    let id = id_of(c);
+    let id = c.id.clone();
     let req = NetworkConnect {
         container: id.clone(),
         ip,
@@ -349,17 +350,16 @@ async fn connect(
 }
 
 /// Removes one attachment: the whole container when it is its last one.
-pub async fn detach(api: &AgentApi, c: &Value, net_name: &str) -> CniResult<()> {
-    let count = c["Networks"].as_object().map_or(0, |n| n.len());
-    let id = id_of(c);
-    let done = if count <= 1 {
-        api.remove_container(&id).await
+pub async fn detach(api: &AgentApi, c: &ContainerView, net_name: &str) -> CniResult<()> {
+    let id = c.id.clone();
+    let done = if c.networks.len() <= 1 {
+        api.remove_container(&id).await.map(drop)
     } else {
         let req = NetworkDisconnect {
             container: id,
             unpublish: true,
         };
-        api.disconnect(net_name, &req).await
+        api.disconnect(net_name, &req).await.map(drop)
     };
     match done {
         Ok(_) => Ok(()),
@@ -398,14 +398,19 @@ mod tests {
 
     #[test]
     fn container_names_follow_the_runtime() {
-        let none: Vec<Value> = Vec::new();
+        let none: Vec<ContainerView> = Vec::new();
         let k8s = env_with("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0", "abc");
         assert_eq!(container_name(&k8s, &none), "web-0.default");
         let podman = env_with("IgnoreUnknown=1;K8S_POD_NAME=web", "abc");
         assert_eq!(container_name(&podman, &none), "web");
         let ctr = env_with("", "default-one");
         assert_eq!(container_name(&ctr, &none), "default-one");
-        let taken = vec![serde_json::json!({"Name": "web"})];
+        let taken: Vec<ContainerView> = serde_json::from_value(serde_json::json!([{
+            "Name": "web", "Id": "1", "Created": "", "NetnsPath": "", "Ports": [],
+            "Mode": "bridge", "Networks": {}, "Dns": [], "Origin": null, "Labels": {},
+            "Owner": "netd"
+        }]))
+        .unwrap();
         assert_eq!(container_name(&podman, &taken), "cni-abc");
     }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     agent::AgentApi,
-    attach::{detach, find_cni, on_network, LABEL_CONTAINER_ID},
+    attach::{cni_id, detach, find_cni, on_network},
     config::NetConf,
     env::Env,
     error::{
@@ -15,7 +15,7 @@ use super::{
     },
     result,
 };
-use crate::model::ORIGIN_CNI;
+use crate::schema::EndpointView;
 
 pub async fn check(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
     let containers = api.containers().await?;
@@ -44,14 +44,14 @@ pub async fn check(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
             env.ifname, conf.network
         ));
     }
-    if c["NetnsPath"].as_str() != Some(&env.netns) {
+    if c.netns_path.as_os_str() != env.netns.as_str() {
         problems.push(format!(
             "the container's netns is {}, not {}",
-            c["NetnsPath"], env.netns
+            c.netns_path.display(),
+            env.netns
         ));
     }
-    let id = c["Id"].as_str().unwrap_or_default();
-    problems.extend(api.check(id, &env.ifname).await?);
+    problems.extend(api.check(&c.id, &env.ifname).await?);
     if let Some(prev) = &conf.prev_result {
         problems.extend(compare_prev(prev, ep, &env.ifname));
     }
@@ -70,13 +70,9 @@ pub async fn check(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
 }
 
 /// What `prevResult` says that the agent no longer has.
-fn compare_prev(prev: &Value, ep: &Value, ifname: &str) -> Vec<String> {
+fn compare_prev(prev: &Value, ep: &EndpointView, ifname: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let have = format!(
-        "{}/{}",
-        ep["IPAddress"].as_str().unwrap_or_default(),
-        ep["PrefixLen"]
-    );
+    let have = format!("{}/{}", ep.ip_address, ep.prefix_len);
     let interfaces = prev["interfaces"].as_array().cloned().unwrap_or_default();
     for ip in prev["ips"].as_array().into_iter().flatten() {
         let on_ours = ip["interface"]
@@ -113,25 +109,19 @@ pub async fn gc(api: &AgentApi, conf: &NetConf) -> CniResult<()> {
         .collect();
     let mut errors = Vec::new();
     for c in api.containers().await? {
-        if c["Origin"].as_str() != Some(ORIGIN_CNI) {
-            continue;
-        }
-        let Some(cni_id) = c["Labels"][LABEL_CONTAINER_ID].as_str() else {
+        let Some(cni_id) = cni_id(&c) else {
             continue;
         };
-        let stale: Vec<String> = c["Networks"]
-            .as_object()
-            .into_iter()
-            .flatten()
+        let stale: Vec<String> = c
+            .networks
+            .iter()
             .filter(|(name, ep)| on_network(name, ep, &conf.network))
-            .filter(|(_, ep)| {
-                !valid.contains(&(cni_id, ep["Interface"].as_str().unwrap_or_default()))
-            })
+            .filter(|(_, ep)| !valid.contains(&(cni_id, ep.interface.as_str())))
             .map(|(name, _)| name.clone())
             .collect();
         for net_name in stale {
             // Re-read: an earlier detach may have changed the container.
-            let current = match api.container(c["Id"].as_str().unwrap_or_default()).await {
+            let current = match api.container(&c.id).await {
                 Ok(v) => v,
                 Err(f) if f.not_found() => break,
                 Err(f) => return Err(f.into()),

@@ -5,61 +5,52 @@
 use serde_json::{json, Value};
 
 use super::error::{CniError, CniResult, AGENT_REFUSED};
+use crate::schema::{ContainerView, EndpointView};
 
 /// The agent's record of one attachment: (network name, endpoint view).
-pub fn endpoint<'a>(container: &'a Value, ifname: &str) -> Option<(&'a str, &'a Value)> {
-    container["Networks"]
-        .as_object()?
+pub fn endpoint<'a>(
+    container: &'a ContainerView,
+    ifname: &str,
+) -> Option<(&'a str, &'a EndpointView)> {
+    container
+        .networks
         .iter()
-        .find(|(_, ep)| ep["Interface"].as_str() == Some(ifname))
+        .find(|(_, ep)| ep.interface == ifname)
         .map(|(name, ep)| (name.as_str(), ep))
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> CniResult<&'a str> {
-    v[key].as_str().ok_or_else(|| {
-        CniError::new(
-            AGENT_REFUSED,
-            format!("the agent's container view lacks {key}"),
-        )
-    })
-}
-
-pub fn build(cni_version: &str, container: &Value, ifname: &str) -> CniResult<Value> {
+pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniResult<Value> {
     let (_, ep) = endpoint(container, ifname).ok_or_else(|| {
         CniError::new(
             AGENT_REFUSED,
             format!("the agent shows no interface {ifname} for the container"),
         )
     })?;
-    let gateway = text(ep, "Gateway")?;
-    let address = format!("{}/{}", text(ep, "IPAddress")?, ep["PrefixLen"]);
-    let mut host = json!({ "name": text(ep, "HostInterface")? });
+    let gateway = ep.gateway.to_string();
+    let address = format!("{}/{}", ep.ip_address, ep.prefix_len);
+    let mut host = json!({ "name": ep.host_interface });
     let mut inside = json!({
         "name": ifname,
-        "mac": text(ep, "MacAddress")?,
-        "sandbox": text(container, "NetnsPath")?,
+        "mac": ep.mac_address,
+        "sandbox": container.netns_path,
     });
     if cni_version == "1.1.0" {
-        if let Some(mtu) = ep["MTU"].as_u64() {
-            host["mtu"] = json!(mtu);
-            inside["mtu"] = json!(mtu);
-        }
+        host["mtu"] = json!(ep.mtu);
+        inside["mtu"] = json!(ep.mtu);
     }
     let mut ip = json!({ "address": address, "gateway": gateway, "interface": 1 });
     if cni_version == "0.4.0" {
         ip["version"] = json!("4");
     }
-    let routes = if ep["DefaultRoute"].as_bool() == Some(true) {
+    let routes = if ep.default_route {
         json!([{ "dst": "0.0.0.0/0", "gw": gateway }])
     } else {
         json!([])
     };
     // netd's resolver answers containers on user networks on 127.0.0.11,
     // inside their own netns.
-    let resolver = crate::dns::CONTAINER_RESOLVER.to_string();
-    let served = container["Dns"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|s| s.as_str() == Some(resolver.as_str())));
+    let resolver = crate::dns::CONTAINER_RESOLVER;
+    let served = container.dns.contains(&resolver.into());
     let dns = if served {
         json!({ "nameservers": [resolver] })
     } else {
@@ -78,15 +69,20 @@ pub fn build(cni_version: &str, container: &Value, ifname: &str) -> CniResult<Va
 mod tests {
     use super::*;
 
-    fn view() -> Value {
-        json!({
-            "Id": "abc", "NetnsPath": "/run/netns/x", "Dns": ["127.0.0.11"],
+    fn view() -> ContainerView {
+        serde_json::from_value(json!({
+            "Name": "c", "Id": "abc", "Created": "", "NetnsPath": "/run/netns/x",
+            "Ports": [], "Mode": "bridge", "Dns": ["127.0.0.11"], "Origin": "cni",
+            "Labels": {}, "Owner": "netd",
             "Networks": { "web": {
-                "IPAddress": "10.9.0.2", "PrefixLen": 24, "Gateway": "10.9.0.1",
+                "NetworkID": "n1", "IPAddress": "10.9.0.2", "IPPrefixLen": 24,
+                "PrefixLen": 24, "Gateway": "10.9.0.1",
                 "MacAddress": "02:42:0a:09:00:02", "Interface": "eth0",
-                "HostInterface": "nd0123456789a", "DefaultRoute": true, "MTU": 1500
+                "HostInterface": "nd0123456789a", "Aliases": [], "DefaultRoute": true,
+                "MTU": 1500, "Counters": null
             }}
-        })
+        }))
+        .unwrap()
     }
 
     #[test]

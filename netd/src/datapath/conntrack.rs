@@ -11,17 +11,13 @@ use aya::{
     Pod,
 };
 use netd_common::{
-    CtEntry, CtEntry6, CtKey, CtKey6, CT_F_REPLIED, CT_F_SNAT, MAP_CT6_IN, MAP_CT6_OUT, MAP_CT_IN,
-    MAP_CT_OUT, TCP_FIN, TCP_RST,
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    tcp_flow_closed, CtEntry, CtEntry6, CtKey, CtKey6, CT_F_REPLIED, CT_F_SNAT, MAP_CT6_IN,
+    MAP_CT6_OUT, MAP_CT_IN, MAP_CT_OUT,
 };
 use serde::Serialize;
 
 use super::Datapath;
-
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
 
 /// How long an idle flow lives, by state.
 #[derive(Clone, Debug, Serialize)]
@@ -95,9 +91,7 @@ impl CtTimeouts {
         match proto {
             IPPROTO_TCP => {
                 let (ours, theirs) = (out.tcp_flags(), reply.map_or(0, |r| r.tcp_flags()));
-                let closed = (ours | theirs) & TCP_RST != 0
-                    || (ours & TCP_FIN != 0 && theirs & TCP_FIN != 0);
-                if closed {
+                if tcp_flow_closed(ours, theirs) {
                     self.tcp_closed
                 } else if replied {
                     self.tcp

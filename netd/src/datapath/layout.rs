@@ -2,79 +2,13 @@
 //! from the kernel, so before loading, the agent makes sure every pin it
 //! would adopt has the key and value sizes this build expects, and that no
 //! other layout version is live under the same bpffs.
-use std::{mem::size_of, path::Path};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use aya::maps::MapData;
-use netd_common::*;
+use netd_common::{MAPS, MAP_LAYOUT_VERSION};
 
 use super::PinLayout;
-
-/// (map, key size, value size) of this build.
-fn expected() -> [(&'static str, usize, usize); 33] {
-    let ct = (size_of::<CtKey>(), size_of::<CtEntry>());
-    let ct6 = (size_of::<CtKey6>(), size_of::<CtEntry6>());
-    let a6 = size_of::<Addr6>();
-    [
-        (MAP_ENDPOINTS, size_of::<u32>(), size_of::<Endpoint>()),
-        (
-            MAP_ENDPOINT_BY_IP,
-            size_of::<u32>(),
-            size_of::<EndpointRef>(),
-        ),
-        (MAP_NETWORKS, size_of::<u32>() * 2, size_of::<NetworkInfo>()),
-        (MAP_DROPS, size_of::<u32>(), size_of::<u64>()),
-        (MAP_UPLINKS, size_of::<u32>(), size_of::<Uplink>()),
-        (MAP_CT_OUT, ct.0, ct.1),
-        (MAP_CT_IN, ct.0, ct.1),
-        (MAP_CT_LOCAL, ct.0, ct.1),
-        (
-            MAP_PUBLISHED,
-            size_of::<PublishKey>(),
-            size_of::<PublishTarget>(),
-        ),
-        (MAP_HOST_ADDRS, size_of::<u32>(), size_of::<u32>()),
-        (MAP_SOCK_CONFIG, size_of::<u32>(), size_of::<SockConfig>()),
-        (
-            MAP_SOCK_ORIGIN,
-            size_of::<SockOriginKey>(),
-            size_of::<PublishTarget>(),
-        ),
-        (MAP_FRAGMENTS, size_of::<FragKey>(), size_of::<u32>()),
-        (MAP_SETTINGS, size_of::<u32>(), size_of::<Settings>()),
-        (MAP_ROUTING, size_of::<u32>(), size_of::<u64>()),
-        (MAP_EVENTS, 0, 0),
-        (MAP_EVENT_CONFIG, size_of::<u32>(), size_of::<EventConfig>()),
-        (MAP_EVENT_RATE, size_of::<u32>(), size_of::<RateState>()),
-        (MAP_LAST_DROP, size_of::<u32>(), size_of::<u32>()),
-        (MAP_EP_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
-        (MAP_NET_COUNTERS, size_of::<u32>(), size_of::<Counters>()),
-        (MAP_NO_SHORTCUT, size_of::<u32>(), size_of::<u32>()),
-        (
-            MAP_OVERLAY_REMOTES,
-            size_of::<RemoteKey>(),
-            size_of::<RemoteEndpoint>(),
-        ),
-        (MAP_OVERLAY_VNIS, size_of::<u32>(), size_of::<OverlayNet>()),
-        (
-            MAP_OVERLAY_CONFIG,
-            size_of::<u32>(),
-            size_of::<OverlayConfig>(),
-        ),
-        (
-            MAP_NETWORKS6,
-            size_of::<u32>() + a6,
-            size_of::<NetworkInfo6>(),
-        ),
-        (MAP_ENDPOINT6, size_of::<u32>(), size_of::<Endpoint6>()),
-        (MAP_ENDPOINT6_BY_IP, a6, size_of::<EndpointRef6>()),
-        (MAP_HOST_ADDRS6, a6, size_of::<u32>()),
-        (MAP_UPLINKS6, size_of::<u32>(), size_of::<Uplink6>()),
-        (MAP_CT6_OUT, ct6.0, ct6.1),
-        (MAP_CT6_IN, ct6.0, ct6.1),
-        (MAP_FRAGMENTS6, size_of::<FragKey6>(), a6),
-    ]
-}
 
 /// Refuses to start on pins of another layout, with what to do instead.
 pub fn check(bpffs: &Path, pins: &PinLayout) -> Result<()> {
@@ -95,15 +29,16 @@ pub fn check(bpffs: &Path, pins: &PinLayout) -> Result<()> {
             }
         }
     }
-    for (map, key, value) in expected() {
-        let pin = pins.maps().join(map);
+    for spec in MAPS {
+        let (key, value) = (spec.key_size, spec.value_size);
+        let pin = pins.maps().join(spec.name);
         if !pin.exists() {
             continue;
         }
         let info = MapData::from_pin(&pin)
             .and_then(|m| m.info())
             .with_context(|| format!("cannot inspect pinned map {}", pin.display()))?;
-        if info.key_size() as usize != key || info.value_size() as usize != value {
+        if info.key_size() != key || info.value_size() != value {
             bail!(
                 "pinned map {} has key/value sizes {}/{}, this agent expects {key}/{value}: \
                  the layout changed without a version bump; run `netd reset --force`",
@@ -114,4 +49,64 @@ pub fn check(bpffs: &Path, pins: &PinLayout) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use netd_common::{map_spec, MAPS};
+
+    use super::super::{all_programs, ebpf_object};
+
+    /// Sections and maps of the object that are not netd's pinned maps.
+    fn not_pinned(name: &str) -> bool {
+        name.starts_with('.') || name == "AYA_LOGS"
+    }
+
+    /// Without root: the object the binary embeds has every map of
+    /// `netd_common::MAPS` with its key and value sizes and capacity, no
+    /// map the table lacks, and every program the loader loads by name.
+    #[test]
+    fn the_embedded_object_is_what_the_loader_names() {
+        let obj = aya_obj::Object::parse(ebpf_object()).expect("the embedded object parses");
+        let mut wrong = Vec::new();
+        for spec in MAPS {
+            let Some(m) = obj.maps.get(spec.name) else {
+                wrong.push(format!("map {} is not in the object", spec.name));
+                continue;
+            };
+            let got = (m.key_size(), m.value_size(), m.max_entries());
+            let want = (spec.key_size, spec.value_size, spec.max_entries);
+            if got != want {
+                wrong.push(format!(
+                    "map {}: key/value/entries {got:?} in the object, {want:?} in netd_common::MAPS",
+                    spec.name
+                ));
+            }
+        }
+        for name in obj.maps.keys() {
+            if !not_pinned(name) && map_spec(name).is_none() {
+                wrong.push(format!(
+                    "map {name} of the object is not in netd_common::MAPS"
+                ));
+            }
+        }
+        for p in all_programs() {
+            if !obj.programs.contains_key(p) {
+                wrong.push(format!("program {p} is not in the object"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(MAPS.len() >= 20 && all_programs().count() >= 9);
+    }
+
+    #[test]
+    fn map_names_are_unique() {
+        for (i, a) in MAPS.iter().enumerate() {
+            assert!(
+                MAPS[i + 1..].iter().all(|b| b.name != a.name),
+                "{} twice",
+                a.name
+            );
+        }
+    }
 }

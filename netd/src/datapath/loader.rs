@@ -21,12 +21,9 @@ use netd_common::{
     MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP, MAP_LAYOUT_VERSION, MAP_NETWORKS,
 };
 
-pub const FROM_CONTAINER: &str = "from_container";
-pub const TO_CONTAINER: &str = "to_container";
-pub const UPLINK_IN: &str = "uplink_in";
-pub const UPLINK_OUT: &str = "uplink_out";
-pub const UPLINK_XDP: &str = "uplink_xdp";
-pub const OVERLAY_IN: &str = "overlay_in";
+pub use netd_common::programs::{
+    FROM_CONTAINER, OVERLAY_IN, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
+};
 
 /// Every classifier in the object, loaded and pinned at start.
 pub const PROGRAMS: [&str; 5] = [
@@ -36,6 +33,14 @@ pub const PROGRAMS: [&str; 5] = [
     UPLINK_OUT,
     OVERLAY_IN,
 ];
+
+/// Every program the agent loads, by name (what `netd status` lists).
+pub fn all_programs() -> impl Iterator<Item = &'static str> {
+    PROGRAMS
+        .into_iter()
+        .chain([UPLINK_XDP])
+        .chain(super::SOCK_PROGRAMS)
+}
 
 /// Names of the programs on every container veth.
 pub const ENDPOINT_PROGRAM_NAMES: [&str; 2] = [FROM_CONTAINER, TO_CONTAINER];

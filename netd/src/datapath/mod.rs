@@ -22,10 +22,10 @@ pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
 pub use ipv6::{addr6_key, addr6_of};
 pub use loader::{
-    addr_key, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES, FROM_CONTAINER, OVERLAY_IN,
-    PROGRAMS, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
+    addr_key, all_programs, ebpf_object, Datapath, PinLayout, ENDPOINT_PROGRAM_NAMES,
+    FROM_CONTAINER, OVERLAY_IN, PROGRAMS, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
-pub use observe::{counters_json, EventMaps};
+pub use observe::EventMaps;
 pub use routing::{HostRouting, RoutingCounts};
 pub use sandbox::{Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};

@@ -103,21 +103,3 @@ impl Datapath {
         Ok(())
     }
 }
-
-/// Counters as the API shows them, drops by reason name.
-pub fn counters_json(c: &Counters) -> serde_json::Value {
-    let mut drops = serde_json::Map::new();
-    for r in netd_common::DropReason::ALL {
-        let n = c.drops.get(r as usize).copied().unwrap_or(0);
-        if n > 0 {
-            drops.insert(r.name().to_string(), n.into());
-        }
-    }
-    serde_json::json!({
-        "PacketsIn": c.packets_in,
-        "BytesIn": c.bytes_in,
-        "PacketsOut": c.packets_out,
-        "BytesOut": c.bytes_out,
-        "Drops": drops,
-    })
-}

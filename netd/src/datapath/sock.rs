@@ -10,10 +10,8 @@ use netd_common::{SockConfig, MAP_SOCK_CONFIG};
 
 use super::Datapath;
 
-pub const SOCK_CONNECT4: &str = "sock_connect4";
-pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
-pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
-pub const SOCK_GETPEERNAME4: &str = "sock_getpeername4";
+use netd_common::programs::{SOCK_CONNECT4, SOCK_GETPEERNAME4, SOCK_RECVMSG4, SOCK_SENDMSG4};
+
 pub const SOCK_PROGRAMS: [&str; 4] = [
     SOCK_CONNECT4,
     SOCK_SENDMSG4,

@@ -28,7 +28,6 @@ use std::{
 };
 
 use ipnet::Ipv4Net;
-use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::{
@@ -271,19 +270,28 @@ impl NameService {
     }
 
     /// Counters for `netd status`.
-    pub fn stats(&self) -> Value {
+    pub fn stats(&self) -> crate::schema::DnsStatus {
         let s = &self.shared.stats;
-        json!({
-            "listeners": self.listeners.len(),
-            "container_listeners": self.in_containers.len(),
-            "container_listeners_bound": self.in_containers.values().filter(|(_, l)| l.bound()).count(),
-            "upstreams": self.shared.upstreams().iter().map(|u| u.to_string()).collect::<Vec<_>>(),
-            "queries": s.queries.get(),
-            "answered": s.answered.get(),
-            "forwarded": s.forwarded.get(),
-            "upstream_failures": s.upstream_failures.get(),
-            "rate_limited": s.rate_limited.get(),
-            "malformed": s.malformed.get(),
-        })
+        crate::schema::DnsStatus {
+            listeners: self.listeners.len(),
+            container_listeners: self.in_containers.len(),
+            container_listeners_bound: self
+                .in_containers
+                .values()
+                .filter(|(_, l)| l.bound())
+                .count(),
+            upstreams: self
+                .shared
+                .upstreams()
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
+            queries: s.queries.get(),
+            answered: s.answered.get(),
+            forwarded: s.forwarded.get(),
+            upstream_failures: s.upstream_failures.get(),
+            rate_limited: s.rate_limited.get(),
+            malformed: s.malformed.get(),
+        }
     }
 }

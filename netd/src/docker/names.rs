@@ -19,7 +19,11 @@ pub async fn follow(agent: Arc<Mutex<Agent>>, socket: PathBuf) {
         tokio::time::sleep(PERIOD).await;
         let networks = agent.lock().await.docker_unnamed_networks();
         for id in networks {
-            let answer = tokio::time::timeout(LIMIT, client.get(&format!("/networks/{id}"))).await;
+            let answer = tokio::time::timeout(
+                LIMIT,
+                client.get::<serde_json::Value>(&format!("/networks/{id}")),
+            )
+            .await;
             let v = match answer {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => {

@@ -38,7 +38,7 @@ fn answer(status: StatusCode, body: &impl Serialize) -> Response {
 }
 
 fn failure(call: &str, e: &AgentError) -> Response {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = crate::api::status_of(e);
     warn!(call, error = %e, "docker driver call refused");
     answer(status, &json!({ "Err": e.to_string() }))
 }

@@ -19,10 +19,10 @@ pub enum Proto {
 impl Proto {
     pub fn number(self) -> u8 {
         match self {
-            Proto::Icmp => 1,
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-            Proto::Sctp => 132,
+            Proto::Icmp => netd_common::proto::IPPROTO_ICMP,
+            Proto::Tcp => netd_common::proto::IPPROTO_TCP,
+            Proto::Udp => netd_common::proto::IPPROTO_UDP,
+            Proto::Sctp => netd_common::proto::IPPROTO_SCTP,
         }
     }
 
@@ -180,7 +180,7 @@ pub fn build(p: &Packet, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(ETH_HLEN + total as usize);
     frame.extend_from_slice(&dst_mac);
     frame.extend_from_slice(&src_mac);
-    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&netd_common::proto::ETH_P_IP.to_be_bytes());
     frame.extend_from_slice(&ip);
     frame.extend_from_slice(&l4);
     frame
@@ -190,7 +190,7 @@ pub fn build(p: &Packet, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
 /// with a protocol netd builds).
 pub fn read(frame: &[u8]) -> Option<Packet> {
     let ip = frame.get(ETH_HLEN..ETH_HLEN + IP_HLEN)?;
-    if frame.get(12..14)? != [0x08, 0x00] || ip[0] >> 4 != 4 {
+    if frame.get(12..14)? != netd_common::proto::ETH_P_IP.to_be_bytes() || ip[0] >> 4 != 4 {
         return None;
     }
     let l4 = ETH_HLEN + usize::from(ip[0] & 0x0f) * 4;

@@ -2,8 +2,9 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use netd_common::{
-    DropReason, Event, EVENT_DROP, EVENT_FLOW, EVENT_NAT, EVENT_POLICY, HOOK_FROM_CONTAINER,
-    HOOK_OVERLAY_IN, HOOK_TO_CONTAINER, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, HOOK_UPLINK_XDP, NAT_SNAT,
+    programs, DropReason, Event, EVENT_DROP, EVENT_FLOW, EVENT_NAT, EVENT_POLICY,
+    HOOK_FROM_CONTAINER, HOOK_OVERLAY_IN, HOOK_TO_CONTAINER, HOOK_UPLINK_IN, HOOK_UPLINK_OUT,
+    HOOK_UPLINK_XDP, NAT_SNAT,
 };
 use serde::Serialize;
 
@@ -42,12 +43,12 @@ pub fn is_policy(reason: u8) -> bool {
 
 fn hook_name(h: u8) -> &'static str {
     match h {
-        HOOK_FROM_CONTAINER => "from_container",
-        HOOK_TO_CONTAINER => "to_container",
-        HOOK_UPLINK_XDP => "uplink_xdp",
-        HOOK_UPLINK_IN => "uplink_in",
-        HOOK_UPLINK_OUT => "uplink_out",
-        HOOK_OVERLAY_IN => "overlay_in",
+        HOOK_FROM_CONTAINER => programs::FROM_CONTAINER,
+        HOOK_TO_CONTAINER => programs::TO_CONTAINER,
+        HOOK_UPLINK_XDP => programs::UPLINK_XDP,
+        HOOK_UPLINK_IN => programs::UPLINK_IN,
+        HOOK_UPLINK_OUT => programs::UPLINK_OUT,
+        HOOK_OVERLAY_IN => programs::OVERLAY_IN,
         _ => "unknown",
     }
 }

@@ -1,5 +1,7 @@
 //! What the BPF test-run tests share: a private bpffs per test, and the
-//! Internet checksum their crafted frames need.
+//! frames they send (`packet`) with the Internet checksum.
+pub mod packet;
+
 use std::path::PathBuf;
 
 use netd::datapath::ensure_bpffs;

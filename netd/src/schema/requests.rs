@@ -1,4 +1,4 @@
-//! Request bodies of the API, shared by the server and the CLI client.
+//! Request bodies of the API.
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, Ipv6Addr},
@@ -8,9 +8,7 @@ use std::{
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-/// The API version prefix every route lives under.
-pub const API_PREFIX: &str = "/v1";
-
+/// `POST /v1/networks`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NetworkCreate {
     pub name: String,
@@ -44,6 +42,7 @@ pub struct NetworkCreate {
     pub driver: Option<String>,
 }
 
+/// `POST /v1/containers`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ContainerAdd {
     pub name: String,
@@ -74,6 +73,7 @@ pub struct ContainerAdd {
     pub labels: BTreeMap<String, String>,
 }
 
+/// `POST /v1/networks/NAME/connect`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NetworkConnect {
     pub container: String,
@@ -91,6 +91,7 @@ pub struct NetworkConnect {
     pub mac: Option<String>,
 }
 
+/// `POST /v1/networks/NAME/disconnect`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NetworkDisconnect {
     pub container: String,
@@ -98,19 +99,6 @@ pub struct NetworkDisconnect {
     /// (refused otherwise).
     #[serde(default)]
     pub unpublish: bool,
-}
-
-/// Every error body: one line that says what was wrong.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub message: String,
-}
-
-/// Answer of create/add calls.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Created {
-    #[serde(rename = "Id")]
-    pub id: String,
 }
 
 /// Body of `POST /v1/explain`: each side a container name, an address,

@@ -1,0 +1,21 @@
+//! Program names: the functions of `netd-ebpf` the agent loads, pins and
+//! attaches by name. A root-free test checks that the embedded object has
+//! every one of them.
+
+/// TCX ingress of a container's host-side veth.
+pub const FROM_CONTAINER: &str = "from_container";
+/// TCX egress of a container's host-side veth.
+pub const TO_CONTAINER: &str = "to_container";
+/// TCX ingress of an uplink.
+pub const UPLINK_IN: &str = "uplink_in";
+/// TCX egress of an uplink.
+pub const UPLINK_OUT: &str = "uplink_out";
+/// TCX ingress of the overlay's VXLAN device.
+pub const OVERLAY_IN: &str = "overlay_in";
+/// XDP on an uplink.
+pub const UPLINK_XDP: &str = "uplink_xdp";
+/// cgroup `connect4`, `sendmsg4`, `recvmsg4`, `getpeername4`.
+pub const SOCK_CONNECT4: &str = "sock_connect4";
+pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
+pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
+pub const SOCK_GETPEERNAME4: &str = "sock_getpeername4";
