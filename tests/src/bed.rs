@@ -938,8 +938,18 @@ impl Bed {
         }
     }
 
-    /// Interface names in netns `ns`, sorted (`ip -o link`).
+    /// Interface names in netns `ns`, sorted (`ip -o link`), less the
+    /// agent's spare veths (`ns…`/`np…`: its veth pool, which it fills
+    /// and uses as it likes; [`Bed::all_links`] shows them).
     pub fn links(ns: &str) -> Vec<String> {
+        Bed::all_links(ns)
+            .into_iter()
+            .filter(|n| !is_spare(n))
+            .collect()
+    }
+
+    /// Every interface name in netns `ns`, sorted, spares included.
+    pub fn all_links(ns: &str) -> Vec<String> {
         let s = ip_ns(ns, &["-o", "link", "show"]).unwrap_or_else(|e| panic!("{e:#}"));
         let mut v: Vec<String> = s
             .lines()
@@ -1009,8 +1019,19 @@ impl Bed {
         v.as_array().map_or(0, Vec::len)
     }
 
-    /// Pinned TCX links under BPFFS/v1/links.
+    /// Pinned TCX links under BPFFS/v1/links, less those of spare veths.
     pub fn pinned_links(&self) -> Vec<PathBuf> {
+        self.all_pinned_links()
+            .into_iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                !name.split_once('_').is_some_and(|(veth, _)| is_spare(veth))
+            })
+            .collect()
+    }
+
+    /// Every pinned link under BPFFS/v1/links, spares' included.
+    pub fn all_pinned_links(&self) -> Vec<PathBuf> {
         let dir = self.bpffs().join("v1/links");
         let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -1111,4 +1132,11 @@ fn without_counters(mut v: Value) -> Value {
     }
     strip(&mut v);
     v
+}
+
+/// A spare veth end of the agent's pool: `ns` or `np` and 11 hex digits.
+pub fn is_spare(name: &str) -> bool {
+    name.len() == 13
+        && (name.starts_with("ns") || name.starts_with("np"))
+        && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -2,12 +2,17 @@
 use anyhow::Context;
 use tracing::info;
 
-use super::{validate_name, Agent};
+use super::{
+    claims::{self, Claim, ClaimGuard},
+    endpoints::Kernel,
+    validate_name, Agent, SharedAgent,
+};
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
-    model::{new_id, now, requested_mac, Container, Mode, DEFAULT_NETWORK},
+    model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, DEFAULT_NETWORK},
     net::ContainerNs,
     schema::ContainerAdd,
+    ports::PortMapping,
     store::StoreOp,
 };
 
@@ -30,10 +35,31 @@ fn parse_mode(network: Option<&str>) -> Requested {
     }
 }
 
+/// What an add does in the kernel, decided under the state lock.
+enum AddWork {
+    /// Host or container mode: nothing.
+    Nothing,
+    /// None mode: `lo` up.
+    LoUp,
+    /// A network: one endpoint (on a spare veth when the pool has one).
+    Attach { net: Box<Network>, ep: Endpoint },
+}
+
+struct AddPlan {
+    container: Container,
+    work: AddWork,
+    ports: Vec<PortMapping>,
+    claim: ClaimGuard,
+}
+
 impl Agent {
-    pub async fn add_container(&mut self, req: ContainerAdd) -> AgentResult<Container> {
+    /// Checks an add against the state and the claims in flight and claims
+    /// its name, address and ports; touches nothing in the kernel.
+    async fn plan_add(&mut self, req: ContainerAdd) -> AgentResult<AddPlan> {
         validate_name("container", &req.name)?;
-        if self.containers.values().any(|c| c.name == req.name) {
+        if self.containers.values().any(|c| c.name == req.name)
+            || self.claimed().container_name_taken(&req.name)
+        {
             return conflict(format!("container name {} is already in use", req.name));
         }
         let requested = parse_mode(req.network.as_deref());
@@ -49,7 +75,6 @@ impl Agent {
             return invalid("an interface name or MAC needs a network to attach to");
         }
         let mac = requested_mac(req.mac.as_deref())?;
-        let mut ports = Vec::new();
         let mut container = Container {
             id: new_id(),
             name: req.name,
@@ -62,8 +87,16 @@ impl Agent {
             labels: req.labels,
             docker: None,
         };
-        match requested {
-            Requested::Host => container.mode = Mode::Host,
+        let mut claim = Claim {
+            container_name: Some(container.name.clone()),
+            ..Default::default()
+        };
+        let mut ports = Vec::new();
+        let work = match requested {
+            Requested::Host => {
+                container.mode = Mode::Host;
+                AddWork::Nothing
+            }
             Requested::Container(target) => {
                 let other = self.find_container(&target)?;
                 refuse_docker_container(other)?;
@@ -75,11 +108,12 @@ impl Agent {
                 }
                 container.mode = Mode::Container(other.id.clone());
                 container.netns = other.netns.clone();
+                AddWork::Nothing
             }
             Requested::None => {
-                let ns = open_netns(&container)?;
-                ns.lo_up().await?;
+                check_netns(&container)?;
                 container.mode = Mode::None;
+                AddWork::LoUp
             }
             Requested::Network(key) => {
                 let net = self.find_network(&key)?.clone();
@@ -88,7 +122,9 @@ impl Agent {
                     "attach containers to it with `docker run --network`",
                 )?;
                 ports = self.plan_ports(&net, &req.publish)?;
-                let ns = open_netns(&container)?;
+                check_netns(&container)?;
+                // On an overlay network the cluster store hands out the
+                // address (the state is held meanwhile).
                 let ip = self
                     .overlay_address(&container, &net, req.ip, &req.aliases, mac)
                     .await?;
@@ -106,68 +142,153 @@ impl Agent {
                         return Err(e);
                     }
                 };
-                if let Err(e) = self
-                    .plumb_endpoint(&container.id, &ns, &net, &ep, true)
-                    .await
-                    .with_context(|| format!("failed to attach {} to {}", container.name, net.name))
-                {
-                    self.release_claim(&container.id, &net, ip).await;
-                    return Err(e.into());
+                claim.addresses.push((net.id.clone(), ep.ip));
+                claim.addresses6.extend(ep.ip6.map(|ip| (net.id.clone(), ip)));
+                claim.uses_networks.push(net.id.clone());
+                claim.ports.clone_from(&ports);
+                AddWork::Attach {
+                    net: Box::new(net),
+                    ep,
                 }
+            }
+        };
+        Ok(AddPlan {
+            container,
+            work,
+            ports,
+            claim: claims::take(&self.claims, claim),
+        })
+    }
+}
+
+impl SharedAgent {
+    /// Adds a container in any network mode. Concurrent adds (and other
+    /// phased operations) run their kernel steps side by side.
+    pub async fn add_container(&self, req: ContainerAdd) -> AgentResult<Container> {
+        let _op = self.phased().await;
+        let (plan, k) = {
+            let mut state = self.state().await;
+            (state.plan_add(req).await?, state.kernel())
+        };
+        let AddPlan {
+            mut container,
+            work,
+            ports,
+            claim,
+        } = plan;
+        // The overlay address (if any) goes back to the cluster store on
+        // any failure below.
+        let planned: Vec<Endpoint> = match &work {
+            AddWork::Attach { ep, .. } => vec![ep.clone()],
+            _ => Vec::new(),
+        };
+        match self.realise_add(&k, &mut container, work, ports, &claim).await {
+            Ok(()) => {}
+            Err(e) => {
+                self.state()
+                    .await
+                    .release_overlay_addresses(&container.id, &planned)
+                    .await;
+                return Err(e);
+            }
+        }
+        let mut state = self.state().await;
+        info!(name = %container.name, mode = ?container.mode, "container added");
+        state
+            .containers
+            .insert(container.id.clone(), container.clone());
+        drop(claim);
+        state.follow_cluster_view().await;
+        Ok(container)
+    }
+
+    /// The kernel steps of an add, its ports and its record in the store;
+    /// on failure, undone.
+    async fn realise_add(
+        &self,
+        k: &Kernel,
+        container: &mut Container,
+        work: AddWork,
+        ports: Vec<PortMapping>,
+        claim: &ClaimGuard,
+    ) -> AgentResult<()> {
+        match work {
+            AddWork::Nothing => {}
+            AddWork::LoUp => {
+                let ns = open_netns(container)?;
+                ns.lo_up().await?;
+            }
+            AddWork::Attach { net, ep } => {
+                let ns = open_netns(container)?;
+                let spare = k.pool.take();
+                self.plumb(k, &container.id, &ns, &net, &ep, spare, (true, true))
+                    .await
+                    .with_context(|| {
+                        format!("failed to attach {} to {}", container.name, net.name)
+                    })?;
                 container.endpoints.push(ep);
                 crate::fault::point("container-add:plumbed");
             }
         }
-        let target = container.endpoints.first().map(|e| e.ip);
-        let runtime_binds = container.runtime_binds_ports();
-        let published = match target.map_or(Ok(Vec::new()), |ip| {
-            self.realise_ports(ports, ip, runtime_binds)
-        }) {
-            Ok(ports) => ports,
+        let published = {
+            let mut state = self.state().await;
+            let target = container.endpoints.first().map(|e| e.ip);
+            let runtime_binds = container.runtime_binds_ports();
+            target.map_or(Ok(Vec::new()), |ip| {
+                state.realise_ports(ports, ip, runtime_binds)
+            })
+        };
+        match published {
+            Ok(ports) => {
+                claim.extend(|c| c.ports.clone_from(&ports));
+                container.ports = ports;
+            }
             Err(e) => {
-                for ep in &container.endpoints {
-                    let _ = self.unplumb_endpoint(ep).await;
-                }
-                self.release_overlay_addresses(&container.id, &container.endpoints)
-                    .await;
+                self.unplumb_all(k, &container.endpoints).await;
                 return Err(e);
             }
-        };
-        container.ports = published;
+        }
         crate::fault::point("container-add:published");
-        if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&container)]) {
-            self.unpublish(&container.ports, None);
-            for ep in &container.endpoints {
-                let _ = self.unplumb_endpoint(ep).await;
-            }
-            self.release_overlay_addresses(&container.id, &container.endpoints)
-                .await;
+        if let Err(e) = k.store.apply(&[StoreOp::PutContainer(container)]) {
+            self.state().await.unpublish(&container.ports, None);
+            self.unplumb_all(k, &container.endpoints).await;
             return Err(e.into());
         }
-        info!(name = %container.name, mode = ?container.mode, "container added");
-        self.containers
-            .insert(container.id.clone(), container.clone());
-        self.follow_cluster_view().await;
-        Ok(container)
+        Ok(())
+    }
+
+    async fn unplumb_all(&self, k: &Kernel, eps: &[Endpoint]) {
+        for ep in eps {
+            let _ = self.unplumb(k, ep).await;
+        }
     }
 
     /// Removes a container, its endpoints and every container sharing its
     /// netns. With `force`, kernel clean-up errors do not stop the removal.
-    pub async fn remove_container(&mut self, key: &str, force: bool) -> AgentResult<Vec<String>> {
-        let container = self.find_container(key)?.clone();
-        refuse_docker_container(&container)?;
-        let mut doomed: Vec<Container> = self
-            .containers
-            .values()
-            .filter(|c| c.mode == Mode::Container(container.id.clone()))
-            .cloned()
-            .collect();
-        doomed.push(container);
+    pub async fn remove_container(&self, key: &str, force: bool) -> AgentResult<Vec<String>> {
+        let _op = self.phased().await;
+        let id = self.state().await.find_container(key)?.id.clone();
+        let _key = self.key_lock(&id).await;
+        let (doomed, k) = {
+            let mut state = self.state().await;
+            let container = state.find_container(&id)?.clone();
+            refuse_docker_container(&container)?;
+            let mut doomed: Vec<Container> = state
+                .containers
+                .values()
+                .filter(|c| c.mode == Mode::Container(container.id.clone()))
+                .cloned()
+                .collect();
+            doomed.push(container);
+            for c in &doomed {
+                state.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+            }
+            (doomed, state.kernel())
+        };
+        crate::fault::point("container-rm:unpublished");
         for c in &doomed {
-            self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
-            crate::fault::point("container-rm:unpublished");
             for ep in &c.endpoints {
-                if let Err(e) = self.unplumb_endpoint(ep).await {
+                if let Err(e) = self.unplumb(&k, ep).await {
                     if !force {
                         return Err(e
                             .context(format!("failed to remove {} of {}", ep.ifname, c.name))
@@ -181,15 +302,16 @@ impl Agent {
             .iter()
             .map(|c| StoreOp::DeleteContainer(&c.id))
             .collect();
-        self.store.apply(&ops)?;
+        k.store.apply(&ops)?;
+        let mut state = self.state().await;
         for c in &doomed {
-            self.containers.remove(&c.id);
+            state.containers.remove(&c.id);
             info!(name = %c.name, "container removed");
         }
         for c in &doomed {
-            self.release_overlay_addresses(&c.id, &c.endpoints).await;
+            state.release_overlay_addresses(&c.id, &c.endpoints).await;
         }
-        self.follow_cluster_view().await;
+        state.follow_cluster_view().await;
         Ok(doomed.into_iter().map(|c| c.name).collect())
     }
 }
@@ -205,12 +327,17 @@ pub(super) fn refuse_docker_container(c: &Container) -> AgentResult<()> {
     Ok(())
 }
 
-fn open_netns(container: &Container) -> AgentResult<ContainerNs> {
+fn check_netns(container: &Container) -> AgentResult<()> {
     if !container.netns.exists() {
         return invalid(format!(
             "network namespace {} does not exist",
             container.netns.display()
         ));
     }
+    Ok(())
+}
+
+fn open_netns(container: &Container) -> AgentResult<ContainerNs> {
+    check_netns(container)?;
     ContainerNs::open(&container.netns).map_err(|e| AgentError::Invalid(format!("{e:#}")))
 }

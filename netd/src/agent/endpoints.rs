@@ -8,12 +8,204 @@ use netd_common::{
     Endpoint as DpEndpoint, NetworkInfo, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE, NET_F_OVERLAY,
 };
 
-use super::Agent;
-use crate::{
-    datapath::addr_key,
-    model::{mac_for, Endpoint, Network},
-    net::ContainerNs,
+use std::sync::Arc;
+
+use super::{
+    pool::{remove_spare, Spare, VethPool},
+    Agent, SharedAgent,
 };
+use crate::{
+    datapath::{addr_key, EndpointAttacher},
+    model::{mac_for, Endpoint, Network},
+    net::{ContainerNs, HostLinks},
+    store::Store,
+};
+
+/// What a phased operation uses while it does not hold the state.
+#[derive(Clone)]
+pub(super) struct Kernel {
+    pub links: HostLinks,
+    pub attacher: Arc<EndpointAttacher>,
+    pub store: Arc<Store>,
+    pub pool: Arc<VethPool>,
+}
+
+/// The bridge of `net` (made, or adopted), with its gateway addresses.
+pub(super) async fn realise_bridge(links: &HostLinks, net: &Network) -> Result<()> {
+    let bridge = links
+        .ensure_bridge(
+            &net.bridge,
+            &net.id,
+            mac_for(net.gateway),
+            net.mtu,
+            net.gateway,
+            net.subnet.prefix_len(),
+        )
+        .await?;
+    if let Some(v6) = &net.ipv6 {
+        crate::net::sysctl::enable_ipv6_forwarding()?;
+        crate::net::sysctl::enable_ipv6_on(&net.bridge)?;
+        links
+            .ensure_address6(bridge, v6.gateway, v6.subnet.prefix_len())
+            .await
+            .with_context(|| format!("on bridge {}", net.bridge))?;
+    }
+    crate::fault::point("network-create:bridge");
+    Ok(())
+}
+
+/// The endpoint as the maps hold it.
+fn dp_endpoint(net: &Network, ep: &Endpoint) -> DpEndpoint {
+    DpEndpoint {
+        ip: addr_key(ep.ip),
+        net_id: net.datapath_id,
+        net_flags: network_flags(net),
+        gateway: addr_key(net.gateway),
+        mac: ep.mac(),
+        _pad: [0; 2],
+    }
+}
+
+/// The veth of `ep` (a spare handed over, or a new pair with the peer born
+/// in the container) on the bridge, down, and its container end addressed
+/// and up. Returns the host end's ifindex.
+async fn make_veth(
+    k: &Kernel,
+    owner: &str,
+    ns: &ContainerNs,
+    net: &Network,
+    ep: &Endpoint,
+    spare: Option<&Spare>,
+    (default_route, default6): (bool, bool),
+) -> Result<u32> {
+    let bridge = k
+        .links
+        .index_of(&net.bridge)
+        .await?
+        .with_context(|| format!("bridge {} of network {} is missing", net.bridge, net.name))?;
+    let ifindex = match spare {
+        Some(s) => {
+            k.links
+                .hand_over_peer(s.peer_index, &ns.file, &ep.ifname, ep.mac(), net.mtu)
+                .await?;
+            k.attacher.rename(&s.host, &ep.host_ifname)?;
+            k.links
+                .enslave_spare(s.host_index, &ep.host_ifname, bridge, net.mtu, owner)
+                .await?;
+            s.host_index
+        }
+        None => {
+            k.links
+                .create_veth(
+                    &ep.host_ifname,
+                    owner,
+                    &ep.ifname,
+                    &ns.file,
+                    ep.mac(),
+                    net.mtu,
+                    bridge,
+                )
+                .await?
+        }
+    };
+    crate::fault::point("endpoint:veth");
+    ns.configure_endpoint(
+        &ep.ifname,
+        ep.ip,
+        net.subnet.prefix_len(),
+        default_route.then_some(net.gateway),
+    )
+    .await?;
+    if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {
+        ns.configure_ipv6(
+            &ep.ifname,
+            ip6,
+            v6.subnet.prefix_len(),
+            default6.then_some(v6.gateway),
+        )
+        .await?;
+    }
+    crate::fault::point("endpoint:configured");
+    Ok(ifindex)
+}
+
+/// After the endpoint is in the maps: the programs (a spare has them
+/// already; a new veth gets them on a blocking thread, pins of an earlier
+/// veth of that name replaced), then the host end up.
+async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32, attached: bool) -> Result<()> {
+    if !attached {
+        let a = k.attacher.clone();
+        let host = ep.host_ifname.clone();
+        tokio::task::spawn_blocking(move || {
+            a.detach(&host);
+            a.attach(&host)
+        })
+        .await
+        .context("the attach thread failed")??;
+    }
+    crate::fault::point("endpoint:attached");
+    k.links.set_up(ifindex).await
+}
+
+impl SharedAgent {
+    /// [`Agent::plumb_endpoint`] for a phased operation: the state is held
+    /// only for the map write. A spare, when given, is used (and deleted
+    /// on failure). `default_route`: (IPv4, IPv6) default route by it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn plumb(
+        &self,
+        k: &Kernel,
+        owner: &str,
+        ns: &ContainerNs,
+        net: &Network,
+        ep: &Endpoint,
+        spare: Option<Spare>,
+        default_route: (bool, bool),
+    ) -> Result<()> {
+        let result = async {
+            let ifindex = make_veth(k, owner, ns, net, ep, spare.as_ref(), default_route).await?;
+            {
+                let mut state = self.state().await;
+                state
+                    .datapath
+                    .set_endpoint(ifindex, dp_endpoint(net, ep))
+                    .with_context(|| {
+                        format!(
+                            "failed to write endpoint {} to the datapath",
+                            ep.host_ifname
+                        )
+                    })?;
+                state.publish_endpoint6(net, ep, ifindex)?;
+            }
+            finish_veth(k, ep, ifindex, spare.is_some()).await
+        }
+        .await;
+        if let Err(e) = result {
+            // By its endpoint name first (the map entry goes with it), then
+            // by the spare's own, whichever step it got to.
+            let _ = self.unplumb(k, ep).await;
+            if let Some(s) = &spare {
+                remove_spare(&k.links, &k.attacher, s).await;
+            }
+            return Err(crate::net::kernel_errors::explain_plumbing(e, net));
+        }
+        Ok(())
+    }
+
+    /// [`Agent::unplumb_endpoint`] for a phased operation.
+    pub(super) async fn unplumb(&self, k: &Kernel, ep: &Endpoint) -> Result<()> {
+        let ifindex = k.links.index_of(&ep.host_ifname).await?;
+        if let Some(index) = ifindex {
+            k.links.delete(index).await?;
+        }
+        let mut state = self.state().await;
+        state.datapath.detach_endpoint(&ep.host_ifname, ifindex)?;
+        if let Some(ip6) = ep.ip6 {
+            state.datapath.flush_flows6_of(ip6)?;
+        }
+        Ok(())
+    }
+}
 
 pub(super) fn network_flags(net: &Network) -> u32 {
     let mut flags = 0;
@@ -44,26 +236,7 @@ pub(super) fn network_info(net: &Network) -> NetworkInfo {
 impl Agent {
     /// Creates the bridge (if missing) and the network's datapath entry.
     pub(super) async fn realise_network(&mut self, net: &Network) -> Result<()> {
-        let bridge = self
-            .links
-            .ensure_bridge(
-                &net.bridge,
-                &net.id,
-                mac_for(net.gateway),
-                net.mtu,
-                net.gateway,
-                net.subnet.prefix_len(),
-            )
-            .await?;
-        if let Some(v6) = &net.ipv6 {
-            crate::net::sysctl::enable_ipv6_forwarding()?;
-            crate::net::sysctl::enable_ipv6_on(&net.bridge)?;
-            self.links
-                .ensure_address6(bridge, v6.gateway, v6.subnet.prefix_len())
-                .await
-                .with_context(|| format!("on bridge {}", net.bridge))?;
-        }
-        crate::fault::point("network-create:bridge");
+        realise_bridge(&self.links, net).await?;
         self.datapath
             .upsert_network(net.subnet, network_info(net))?;
         self.publish_network6(net)?;
@@ -78,20 +251,23 @@ impl Agent {
         ep: &Endpoint,
         ifindex: u32,
     ) -> Result<()> {
-        let dp = DpEndpoint {
-            ip: addr_key(ep.ip),
-            net_id: net.datapath_id,
-            net_flags: network_flags(net),
-            gateway: addr_key(net.gateway),
-            mac: ep.mac(),
-            _pad: [0; 2],
-        };
         self.datapath
-            .attach_endpoint(&ep.host_ifname, ifindex, dp)?;
+            .attach_endpoint(&ep.host_ifname, ifindex, dp_endpoint(net, ep))?;
         self.publish_endpoint6(net, ep, ifindex)
     }
 
-    /// All kernel steps of attaching; on failure, undoes what it did.
+    /// The handles a phased operation works with while the state is free.
+    pub(super) fn kernel(&self) -> Kernel {
+        Kernel {
+            links: self.links.clone(),
+            attacher: self.attacher.clone(),
+            store: self.store.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// All kernel steps of attaching (a fresh veth); on failure, undoes
+    /// what it did.
     pub(super) async fn plumb_endpoint(
         &mut self,
         owner: &str,
@@ -100,62 +276,20 @@ impl Agent {
         ep: &Endpoint,
         default_route: bool,
     ) -> Result<()> {
-        let result = self
-            .try_plumb_endpoint(owner, ns, net, ep, default_route)
-            .await;
+        let k = self.kernel();
+        let routes = (default_route, self.carries_default_route6(owner, ep));
+        let result = async {
+            let ifindex = make_veth(&k, owner, ns, net, ep, None, routes).await?;
+            self.datapath.set_endpoint(ifindex, dp_endpoint(net, ep))?;
+            self.publish_endpoint6(net, ep, ifindex)?;
+            finish_veth(&k, ep, ifindex, false).await
+        }
+        .await;
         if let Err(e) = result {
             let _ = self.unplumb_endpoint(ep).await;
             return Err(crate::net::kernel_errors::explain_plumbing(e, net));
         }
         Ok(())
-    }
-
-    async fn try_plumb_endpoint(
-        &mut self,
-        owner: &str,
-        ns: &ContainerNs,
-        net: &Network,
-        ep: &Endpoint,
-        default_route: bool,
-    ) -> Result<()> {
-        let bridge =
-            self.links.index_of(&net.bridge).await?.with_context(|| {
-                format!("bridge {} of network {} is missing", net.bridge, net.name)
-            })?;
-        let ifindex = self
-            .links
-            .create_veth(
-                &ep.host_ifname,
-                owner,
-                &ep.ifname,
-                &ns.file,
-                ep.mac(),
-                net.mtu,
-                bridge,
-            )
-            .await?;
-        crate::fault::point("endpoint:veth");
-        ns.configure_endpoint(
-            &ep.ifname,
-            ep.ip,
-            net.subnet.prefix_len(),
-            default_route.then_some(net.gateway),
-        )
-        .await?;
-        if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {
-            let default6 = self.carries_default_route6(owner, ep);
-            ns.configure_ipv6(
-                &ep.ifname,
-                ip6,
-                v6.subnet.prefix_len(),
-                default6.then_some(v6.gateway),
-            )
-            .await?;
-        }
-        crate::fault::point("endpoint:configured");
-        self.publish_endpoint(net, ep, ifindex)?;
-        crate::fault::point("endpoint:attached");
-        self.links.set_up(ifindex).await
     }
 
     /// The kernel steps of a Docker Join: a veth pair in the agent's netns

@@ -6,10 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
-use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use super::Agent;
+use super::SharedAgent;
 use crate::cluster::{records::HostRecord, Cluster};
 
 /// Pause between two sessions.
@@ -17,7 +16,7 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Runs cluster sessions for as long as the agent runs (returns at once
 /// without a cluster store).
-pub async fn follow_cluster(agent: Arc<Mutex<Agent>>) {
+pub async fn follow_cluster(agent: Arc<SharedAgent>) {
     let Some(cluster) = agent.lock().await.cluster.clone() else {
         return;
     };
@@ -39,7 +38,7 @@ pub async fn follow_cluster(agent: Arc<Mutex<Agent>>) {
 }
 
 async fn session(
-    agent: &Arc<Mutex<Agent>>,
+    agent: &Arc<SharedAgent>,
     cluster: &Cluster,
     since: &str,
 ) -> Result<std::convert::Infallible> {

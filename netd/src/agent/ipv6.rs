@@ -88,8 +88,13 @@ impl Agent {
         Ok(())
     }
 
-    /// The IPv6 side a network create asks for (`None`: IPv4 only).
-    pub(super) async fn plan_ipv6(&self, req: &NetworkCreate) -> AgentResult<Option<Ipv6Config>> {
+    /// The IPv6 side a network create asks for (`None`: IPv4 only);
+    /// `routes6`: the host's IPv6 route prefixes.
+    pub(super) fn plan_ipv6(
+        &self,
+        req: &NetworkCreate,
+        routes6: &[Ipv6Net],
+    ) -> AgentResult<Option<Ipv6Config>> {
         if req.ipv4 == Some(false) {
             return invalid(if req.ipv6 {
                 "IPv6-only networks (--ipv4=false) are not supported yet: give the network an IPv4 subnet too (drop --ipv4=false)"
@@ -103,7 +108,7 @@ impl Agent {
             }
             return Ok(None);
         }
-        let taken = self.taken_subnets6().await?;
+        let taken = self.taken_subnets6(routes6);
         let subnet = match req.subnet6 {
             Some(subnet) => {
                 let clash = self
@@ -112,6 +117,12 @@ impl Agent {
                     .filter_map(|n| Some((n, n.ipv6.as_ref()?)))
                     .find(|(_, v6)| ipam6::overlaps(&v6.subnet, &subnet))
                     .map(|(n, v6)| format!("network {} ({})", n.name, v6.subnet))
+                    .or_else(|| {
+                        self.claimed()
+                            .subnets6()
+                            .find(|t| ipam6::overlaps(t, &subnet))
+                            .map(|t| format!("a network being created ({t})"))
+                    })
                     .or_else(|| {
                         taken
                             .iter()
@@ -158,7 +169,8 @@ impl Agent {
             ipv6: true,
             ..Default::default()
         };
-        net.ipv6 = self.plan_ipv6(&req).await?;
+        let routes6 = self.links.route_prefixes6().await?;
+        net.ipv6 = self.plan_ipv6(&req, &routes6)?;
         self.realise_network(&net).await?;
         self.store.apply(&[StoreOp::PutNetwork(&net)])?;
         if let Some(v6) = &net.ipv6 {
@@ -168,16 +180,18 @@ impl Agent {
         Ok(())
     }
 
-    /// IPv6 subnets a new network must not overlap: netd's and the host's
-    /// routes (link-local and multicast ones left out).
-    async fn taken_subnets6(&self) -> Result<Vec<Ipv6Net>> {
+    /// IPv6 subnets a new network must not overlap: netd's, those of
+    /// networks being created, and the host's routes `routes6`
+    /// (link-local and multicast ones left out).
+    fn taken_subnets6(&self, routes6: &[Ipv6Net]) -> Vec<Ipv6Net> {
         let mut taken: Vec<_> = self
             .networks
             .values()
             .filter_map(|n| n.ipv6.as_ref().map(|v6| v6.subnet))
             .collect();
-        taken.extend(self.links.route_prefixes6().await?);
-        Ok(taken)
+        taken.extend(self.claimed().subnets6());
+        taken.extend_from_slice(routes6);
+        taken
     }
 
     fn pools6(&self) -> Result<Vec<Ipv6Net>> {
@@ -222,22 +236,13 @@ impl Agent {
     }
 
     /// After the endpoint carrying the IPv6 default route left, the next
-    /// one with IPv6 takes it over (logged when that fails).
-    pub(super) async fn move_default_route6(&self, c: &Container) {
-        let Some((ep, gw)) = c.endpoints.iter().find_map(|e| {
+    /// one with IPv6 that takes it over: (its interface, the gateway).
+    pub(super) fn default_route6_target(&self, c: &Container) -> Option<(String, Ipv6Addr)> {
+        c.endpoints.iter().find_map(|e| {
             e.ip6?;
             let v6 = self.networks.get(&e.network_id)?.ipv6.as_ref()?;
-            Some((e, v6.gateway))
-        }) else {
-            return;
-        };
-        let moved = match ContainerNs::open(&c.netns) {
-            Ok(ns) => ns.set_default_route6(&ep.ifname, gw).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = moved {
-            tracing::warn!(error = %format!("{e:#}"), "IPv6 default route not moved");
-        }
+            Some((e.ifname.clone(), v6.gateway))
+        })
     }
 
     /// IPv6 addresses taken on `net` (its gateway included).
@@ -249,9 +254,22 @@ impl Agent {
             .filter(|e| e.network_id == net.id)
             .filter_map(|e| e.ip6)
             .collect();
+        used.extend(self.claimed().addresses6_on(&net.id));
         if let Some(v6) = &net.ipv6 {
             used.insert(v6.gateway);
         }
         used
+    }
+}
+
+/// Points the IPv6 default route of `c` at `(ifname, gateway)` (logged
+/// when that fails).
+pub(super) async fn move_default_route6(c: &Container, (ifname, gw): (String, Ipv6Addr)) {
+    let moved = match ContainerNs::open(&c.netns) {
+        Ok(ns) => ns.set_default_route6(&ifname, gw).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = moved {
+        tracing::warn!(error = %format!("{e:#}"), "IPv6 default route not moved");
     }
 }

@@ -5,6 +5,7 @@
 //! `views` (the JSON the API returns), `status`, `docker` (what the
 //! Docker driver asks for).
 mod check;
+mod claims;
 mod containers;
 mod docker;
 mod endpoints;
@@ -16,8 +17,10 @@ mod metrics;
 mod names;
 mod networks;
 mod overlay;
+mod pool;
 mod publish;
 mod reset;
+mod shared;
 mod start;
 mod status;
 mod uplinks;
@@ -29,8 +32,11 @@ use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use ipnet::Ipv4Net;
 
+pub use pool::DEFAULT_POOL_SIZE;
+pub use shared::SharedAgent;
+
 use crate::{
-    datapath::Datapath,
+    datapath::{Datapath, EndpointAttacher},
     error::{AgentError, AgentResult},
     model::{Container, Network},
     net::HostLinks,
@@ -69,15 +75,23 @@ pub struct AgentConfig {
     pub socket_group: Option<nix::unistd::Gid>,
     /// The cluster store (`--cluster-store`); none: one host only.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// Spare veth pairs kept ready for `container add` (0: none).
+    pub veth_pool: usize,
 }
 
 pub struct Agent {
     config: AgentConfig,
     /// Held for the agent's lifetime: no other agent shares its dirs.
     _lock: lock::AgentLock,
-    store: Store,
+    store: std::sync::Arc<Store>,
     links: HostLinks,
     datapath: Datapath,
+    /// Attaches endpoint programs without the state (see `shared`).
+    attacher: std::sync::Arc<EndpointAttacher>,
+    /// Spare veths with their programs attached (see `pool`).
+    pool: std::sync::Arc<pool::VethPool>,
+    /// What phased operations in flight have taken (see `claims`).
+    claims: std::sync::Arc<std::sync::Mutex<claims::Claims>>,
     dns: crate::dns::NameService,
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,
@@ -122,6 +136,11 @@ impl Agent {
             .ok_or_else(|| AgentError::NotFound(format!("network {key} not found")))
     }
 
+    /// The claims of the phased operations in flight.
+    fn claimed(&self) -> std::sync::MutexGuard<'_, claims::Claims> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn find_container(&self, key: &str) -> AgentResult<&Container> {
         find(&self.containers, key, |c| &c.name)
             .ok_or_else(|| AgentError::NotFound(format!("container {key} not found")))
@@ -147,6 +166,17 @@ fn find<'a, T>(
         (Some((_, item)), None) => Some(item),
         _ => None,
     }
+}
+
+/// A veth end the agent makes and changes itself: an endpoint's host end
+/// (`nd…`), a spare (`ns…`) or a spare's peer waiting for its container
+/// (`np…`).
+pub fn is_own_veth_name(name: &str) -> bool {
+    start::is_host_veth_name(name)
+        || pool::is_spare_name(name)
+        || name
+            .strip_prefix(pool::SPARE_PEER_PREFIX)
+            .is_some_and(|h| h.len() == 11 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Names as Docker accepts them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64.

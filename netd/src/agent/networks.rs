@@ -4,7 +4,11 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::Context;
 use tracing::info;
 
-use super::{validate_name, Agent};
+use super::{
+    claims::{self, Claim, ClaimGuard, NetworkClaim},
+    endpoints::Kernel,
+    validate_name, Agent, SharedAgent,
+};
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
@@ -89,7 +93,7 @@ impl Agent {
     }
 
     /// Creates a network with a given id (Docker's) or a new one, owned by
-    /// `owner`.
+    /// `owner` (exclusive: the state is held throughout).
     pub(super) async fn create_network_as(
         &mut self,
         req: NetworkCreate,
@@ -97,11 +101,7 @@ impl Agent {
         owner: Owner,
     ) -> AgentResult<Network> {
         let req = apply_docker_options(req)?;
-        let driver = match req.driver.as_deref() {
-            None => Driver::Bridge,
-            Some(d) => Driver::parse(d).map_err(AgentError::Invalid)?,
-        };
-        if driver == Driver::Overlay {
+        if is_overlay(&req)? {
             if owner != Owner::Netd || id.is_some() {
                 return invalid(
                     "overlay networks are made with `netd network create --driver overlay`",
@@ -109,18 +109,57 @@ impl Agent {
             }
             return self.create_overlay_network(req).await;
         }
+        let routes = host_routes(&self.links, req.ipv6).await?;
+        let adoptable = self.adoptable_default(&req);
+        let (network, _claim) = self.plan_network(req, id, owner, &routes)?;
+        if self.links.index_of(&network.bridge).await?.is_some() && !adoptable {
+            return conflict(format!(
+                "an interface named {} already exists",
+                network.bridge
+            ));
+        }
+        if let Err(e) = self.realise_network(&network).await {
+            self.unrealise_network(&network).await;
+            return Err(e
+                .context(format!("failed to create network {}", network.name))
+                .into());
+        }
+        if let Err(e) = self.store.apply(&[StoreOp::PutNetwork(&network)]) {
+            self.unrealise_network(&network).await;
+            return Err(e.into());
+        }
+        info!(name = %network.name, subnet = %network.subnet, bridge = %network.bridge, "network created");
+        self.networks.insert(network.id.clone(), network.clone());
+        if let Err(e) = self.sync_host_addrs().await {
+            tracing::warn!(error = %format!("{e:#}"), "host address sync failed");
+        }
+        self.state_changed();
+        Ok(network)
+    }
+
+    /// Checks a create against the state, the claims in flight and the
+    /// host's `routes`, and claims its name, subnet, bridge and datapath id.
+    fn plan_network(
+        &mut self,
+        req: NetworkCreate,
+        id: Option<String>,
+        owner: Owner,
+        (routes, routes6): &(Vec<ipnet::Ipv4Net>, Vec<ipnet::Ipv6Net>),
+    ) -> AgentResult<(Network, ClaimGuard)> {
+        let req = apply_docker_options(req)?;
         validate_name("network", &req.name)?;
         if matches!(req.name.as_str(), "none" | "host") || req.name.starts_with("container:") {
             return invalid(format!("{} is a reserved network name", req.name));
         }
-        if self.networks.values().any(|n| n.name == req.name) {
+        if self.networks.values().any(|n| n.name == req.name)
+            || self.claimed().networks().any(|n| n.name == req.name)
+        {
             return conflict(format!("network with name {} already exists", req.name));
         }
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
         if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
             return invalid(format!("mtu {mtu} is out of range ({MIN_MTU}-{MAX_MTU})"));
         }
-        let taken = self.taken_subnets().await?;
         let subnet = match req.subnet {
             Some(subnet) => {
                 let clash = self
@@ -129,7 +168,12 @@ impl Agent {
                     .find(|n| ipam::overlaps(&n.subnet, &subnet))
                     .map(|n| format!("network {} ({})", n.name, n.subnet))
                     .or_else(|| {
-                        taken
+                        self.claimed()
+                            .subnet_clash(&subnet)
+                            .map(|n| format!("network {} ({})", n.name, n.subnet))
+                    })
+                    .or_else(|| {
+                        routes
                             .iter()
                             .find(|t| ipam::overlaps(t, &subnet))
                             .map(|t| format!("a host route to {t}"))
@@ -143,6 +187,9 @@ impl Agent {
                 if req.gateway.is_some() || req.ip_range.is_some() {
                     return invalid("--gateway and --ip-range need --subnet");
                 }
+                let mut taken: Vec<_> = self.networks.values().map(|n| n.subnet).collect();
+                taken.extend(self.claimed().networks().map(|n| n.subnet));
+                taken.extend_from_slice(routes);
                 ipam::pick_subnet(&self.pools(), &taken).ok_or_else(|| {
                     AgentError::Conflict(
                         "all default address pools are in use; give --subnet".into(),
@@ -151,7 +198,7 @@ impl Agent {
             }
         };
         let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
-        let ipv6 = self.plan_ipv6(&req).await?;
+        let ipv6 = self.plan_ipv6(&req, routes6)?;
         let id = id.unwrap_or_else(new_id);
         let bridge = req
             .bridge
@@ -160,16 +207,16 @@ impl Agent {
         if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ']) {
             return invalid(format!("invalid bridge name {bridge:?} (1-15 characters)"));
         }
-        if self.networks.values().any(|n| n.bridge == bridge) {
+        if self.networks.values().any(|n| n.bridge == bridge)
+            || self.claimed().networks().any(|n| n.bridge == bridge)
+        {
             return conflict(format!("bridge {bridge} is used by another network"));
-        }
-        if self.links.index_of(&bridge).await?.is_some() && !self.adoptable_default(&req, &bridge) {
-            return conflict(format!("an interface named {bridge} already exists"));
         }
         let datapath_id = self
             .networks
             .values()
             .map(|n| n.datapath_id)
+            .chain(self.claimed().networks().map(|n| n.datapath_id))
             .max()
             .unwrap_or(0)
             + 1;
@@ -193,28 +240,14 @@ impl Agent {
             driver: Driver::Bridge,
             vni: None,
         };
-        if let Err(e) = self.realise_network(&network).await {
-            self.unrealise_network(&network).await;
-            return Err(e
-                .context(format!("failed to create network {}", network.name))
-                .into());
-        }
-        if let Err(e) = self.store.apply(&[StoreOp::PutNetwork(&network)]) {
-            self.unrealise_network(&network).await;
-            return Err(e.into());
-        }
-        info!(name = %network.name, %subnet, bridge = %network.bridge, "network created");
-        self.networks.insert(network.id.clone(), network.clone());
-        if let Err(e) = self.sync_host_addrs().await {
-            tracing::warn!(error = %format!("{e:#}"), "host address sync failed");
-        }
-        self.state_changed();
-        Ok(network)
+        let claim = claims::take(&self.claims, network_claim(&network));
+        Ok((network, claim))
     }
 
     /// The default bridge left behind by an earlier agent is adopted.
-    fn adoptable_default(&self, req: &NetworkCreate, bridge: &str) -> bool {
-        req.name == crate::model::DEFAULT_NETWORK && bridge == crate::model::DEFAULT_BRIDGE
+    fn adoptable_default(&self, req: &NetworkCreate) -> bool {
+        req.name == crate::model::DEFAULT_NETWORK
+            && req.bridge.as_deref() == Some(crate::model::DEFAULT_BRIDGE)
     }
 
     pub(super) async fn unrealise_network(&mut self, net: &Network) {
@@ -236,10 +269,18 @@ impl Agent {
             .collect()
     }
 
-    pub async fn remove_network(&mut self, key: &str) -> AgentResult<String> {
-        let net = self.find_network(key)?.clone();
-        refuse_docker_network(&net, "remove it with `docker network rm`")?;
-        self.remove_network_as(net).await
+    /// Names of the containers on `net_id`, with a placeholder for
+    /// operations in flight that attach to it.
+    fn user_names(&self, net_id: &str) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .users_of(net_id)
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        if self.claimed().network_in_use(net_id) {
+            users.push("a container being attached".into());
+        }
+        users
     }
 
     /// Removes `net` for its owner (netd's API or the Docker driver).
@@ -250,18 +291,8 @@ impl Agent {
                 net.name
             ));
         }
-        let users: Vec<String> = self
-            .users_of(&net.id)
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        if !users.is_empty() {
-            return conflict(format!(
-                "network {} has active endpoints ({}); disconnect or remove them first",
-                net.name,
-                users.join(", ")
-            ));
-        }
+        let users = self.user_names(&net.id);
+        refuse_in_use(&net, &users)?;
         if net.is_overlay() {
             self.remove_overlay_network(&net).await?;
         }
@@ -276,143 +307,10 @@ impl Agent {
         Ok(net.name)
     }
 
-    /// Removes every user-defined network no container uses.
-    pub async fn prune_networks(&mut self) -> AgentResult<Vec<String>> {
-        let unused: Vec<String> = self
-            .networks
-            .values()
-            .filter(|n| {
-                // Overlay networks are the cluster's: `network rm` them.
-                !n.is_default()
-                    && !n.is_overlay()
-                    && n.owner == Owner::Netd
-                    && self.users_of(&n.id).is_empty()
-            })
-            .map(|n| n.id.clone())
-            .collect();
-        let mut removed = Vec::new();
-        for id in unused {
-            removed.push(self.remove_network(&id).await?);
-        }
-        Ok(removed)
-    }
-
-    pub async fn connect(&mut self, net_key: &str, req: NetworkConnect) -> AgentResult<Container> {
-        let net = self.find_network(net_key)?.clone();
-        let container = self.find_container(&req.container)?.clone();
-        refuse_docker_network(&net, "connect containers with `docker network connect`")?;
-        super::containers::refuse_docker_container(&container)?;
-        if container.mode != Mode::Bridge {
-            return invalid(format!(
-                "container {} uses network mode {:?} and cannot be connected to networks",
-                container.name, container.mode
-            ));
-        }
-        if container.endpoints.iter().any(|e| e.network_id == net.id) {
-            return conflict(format!(
-                "container {} is already connected to network {}",
-                container.name, net.name
-            ));
-        }
-        let mac = requested_mac(req.mac.as_deref())?;
-        let ns = ContainerNs::open(&container.netns)
-            .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
-        let ip = self
-            .overlay_address(&container, &net, req.ip, &req.aliases, mac)
-            .await?;
-        let ep = match self.new_endpoint(
-            &container,
-            &net,
-            (ip, req.ip6),
-            req.aliases,
-            req.ifname,
-            mac,
-        ) {
-            Ok(ep) => ep,
-            Err(e) => {
-                self.release_claim(&container.id, &net, ip).await;
-                return Err(e);
-            }
-        };
-        let default_route = container.endpoints.is_empty();
-        if let Err(e) = self
-            .plumb_endpoint(&container.id, &ns, &net, &ep, default_route)
-            .await
-            .with_context(|| format!("failed to connect {} to {}", container.name, net.name))
-        {
-            self.release_claim(&container.id, &net, ip).await;
-            return Err(e.into());
-        }
-        let mut updated = container;
-        updated.endpoints.push(ep.clone());
-        if let Err(e) = self.store.apply(&[StoreOp::PutContainer(&updated)]) {
-            let _ = self.unplumb_endpoint(&ep).await;
-            self.release_claim(&updated.id, &net, ip).await;
-            return Err(e.into());
-        }
-        if net.is_overlay() {
-            self.follow_cluster_view().await;
-        }
-        self.containers.insert(updated.id.clone(), updated.clone());
-        self.state_changed();
-        Ok(updated)
-    }
-
-    pub async fn disconnect(
-        &mut self,
-        net_key: &str,
-        req: NetworkDisconnect,
-    ) -> AgentResult<Container> {
-        let net = self.find_network(net_key)?.clone();
-        let mut container = self.find_container(&req.container)?.clone();
-        super::containers::refuse_docker_container(&container)?;
-        let Some(pos) = container
-            .endpoints
-            .iter()
-            .position(|e| e.network_id == net.id)
-        else {
-            return conflict(format!(
-                "container {} is not connected to network {}",
-                container.name, net.name
-            ));
-        };
-        if pos == 0 && !container.ports.is_empty() {
-            if !req.unpublish {
-                return conflict(format!(
-                    "container {} publishes ports on network {}; remove the container to unpublish them",
-                    container.name, net.name
-                ));
-            }
-            let ports = std::mem::take(&mut container.ports);
-            self.unpublish(&ports, Some(container.endpoints[pos].ip));
-        }
-        let ep = container.endpoints.remove(pos);
-        self.unplumb_endpoint(&ep).await?;
-        crate::fault::point("disconnect:unplumbed");
-        self.release_overlay_addresses(&container.id, std::slice::from_ref(&ep))
-            .await;
-        // As Docker does: the next network takes over the default route.
-        if pos == 0 {
-            if let Some(next) = container.endpoints.first() {
-                let gateway = self.networks.get(&next.network_id).map(|n| n.gateway);
-                if let (Some(gw), Ok(ns)) = (gateway, ContainerNs::open(&container.netns)) {
-                    if let Err(e) = ns.set_default_route(&next.ifname, gw).await {
-                        tracing::warn!(error = %format!("{e:#}"), "default route not moved");
-                    }
-                }
-            }
-        }
-        if ep.ip6.is_some() && container.endpoints[..pos].iter().all(|e| e.ip6.is_none()) {
-            self.move_default_route6(&container).await;
-        }
-        self.store.apply(&[StoreOp::PutContainer(&container)])?;
-        self.containers
-            .insert(container.id.clone(), container.clone());
-        if net.is_overlay() {
-            self.follow_cluster_view().await;
-        }
-        self.state_changed();
-        Ok(container)
+    pub async fn remove_network(&mut self, key: &str) -> AgentResult<String> {
+        let net = self.find_network(key)?.clone();
+        refuse_docker_network(&net, "remove it with `docker network rm`")?;
+        self.remove_network_as(net).await
     }
 
     /// Picks the address, interface names and aliases of a new endpoint.
@@ -472,6 +370,7 @@ impl Agent {
             .filter(|e| e.network_id == net.id)
             .map(|e| e.ip)
             .collect();
+        used.extend(self.claimed().addresses_on(&net.id));
         used.insert(net.gateway);
         used
     }
@@ -481,5 +380,370 @@ impl Agent {
             .values()
             .map(|n| (n.id.clone(), n.name.clone()))
             .collect()
+    }
+}
+
+/// The host's route prefixes a new network must not overlap: IPv4, and
+/// IPv6 when the network asks for it.
+async fn host_routes(
+    links: &crate::net::HostLinks,
+    ipv6: bool,
+) -> anyhow::Result<(Vec<ipnet::Ipv4Net>, Vec<ipnet::Ipv6Net>)> {
+    let v6 = if ipv6 {
+        links.route_prefixes6().await?
+    } else {
+        Vec::new()
+    };
+    Ok((links.route_prefixes().await?, v6))
+}
+
+/// Does a create ask for an overlay network (`--driver overlay`)?
+fn is_overlay(req: &NetworkCreate) -> AgentResult<bool> {
+    let driver = match req.driver.as_deref() {
+        None => Driver::Bridge,
+        Some(d) => Driver::parse(d).map_err(AgentError::Invalid)?,
+    };
+    Ok(driver == Driver::Overlay)
+}
+
+fn refuse_in_use(net: &Network, users: &[String]) -> AgentResult<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    conflict(format!(
+        "network {} has active endpoints ({}); disconnect or remove them first",
+        net.name,
+        users.join(", ")
+    ))
+}
+
+fn network_claim(net: &Network) -> Claim {
+    Claim {
+        network: Some(NetworkClaim {
+            name: net.name.clone(),
+            subnet: net.subnet,
+            subnet6: net.ipv6.as_ref().map(|v6| v6.subnet),
+            bridge: net.bridge.clone(),
+            datapath_id: net.datapath_id,
+        }),
+        ..Default::default()
+    }
+}
+
+impl SharedAgent {
+    /// Creates a network; its bridge is made without the state held.
+    pub async fn create_network(&self, req: NetworkCreate) -> AgentResult<Network> {
+        if is_overlay(&req)? {
+            // The cluster store decides: one request at a time.
+            return self.lock().await.create_network(req).await;
+        }
+        let _op = self.phased().await;
+        let links = self.state().await.links.clone();
+        let routes = host_routes(&links, req.ipv6).await?;
+        let adoptable = {
+            let state = self.state().await;
+            state.adoptable_default(&req)
+        };
+        let (network, claim, k) = {
+            let mut state = self.state().await;
+            let (network, claim) = state.plan_network(req, None, Owner::Netd, &routes)?;
+            (network, claim, state.kernel())
+        };
+        if k.links.index_of(&network.bridge).await?.is_some() && !adoptable {
+            return conflict(format!(
+                "an interface named {} already exists",
+                network.bridge
+            ));
+        }
+        let realised = async {
+            super::endpoints::realise_bridge(&k.links, &network).await?;
+            self.state()
+                .await
+                .datapath
+                .upsert_network(network.subnet, super::endpoints::network_info(&network))?;
+            self.state().await.publish_network6(&network)?;
+            crate::fault::point("network-create:datapath");
+            k.store.apply(&[StoreOp::PutNetwork(&network)])
+        }
+        .await;
+        if let Err(e) = realised {
+            self.unrealise(&k, &network).await;
+            return Err(e
+                .context(format!("failed to create network {}", network.name))
+                .into());
+        }
+        info!(name = %network.name, subnet = %network.subnet, bridge = %network.bridge, "network created");
+        {
+            let mut state = self.state().await;
+            state.networks.insert(network.id.clone(), network.clone());
+            drop(claim);
+            state.state_changed();
+        }
+        if let Err(e) = self.sync_host_addrs(&k).await {
+            tracing::warn!(error = %format!("{e:#}"), "host address sync failed");
+        }
+        Ok(network)
+    }
+
+    async fn unrealise(&self, k: &Kernel, net: &Network) {
+        {
+            let mut state = self.state().await;
+            let _ = state.datapath.remove_network(net.subnet);
+            let _ = state.datapath.remove_network_counters(net.datapath_id);
+            if let Some(v6) = &net.ipv6 {
+                let _ = state.datapath.remove_network6(v6.subnet);
+            }
+        }
+        let _ = k.links.delete_by_name(&net.bridge).await;
+    }
+
+    pub async fn remove_network(&self, key: &str) -> AgentResult<String> {
+        if self.state().await.find_network(key)?.is_overlay() {
+            return self.lock().await.remove_network(key).await;
+        }
+        let _op = self.phased().await;
+        self.remove_network_phased(key).await
+    }
+
+    /// Removes a network of netd's (inside a phased operation): it leaves
+    /// the state at once, its subnet, bridge and id stay claimed until its
+    /// bridge and entry are gone.
+    async fn remove_network_phased(&self, key: &str) -> AgentResult<String> {
+        let (net, _claim, k) = {
+            let mut state = self.state().await;
+            let net = state.find_network(key)?.clone();
+            refuse_docker_network(&net, "remove it with `docker network rm`")?;
+            if net.is_overlay() {
+                return invalid(format!(
+                    "network {} is an overlay network: remove it with `netd network rm`",
+                    net.name
+                ));
+            }
+            if net.is_default() {
+                return invalid(format!(
+                    "{} is a pre-defined network and cannot be removed",
+                    net.name
+                ));
+            }
+            refuse_in_use(&net, &state.user_names(&net.id))?;
+            state.networks.remove(&net.id);
+            let claim = claims::take(&state.claims, network_claim(&net));
+            (net, claim, state.kernel())
+        };
+        if let Err(e) = k.store.apply(&[StoreOp::DeleteNetwork(&net.id)]) {
+            self.state()
+                .await
+                .networks
+                .insert(net.id.clone(), net.clone());
+            return Err(e.into());
+        }
+        self.unrealise(&k, &net).await;
+        self.state().await.state_changed();
+        info!(name = %net.name, "network removed");
+        Ok(net.name)
+    }
+
+    /// Removes every user-defined network no container uses.
+    pub async fn prune_networks(&self) -> AgentResult<Vec<String>> {
+        let _op = self.phased().await;
+        let unused: Vec<String> = {
+            let state = self.state().await;
+            state
+                .networks
+                .values()
+                .filter(|n| {
+                    // Overlay networks are the cluster's: `network rm` them.
+                    !n.is_default()
+                        && !n.is_overlay()
+                        && n.owner == Owner::Netd
+                        && state.user_names(&n.id).is_empty()
+                })
+                .map(|n| n.id.clone())
+                .collect()
+        };
+        let mut removed = Vec::new();
+        for id in unused {
+            match self.remove_network_phased(&id).await {
+                Ok(name) => removed.push(name),
+                // Removed, or taken into use, meanwhile.
+                Err(AgentError::NotFound(_) | AgentError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    pub async fn connect(&self, net_key: &str, req: NetworkConnect) -> AgentResult<Container> {
+        let _op = self.phased().await;
+        let id = self
+            .state()
+            .await
+            .find_container(&req.container)?
+            .id
+            .clone();
+        let _key = self.key_lock(&id).await;
+        let (container, net, ep, default6, claim, k) = {
+            let mut state = self.state().await;
+            let net = state.find_network(net_key)?.clone();
+            let container = state.find_container(&id)?.clone();
+            refuse_docker_network(&net, "connect containers with `docker network connect`")?;
+            super::containers::refuse_docker_container(&container)?;
+            if container.mode != Mode::Bridge {
+                return invalid(format!(
+                    "container {} uses network mode {:?} and cannot be connected to networks",
+                    container.name, container.mode
+                ));
+            }
+            if container.endpoints.iter().any(|e| e.network_id == net.id) {
+                return conflict(format!(
+                    "container {} is already connected to network {}",
+                    container.name, net.name
+                ));
+            }
+            let mac = requested_mac(req.mac.as_deref())?;
+            // On an overlay network the cluster store hands out the address
+            // (the state is held meanwhile: the store decides one at a time).
+            let ip = state
+                .overlay_address(&container, &net, req.ip, &req.aliases, mac)
+                .await?;
+            let ep = match state.new_endpoint(
+                &container,
+                &net,
+                (ip, req.ip6),
+                req.aliases,
+                req.ifname,
+                mac,
+            ) {
+                Ok(ep) => ep,
+                Err(e) => {
+                    state.release_claim(&container.id, &net, ip).await;
+                    return Err(e);
+                }
+            };
+            let default6 = state.carries_default_route6(&container.id, &ep);
+            let claim = claims::take(
+                &state.claims,
+                Claim {
+                    addresses: vec![(net.id.clone(), ep.ip)],
+                    addresses6: ep.ip6.map(|ip| (net.id.clone(), ip)).into_iter().collect(),
+                    uses_networks: vec![net.id.clone()],
+                    ..Default::default()
+                },
+            );
+            (container, net, ep, default6, claim, state.kernel())
+        };
+        let mut updated = container.clone();
+        updated.endpoints.push(ep.clone());
+        let attached = async {
+            let ns = ContainerNs::open(&container.netns)
+                .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
+            let default_route = (container.endpoints.is_empty(), default6);
+            let spare = k.pool.take();
+            self.plumb(&k, &container.id, &ns, &net, &ep, spare, default_route)
+                .await
+                .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
+            if let Err(e) = k.store.apply(&[StoreOp::PutContainer(&updated)]) {
+                let _ = self.unplumb(&k, &ep).await;
+                return Err(AgentError::from(e));
+            }
+            Ok(())
+        }
+        .await;
+        let mut state = self.state().await;
+        if let Err(e) = attached {
+            state
+                .release_overlay_addresses(&container.id, std::slice::from_ref(&ep))
+                .await;
+            return Err(e);
+        }
+        state.containers.insert(updated.id.clone(), updated.clone());
+        drop(claim);
+        if net.is_overlay() {
+            state.follow_cluster_view().await;
+        }
+        state.state_changed();
+        Ok(updated)
+    }
+
+    pub async fn disconnect(
+        &self,
+        net_key: &str,
+        req: NetworkDisconnect,
+    ) -> AgentResult<Container> {
+        let _op = self.phased().await;
+        let id = self
+            .state()
+            .await
+            .find_container(&req.container)?
+            .id
+            .clone();
+        let _key = self.key_lock(&id).await;
+        let (container, ep, next, next6, overlay, k) = {
+            let mut state = self.state().await;
+            let net = state.find_network(net_key)?.clone();
+            let mut container = state.find_container(&id)?.clone();
+            super::containers::refuse_docker_container(&container)?;
+            let Some(pos) = container
+                .endpoints
+                .iter()
+                .position(|e| e.network_id == net.id)
+            else {
+                return conflict(format!(
+                    "container {} is not connected to network {}",
+                    container.name, net.name
+                ));
+            };
+            if pos == 0 && !container.ports.is_empty() {
+                if !req.unpublish {
+                    return conflict(format!(
+                        "container {} publishes ports on network {}; remove the container to unpublish them",
+                        container.name, net.name
+                    ));
+                }
+                let ports = std::mem::take(&mut container.ports);
+                state.unpublish(&ports, Some(container.endpoints[pos].ip));
+            }
+            let ep = container.endpoints.remove(pos);
+            // As Docker does: the next network takes over the default route.
+            let next = match (pos, container.endpoints.first()) {
+                (0, Some(n)) => state
+                    .networks
+                    .get(&n.network_id)
+                    .map(|g| (n.ifname.clone(), g.gateway)),
+                _ => None,
+            };
+            let next6 = if ep.ip6.is_some() && container.endpoints[..pos].iter().all(|e| e.ip6.is_none()) {
+                state.default_route6_target(&container)
+            } else {
+                None
+            };
+            (container, ep, next, next6, net.is_overlay(), state.kernel())
+        };
+        self.unplumb(&k, &ep).await?;
+        crate::fault::point("disconnect:unplumbed");
+        self.state()
+            .await
+            .release_overlay_addresses(&container.id, std::slice::from_ref(&ep))
+            .await;
+        if let Some((ifname, gw)) = next {
+            if let Ok(ns) = ContainerNs::open(&container.netns) {
+                if let Err(e) = ns.set_default_route(&ifname, gw).await {
+                    tracing::warn!(error = %format!("{e:#}"), "default route not moved");
+                }
+            }
+        }
+        if let Some(target) = next6 {
+            super::ipv6::move_default_route6(&container, target).await;
+        }
+        k.store.apply(&[StoreOp::PutContainer(&container)])?;
+        let mut state = self.state().await;
+        state
+            .containers
+            .insert(container.id.clone(), container.clone());
+        if overlay {
+            state.follow_cluster_view().await;
+        }
+        state.state_changed();
+        Ok(container)
     }
 }

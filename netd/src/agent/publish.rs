@@ -200,17 +200,25 @@ impl Agent {
                 }
             }
             if m.host_port != 0 {
+                let claimed = self.claimed();
                 let published = self
                     .containers
                     .values()
                     .flat_map(|c| c.ports.iter().map(move |p| (c.name.as_str(), p)))
+                    .chain(claimed.ports().map(|p| ("a request in flight", p)))
                     .chain(wanted.iter().map(|p| ("(this request)", p)));
-                if let Some((owner, p)) = published.into_iter().find(|(_, p)| p.clashes(&m)) {
-                    return conflict(format!(
-                        "port {}/{} is already published by {owner}",
-                        std::net::SocketAddr::new(p.host_addr(), p.host_port),
-                        p.proto
-                    ));
+                let clash = published
+                    .into_iter()
+                    .find(|(_, p)| p.clashes(&m))
+                    .map(|(owner, p)| {
+                        format!(
+                            "port {}/{} is already published by {owner}",
+                            std::net::SocketAddr::new(p.host_addr(), p.host_port),
+                            p.proto
+                        )
+                    });
+                if let Some(clash) = clash {
+                    return conflict(clash);
                 }
             }
             wanted.push(m);
@@ -324,16 +332,21 @@ impl Agent {
     /// Keeps `HOST_ADDRS` equal to the host's IPv4 addresses.
     pub(super) async fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = self.links.all_ipv4().await?;
-        self.datapath.set_host_addrs(&addrs)?;
-        self.sync_no_shortcut().await
+        let rows = self.links.dump().await?;
+        self.apply_host_addrs(&addrs, &rows)
     }
 
-    /// Keeps `NO_SHORTCUT` equal to the host's bridges and other master
-    /// devices (netd's and other runtimes', e.g. docker0) that are no
-    /// uplink: eBPF host routing does not route onto them, the host's
-    /// firewall keeps judging that traffic.
-    async fn sync_no_shortcut(&mut self) -> anyhow::Result<()> {
-        let rows = self.links.dump().await?;
+    /// Writes `HOST_ADDRS` and `NO_SHORTCUT` from the host's addresses and
+    /// links: the host's bridges and other master devices (netd's and
+    /// other runtimes', e.g. docker0) that are no uplink, which eBPF host
+    /// routing does not route onto (the host's firewall keeps judging that
+    /// traffic).
+    fn apply_host_addrs(
+        &mut self,
+        addrs: &std::collections::HashSet<Ipv4Addr>,
+        rows: &[crate::net::LinkRow],
+    ) -> anyhow::Result<()> {
+        self.datapath.set_host_addrs(addrs)?;
         let uplinks: std::collections::HashSet<u32> =
             self.uplinks.values().map(|u| u.ifindex).collect();
         let bridges: std::collections::HashSet<&str> =
@@ -349,5 +362,14 @@ impl Agent {
             .filter(|i| !uplinks.contains(i))
             .collect();
         self.datapath.set_no_shortcut(&masters)
+    }
+}
+
+impl super::SharedAgent {
+    /// [`Agent::sync_host_addrs`] with the dumps made without the state.
+    pub(super) async fn sync_host_addrs(&self, k: &super::endpoints::Kernel) -> anyhow::Result<()> {
+        let addrs = k.links.all_ipv4().await?;
+        let rows = k.links.dump().await?;
+        self.state().await.apply_host_addrs(&addrs, &rows)
     }
 }

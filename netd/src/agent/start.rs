@@ -88,6 +88,9 @@ impl Agent {
                 }),
             _ => Default::default(),
         };
+        let attacher =
+            std::sync::Arc::new(crate::datapath::EndpointAttacher::open(datapath.pins())?);
+        let pool = super::pool::VethPool::new(config.veth_pool);
         let networks: BTreeMap<_, _> = store
             .networks()?
             .into_iter()
@@ -101,9 +104,12 @@ impl Agent {
         let mut agent = Agent {
             config,
             _lock: lock,
-            store,
+            store: std::sync::Arc::new(store),
             links,
             datapath,
+            attacher,
+            pool,
+            claims: Default::default(),
             dns: crate::dns::NameService::new(),
             networks,
             containers,
@@ -320,9 +326,15 @@ impl Agent {
             .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
             .collect();
         let bridges: HashSet<&str> = self.networks.values().map(|n| n.bridge.as_str()).collect();
+        // The pool's spares (ready or being made) are the pool's; a spare
+        // it does not know is an earlier agent's.
+        let spares = self.pool.names();
         let rows = self.links.dump().await?;
         let mut doomed = Vec::new();
         for row in &rows {
+            if spares.contains(&row.name) {
+                continue;
+            }
             let owned = owned_veths.contains(&row.name) || bridges.contains(row.name.as_str());
             if self.overlay_device.is_some() && crate::datapath::overlay::is_device_row(row) {
                 continue;
@@ -330,7 +342,10 @@ impl Agent {
             let known = match &row.owner {
                 Some(owner) => owners.contains(owner.as_str()) && owned,
                 // A veth whose creation was cut short before it got its mark.
-                None => !is_host_veth_name(&row.name) || owned,
+                None => {
+                    !(is_host_veth_name(&row.name) || super::pool::is_spare_name(&row.name))
+                        || owned
+                }
             };
             if !known {
                 doomed.push((row.index, row.name.clone()));
@@ -350,7 +365,10 @@ impl Agent {
             let Some((veth, _)) = pin.split_once('_') else {
                 continue;
             };
-            if is_host_veth_name(veth) && !owned_veths.contains(veth) {
+            let spare = super::pool::is_spare_name(veth);
+            if (is_host_veth_name(veth) && !owned_veths.contains(veth))
+                || (spare && !spares.contains(veth))
+            {
                 self.datapath
                     .unpin_link(&self.datapath.pins().links().join(&pin))?;
                 self.repaired(format!("unpinned orphan link {pin}"));
@@ -414,7 +432,7 @@ impl Agent {
 }
 
 /// `nd` and 11 hex digits: the host end of a veth netd made.
-fn is_host_veth_name(name: &str) -> bool {
+pub(super) fn is_host_veth_name(name: &str) -> bool {
     name.len() == HOST_VETH_LEN
         && name.starts_with(HOST_VETH_PREFIX)
         && name[HOST_VETH_PREFIX.len()..]

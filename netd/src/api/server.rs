@@ -1,6 +1,7 @@
-//! The API server: axum routes on a Unix socket (mode 0600). All mutations
-//! go through one lock, so concurrent calls are serialised and each sees a
-//! consistent state.
+//! The API server: axum routes on a Unix socket (mode 0600). Reads take
+//! the agent's state for a moment; the hot writes run phased, side by side
+//! (see `agent::shared`), each in a task of its own, so a client that goes
+//! away never leaves one half done; the rest run exclusively.
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
 use anyhow::{Context, Result};
@@ -12,10 +13,10 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::{net::UnixListener, sync::Mutex};
+use tokio::net::UnixListener;
 
 use crate::{
-    agent::Agent,
+    agent::SharedAgent,
     datapath::Sandbox,
     error::AgentError,
     schema::{
@@ -24,7 +25,17 @@ use crate::{
     },
 };
 
-type Shared = Arc<Mutex<Agent>>;
+type Shared = Arc<SharedAgent>;
+
+/// Runs a write in a task of its own: it completes even if the client
+/// disconnects (axum drops the handler's future then).
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, AgentError>> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::spawn(f)
+        .await
+        .map_err(|e| AgentError::Internal(anyhow::anyhow!("the request's task failed: {e}")))?
+}
 
 struct ApiError(AgentError);
 
@@ -136,7 +147,7 @@ async fn monitor(
         bits = crate::monitor::TYPES.iter().fold(0, |a, (_, b)| a | b);
     }
     let hub = {
-        let agent = agent.lock().await;
+        let agent = agent.state().await;
         q.container = q.container.map(|c| agent.container_name(&c)).transpose()?;
         q.network = q.network.map(|n| agent.network_name(&n)).transpose()?;
         agent.monitor_hub()
@@ -194,7 +205,7 @@ pub async fn serve_metrics(agent: Shared, listener: tokio::net::TcpListener) -> 
 
 /// Prometheus text exposition of the agent's and the datapath's counters.
 async fn metrics(State(agent): State<Shared>) -> Result<Response, ApiError> {
-    let text = agent.lock().await.metrics(&crate::metrics::API_LATENCY)?;
+    let text = agent.state().await.metrics(&crate::metrics::API_LATENCY)?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -238,11 +249,11 @@ pub async fn serve(
 }
 
 async fn status(State(agent): State<Shared>) -> ApiResult<StatusView> {
-    Ok(Json(agent.lock().await.status()?))
+    Ok(Json(agent.state().await.status()?))
 }
 
 async fn list_networks(State(agent): State<Shared>) -> ApiResult<Vec<NetworkView>> {
-    Ok(Json(agent.lock().await.list_networks()))
+    Ok(Json(agent.state().await.list_networks()))
 }
 
 async fn create_network(
@@ -250,7 +261,7 @@ async fn create_network(
     body: Result<Json<NetworkCreate>, JsonRejection>,
 ) -> ApiResult<Created> {
     let Json(req) = body?;
-    let net = agent.lock().await.create_network(req).await?;
+    let net = detached(async move { agent.create_network(req).await }).await?;
     Ok(Json(Created { id: net.id }))
 }
 
@@ -258,19 +269,19 @@ async fn inspect_network(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<NetworkView> {
-    Ok(Json(agent.lock().await.inspect_network(&name)?))
+    Ok(Json(agent.state().await.inspect_network(&name)?))
 }
 
 async fn remove_network(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<Removed<String>> {
-    let removed = agent.lock().await.remove_network(&name).await?;
+    let removed = detached(async move { agent.remove_network(&name).await }).await?;
     Ok(Json(Removed { removed }))
 }
 
 async fn prune_networks(State(agent): State<Shared>) -> ApiResult<Pruned> {
-    let networks_deleted = agent.lock().await.prune_networks().await?;
+    let networks_deleted = detached(async move { agent.prune_networks().await }).await?;
     Ok(Json(Pruned { networks_deleted }))
 }
 
@@ -280,9 +291,11 @@ async fn connect(
     body: Result<Json<NetworkConnect>, JsonRejection>,
 ) -> ApiResult<ContainerView> {
     let Json(req) = body?;
-    let mut agent = agent.lock().await;
-    let c = agent.connect(&name, req).await?;
-    Ok(Json(agent.container_view(&c)))
+    let c = {
+        let agent = agent.clone();
+        detached(async move { agent.connect(&name, req).await }).await?
+    };
+    Ok(Json(agent.state().await.container_view(&c)))
 }
 
 async fn disconnect(
@@ -291,13 +304,15 @@ async fn disconnect(
     body: Result<Json<NetworkDisconnect>, JsonRejection>,
 ) -> ApiResult<ContainerView> {
     let Json(req) = body?;
-    let mut agent = agent.lock().await;
-    let c = agent.disconnect(&name, req).await?;
-    Ok(Json(agent.container_view(&c)))
+    let c = {
+        let agent = agent.clone();
+        detached(async move { agent.disconnect(&name, req).await }).await?
+    };
+    Ok(Json(agent.state().await.container_view(&c)))
 }
 
 async fn list_containers(State(agent): State<Shared>) -> ApiResult<Vec<ContainerView>> {
-    Ok(Json(agent.lock().await.list_containers()))
+    Ok(Json(agent.state().await.list_containers()))
 }
 
 async fn add_container(
@@ -305,7 +320,7 @@ async fn add_container(
     body: Result<Json<ContainerAdd>, JsonRejection>,
 ) -> ApiResult<Created> {
     let Json(req) = body?;
-    let c = agent.lock().await.add_container(req).await?;
+    let c = detached(async move { agent.add_container(req).await }).await?;
     Ok(Json(Created { id: c.id }))
 }
 
@@ -313,14 +328,14 @@ async fn inspect_container(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<ContainerView> {
-    Ok(Json(agent.lock().await.inspect_container(&name)?))
+    Ok(Json(agent.state().await.inspect_container(&name)?))
 }
 
 async fn resolv_conf(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<ResolvConf> {
-    Ok(Json(agent.lock().await.resolv_conf(&name)?))
+    Ok(Json(agent.state().await.resolv_conf(&name)?))
 }
 
 /// Removes everything, answers, then ends the agent: there is nothing
@@ -364,6 +379,6 @@ async fn remove_container(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<RemoveQuery>,
 ) -> ApiResult<Removed> {
-    let removed = agent.lock().await.remove_container(&name, q.force).await?;
+    let removed = detached(async move { agent.remove_container(&name, q.force).await }).await?;
     Ok(Json(Removed { removed }))
 }

@@ -12,7 +12,7 @@ use super::{
     logs, notify,
 };
 use crate::{
-    agent::{Agent, AgentConfig},
+    agent::{Agent, AgentConfig, SharedAgent},
     api::server,
     datapath::CtTimeouts,
     docker,
@@ -50,7 +50,7 @@ const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(2
 
 /// Follows routes, addresses and links (rtnetlink notifications, and a
 /// periodic sweep) and expires conntrack entries.
-async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
+async fn maintenance(agent: Arc<SharedAgent>) {
     use futures::StreamExt;
     use rtnetlink::MulticastGroup;
     let groups = [
@@ -68,16 +68,19 @@ async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
             None
         }
     };
+    let mut next = tokio::time::Instant::now() + MAINTENANCE_PERIOD;
     loop {
-        let tick = tokio::time::sleep(MAINTENANCE_PERIOD);
         match events.as_mut() {
             Some(ev) => {
                 tokio::select! {
-                    _ = tick => {}
-                    msg = ev.next() => {
-                        if msg.is_none() {
+                    _ = tokio::time::sleep_until(next) => {}
+                    msg = ev.next() => match msg {
+                        None => {
                             events = None;
-                        } else {
+                            continue;
+                        }
+                        Some((m, _)) if !wakes_upkeep(&m) => continue,
+                        Some(_) => {
                             // One pass for a burst of changes.
                             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                             while let Ok(Some(_)) = tokio::time::timeout(std::time::Duration::ZERO, ev.next()).await {}
@@ -85,9 +88,32 @@ async fn maintenance(agent: Arc<tokio::sync::Mutex<Agent>>) {
                     }
                 }
             }
-            None => tick.await,
+            None => tokio::time::sleep_until(next).await,
         }
         agent.lock().await.maintain().await;
+        next = tokio::time::Instant::now() + MAINTENANCE_PERIOD;
+    }
+}
+
+/// Does a notification call for upkeep now? Not one about a veth of
+/// netd's own making (an endpoint's or a spare's, made, moved, renamed or
+/// brought up by the agent itself, hundreds of them while containers come
+/// up): the periodic sweep still repairs those if someone else touched them.
+fn wakes_upkeep(
+    msg: &rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+) -> bool {
+    use rtnetlink::{
+        packet_core::NetlinkPayload,
+        packet_route::{link::LinkAttribute, RouteNetlinkMessage},
+    };
+    match &msg.payload {
+        NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l),
+        ) => !l
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::IfName(n) if crate::agent::is_own_veth_name(n))),
+        _ => true,
     }
 }
 
@@ -158,6 +184,7 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
             }),
             None => None,
         },
+        veth_pool: args.veth_pool,
     })
 }
 
@@ -225,7 +252,8 @@ pub fn run(settings: Settings) -> Result<()> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let agent = Arc::new(tokio::sync::Mutex::new(agent));
+        let agent = SharedAgent::new(agent);
+        tokio::spawn(agent.clone().fill_pool());
         tokio::spawn(maintenance(agent.clone()));
         tokio::spawn(crate::agent::follow_cluster(agent.clone()));
         if let Some(listener) = metrics_listener {
@@ -255,7 +283,9 @@ pub fn run(settings: Settings) -> Result<()> {
                 stopped(stop_rx.clone()),
             ))
         });
-        let served = server::serve(agent, listener, stopped(stop_rx)).await;
+        let served = server::serve(agent.clone(), listener, stopped(stop_rx)).await;
+        // Spare veths do not outlive the agent (the datapath does).
+        agent.remove_spares().await;
         if let Some(driver) = driver {
             match driver.await {
                 Ok(Err(e)) => {
@@ -271,11 +301,7 @@ pub fn run(settings: Settings) -> Result<()> {
 
 /// SIGHUP: reads the config file again; applies what can change live and
 /// names what needs a restart. A file that no longer parses changes nothing.
-async fn reload(
-    agent: &Arc<tokio::sync::Mutex<Agent>>,
-    levels: &logs::LevelHandle,
-    running: &mut Settings,
-) {
+async fn reload(agent: &Arc<SharedAgent>, levels: &logs::LevelHandle, running: &mut Settings) {
     notify::notify("RELOADING=1");
     let new = match config::load(&running.cli) {
         Ok(new) => new,

@@ -46,7 +46,7 @@ pub fn all_programs() -> impl Iterator<Item = &'static str> {
 pub const ENDPOINT_PROGRAM_NAMES: [&str; 2] = [FROM_CONTAINER, TO_CONTAINER];
 
 /// The programs on a container veth and where each attaches.
-const ENDPOINT_PROGRAMS: [(&str, TcAttachType); 2] = [
+pub(super) const ENDPOINT_PROGRAMS: [(&str, TcAttachType); 2] = [
     (FROM_CONTAINER, TcAttachType::Ingress),
     (TO_CONTAINER, TcAttachType::Egress),
 ];

@@ -4,6 +4,7 @@
 //! Pin layout (versioned, see `netd_common::MAP_LAYOUT_VERSION`):
 //! `BPFFS/v1/maps/<MAP>`, `BPFFS/v1/progs/<program>`,
 //! `BPFFS/v1/links/<host ifname>_<program>`.
+mod attacher;
 mod bpffs;
 mod conntrack;
 mod ipv6;
@@ -18,6 +19,7 @@ mod sock;
 mod stats;
 mod uplink;
 
+pub use attacher::EndpointAttacher;
 pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
 pub use ipv6::{addr6_key, addr6_of};

@@ -5,19 +5,18 @@
 //! limit, so a slow or absent dockerd never holds up the agent.
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::sync::Mutex;
 use tracing::debug;
 
-use crate::{agent::Agent, api::client::Client};
+use crate::{agent::SharedAgent, api::client::Client};
 
 const PERIOD: Duration = Duration::from_secs(2);
 const LIMIT: Duration = Duration::from_secs(2);
 
-pub async fn follow(agent: Arc<Mutex<Agent>>, socket: PathBuf) {
+pub async fn follow(agent: Arc<SharedAgent>, socket: PathBuf) {
     let client = Client::new(&socket);
     loop {
         tokio::time::sleep(PERIOD).await;
-        let networks = agent.lock().await.docker_unnamed_networks();
+        let networks = agent.state().await.docker_unnamed_networks();
         for id in networks {
             let answer = tokio::time::timeout(
                 LIMIT,

@@ -21,13 +21,13 @@ use axum::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
-use tokio::{net::UnixListener, sync::Mutex};
+use tokio::net::UnixListener;
 use tracing::{debug, info, warn};
 
 use super::types;
-use crate::{agent::Agent, error::AgentError};
+use crate::{agent::SharedAgent, error::AgentError};
 
-type Shared = Arc<Mutex<Agent>>;
+type Shared = Arc<SharedAgent>;
 
 /// The media type every answer carries.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";

@@ -22,6 +22,9 @@ const RT_TABLE_MAIN: u8 = 254;
 #[derive(Clone)]
 pub struct HostLinks {
     handle: Handle,
+    /// The kernel runs one dump at a time per netlink socket (a second
+    /// one is refused with EBUSY): concurrent requests take turns.
+    dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One link as the reconciler sees it.
@@ -75,7 +78,10 @@ impl HostLinks {
         let (conn, handle, _) =
             rtnetlink::new_connection().context("failed to open an rtnetlink socket")?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            dumps: Default::default(),
+        })
     }
 
     pub fn handle(&self) -> &Handle {
@@ -118,6 +124,7 @@ impl HostLinks {
 
     /// Every link of the namespace in one dump.
     pub async fn dump(&self) -> Result<Vec<LinkRow>> {
+        let _turn = self.dumps.lock().await;
         let mut out = Vec::new();
         let mut links = self.handle.link().get().execute();
         while let Some(msg) = links.try_next().await? {
@@ -167,6 +174,7 @@ impl HostLinks {
 
     /// Names of every link in the namespace.
     pub async fn link_names(&self) -> Result<Vec<(u32, String)>> {
+        let _turn = self.dumps.lock().await;
         let mut out = Vec::new();
         let mut links = self.handle.link().get().execute();
         while let Some(msg) = links.try_next().await? {
@@ -202,6 +210,7 @@ impl HostLinks {
     }
 
     async fn ensure_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        let _turn = self.dumps.lock().await;
         let mut addrs = self
             .handle
             .address()
@@ -209,7 +218,12 @@ impl HostLinks {
             .set_link_index_filter(index)
             .set_address_filter(addr.into())
             .execute();
-        if addrs.try_next().await?.is_some() {
+        // Read to the end: a dump left half-read keeps the socket busy.
+        let mut found = false;
+        while addrs.try_next().await?.is_some() {
+            found = true;
+        }
+        if found {
             return Ok(());
         }
         self.handle
@@ -295,6 +309,73 @@ impl HostLinks {
         self.add_marked(msg, host_name, owner).await
     }
 
+    /// Creates a veth pair for the pool: both ends here, down, on no
+    /// bridge, the host end marked `owner`'s. Returns (host, peer) ifindexes.
+    pub async fn create_spare_veth(
+        &self,
+        host_name: &str,
+        peer_name: &str,
+        owner: &str,
+    ) -> Result<(u32, u32)> {
+        let msg = LinkVeth::new(host_name, peer_name).build();
+        let host = self.add_marked(msg, host_name, owner).await?;
+        let peer = self
+            .index_of(peer_name)
+            .await?
+            .ok_or_else(|| anyhow!("{peer_name} vanished after creation"))?;
+        Ok((host, peer))
+    }
+
+    /// Moves the peer end `peer_index` of a spare veth into the netns
+    /// `netns` as `name`, with `mac` and `mtu`: one message.
+    pub async fn hand_over_peer(
+        &self,
+        peer_index: u32,
+        netns: &impl AsRawFd,
+        name: &str,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<()> {
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(peer_index)
+                    .setns_by_fd(netns.as_raw_fd())
+                    .name(name.to_string())
+                    .address(mac.to_vec())
+                    .mtu(mtu)
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("failed to move a spare veth into the container as {name}"))
+    }
+
+    /// Renames the host end of a spare veth to `name` and puts it on
+    /// `bridge` with `mtu`, marked `owner`'s: one message.
+    pub async fn enslave_spare(
+        &self,
+        index: u32,
+        name: &str,
+        bridge: u32,
+        mtu: u32,
+        owner: &str,
+    ) -> Result<()> {
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .name(name.to_string())
+                    .controller(bridge)
+                    .mtu(mtu)
+                    .alias(owner_alias(owner))
+                    .build(),
+            )
+            .execute()
+            .await
+            .context("failed to put a spare veth on its bridge")
+    }
+
     /// Creates the link `msg` describes, named `name`, and marks it as
     /// `owner`'s; returns its ifindex.
     async fn add_marked(&self, msg: LinkMessage, name: &str, owner: &str) -> Result<u32> {
@@ -338,6 +419,7 @@ impl HostLinks {
 
     /// Every IPv4 route of the main table.
     async fn main_routes(&self) -> Result<Vec<RouteMessage>> {
+        let _turn = self.dumps.lock().await;
         let mut out = Vec::new();
         let mut routes = self
             .handle
@@ -372,6 +454,7 @@ impl HostLinks {
 
     /// The address messages of a link.
     async fn addresses_of(&self, index: u32) -> Result<Vec<AddressMessage>> {
+        let _turn = self.dumps.lock().await;
         let mut out = Vec::new();
         let mut addrs = self
             .handle
@@ -429,6 +512,7 @@ impl HostLinks {
 
     /// Every IPv4 address of the namespace except loopback ones.
     pub async fn all_ipv4(&self) -> Result<std::collections::HashSet<Ipv4Addr>> {
+        let _turn = self.dumps.lock().await;
         let mut out = std::collections::HashSet::new();
         let mut addrs = self.handle.address().get().execute();
         while let Some(msg) = addrs.try_next().await? {

@@ -1,0 +1,242 @@
+//! Spare veth pairs, made ahead of time with the endpoint programs
+//! attached, so that `container add` does not wait for the two RCU grace
+//! periods of the TCX attaches (10-20 ms each, under RTNL).
+//!
+//! A spare is a veth pair in the agent's netns, both ends down and on no
+//! bridge: the host end `ns` + 11 hex, marked `netd:pool`, with
+//! `from_container` and `to_container` attached and the links pinned under
+//! its name; the peer `np` + 11 hex. An add takes one and, in two messages,
+//! moves the peer into the container netns (named, MAC and MTU set) and
+//! renames the host end to the endpoint's `nd…` name on the bridge (MTU,
+//! owner mark; the pins are renamed with it); the host end comes up only
+//! after the endpoint is in the maps, as for a fresh veth. With no spare
+//! left, the add makes its veth as before.
+//!
+//! The filler works only while no phased operation is in flight: its
+//! grace periods hold RTNL, which every add needs too. Spares never outlive
+//! the agent's knowledge of them: on shutdown and reset they are deleted;
+//! a crashed agent's spares are orphans to the next one (unknown to its
+//! pool, marked `netd:pool`) and are deleted by the start-up reconcile.
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use tracing::{debug, warn};
+
+use crate::{datapath::EndpointAttacher, model::new_id, net::HostLinks};
+
+/// Owner mark of spare veths (`netd:pool`).
+pub(super) const SPARE_OWNER: &str = "pool";
+/// Prefix of a spare's host end.
+pub(super) const SPARE_PREFIX: &str = "ns";
+/// Prefix of a spare's peer while it waits in the agent's netns.
+pub(super) const SPARE_PEER_PREFIX: &str = "np";
+/// Spares kept ready unless `--veth-pool` says otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// One spare veth pair.
+#[derive(Clone, Debug)]
+pub struct Spare {
+    pub host: String,
+    pub host_index: u32,
+    pub peer_index: u32,
+}
+
+#[derive(Default)]
+struct Inner {
+    ready: VecDeque<Spare>,
+    /// Host names of spares being made (known before the link exists).
+    making: HashSet<String>,
+    stopped: bool,
+}
+
+pub struct VethPool {
+    target: usize,
+    inner: Mutex<Inner>,
+    wake: tokio::sync::Notify,
+}
+
+impl VethPool {
+    pub fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self {
+            target,
+            inner: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A ready spare, if any (the filler is woken to replace it).
+    pub fn take(&self) -> Option<Spare> {
+        let spare = self.inner().ready.pop_front();
+        self.wake.notify_one();
+        spare
+    }
+
+    /// Host names of every spare, ready or being made: the reconcile
+    /// leaves them (and their pins) alone.
+    pub fn names(&self) -> HashSet<String> {
+        let inner = self.inner();
+        inner
+            .ready
+            .iter()
+            .map(|s| s.host.clone())
+            .chain(inner.making.iter().cloned())
+            .collect()
+    }
+
+    pub fn ready(&self) -> usize {
+        self.inner().ready.len()
+    }
+
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// Stops the filler and hands out every ready spare (to be deleted),
+    /// once the one being made, if any, is done (at most `wait`).
+    pub async fn stop(&self, wait: Duration) -> Vec<Spare> {
+        self.inner().stopped = true;
+        self.wake.notify_one();
+        let until = tokio::time::Instant::now() + wait;
+        while !self.inner().making.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.inner().ready.drain(..).collect()
+    }
+
+    /// Keeps the pool at its target while the agent runs. `busy` counts
+    /// phased operations in flight: a spare is only started when it is 0.
+    pub async fn fill(
+        self: Arc<Self>,
+        links: HostLinks,
+        attacher: Arc<EndpointAttacher>,
+        busy: Arc<AtomicUsize>,
+    ) {
+        if self.target == 0 {
+            return;
+        }
+        loop {
+            let wanted = {
+                let inner = self.inner();
+                if inner.stopped {
+                    return;
+                }
+                inner.ready.len() + inner.making.len() < self.target
+            };
+            if !wanted {
+                self.wake.notified().await;
+                continue;
+            }
+            if busy.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            let host = format!("{SPARE_PREFIX}{}", &new_id()[..11]);
+            let peer = format!("{SPARE_PEER_PREFIX}{}", &new_id()[..11]);
+            {
+                let mut inner = self.inner();
+                if inner.stopped {
+                    return;
+                }
+                inner.making.insert(host.clone());
+            }
+            let made = make_spare(&links, &attacher, &host, &peer).await;
+            // A failed one is cleaned up while still listed as being made;
+            // a made one is listed ready even after a stop, so that the
+            // stop (which waits for the one being made) deletes it.
+            let failed = match made {
+                Ok(spare) => {
+                    debug!(veth = %spare.host, "spare veth ready");
+                    let mut inner = self.inner();
+                    inner.making.remove(&host);
+                    inner.ready.push_back(spare);
+                    false
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "failed to make a spare veth; retrying in 1 s");
+                    let _ = links.delete_by_name(&host).await;
+                    attacher.detach(&host);
+                    self.inner().making.remove(&host);
+                    true
+                }
+            };
+            if self.inner().stopped {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn make_spare(
+    links: &HostLinks,
+    attacher: &Arc<EndpointAttacher>,
+    host: &str,
+    peer: &str,
+) -> Result<Spare> {
+    let (host_index, peer_index) = links.create_spare_veth(host, peer, SPARE_OWNER).await?;
+    let a = attacher.clone();
+    let h = host.to_string();
+    tokio::task::spawn_blocking(move || a.attach(&h))
+        .await
+        .context("attach thread failed")??;
+    Ok(Spare {
+        host: host.to_string(),
+        host_index,
+        peer_index,
+    })
+}
+
+/// Deletes a spare: its veth pair and its pinned links.
+pub(super) async fn remove_spare(links: &HostLinks, attacher: &EndpointAttacher, spare: &Spare) {
+    if let Err(e) = links.delete(spare.host_index).await {
+        warn!(veth = %spare.host, error = %format!("{e:#}"), "failed to delete a spare veth");
+    }
+    attacher.detach(&spare.host);
+}
+
+/// `ns` and 11 hex digits: the host end of a spare.
+pub(super) fn is_spare_name(name: &str) -> bool {
+    name.len() == 13
+        && name.starts_with(SPARE_PREFIX)
+        && name[SPARE_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
+impl super::SharedAgent {
+    /// Keeps the pool full while the agent runs (see [`VethPool::fill`]).
+    pub async fn fill_pool(self: Arc<Self>) {
+        let (pool, links, attacher) = {
+            let s = self.state().await;
+            (s.pool.clone(), s.links.clone(), s.attacher.clone())
+        };
+        pool.fill(links, attacher, self.in_flight()).await;
+    }
+
+    /// Stops the filler and deletes every spare (at shutdown).
+    pub async fn remove_spares(&self) {
+        self.lock().await.remove_spares().await;
+    }
+}
+
+impl super::Agent {
+    /// Stops the filler and deletes every spare.
+    pub(super) async fn remove_spares(&mut self) {
+        for spare in self.pool.stop(Duration::from_secs(2)).await {
+            remove_spare(&self.links, &self.attacher, &spare).await;
+        }
+    }
+}
