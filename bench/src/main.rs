@@ -33,6 +33,9 @@ enum Cmd {
         /// Fewer repetitions, shorter runs, smaller scale (under 3 minutes).
         #[arg(long)]
         quick: bool,
+        /// Only the control-plane part (report `<mode>-control.*`).
+        #[arg(long)]
+        control_only: bool,
         /// The netd binary to benchmark.
         #[arg(long)]
         netd: PathBuf,
@@ -94,12 +97,14 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Run {
             quick,
+            control_only,
             netd,
             out,
             command,
             overlay_only,
         } => run::run(run::Opts {
             quick,
+            control_only,
             netd,
             out,
             command,

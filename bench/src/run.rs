@@ -189,6 +189,8 @@ pub struct Results {
 
 pub struct Opts {
     pub quick: bool,
+    /// Only the control-plane test (report `<mode>-control.*`).
+    pub control_only: bool,
     pub netd: PathBuf,
     pub out: PathBuf,
     pub command: String,
@@ -203,6 +205,9 @@ pub fn run(opts: Opts) -> Result<()> {
     let mut plan = Plan::new(opts.quick);
     if opts.overlay_only {
         plan.mode = format!("{}-overlay", plan.mode);
+    }
+    if opts.control_only {
+        plan.mode = format!("{}-control", plan.mode);
     }
     let dir = RunDir::create()?;
     let cgroup = sys::Cgroup::create()?;
@@ -229,7 +234,7 @@ pub fn run(opts: Opts) -> Result<()> {
         ctx.dir.display()
     );
 
-    let (matrix, scale) = if opts.overlay_only {
+    let (matrix, scale) = if opts.overlay_only || opts.control_only {
         (Vec::new(), Vec::new())
     } else {
         let mut dps = Vec::new();
@@ -261,7 +266,11 @@ pub fn run(opts: Opts) -> Result<()> {
         eprintln!("bench: tearing down the datapath topologies");
         (matrix, scale)
     };
-    let overlay = crate::overlay::run(&plan, &ctx)?;
+    let overlay = if opts.control_only {
+        Vec::new()
+    } else {
+        crate::overlay::run(&plan, &ctx)?
+    };
     let control = if opts.overlay_only {
         skipped_control(&plan)
     } else {
@@ -555,23 +564,30 @@ fn scale_level(
 fn skipped_control(plan: &Plan) -> Control {
     Control {
         na: Some("not measured (--overlay-only)".into()),
-        latency_n: plan.cp_latency_n,
-        total_n: plan.cp_total_n,
-        add_ms: Vec::new(),
-        total_s: None,
-        cli_floor_ms: Series::default(),
+        ..empty_control(plan)
     }
 }
 
-fn run_control(plan: &Plan, ctx: &Ctx) -> Result<Control> {
-    let mut c = Control {
+fn empty_control(plan: &Plan) -> Control {
+    Control {
         na: None,
         latency_n: plan.cp_latency_n,
         total_n: plan.cp_total_n,
         add_ms: Vec::new(),
         total_s: None,
         cli_floor_ms: Series::default(),
-    };
+        clients: CLIENTS,
+        concurrent_n: plan.cp_total_n,
+        concurrent_s: None,
+        concurrent_add_ms: Series::default(),
+        ls_while_adding_ms: Series::default(),
+        veth_pool: None,
+        load_before_concurrent: String::new(),
+    }
+}
+
+fn run_control(plan: &Plan, ctx: &Ctx) -> Result<Control> {
+    let mut c = empty_control(plan);
     if let Err(e) = control(plan, ctx, &mut c) {
         sys::check()?;
         eprintln!("bench: control plane: {e:#}");
@@ -580,6 +596,24 @@ fn run_control(plan: &Plan, ctx: &Ctx) -> Result<Control> {
     Ok(c)
 }
 
+/// Clients adding containers at once in the concurrent part.
+const CLIENTS: usize = 8;
+
+fn add_args<'a>(name: &'a str, path: &'a str) -> [&'a str; 7] {
+    [
+        "container",
+        "add",
+        name,
+        "--netns",
+        path,
+        "--network",
+        "cp",
+    ]
+}
+
+/// The control plane: `latency_n` adds one by one (the latency figures),
+/// removed again; then `total_n` adds by [`CLIENTS`] clients at once while
+/// another one times `network ls`.
 fn control(plan: &Plan, ctx: &Ctx, c: &mut Control) -> Result<()> {
     let name = |r: &str| format!("{}{}-cp-{r}", sys::PREFIX, std::process::id());
     // Drop order: agent first, then the container netns, then the host.
@@ -587,43 +621,97 @@ fn control(plan: &Plan, ctx: &Ctx, c: &mut Control) -> Result<()> {
     let mut nss: Vec<Netns> = Vec::with_capacity(plan.cp_total_n);
     let agent = Agent::start(ctx, host.name(), "cp", &["--no-default-bridge"])?;
     agent.ok(&["network", "create", "cp", "--subnet", "10.200.0.0/16"])?;
+    let status = agent.cli(&["status", "--format", "json"])?;
+    c.veth_pool = serde_json::from_str::<serde_json::Value>(&status.stdout)
+        .ok()
+        .and_then(|v| v["veth_pool"]["target"].as_u64());
     for _ in 0..20 {
         c.cli_floor_ms
             .push(agent.ok(&["network", "ls"])?.as_secs_f64() * 1000.0);
     }
-    eprintln!(
-        "bench: control plane: creating {} container netns",
-        plan.cp_total_n
-    );
-    for i in 0..plan.cp_total_n {
+    let n = plan.cp_total_n.max(plan.cp_latency_n);
+    eprintln!("bench: control plane: creating {n} container netns");
+    for i in 0..n {
         sys::check()?;
         nss.push(Netns::create(&name(&format!("k{i}")))?);
     }
+    let paths: Vec<String> = nss
+        .iter()
+        .map(|ns| sys::netns_path(ns.name()).display().to_string())
+        .collect();
     let mut total = Duration::ZERO;
-    for (i, ns) in nss.iter().enumerate() {
+    for (i, path) in paths.iter().take(plan.cp_latency_n).enumerate() {
         sys::check()?;
-        let path = sys::netns_path(ns.name()).display().to_string();
-        let t = agent.ok(&[
-            "container",
-            "add",
-            &format!("k{i}"),
-            "--netns",
-            &path,
-            "--network",
-            "cp",
-        ])?;
+        let t = agent.ok(&add_args(&format!("s{i}"), path))?;
         total += t;
         c.add_ms.push(t.as_secs_f64() * 1000.0);
-        if (i + 1) % 100 == 0 {
-            eprintln!(
-                "bench: control plane: {} containers, {:.1} s of container add",
-                i + 1,
-                total.as_secs_f64()
-            );
-        }
     }
     c.total_s = Some(total.as_secs_f64());
-    eprintln!("bench: control plane: tearing down {} netns", nss.len());
+    eprintln!(
+        "bench: control plane: {} sequential adds in {:.1} s; removing them",
+        c.add_ms.len(),
+        total.as_secs_f64()
+    );
+    for i in 0..c.add_ms.len() {
+        agent.ok(&["container", "rm", &format!("s{i}")])?;
+    }
+    // The agent's idle time refills its spares, as between bursts.
+    std::thread::sleep(Duration::from_secs(3));
+    c.load_before_concurrent = loadavg();
+    eprintln!(
+        "bench: control plane: {} containers by {CLIENTS} clients at once",
+        plan.cp_total_n
+    );
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let t0 = Instant::now();
+    let (adds, ls) = std::thread::scope(|s| -> Result<(Vec<f64>, Vec<f64>)> {
+        let reader = s.spawn(|| -> Result<Vec<f64>> {
+            let mut v = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                v.push(agent.ok(&["network", "ls"])?.as_secs_f64() * 1000.0);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(v)
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|k| {
+                let (agent, paths) = (&agent, &paths);
+                s.spawn(move || -> Result<Vec<f64>> {
+                    let mut v = Vec::new();
+                    for i in (k..plan.cp_total_n).step_by(CLIENTS) {
+                        sys::check()?;
+                        let t = agent.ok(&add_args(&format!("k{i}"), &paths[i]))?;
+                        v.push(t.as_secs_f64() * 1000.0);
+                    }
+                    Ok(v)
+                })
+            })
+            .collect();
+        let mut adds = Vec::new();
+        let mut first_err = None;
+        for h in clients {
+            match h.join().expect("a client thread panicked") {
+                Ok(v) => adds.extend(v),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let ls = reader.join().expect("the reader thread panicked")?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok((adds, ls)),
+        }
+    })?;
+    c.concurrent_s = Some(t0.elapsed().as_secs_f64());
+    c.concurrent_add_ms = Series { samples: adds };
+    c.ls_while_adding_ms = Series { samples: ls };
+    eprintln!(
+        "bench: control plane: {} containers in {:.1} s; tearing down",
+        plan.cp_total_n,
+        c.concurrent_s.unwrap_or_default()
+    );
     drop(agent);
     drop(nss);
     drop(host);

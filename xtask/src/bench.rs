@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--overlay-only]`: installs what the benchmark needs, builds
+//! `cargo xtask bench [--quick] [--overlay-only] [--control-only]`: installs what the benchmark needs, builds
 //! netd and the `bench` crate in release mode, then becomes `bench run`
 //! (exec, so Ctrl-C reaches the runner, which cleans up after itself).
 
@@ -19,7 +19,7 @@ const BENCH_PACKAGES: &[&str] = &[
     "etcd-server",
 ];
 
-pub fn bench(root: &Path, quick: bool, overlay_only: bool) -> Result<()> {
+pub fn bench(root: &Path, quick: bool, overlay_only: bool, control_only: bool) -> Result<()> {
     ensure!(
         crate::effective_uid()? == 0,
         "the benchmark builds network namespaces, bridges and iptables rules: run `cargo xtask bench` as root"
@@ -38,16 +38,20 @@ pub fn bench(root: &Path, quick: bool, overlay_only: bool) -> Result<()> {
         .arg("--out")
         .arg(root.join("bench").join("results"))
         .arg("--command")
-        .arg(if quick {
-            "cargo xtask bench --quick"
-        } else {
-            "cargo xtask bench"
-        });
+        .arg(format!(
+            "cargo xtask bench{}{}{}",
+            if quick { " --quick" } else { "" },
+            if overlay_only { " --overlay-only" } else { "" },
+            if control_only { " --control-only" } else { "" }
+        ));
     if quick {
         cmd.arg("--quick");
     }
     if overlay_only {
         cmd.arg("--overlay-only");
+    }
+    if control_only {
+        cmd.arg("--control-only");
     }
     crate::print_cmd(&cmd);
     let err = cmd.exec();

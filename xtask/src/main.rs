@@ -130,6 +130,10 @@ enum Cmd {
         /// bridge, underlay).
         #[arg(long)]
         overlay_only: bool,
+        /// Only the control-plane part: `container add` latency, containers
+        /// brought up by 8 clients at once, `network ls` meanwhile.
+        #[arg(long)]
+        control_only: bool,
     },
 }
 
@@ -149,7 +153,8 @@ fn main() -> Result<ExitCode> {
         Cmd::Bench {
             quick,
             overlay_only,
-        } => bench::bench(&root, quick, overlay_only)?,
+            control_only,
+        } => bench::bench(&root, quick, overlay_only, control_only)?,
         Cmd::Install { prefix, destdir } => install_cmd(&root, prefix, destdir)?,
         Cmd::Uninstall { prefix, destdir } => {
             let layout = install::Layout {
