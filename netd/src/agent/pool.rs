@@ -240,3 +240,64 @@ impl super::Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spare(host: &str, index: u32) -> Spare {
+        Spare {
+            host: host.into(),
+            host_index: index,
+            peer_index: index + 1,
+        }
+    }
+
+    #[test]
+    fn spares_are_handed_out_once_and_known_until_then() {
+        let pool = VethPool::new(4);
+        {
+            let mut inner = pool.inner();
+            inner.ready.push_back(spare("ns00000000001", 10));
+            inner.ready.push_back(spare("ns00000000002", 20));
+            inner.making.insert("ns00000000003".into());
+        }
+        assert_eq!(pool.names().len(), 3);
+        let a = pool.take().unwrap();
+        assert_eq!(a.host, "ns00000000001");
+        assert!(!pool.names().contains(&a.host), "a taken spare is the taker's");
+        assert_eq!(pool.ready(), 1);
+        assert_eq!(pool.target(), 4);
+        assert_eq!(pool.take().unwrap().host_index, 20);
+        assert!(pool.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stop_waits_for_the_spare_being_made_and_hands_out_the_rest() {
+        let pool = VethPool::new(2);
+        pool.inner().making.insert("ns00000000009".into());
+        let p = pool.clone();
+        let finisher = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut inner = p.inner();
+            inner.making.remove("ns00000000009");
+            inner.ready.push_back(spare("ns00000000009", 9));
+        });
+        let left = pool.stop(Duration::from_secs(5)).await;
+        finisher.await.unwrap();
+        assert_eq!(left.len(), 1, "the one being made is deleted too");
+        assert!(pool.inner().stopped);
+        assert!(pool.names().is_empty());
+    }
+
+    #[test]
+    fn spare_names() {
+        assert!(is_spare_name("ns0123456789a"));
+        assert!(!is_spare_name("nd0123456789a"));
+        assert!(!is_spare_name("ns0123456789"));
+        assert!(!is_spare_name("ns0123456789g"));
+        assert!(super::super::is_own_veth_name("np0123456789a"));
+        assert!(super::super::is_own_veth_name("nd0123456789a"));
+        assert!(!super::super::is_own_veth_name("eth0"));
+    }
+}
