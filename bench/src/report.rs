@@ -521,7 +521,10 @@ fn targets(r: &Results, s: &mut String) {
         p(0.99).map(|v| v < 30.0),
     );
     row(
-        &format!("{} containers by {} clients < 20 s", c.concurrent_n, c.clients),
+        &format!(
+            "{} containers by {} clients < 20 s",
+            c.concurrent_n, c.clients
+        ),
         c.concurrent_s
             .map(|t| format!("{t:.1} s"))
             .unwrap_or_else(|| "n/a".into()),

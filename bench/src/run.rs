@@ -148,11 +148,32 @@ pub struct Control {
     pub na: Option<String>,
     pub latency_n: usize,
     pub total_n: usize,
-    /// Wall time of each `netd container add`, in order, ms.
+    /// Wall time of each sequential `netd container add`, in order, ms.
     pub add_ms: Vec<f64>,
+    /// Wall time of the sequential adds together.
     pub total_s: Option<f64>,
     /// `netd network ls` wall time: the CLI + API round-trip floor.
     pub cli_floor_ms: Series,
+    /// Clients adding `concurrent_n` containers at once.
+    #[serde(default)]
+    pub clients: usize,
+    #[serde(default)]
+    pub concurrent_n: usize,
+    /// Wall time from the first to the last of the concurrent adds.
+    #[serde(default)]
+    pub concurrent_s: Option<f64>,
+    /// Wall time of each concurrent `container add`, ms.
+    #[serde(default)]
+    pub concurrent_add_ms: Series,
+    /// `netd network ls` wall time while the clients add, ms.
+    #[serde(default)]
+    pub ls_while_adding_ms: Series,
+    /// The agent's spare veths (`--veth-pool`, the default).
+    #[serde(default)]
+    pub veth_pool: Option<u64>,
+    /// /proc/loadavg right before the concurrent adds.
+    #[serde(default)]
+    pub load_before_concurrent: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -600,15 +621,7 @@ fn run_control(plan: &Plan, ctx: &Ctx) -> Result<Control> {
 const CLIENTS: usize = 8;
 
 fn add_args<'a>(name: &'a str, path: &'a str) -> [&'a str; 7] {
-    [
-        "container",
-        "add",
-        name,
-        "--netns",
-        path,
-        "--network",
-        "cp",
-    ]
+    ["container", "add", name, "--netns", path, "--network", "cp"]
 }
 
 /// The control plane: `latency_n` adds one by one (the latency figures),

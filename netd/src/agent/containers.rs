@@ -143,7 +143,9 @@ impl Agent {
                     }
                 };
                 claim.addresses.push((net.id.clone(), ep.ip));
-                claim.addresses6.extend(ep.ip6.map(|ip| (net.id.clone(), ip)));
+                claim
+                    .addresses6
+                    .extend(ep.ip6.map(|ip| (net.id.clone(), ip)));
                 claim.uses_networks.push(net.id.clone());
                 claim.ports.clone_from(&ports);
                 AddWork::Attach {

@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(pool.names().len(), 3);
         let a = pool.take().unwrap();
         assert_eq!(a.host, "ns00000000001");
-        assert!(!pool.names().contains(&a.host), "a taken spare is the taker's");
+        assert!(
+            !pool.names().contains(&a.host),
+            "a taken spare is the taker's"
+        );
         assert_eq!(pool.ready(), 1);
         assert_eq!(pool.target(), 4);
         assert_eq!(pool.take().unwrap().host_index, 20);
