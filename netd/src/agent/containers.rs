@@ -184,7 +184,10 @@ impl SharedAgent {
             AddWork::Attach { ep, .. } => vec![ep.clone()],
             _ => Vec::new(),
         };
-        match self.realise_add(&k, &mut container, work, ports, &claim).await {
+        match self
+            .realise_add(&k, &mut container, work, ports, &claim)
+            .await
+        {
             Ok(()) => {}
             Err(e) => {
                 self.state()
@@ -268,9 +271,7 @@ impl SharedAgent {
     /// Removes a container, its endpoints and every container sharing its
     /// netns. With `force`, kernel clean-up errors do not stop the removal.
     pub async fn remove_container(&self, key: &str, force: bool) -> AgentResult<Vec<String>> {
-        let _op = self.phased().await;
-        let id = self.state().await.find_container(key)?.id.clone();
-        let _key = self.key_lock(&id).await;
+        let (_op, _turn, id) = self.phased_on_container(key).await?;
         let (doomed, k) = {
             let mut state = self.state().await;
             let container = state.find_container(&id)?.clone();

@@ -574,14 +574,7 @@ impl SharedAgent {
     }
 
     pub async fn connect(&self, net_key: &str, req: NetworkConnect) -> AgentResult<Container> {
-        let _op = self.phased().await;
-        let id = self
-            .state()
-            .await
-            .find_container(&req.container)?
-            .id
-            .clone();
-        let _key = self.key_lock(&id).await;
+        let (_op, _turn, id) = self.phased_on_container(&req.container).await?;
         let (container, net, ep, default6, claim, k) = {
             let mut state = self.state().await;
             let net = state.find_network(net_key)?.clone();
@@ -670,14 +663,7 @@ impl SharedAgent {
         net_key: &str,
         req: NetworkDisconnect,
     ) -> AgentResult<Container> {
-        let _op = self.phased().await;
-        let id = self
-            .state()
-            .await
-            .find_container(&req.container)?
-            .id
-            .clone();
-        let _key = self.key_lock(&id).await;
+        let (_op, _turn, id) = self.phased_on_container(&req.container).await?;
         let (container, ep, next, next6, overlay, k) = {
             let mut state = self.state().await;
             let net = state.find_network(net_key)?.clone();
@@ -712,11 +698,12 @@ impl SharedAgent {
                     .map(|g| (n.ifname.clone(), g.gateway)),
                 _ => None,
             };
-            let next6 = if ep.ip6.is_some() && container.endpoints[..pos].iter().all(|e| e.ip6.is_none()) {
-                state.default_route6_target(&container)
-            } else {
-                None
-            };
+            let next6 =
+                if ep.ip6.is_some() && container.endpoints[..pos].iter().all(|e| e.ip6.is_none()) {
+                    state.default_route6_target(&container)
+                } else {
+                    None
+                };
             (container, ep, next, next6, net.is_overlay(), state.kernel())
         };
         self.unplumb(&k, &ep).await?;

@@ -109,6 +109,18 @@ impl SharedAgent {
         self.in_flight.clone()
     }
 
+    /// Enters a phased operation on container `key`: its id, once it is
+    /// its turn (see [`Self::key_lock`]).
+    pub(super) async fn phased_on_container(
+        &self,
+        key: &str,
+    ) -> crate::error::AgentResult<(Phased<'_>, tokio::sync::OwnedMutexGuard<()>, String)> {
+        let op = self.phased().await;
+        let id = self.state().await.find_container(key)?.id.clone();
+        let turn = self.key_lock(&id).await;
+        Ok((op, turn, id))
+    }
+
     /// Serialises phased operations on one key (a container id).
     pub(super) async fn key_lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {

@@ -7,9 +7,9 @@
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use aya::programs::{links::FdLink, tc::TcAttachOptions, LinkOrder, SchedClassifier};
+use aya::programs::SchedClassifier;
 
-use super::loader::{PinLayout, ENDPOINT_PROGRAMS};
+use super::loader::{attach_pinned, PinLayout, ENDPOINT_PROGRAMS};
 
 pub struct EndpointAttacher {
     progs: Mutex<Vec<(&'static str, aya::programs::TcAttachType, SchedClassifier)>>,
@@ -40,18 +40,8 @@ impl EndpointAttacher {
         let mut pinned = Vec::new();
         for (name, attach_type, prog) in progs.iter_mut() {
             let pin = self.pins.link(host_ifname, name);
-            let step = (|| -> Result<()> {
-                let id = prog.attach_with_options(
-                    host_ifname,
-                    *attach_type,
-                    TcAttachOptions::TcxOrder(LinkOrder::first()),
-                )?;
-                let link: FdLink = prog.take_link(id)?.try_into()?;
-                link.pin(&pin)
-                    .with_context(|| format!("failed to pin {}", pin.display()))?;
-                Ok(())
-            })()
-            .with_context(|| format!("failed to attach {name} to {host_ifname}"));
+            let step = attach_pinned(prog, host_ifname, *attach_type, &pin)
+                .with_context(|| format!("failed to attach {name} to {host_ifname}"));
             if let Err(e) = step {
                 for p in pinned {
                     let _ = std::fs::remove_file(p);

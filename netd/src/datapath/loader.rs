@@ -242,15 +242,7 @@ impl Datapath {
                 }
             }
         }
-        let id = prog.attach_with_options(
-            host_ifname,
-            attach_type,
-            TcAttachOptions::TcxOrder(LinkOrder::first()),
-        )?;
-        let link: FdLink = prog.take_link(id)?.try_into()?;
-        link.pin(&pin)
-            .with_context(|| format!("failed to pin {}", pin.display()))?;
-        Ok(())
+        attach_pinned(prog, host_ifname, attach_type, &pin)
     }
 
     /// Removes the endpoint's links (detaching the programs) and its entry.
@@ -331,6 +323,25 @@ impl Datapath {
         }
         Ok(out)
     }
+}
+
+/// Attaches `prog` first in the TCX chain of `host_ifname` and pins the
+/// link at `pin` (each attach waits for an RCU grace period under RTNL).
+pub(super) fn attach_pinned(
+    prog: &mut SchedClassifier,
+    host_ifname: &str,
+    attach_type: TcAttachType,
+    pin: &Path,
+) -> Result<()> {
+    let id = prog.attach_with_options(
+        host_ifname,
+        attach_type,
+        TcAttachOptions::TcxOrder(LinkOrder::first()),
+    )?;
+    let link: FdLink = prog.take_link(id)?.try_into()?;
+    link.pin(pin)
+        .with_context(|| format!("failed to pin {}", pin.display()))?;
+    Ok(())
 }
 
 fn pin_program<P: PinnableProgram>(prog: &mut P, pin: &Path) -> Result<()> {
