@@ -11,8 +11,8 @@ use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, DEFAULT_NETWORK},
     net::ContainerNs,
-    schema::ContainerAdd,
     ports::PortMapping,
+    schema::ContainerAdd,
     store::StoreOp,
 };
 
