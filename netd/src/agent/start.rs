@@ -326,10 +326,12 @@ impl Agent {
             .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
             .collect();
         let bridges: HashSet<&str> = self.networks.values().map(|n| n.bridge.as_str()).collect();
-        // The pool's spares (ready or being made) are the pool's; a spare
-        // it does not know is an earlier agent's.
-        let spares = self.pool.names();
         let rows = self.links.dump().await?;
+        // The pool's spares (ready or being made) are the pool's; a spare
+        // it does not know is an earlier agent's. Asked after the dump: a
+        // spare is known before its link exists, so every spare the dump
+        // shows is in this list unless it is really gone.
+        let spares = self.pool.names();
         let mut doomed = Vec::new();
         for row in &rows {
             if spares.contains(&row.name) {
@@ -360,7 +362,10 @@ impl Agent {
             .filter(|r| owned_veths.contains(&r.name) && !doomed.iter().any(|(i, _)| *i == r.index))
             .map(|r| r.index)
             .collect();
-        for pin in self.datapath.pinned_links()? {
+        let pins = self.datapath.pinned_links()?;
+        // After the listing, for the same reason.
+        let spares = self.pool.names();
+        for pin in pins {
             // Endpoint links only: uplink and cgroup links have their owners.
             let Some((veth, _)) = pin.split_once('_') else {
                 continue;
