@@ -3,43 +3,34 @@
 //! ports (TCP, UDP, SCTP), with every checksum verified by recomputation.
 mod common;
 
-use std::{net::Ipv4Addr, path::Path};
-
 use common::{
-    csum,
-    packet::{echo, frame, pseudo, tcp, udp, Pkt},
-    Bpffs,
+    counter, csum, endpoint, ip, load, network,
+    packet::{echo, frame, tcp, udp, Pkt},
+    run_classifier, run_prefilter,
+    verify::verify4,
+    Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
 };
 
-use aya::programs::{TestRun, TestRunOptions};
 use netd::{
     datapath::{addr_key, Datapath, UPLINK_IN, UPLINK_OUT},
     ports::{PortMapping, Proto},
 };
-use netd_common::{NetworkInfo, Uplink, NET_F_ICC, NET_F_MASQUERADE};
+use netd_common::{Uplink, NET_F_ICC, NET_F_MASQUERADE, TCP_ACK, TCP_RST, TCP_SYN};
 
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-const LO_IFINDEX: u32 = 1;
 const UPLINK_ADDR: [u8; 4] = [198, 51, 100, 7];
 const CONTAINER: [u8; 4] = [10, 7, 0, 2];
 const SERVER: [u8; 4] = [203, 0, 113, 9];
 
-fn ip(a: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(a)
-}
-
 /// Network 10.7.0.0/24 (masquerading) and the loopback device as uplink.
-fn datapath(dir: &Path, ports: (u16, u16)) -> Datapath {
-    let mut dp = Datapath::load(dir, 1024).expect("load programs");
-    let info = NetworkInfo {
-        net_id: 1,
-        gateway: addr_key(ip([10, 7, 0, 1])),
-        flags: NET_F_ICC | NET_F_MASQUERADE,
-        prefix_len: 24,
-    };
-    dp.upsert_network("10.7.0.0/24".parse().unwrap(), info)
-        .unwrap();
+fn datapath(fs: &Bpffs, ports: (u16, u16)) -> Datapath {
+    let mut dp = load(fs);
+    network(
+        &mut dp,
+        1,
+        "10.7.0.0/24",
+        [10, 7, 0, 1],
+        NET_F_ICC | NET_F_MASQUERADE,
+    );
     let up = Uplink {
         addr: addr_key(ip(UPLINK_ADDR)),
         port_min: ports.0,
@@ -49,60 +40,21 @@ fn datapath(dir: &Path, ports: (u16, u16)) -> Datapath {
     dp
 }
 
-/// What a rewritten packet says, after checking all its checksums.
-#[derive(Debug)]
-struct Seen {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
+/// The container's packet (`proto`, `l4`) to the server, through
+/// `uplink_out`.
+fn to_server(dp: &mut Datapath, proto: u8, l4: &[u8]) -> (u32, Vec<u8>) {
+    run_classifier(dp, UPLINK_OUT, &frame(CONTAINER, SERVER, proto, l4))
 }
 
-fn check(f: &[u8]) -> Seen {
-    let iph = &f[14..34];
-    assert_eq!(csum(iph, 0), 0, "IPv4 header checksum");
-    let proto = iph[9];
-    let l4 = &f[34..14 + usize::from(u16::from_be_bytes([iph[2], iph[3]]))];
-    match proto {
-        6 | 17 => assert_eq!(
-            csum(l4, pseudo(&iph[12..16], &iph[16..20], proto, l4.len())),
-            0,
-            "L4 checksum"
-        ),
-        1 => assert_eq!(csum(l4, 0), 0, "ICMP checksum"),
-        _ => {}
-    }
-    let (sport, dport) = match proto {
-        1 => (u16::from_be_bytes([l4[4], l4[5]]), 0),
-        _ => (
-            u16::from_be_bytes([l4[0], l4[1]]),
-            u16::from_be_bytes([l4[2], l4[3]]),
-        ),
-    };
-    Seen {
-        src: Ipv4Addr::new(iph[12], iph[13], iph[14], iph[15]),
-        dst: Ipv4Addr::new(iph[16], iph[17], iph[18], iph[19]),
-        sport,
-        dport,
-    }
-}
-
-fn run(dp: &mut Datapath, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; frame.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ..TestRunOptions::new()
-    };
-    let r = dp.program(prog).unwrap().test_run(opts).expect("test_run");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
+/// The server's packet to the uplink address, through `uplink_in`.
+fn from_server(dp: &mut Datapath, proto: u8, l4: &[u8]) -> (u32, Vec<u8>) {
+    run_classifier(dp, UPLINK_IN, &frame(SERVER, UPLINK_ADDR, proto, l4))
 }
 
 #[test]
 fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
     let fs = Bpffs::new("nat-tcpudp");
-    let mut dp = datapath(&fs.0, (40000, 40009));
+    let mut dp = datapath(&fs, (40000, 40009));
     for proto in [6u8, 17] {
         let l4 = |s, d| {
             if proto == 6 {
@@ -111,13 +63,9 @@ fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
                 udp(s, d)
             }
         };
-        let (v, out) = run(
-            &mut dp,
-            UPLINK_OUT,
-            &frame(CONTAINER, SERVER, proto, &l4(33333, 80)),
-        );
+        let (v, out) = to_server(&mut dp, proto, &l4(33333, 80));
         assert_eq!(v, TC_ACT_OK);
-        let seen = check(&out);
+        let seen = verify4(&out);
         assert_eq!(seen.src, ip(UPLINK_ADDR), "proto {proto}");
         assert!(
             (40000..=40009).contains(&seen.sport),
@@ -126,20 +74,12 @@ fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
         );
         assert_eq!((seen.dst, seen.dport), (ip(SERVER), 80));
         // The same flow keeps its port.
-        let (_, again) = run(
-            &mut dp,
-            UPLINK_OUT,
-            &frame(CONTAINER, SERVER, proto, &l4(33333, 80)),
-        );
-        assert_eq!(check(&again).sport, seen.sport);
+        let (_, again) = to_server(&mut dp, proto, &l4(33333, 80));
+        assert_eq!(verify4(&again).sport, seen.sport);
         // The reply comes back to the container's address and port.
-        let (v, back) = run(
-            &mut dp,
-            UPLINK_IN,
-            &frame(SERVER, UPLINK_ADDR, proto, &l4(80, seen.sport)),
-        );
+        let (v, back) = from_server(&mut dp, proto, &l4(80, seen.sport));
         assert_eq!(v, TC_ACT_OK);
-        let back = check(&back);
+        let back = verify4(&back);
         assert_eq!((back.dst, back.dport), (ip(CONTAINER), 33333));
         assert_eq!((back.src, back.sport), (ip(SERVER), 80));
     }
@@ -148,84 +88,52 @@ fn tcp_and_udp_are_masqueraded_and_replies_reversed() {
 #[test]
 fn two_flows_to_one_server_port_get_distinct_ports_and_exhaustion_drops() {
     let fs = Bpffs::new("nat-exhaust");
-    let mut dp = datapath(&fs.0, (40000, 40001));
+    let mut dp = datapath(&fs, (40000, 40001));
     let mut used = Vec::new();
     for sport in [1000u16, 1001] {
-        let (v, out) = run(
-            &mut dp,
-            UPLINK_OUT,
-            &frame(CONTAINER, SERVER, 17, &udp(sport, 53)),
-        );
+        let (v, out) = to_server(&mut dp, 17, &udp(sport, 53));
         assert_eq!(v, TC_ACT_OK);
-        used.push(check(&out).sport);
+        used.push(verify4(&out).sport);
     }
     used.sort();
     assert_eq!(used, vec![40000, 40001]);
-    let (v, _) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 17, &udp(1002, 53)),
-    );
+    let (v, _) = to_server(&mut dp, 17, &udp(1002, 53));
     assert_eq!(v, TC_ACT_SHOT, "a third flow has no port left");
-    let drops = dp.drop_counts().unwrap();
-    assert_eq!(
-        drops
-            .iter()
-            .find(|d| d.reason == "snat-ports-exhausted")
-            .unwrap()
-            .packets,
-        1
-    );
+    assert_eq!(counter(&dp, "snat-ports-exhausted"), 1);
     // Another destination port is another tuple: ports are free again.
-    let (v, _) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 17, &udp(1002, 54)),
-    );
+    let (v, _) = to_server(&mut dp, 17, &udp(1002, 54));
     assert_eq!(v, TC_ACT_OK);
 }
 
 #[test]
 fn echo_ids_are_translated() {
     let fs = Bpffs::new("nat-echo");
-    let mut dp = datapath(&fs.0, (40000, 40009));
-    let (v, out) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 1, &echo(true, 777)),
-    );
+    let mut dp = datapath(&fs, (40000, 40009));
+    let (v, out) = to_server(&mut dp, 1, &echo(true, 777));
     assert_eq!(v, TC_ACT_OK);
-    let seen = check(&out);
+    let seen = verify4(&out);
     assert_eq!(seen.src, ip(UPLINK_ADDR));
-    let (v, back) = run(
-        &mut dp,
-        UPLINK_IN,
-        &frame(SERVER, UPLINK_ADDR, 1, &echo(false, seen.sport)),
-    );
+    let (v, back) = from_server(&mut dp, 1, &echo(false, seen.sport));
     assert_eq!(v, TC_ACT_OK);
-    let back = check(&back);
+    let back = verify4(&back);
     assert_eq!((back.dst, back.sport), (ip(CONTAINER), 777));
 }
 
 #[test]
 fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
     let fs = Bpffs::new("nat-icmperr");
-    let mut dp = datapath(&fs.0, (40000, 40009));
-    let (_, out) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 17, &udp(5555, 9999)),
-    );
-    let nat_port = check(&out).sport;
+    let mut dp = datapath(&fs, (40000, 40009));
+    let (_, out) = to_server(&mut dp, 17, &udp(5555, 9999));
+    let nat_port = verify4(&out).sport;
     for (icmp_type, code) in [(3u8, 3u8), (3, 4), (11, 0)] {
         // The error quotes the IP header and 8 bytes of what we sent.
         let quoted = &out[14..14 + 28];
         let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0x05, 0x00];
         icmp.extend_from_slice(quoted);
         let router = [192, 0, 2, 1];
-        let (v, back) = run(&mut dp, UPLINK_IN, &frame(router, UPLINK_ADDR, 1, &icmp));
+        let (v, back) = run_classifier(&mut dp, UPLINK_IN, &frame(router, UPLINK_ADDR, 1, &icmp));
         assert_eq!(v, TC_ACT_OK);
-        let outer = check(&back);
+        let outer = verify4(&back);
         assert_eq!(outer.dst, ip(CONTAINER), "outer destination");
         let inner = &back[14 + 20 + 8..];
         assert_eq!(csum(&inner[..20], 0), 0, "quoted IP header checksum");
@@ -243,41 +151,29 @@ fn icmp_errors_quoting_a_masqueraded_packet_are_translated_inside_and_out() {
 #[test]
 fn unsolicited_traffic_to_container_addresses_is_dropped() {
     let fs = Bpffs::new("nat-unsolicited");
-    let mut dp = datapath(&fs.0, (40000, 40009));
-    let (v, _) = run(
+    let mut dp = datapath(&fs, (40000, 40009));
+    let (v, _) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02)),
     );
     assert_eq!(v, TC_ACT_SHOT);
-    let (v, _) = run(
+    let (v, _) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &frame(SERVER, CONTAINER, 1, &echo(true, 1)),
     );
     assert_eq!(v, TC_ACT_SHOT);
     // Traffic to the host itself is not netd's business.
-    let (v, _) = run(
-        &mut dp,
-        UPLINK_IN,
-        &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 22, 0x02)),
-    );
+    let (v, _) = from_server(&mut dp, 6, &tcp(80, 22, 0x02));
     assert_eq!(v, TC_ACT_OK);
-    let drops = dp.drop_counts().unwrap();
-    assert_eq!(
-        drops
-            .iter()
-            .find(|d| d.reason == "not-a-reply")
-            .unwrap()
-            .packets,
-        2
-    );
+    assert_eq!(counter(&dp, "not-a-reply"), 2);
 }
 
 #[test]
 fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
     let fs = Bpffs::new("nat-dnat");
-    let mut dp = datapath(&fs.0, (40000, 40009));
+    let mut dp = datapath(&fs, (40000, 40009));
     let host: std::collections::HashSet<_> = [ip(UPLINK_ADDR)].into();
     dp.set_host_addrs(&host).unwrap();
     let client = [192, 0, 2, 50];
@@ -300,26 +196,26 @@ fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
             ip(CONTAINER),
         )
         .unwrap();
-        let (v, out) = run(
+        let (v, out) = run_classifier(
             &mut dp,
             UPLINK_IN,
             &frame(client, UPLINK_ADDR, proto, &l4(50000, 8080)),
         );
         assert_eq!(v, TC_ACT_OK);
-        let seen = check(&out);
+        let seen = verify4(&out);
         assert_eq!(
             (seen.src, seen.sport),
             (ip(client), 50000),
             "client address kept"
         );
         assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 80));
-        let (v, reply) = run(
+        let (v, reply) = run_classifier(
             &mut dp,
             UPLINK_OUT,
             &frame(CONTAINER, client, proto, &l4(80, 50000)),
         );
         assert_eq!(v, TC_ACT_OK);
-        let reply = check(&reply);
+        let reply = verify4(&reply);
         assert_eq!((reply.src, reply.sport), (ip(UPLINK_ADDR), 8080));
         assert_eq!((reply.dst, reply.dport), (ip(client), 50000));
     }
@@ -334,18 +230,18 @@ fn published_ports_are_dnatted_and_replies_leave_as_the_host_port() {
         ip(CONTAINER),
     )
     .unwrap();
-    let (_, out) = run(
+    let (_, out) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &frame(client, UPLINK_ADDR, 6, &tcp(50001, 9090, 0x02)),
     );
-    assert_eq!(check(&out).dst, ip(UPLINK_ADDR), "not translated");
+    assert_eq!(verify4(&out).dst, ip(UPLINK_ADDR), "not translated");
 }
 
 #[test]
 fn sctp_published_port_translates_the_address_only() {
     let fs = Bpffs::new("nat-sctp");
-    let mut dp = datapath(&fs.0, (40000, 40009));
+    let mut dp = datapath(&fs, (40000, 40009));
     dp.set_host_addrs(&[ip(UPLINK_ADDR)].into()).unwrap();
     dp.publish(
         &PortMapping {
@@ -364,9 +260,9 @@ fn sctp_published_port_translates_the_address_only() {
     sctp[8..12].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
     let client = [192, 0, 2, 50];
     let input = frame(client, UPLINK_ADDR, 132, &sctp);
-    let (v, out) = run(&mut dp, UPLINK_IN, &input);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &input);
     assert_eq!(v, TC_ACT_OK);
-    let seen = check(&out);
+    let seen = verify4(&out);
     assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 3868));
     assert_eq!(
         &out[34..46],
@@ -379,30 +275,16 @@ fn sctp_published_port_translates_the_address_only() {
         132,
         &[&sctp[2..4], &sctp[0..2], &sctp[4..]].concat(),
     );
-    let (_, back) = run(&mut dp, UPLINK_OUT, &reply);
-    let back = check(&back);
+    let (_, back) = run_classifier(&mut dp, UPLINK_OUT, &reply);
+    let back = verify4(&back);
     assert_eq!((back.src, back.sport), (ip(UPLINK_ADDR), 3868));
 }
 
 #[test]
 fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
-    const XDP_DROP: u32 = 1;
-    const XDP_PASS: u32 = 2;
     let fs = Bpffs::new("nat-xdp");
-    let mut dp = datapath(&fs.0, (40000, 40009));
-    let xdp = |dp: &mut Datapath, f: &[u8]| {
-        let mut out = vec![0u8; f.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(f),
-            data_out: Some(&mut out),
-            ..TestRunOptions::new()
-        };
-        dp.prefilter_program()
-            .unwrap()
-            .test_run(opts)
-            .expect("test_run")
-            .return_value
-    };
+    let mut dp = datapath(&fs, (40000, 40009));
+    let xdp = |dp: &mut Datapath, f: &[u8]| run_prefilter(dp, f).0;
     // Unsolicited traffic to a container address: dropped early.
     assert_eq!(
         xdp(&mut dp, &frame(SERVER, CONTAINER, 6, &tcp(80, 33333, 0x02))),
@@ -423,26 +305,19 @@ fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
     );
     // A reply to a routed (masquerade off) flow comes to the container's
     // own address: it passes once the flow went out.
-    let routed = NetworkInfo {
-        net_id: 2,
-        gateway: addr_key(ip([10, 8, 0, 1])),
-        flags: NET_F_ICC,
-        prefix_len: 24,
-    };
-    dp.upsert_network("10.8.0.0/24".parse().unwrap(), routed)
-        .unwrap();
+    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], NET_F_ICC);
     let inside = [10, 8, 0, 2];
     assert_eq!(
         xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))),
         XDP_DROP
     );
-    let (v, out) = run(
+    let (v, out) = run_classifier(
         &mut dp,
         UPLINK_OUT,
         &frame(inside, SERVER, 17, &udp(4444, 53)),
     );
     assert_eq!(
-        (v, check(&out).src),
+        (v, verify4(&out).src),
         (TC_ACT_OK, ip(inside)),
         "routed: source kept"
     );
@@ -450,64 +325,29 @@ fn xdp_prefilter_drops_unsolicited_and_passes_replies() {
         xdp(&mut dp, &frame(SERVER, inside, 17, &udp(53, 4444))),
         XDP_PASS
     );
-    let drops = dp.drop_counts().unwrap();
-    assert_eq!(
-        drops
-            .iter()
-            .find(|d| d.reason == "not-a-reply")
-            .unwrap()
-            .packets,
-        4
-    );
+    assert_eq!(counter(&dp, "not-a-reply"), 4);
 }
 
 #[test]
 fn a_closed_tcp_flow_gives_its_port_to_a_new_connection() {
     let fs = Bpffs::new("nat-reuse");
-    let mut dp = datapath(&fs.0, (40000, 40000));
-    const SYN: u8 = 0x02;
-    const RST: u8 = 0x04;
-    const ACK: u8 = 0x10;
-    let (v, out) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 6, &tcp(1111, 80, SYN)),
-    );
-    assert_eq!((v, check(&out).sport), (TC_ACT_OK, 40000));
+    let mut dp = datapath(&fs, (40000, 40000));
+    let (v, out) = to_server(&mut dp, 6, &tcp(1111, 80, TCP_SYN));
+    assert_eq!((v, verify4(&out).sport), (TC_ACT_OK, 40000));
     // The only port is taken by a live flow: a second connection is refused.
-    let (v, _) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 6, &tcp(2222, 80, SYN)),
-    );
+    let (v, _) = to_server(&mut dp, 6, &tcp(2222, 80, TCP_SYN));
     assert_eq!(v, TC_ACT_SHOT);
     // Not for a packet that is not a new connection either.
-    let (v, _) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 6, &tcp(2222, 80, ACK)),
-    );
+    let (v, _) = to_server(&mut dp, 6, &tcp(2222, 80, TCP_ACK));
     assert_eq!(v, TC_ACT_SHOT);
     // The server resets the first flow: its port may be reused at once.
-    let (v, _) = run(
-        &mut dp,
-        UPLINK_IN,
-        &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 40000, RST | ACK)),
-    );
+    let (v, _) = from_server(&mut dp, 6, &tcp(80, 40000, TCP_RST | TCP_ACK));
     assert_eq!(v, TC_ACT_OK);
-    let (v, out) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 6, &tcp(2222, 80, SYN)),
-    );
-    assert_eq!((v, check(&out).sport), (TC_ACT_OK, 40000));
+    let (v, out) = to_server(&mut dp, 6, &tcp(2222, 80, TCP_SYN));
+    assert_eq!((v, verify4(&out).sport), (TC_ACT_OK, 40000));
     // Replies now belong to the new flow.
-    let (_, back) = run(
-        &mut dp,
-        UPLINK_IN,
-        &frame(SERVER, UPLINK_ADDR, 6, &tcp(80, 40000, SYN | ACK)),
-    );
-    assert_eq!(check(&back).dport, 2222);
+    let (_, back) = from_server(&mut dp, 6, &tcp(80, 40000, TCP_SYN | TCP_ACK));
+    assert_eq!(verify4(&back).dport, 2222);
 }
 
 /// A UDP IPv4 fragment with its header checksum; `frag` is the
@@ -525,19 +365,15 @@ fn fragment(src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, body: &[u8]) -> Vec<
 #[test]
 fn later_fragments_of_a_reply_follow_their_first() {
     let fs = Bpffs::new("nat-frags");
-    let mut dp = datapath(&fs.0, (40000, 40009));
-    let (_, out) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 17, &udp(5353, 53)),
-    );
-    let nat_port = check(&out).sport;
+    let mut dp = datapath(&fs, (40000, 40009));
+    let (_, out) = to_server(&mut dp, 17, &udp(5353, 53));
+    let nat_port = verify4(&out).sport;
     // A 2,000-byte reply in two fragments.
     let mut first = vec![0u8; 8 + 1472];
     first[0..2].copy_from_slice(&53u16.to_be_bytes());
     first[2..4].copy_from_slice(&nat_port.to_be_bytes());
     first[4..6].copy_from_slice(&2000u16.to_be_bytes());
-    let (v, out1) = run(
+    let (v, out1) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &fragment(SERVER, UPLINK_ADDR, 0x4242, 0x2000, &first),
@@ -546,7 +382,7 @@ fn later_fragments_of_a_reply_follow_their_first() {
     assert_eq!(csum(&out1[14..34], 0), 0);
     assert_eq!(&out1[30..34], &CONTAINER);
     assert_eq!(u16::from_be_bytes([out1[36], out1[37]]), 5353);
-    let (v, out2) = run(
+    let (v, out2) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &fragment(SERVER, UPLINK_ADDR, 0x4242, 185, &[0xab; 520]),
@@ -564,7 +400,7 @@ fn later_fragments_of_a_reply_follow_their_first() {
     );
     assert_eq!(&out2[34..], &[0xab; 520][..], "payload untouched");
     // A fragment of another datagram is left to the host.
-    let (v, out3) = run(
+    let (v, out3) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &fragment(SERVER, UPLINK_ADDR, 0x4343, 185, &[0xcd; 64]),
@@ -572,7 +408,7 @@ fn later_fragments_of_a_reply_follow_their_first() {
     assert_eq!(v, TC_ACT_OK);
     assert_eq!(&out3[30..34], &UPLINK_ADDR);
     // ... and one addressed to a container without a translated first is dropped.
-    let (v, _) = run(
+    let (v, _) = run_classifier(
         &mut dp,
         UPLINK_IN,
         &fragment(SERVER, CONTAINER, 0x4444, 185, &[0xcd; 64]),
@@ -582,32 +418,23 @@ fn later_fragments_of_a_reply_follow_their_first() {
 
 #[test]
 fn replies_for_local_containers_skip_the_host_stack() {
-    const TC_ACT_REDIRECT: u32 = 7;
     let fs = Bpffs::new("nat-peer");
-    let mut dp = datapath(&fs.0, (40000, 40009));
+    let mut dp = datapath(&fs, (40000, 40009));
     let ep = netd_common::Endpoint {
-        ip: addr_key(ip(CONTAINER)),
-        net_id: 1,
-        net_flags: NET_F_ICC | NET_F_MASQUERADE,
-        gateway: addr_key(ip([10, 7, 0, 1])),
         // A MAC the runtime chose (CNI `MAC=`), not the derived one.
         mac: [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x02],
-        _pad: [0; 2],
+        ..endpoint(CONTAINER, 1, NET_F_ICC | NET_F_MASQUERADE, [10, 7, 0, 1])
     };
     dp.set_endpoint(LO_IFINDEX, ep).unwrap();
-    let (_, out) = run(
-        &mut dp,
-        UPLINK_OUT,
-        &frame(CONTAINER, SERVER, 6, &tcp(3333, 443, 0x02)),
-    );
-    let nat_port = check(&out).sport;
+    let (_, out) = to_server(&mut dp, 6, &tcp(3333, 443, 0x02));
+    let nat_port = verify4(&out).sport;
     let reply = frame(SERVER, UPLINK_ADDR, 6, &tcp(443, nat_port, 0x12));
-    let (v, back) = run(&mut dp, UPLINK_IN, &reply);
+    let (v, back) = run_classifier(&mut dp, UPLINK_IN, &reply);
     assert_eq!(
         v, TC_ACT_REDIRECT,
         "delivered straight to the container's veth peer"
     );
-    let seen = check(&back);
+    let seen = verify4(&back);
     assert_eq!((seen.dst, seen.dport), (ip(CONTAINER), 3333));
     assert_eq!(back[22], reply[22] - 1, "TTL decremented as routing would");
     assert_eq!(
@@ -618,6 +445,6 @@ fn replies_for_local_containers_skip_the_host_stack() {
     assert_eq!(&back[6..12], &[0x02, 0x42, 10, 7, 0, 1], "gateway MAC");
     // Once the endpoint is gone, the stack routes it again.
     dp.remove_endpoint_entry(LO_IFINDEX).unwrap();
-    let (v, _) = run(&mut dp, UPLINK_IN, &reply);
+    let (v, _) = run_classifier(&mut dp, UPLINK_IN, &reply);
     assert_eq!(v, TC_ACT_OK);
 }

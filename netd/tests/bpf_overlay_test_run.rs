@@ -8,26 +8,27 @@
 //! (`overlay::ensure_device`) in a private netns per test. Needs root.
 mod common;
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::collections::BTreeMap;
 
-use common::{counter, csum, run_classifier, sh, Bpffs};
+use common::{
+    counter, endpoint, enter_private_netns, ip, load, network,
+    packet::{arp_request, Pkt},
+    run_classifier, run_prefilter, sh, Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
+    XDP_PASS,
+};
 use netd::{
     datapath::{
         addr_key,
         overlay::{ensure_device, remove_device, OverlayDevice},
-        Datapath, HostRouting, FROM_CONTAINER, OVERLAY_IN,
+        Datapath, HostRouting, FROM_CONTAINER, OVERLAY_IN, UPLINK_IN,
     },
     net::HostLinks,
 };
 use netd_common::{
-    Endpoint, NetworkInfo, NET_F_ICC, NET_F_MASQUERADE, NET_F_OVERLAY, VXLAN_DEVICE, VXLAN_PORT,
+    mac_for_addr as mac_of, Uplink, NET_F_ICC, NET_F_MASQUERADE, NET_F_OVERLAY, VXLAN_DEVICE,
+    VXLAN_PORT,
 };
 
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_REDIRECT: u32 = 7;
-/// test_run hands the program an skb on the loopback device.
-const LO_IFINDEX: u32 = 1;
 const ME: [u8; 4] = [10, 9, 0, 2];
 const GATEWAY: [u8; 4] = [10, 9, 0, 1];
 /// On host 192.0.2.12 (the underlay is 192.0.2.0/24, this host .11).
@@ -39,14 +40,6 @@ const VNI: u32 = 4242;
 /// A network the container is not on (another overlay network).
 const OTHER: [u8; 4] = [10, 8, 0, 5];
 
-fn ip(a: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(a)
-}
-
-fn mac_of(a: [u8; 4]) -> [u8; 6] {
-    [0x02, 0x42, a[0], a[1], a[2], a[3]]
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,18 +50,14 @@ fn rt() -> tokio::runtime::Runtime {
 /// Moves this test's thread into a new netns with an underlay `under0`
 /// (a veth, MTU 1400, 192.0.2.11/24) and makes the VXLAN device there.
 fn private_netns(dp: &mut Datapath) -> OverlayDevice {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-    for s in [
-        &["ip", "link", "set", "lo", "up"][..],
+    enter_private_netns(&[
         &[
             "ip", "link", "add", "under0", "mtu", "1400", "type", "veth", "peer", "name", "under0p",
         ],
         &["ip", "addr", "add", "192.0.2.11/24", "dev", "under0"],
         &["ip", "link", "set", "under0", "up"],
         &["ip", "link", "set", "under0p", "up"],
-    ] {
-        sh(s);
-    }
+    ]);
     rt().block_on(async {
         let links = HostLinks::connect().unwrap();
         ensure_device(&links, dp, Some(ip(LOCAL_HOST)), VXLAN_PORT)
@@ -81,32 +70,17 @@ fn private_netns(dp: &mut Datapath) -> OverlayDevice {
 /// `lo` and 10.9.0.7 on another host; network 2 (10.8.0.0/24, overlay,
 /// VNI 4343) with 10.8.0.5 on another host.
 fn datapath(fs: &Bpffs, flags: u32) -> Datapath {
-    let mut dp = Datapath::load(&fs.0, 1024).expect("load programs");
-    let info = NetworkInfo {
-        net_id: 1,
-        gateway: addr_key(ip(GATEWAY)),
-        flags,
-        prefix_len: 24,
-    };
-    dp.upsert_network("10.9.0.0/24".parse().unwrap(), info)
+    let mut dp = load(fs);
+    network(&mut dp, 1, "10.9.0.0/24", GATEWAY, flags);
+    network(
+        &mut dp,
+        2,
+        "10.8.0.0/24",
+        [10, 8, 0, 1],
+        NET_F_ICC | NET_F_OVERLAY,
+    );
+    dp.set_endpoint(LO_IFINDEX, endpoint(ME, 1, flags, GATEWAY))
         .unwrap();
-    let other = NetworkInfo {
-        net_id: 2,
-        gateway: addr_key(ip([10, 8, 0, 1])),
-        flags: NET_F_ICC | NET_F_OVERLAY,
-        prefix_len: 24,
-    };
-    dp.upsert_network("10.8.0.0/24".parse().unwrap(), other)
-        .unwrap();
-    let ep = Endpoint {
-        ip: addr_key(ip(ME)),
-        net_id: 1,
-        net_flags: flags,
-        gateway: addr_key(ip(GATEWAY)),
-        mac: mac_of(ME),
-        _pad: [0; 2],
-    };
-    dp.set_endpoint(LO_IFINDEX, ep).unwrap();
     dp.register_overlay_network(1, VNI).unwrap();
     dp.register_overlay_network(2, VNI + 101).unwrap();
     dp.set_remote_endpoint(1, VNI, ip(REMOTE), ip(REMOTE_HOST), REMOTE_MAC)
@@ -120,37 +94,12 @@ const OPEN: u32 = NET_F_ICC | NET_F_MASQUERADE | NET_F_OVERLAY;
 
 /// A UDP packet from this container to `dst`, sent to MAC `dmac`.
 fn udp(dmac: [u8; 6], dst: [u8; 4]) -> Vec<u8> {
-    let mut f = dmac.to_vec();
-    f.extend_from_slice(&mac_of(ME));
-    f.extend_from_slice(&[0x08, 0x00]);
-    let mut h = [0u8; 20];
-    h[0] = 0x45;
-    h[2..4].copy_from_slice(&(20u16 + 8 + 16).to_be_bytes());
-    h[6] = 0x40;
-    h[8] = 64;
-    h[9] = 17;
-    h[12..16].copy_from_slice(&ME);
-    h[16..20].copy_from_slice(&dst);
-    let c = csum(&h, 0);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&h);
-    f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0x00, 24, 0, 0]);
-    f.extend(std::iter::repeat_n(0xab, 16));
-    f
-}
-
-/// An ARP request from `spa` (MAC `sha`) for `tpa`, broadcast, padded to
-/// the Ethernet minimum as a NIC would.
-fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&tpa);
-    f.resize(60, 0);
-    f
+    Pkt {
+        dmac,
+        smac: mac_of(ME),
+        ..Pkt::udp(ME, dst, 16)
+    }
+    .bytes()
 }
 
 #[test]
@@ -368,4 +317,35 @@ fn device_is_adopted_and_maps_follow_the_control_plane() {
     let remotes = dp.remote_endpoints().unwrap();
     assert_eq!(remotes.len(), 1);
     assert_eq!(remotes[0].net_id, 2);
+}
+
+#[test]
+fn the_underlay_s_vxlan_is_left_to_the_host_by_the_uplink() {
+    let fs = Bpffs::new("ovl-underlay");
+    let mut dp = datapath(&fs, OPEN);
+    let up = Uplink {
+        addr: addr_key(ip(LOCAL_HOST)),
+        port_min: 40000,
+        port_max: 40009,
+    };
+    dp.set_uplink_entry(LO_IFINDEX, up).unwrap();
+    // The remote container's packet for this one, as the other host's
+    // VXLAN device sends it: addressed to this host, so the host's.
+    let inner = Pkt {
+        dmac: mac_of(ME),
+        smac: REMOTE_MAC,
+        ..Pkt::udp(REMOTE, ME, 16)
+    }
+    .bytes();
+    let outer = Pkt::vxlan(REMOTE_HOST, LOCAL_HOST, VNI, &inner).bytes();
+    assert_eq!(
+        run_classifier(&mut dp, UPLINK_IN, &outer),
+        (TC_ACT_OK, outer.clone())
+    );
+    assert_eq!(run_prefilter(&mut dp, &outer).0, XDP_PASS);
+    // The same packet not tunnelled is unsolicited traffic to a
+    // container address.
+    let bare = Pkt::udp(REMOTE_HOST, ME, 16).bytes();
+    assert_eq!(run_classifier(&mut dp, UPLINK_IN, &bare).0, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, "not-a-reply"), 1);
 }

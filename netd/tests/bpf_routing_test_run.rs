@@ -10,60 +10,20 @@
 //! permanent neighbours), never touching the real host's. Needs root.
 mod common;
 
-use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+use std::collections::HashSet;
 
-use aya::programs::{TestRun, TestRunOptions};
-use common::{csum, packet::Pkt, Bpffs};
+use common::{
+    counter, csum, endpoint, enter_private_netns, link, load, network, packet::Pkt, run_classifier,
+    Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT,
+};
 use netd::datapath::{addr_key, Datapath, HostRouting, FROM_CONTAINER};
-use netd_common::{Endpoint, NetworkInfo, Uplink, NET_F_ICC, NET_F_MASQUERADE};
+use netd_common::{mac_for_addr as mac_of, Uplink, NET_F_ICC, NET_F_MASQUERADE};
 
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_REDIRECT: u32 = 7;
-/// test_run hands the program an skb on the loopback device.
-const LO_IFINDEX: u32 = 1;
 const ME: [u8; 4] = [10, 1, 0, 2];
 const PEER: [u8; 4] = [10, 1, 0, 3];
 const GATEWAY: [u8; 4] = [10, 1, 0, 1];
 const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const OTHER_ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-
-fn ip(a: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(a)
-}
-
-fn mac_of(a: [u8; 4]) -> [u8; 6] {
-    netd_common::mac_for_addr(a)
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ip link show DEV`: (ifindex, MAC).
-fn link(dev: &str) -> (u32, [u8; 6]) {
-    let s = sh(&["ip", "-o", "link", "show", dev]);
-    let index = s.split(':').next().unwrap().trim().parse().unwrap();
-    let mac = s
-        .split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .unwrap();
-    let mut m = [0u8; 6];
-    for (i, b) in mac.split(':').enumerate() {
-        m[i] = u8::from_str_radix(b, 16).unwrap();
-    }
-    (index, m)
-}
 
 /// What the private netns holds, for the assertions.
 struct Net {
@@ -79,9 +39,7 @@ struct Net {
 /// unresolved router, .5 with a locked MTU of 1000 (what forwarding
 /// honours, as the stack does), .6 via `other0`.
 fn private_netns() -> Net {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-    let steps: &[&[&str]] = &[
-        &["ip", "link", "set", "lo", "up"],
+    enter_private_netns(&[
         &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
         &[
             "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p",
@@ -146,40 +104,23 @@ fn private_netns() -> Net {
             "1000",
         ],
         &["ip", "route", "add", "192.0.2.6/32", "via", "100.64.0.2"],
-    ];
-    for s in steps {
-        sh(s);
-    }
+    ]);
     Net { up0: link("up0") }
 }
 
 /// Container 10.1.0.2 on network 1 (10.1.0.0/24) behind `lo`; its peer
 /// 10.1.0.3 behind `peer0`, 10.1.0.4 behind `small0`; `up0` the uplink.
-fn datapath(dir: &Path, net: &Net) -> Datapath {
-    let mut dp = Datapath::load(dir, 1024).expect("load programs");
+fn datapath(fs: &Bpffs, net: &Net) -> Datapath {
+    let mut dp = load(fs);
     let flags = NET_F_ICC | NET_F_MASQUERADE;
-    let info = NetworkInfo {
-        net_id: 1,
-        gateway: addr_key(ip(GATEWAY)),
-        flags,
-        prefix_len: 24,
-    };
-    dp.upsert_network("10.1.0.0/24".parse().unwrap(), info)
-        .unwrap();
-    let ep = |a: [u8; 4]| Endpoint {
-        ip: addr_key(ip(a)),
-        net_id: 1,
-        net_flags: flags,
-        gateway: addr_key(ip(GATEWAY)),
-        mac: mac_of(a),
-        _pad: [0; 2],
-    };
+    network(&mut dp, 1, "10.1.0.0/24", GATEWAY, flags);
+    let ep = |a: [u8; 4]| endpoint(a, 1, flags, GATEWAY);
     dp.set_endpoint(LO_IFINDEX, ep(ME)).unwrap();
     dp.set_endpoint(link("peer0").0, ep(PEER)).unwrap();
     dp.set_endpoint(link("small0").0, ep([10, 1, 0, 4]))
         .unwrap();
     let up = Uplink {
-        addr: addr_key(ip([198, 51, 100, 7])),
+        addr: addr_key([198, 51, 100, 7].into()),
         port_min: 61000,
         port_max: 65535,
     };
@@ -203,30 +144,7 @@ fn sized(dst: [u8; 4], payload: usize) -> Pkt {
 }
 
 fn run(dp: &mut Datapath, frame: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; frame.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ..TestRunOptions::new()
-    };
-    let r = dp
-        .program(FROM_CONTAINER)
-        .unwrap()
-        .test_run(opts)
-        .expect("test_run");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
-}
-
-/// (shortcut or fallback name) -> count.
-fn count(dp: &Datapath, name: &str) -> u64 {
-    let c = dp.routing_counts().unwrap();
-    c.shortcuts
-        .iter()
-        .chain(c.fallbacks.iter())
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no counter {name}"))
-        .1
+    run_classifier(dp, FROM_CONTAINER, frame)
 }
 
 /// Asserts the frame left routed: MACs as given, TTL one less, header
@@ -245,19 +163,19 @@ fn assert_routed(out: &[u8], sent: &[u8], dmac: [u8; 6], smac: [u8; 6]) {
 fn fib_success_redirects_to_the_uplink_router() {
     let net = private_netns();
     let fs = Bpffs::new("route-fib");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     let sent = to([203, 0, 113, 9]).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_routed(&out, &sent, ROUTER_MAC, net.up0.1);
-    assert_eq!(count(&dp, "fib-redirect"), 1);
+    assert_eq!(counter(&dp, "fib-redirect"), 1);
 }
 
 #[test]
 fn no_neighbour_leaves_resolution_to_the_kernel() {
     let net = private_netns();
     let fs = Bpffs::new("route-neigh");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     let sent = to([192, 0, 2, 4]).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(
@@ -267,120 +185,120 @@ fn no_neighbour_leaves_resolution_to_the_kernel() {
     // The kernel writes the MACs once it resolved 198.51.100.99.
     assert_eq!(out[14 + 8], 63, "TTL decremented");
     assert_eq!(csum(&out[14..34], 0), 0);
-    assert_eq!(count(&dp, "fib-redirect-neigh"), 1);
-    assert_eq!(count(&dp, "fib-redirect"), 0);
+    assert_eq!(counter(&dp, "fib-redirect-neigh"), 1);
+    assert_eq!(counter(&dp, "fib-redirect"), 0);
 }
 
 #[test]
 fn larger_than_the_route_mtu_goes_to_the_stack() {
     let net = private_netns();
     let fs = Bpffs::new("route-mtu");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     let mut big = sized([192, 0, 2, 5], 1200);
     let sent = big.bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_OK, "the stack sends fragmentation needed");
     assert_eq!(out, sent, "left unchanged");
-    assert_eq!(count(&dp, "frag-needed"), 1);
+    assert_eq!(counter(&dp, "frag-needed"), 1);
     // The same size fits the default route's 1500.
     big.dst = [203, 0, 113, 9];
     assert_eq!(run(&mut dp, &big.bytes()).0, TC_ACT_REDIRECT);
     // And a small one fits the 1000 route.
     assert_eq!(run(&mut dp, &to([192, 0, 2, 5]).bytes()).0, TC_ACT_REDIRECT);
-    assert_eq!(count(&dp, "fib-redirect"), 2);
+    assert_eq!(counter(&dp, "fib-redirect"), 2);
 }
 
 #[test]
 fn refusing_routes_go_to_the_stack_counted() {
     let net = private_netns();
     let fs = Bpffs::new("route-refused");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     for last in [1u8, 2, 3] {
         let sent = to([192, 0, 2, last]).bytes();
         let (rc, out) = run(&mut dp, &sent);
         assert_eq!(rc, TC_ACT_OK, "192.0.2.{last}");
         assert_eq!(out, sent, "192.0.2.{last} left unchanged");
     }
-    assert_eq!(count(&dp, "route-refused"), 3);
-    assert_eq!(count(&dp, "fib-redirect"), 0);
+    assert_eq!(counter(&dp, "route-refused"), 3);
+    assert_eq!(counter(&dp, "fib-redirect"), 0);
     // A route by another (non-bridge) device is taken, to its router...
     let sent = to([192, 0, 2, 6]).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_routed(&out, &sent, OTHER_ROUTER_MAC, link("other0").1);
-    assert_eq!(count(&dp, "fib-redirect"), 1);
+    assert_eq!(counter(&dp, "fib-redirect"), 1);
     // ...but not once the agent lists the device as a bridge (another
     // runtime's): that stays the host firewall's to judge.
     dp.set_no_shortcut(&HashSet::from([link("other0").0]))
         .unwrap();
     assert_eq!(run(&mut dp, &sent), (TC_ACT_OK, sent));
-    assert_eq!(count(&dp, "to-bridge"), 1);
-    assert_eq!(count(&dp, "fib-redirect"), 1);
+    assert_eq!(counter(&dp, "to-bridge"), 1);
+    assert_eq!(counter(&dp, "fib-redirect"), 1);
 }
 
 #[test]
 fn ttl_options_and_fragments_go_to_the_stack() {
     let net = private_netns();
     let fs = Bpffs::new("route-slow");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     let world = [203, 0, 113, 9];
     let mut p = to(world);
     p.ttl = 1;
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
-    assert_eq!(count(&dp, "ttl-expired"), 1);
+    assert_eq!(counter(&dp, "ttl-expired"), 1);
     let mut p = to(world);
     p.ihl_words = 7;
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
-    assert_eq!(count(&dp, "ip-options"), 1);
+    assert_eq!(counter(&dp, "ip-options"), 1);
     for frag in [0x2000u16, 0x0010] {
         let mut p = to(world);
         p.frag = frag;
         assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK, "frag {frag:#x}");
     }
-    assert_eq!(count(&dp, "fragment"), 2);
+    assert_eq!(counter(&dp, "fragment"), 2);
     let mut p = to([224, 0, 0, 251]);
     p.dmac = [0x01, 0x00, 0x5e, 0, 0, 0xfb];
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     let p = to([10, 1, 0, 255]);
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
-    assert_eq!(count(&dp, "broadcast-multicast"), 2);
-    assert_eq!(count(&dp, "fib-redirect"), 0);
+    assert_eq!(counter(&dp, "broadcast-multicast"), 2);
+    assert_eq!(counter(&dp, "fib-redirect"), 0);
 }
 
 #[test]
 fn same_network_goes_into_the_peer_as_sent() {
     let net = private_netns();
     let fs = Bpffs::new("route-peer");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     let mut p = to(PEER);
     p.dmac = mac_of(PEER);
     let sent = p.bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_eq!(out, sent, "bridged frames are not rewritten");
-    assert_eq!(count(&dp, "peer-same-network"), 1);
+    assert_eq!(counter(&dp, "peer-same-network"), 1);
     // Sent to the gateway's MAC: routed back, as the host would.
     let sent = to(PEER).bytes();
     let (rc, out) = run(&mut dp, &sent);
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_routed(&out, &sent, mac_of(PEER), mac_of(GATEWAY));
-    assert_eq!(count(&dp, "peer-routed"), 1);
+    assert_eq!(counter(&dp, "peer-routed"), 1);
     // Larger than the receiver's MTU: the stack's path.
     let big = sized([10, 1, 0, 4], 1300);
     assert_eq!(run(&mut dp, &big.bytes()).0, TC_ACT_OK);
-    assert_eq!(count(&dp, "frag-needed"), 1);
+    assert_eq!(counter(&dp, "frag-needed"), 1);
     // No endpoint at the address: the bridge's business.
     let mut p = to([10, 1, 0, 9]);
     p.dmac = mac_of([10, 1, 0, 9]);
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
-    assert_eq!(count(&dp, "no-endpoint"), 1);
+    assert_eq!(counter(&dp, "no-endpoint"), 1);
 }
 
 #[test]
 fn kernel_mode_leaves_every_packet_to_the_stack() {
     let net = private_netns();
     let fs = Bpffs::new("route-kernel");
-    let mut dp = datapath(&fs.0, &net);
+    let mut dp = datapath(&fs, &net);
     dp.set_host_routing(HostRouting::Kernel).unwrap();
     assert_eq!(dp.host_routing().unwrap(), HostRouting::Kernel);
     let mut same = to(PEER);

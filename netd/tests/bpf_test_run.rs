@@ -3,51 +3,21 @@
 //! inconsistent headers) and the policy verdicts they lead to. Needs root.
 mod common;
 
-use std::{net::Ipv4Addr, path::Path};
+use common::{
+    counter, endpoint, load, network, packet::Pkt, packet6::Pkt6, run_classifier, Bpffs,
+    LO_IFINDEX, TC_ACT_OK, TC_ACT_SHOT,
+};
 
-use common::{packet::Pkt, Bpffs};
-
-use aya::programs::{TestRun, TestRunOptions};
-use netd::datapath::{addr_key, Datapath, FROM_CONTAINER, TO_CONTAINER};
-use netd_common::{Endpoint, NetworkInfo, NET_F_ICC, NET_F_MASQUERADE};
-
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-/// test_run hands the program an skb on the loopback device.
-const LO_IFINDEX: u32 = 1;
-
-fn ip(a: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(a)
-}
+use netd::datapath::{Datapath, FROM_CONTAINER, TO_CONTAINER};
+use netd_common::{NET_F_ICC, NET_F_MASQUERADE};
 
 /// Container 10.1.0.2 on network 1 (10.1.0.0/24), network 2 is 10.2.0.0/24.
-fn datapath(dir: &Path, net1_flags: u32) -> Datapath {
-    let mut dp = Datapath::load(dir, 4096).expect("load programs");
-    for (id, subnet, gw, flags) in [
-        (1, "10.1.0.0/24", ip([10, 1, 0, 1]), net1_flags),
-        (
-            2,
-            "10.2.0.0/24",
-            ip([10, 2, 0, 1]),
-            NET_F_ICC | NET_F_MASQUERADE,
-        ),
-    ] {
-        let info = NetworkInfo {
-            net_id: id,
-            gateway: addr_key(gw),
-            flags,
-            prefix_len: 24,
-        };
-        dp.upsert_network(subnet.parse().unwrap(), info).unwrap();
-    }
-    let ep = Endpoint {
-        ip: addr_key(ip([10, 1, 0, 2])),
-        net_id: 1,
-        net_flags: net1_flags,
-        gateway: addr_key(ip([10, 1, 0, 1])),
-        mac: [0x02, 0x42, 10, 1, 0, 2],
-        _pad: [0; 2],
-    };
+fn datapath(fs: &Bpffs, net1_flags: u32) -> Datapath {
+    let mut dp = load(fs);
+    network(&mut dp, 1, "10.1.0.0/24", [10, 1, 0, 1], net1_flags);
+    let open = NET_F_ICC | NET_F_MASQUERADE;
+    network(&mut dp, 2, "10.2.0.0/24", [10, 2, 0, 1], open);
+    let ep = endpoint(ME, 1, net1_flags, [10, 1, 0, 1]);
     dp.set_endpoint(LO_IFINDEX, ep).unwrap();
     dp
 }
@@ -63,26 +33,7 @@ fn udp(src: [u8; 4], dst: [u8; 4]) -> Pkt {
 }
 
 fn run(dp: &mut Datapath, prog: &str, frame: &[u8]) -> u32 {
-    let mut out = vec![0u8; frame.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ..TestRunOptions::new()
-    };
-    dp.program(prog)
-        .unwrap()
-        .test_run(opts)
-        .expect("test_run")
-        .return_value
-}
-
-fn drops(dp: &Datapath, reason: &str) -> u64 {
-    dp.drop_counts()
-        .unwrap()
-        .into_iter()
-        .find(|d| d.reason == reason)
-        .unwrap()
-        .packets
+    run_classifier(dp, prog, frame).0
 }
 
 const ME: [u8; 4] = [10, 1, 0, 2];
@@ -92,7 +43,7 @@ const OTHER: [u8; 4] = [10, 2, 0, 2];
 #[test]
 fn verdicts_for_well_formed_frames() {
     let fs = Bpffs::new("verdicts");
-    let mut dp = datapath(&fs.0, NET_F_ICC | NET_F_MASQUERADE);
+    let mut dp = datapath(&fs, NET_F_ICC | NET_F_MASQUERADE);
     let same = udp(ME, PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &same), TC_ACT_OK);
     let world = udp(ME, [192, 0, 2, 1]).bytes();
@@ -101,21 +52,21 @@ fn verdicts_for_well_formed_frames() {
     assert_eq!(run(&mut dp, FROM_CONTAINER, &other_gw), TC_ACT_OK);
     let cross = udp(ME, OTHER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &cross), TC_ACT_SHOT);
-    assert_eq!(drops(&dp, "network-isolation"), 1);
+    assert_eq!(counter(&dp, "network-isolation"), 1);
     let inbound_cross = udp(OTHER, ME).bytes();
     assert_eq!(run(&mut dp, TO_CONTAINER, &inbound_cross), TC_ACT_SHOT);
-    assert_eq!(drops(&dp, "network-isolation"), 2);
+    assert_eq!(counter(&dp, "network-isolation"), 2);
     let inbound_peer = udp(PEER, ME).bytes();
     assert_eq!(run(&mut dp, TO_CONTAINER, &inbound_peer), TC_ACT_OK);
     let spoofed = udp([10, 1, 0, 9], PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &spoofed), TC_ACT_SHOT);
-    assert_eq!(drops(&dp, "spoofed-source"), 1);
+    assert_eq!(counter(&dp, "spoofed-source"), 1);
 }
 
 #[test]
 fn icc_off_allows_only_the_gateway() {
     let fs = Bpffs::new("icc");
-    let mut dp = datapath(&fs.0, NET_F_MASQUERADE);
+    let mut dp = datapath(&fs, NET_F_MASQUERADE);
     let peer = udp(ME, PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &peer), TC_ACT_SHOT);
     let gw = udp(ME, [10, 1, 0, 1]).bytes();
@@ -127,23 +78,24 @@ fn icc_off_allows_only_the_gateway() {
         run(&mut dp, FROM_CONTAINER, &ipv6_link_local()),
         TC_ACT_SHOT
     );
-    assert_eq!(drops(&dp, "icc-disabled"), 3);
+    assert_eq!(counter(&dp, "icc-disabled"), 3);
 }
 
 /// An IPv6 packet between two link-local addresses (no payload).
 fn ipv6_link_local() -> Vec<u8> {
-    let mut f = vec![0x02, 0x42, 10, 1, 0, 3, 0x02, 0x42, 10, 1, 0, 2, 0x86, 0xdd];
-    let mut h = vec![0x60, 0, 0, 0, 0, 0, 59, 255];
-    h.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    h.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-    f.extend_from_slice(&h);
-    f
+    Pkt6 {
+        dmac: [0x02, 0x42, 10, 1, 0, 3],
+        smac: [0x02, 0x42, 10, 1, 0, 2],
+        hop_limit: 255,
+        ..Pkt6::new("fe80::1", "fe80::2", 59, Vec::new())
+    }
+    .bytes()
 }
 
 #[test]
 fn non_ip_passes_and_vlan_is_dropped() {
     let fs = Bpffs::new("l2");
-    let mut dp = datapath(&fs.0, NET_F_ICC);
+    let mut dp = datapath(&fs, NET_F_ICC);
     let mut arp = udp(ME, OTHER);
     arp.ethertype = 0x0806;
     assert_eq!(run(&mut dp, FROM_CONTAINER, &arp.bytes()), TC_ACT_OK);
@@ -154,13 +106,13 @@ fn non_ip_passes_and_vlan_is_dropped() {
     let mut qinq = udp(ME, PEER);
     qinq.ethertype = 0x88a8;
     assert_eq!(run(&mut dp, FROM_CONTAINER, &qinq.bytes()), TC_ACT_SHOT);
-    assert_eq!(drops(&dp, "vlan-tagged"), 2);
+    assert_eq!(counter(&dp, "vlan-tagged"), 2);
 }
 
 #[test]
 fn malformed_headers_are_dropped_not_misjudged() {
     let fs = Bpffs::new("malformed");
-    let mut dp = datapath(&fs.0, NET_F_ICC);
+    let mut dp = datapath(&fs, NET_F_ICC);
     let mut cases = Vec::new();
     // The kernel's test_run refuses IPv4 frames shorter than 20 bytes of IP
     // header, so truncation is tested inside the options and the payload.
@@ -190,7 +142,7 @@ fn malformed_headers_are_dropped_not_misjudged() {
             "case {i}"
         );
     }
-    assert_eq!(drops(&dp, "malformed"), cases.len() as u64);
+    assert_eq!(counter(&dp, "malformed"), cases.len() as u64);
     // A cut-short non-IPv4 frame is not policed here (the host drops it).
     let mut eth_only = udp(ME, PEER);
     eth_only.ethertype = 0x88cc;
@@ -201,7 +153,7 @@ fn malformed_headers_are_dropped_not_misjudged() {
 #[test]
 fn ip_options_and_fragments_are_judged_by_their_addresses() {
     let fs = Bpffs::new("opts");
-    let mut dp = datapath(&fs.0, NET_F_ICC);
+    let mut dp = datapath(&fs, NET_F_ICC);
     for (ihl, frag) in [(6u8, 0u16), (15, 0), (5, 0x2000), (5, 0x00b9), (7, 0x20b9)] {
         let mut same = udp(ME, PEER);
         same.ihl_words = ihl;
@@ -225,10 +177,10 @@ fn ip_options_and_fragments_are_judged_by_their_addresses() {
 #[test]
 fn unknown_endpoint_is_dropped() {
     let fs = Bpffs::new("unknown");
-    let mut dp = datapath(&fs.0, NET_F_ICC);
+    let mut dp = datapath(&fs, NET_F_ICC);
     dp.remove_endpoint_entry(LO_IFINDEX).unwrap();
     let same = udp(ME, PEER).bytes();
     assert_eq!(run(&mut dp, FROM_CONTAINER, &same), TC_ACT_SHOT);
     assert_eq!(run(&mut dp, TO_CONTAINER, &same), TC_ACT_SHOT);
-    assert_eq!(drops(&dp, "unknown-endpoint"), 2);
+    assert_eq!(counter(&dp, "unknown-endpoint"), 2);
 }

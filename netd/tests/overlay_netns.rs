@@ -11,7 +11,7 @@ mod common;
 
 use std::{net::Ipv4Addr, process::Command};
 
-use common::{counter, sh, Bpffs};
+use common::{counter, link_in, sh, Bpffs};
 use netd::{
     datapath::{addr_key, overlay::ensure_device, Datapath},
     net::HostLinks,
@@ -31,8 +31,7 @@ const VNI1: u32 = 4242;
 const VNI2: u32 = 4343;
 
 fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+    netd_common::mac_for_addr(ip.octets())
 }
 
 fn mac_str(m: [u8; 6]) -> String {
@@ -40,20 +39,6 @@ fn mac_str(m: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn mac_of_link(ns: &str, dev: &str) -> [u8; 6] {
-    let s = sh(&["ip", "-n", ns, "-o", "link", "show", dev]);
-    let text = s
-        .split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .unwrap();
-    let mut m = [0u8; 6];
-    for (i, b) in text.split(':').enumerate() {
-        m[i] = u8::from_str_radix(b, 16).unwrap();
-    }
-    m
 }
 
 /// One ping from `ns` (optionally bound to `dev` or source address) to `dst`.
@@ -206,9 +191,9 @@ fn hosts(tag: &str) -> Hosts {
     });
     dp.attach_endpoint("va", va, endpoint(OPEN)).unwrap();
     sh(&["ip", "link", "set", "va", "up"]);
-    dp.set_remote_endpoint(1, VNI1, B1, HOST_B, mac_of_link(bn, "vx1"))
+    dp.set_remote_endpoint(1, VNI1, B1, HOST_B, link_in(bn, "vx1").1)
         .unwrap();
-    dp.set_remote_endpoint(2, VNI2, B2, HOST_B, mac_of_link(bn, "vx2"))
+    dp.set_remote_endpoint(2, VNI2, B2, HOST_B, link_in(bn, "vx2").1)
         .unwrap();
     // Known, but on another host than the one it comes from.
     dp.set_remote_endpoint(

@@ -29,6 +29,6 @@ pub use loader::{
 };
 pub use observe::EventMaps;
 pub use routing::{HostRouting, RoutingCounts};
-pub use sandbox::{Run, Sandbox};
+pub use sandbox::{test_run, Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};
 pub use stats::{DropCount, MapFill};

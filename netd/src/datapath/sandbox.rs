@@ -173,8 +173,11 @@ impl Sandbox {
     }
 }
 
-/// One BPF_PROG_TEST_RUN: the return code and the frame the program left.
-fn test_run<P>(prog: &P, frame: &[u8], ctx: Option<&[u8]>) -> Result<(u32, Vec<u8>)>
+/// One BPF_PROG_TEST_RUN of `prog` on `frame` (with `ctx` as the
+/// program's context, e.g. a `struct __sk_buff` prefix): the return code
+/// and the frame the program left. Explain runs through it, and so do the
+/// test-run tests.
+pub fn test_run<P>(prog: &P, frame: &[u8], ctx: Option<&[u8]>) -> Result<(u32, Vec<u8>)>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = aya::programs::TestRunResult>,
 {

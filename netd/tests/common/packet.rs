@@ -1,14 +1,29 @@
-//! The frames the test-run tests send, built in one place: an Ethernet
-//! header (optionally VLAN-tagged), an IPv4 header (any version, IHL, id,
-//! fragment field, TTL; NOP options; its checksum) and what follows it,
-//! with the TCP, UDP or ICMP checksum filled in. Fields can be made to lie
-//! (`total_len_delta`, `truncate_to`) for the malformed-input cases.
-// Each test binary uses a part of it.
-#![allow(dead_code)]
+//! The IPv4 frames the test-run tests send, built in one place: an
+//! Ethernet header (optionally VLAN-tagged), an IPv4 header (any version,
+//! IHL, id, fragment field, TTL; NOP options; its checksum) and what
+//! follows it, with the TCP, UDP or ICMP checksum filled in. Fields can be
+//! made to lie (`total_len_delta`, `truncate_to`) for the malformed-input
+//! cases. The upper-layer headers ([`tcp`], [`udp`], [`echo`]) serve IPv6
+//! ([`super::packet6`]) too; ARP requests and VXLAN datagrams are here.
+//!
+//! ```ignore
+//! // A TCP SYN 10.7.0.2:33333 -> 203.0.113.9:80, checksums filled in.
+//! let syn = frame([10, 7, 0, 2], [203, 0, 113, 9], IPPROTO_TCP, &tcp(33333, 80, TCP_SYN));
+//! // The same as a fragment with TTL 1, fields set on the builder.
+//! let p = Pkt { ttl: 1, frag: 0x2000, ..Pkt::ipv4(src, dst, IPPROTO_TCP, tcp(1, 2, 0)) };
+//! ```
+use netd_common::{
+    proto::{ETH_P_IP, IPPROTO_UDP},
+    VXLAN_PORT,
+};
 
-use netd_common::proto::{ETH_P_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+pub use super::verify::pseudo;
+use super::verify::{csum, fill_checksum};
 
-use super::csum;
+/// The MACs [`Pkt::ipv4`] and [`super::packet6::Pkt6::new`] put in the
+/// Ethernet header unless a test sets others.
+pub const DMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+pub const SMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
 /// Source and destination ports of [`Pkt::udp`] datagrams.
 pub const UDP_SPORT: u16 = 12345;
@@ -48,8 +63,8 @@ impl Pkt {
     /// between two made-up MACs.
     pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: Vec<u8>) -> Pkt {
         Pkt {
-            dmac: [0x02, 0, 0, 0, 0, 1],
-            smac: [0x02, 0, 0, 0, 0, 2],
+            dmac: DMAC,
+            smac: SMAC,
             vlan: false,
             ethertype: ETH_P_IP,
             version: 4,
@@ -77,13 +92,23 @@ impl Pkt {
         }
     }
 
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut f = self.dmac.to_vec();
-        f.extend_from_slice(&self.smac);
-        if self.vlan {
-            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    /// A VXLAN datagram (UDP to [`VXLAN_PORT`], no UDP checksum, as
+    /// Linux sends them) carrying `inner` on `vni`.
+    pub fn vxlan(src: [u8; 4], dst: [u8; 4], vni: u32, inner: &[u8]) -> Pkt {
+        Pkt {
+            l4_checksum: false,
+            ..Pkt::ipv4(
+                src,
+                dst,
+                IPPROTO_UDP,
+                udp_with(49152, VXLAN_PORT, &vxlan(vni, inner)),
+            )
         }
-        f.extend_from_slice(&self.ethertype.to_be_bytes());
+    }
+
+    /// The frame, checksums filled in.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut f = ethernet(self.dmac, self.smac, self.vlan, self.ethertype);
         let ihl = (usize::from(self.ihl_words) * 4).max(20);
         let total = (ihl + self.l4.len()) as i32 + self.total_len_delta;
         let mut h = vec![0u8; ihl];
@@ -103,7 +128,8 @@ impl Pkt {
         f.extend_from_slice(&h);
         let mut l4 = self.l4.clone();
         if self.l4_checksum {
-            fill_l4_checksum(&mut l4, self.src, self.dst, self.proto);
+            let init = pseudo(&self.src, &self.dst, self.proto, l4.len());
+            fill_checksum(&mut l4, self.proto, init);
         }
         f.extend_from_slice(&l4);
         if let Some(n) = self.truncate_to {
@@ -113,48 +139,20 @@ impl Pkt {
     }
 }
 
-/// Where the checksum of an L4 header sits, and whether it covers the
-/// pseudo header.
-fn checksum_at(proto: u8) -> Option<(usize, bool)> {
-    match proto {
-        IPPROTO_TCP => Some((16, true)),
-        IPPROTO_UDP => Some((6, true)),
-        IPPROTO_ICMP => Some((2, false)),
-        _ => None,
+/// An Ethernet header, with an 802.1Q tag (VLAN 5) if `vlan`.
+pub fn ethernet(dmac: [u8; 6], smac: [u8; 6], vlan: bool, ethertype: u16) -> Vec<u8> {
+    let mut f = dmac.to_vec();
+    f.extend_from_slice(&smac);
+    if vlan {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
     }
-}
-
-fn fill_l4_checksum(l4: &mut [u8], src: [u8; 4], dst: [u8; 4], proto: u8) {
-    let Some((off, pseudo_too)) = checksum_at(proto) else {
-        return;
-    };
-    if l4.len() < off + 2 {
-        return;
-    }
-    l4[off..off + 2].fill(0);
-    let init = if pseudo_too {
-        pseudo(&src, &dst, proto, l4.len())
-    } else {
-        0
-    };
-    let c = csum(l4, init);
-    l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
 }
 
 /// IPv4 packet in an Ethernet frame, with correct checksums.
 pub fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
     Pkt::ipv4(src, dst, proto, l4.to_vec()).bytes()
-}
-
-/// The partial sum of the TCP/UDP pseudo header.
-pub fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut p = Vec::new();
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    p.extend_from_slice(&[0, proto, (len >> 8) as u8, len as u8]);
-    p.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum()
 }
 
 /// A TCP segment with `flags` and an 8-byte payload.
@@ -185,11 +183,34 @@ pub fn udp_with(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     h
 }
 
-/// An ICMP echo request (or reply) with identifier `id`, sequence 1.
+/// An ICMP echo request (or reply) with identifier `id`, sequence 1
+/// (checksum left 0: [`Pkt::bytes`] fills it in).
 pub fn echo(request: bool, id: u16) -> Vec<u8> {
     let mut h = vec![if request { 8 } else { 0 }, 0, 0, 0];
     h.extend_from_slice(&id.to_be_bytes());
     h.extend_from_slice(&1u16.to_be_bytes());
     h.extend_from_slice(b"ping");
+    h
+}
+
+/// An ARP request from `spa` (MAC `sha`) for `tpa`, broadcast, padded to
+/// the Ethernet minimum as a NIC would.
+pub fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = ethernet([0xff; 6], sha, false, 0x0806);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa);
+    f.resize(60, 0);
+    f
+}
+
+/// A VXLAN header (RFC 7348: flags with the VNI bit, `vni`) and `inner`,
+/// what a VXLAN datagram's UDP payload is.
+pub fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x08, 0, 0, 0];
+    h.extend_from_slice(&(vni << 8).to_be_bytes());
+    h.extend_from_slice(inner);
     h
 }
