@@ -6,6 +6,8 @@
 //! - `cluster`: overlay networks shared through etcd.
 //! - `net`: rtnetlink work (bridges, veths, container netns).
 //! - `datapath`: loading, pinning and feeding the eBPF programs.
+//! - `kernel`: the seam between the agent and the kernel (datapath, host
+//!   links, container netns, host ports), with an in-memory fake for tests.
 //! - `agent`: the operations behind the API, one file per concern.
 //! - `schema`: the API's request and answer types (no HTTP, no agent).
 //! - `api`: the versioned HTTP/JSON API on a Unix socket, and its client.
@@ -25,6 +27,7 @@ pub mod explain;
 pub mod fault;
 pub mod ipam;
 pub mod ipam6;
+pub mod kernel;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

@@ -5,10 +5,10 @@ use std::net::Ipv4Addr;
 
 use super::{publish::Hold, Agent};
 use crate::{
-    datapath::{addr_key, ENDPOINT_PROGRAM_NAMES},
+    datapath::addr_key,
     error::{AgentError, AgentResult},
+    kernel::ContainerNetns,
     model::{Container, Endpoint, Mode, Network},
-    net::ContainerNs,
 };
 
 impl Agent {
@@ -37,7 +37,7 @@ impl Agent {
             )));
         }
         let mut problems = Vec::new();
-        let ns = match ContainerNs::open(&c.netns) {
+        let ns = match self.netns.open(&c.netns) {
             Ok(ns) => Some(ns),
             Err(e) => {
                 problems.push(format!("{e:#}"));
@@ -61,18 +61,16 @@ impl Agent {
                 )),
                 Some(_) => {}
             }
-            for prog in ENDPOINT_PROGRAM_NAMES {
-                if !self.datapath.pins().link(&ep.host_ifname, prog).exists() {
-                    problems.push(format!(
-                        "program {prog} is not attached to {}",
-                        ep.host_ifname
-                    ));
-                }
+            for prog in self.datapath.missing_endpoint_programs(&ep.host_ifname)? {
+                problems.push(format!(
+                    "program {prog} is not attached to {}",
+                    ep.host_ifname
+                ));
             }
             if let Some(ns) = &ns {
-                problems.extend(check_inside(ns, ep, &net, *i == 0).await?);
+                problems.extend(check_inside(ns.as_ref(), ep, &net, *i == 0).await?);
                 let default6 = self.carries_default_route6(&c.id, ep);
-                problems.extend(check_inside6(ns, ep, &net, default6).await?);
+                problems.extend(check_inside6(ns.as_ref(), ep, &net, default6).await?);
             }
             if *i == 0 {
                 problems.extend(self.check_ports(&c, ep.ip)?);
@@ -111,7 +109,7 @@ impl Agent {
 
 /// The container side of one endpoint.
 async fn check_inside(
-    ns: &ContainerNs,
+    ns: &dyn ContainerNetns,
     ep: &Endpoint,
     net: &Network,
     default_route: bool,
@@ -141,7 +139,7 @@ async fn check_inside(
 
 /// The IPv6 side of one endpoint (nothing to check without one).
 async fn check_inside6(
-    ns: &ContainerNs,
+    ns: &dyn ContainerNetns,
     ep: &Endpoint,
     net: &Network,
     default_route: bool,

@@ -9,8 +9,8 @@ use super::{
 };
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
+    kernel::{ContainerNetns, NetnsDriver},
     model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, DEFAULT_NETWORK},
-    net::ContainerNs,
     ports::PortMapping,
     schema::ContainerAdd,
     store::StoreOp,
@@ -111,7 +111,7 @@ impl Agent {
                 AddWork::Nothing
             }
             Requested::None => {
-                check_netns(&container)?;
+                check_netns(self.netns.as_ref(), &container)?;
                 container.mode = Mode::None;
                 AddWork::LoUp
             }
@@ -122,7 +122,7 @@ impl Agent {
                     "attach containers to it with `docker run --network`",
                 )?;
                 ports = self.plan_ports(&net, &req.publish)?;
-                check_netns(&container)?;
+                check_netns(self.netns.as_ref(), &container)?;
                 // On an overlay network the cluster store hands out the
                 // address (the state is held meanwhile).
                 let ip = self
@@ -220,17 +220,23 @@ impl SharedAgent {
         match work {
             AddWork::Nothing => {}
             AddWork::LoUp => {
-                let ns = open_netns(container)?;
+                let ns = open_netns(k.netns.as_ref(), container)?;
                 ns.lo_up().await?;
             }
             AddWork::Attach { net, ep } => {
-                let ns = open_netns(container)?;
+                let ns = open_netns(k.netns.as_ref(), container)?;
                 let spare = k.pool.take();
-                self.plumb(k, &container.id, &ns, &net, &ep, spare, (true, true))
-                    .await
-                    .with_context(|| {
-                        format!("failed to attach {} to {}", container.name, net.name)
-                    })?;
+                self.plumb(
+                    k,
+                    &container.id,
+                    ns.as_ref(),
+                    &net,
+                    &ep,
+                    spare,
+                    (true, true),
+                )
+                .await
+                .with_context(|| format!("failed to attach {} to {}", container.name, net.name))?;
                 container.endpoints.push(ep);
                 crate::fault::point("container-add:plumbed");
             }
@@ -273,7 +279,7 @@ impl SharedAgent {
     pub async fn remove_container(&self, key: &str, force: bool) -> AgentResult<Vec<String>> {
         let (_op, _turn, id) = self.phased_on_container(key).await?;
         let (doomed, k) = {
-            let mut state = self.state().await;
+            let state = self.state().await;
             let container = state.find_container(&id)?.clone();
             refuse_docker_container(&container)?;
             let mut doomed: Vec<Container> = state
@@ -283,12 +289,11 @@ impl SharedAgent {
                 .cloned()
                 .collect();
             doomed.push(container);
-            for c in &doomed {
-                state.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
-            }
             (doomed, state.kernel())
         };
-        crate::fault::point("container-rm:unpublished");
+        // The veths first: a removal that fails there keeps the container
+        // whole in the store and in the datapath (its ports published), and
+        // the next sweep puts back what went.
         for c in &doomed {
             for ep in &c.endpoints {
                 if let Err(e) = self.unplumb(&k, ep).await {
@@ -300,6 +305,13 @@ impl SharedAgent {
                 }
             }
         }
+        {
+            let mut state = self.state().await;
+            for c in &doomed {
+                state.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+            }
+        }
+        crate::fault::point("container-rm:unpublished");
         crate::fault::point("container-rm:unplumbed");
         let ops: Vec<StoreOp> = doomed
             .iter()
@@ -330,8 +342,8 @@ pub(super) fn refuse_docker_container(c: &Container) -> AgentResult<()> {
     Ok(())
 }
 
-fn check_netns(container: &Container) -> AgentResult<()> {
-    if !container.netns.exists() {
+fn check_netns(netns: &dyn NetnsDriver, container: &Container) -> AgentResult<()> {
+    if !netns.exists(&container.netns) {
         return invalid(format!(
             "network namespace {} does not exist",
             container.netns.display()
@@ -340,7 +352,12 @@ fn check_netns(container: &Container) -> AgentResult<()> {
     Ok(())
 }
 
-fn open_netns(container: &Container) -> AgentResult<ContainerNs> {
-    check_netns(container)?;
-    ContainerNs::open(&container.netns).map_err(|e| AgentError::Invalid(format!("{e:#}")))
+fn open_netns(
+    netns: &dyn NetnsDriver,
+    container: &Container,
+) -> AgentResult<Box<dyn ContainerNetns>> {
+    check_netns(netns, container)?;
+    netns
+        .open(&container.netns)
+        .map_err(|e| AgentError::Invalid(format!("{e:#}")))
 }

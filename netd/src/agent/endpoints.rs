@@ -15,23 +15,24 @@ use super::{
     Agent, SharedAgent,
 };
 use crate::{
-    datapath::{addr_key, EndpointAttacher},
+    datapath::addr_key,
+    kernel::{ContainerNetns, EndpointPrograms, LinkDriver, NetnsDriver},
     model::{mac_for, Endpoint, Network},
-    net::{ContainerNs, HostLinks},
     store::Store,
 };
 
 /// What a phased operation uses while it does not hold the state.
 #[derive(Clone)]
 pub(super) struct Kernel {
-    pub links: HostLinks,
-    pub attacher: Arc<EndpointAttacher>,
+    pub links: Arc<dyn LinkDriver>,
+    pub netns: Arc<dyn NetnsDriver>,
+    pub attacher: Arc<dyn EndpointPrograms>,
     pub store: Arc<Store>,
     pub pool: Arc<VethPool>,
 }
 
 /// The bridge of `net` (made, or adopted), with its gateway addresses.
-pub(super) async fn realise_bridge(links: &HostLinks, net: &Network) -> Result<()> {
+pub(super) async fn realise_bridge(links: &dyn LinkDriver, net: &Network) -> Result<()> {
     let bridge = links
         .ensure_bridge(
             &net.bridge,
@@ -43,8 +44,7 @@ pub(super) async fn realise_bridge(links: &HostLinks, net: &Network) -> Result<(
         )
         .await?;
     if let Some(v6) = &net.ipv6 {
-        crate::net::sysctl::enable_ipv6_forwarding()?;
-        crate::net::sysctl::enable_ipv6_on(&net.bridge)?;
+        links.enable_ipv6(&net.bridge)?;
         links
             .ensure_address6(bridge, v6.gateway, v6.subnet.prefix_len())
             .await
@@ -72,7 +72,7 @@ fn dp_endpoint(net: &Network, ep: &Endpoint) -> DpEndpoint {
 async fn make_veth(
     k: &Kernel,
     owner: &str,
-    ns: &ContainerNs,
+    ns: &dyn ContainerNetns,
     net: &Network,
     ep: &Endpoint,
     spare: Option<&Spare>,
@@ -86,7 +86,7 @@ async fn make_veth(
     let ifindex = match spare {
         Some(s) => {
             k.links
-                .hand_over_peer(s.peer_index, &ns.file, &ep.ifname, ep.mac(), net.mtu)
+                .hand_over_peer(s.peer_index, ns, &ep.ifname, ep.mac(), net.mtu)
                 .await?;
             k.attacher.rename(&s.host, &ep.host_ifname)?;
             k.links
@@ -100,7 +100,7 @@ async fn make_veth(
                     &ep.host_ifname,
                     owner,
                     &ep.ifname,
-                    &ns.file,
+                    Some(ns),
                     ep.mac(),
                     net.mtu,
                     bridge,
@@ -156,7 +156,7 @@ impl SharedAgent {
         &self,
         k: &Kernel,
         owner: &str,
-        ns: &ContainerNs,
+        ns: &dyn ContainerNetns,
         net: &Network,
         ep: &Endpoint,
         spare: Option<Spare>,
@@ -185,7 +185,7 @@ impl SharedAgent {
             // by the spare's own, whichever step it got to.
             let _ = self.unplumb(k, ep).await;
             if let Some(s) = &spare {
-                remove_spare(&k.links, &k.attacher, s).await;
+                remove_spare(k.links.as_ref(), k.attacher.as_ref(), s).await;
             }
             return Err(crate::net::kernel_errors::explain_plumbing(e, net));
         }
@@ -236,7 +236,7 @@ pub(super) fn network_info(net: &Network) -> NetworkInfo {
 impl Agent {
     /// Creates the bridge (if missing) and the network's datapath entry.
     pub(super) async fn realise_network(&mut self, net: &Network) -> Result<()> {
-        realise_bridge(&self.links, net).await?;
+        realise_bridge(self.links.as_ref(), net).await?;
         self.datapath
             .upsert_network(net.subnet, network_info(net))?;
         self.publish_network6(net)?;
@@ -260,6 +260,7 @@ impl Agent {
     pub(super) fn kernel(&self) -> Kernel {
         Kernel {
             links: self.links.clone(),
+            netns: self.netns.clone(),
             attacher: self.attacher.clone(),
             store: self.store.clone(),
             pool: self.pool.clone(),
@@ -271,7 +272,7 @@ impl Agent {
     pub(super) async fn plumb_endpoint(
         &mut self,
         owner: &str,
-        ns: &ContainerNs,
+        ns: &dyn ContainerNetns,
         net: &Network,
         ep: &Endpoint,
         default_route: bool,
@@ -308,7 +309,7 @@ impl Agent {
             })?;
             let ifindex = self
                 .links
-                .create_veth_at(
+                .create_veth(
                     &ep.host_ifname,
                     owner,
                     &ep.ifname,

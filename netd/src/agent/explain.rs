@@ -42,7 +42,7 @@ impl Agent {
     /// The walk of one packet from `req.src` to `req.dst`, with the
     /// sandbox filled from the live maps first.
     pub fn explain(&mut self, req: &Explain, sb: &mut Sandbox) -> AgentResult<Value> {
-        sb.copy_from(&mut self.datapath)?;
+        self.datapath.fill_sandbox(sb)?;
         let proto = match (&req.proto, req.port) {
             (Some(p), _) => Proto::parse(p).ok_or_else(|| {
                 AgentError::Invalid(format!(

@@ -12,7 +12,6 @@ use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     ipam6,
     model::{mac_for, Container, Endpoint, Ipv6Config, Network},
-    net::ContainerNs,
     schema::NetworkCreate,
     store::StoreOp,
 };
@@ -264,8 +263,12 @@ impl Agent {
 
 /// Points the IPv6 default route of `c` at `(ifname, gateway)` (logged
 /// when that fails).
-pub(super) async fn move_default_route6(c: &Container, (ifname, gw): (String, Ipv6Addr)) {
-    let moved = match ContainerNs::open(&c.netns) {
+pub(super) async fn move_default_route6(
+    netns: &dyn crate::kernel::NetnsDriver,
+    c: &Container,
+    (ifname, gw): (String, Ipv6Addr),
+) {
+    let moved = match netns.open(&c.netns) {
         Ok(ns) => ns.set_default_route6(&ifname, gw).await,
         Err(e) => Err(e),
     };

@@ -23,12 +23,14 @@ mod reset;
 mod shared;
 mod start;
 mod status;
+#[cfg(test)]
+mod tests;
 mod uplinks;
 mod views;
 
 pub use follow::follow_cluster;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
 use ipnet::Ipv4Net;
 
@@ -36,10 +38,9 @@ pub use pool::DEFAULT_POOL_SIZE;
 pub use shared::SharedAgent;
 
 use crate::{
-    datapath::{Datapath, EndpointAttacher},
     error::{AgentError, AgentResult},
+    kernel::{DatapathDriver, EndpointPrograms, HostPorts, LinkDriver, NetnsDriver},
     model::{Container, Network},
-    net::HostLinks,
     store::Store,
 };
 
@@ -83,15 +84,18 @@ pub struct Agent {
     config: AgentConfig,
     /// Held for the agent's lifetime: no other agent shares its dirs.
     _lock: lock::AgentLock,
-    store: std::sync::Arc<Store>,
-    links: HostLinks,
-    datapath: Datapath,
+    store: Arc<Store>,
+    /// The kernel, through the seam (`crate::kernel`).
+    links: Arc<dyn LinkDriver>,
+    datapath: Box<dyn DatapathDriver>,
+    netns: Arc<dyn NetnsDriver>,
+    ports: Arc<dyn HostPorts>,
     /// Attaches endpoint programs without the state (see `shared`).
-    attacher: std::sync::Arc<EndpointAttacher>,
+    attacher: Arc<dyn EndpointPrograms>,
     /// Spare veths with their programs attached (see `pool`).
-    pool: std::sync::Arc<pool::VethPool>,
+    pool: Arc<pool::VethPool>,
     /// What phased operations in flight have taken (see `claims`).
-    claims: std::sync::Arc<std::sync::Mutex<claims::Claims>>,
+    claims: Arc<std::sync::Mutex<claims::Claims>>,
     dns: crate::dns::NameService,
     networks: BTreeMap<String, Network>,
     containers: BTreeMap<String, Container>,

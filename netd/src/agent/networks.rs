@@ -15,7 +15,6 @@ use crate::{
     model::{
         new_id, now, requested_mac, Container, Driver, Endpoint, Mode, Network, Owner, DEFAULT_MTU,
     },
-    net::ContainerNs,
     schema::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     store::StoreOp,
 };
@@ -109,7 +108,7 @@ impl Agent {
             }
             return self.create_overlay_network(req).await;
         }
-        let routes = host_routes(&self.links, req.ipv6).await?;
+        let routes = host_routes(self.links.as_ref(), req.ipv6).await?;
         let adoptable = self.adoptable_default(&req);
         let (network, _claim) = self.plan_network(req, id, owner, &routes)?;
         if self.links.index_of(&network.bridge).await?.is_some() && !adoptable {
@@ -302,6 +301,10 @@ impl Agent {
         if net.is_overlay() {
             self.follow_cluster_view().await;
         }
+        // The gateway address went with the bridge.
+        if let Err(e) = self.sync_host_addrs().await {
+            tracing::warn!(error = %format!("{e:#}"), "host address sync failed");
+        }
         self.state_changed();
         info!(name = %net.name, "network removed");
         Ok(net.name)
@@ -386,7 +389,7 @@ impl Agent {
 /// The host's route prefixes a new network must not overlap: IPv4, and
 /// IPv6 when the network asks for it.
 async fn host_routes(
-    links: &crate::net::HostLinks,
+    links: &dyn crate::kernel::LinkDriver,
     ipv6: bool,
 ) -> anyhow::Result<(Vec<ipnet::Ipv4Net>, Vec<ipnet::Ipv6Net>)> {
     let v6 = if ipv6 {
@@ -439,7 +442,7 @@ impl SharedAgent {
         }
         let _op = self.phased().await;
         let links = self.state().await.links.clone();
-        let routes = host_routes(&links, req.ipv6).await?;
+        let routes = host_routes(links.as_ref(), req.ipv6).await?;
         let adoptable = {
             let state = self.state().await;
             state.adoptable_default(&req)
@@ -456,7 +459,7 @@ impl SharedAgent {
             ));
         }
         let realised = async {
-            super::endpoints::realise_bridge(&k.links, &network).await?;
+            super::endpoints::realise_bridge(k.links.as_ref(), &network).await?;
             self.state()
                 .await
                 .datapath
@@ -538,6 +541,10 @@ impl SharedAgent {
             return Err(e.into());
         }
         self.unrealise(&k, &net).await;
+        // The gateway address went with the bridge.
+        if let Err(e) = self.sync_host_addrs(&k).await {
+            tracing::warn!(error = %format!("{e:#}"), "host address sync failed");
+        }
         self.state().await.state_changed();
         info!(name = %net.name, "network removed");
         Ok(net.name)
@@ -628,13 +635,23 @@ impl SharedAgent {
         let mut updated = container.clone();
         updated.endpoints.push(ep.clone());
         let attached = async {
-            let ns = ContainerNs::open(&container.netns)
+            let ns = k
+                .netns
+                .open(&container.netns)
                 .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
             let default_route = (container.endpoints.is_empty(), default6);
             let spare = k.pool.take();
-            self.plumb(&k, &container.id, &ns, &net, &ep, spare, default_route)
-                .await
-                .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
+            self.plumb(
+                &k,
+                &container.id,
+                ns.as_ref(),
+                &net,
+                &ep,
+                spare,
+                default_route,
+            )
+            .await
+            .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
             if let Err(e) = k.store.apply(&[StoreOp::PutContainer(&updated)]) {
                 let _ = self.unplumb(&k, &ep).await;
                 return Err(AgentError::from(e));
@@ -713,14 +730,14 @@ impl SharedAgent {
             .release_overlay_addresses(&container.id, std::slice::from_ref(&ep))
             .await;
         if let Some((ifname, gw)) = next {
-            if let Ok(ns) = ContainerNs::open(&container.netns) {
+            if let Ok(ns) = k.netns.open(&container.netns) {
                 if let Err(e) = ns.set_default_route(&ifname, gw).await {
                     tracing::warn!(error = %format!("{e:#}"), "default route not moved");
                 }
             }
         }
         if let Some(target) = next6 {
-            super::ipv6::move_default_route6(&container, target).await;
+            super::ipv6::move_default_route6(k.netns.as_ref(), &container, target).await;
         }
         k.store.apply(&[StoreOp::PutContainer(&container)])?;
         let mut state = self.state().await;

@@ -636,8 +636,8 @@ impl Agent {
             Some(c) => {
                 let advertise = c.config.advertise;
                 let dev = crate::datapath::overlay::ensure_device(
-                    &self.links,
-                    &mut self.datapath,
+                    self.links.as_ref(),
+                    self.datapath.as_mut(),
                     Some(advertise),
                     netd_common::VXLAN_PORT,
                 )
@@ -647,8 +647,11 @@ impl Agent {
                 self.overlay_device = Some(dev);
             }
             None => {
-                if let Err(e) =
-                    crate::datapath::overlay::remove_device(&self.links, &mut self.datapath).await
+                if let Err(e) = crate::datapath::overlay::remove_device(
+                    self.links.as_ref(),
+                    self.datapath.as_mut(),
+                )
+                .await
                 {
                     warn!(error = %format!("{e:#}"), "old overlay device not removed");
                 }

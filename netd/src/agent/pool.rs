@@ -29,7 +29,10 @@ use std::{
 use anyhow::{Context, Result};
 use tracing::{debug, warn};
 
-use crate::{datapath::EndpointAttacher, model::new_id, net::HostLinks};
+use crate::{
+    kernel::{EndpointPrograms, LinkDriver},
+    model::new_id,
+};
 
 /// Owner mark of spare veths (`netd:pool`).
 pub(super) const SPARE_OWNER: &str = "pool";
@@ -118,8 +121,8 @@ impl VethPool {
     /// phased operations in flight: a spare is only started when it is 0.
     pub async fn fill(
         self: Arc<Self>,
-        links: HostLinks,
-        attacher: Arc<EndpointAttacher>,
+        links: Arc<dyn LinkDriver>,
+        attacher: Arc<dyn EndpointPrograms>,
         busy: Arc<AtomicUsize>,
     ) {
         if self.target == 0 {
@@ -150,7 +153,7 @@ impl VethPool {
                 }
                 inner.making.insert(host.clone());
             }
-            let made = make_spare(&links, &attacher, &host, &peer).await;
+            let made = make_spare(links.as_ref(), &attacher, &host, &peer).await;
             // A failed one is cleaned up while still listed as being made;
             // a made one is listed ready even after a stop, so that the
             // stop (which waits for the one being made) deletes it.
@@ -181,8 +184,8 @@ impl VethPool {
 }
 
 async fn make_spare(
-    links: &HostLinks,
-    attacher: &Arc<EndpointAttacher>,
+    links: &dyn LinkDriver,
+    attacher: &Arc<dyn EndpointPrograms>,
     host: &str,
     peer: &str,
 ) -> Result<Spare> {
@@ -200,7 +203,11 @@ async fn make_spare(
 }
 
 /// Deletes a spare: its veth pair and its pinned links.
-pub(super) async fn remove_spare(links: &HostLinks, attacher: &EndpointAttacher, spare: &Spare) {
+pub(super) async fn remove_spare(
+    links: &dyn LinkDriver,
+    attacher: &dyn EndpointPrograms,
+    spare: &Spare,
+) {
     if let Err(e) = links.delete(spare.host_index).await {
         warn!(veth = %spare.host, error = %format!("{e:#}"), "failed to delete a spare veth");
     }
@@ -236,7 +243,7 @@ impl super::Agent {
     /// Stops the filler and deletes every spare.
     pub(super) async fn remove_spares(&mut self) {
         for spare in self.pool.stop(Duration::from_secs(2)).await {
-            remove_spare(&self.links, &self.attacher, &spare).await;
+            remove_spare(self.links.as_ref(), self.attacher.as_ref(), &spare).await;
         }
     }
 }

@@ -13,19 +13,15 @@
 //! bind carries no `SO_REUSEADDR` and would fail against any.
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    os::fd::OwnedFd,
+    net::{IpAddr, Ipv4Addr},
 };
 
-use nix::sys::socket::{
-    bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
-    SockaddrStorage,
-};
 use tracing::warn;
 
 use super::Agent;
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
+    kernel::HeldPort,
     model::Network,
     ports::{PortMapping, Proto, PublishSpec},
 };
@@ -36,12 +32,18 @@ pub(super) type PortKey = (Option<IpAddr>, u16, Proto);
 /// Sockets holding published host ports.
 #[derive(Default)]
 pub(super) struct Reservations {
-    held: HashMap<PortKey, OwnedFd>,
+    held: HashMap<PortKey, HeldPort>,
 }
 
 impl Reservations {
     pub(super) fn holds(&self, m: &PortMapping) -> bool {
         self.held.contains_key(&key_of(m))
+    }
+
+    /// The ports held (for tests).
+    #[cfg(test)]
+    pub(super) fn keys(&self) -> impl Iterator<Item = &PortKey> {
+        self.held.keys()
     }
 }
 
@@ -76,53 +78,6 @@ impl Hold {
             Proto::Tcp => true,
         }
     }
-}
-
-/// Binds a socket on the host port (0: the kernel picks a free one).
-fn hold_port(m: &PortMapping, hold: Hold) -> AgentResult<(OwnedFd, u16)> {
-    let ty = match m.proto {
-        Proto::Tcp => SockType::Stream,
-        Proto::Udp => SockType::Datagram,
-        // No SCTP in this kernel: the published table alone guards it.
-        Proto::Sctp => return Err(AgentError::Internal(anyhow::anyhow!("no SCTP sockets"))),
-    };
-    let ip = m.host_addr();
-    let family = if ip.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| AgentError::Internal(anyhow::anyhow!("socket: {e}")))?;
-    if hold == Hold::SharedWithRuntime {
-        setsockopt(&fd, sockopt::ReuseAddr, &true)
-            .map_err(|e| AgentError::Internal(anyhow::anyhow!("SO_REUSEADDR: {e}")))?;
-    }
-    if ip.is_ipv6() {
-        // `[::]` holds the IPv6 port only; 0.0.0.0 has its own holder.
-        setsockopt(&fd, sockopt::Ipv6V6Only, &true)
-            .map_err(|e| AgentError::Internal(anyhow::anyhow!("IPV6_V6ONLY: {e}")))?;
-    }
-    let addr = SockaddrStorage::from(SocketAddr::new(ip, m.host_port));
-    let shown = SocketAddr::new(ip, m.host_port);
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).map_err(|e| match e {
-        nix::errno::Errno::EADDRINUSE => AgentError::Conflict(format!(
-            "host port {shown}/{} is already in use on the host",
-            m.proto
-        )),
-        nix::errno::Errno::EADDRNOTAVAIL => {
-            AgentError::Invalid(format!("{ip} is not an address of this host"))
-        }
-        e => AgentError::Internal(anyhow::anyhow!("bind {shown}: {e}")),
-    })?;
-    let bound: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
-        .map_err(|e| AgentError::Internal(anyhow::anyhow!("getsockname: {e}")))?;
-    let port = bound
-        .as_sockaddr_in()
-        .map(|a| a.port())
-        .or_else(|| bound.as_sockaddr_in6().map(|a| a.port()))
-        .unwrap_or(m.host_port);
-    Ok((fd, port))
 }
 
 /// Why `m`, published on an IPv6 host address, is refused for a container
@@ -246,7 +201,7 @@ impl Agent {
                     ));
                 }
                 if hold.holds(&m) {
-                    let (fd, port) = hold_port(&m, hold)?;
+                    let (fd, port) = self.ports.hold(&m, hold == Hold::SharedWithRuntime)?;
                     m.host_port = port;
                     self.reservations.held.insert(key_of(&m), fd);
                 }
@@ -288,7 +243,6 @@ impl Agent {
     /// At start: hold every stored port again and rewrite the map; drop
     /// entries no container owns.
     pub(super) fn restore_published(&mut self) -> anyhow::Result<()> {
-        let mut owned = std::collections::HashSet::new();
         for c in self.containers.values().cloned().collect::<Vec<_>>() {
             let Some(target) = c.endpoints.first().map(|e| e.ip) else {
                 continue;
@@ -296,7 +250,7 @@ impl Agent {
             let hold = Hold::for_runtime(c.runtime_binds_ports());
             for m in &c.ports {
                 if hold.holds(m) && !self.reservations.held.contains_key(&key_of(m)) {
-                    match hold_port(m, hold) {
+                    match self.ports.hold(m, hold == Hold::SharedWithRuntime) {
                         Ok((fd, _)) => {
                             self.reservations.held.insert(key_of(m), fd);
                         }
@@ -310,13 +264,26 @@ impl Agent {
                     }
                 }
                 self.datapath.publish(m, target)?;
-                owned.insert((
+            }
+        }
+        self.remove_orphan_published()
+    }
+
+    /// Drops published entries no container owns (an unpublish that
+    /// failed, a crash between the map write and the store).
+    pub(super) fn remove_orphan_published(&mut self) -> anyhow::Result<()> {
+        let owned: std::collections::HashSet<_> = self
+            .containers
+            .values()
+            .flat_map(|c| c.ports.iter())
+            .map(|m| {
+                (
                     m.host_v4().map(crate::datapath::addr_key).unwrap_or(0),
                     m.host_port.to_be(),
                     m.proto.number(),
-                ));
-            }
-        }
+                )
+            })
+            .collect();
         for (k, _) in self.datapath.published_entries()? {
             if !owned.contains(&(k.addr, k.port, k.proto)) {
                 self.datapath.remove_published_key(&k)?;

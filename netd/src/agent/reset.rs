@@ -21,9 +21,8 @@ impl Agent {
             self.links.delete(index).await?;
             removed.push(format!("link {name}"));
         }
-        let root = self.datapath.pins().root().to_path_buf();
-        std::fs::remove_dir_all(&root)
-            .with_context(|| format!("failed to remove pins under {}", root.display()))?;
+        let root = self.datapath.pin_root();
+        self.datapath.remove_pins()?;
         removed.push(format!("pins {}", root.display()));
         let bpffs = &self.config.bpffs;
         if is_own_mount(bpffs) {

@@ -13,8 +13,9 @@ use super::{
 use crate::{
     datapath::{ensure_bpffs, Datapath},
     ipam,
+    kernel::{real_kernel, Drivers, LinkRow},
     model::{DEFAULT_BRIDGE, DEFAULT_NETWORK},
-    net::{sysctl, ContainerNs, HostLinks, LinkRow},
+    net::{sysctl, HostLinks},
     schema::NetworkCreate,
     store::{Store, StoreOp},
 };
@@ -78,6 +79,31 @@ impl Agent {
             }
             None => None,
         };
+        let kernel = real_kernel(datapath, links)?;
+        Self::open(
+            config,
+            lock,
+            store,
+            kernel,
+            monitor,
+            crate::dns::NameService::new(),
+            cluster,
+        )
+        .await
+    }
+
+    /// Restores the stored state and brings the kernel (through `kernel`)
+    /// in line with it: what `start` does once the directories are locked,
+    /// the datapath is loaded and the cluster store (if any) reached.
+    pub(super) async fn open(
+        config: AgentConfig,
+        lock: AgentLock,
+        store: Store,
+        kernel: Drivers,
+        monitor: std::sync::Arc<crate::monitor::Hub>,
+        dns: crate::dns::NameService,
+        cluster: Option<crate::cluster::Cluster>,
+    ) -> Result<Self> {
         // What this host last knew of the cluster: it keeps forwarding
         // with it until the store answers.
         let cluster_view = match store.cluster_view()? {
@@ -88,8 +114,6 @@ impl Agent {
                 }),
             _ => Default::default(),
         };
-        let attacher =
-            std::sync::Arc::new(crate::datapath::EndpointAttacher::open(datapath.pins())?);
         let pool = super::pool::VethPool::new(config.veth_pool);
         let networks: BTreeMap<_, _> = store
             .networks()?
@@ -105,12 +129,14 @@ impl Agent {
             config,
             _lock: lock,
             store: std::sync::Arc::new(store),
-            links,
-            datapath,
-            attacher,
+            links: kernel.links,
+            datapath: kernel.datapath,
+            netns: kernel.netns,
+            ports: kernel.ports,
+            attacher: kernel.attacher,
             pool,
             claims: Default::default(),
-            dns: crate::dns::NameService::new(),
+            dns,
             networks,
             containers,
             uplinks: BTreeMap::new(),
@@ -195,7 +221,6 @@ impl Agent {
             }
         }
         let entries: HashSet<u32> = self.datapath.endpoint_indexes()?.into_iter().collect();
-        let pins: HashSet<String> = self.datapath.pinned_links()?.into_iter().collect();
         for container in self.containers.values().cloned().collect::<Vec<_>>() {
             if let Some(docker) = &container.docker {
                 // Docker's sandbox is not netd's to open or repair: a
@@ -232,7 +257,7 @@ impl Agent {
             } else if matches!(
                 container.mode,
                 crate::model::Mode::Bridge | crate::model::Mode::None
-            ) && !container.netns.exists()
+            ) && !self.netns.exists(&container.netns)
             {
                 warn!(container = %container.name, "network namespace is gone; releasing");
                 self.release_container(&container.id).await?;
@@ -244,7 +269,7 @@ impl Agent {
             }
             for ep in &container.endpoints {
                 if let Err(e) = self
-                    .restore_endpoint(&container, ep, upgrade, &entries, &pins, &links)
+                    .restore_endpoint(&container, ep, upgrade, &entries, &links)
                     .await
                 {
                     warn!(container = %container.name, error = %format!("{e:#}"), "failed to restore endpoint");
@@ -264,7 +289,6 @@ impl Agent {
         ep: &crate::model::Endpoint,
         upgrade: bool,
         entries: &HashSet<u32>,
-        pins: &HashSet<String>,
         links: &HashMap<String, LinkRow>,
     ) -> Result<()> {
         let net = self
@@ -288,9 +312,10 @@ impl Agent {
                 }
                 let whole = entries.contains(&ifindex)
                     && (ep.ip6.is_none() || self.datapath.endpoint6(ifindex)?.is_some())
-                    && crate::datapath::ENDPOINT_PROGRAM_NAMES
-                        .iter()
-                        .all(|p| pins.contains(&format!("{}_{p}", ep.host_ifname)));
+                    && self
+                        .datapath
+                        .missing_endpoint_programs(&ep.host_ifname)?
+                        .is_empty();
                 if upgrade || !whole {
                     self.publish_endpoint(&net, ep, ifindex)?;
                 }
@@ -303,11 +328,11 @@ impl Agent {
                 Ok(())
             }
             None => {
-                let ns = ContainerNs::open(&container.netns)?;
+                let ns = self.netns.open(&container.netns)?;
                 let _ = ns.delete_link(&ep.ifname).await;
                 let first =
                     container.endpoints.first().map(|e| &e.host_ifname) == Some(&ep.host_ifname);
-                self.plumb_endpoint(&container.id, &ns, &net, ep, first)
+                self.plumb_endpoint(&container.id, ns.as_ref(), &net, ep, first)
                     .await?;
                 self.repaired(format!("recreated {} of {}", ep.ifname, container.name));
                 Ok(())
@@ -362,21 +387,17 @@ impl Agent {
             .filter(|r| owned_veths.contains(&r.name) && !doomed.iter().any(|(i, _)| *i == r.index))
             .map(|r| r.index)
             .collect();
-        let pins = self.datapath.pinned_links()?;
+        let linked = self.datapath.linked_endpoints()?;
         // After the listing, for the same reason.
         let spares = self.pool.names();
-        for pin in pins {
+        for veth in linked {
             // Endpoint links only: uplink and cgroup links have their owners.
-            let Some((veth, _)) = pin.split_once('_') else {
-                continue;
-            };
-            let spare = super::pool::is_spare_name(veth);
-            if (is_host_veth_name(veth) && !owned_veths.contains(veth))
-                || (spare && !spares.contains(veth))
+            let spare = super::pool::is_spare_name(&veth);
+            if (is_host_veth_name(&veth) && !owned_veths.contains(&veth))
+                || (spare && !spares.contains(&veth))
             {
-                self.datapath
-                    .unpin_link(&self.datapath.pins().links().join(&pin))?;
-                self.repaired(format!("unpinned orphan link {pin}"));
+                self.datapath.detach_endpoint(&veth, None)?;
+                self.repaired(format!("unpinned orphan links of {veth}"));
             }
         }
         for index in self.datapath.endpoint_indexes()? {
@@ -385,7 +406,7 @@ impl Agent {
                 self.repaired(format!("removed orphan endpoint entry {index}"));
             }
         }
-        Ok(())
+        self.remove_orphan_published()
     }
 
     pub(super) fn repaired(&mut self, what: String) {
@@ -428,11 +449,6 @@ impl Agent {
         } else {
             self.config.default_pools.clone()
         }
-    }
-
-    /// The links reachable from this agent's netns (for the API handle).
-    pub fn links(&self) -> &HostLinks {
-        &self.links
     }
 }
 

@@ -20,7 +20,7 @@ impl Agent {
             .collect();
         let endpoints = self.datapath.endpoint_indexes()?.len();
         let networks = self.datapath.network_subnets()?.len();
-        let links = self.datapath.pinned_links()?.len();
+        let links = self.datapath.link_count()?;
         let ct = self.datapath.ct_stats()?;
         let routing = self.datapath.routing_counts()?;
         let counts = |v: &[(&str, u64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();
@@ -35,7 +35,7 @@ impl Agent {
             uptime_seconds: self.started.elapsed().as_secs(),
             state_dir: self.config.state_dir.clone(),
             bpffs: self.config.bpffs.clone(),
-            map_layout: self.datapath.pins().root().to_path_buf(),
+            map_layout: self.datapath.pin_root(),
             networks: self.networks.len(),
             containers: self.containers.len(),
             programs: all_programs().map(String::from).collect(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::Agent;
-use crate::datapath::{addr_key, UPLINK_IN, UPLINK_OUT, UPLINK_XDP};
+use crate::datapath::addr_key;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UplinkState {
@@ -100,16 +100,9 @@ impl Agent {
                 self.datapath.detach_uplink("", ifindex)?;
             }
         }
-        for pin in self.datapath.pinned_links()? {
-            let Some(ifname) = [UPLINK_IN, UPLINK_OUT, UPLINK_XDP]
-                .iter()
-                .find_map(|p| pin.strip_suffix(p).and_then(|s| s.strip_suffix('_')))
-            else {
-                continue;
-            };
-            if !self.uplinks.contains_key(ifname) {
-                self.datapath
-                    .unpin_link(&self.datapath.pins().links().join(&pin))?;
+        for ifname in self.datapath.linked_uplinks()? {
+            if !self.uplinks.contains_key(&ifname) {
+                self.datapath.unlink_uplink(&ifname)?;
             }
         }
         Ok(())

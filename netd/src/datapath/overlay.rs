@@ -16,7 +16,10 @@ use netd_common::{
 };
 
 use super::{addr_key, loader::OVERLAY_IN, Datapath};
-use crate::net::{vxlan::VXLAN_OWNER, HostLinks, LinkRow};
+use crate::{
+    kernel::{DatapathDriver, LinkDriver},
+    net::{vxlan::VXLAN_OWNER, LinkRow},
+};
 
 /// The MTU of an overlay network on an underlay of `underlay_mtu`.
 pub fn default_mtu(underlay_mtu: u32) -> u32 {
@@ -51,7 +54,7 @@ pub fn is_device_row(row: &LinkRow) -> bool {
 /// an address of this host, or else the primary IPv4 of the default
 /// route's interface. Returns it with the link that holds it.
 async fn advertise_address(
-    links: &HostLinks,
+    links: &dyn LinkDriver,
     advertise: Option<Ipv4Addr>,
 ) -> Result<(Ipv4Addr, u32)> {
     if let Some(addr) = advertise {
@@ -80,8 +83,8 @@ async fn advertise_address(
 /// programs at it. Idempotent: a restarted agent adopts the device and the
 /// program link.
 pub async fn ensure_device(
-    links: &HostLinks,
-    dp: &mut Datapath,
+    links: &dyn LinkDriver,
+    dp: &mut dyn DatapathDriver,
     advertise: Option<Ipv4Addr>,
     port: u16,
 ) -> Result<OverlayDevice> {
@@ -104,7 +107,7 @@ pub async fn ensure_device(
 }
 
 /// Removes the VXLAN device (if it is netd's) and stops encapsulation.
-pub async fn remove_device(links: &HostLinks, dp: &mut Datapath) -> Result<()> {
+pub async fn remove_device(links: &dyn LinkDriver, dp: &mut dyn DatapathDriver) -> Result<()> {
     dp.detach_overlay_device()?;
     for row in links.dump().await? {
         if is_device_row(&row) {

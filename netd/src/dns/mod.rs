@@ -168,6 +168,8 @@ pub struct NameService {
     listeners: BTreeMap<String, (Ipv4Addr, Listener)>,
     /// Container id -> (netns path, listener inside it).
     in_containers: BTreeMap<String, (PathBuf, Listener)>,
+    /// Off: only the records change (an agent on the in-memory kernel).
+    listen: bool,
 }
 
 impl Default for NameService {
@@ -188,6 +190,16 @@ impl NameService {
             }),
             listeners: BTreeMap::new(),
             in_containers: BTreeMap::new(),
+            listen: true,
+        }
+    }
+
+    /// A name service that keeps its records but opens no sockets.
+    #[cfg(test)]
+    pub fn records_only() -> Self {
+        NameService {
+            listen: false,
+            ..Self::new()
         }
     }
 
@@ -226,7 +238,7 @@ impl NameService {
             .retain(|id, (gw, _)| served.get(id) == Some(gw));
         self.in_containers
             .retain(|id, (ns, _)| resolvers.get(id) == Some(ns));
-        if tokio::runtime::Handle::try_current().is_err() {
+        if !self.listen || tokio::runtime::Handle::try_current().is_err() {
             return Ok(());
         }
         for (id, gateway) in served {

@@ -27,7 +27,8 @@ use crate::datapath::EventMaps;
 const BACKLOG: usize = 4096;
 
 pub struct Hub {
-    config: Mutex<Array<MapData, EventConfig>>,
+    /// `EVENT_CONFIG`; `None` for a hub without a datapath (unit tests).
+    config: Option<Mutex<Array<MapData, EventConfig>>>,
     /// Subscription id -> the `EVENT_*` bits it wants.
     subs: Mutex<BTreeMap<u64, u32>>,
     next_id: AtomicU64,
@@ -60,7 +61,7 @@ impl Hub {
     pub fn start(maps: EventMaps) -> Result<Arc<Hub>> {
         let (tx, _) = broadcast::channel(BACKLOG);
         let hub = Arc::new(Hub {
-            config: Mutex::new(maps.config),
+            config: Some(Mutex::new(maps.config)),
             subs: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             tx,
@@ -73,6 +74,20 @@ impl Hub {
             .map_err(|e| anyhow::anyhow!("cannot poll the EVENTS ring buffer: {e}"))?;
         tokio::spawn(read(ring, hub.clone()));
         Ok(hub)
+    }
+
+    /// A hub with no ring buffer behind it: its monitors get no events
+    /// (an agent on the in-memory kernel of unit tests).
+    #[cfg(test)]
+    pub fn detached() -> Arc<Hub> {
+        let (tx, _) = broadcast::channel(BACKLOG);
+        Arc::new(Hub {
+            config: None,
+            subs: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            tx,
+            names: RwLock::new(Arc::new(Names::default())),
+        })
     }
 
     /// A monitor for the `EVENT_*` bits of `types`.
@@ -103,7 +118,10 @@ impl Hub {
             types,
             rate: DEFAULT_EVENT_RATE,
         };
-        let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(config) = &self.config else {
+            return;
+        };
+        let mut config = config.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = config.set(0, value, 0) {
             warn!(error = %e, "cannot write the event switch");
         }
@@ -117,8 +135,10 @@ impl Hub {
     /// (read back from the map).
     pub fn state(&self) -> (usize, u32) {
         let monitors = self.subs.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let config = self.config.lock().unwrap_or_else(|e| e.into_inner());
-        let types = config.get(&0, 0).map(|c| c.types).unwrap_or(0);
+        let types = self.config.as_ref().map_or(0, |config| {
+            let config = config.lock().unwrap_or_else(|e| e.into_inner());
+            config.get(&0, 0).map(|c| c.types).unwrap_or(0)
+        });
         (monitors, types)
     }
 }
