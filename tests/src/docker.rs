@@ -452,6 +452,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         ip.parse().unwrap_or_else(|e| panic!("address {ip:?}: {e}"))
     }
 
+    /// The IPv6 address Docker gave container `c` on network `net`.
+    pub fn ip6(&self, c: &DCtr, net: &str) -> std::net::Ipv6Addr {
+        let v = self.inspect(&c.name);
+        let ip = v["NetworkSettings"]["Networks"][net]["GlobalIPv6Address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} has no IPv6 address on {net}", c.name));
+        ip.parse()
+            .unwrap_or_else(|e| panic!("IPv6 address {ip:?} of {}: {e}", c.name))
+    }
+
+    /// `c` on network `net` as an IPv6 probe endpoint.
+    pub fn ep6(&self, c: &DCtr, net: &str) -> Ep {
+        Ep::v6(&format!("{}/{net}/v6", c.name), &c.ns, self.ip6(c, net))
+    }
+
     /// `c` on network `net` as a probe endpoint.
     pub fn ep(&self, c: &DCtr, net: &str) -> Ep {
         Ep::new(&format!("{}/{net}", c.name), &c.ns, self.ip(c, net))

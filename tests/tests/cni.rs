@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use netd_tests::cmd::ip_ns;
 use netd_tests::cni::{call, conf, plain_env, tcp_via, udp_via, with_runtime_config, Attachment};
 use netd_tests::netns::{path_of, spawn_in};
-use netd_tests::traffic::{icmp, tcp, Ep};
+use netd_tests::traffic::{allow, dropped, icmp, tcp, Ep};
 use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
 use serde_json::{json, Value};
@@ -33,6 +33,15 @@ fn ep_of(result: &Value, ns: &str, name: &str) -> Ep {
     let addr = result["ips"][0]["address"].as_str().expect("address");
     let ip: Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
     Ep::new(name, ns, ip)
+}
+
+/// The IPv6 address of an ADD result (its second `ips` entry).
+fn ep6_of(result: &Value, ns: &str, name: &str) -> Ep {
+    let addr = result["ips"][1]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no IPv6 address in {result}"));
+    let ip: std::net::Ipv6Addr = addr.split('/').next().unwrap().parse().unwrap();
+    Ep::v6(name, ns, ip)
 }
 
 fn cni_containers(bed: &Bed) -> Vec<String> {
@@ -306,6 +315,89 @@ fn second_network_connects_and_networks_are_isolated() {
     assert!(cni_containers(&bed).contains(&"a".to_string()));
     a.run("DEL", &n1.to_string()).ok();
     assert!(!cni_containers(&bed).contains(&"a".to_string()));
+}
+
+/// Dual-stack CNI networks (`ipv6`, `subnet6` in the config): the result
+/// carries the IPv6 address and gateway (with `"version": "6"` in 0.4.0,
+/// no version key in 1.0) and the `::/0` route, a static IPv6 address
+/// from `runtimeConfig.ips` is honoured, the kernel has what the result
+/// says, and IPv6 between CNI networks is dropped by netd.
+#[test]
+fn dual_stack_results_and_ipv6_isolation() {
+    let bed = Bed::new();
+    let n1 = conf(
+        "1.0.0",
+        "d1",
+        &bed.socket(),
+        json!({"subnet": "10.92.1.0/24", "ipv6": true, "subnet6": "fd00:92:1::/64"}),
+    );
+    let n2 = conf(
+        "0.4.0",
+        "d2",
+        &bed.socket(),
+        json!({"subnet": "10.92.2.0/24", "ipv6": true, "subnet6": "fd00:92:2::/64"}),
+    );
+    let (a_ns, b_ns, c_ns) = (bed.new_netns("a"), bed.new_netns("b"), bed.new_netns("c"));
+    let a = Attachment::podman("a", &path_of(&a_ns), "eth0");
+    let b = Attachment::podman("b", &path_of(&b_ns), "eth0");
+    let c = Attachment::podman("c", &path_of(&c_ns), "eth0");
+    let a_conf = with_runtime_config(n1.clone(), json!({"ips": ["fd00:92:1::50/64"]}));
+    let ra = a.run("ADD", &a_conf.to_string()).ok();
+    let rb = b.run("ADD", &n2.to_string()).ok();
+    let rc = c.run("ADD", &n1.to_string()).ok();
+    assert_eq!(
+        ra["ips"][1],
+        json!({"address": "fd00:92:1::50/64", "gateway": "fd00:92:1::1", "interface": 1}),
+        "{ra}"
+    );
+    assert_eq!(ra["ips"][0]["address"], "10.92.1.2/24", "{ra}");
+    assert!(
+        ra["routes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"dst": "::/0", "gw": "fd00:92:1::1"})),
+        "{ra}"
+    );
+    assert_eq!(rb["ips"][0]["version"], "4", "{rb}");
+    assert_eq!(rb["ips"][1]["version"], "6", "{rb}");
+    assert_eq!(rb["ips"][1]["address"], "fd00:92:2::2/64", "{rb}");
+    let addrs = ip_ns(
+        &a_ns,
+        &["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"],
+    )
+    .unwrap();
+    assert!(addrs.contains("fd00:92:1::50/64"), "{addrs}");
+    let route = ip_ns(&a_ns, &["-6", "route", "show", "default"]).unwrap();
+    assert!(route.contains("via fd00:92:1::1"), "{route}");
+    let (ea, eb, ec) = (
+        ep6_of(&ra, &a_ns, "a"),
+        ep6_of(&rb, &b_ns, "b"),
+        ep6_of(&rc, &c_ns, "c"),
+    );
+    bed.expect(&[
+        allow(&ea, &ec),
+        allow(&ec, &ea),
+        dropped(&ea, &eb, "network-isolation"),
+        dropped(&eb, &ea, "network-isolation"),
+    ]);
+    assert!(a.run("CHECK", &a_conf.to_string()).success());
+    // An existing network must have the IPv6 subnet the config names.
+    let other = conf(
+        "1.0.0",
+        "d1",
+        &bed.socket(),
+        json!({"subnet": "10.92.1.0/24", "ipv6": true, "subnet6": "fd00:92:9::/64"}),
+    );
+    let d_ns = bed.new_netns("d");
+    let d = Attachment::podman("d", &path_of(&d_ns), "eth0");
+    let (code, msg, _) = d.run("ADD", &other.to_string()).error();
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("subnet6 fd00:92:1::/64"), "{msg}");
+    a.run("DEL", &a_conf.to_string()).ok();
+    assert_eq!(bed.map_entries("ENDPOINT6"), 2);
+    b.run("DEL", &n2.to_string()).ok();
+    c.run("DEL", &n1.to_string()).ok();
+    assert_eq!(bed.map_entries("ENDPOINT6"), 0);
 }
 
 /// podman's `--ip`/`--mac-address` (CNI_ARGS) and the runtimeConfig

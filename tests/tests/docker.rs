@@ -7,6 +7,7 @@
 use netd_tests::docker::{DCtr, Dockerd, Options, IMAGE};
 use netd_tests::http::post_unix;
 use netd_tests::ports::{ask_from, sa, unanswered_from, Errs, PortServer, P};
+use netd_tests::traffic::{allow, dropped};
 use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::{blocked, blocked_both, reach, reach_both, Bed};
 
@@ -188,6 +189,93 @@ fn connect_and_disconnect_with_traffic_after_each() {
     reach_both(&a_left, &d.ep(&c, "left"));
     let ls = bed.json(&["container", "ls", "--format", "json"]);
     assert_eq!(ls.as_array().map(Vec::len), Some(3), "{ls}");
+}
+
+/// `docker network create --ipv6 -d netd`: Docker's IPAM gives the IPv6
+/// subnet and addresses, netd takes them (CreateNetwork IPv6Data,
+/// CreateEndpoint AddressIPv6) and answers Join with GatewayIPv6; the
+/// containers reach each other over IPv6 with their own addresses, another
+/// netd network is dropped by netd over IPv6 too, and removal leaves no
+/// IPv6 entry.
+#[test]
+fn ipv6_networks_from_docker() {
+    let bed = Bed::without_agent(&[]);
+    let Some(d) = bed_with_docker(&bed, options()) else {
+        return;
+    };
+    let a = d.network(
+        "v6a",
+        &[
+            "--ipv6",
+            "--subnet",
+            "10.91.20.0/24",
+            "--subnet",
+            "fd00:91:20::/64",
+        ],
+    );
+    d.network(
+        "v6b",
+        &[
+            "--ipv6",
+            "--subnet",
+            "10.91.21.0/24",
+            "--subnet",
+            "fd00:91:21::/64",
+        ],
+    );
+    let v = bed.net_info(&a);
+    assert_eq!(v["EnableIPv6"], true, "{v}");
+    assert_eq!(v["IPAM"]["Config"][1]["Subnet"], "fd00:91:20::/64", "{v}");
+    assert_eq!(v["IPAM"]["Config"][1]["Gateway"], "fd00:91:20::1", "{v}");
+    let a1 = d.run("a1", &["--network", "v6a"]);
+    let a2 = d.run("a2", &["--network", "v6a"]);
+    let b1 = d.run("b1", &["--network", "v6b"]);
+    let (e1, e2, f1) = (d.ep6(&a1, "v6a"), d.ep6(&a2, "v6a"), d.ep6(&b1, "v6b"));
+    let net6: ipnet::Ipv6Net = "fd00:91:20::/64".parse().unwrap();
+    assert!(net6.contains(&d.ip6(&a1, "v6a")), "a1 got {e1}");
+    // netd holds the address Docker's IPAM chose (its container is named
+    // by the endpoint id without --docker-host).
+    let mine = d.endpoint_name(&a1, "v6a");
+    let info = bed.ctr_info(&mine);
+    let ep = info["Networks"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ep["GlobalIPv6Address"], e1.ip.to_string(), "{info}");
+    assert_eq!(ep["IPv6Gateway"], "fd00:91:20::1", "{info}");
+    // Docker set the default route netd's Join answer named.
+    let routes = netd_tests::cmd::ip_ns(&a1.ns, &["-6", "route", "show", "default"]).unwrap();
+    assert!(routes.contains("via fd00:91:20::1"), "{routes}");
+    // ping6 from inside the Docker container, then every protocol with
+    // the sender's own address; the other network is dropped by netd.
+    let ping = || {
+        d.docker(&["exec", "a1", "ping", "-c1", "-W2", &e2.ip.to_string()])
+            .success()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ping() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a1 cannot ping6 a2 ({})",
+            e2.ip
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    bed.expect(&[
+        allow(&e1, &e2),
+        allow(&e2, &e1),
+        dropped(&e1, &f1, "network-isolation"),
+        dropped(&f1, &e1, "network-isolation"),
+    ]);
+    assert_eq!(bed.map_entries("ENDPOINT6"), 3);
+    for c in [&a1, &a2, &b1] {
+        d.rm(c);
+    }
+    d.ok(&["network", "rm", "v6a", "v6b"]);
+    for map in ["ENDPOINT6", "ENDPOINT6_BY_IP", "NETWORKS6"] {
+        assert_eq!(bed.map_entries(map), 0, "{map} entries left behind");
+    }
 }
 
 /// The host port netd published for `container_port/proto` of netd
@@ -487,8 +575,15 @@ fn removal_leaves_nothing_and_bad_input_gets_netds_message() {
             "mtu 9 is out of range",
         ),
         (
-            vec!["--ipv6", "--subnet", "fd00:91::/64", "v6"],
-            "IPv4 only",
+            vec![
+                "--ipv6",
+                "--subnet",
+                "fd00:91::/64",
+                "--subnet",
+                "fd00:92::/64",
+                "v6two",
+            ],
+            "one IPv6 subnet",
         ),
     ] {
         let mut all = vec!["network", "create", "-d", "netd"];

@@ -7,9 +7,13 @@
 //! sandbox's netns. Every call is idempotent where Docker may repeat it
 //! (after a restart of either side), and removals of what netd does not
 //! know succeed, so Docker can always clean up.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
 use tracing::info;
 
@@ -48,13 +52,51 @@ fn short(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
-/// `A.B.C.D/LEN` (Docker's gateway and endpoint address form) or a bare
-/// address.
-fn parse_cidr_addr(what: &str, s: &str) -> AgentResult<Ipv4Addr> {
+/// `ADDRESS/LEN` (Docker's gateway and endpoint address form) or a bare
+/// address, of the family `T` (`Ipv4Addr` or `Ipv6Addr`).
+fn parse_cidr_addr<T: FromStr>(what: &str, s: &str) -> AgentResult<T> {
     let addr = s.split_once('/').map_or(s, |(a, _)| a);
     addr.parse().map_err(|_| {
-        AgentError::Invalid(format!("{what} {s:?} from Docker is not an IPv4 address"))
+        let family = if std::any::type_name::<T>().ends_with("Ipv6Addr") {
+            "IPv6"
+        } else {
+            "IPv4"
+        };
+        AgentError::Invalid(format!(
+            "{what} {s:?} from Docker is not an {family} address"
+        ))
     })
+}
+
+/// An optional `ADDRESS/LEN` Docker may leave empty.
+fn parse_given<T: FromStr>(what: &str, s: &str) -> AgentResult<Option<T>> {
+    match s {
+        "" => Ok(None),
+        a => parse_cidr_addr(what, a).map(Some),
+    }
+}
+
+/// The IPv6 pool Docker's IPAM gave a network (`None`: IPv4 only), with
+/// its gateway when Docker set one.
+fn ipv6_pool(req: &types::CreateNetwork) -> AgentResult<Option<(Ipv6Net, Option<Ipv6Addr>)>> {
+    let enabled = types::flag(&req.options, types::OPT_IPV6);
+    let ipam =
+        match req.ipv6_data.as_slice() {
+            [] if enabled => return invalid(
+                "Docker gave no IPv6 subnet: give `docker network create --ipv6` an IPv6 --subnet",
+            ),
+            [] => return Ok(None),
+            [one] => one,
+            _ => return invalid("a netd network has one IPv6 subnet: give a single IPv6 --subnet"),
+        };
+    let pool: Ipv6Net = ipam.pool.parse().map_err(|_| {
+        AgentError::Invalid(format!(
+            "subnet {:?} from Docker is not an IPv6 CIDR",
+            ipam.pool
+        ))
+    })?;
+    let gateway = parse_given("IPv6 gateway", &ipam.gateway)?;
+    Ok(Some((pool.trunc(), gateway)))
 }
 
 fn parse_bool(key: &str, v: &str) -> AgentResult<bool> {
@@ -161,11 +203,17 @@ impl Agent {
                 existing.name
             ));
         }
-        if types::flag(&req.options, types::OPT_IPV6) || !req.ipv6_data.is_empty() {
-            return invalid("netd's Docker networks are IPv4 only: create it without --ipv6");
-        }
+        let v6 = ipv6_pool(&req)?;
+        // Docker 28 sends enable_ipv4=false (and no IPv4 pool) for
+        // `--ipv4=false`.
+        let ipv4 = !types::flag_off(&req.options, types::OPT_IPV4);
         let ipam = match req.ipv4_data.as_slice() {
             [one] => one,
+            [] if !ipv4 => {
+                return self
+                    .docker_create_network6(req.network_id, &req.options, v6)
+                    .await
+            }
             [] => {
                 return invalid(
                     "Docker gave no IPv4 subnet: netd needs Docker's default IPAM driver",
@@ -184,23 +232,38 @@ impl Agent {
                 "subnet {pool} cannot be a netd network (give --subnet with a prefix of /1 to /30)"
             ));
         }
-        let gateway = match ipam.gateway.as_str() {
-            "" => None,
-            g => Some(parse_cidr_addr("gateway", g)?),
-        };
-        let mut create = NetworkCreate {
-            name: short(&req.network_id),
+        let create = NetworkCreate {
             subnet: Some(pool.trunc()),
-            gateway,
-            internal: types::flag(&req.options, types::OPT_INTERNAL),
-            options: types::generic_options(&req.options),
-            ..Default::default()
+            gateway: parse_given("gateway", &ipam.gateway)?,
+            ..docker_request(&req.network_id, &req.options, v6)
         };
+        self.docker_create(create, req.network_id).await
+    }
+
+    /// An IPv6-only network (Docker 28's `--ipv4=false`).
+    async fn docker_create_network6(
+        &mut self,
+        id: String,
+        options: &BTreeMap<String, Value>,
+        v6: Option<(Ipv6Net, Option<Ipv6Addr>)>,
+    ) -> AgentResult<()> {
+        if v6.is_none() {
+            return invalid("a network without IPv4 needs IPv6: give --ipv6 and an IPv6 --subnet");
+        }
+        let create = NetworkCreate {
+            ipv4: Some(false),
+            ..docker_request(&id, options, v6)
+        };
+        self.docker_create(create, id).await
+    }
+
+    async fn docker_create(&mut self, mut create: NetworkCreate, id: String) -> AgentResult<()> {
         take_netd_options(&mut create)?;
         let net = self
-            .create_network_as(create, Some(req.network_id), Owner::Docker)
+            .create_network_as(create, Some(id), Owner::Docker)
             .await?;
-        info!(id = %net.id, subnet = %net.subnet, "Docker network created");
+        let v6 = net.ipv6.as_ref().map(|v6| v6.subnet.to_string());
+        info!(id = %net.id, subnet = %net.subnet, subnet6 = v6.as_deref().unwrap_or("-"), "Docker network created");
         Ok(())
     }
 
@@ -221,9 +284,6 @@ impl Agent {
         check_id("endpoint", &req.endpoint_id)?;
         let net = self.docker_network(&req.network_id)?;
         let given = req.interface.unwrap_or_default();
-        if !given.address_ipv6.is_empty() {
-            return invalid("netd's Docker networks are IPv4 only: drop the IPv6 address");
-        }
         if let Some(c) = self.containers.get(&req.endpoint_id) {
             // A repeated call for the same endpoint gets the same answer.
             if c.is_docker() && c.endpoints.first().map(|e| &e.network_id) == Some(&net.id) {
@@ -241,12 +301,12 @@ impl Agent {
                 net.name
             ));
         }
-        let requested = match given.address.as_str() {
-            "" => None,
-            a => Some(parse_cidr_addr("address", a)?),
-        };
+        let requested = parse_given("address", &given.address)?;
         let used = self.used_addresses(&net);
         let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, requested)?;
+        // Docker's IPAM gives the IPv6 address too; netd picks one only when
+        // it did not.
+        let ip6 = self.allocate_ip6(&net, parse_given("IPv6 address", &given.address_ipv6)?)?;
         let mac = match given.mac_address.as_str() {
             "" => None,
             m => Some(parse_mac(m).map_err(AgentError::Invalid)?),
@@ -260,7 +320,7 @@ impl Agent {
             host_ifname: format!("{}{suffix}", super::start::HOST_VETH_PREFIX),
             aliases: Vec::new(),
             mac,
-            ip6: None,
+            ip6,
         };
         let container = Container {
             id: req.endpoint_id.clone(),
@@ -304,6 +364,10 @@ impl Agent {
                 String::new()
             } else {
                 net.gateway.to_string()
+            },
+            gateway_ipv6: match &net.ipv6 {
+                Some(v6) if !net.internal && ep.ip6.is_some() => v6.gateway.to_string(),
+                _ => String::new(),
             },
         };
         let Some(docker) = c.docker.clone() else {
@@ -387,6 +451,9 @@ impl Agent {
         let mut info = BTreeMap::new();
         info.insert("netd.host_interface", json!(ep.host_ifname));
         info.insert("netd.address", json!(ep.ip.to_string()));
+        if let Some(ip6) = ep.ip6 {
+            info.insert("netd.address6", json!(ip6.to_string()));
+        }
         info.insert(
             "com.docker.network.endpoint.macaddress",
             json!(format_mac(ep.mac())),
@@ -545,10 +612,35 @@ fn answer_for(c: &Container, net: &Network, given: &Interface) -> CreateEndpoint
     if given.address.is_empty() {
         iface.address = format!("{}/{}", ep.ip, net.subnet.prefix_len());
     }
+    if given.address_ipv6.is_empty() {
+        if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {
+            iface.address_ipv6 = format!("{ip6}/{}", v6.subnet.prefix_len());
+        }
+    }
     if given.mac_address.is_empty() {
         iface.mac_address = format_mac(ep.mac());
     }
+    let empty =
+        iface.address.is_empty() && iface.address_ipv6.is_empty() && iface.mac_address.is_empty();
     CreateEndpointAnswer {
-        interface: (!iface.address.is_empty() || !iface.mac_address.is_empty()).then_some(iface),
+        interface: (!empty).then_some(iface),
+    }
+}
+
+/// The netd request for a Docker network: named by its short id, with
+/// Docker's internal flag, `-o` options and IPv6 pool.
+fn docker_request(
+    id: &str,
+    options: &BTreeMap<String, Value>,
+    v6: Option<(Ipv6Net, Option<Ipv6Addr>)>,
+) -> NetworkCreate {
+    NetworkCreate {
+        name: short(id),
+        internal: types::flag(options, types::OPT_INTERNAL),
+        options: types::generic_options(options),
+        ipv6: v6.is_some(),
+        subnet6: v6.map(|(pool, _)| pool),
+        gateway6: v6.and_then(|(_, gw)| gw),
+        ..Default::default()
     }
 }

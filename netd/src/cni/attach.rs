@@ -1,6 +1,10 @@
 //! ADD and DEL: a CNI attachment (container id, interface) as a netd
 //! container (the first attachment) or a network connect (the next ones).
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde_json::Value;
 
@@ -75,21 +79,15 @@ fn container_name(env: &Env, containers: &[ContainerView]) -> String {
     }
 }
 
-fn static_ip(env: &Env, conf: &NetConf) -> CniResult<Option<Ipv4Addr>> {
-    if env.args.ip.is_some() {
-        return Ok(env.args.ip);
-    }
-    let mut v4 = Vec::new();
+/// The static addresses asked for: `CNI_ARGS` `IP=` (IPv4), else
+/// `runtimeConfig.ips` (at most one of each family).
+fn static_ips(env: &Env, conf: &NetConf) -> CniResult<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
     for ip in &conf.runtime.ips {
         let addr = ip.split('/').next().unwrap_or(ip);
-        match addr.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(a)) => v4.push(a),
-            Ok(std::net::IpAddr::V6(_)) => {
-                return fail(
-                    INVALID_CONFIG,
-                    format!("runtimeConfig.ips: {ip} is IPv6; netd-cni assigns IPv4 addresses"),
-                )
-            }
+        match addr.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => v4.push(a),
+            Ok(IpAddr::V6(a)) => v6.push(a),
             Err(_) => {
                 return fail(
                     INVALID_CONFIG,
@@ -98,14 +96,13 @@ fn static_ip(env: &Env, conf: &NetConf) -> CniResult<Option<Ipv4Addr>> {
             }
         }
     }
-    match v4.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(*one)),
-        _ => fail(
+    if v4.len() > 1 || v6.len() > 1 {
+        return fail(
             INVALID_CONFIG,
-            "runtimeConfig.ips: one IPv4 address per attachment",
-        ),
+            "runtimeConfig.ips: one IPv4 and one IPv6 address per attachment",
+        );
     }
+    Ok((env.args.ip.or(v4.first().copied()), v6.first().copied()))
 }
 
 /// `runtimeConfig.portMappings` as publish specs (`[IP:]HOST:CONTAINER/PROTO`).
@@ -177,6 +174,10 @@ async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<NetworkView
         subnet: c.subnet,
         gateway: c.gateway,
         ip_range: c.ip_range,
+        ipv6: c.ipv6.unwrap_or(false),
+        subnet6: c.subnet6,
+        gateway6: c.gateway6,
+        ip_range6: c.ip_range6,
         internal: c.internal.unwrap_or(false),
         icc: c.icc,
         masquerade: c.masquerade,
@@ -197,25 +198,22 @@ async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<NetworkView
 
 /// An existing network must be the one the config describes.
 fn check_matches(conf: &NetConf, net: &NetworkView) -> CniResult<()> {
-    let ipam = net.ipv4();
+    let (ipam, ipam6) = (net.ipv4(), net.ipv6());
+    let c = &conf.create;
     let mut differs = Vec::new();
-    if let Some(s) = conf.create.subnet {
-        let have = ipam.map(|p| p.subnet);
-        if have != Some(s.into()) {
-            differs.push(format!("subnet {} (config: {s})", shown(have)));
+    let mut compare = |key: &str, have: Option<String>, want: Option<String>| {
+        if let Some(want) = want {
+            if have.as_ref() != Some(&want) {
+                differs.push(format!("{key} {} (config: {want})", shown(have)));
+            }
         }
-    }
-    if let Some(g) = conf.create.gateway {
-        let have = ipam.map(|p| p.gateway);
-        if have != Some(g.into()) {
-            differs.push(format!("gateway {} (config: {g})", shown(have)));
-        }
-    }
-    if let Some(i) = conf.create.internal {
-        if net.internal != i {
-            differs.push(format!("internal {} (config: {i})", net.internal));
-        }
-    }
+    };
+    compare("subnet", text(ipam.map(|p| p.subnet)), text(c.subnet));
+    compare("gateway", text(ipam.map(|p| p.gateway)), text(c.gateway));
+    compare("ipv6", text(Some(net.enable_ipv6)), text(c.ipv6));
+    compare("subnet6", text(ipam6.map(|p| p.subnet)), text(c.subnet6));
+    compare("gateway6", text(ipam6.map(|p| p.gateway)), text(c.gateway6));
+    compare("internal", text(Some(net.internal)), text(c.internal));
     if differs.is_empty() {
         Ok(())
     } else {
@@ -230,6 +228,10 @@ fn check_matches(conf: &NetConf, net: &NetworkView) -> CniResult<()> {
     }
 }
 
+fn text<T: ToString>(v: Option<T>) -> Option<String> {
+    v.map(|v| v.to_string())
+}
+
 /// A value of the agent's answer as a message shows it (`-`: none).
 fn shown(v: Option<impl std::fmt::Display>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
@@ -238,7 +240,15 @@ fn shown(v: Option<impl std::fmt::Display>) -> String {
 pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> {
     let net = ensure_network(api, conf).await?;
     let net_name = net.name.clone();
-    let ip = static_ip(env, conf)?;
+    let ips = static_ips(env, conf)?;
+    if let (Some(ip6), false) = (ips.1, net.enable_ipv6) {
+        return fail(
+            INVALID_CONFIG,
+            format!(
+                "runtimeConfig.ips: {ip6} is IPv6 and network {net_name} has no IPv6 (a network made with \"ipv6\": true has)"
+            ),
+        );
+    }
     let mac = env.args.mac.clone().or_else(|| conf.runtime.mac.clone());
     let aliases = conf
         .runtime
@@ -273,7 +283,7 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
                     ),
                 );
             }
-            connect(api, c, &net_name, env, ip, mac, aliases, &publish).await?
+            connect(api, c, &net_name, env, ips, mac, aliases, &publish).await?
         }
         stale => {
             if let Some(old) = stale {
@@ -290,14 +300,14 @@ pub async fn add(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<Value> 
                 name: container_name(env, &containers),
                 netns: PathBuf::from(&env.netns),
                 network: Some(net.id.clone()),
-                ip,
+                ip: ips.0,
+                ip6: ips.1,
                 aliases,
                 publish,
                 ifname: Some(env.ifname.clone()),
                 mac,
                 origin: Some(ORIGIN_CNI.to_string()),
                 labels,
-                ..Default::default()
             };
             api.add_container(&req).await?
         }
@@ -312,7 +322,7 @@ async fn connect(
     c: &ContainerView,
     net_name: &str,
     env: &Env,
-    ip: Option<Ipv4Addr>,
+    (ip, ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
     mac: Option<String>,
     aliases: Vec<String>,
     publish: &[String],
@@ -340,10 +350,10 @@ async fn connect(
     let req = NetworkConnect {
         container: id.clone(),
         ip,
+        ip6,
         aliases,
         ifname: Some(env.ifname.clone()),
         mac,
-        ..Default::default()
     };
     api.connect(net_name, &req).await?;
     Ok(id)

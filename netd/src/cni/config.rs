@@ -1,9 +1,13 @@
 //! The network configuration on stdin: the plugin's object from the
 //! runtime's conflist, with `runtimeConfig`, `prevResult` and GC's
 //! `cni.dev/valid-attachments` added by the runtime.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,6 +78,12 @@ pub struct NetworkSpec {
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
+    /// Dual stack (`"ipv6": true`): an IPv6 subnet too, `subnet6` or one
+    /// netd picks.
+    pub ipv6: Option<bool>,
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub ip_range6: Option<Ipv6Net>,
     pub internal: Option<bool>,
     pub icc: Option<bool>,
     pub masquerade: Option<bool>,
@@ -161,6 +171,10 @@ impl NetConf {
             "subnet",
             "gateway",
             "ipRange",
+            "ipv6",
+            "subnet6",
+            "gateway6",
+            "ipRange6",
             "internal",
             "icc",
             "masquerade",
@@ -177,7 +191,7 @@ impl NetConf {
             return fail(
                 UNSUPPORTED_FIELD,
                 format!(
-                    "unknown config key {unknown:?} (netd-cni knows network, socket, subnet, gateway, ipRange, internal, icc, masquerade, mtu, bridge)"
+                    "unknown config key {unknown:?} (netd-cni knows network, socket, subnet, gateway, ipRange, ipv6, subnet6, gateway6, ipRange6, internal, icc, masquerade, mtu, bridge)"
                 ),
             );
         }
@@ -190,6 +204,10 @@ impl NetConf {
             subnet: field(&obj, "subnet", "an IPv4 CIDR like 10.88.0.0/16")?,
             gateway: field(&obj, "gateway", "an IPv4 address")?,
             ip_range: field(&obj, "ipRange", "an IPv4 CIDR")?,
+            ipv6: field(&obj, "ipv6", "true or false")?,
+            subnet6: field(&obj, "subnet6", "an IPv6 CIDR like fd00:88::/64")?,
+            gateway6: field(&obj, "gateway6", "an IPv6 address")?,
+            ip_range6: field(&obj, "ipRange6", "an IPv6 CIDR")?,
             internal: field(&obj, "internal", "true or false")?,
             icc: field(&obj, "icc", "true or false")?,
             masquerade: field(&obj, "masquerade", "true or false")?,
@@ -201,6 +219,15 @@ impl NetConf {
                 INVALID_CONFIG,
                 "\"gateway\" and \"ipRange\" need \"subnet\"",
             );
+        }
+        if create.subnet6.is_none() && (create.gateway6.is_some() || create.ip_range6.is_some()) {
+            return fail(
+                INVALID_CONFIG,
+                "\"gateway6\" and \"ipRange6\" need \"subnet6\"",
+            );
+        }
+        if create.subnet6.is_some() && create.ipv6 != Some(true) {
+            return fail(INVALID_CONFIG, "\"subnet6\" needs \"ipv6\": true");
         }
         Ok(NetConf {
             cni_version,
@@ -293,6 +320,25 @@ mod tests {
         ];
         for (conf, code) in cases {
             assert_eq!(parse(conf).unwrap_err().code, code, "{conf}");
+        }
+    }
+
+    #[test]
+    fn ipv6_keys() {
+        let c = parse(
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","subnet":"10.88.0.0/24",
+                "ipv6":true,"subnet6":"fd00:88::/64","gateway6":"fd00:88::1"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.create.ipv6, Some(true));
+        assert_eq!(c.create.subnet6, Some("fd00:88::/64".parse().unwrap()));
+        assert_eq!(c.create.gateway6, Some("fd00:88::1".parse().unwrap()));
+        for bad in [
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","subnet6":"fd00:88::/64"}"#,
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv6":true,"gateway6":"fd00::1"}"#,
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv6":true,"subnet6":"10.0.0.0/8"}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code, INVALID_CONFIG, "{bad}");
         }
     }
 

@@ -38,15 +38,26 @@ pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniR
         host["mtu"] = json!(ep.mtu);
         inside["mtu"] = json!(ep.mtu);
     }
-    let mut ip = json!({ "address": address, "gateway": gateway, "interface": 1 });
-    if cni_version == "0.4.0" {
-        ip["version"] = json!("4");
-    }
-    let routes = if ep.default_route {
-        json!([{ "dst": "0.0.0.0/0", "gw": gateway }])
-    } else {
-        json!([])
+    // 0.4.0 names each address's family; 1.0 dropped the key.
+    let entry = |address: String, gateway: &str, version: &str| {
+        let mut ip = json!({ "address": address, "gateway": gateway, "interface": 1 });
+        if cni_version == "0.4.0" {
+            ip["version"] = json!(version);
+        }
+        ip
     };
+    let mut ips = vec![entry(address, &gateway, "4")];
+    let mut routes = Vec::new();
+    if ep.default_route {
+        routes.push(json!({ "dst": "0.0.0.0/0", "gw": gateway }));
+    }
+    if !ep.global_ipv6_address.is_empty() {
+        let address6 = format!("{}/{}", ep.global_ipv6_address, ep.global_ipv6_prefix_len);
+        ips.push(entry(address6, &ep.ipv6_gateway, "6"));
+        if ep.default_route && !ep.ipv6_gateway.is_empty() {
+            routes.push(json!({ "dst": "::/0", "gw": ep.ipv6_gateway }));
+        }
+    }
     // netd's resolver answers containers on user networks on 127.0.0.11,
     // inside their own netns.
     let resolver = crate::dns::CONTAINER_RESOLVER;
@@ -59,7 +70,7 @@ pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniR
     Ok(json!({
         "cniVersion": cni_version,
         "interfaces": [host, inside],
-        "ips": [ip],
+        "ips": ips,
         "routes": routes,
         "dns": dns,
     }))
@@ -100,5 +111,23 @@ mod tests {
         assert_eq!(old["ips"][0]["version"], "4");
         assert!(old["interfaces"][1].get("mtu").is_none());
         assert!(build("1.0.0", &view(), "eth1").is_err());
+    }
+
+    #[test]
+    fn dual_stack_result() {
+        let mut v = view();
+        let ep = v.networks.get_mut("web").unwrap();
+        ep.global_ipv6_address = "fd00:9::2".into();
+        ep.global_ipv6_prefix_len = 64;
+        ep.ipv6_gateway = "fd00:9::1".into();
+        let r = build("1.0.0", &v, "eth0").unwrap();
+        assert_eq!(
+            r["ips"][1],
+            json!({"address":"fd00:9::2/64","gateway":"fd00:9::1","interface":1})
+        );
+        assert_eq!(r["routes"][1], json!({"dst":"::/0","gw":"fd00:9::1"}));
+        let old = build("0.4.0", &v, "eth0").unwrap();
+        assert_eq!(old["ips"][1]["version"], "6");
+        assert_eq!(old["ips"][0]["version"], "4");
     }
 }

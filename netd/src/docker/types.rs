@@ -10,6 +10,8 @@ use serde_json::Value;
 pub const OPT_GENERIC: &str = "com.docker.network.generic";
 pub const OPT_INTERNAL: &str = "com.docker.network.internal";
 pub const OPT_IPV6: &str = "com.docker.network.enable_ipv6";
+/// Docker 28: `false` for `docker network create --ipv4=false`.
+pub const OPT_IPV4: &str = "com.docker.network.enable_ipv4";
 pub const OPT_PORTMAP: &str = "com.docker.network.portmap";
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,10 @@ pub struct JoinAnswer {
     /// Empty on internal networks (no default route, as Docker's bridge).
     #[serde(rename = "Gateway", skip_serializing_if = "String::is_empty")]
     pub gateway: String,
+    /// The IPv6 default route's next hop: empty without IPv6 and on
+    /// internal networks.
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway_ipv6: String,
 }
 
 /// ProgramExternalConnectivity.
@@ -164,13 +170,24 @@ pub fn generic_options(options: &BTreeMap<String, Value>) -> BTreeMap<String, St
         .collect()
 }
 
-/// A boolean top-level option (`true` or `"true"`).
-pub fn flag(options: &BTreeMap<String, Value>, key: &str) -> bool {
+/// A boolean top-level option (`true` or `"true"`); `None` when absent
+/// or not a boolean.
+fn flag_value(options: &BTreeMap<String, Value>, key: &str) -> Option<bool> {
     match options.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true",
-        _ => false,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
     }
+}
+
+/// Is the option set to true?
+pub fn flag(options: &BTreeMap<String, Value>, key: &str) -> bool {
+    flag_value(options, key) == Some(true)
+}
+
+/// Is the option given and false (a default-on option turned off)?
+pub fn flag_off(options: &BTreeMap<String, Value>, key: &str) -> bool {
+    flag_value(options, key) == Some(false)
 }
 
 #[cfg(test)]
@@ -208,6 +225,30 @@ mod tests {
         assert!(portmap(&none.options).unwrap().is_empty());
         let bad: Program = serde_json::from_str(r#"{"NetworkID":"n","EndpointID":"e","Options":{"com.docker.network.portmap":[{"Proto":"x"}]}}"#).unwrap();
         assert!(portmap(&bad.options).is_err());
+    }
+
+    #[test]
+    fn ipv6_network_and_endpoint_as_sent() {
+        let body = r#"{"NetworkID":"0a2e","Options":{"com.docker.network.enable_ipv6":true,"com.docker.network.enable_ipv4":false},"IPv4Data":[],"IPv6Data":[{"AddressSpace":"LocalDefault","Gateway":"fd00:91::1/64","Pool":"fd00:91::/64"}]}"#;
+        let req: CreateNetwork = serde_json::from_str(body).unwrap();
+        assert_eq!(req.ipv6_data[0].pool, "fd00:91::/64");
+        assert!(flag(&req.options, OPT_IPV6));
+        assert!(flag_off(&req.options, OPT_IPV4) && !flag(&req.options, OPT_IPV4));
+        assert!(!flag_off(&req.options, OPT_INTERNAL));
+        let ep: CreateEndpoint = serde_json::from_str(r#"{"NetworkID":"n","EndpointID":"e","Interface":{"Address":"","AddressIPv6":"fd00:91::2/64","MacAddress":""}}"#).unwrap();
+        assert_eq!(ep.interface.unwrap().address_ipv6, "fd00:91::2/64");
+        let join = JoinAnswer {
+            interface_name: InterfaceName {
+                src_name: "x".into(),
+                dst_prefix: "eth".into(),
+            },
+            gateway: String::new(),
+            gateway_ipv6: "fd00:91::1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&join).unwrap(),
+            r#"{"InterfaceName":{"SrcName":"x","DstPrefix":"eth"},"GatewayIPv6":"fd00:91::1"}"#
+        );
     }
 
     #[test]
