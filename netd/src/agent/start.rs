@@ -311,7 +311,9 @@ impl Agent {
                     ));
                 }
                 let whole = entries.contains(&ifindex)
-                    && (ep.ip6.is_none() || self.datapath.endpoint6(ifindex)?.is_some())
+                    // An IPv6 entry exactly when the endpoint has IPv6.
+                    && (ep.ip6.is_some() && net.ipv6.is_some())
+                        == self.datapath.endpoint6(ifindex)?.is_some()
                     && self
                         .datapath
                         .missing_endpoint_programs(&ep.host_ifname)?

@@ -18,15 +18,7 @@ async fn bed() -> Bed {
 }
 
 async fn host_ifname(bed: &Bed, container: &str) -> String {
-    bed.state()
-        .await
-        .containers
-        .values()
-        .find(|c| c.name == container)
-        .unwrap()
-        .endpoints[0]
-        .host_ifname
-        .clone()
+    bed.find(container).await.endpoints[0].host_ifname.clone()
 }
 
 async fn assert_whole(bed: &mut Bed, container: &str) {
@@ -59,15 +51,7 @@ async fn a_deleted_host_veth_is_recreated() {
 #[tokio::test]
 async fn a_container_interface_deleted_inside_is_recreated() {
     let mut bed = bed().await;
-    let ns = bed
-        .state()
-        .await
-        .containers
-        .values()
-        .find(|c| c.name == "c1")
-        .unwrap()
-        .netns
-        .clone();
+    let ns = bed.find("c1").await.netns.clone();
     // Deleting the peer inside deletes the pair.
     let veth = host_ifname(&bed, "c1").await;
     bed.fake.with(|s| s.delete_in_netns(&ns, "eth0"));
@@ -168,15 +152,7 @@ async fn a_lost_network_entry_is_written_again() {
 #[tokio::test]
 async fn a_container_whose_netns_is_gone_is_released() {
     let mut bed = bed().await;
-    let ns = bed
-        .state()
-        .await
-        .containers
-        .values()
-        .find(|c| c.name == "c1")
-        .unwrap()
-        .netns
-        .clone();
+    let ns = bed.find("c1").await.netns.clone();
     let v1 = host_ifname(&bed, "c1").await;
     bed.fake.remove_netns(&ns);
     let repairs = bed.sweep().await;
@@ -223,15 +199,7 @@ async fn orphans_are_removed_and_other_links_left_alone() {
         .kernel
         .index_of(&bed.state().await.networks.values().next().unwrap().bridge)
         .unwrap();
-    let c1 = bed
-        .state()
-        .await
-        .containers
-        .values()
-        .find(|c| c.name == "c1")
-        .unwrap()
-        .id
-        .clone();
+    let c1 = bed.find("c1").await.id.clone();
     let theirs = bed
         .fake
         .add_host_link("docker0", "bridge", Some(net("172.17.0.1/16")));
@@ -337,15 +305,7 @@ async fn an_uplink_that_went_away_loses_its_programs() {
 async fn deleting_a_host_veth_takes_its_peer() {
     let bed = bed().await;
     let veth = host_ifname(&bed, "c1").await;
-    let ns = bed
-        .state()
-        .await
-        .containers
-        .values()
-        .find(|c| c.name == "c1")
-        .unwrap()
-        .netns
-        .clone();
+    let ns = bed.find("c1").await.netns.clone();
     bed.fake.with(|s| {
         assert!(matches!(
             s.namespaces[&ns].ifaces.get("eth0"),

@@ -80,14 +80,7 @@ async fn a_restart_removes_what_a_crashed_add_left() {
 #[tokio::test]
 async fn a_restart_releases_containers_whose_netns_went_while_down() {
     let bed = bed().await;
-    let c1 = bed
-        .state()
-        .await
-        .containers
-        .values()
-        .find(|c| c.name == "c1")
-        .unwrap()
-        .clone();
+    let c1 = bed.find("c1").await;
     bed.fake.remove_netns(&c1.netns);
     let bed = bed.restart().await;
     assert!(

@@ -332,3 +332,71 @@ async fn dual_stack_network_create_and_container_add_roll_back_at_every_step() {
     )
     .await;
 }
+
+/// A disconnect that fails half-way keeps the endpoint in the store; the
+/// next sweep puts back what went, and a second disconnect ends where an
+/// unfailed one ends.
+#[tokio::test]
+async fn disconnect_failing_at_any_step_loses_nothing() {
+    let mut bed = Bed::new().await;
+    bed.network("n1", "10.1.0.0/24").await;
+    bed.network("n2", "10.2.0.0/24").await;
+    bed.container("c1", "n1", &["8080:80"]).await;
+    let connect = |bed: &Bed| {
+        let agent = bed.agent.clone();
+        async move {
+            let req = NetworkConnect {
+                container: "c1".into(),
+                ..Default::default()
+            };
+            agent.connect("n2", req).await.unwrap();
+        }
+    };
+    let disconnect = |bed: &Bed| {
+        let agent = bed.agent.clone();
+        async move {
+            let req = NetworkDisconnect {
+                container: "c1".into(),
+                unpublish: false,
+            };
+            agent.disconnect("n2", req).await
+        }
+    };
+    let before = bed.snapshot().await;
+    connect(&bed).await;
+    bed.fake.count_steps();
+    disconnect(&bed).await.unwrap();
+    let steps = bed.fake.steps();
+    assert!(steps.len() >= 2, "{steps:?}");
+    assert_eq!(bed.snapshot().await, before, "disconnect left something");
+    for (n, step) in steps.iter().enumerate() {
+        connect(&bed).await;
+        bed.fake.fail_at(n as u64 + 1);
+        let result = disconnect(&bed).await;
+        assert!(!bed.fake.armed(), "disconnect never reached {step}");
+        assert!(
+            result.is_err(),
+            "disconnect succeeded although {step} failed"
+        );
+        let snap = bed.snapshot().await;
+        let c1 = snap.stored_containers.iter().find(|c| c.name == "c1");
+        assert_eq!(
+            c1.map(|c| c.endpoints.len()),
+            Some(2),
+            "disconnect failing at {step} forgot the endpoint"
+        );
+        assert_eq!(snap.kernel.published, before.kernel.published, "{step}");
+        assert_eq!(snap.held, before.held, "{step}");
+        bed.sweep().await;
+        assert_eq!(bed.check("c1").await, Vec::<String>::new(), "{step}");
+        disconnect(&bed)
+            .await
+            .unwrap_or_else(|e| panic!("second disconnect after {step}: {e}"));
+        assert_eq!(
+            bed.snapshot().await,
+            before,
+            "disconnect failing at step {} ({step}) left something behind",
+            n + 1
+        );
+    }
+}
