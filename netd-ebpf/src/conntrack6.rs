@@ -58,7 +58,6 @@ pub fn lookup_in6(k: &CtKey6) -> Option<*mut CtEntry6> {
 
 /// Claims the reply tuple `k` for a new flow; fails if another flow owns it.
 #[inline(always)]
-#[allow(dead_code)]
 pub fn claim_in6(k: &CtKey6, entry: &CtEntry6) -> bool {
     CT6_IN.insert(k, entry, BPF_NOEXIST as u64).is_ok()
 }
@@ -74,13 +73,11 @@ pub fn put_in6(k: &CtKey6, entry: &CtEntry6) -> bool {
 }
 
 #[inline(always)]
-#[allow(dead_code)]
 pub fn remove_in6(k: &CtKey6) {
     let _ = CT6_IN.remove(k);
 }
 
 #[inline(always)]
-#[allow(dead_code)]
 pub fn remove_out6(k: &CtKey6) {
     let _ = CT6_OUT.remove(k);
 }

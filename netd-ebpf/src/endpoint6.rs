@@ -1,11 +1,13 @@
 //! IPv6 at the host end of container veths: the facts `policy6` judges,
-//! gathered from the packet and the endpoint's maps. What passes goes on
-//! to the bridge and the host stack (IPv6 takes no host routing shortcut
-//! yet: counted as the `not-ipv4` fallback).
+//! gathered from the packet and the endpoint's maps. What passes goes, with
+//! eBPF host routing, to the world by the fib (`forward::from_container6`);
+//! the rest goes on to the bridge and the host stack (counted as the
+//! `not-ipv4` fallback).
 use aya_ebpf::{bindings::TC_ACT_OK, maps::lpm_trie::Key, programs::TcContext};
 use netd_common::{Addr6, DropReason, Endpoint, Endpoint6, Fallback, NetworkInfo6};
 
 use crate::{
+    forward,
     maps::{ENDPOINT6, NETWORKS6},
     parse6::{parse_l4_6, Ipv6},
     policy::Verdict,
@@ -83,7 +85,11 @@ fn pass() -> i32 {
 pub fn from_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, DropReason> {
     let ep6 = endpoint6_of(ctx);
     let f = facts(ctx, ep, ep6, ip, 0)?;
-    match from_container6(ep, ep6, &f, network6_of(ip.dst)) {
+    let dst_net = network6_of(ip.dst);
+    match from_container6(ep, ep6, &f, dst_net) {
+        Verdict::Pass if routing::enabled() && !f.link_control => {
+            forward::from_container6(ctx, ip, dst_net)
+        }
         Verdict::Pass => Ok(pass()),
         Verdict::Drop(reason) => Err(reason),
     }

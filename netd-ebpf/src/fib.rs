@@ -1,4 +1,5 @@
-//! Container to the world: the kernel's fib picks the next hop (an uplink,
+//! Container to the world, IPv4 and IPv6: the kernel's fib
+//! (`bpf_fib_lookup`, AF_INET or AF_INET6) picks the next hop (an uplink,
 //! or any other routed device but a bridge), the program sends the packet
 //! to it (`bpf_redirect` with the resolved
 //! neighbour's MAC, or `bpf_redirect_neigh` with the next hop when the
@@ -20,11 +21,13 @@ use netd_common::{DropReason, Fallback, Shortcut};
 use crate::{
     maps::{NO_SHORTCUT, UPLINKS},
     parse::{Ipv4, ETH_HLEN},
-    redirect::{decrement_ttl, fits_mtu, store_macs},
+    parse6::{Ipv6, IPV6_HLEN},
+    redirect::{decrement_hop_limit, decrement_ttl, fits_mtu, store_macs},
     routing::{fallback, shortcut},
 };
 
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
 /// May the shortcut send to `ifindex`? Uplinks, and any device but a
 /// bridge (or other master) the agent listed: a route onto another
@@ -50,27 +53,68 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
     if ttl <= 1 {
         return Ok(fallback(Fallback::TtlExpired));
     }
+    let mut p = params(
+        ctx,
+        AF_INET,
+        ip.proto,
+        u16::from_be_bytes([head[2], head[3]]),
+    );
+    p.__bindgen_anon_2.tos = head[1];
+    p.__bindgen_anon_3.ipv4_src = ip.src;
+    p.__bindgen_anon_4.ipv4_dst = ip.dst;
+    send(ctx, &mut p)
+}
+
+/// [`to_world`] for IPv6. Extension headers (hop-by-hop options are every
+/// router's to process) and fragments take the stack, as do packets whose
+/// hop limit runs out here (it answers with Time Exceeded) and those
+/// larger than the route's MTU (Packet Too Big).
+#[inline(always)]
+pub fn to_world6(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
+    if ip.later_fragment || ip.first_fragment {
+        return Ok(fallback(Fallback::Fragment));
+    }
+    if ip.l4_off != ETH_HLEN + IPV6_HLEN {
+        return Ok(fallback(Fallback::IpOptions));
+    }
+    if ip.hop_limit <= 1 {
+        return Ok(fallback(Fallback::TtlExpired));
+    }
+    let head: [u8; 6] = ctx.load(ETH_HLEN).map_err(|_| DropReason::Truncated)?;
+    let len = (IPV6_HLEN as u16).saturating_add(u16::from_be_bytes([head[4], head[5]]));
+    let mut p = params(ctx, AF_INET6, ip.proto, len);
+    // Traffic class and flow label, without the version.
+    p.__bindgen_anon_2.flowinfo = u32::from_ne_bytes([head[0] & 0x0f, head[1], head[2], head[3]]);
+    p.__bindgen_anon_3.ipv6_src = ip.src;
+    p.__bindgen_anon_4.ipv6_dst = ip.dst;
+    send(ctx, &mut p)
+}
+
+/// Lookup parameters of a packet arriving on this program's device; `len`
+/// is the IP length (header included).
+#[inline(always)]
+fn params(ctx: &TcContext, family: u8, proto: u8, len: u16) -> FibParams {
     // SAFETY: reading fields of the context; the params are plain data.
     let (ifindex, gso_size) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_size) };
     let mut p: FibParams = unsafe { core::mem::zeroed() };
-    p.family = AF_INET;
-    p.l4_protocol = ip.proto;
+    p.family = family;
+    p.l4_protocol = proto;
     // The IP length makes the fib check the route's MTU; a GSO packet is
     // checked per segment against the device's MTU instead (length 0).
-    p.__bindgen_anon_1.tot_len = if gso_size == 0 {
-        u16::from_be_bytes([head[2], head[3]])
-    } else {
-        0
-    };
-    p.__bindgen_anon_2.tos = head[1];
+    p.__bindgen_anon_1.tot_len = if gso_size == 0 { len } else { 0 };
     p.ifindex = ifindex;
-    p.__bindgen_anon_3.ipv4_src = ip.src;
-    p.__bindgen_anon_4.ipv4_dst = ip.dst;
+    p
+}
+
+/// Looks the route up and sends the packet by it, or counts why not.
+#[inline(always)]
+fn send(ctx: &TcContext, p: &mut FibParams) -> Result<i32, DropReason> {
+    let v6 = p.family == AF_INET6;
     // SAFETY: a valid params struct of the size given.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.skb.skb as *mut _,
-            &mut p,
+            p,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
@@ -80,7 +124,7 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
             if !may_redirect(p.ifindex) {
                 return Ok(fallback(Fallback::ToBridge));
             }
-            decrement_ttl(ctx)?;
+            decrement(ctx, v6)?;
             store_macs(ctx, p.dmac, p.smac)?;
             shortcut(Shortcut::FibRedirect);
             // SAFETY: plain helper call; the verdict carries the redirect.
@@ -91,20 +135,28 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
             if !may_redirect(p.ifindex) {
                 return Ok(fallback(Fallback::ToBridge));
             }
-            if p.family != AF_INET {
+            // An IPv4 route via an IPv6 next hop: the stack's.
+            if p.family != if v6 { AF_INET6 } else { AF_INET } {
                 return Ok(fallback(Fallback::NoNeighbour));
             }
             // The fib checks the MTU only once the neighbour is known.
             if !fits_mtu(ctx, p.ifindex) {
                 return Ok(fallback(Fallback::FragNeeded));
             }
-            decrement_ttl(ctx)?;
+            decrement(ctx, v6)?;
             let mut nh = bpf_redir_neigh {
-                nh_family: u32::from(AF_INET),
+                nh_family: u32::from(p.family),
                 __bindgen_anon_1: unsafe { core::mem::zeroed() },
             };
-            // SAFETY: writing the union's IPv4 member.
-            nh.__bindgen_anon_1.ipv4_nh = unsafe { p.__bindgen_anon_4.ipv4_dst };
+            // SAFETY: the fib left the next hop in the destination, the
+            // union member of its family.
+            unsafe {
+                if v6 {
+                    nh.__bindgen_anon_1.ipv6_nh = p.__bindgen_anon_4.ipv6_dst;
+                } else {
+                    nh.__bindgen_anon_1.ipv4_nh = p.__bindgen_anon_4.ipv4_dst;
+                }
+            }
             shortcut(Shortcut::NeighRedirect);
             // SAFETY: a valid next hop of the size given.
             let v = unsafe {
@@ -123,5 +175,15 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
         }
         BPF_FIB_LKUP_RET_NOT_FWDED => Ok(fallback(Fallback::NotForwarded)),
         _ => Ok(fallback(Fallback::FibError)),
+    }
+}
+
+/// TTL or hop limit, as the family has it (checked above to be > 1).
+#[inline(always)]
+fn decrement(ctx: &TcContext, v6: bool) -> Result<bool, DropReason> {
+    if v6 {
+        decrement_hop_limit(ctx)
+    } else {
+        decrement_ttl(ctx)
     }
 }

@@ -1,14 +1,17 @@
 //! Where a container's packet goes once the policy let it through, with
 //! eBPF host routing: into the receiver's netns (same network), to the
-//! uplink by the fib (the world), or to the host stack (the host itself,
-//! and every fallback, counted).
+//! uplink by the fib (the world, IPv4 and IPv6), or to the host stack (the
+//! host itself, and every fallback, counted).
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use netd_common::{DropReason, Endpoint, Fallback, NetworkInfo};
+use netd_common::{DropReason, Endpoint, Fallback, NetworkInfo, NetworkInfo6};
 
 use crate::{
     fib,
+    maps::HOST_ADDRS6,
     parse::Ipv4,
+    parse6::Ipv6,
     policy::is_group_address,
+    policy6::{is_link_local, is_multicast},
     publish::is_host_addr,
     redirect::{endpoint_at, mac_of, same_network_peer, to_container_peer},
     routing::fallback,
@@ -62,4 +65,27 @@ pub fn from_container(
         return Ok(to_container_peer(ctx, ip.dst)?.unwrap_or(TC_ACT_OK));
     }
     Ok(same_network_peer(ctx, &dst))
+}
+
+/// Delivers what the IPv6 policy passed. Container to the world takes the
+/// fib; link-scoped and multicast traffic, the host's addresses and
+/// traffic within netd's networks (the bridge carries it) take the stack,
+/// as IPv6 took before the fast path.
+#[inline(always)]
+pub fn from_container6(
+    ctx: &TcContext,
+    ip: &Ipv6,
+    dst_net: Option<&NetworkInfo6>,
+) -> Result<i32, DropReason> {
+    if is_multicast(ip.dst) {
+        return Ok(fallback(Fallback::GroupAddress));
+    }
+    if dst_net.is_some() || is_link_local(ip.dst) || is_link_local(ip.src) {
+        return Ok(fallback(Fallback::NotIpv4));
+    }
+    // SAFETY: the value lives in the map.
+    if unsafe { HOST_ADDRS6.get(&ip.dst) }.is_some() {
+        return Ok(TC_ACT_OK);
+    }
+    fib::to_world6(ctx, ip)
 }

@@ -4,7 +4,7 @@
 //! side of the veths; `overlay`: the VXLAN device; `sock`: host sockets);
 //! the logic they share lives in one module per concern (`packet`, `parse`
 //! and `parse6`, `policy` and `policy6`, `conntrack` and `conntrack6`,
-//! `snat`, `nat`, `fragments`, `publish`, `redirect`, `forward` and
+//! `snat`, `nat` and `nat6` (with `csum`), `fragments`, `publish`, `redirect`, `forward` and
 //! `fib` (host routing), `tunnel` and `arp` (overlay networks), `routing`
 //! (its mode and counters), `maps`, `drops`, `events`, `counters`).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -18,6 +18,8 @@ mod conntrack;
 mod conntrack6;
 #[cfg(target_arch = "bpf")]
 mod counters;
+#[cfg(any(target_arch = "bpf", test))]
+mod csum;
 #[cfg(target_arch = "bpf")]
 mod drops;
 #[cfg(target_arch = "bpf")]
@@ -36,6 +38,8 @@ mod fragments;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod nat;
+#[cfg(target_arch = "bpf")]
+mod nat6;
 #[cfg(target_arch = "bpf")]
 mod overlay;
 #[cfg(target_arch = "bpf")]

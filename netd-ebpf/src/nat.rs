@@ -11,7 +11,10 @@ use aya_ebpf::{
 
 use netd_common::DropReason;
 
-use crate::parse::{Ipv4, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use crate::{
+    parse::{Ipv4, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    parse6::{Ipv6, IPPROTO_ICMPV6},
+};
 
 const IP_CSUM_OFF: usize = ETH_HLEN + 10;
 pub const IP_SRC_OFF: usize = ETH_HLEN + 12;
@@ -54,23 +57,61 @@ pub fn rewrite_addr(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u32, new: u32) -
         .map_err(|_| DropReason::RewriteFailed)
 }
 
+/// Where the transport header of an IPv4 or IPv6 packet is: what the
+/// port rewrite, the same for both families, needs.
+pub trait Transport {
+    fn proto(&self) -> u8;
+    fn l4_off(&self) -> usize;
+}
+
+impl Transport for Ipv4 {
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline(always)]
+    fn l4_off(&self) -> usize {
+        self.l4_off
+    }
+}
+
+impl Transport for Ipv6 {
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline(always)]
+    fn l4_off(&self) -> usize {
+        self.l4_off
+    }
+}
+
 /// Rewrites the TCP/UDP source (`dst == false`) or destination port, or the
-/// ICMP echo identifier (`dst` ignored). Values are in network order.
+/// ICMP/ICMPv6 echo identifier (`dst` ignored). Values are in network
+/// order. Ports are no part of the pseudo-header: the same for both
+/// families.
 #[inline(always)]
-pub fn rewrite_port(ctx: &TcContext, ip: &Ipv4, dst: bool, old: u16, new: u16) -> RewriteResult {
-    let (field, csum_off, flags) = match ip.proto {
-        IPPROTO_TCP => (if dst { 2 } else { 0 }, ip.l4_off + 16, 0),
+pub fn rewrite_port<T: Transport>(
+    ctx: &TcContext,
+    ip: &T,
+    dst: bool,
+    old: u16,
+    new: u16,
+) -> RewriteResult {
+    let l4_off = ip.l4_off();
+    let (field, csum_off, flags) = match ip.proto() {
+        IPPROTO_TCP => (if dst { 2 } else { 0 }, l4_off + 16, 0),
         IPPROTO_UDP => (
             if dst { 2 } else { 0 },
-            ip.l4_off + 6,
+            l4_off + 6,
             BPF_F_MARK_MANGLED_0 as u64,
         ),
-        IPPROTO_ICMP => (4, ip.l4_off + 2, 0),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => (4, l4_off + 2, 0),
         _ => return Ok(()),
     };
     ctx.l4_csum_replace(csum_off, old as u64, new as u64, flags | 2)
         .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(ip.l4_off + field, &new, 0)
+    ctx.store(l4_off + field, &new, 0)
         .map_err(|_| DropReason::RewriteFailed)
 }
 

@@ -13,9 +13,13 @@ use aya_ebpf::{
     helpers::{bpf_check_mtu, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use netd_common::{DropReason, EndpointRef, Fallback, Shortcut};
+use netd_common::{Addr6, DropReason, EndpointRef, EndpointRef6, Fallback, Shortcut};
 
-use crate::{maps::ENDPOINT_BY_IP, parse::ETH_HLEN, routing};
+use crate::{
+    maps::{ENDPOINT6_BY_IP, ENDPOINT_BY_IP},
+    parse::ETH_HLEN,
+    routing,
+};
 
 /// `skb->pkt_type` of a packet for this host.
 const PACKET_HOST: u32 = 0;
@@ -55,6 +59,20 @@ pub fn decrement_ttl(ctx: &TcContext) -> Result<bool, DropReason> {
     ctx.l3_csum_replace(ETH_HLEN + 10, old as u64, new as u64, 2)
         .map_err(|_| DropReason::RewriteFailed)?;
     ctx.store(TTL_OFF, &next, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    Ok(true)
+}
+
+/// Decrements the IPv6 hop limit as forwarding does (no header checksum);
+/// false, with the packet unchanged, when it runs out here.
+#[inline(always)]
+pub fn decrement_hop_limit(ctx: &TcContext) -> Result<bool, DropReason> {
+    const HOP_LIMIT_OFF: usize = ETH_HLEN + 7;
+    let hops: u8 = ctx.load(HOP_LIMIT_OFF).map_err(|_| DropReason::Truncated)?;
+    if hops <= 1 {
+        return Ok(false);
+    }
+    ctx.store(HOP_LIMIT_OFF, &(hops - 1), 0)
         .map_err(|_| DropReason::RewriteFailed)?;
     Ok(true)
 }
@@ -140,6 +158,36 @@ pub fn to_container_peer(ctx: &TcContext, addr: u32) -> Result<Option<i32>, Drop
         return Ok(None);
     }
     set_macs(ctx, ep.mac, ep.gateway)?;
+    routing::shortcut(Shortcut::PeerRouted);
+    Ok(Some(into_peer(ctx, ep.ifindex)))
+}
+
+/// The local container at IPv6 `addr`, if any.
+#[inline(always)]
+pub fn endpoint6_at(addr: Addr6) -> Option<EndpointRef6> {
+    // SAFETY: the value lives in the map.
+    unsafe { ENDPOINT6_BY_IP.get(&addr) }.copied()
+}
+
+/// [`to_container_peer`] for IPv6: hop limit decremented, the bridge's MAC
+/// as source; `None` (counted) for no local container, a hop limit that
+/// runs out or a packet larger than the container's MTU (the stack then
+/// answers with Time Exceeded or Packet Too Big).
+#[inline(always)]
+pub fn to_container_peer6(ctx: &TcContext, addr: Addr6) -> Result<Option<i32>, DropReason> {
+    let Some(ep) = endpoint6_at(addr) else {
+        routing::fallback(Fallback::NoEndpoint);
+        return Ok(None);
+    };
+    if !fits_mtu(ctx, ep.ifindex) {
+        routing::fallback(Fallback::FragNeeded);
+        return Ok(None);
+    }
+    if !decrement_hop_limit(ctx)? {
+        routing::fallback(Fallback::TtlExpired);
+        return Ok(None);
+    }
+    store_macs(ctx, ep.mac, ep.gateway_mac)?;
     routing::shortcut(Shortcut::PeerRouted);
     Ok(Some(into_peer(ctx, ep.ifindex)))
 }

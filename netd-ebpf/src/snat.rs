@@ -44,19 +44,19 @@ pub trait Family {
     fn put_out(k: &Self::Key, e: &Self::Entry) -> bool;
     fn remove_in(k: &Self::Key);
     fn remove_out(k: &Self::Key);
+    /// Refreshes an entry seen in a packet.
+    fn touch(e: *mut Self::Entry, tcp_flags: u8);
     /// The socket tuple of a reply from `remote:rport` to `local:port`.
     fn tuple(remote: Self::Addr, rport: u16, local: Self::Addr, port: u16)
         -> (bpf_sock_tuple, u32);
 }
 
 pub struct V4;
-// NAT66 (uplink6) allocates with it next.
-#[allow(dead_code)]
 pub struct V6;
 
 macro_rules! conntrack_of {
     ($ct:ident, $key:ident, $entry:ident, $lookup_in:ident, $lookup_out:ident, $claim_in:ident,
-     $put_in:ident, $put_out:ident, $remove_in:ident, $remove_out:ident) => {
+     $put_in:ident, $put_out:ident, $remove_in:ident, $remove_out:ident, $touch:ident) => {
         fn key(
             saddr: Self::Addr,
             daddr: Self::Addr,
@@ -107,6 +107,9 @@ macro_rules! conntrack_of {
         fn remove_out(k: &Self::Key) {
             $ct::$remove_out(k)
         }
+        fn touch(e: *mut Self::Entry, tcp_flags: u8) {
+            $ct::$touch(e, tcp_flags)
+        }
     };
 }
 
@@ -115,7 +118,8 @@ impl Family for V4 {
     type Key = CtKey;
     type Entry = CtEntry;
     conntrack_of!(
-        ct4, key, entry, lookup_in, lookup_out, claim_in, put_in, put_out, remove_in, remove_out
+        ct4, key, entry, lookup_in, lookup_out, claim_in, put_in, put_out, remove_in, remove_out,
+        touch
     );
 
     fn tuple(remote: u32, rport: u16, local: u32, port: u16) -> (bpf_sock_tuple, u32) {
@@ -148,7 +152,8 @@ impl Family for V6 {
         put_in6,
         put_out6,
         remove_in6,
-        remove_out6
+        remove_out6,
+        touch6
     );
 
     fn tuple(remote: Addr6, rport: u16, local: Addr6, port: u16) -> (bpf_sock_tuple, u32) {
@@ -250,6 +255,28 @@ pub fn allocate<F: Family>(ctx: &TcContext, f: &NewFlow<F>) -> Result<u16, DropR
         }
     }
     Err(DropReason::NatExhausted)
+}
+
+/// The NAT port of a masqueraded flow leaving: the tracked flow's
+/// (`tracked`: its outbound entry) while it still has the uplink's address,
+/// else a new one (the stale reply entry of an address that changed under
+/// the flow goes). `true` with a port just allocated.
+#[inline(always)]
+pub fn port_for<F: Family>(
+    ctx: &TcContext,
+    tracked: Option<*mut F::Entry>,
+    f: &NewFlow<F>,
+) -> Result<(u16, bool), DropReason> {
+    if let Some(e) = tracked {
+        let (_, addr, port, _) = F::fields(e);
+        if addr == f.nat_addr {
+            F::touch(e, f.tcp_flags);
+            return Ok((port, false));
+        }
+        // The uplink address changed under this flow.
+        F::remove_in(&F::key(f.dst, addr, f.dport, port, f.proto));
+    }
+    allocate(ctx, f).map(|port| (port, true))
 }
 
 /// A new connection may reuse the NAT port of a masqueraded TCP flow that

@@ -14,21 +14,21 @@ use netd_common::{
 };
 
 use crate::{
-    conntrack::{entry, key, lookup_in, lookup_out, put_in, put_out, remove_in, touch},
+    conntrack::{entry, key, lookup_in, lookup_out, put_in, put_out, touch},
     drops::drop_packet,
     events, fragments,
     maps::{NETWORKS, UPLINKS},
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
-    parse::{parse_l3, parse_l4, Ipv4, IPPROTO_ICMP, L3, L4},
+    parse::{parse_l3, parse_l4, Ipv4, ETH_P_IPV6, IPPROTO_ICMP, L3, L4},
     publish::{self, is_host_addr},
     redirect::to_container_peer,
     routing,
-    snat::{allocate, NewFlow, V4},
+    snat::{port_for, NewFlow, V4},
     uplink6,
 };
 
 #[inline(always)]
-fn uplink_of(ctx: &TcContext) -> Option<&'static Uplink> {
+pub fn uplink_of(ctx: &TcContext) -> Option<&'static Uplink> {
     // SAFETY: reading a field of the context; the value lives in the map.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     unsafe { UPLINKS.get(&ifindex) }
@@ -47,17 +47,36 @@ fn verdict(result: Result<(), DropReason>) -> i32 {
     }
 }
 
+/// Each family's path is a BPF function of its own (`masquerade` and
+/// `uplink6::leaving`, `reverse` and `uplink6::arriving`): inlined into
+/// one frame, the two exceed the verifier's 512 bytes of stack.
 #[classifier]
 pub fn uplink_out(ctx: TcContext) -> i32 {
+    if is_ipv6(&ctx) {
+        return verdict(uplink6::leaving(&ctx));
+    }
     verdict(masquerade(&ctx))
 }
 
 #[classifier]
 pub fn uplink_in(ctx: TcContext) -> i32 {
-    match reverse(&ctx) {
+    let r = if is_ipv6(&ctx) {
+        uplink6::arriving(&ctx)
+    } else {
+        reverse(&ctx)
+    };
+    match r {
         Ok(v) => v,
         Err(reason) => drop_packet(reason),
     }
+}
+
+/// An untagged IPv6 frame?
+#[inline(always)]
+fn is_ipv6(ctx: &TcContext) -> bool {
+    // SAFETY: reading a field of the context.
+    let tagged = unsafe { (*ctx.skb.skb).vlan_present } != 0;
+    !tagged && ctx.load::<[u8; 2]>(12).ok() == Some(ETH_P_IPV6.to_be_bytes())
 }
 
 /// A packet for container `addr` (translated or not): with eBPF host
@@ -90,13 +109,14 @@ fn out_ports(l4: &L4) -> Option<(u16, u16, u8)> {
     }
 }
 
+#[inline(never)]
 fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
     let Some(up) = uplink_of(ctx) else {
         return Ok(());
     };
     let ip = match parse_l3(ctx) {
         L3::Ipv4(ip) => ip,
-        L3::Ipv6(ip) => return uplink6::out(ctx, &ip),
+        // Taken by `uplink6::leaving`.
         _ => return Ok(()),
     };
     let Some(net) = network_of(ip.src) else {
@@ -137,42 +157,29 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
     if !masq {
         return track_routed(ctx, &out_key, tcp_flags);
     }
-    let nat_port = match tracked {
-        // SAFETY: map value pointers from this program's lookups.
-        Some(e) if unsafe { (*e).addr } == up.addr => {
-            touch(e, tcp_flags);
-            unsafe { (*e).port }
-        }
-        stale => {
-            if let Some(e) = stale {
-                // The uplink address changed under this flow.
-                let old = unsafe { key(ip.dst, (*e).addr, dport, (*e).port, ip.proto) };
-                remove_in(&old);
-            }
-            let flow = NewFlow::<V4> {
-                proto: ip.proto,
-                src: ip.src,
-                dst: ip.dst,
-                sport,
-                dport,
-                out_key: &out_key,
-                nat_addr: up.addr,
-                ports: (up.port_min, up.port_max),
-                tcp_flags,
-            };
-            let port = allocate(ctx, &flow)?;
-            events::new_flow(
-                ctx,
-                HOOK_UPLINK_OUT,
-                ip.proto,
-                (ip.src, sport),
-                (ip.dst, dport),
-                NAT_SNAT,
-                (up.addr, port),
-            );
-            port
-        }
+    let flow = NewFlow::<V4> {
+        proto: ip.proto,
+        src: ip.src,
+        dst: ip.dst,
+        sport,
+        dport,
+        out_key: &out_key,
+        nat_addr: up.addr,
+        ports: (up.port_min, up.port_max),
+        tcp_flags,
     };
+    let (nat_port, new) = port_for(ctx, tracked, &flow)?;
+    if new {
+        events::new_flow(
+            ctx,
+            HOOK_UPLINK_OUT,
+            ip.proto,
+            (ip.src, sport),
+            (ip.dst, dport),
+            NAT_SNAT,
+            (up.addr, nat_port),
+        );
+    }
     rewrite_addr(ctx, &ip, false, ip.src, up.addr)?;
     if nat_port != sport {
         rewrite_port(ctx, &ip, false, sport, nat_port)?;
@@ -211,16 +218,14 @@ fn track_routed(ctx: &TcContext, out_key: &CtKey, tcp_flags: u8) -> Result<(), D
     }
 }
 
+#[inline(never)]
 fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
     if uplink_of(ctx).is_none() {
         return Ok(TC_ACT_OK);
     }
     let ip = match parse_l3(ctx) {
         L3::Ipv4(ip) => ip,
-        L3::Ipv6(ip) => return uplink6::reverse(ctx, &ip),
-        // An IPv6 chain the parser refuses could hide a container address
-        // the stack would forward to.
-        L3::Invalid(reason) if reason != DropReason::Malformed => return Err(reason),
+        // IPv6 is taken by `uplink6::arriving`.
         _ => return Ok(TC_ACT_OK),
     };
     let to_container = network_of(ip.dst).is_some();
@@ -286,7 +291,7 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
 /// Fragments take the stack (a host that reassembles for its firewall
 /// must see all of them), counted in eBPF host routing.
 #[inline(always)]
-fn fragment_fallback() -> i32 {
+pub fn fragment_fallback() -> i32 {
     if routing::enabled() {
         routing::fallback(Fallback::Fragment)
     } else {

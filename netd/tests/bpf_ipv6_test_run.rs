@@ -13,7 +13,9 @@ use common::{
     Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
 };
 
-use netd::datapath::{addr_key, Datapath, FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT};
+use netd::datapath::{
+    addr_key, Datapath, HostRouting, FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT,
+};
 use netd_common::{proto::IPPROTO_UDP, Uplink, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE};
 
 const OPEN: u32 = NET_F_ICC | NET_F_MASQUERADE;
@@ -327,6 +329,9 @@ fn world_reaches_a_container_address_only_with_a_reply() {
     let fs = Bpffs::new("v6-uplink");
     let mut dp = datapath(&fs, OPEN, true);
     dp.set_uplink_entry(LO_IFINDEX, uplink()).unwrap();
+    // What is let in goes to the stack (with eBPF host routing it is
+    // redirected into the container: bpf_nat66_test_run).
+    dp.set_host_routing(HostRouting::Kernel).unwrap();
     let xdp = |dp: &mut Datapath, p: &Pkt6| run_prefilter(dp, &p.bytes()).0;
     let (up_in, up_out) = (UPLINK_IN, UPLINK_OUT);
     let unsolicited = Pkt6::udp(WORLD, ME, 53, 4444);
