@@ -2,6 +2,7 @@
 //! root, no namespaces. A [`Bed`] is an agent with its own state dir on a
 //! fresh fake kernel; [`Snapshot`] is everything a failed operation must
 //! leave as it found it.
+mod concurrent;
 mod ipam;
 mod pool;
 mod ports;

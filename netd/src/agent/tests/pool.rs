@@ -5,8 +5,14 @@
 //! dead agent's.
 use std::collections::BTreeSet;
 
-use super::{Bed, Snapshot};
-use crate::kernel::fake::{Kind, Link, State};
+use futures::{future::BoxFuture, FutureExt};
+
+use super::{Bed, Filler, Snapshot};
+use crate::{
+    error::AgentResult,
+    kernel::fake::{Kind, Link, State},
+    schema::{ContainerAdd, NetworkConnect, NetworkCreate, NetworkDisconnect},
+};
 
 async fn bed(spares: usize) -> Bed {
     let mut bed = Bed::with_config(|c| c.veth_pool = spares).await;
@@ -129,43 +135,142 @@ async fn an_add_takes_a_spare_and_attaches_nothing_on_its_path() {
     assert_eq!(spares(&bed.fake.state()).len(), 2);
 }
 
-#[tokio::test]
-async fn an_add_failing_at_any_step_deletes_the_spare_it_took_and_nothing_else() {
-    let bed = bed(1).await;
-    let filler = bed.filler().await;
+/// Runs `op` (which must take a spare) with each of its steps failing in
+/// turn, a fresh spare ready each time: every failure must leave exactly
+/// the state before it minus that spare. `undo` takes a success back.
+async fn fails_with_a_spare_at_every_step<F, U>(
+    bed: &Bed,
+    filler: &Filler,
+    what: &str,
+    op: F,
+    undo: U,
+) where
+    F: Fn() -> BoxFuture<'static, AgentResult<()>>,
+    U: Fn() -> BoxFuture<'static, ()>,
+{
     filler.fill_to(1).await;
     bed.fake.count_steps();
-    let ns = bed.netns("c1");
-    let req = || crate::schema::ContainerAdd {
-        name: "c1".into(),
-        netns: ns.clone(),
-        network: Some("n1".into()),
-        publish: vec!["8080:80".into()],
-        ..Default::default()
-    };
-    bed.agent.add_container(req()).await.unwrap();
+    op().await
+        .unwrap_or_else(|e| panic!("{what} fails without a fault: {e}"));
     let steps = bed.fake.steps();
     assert!(
         steps.iter().any(|s| s.starts_with("hand over")),
-        "{steps:?}"
+        "{what} took no spare: {steps:?}"
     );
-    bed.agent.remove_container("c1", false).await.unwrap();
+    undo().await;
     for (n, step) in steps.iter().enumerate() {
         filler.fill_to(1).await;
         let spare = filler.pool().names().into_iter().next().unwrap();
         let want = without_spare(bed.snapshot().await, &spare);
         bed.fake.fail_at(n as u64 + 1);
-        let result = bed.agent.add_container(req()).await;
-        assert!(!bed.fake.armed(), "step {} ({step}) never reached", n + 1);
-        assert!(result.is_err(), "add succeeded although {step} failed");
+        let result = op().await;
+        assert!(
+            !bed.fake.armed(),
+            "{what}: step {} ({step}) never reached",
+            n + 1
+        );
+        assert!(result.is_err(), "{what} succeeded although {step} failed");
         assert_eq!(
             bed.snapshot().await,
             want,
-            "a failed {step} left more than the spare's removal; steps: {:?}",
+            "{what}: a failed {step} left more than the spare's removal; steps: {:?}",
             bed.fake.steps()
         );
-        assert_eq!(filler.pool().ready(), 0, "after {step}");
+        assert_eq!(filler.pool().ready(), 0, "{what} after {step}");
     }
+}
+
+fn add(
+    bed: &Bed,
+    name: &str,
+    network: &str,
+    publish: &[&str],
+) -> impl Fn() -> BoxFuture<'static, AgentResult<()>> {
+    let agent = bed.agent.clone();
+    let req = bed.add_request(name, network, publish);
+    let (name, netns, network) = (req.name, req.netns, req.network);
+    let publish = req.publish;
+    move || {
+        let agent = agent.clone();
+        let req = ContainerAdd {
+            name: name.clone(),
+            netns: netns.clone(),
+            network: network.clone(),
+            publish: publish.clone(),
+            ..Default::default()
+        };
+        async move { agent.add_container(req).await.map(drop) }.boxed()
+    }
+}
+
+fn remove(bed: &Bed, name: &'static str) -> impl Fn() -> BoxFuture<'static, ()> {
+    let agent = bed.agent.clone();
+    move || {
+        let agent = agent.clone();
+        async move {
+            agent.remove_container(name, false).await.unwrap();
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test]
+async fn an_add_failing_at_any_step_deletes_the_spare_it_took_and_nothing_else() {
+    let bed = bed(1).await;
+    let filler = bed.filler().await;
+    let op = add(&bed, "c1", "n1", &["8080:80"]);
+    fails_with_a_spare_at_every_step(&bed, &filler, "add", op, remove(&bed, "c1")).await;
+}
+
+#[tokio::test]
+async fn a_dual_stack_add_failing_at_any_step_deletes_its_spare_and_nothing_else() {
+    let bed = bed(1).await;
+    bed.agent
+        .create_network(NetworkCreate {
+            name: "v6".into(),
+            subnet: Some("10.6.0.0/24".parse().unwrap()),
+            ipv6: true,
+            subnet6: Some("fd00:6::/64".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let filler = bed.filler().await;
+    let op = add(&bed, "c1", "v6", &[]);
+    fails_with_a_spare_at_every_step(&bed, &filler, "dual-stack add", op, remove(&bed, "c1")).await;
+}
+
+#[tokio::test]
+async fn a_connect_failing_at_any_step_deletes_the_spare_it_took_and_nothing_else() {
+    let mut bed = bed(1).await;
+    bed.network("n2", "10.2.0.0/24").await;
+    bed.container("c1", "n1", &["8080:80"]).await;
+    let filler = bed.filler().await;
+    let agent = bed.agent.clone();
+    let connect = move || {
+        let agent = agent.clone();
+        async move {
+            let req = NetworkConnect {
+                container: "c1".into(),
+                ..Default::default()
+            };
+            agent.connect("n2", req).await.map(drop)
+        }
+        .boxed()
+    };
+    let agent = bed.agent.clone();
+    let disconnect = move || {
+        let agent = agent.clone();
+        async move {
+            let req = NetworkDisconnect {
+                container: "c1".into(),
+                unpublish: false,
+            };
+            agent.disconnect("n2", req).await.unwrap();
+        }
+        .boxed()
+    };
+    fails_with_a_spare_at_every_step(&bed, &filler, "connect", connect, disconnect).await;
 }
 
 #[tokio::test]

@@ -71,6 +71,8 @@ async fn container_add_rolls_back_at_every_step() {
     // veth, address, up, lo, route, entry, 2 programs, up, 3 holds, 3
     // publishes.
     assert!(steps.len() >= 15, "{steps:?}");
+    let count = |p: &str| steps.iter().filter(|s| s.starts_with(p)).count();
+    assert_eq!((count("hold "), count("publish ")), (3, 3), "{steps:?}");
 }
 
 #[tokio::test]
