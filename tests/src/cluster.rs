@@ -173,17 +173,23 @@ impl Cluster {
     /// `n` hosts with agents (extra `netd daemon` flags: `args`), or `None`
     /// (after printing why) where etcd is not installed.
     pub fn new(n: usize, args: &[&str]) -> Option<Cluster> {
+        Cluster::with_lease(n, LEASE_TTL, args)
+    }
+
+    /// Like [`Cluster::new`], the hosts' lease `lease_ttl` seconds (longer
+    /// than an agent restart takes, where a test must not see the host go).
+    pub fn with_lease(n: usize, lease_ttl: u64, args: &[&str]) -> Option<Cluster> {
         if let Some(why) = missing() {
             eprintln!("{why}");
             return None;
         }
-        match Cluster::try_new(n, args) {
+        match Cluster::try_new(n, lease_ttl, args) {
             Ok(c) => Some(c),
             Err(e) => panic!("setting up the cluster bed: {e:#}"),
         }
     }
 
-    fn try_new(n: usize, args: &[&str]) -> anyhow::Result<Cluster> {
+    fn try_new(n: usize, lease_ttl: u64, args: &[&str]) -> anyhow::Result<Cluster> {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let underlay = Netns::create(&format!("nt-{id}-ul"))?;
         let ul = underlay.name().to_string();
@@ -194,7 +200,7 @@ impl Cluster {
         join_underlay(&ul, "p-etcd", etcd_ns.name(), "e0", ETCD_ADDR)?;
         let etcd = Etcd::start_in(etcd_ns, PathBuf::from(format!("/tmp/netd-etcd-{id}")))?;
         let store = format!("etcd://{ETCD_ADDR}:{ETCD_PORT}");
-        let ttl = LEASE_TTL.to_string();
+        let ttl = lease_ttl.to_string();
         let mut hosts = Vec::new();
         for i in 1..=n {
             let addr = host_addr(i).to_string();

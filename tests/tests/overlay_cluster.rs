@@ -86,6 +86,18 @@ fn networks_addresses_and_names_across_hosts() {
         ov1[0]["Options"]["com.docker.network.driver.overlay.vxlanid_list"],
         ov2[0]["Options"]["com.docker.network.driver.overlay.vxlanid_list"]
     );
+    // Refused with what to do instead, on no host: IPv6 (not tunnelled),
+    // an MTU the underlay cannot carry with VXLAN's 50 bytes.
+    let err = h1.fail(&["network", "create", "-d", "overlay", "v6", "--ipv6"]);
+    assert!(err.contains("IPv4 only") && err.contains("--ipv6"), "{err}");
+    let err = h2.fail(&["network", "create", "-d", "overlay", "big", "--mtu", "1451"]);
+    assert!(
+        err.contains("underlay MTU is 1500") && err.contains("at most 1450"),
+        "{err}"
+    );
+    for h in c.hosts() {
+        assert!(network_gone(h, "v6") && network_gone(h, "big"));
+    }
     // A local bridge network may not take an overlay network's subnet.
     let err = h3.fail(&["network", "create", "local", "--subnet", "10.0.10.0/25"]);
     assert!(err.contains("overlaps"), "{err}");
@@ -273,6 +285,15 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     }
     let s3 = c.wait_for(3, "store unreachable", |s| s["reachable"] == false);
     assert_eq!(remote_names(&s3), vec!["a", "b"], "{s3:#}");
+    assert_eq!(
+        h3.map_entries("OVERLAY_REMOTES"),
+        2,
+        "host 3 keeps what it knew"
+    );
+    // Meanwhile the others go on: a container comes, one goes.
+    let e = h2.container("e", &["--network", "ov"]);
+    let e_ip = addr_of(h2, "e", "ov");
+    c.wait_remotes(1, &["b", "e"]);
     let ns = h3.new_netns("late");
     let err = h3.fail(&[
         "container",
@@ -284,13 +305,17 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
         "ov",
     ]);
     assert!(err.contains("cluster store"), "{err}");
-    // Back: it registers again with its endpoints, same addresses.
+    // Back: it registers again with its endpoints, same addresses, and
+    // catches up with what changed while it was away.
     c.set_underlay(3, true);
     c.wait_hosts(3);
-    c.wait_remotes(1, &["b", "c"]);
-    c.wait_remotes(2, &["a", "c"]);
+    c.wait_remotes(3, &["a", "b", "e"]);
+    c.wait_remotes(1, &["b", "c", "e"]);
     assert_eq!(addr_of(h3, "c", "ov"), c_ip);
     ping(&a.ns, c_ip, "a -> c after host 3 is back");
+    ping(&cc.ns, e_ip, "c -> e (made while host 3 was away)");
+    h2.ok(&["container", "rm", &e.name]);
+    c.wait_remotes(3, &["a", "b"]);
 
     // etcd stops: every host keeps its view; it starts again: nothing lost.
     c.etcd.stop();
@@ -320,6 +345,25 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     c.wait_hosts(3);
     c.wait_remotes(1, &["b", "c"]);
     c.wait_remotes(2, &["a", "c"]);
+    // Nothing lost: the network and every address claim are still there.
+    for i in 1..=3 {
+        let s = c.cluster_status(i);
+        assert_eq!(s["overlay_networks"], 1, "host {i}: {s:#}");
+        assert_eq!(s["conflicts"], serde_json::json!([]), "host {i}: {s:#}");
+    }
+    let ns = h2.new_netns("dup");
+    let err = h2.fail(&[
+        "container",
+        "add",
+        "dup",
+        "--netns",
+        &format!("/run/netns/{ns}"),
+        "--network",
+        "ov",
+        "--ip",
+        &addr_of(h1, "a", "ov").to_string(),
+    ]);
+    assert!(err.contains("already in use"), "{err}");
     let d = h2.container("d", &["--network", "ov"]);
     let d_ip = addr_of(h2, &d.name, "ov");
     for (h, ctr) in [(h1, "a"), (h2, "b"), (h3, "c")] {
@@ -347,4 +391,60 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
     assert_eq!(b_remote["ip"], b_ip.to_string());
     ping(&a.ns, b_ip, "a -> b after host 2's agent restarted");
     ping(&b.ns, c_ip, "b -> c after host 2's agent restarted");
+}
+
+/// A host that stays away longer than `--cluster-reclaim-after` gives its
+/// addresses back: another host may take them. When it returns, what it
+/// can claim again it publishes; what was taken it reports.
+#[test]
+fn a_dead_host_gives_its_addresses_back() {
+    let Some(c) = Cluster::new(2, &["--cluster-reclaim-after", "2"]) else {
+        return;
+    };
+    let (h1, h2) = (c.host(1), c.host(2));
+    h1.ok(&["network", "create", "-d", "overlay", "ov"]);
+    wait_network(h2, "ov");
+    let a = h1.container("a", &["--network", "ov"]);
+    h2.container("b", &["--network", "ov"]);
+    h2.container("b2", &["--network", "ov"]);
+    c.wait_remotes(1, &["b", "b2"]);
+    let b_ip = addr_of(h2, "b", "ov");
+    let b2_ip = addr_of(h2, "b2", "ov");
+
+    h2.kill_agent();
+    c.wait_for(1, "host 2 gone after its lease", |s| {
+        s["hosts"].as_array().map(Vec::len) == Some(1) && remote_names(s).is_empty()
+    });
+    // Its claims outlive the lease, then go (bounded wait: lease 4 s plus
+    // 2 s away plus a sweep).
+    let ns = h1.new_netns("taker");
+    let path = format!("/run/netns/{ns}");
+    let taker = [
+        "container",
+        "add",
+        "taker",
+        "--netns",
+        &path,
+        "--network",
+        "ov",
+        "--ip",
+    ];
+    let b_ip_s = b_ip.to_string();
+    let mut args = taker.to_vec();
+    args.push(&b_ip_s);
+    netd_tests::wait::wait_until("host 2's address given back", CONVERGE, || {
+        h1.netd(&args).success()
+    });
+    assert_eq!(addr_of(h1, "taker", "ov"), b_ip);
+
+    // Host 2 returns: b2's address is free and claimed again; b's is not.
+    h2.start_agent();
+    c.wait_remotes(1, &["b2"]);
+    let s2 = c.wait_for(2, "a conflict for b", |s| {
+        s["conflicts"].to_string().contains("container b:")
+    });
+    assert!(s2["conflicts"].to_string().contains(&b_ip_s), "{s2:#}");
+    assert_eq!(addr_of(h2, "b2", "ov"), b2_ip);
+    icmp(&a.ns, b2_ip).expect("a -> b2 after host 2 is back");
+    icmp(&a.ns, b_ip).expect("a -> taker (b's old address, now on host 1)");
 }

@@ -9,7 +9,9 @@ use super::Agent;
 use crate::{
     datapath::{addr_key, Sandbox},
     error::{invalid, AgentError, AgentResult},
-    explain::{self, packet::Packet, packet::Proto, EndpointName, Start, Topology, UplinkName},
+    explain::{
+        self, packet::Packet, packet::Proto, EndpointName, RemoteName, Start, Topology, UplinkName,
+    },
     model::{mac_for, Container, Mode},
     schema::Explain,
 };
@@ -36,6 +38,8 @@ enum Side {
     World(Option<Ipv4Addr>),
     /// An address in a netd subnet that no container holds.
     Unused(Ipv4Addr),
+    /// A container of an overlay network on another host.
+    Remote(Ipv4Addr, RemoteName),
 }
 
 impl Agent {
@@ -96,14 +100,29 @@ impl Agent {
             if ip.is_loopback() || sb.is_host_addr(addr_key(ip))? {
                 return Ok(Side::Host(Some(ip)));
             }
+            if let Some((_, r)) = self.remote_names().into_iter().find(|(a, _)| *a == ip) {
+                return Ok(Side::Remote(ip, r));
+            }
             if self.networks.values().any(|n| n.subnet.contains(&ip)) {
                 return Ok(Side::Unused(ip));
             }
             return Ok(Side::World(Some(ip)));
         }
-        let c = self.find_container(s).map_err(|_| {
-            AgentError::NotFound(format!("{s:?} is no container, address, `host` or `world`"))
-        })?;
+        let c = match self.find_container(s) {
+            Ok(c) => c,
+            Err(_) => {
+                return match self
+                    .remote_names()
+                    .into_iter()
+                    .find(|(_, r)| r.container == s)
+                {
+                    Some((ip, r)) => Ok(Side::Remote(ip, r)),
+                    None => Err(AgentError::NotFound(format!(
+                        "{s:?} is no container, address, `host` or `world`"
+                    ))),
+                }
+            }
+        };
         match &c.mode {
             Mode::Host => Ok(Side::Host(None)),
             Mode::None => invalid(format!("container {} has no network (mode none)", c.name)),
@@ -142,7 +161,7 @@ impl Agent {
                     Side::Container(d, Some(ip)) if d.id != c.id => Some(*ip),
                     Side::Container(d, _) => self.shared_address(c, d),
                     Side::Host(ip) | Side::World(ip) => *ip,
-                    Side::Unused(ip) => Some(*ip),
+                    Side::Unused(ip) | Side::Remote(ip, _) => Some(*ip),
                 };
                 let ep = c
                     .endpoints
@@ -172,7 +191,7 @@ impl Agent {
                     },
                     Side::Host(ip) => ip.unwrap_or(net.gateway),
                     Side::World(ip) => ip.unwrap_or(WORLD_DST),
-                    Side::Unused(ip) => *ip,
+                    Side::Unused(ip) | Side::Remote(ip, _) => *ip,
                 };
                 let Some(r) = sb.endpoint_by_ip(addr_key(ep.ip))? else {
                     return invalid(format!(
@@ -196,7 +215,7 @@ impl Agent {
             }
             Side::Host(named) => {
                 let dst_ip = match dst {
-                    Side::Container(_, Some(ip)) | Side::Unused(ip) => *ip,
+                    Side::Container(_, Some(ip)) | Side::Unused(ip) | Side::Remote(ip, _) => *ip,
                     Side::Container(d, None) => first_address(d)?,
                     Side::Host(ip) => ip.unwrap_or(Ipv4Addr::LOCALHOST),
                     Side::World(ip) => ip.unwrap_or(WORLD_DST),
@@ -229,7 +248,7 @@ impl Agent {
                     );
                 };
                 let dst_ip = match dst {
-                    Side::Container(_, Some(ip)) | Side::Unused(ip) => *ip,
+                    Side::Container(_, Some(ip)) | Side::Unused(ip) | Side::Remote(ip, _) => *ip,
                     Side::Container(d, None) => first_address(d)?,
                     Side::Host(ip) => match ip.or(state.address) {
                         Some(ip) => ip,
@@ -251,6 +270,11 @@ impl Agent {
             }
             Side::Unused(ip) => invalid(format!(
                 "no container has {ip}: name a container, an address it holds, `host` or `world`"
+            )),
+            Side::Remote(ip, r) => invalid(format!(
+                "{} ({ip}) is a container on host {} ({}): run netd explain there; what it \
+                 sends reaches this host through the VXLAN tunnel, which a test run here cannot carry",
+                r.container, r.host, r.host_address
             )),
         }
     }
@@ -277,6 +301,9 @@ impl Agent {
             Side::Host(_) => json!({"kind": "host", "address": ip}),
             Side::World(_) => json!({"kind": "world", "address": ip}),
             Side::Unused(_) => json!({"kind": "address", "address": ip}),
+            Side::Remote(_, r) => json!({"kind": "remote", "name": r.container,
+                "network": r.network, "host": r.host, "host_address": r.host_address,
+                "address": ip}),
         }
     }
 
@@ -298,6 +325,7 @@ impl Agent {
                 );
             }
         }
+        topo.remotes = self.remote_names().into_iter().collect();
         topo.subnets = self
             .networks
             .values()

@@ -3,13 +3,16 @@
 //! the lease; whatever breaks (etcd down, this host cut off, the lease
 //! ended) starts a new session a second later. Meanwhile the agent keeps
 //! forwarding with the last view it had.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use tracing::{info, warn};
 
 use super::SharedAgent;
-use crate::cluster::{records::HostRecord, Cluster};
+use crate::cluster::{reclaim::Absences, records::HostRecord, Cluster};
 
 /// Pause between two sessions.
 const RETRY: Duration = Duration::from_secs(1);
@@ -56,9 +59,15 @@ async fn session(
     // holds any more (released while the store was away) go.
     let before = store.snapshot().await?;
     let own = agent.lock().await.own_overlay_endpoints();
+    let mut unpublished = Vec::new();
     for (ep, claim) in &own {
         if !store.republish(ep, claim, lease).await? {
             warn!(ip = %ep.ip, container = %ep.container, "overlay address taken by another container while this host was away; its endpoint is not published");
+            unpublished.push(format!(
+                "container {}: its address {} was given to another container while this host was \
+                 away; other hosts do not reach it: disconnect and connect it again for a new address",
+                ep.container, ep.ip
+            ));
         }
     }
     for ((net, ip), claim) in &before.addresses {
@@ -78,6 +87,7 @@ async fn session(
         s.last_error = None;
         s.sessions += 1;
         s.last_contact = Some(crate::model::now());
+        s.unpublished = unpublished;
     });
     info!(
         lease,
@@ -91,9 +101,14 @@ async fn session(
     let patience = Duration::from_secs(u64::from(config.lease_ttl).max(3));
     let keep = store.keep_alive(lease, period, patience);
     tokio::pin!(keep);
+    let mut absences = Absences::default();
+    let mut sweep = tokio::time::interval(period);
     loop {
         tokio::select! {
             e = &mut keep => return Err(e),
+            _ = sweep.tick(), if config.reclaim_after.is_some() => {
+                reclaim(agent, cluster, &mut absences).await?;
+            }
             batch = watch.next() => {
                 let (events, revision) = batch?;
                 agent.lock().await.cluster_events(&events, revision).await;
@@ -101,4 +116,31 @@ async fn session(
             }
         }
     }
+}
+
+/// Gives back the addresses of hosts away longer than
+/// `--cluster-reclaim-after` (see `cluster::reclaim`).
+async fn reclaim(
+    agent: &Arc<SharedAgent>,
+    cluster: &Cluster,
+    absences: &mut Absences,
+) -> Result<()> {
+    let Some(after) = cluster.config.reclaim_after else {
+        return Ok(());
+    };
+    let due = {
+        let a = agent.lock().await;
+        absences.due(
+            &a.cluster_view,
+            &cluster.config.host_id,
+            Instant::now(),
+            after,
+        )
+    };
+    for (net, ip, claim) in due {
+        if cluster.store.reclaim_address(&net, ip, &claim).await? {
+            info!(%ip, network = %net, host = %claim.host, "overlay address given back: its host has been away longer than --cluster-reclaim-after");
+        }
+    }
+    Ok(())
 }

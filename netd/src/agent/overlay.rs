@@ -10,6 +10,7 @@ use std::{
 use anyhow::Context;
 
 use ipnet::Ipv4Net;
+use netd_common::VXLAN_OVERHEAD;
 use tracing::{info, warn};
 
 use super::{validate_name, Agent};
@@ -29,10 +30,8 @@ use crate::{
     store::StoreOp,
 };
 
-/// VXLAN over IPv4 adds 50 bytes (outer IPv4, UDP, VXLAN, inner Ethernet).
-pub const VXLAN_OVERHEAD: u32 = 50;
-/// MTU of overlay networks created without `--mtu`: a 1500-byte underlay
-/// less the encapsulation.
+/// MTU of overlay networks created without `--mtu` where the VXLAN device
+/// is not known: a 1500-byte underlay less the encapsulation.
 pub const DEFAULT_OVERLAY_MTU: u32 = crate::model::DEFAULT_MTU - VXLAN_OVERHEAD;
 
 /// Tries of a transaction that lost a race with another host.
@@ -75,6 +74,23 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// Why `mtu` cannot be an overlay network's MTU on this host (`None`:
+    /// it can): VXLAN frames larger than the underlay carries are dropped
+    /// on the way, silently.
+    fn mtu_too_large(&self, mtu: u32) -> Option<String> {
+        let dev = self.overlay_device?;
+        (mtu > dev.network_mtu()).then(|| {
+            format!(
+                "mtu {mtu} is too large for an overlay network on this host: its underlay MTU is {} \
+                 and VXLAN takes {VXLAN_OVERHEAD} bytes, so at most {}; give --mtu {} or less, \
+                 or leave --mtu out",
+                dev.underlay_mtu,
+                dev.network_mtu(),
+                dev.network_mtu()
+            )
+        })
+    }
+
     /// `network create --driver overlay`: one transaction in the cluster
     /// store (name, VNI and a subnet no other overlay network overlaps),
     /// then realised here at once; the other hosts follow from their watch.
@@ -86,7 +102,10 @@ impl Agent {
         cluster.lease().map_err(AgentError::Conflict)?;
         validate_name("network", &req.name)?;
         if req.ipv6 || req.ipv4 == Some(false) || req.subnet6.is_some() {
-            return invalid("overlay networks are IPv4 only (no --ipv6)");
+            return invalid(
+                "overlay networks carry IPv4 only: netd does not tunnel IPv6 between hosts yet; \
+                 create it without --ipv6/--subnet6 (use a bridge network where containers need IPv6)",
+            );
         }
         if req.bridge.is_some() {
             return invalid(
@@ -102,6 +121,9 @@ impl Agent {
                 "mtu {mtu} is out of range for an overlay network (68-{})",
                 65_535 - VXLAN_OVERHEAD
             ));
+        }
+        if let Some(reason) = mtu.and_then(|m| self.mtu_too_large(m)) {
+            return invalid(reason);
         }
         let local_taken = self.taken_subnets().await?;
         let id = crate::model::new_id();
@@ -225,7 +247,13 @@ impl Agent {
             return conflict(format!(
                 "overlay network {} has endpoints in the cluster ({}); disconnect or remove them first",
                 net.name,
-                if hosts.is_empty() { "on hosts that are down".to_string() } else { hosts.join(", ") }
+                if hosts.is_empty() {
+                    "held by hosts that are down; they are given back once such a host has been \
+                     away for --cluster-reclaim-after"
+                        .to_string()
+                } else {
+                    hosts.join(", ")
+                }
             ));
         }
         self.cluster_view.networks.remove(&net.id);
@@ -515,6 +543,9 @@ impl Agent {
         if let Some(n) = self.networks.values().find(|n| n.name == record.name) {
             anyhow::bail!("this host has a network named {} already", n.name);
         }
+        if let Some(reason) = record.mtu.and_then(|m| self.mtu_too_large(m)) {
+            anyhow::bail!("{reason}");
+        }
         if let Some(n) = self
             .networks
             .values()
@@ -678,6 +709,35 @@ impl Agent {
             Err(e) => warn!(error = %format!("{e:#}"), "cannot look for the overlay device"),
         }
         self.sync_overlay_datapath();
+    }
+
+    /// Containers of overlay networks realised here that live on other
+    /// (live) hosts, with their names: for `netd explain`.
+    pub(super) fn remote_names(&self) -> Vec<(Ipv4Addr, crate::explain::RemoteName)> {
+        let Some(cluster) = &self.cluster else {
+            return Vec::new();
+        };
+        self.cluster_view
+            .remote_endpoints(&cluster.config.host_id)
+            .filter_map(|(e, host_address)| {
+                let net = self
+                    .networks
+                    .get(&e.network_id)
+                    .filter(|n| n.is_overlay())?;
+                let host = self
+                    .cluster_view
+                    .hosts
+                    .get(&e.host)
+                    .map_or_else(|| e.host.clone(), |h| h.hostname.clone());
+                let name = crate::explain::RemoteName {
+                    container: e.container.clone(),
+                    network: net.name.clone(),
+                    host,
+                    host_address,
+                };
+                Some((e.ip, name))
+            })
+            .collect()
     }
 
     /// Remote endpoints the datapath holds (for `netd status`).

@@ -176,7 +176,12 @@ impl Agent {
             overlay_networks: self.cluster_view.networks.len(),
             hosts,
             remote_endpoints,
-            conflicts: self.cluster_conflicts.clone(),
+            conflicts: self
+                .cluster_conflicts
+                .iter()
+                .chain(&session.unpublished)
+                .cloned()
+                .collect(),
         })
     }
 }

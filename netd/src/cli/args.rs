@@ -173,6 +173,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = crate::cluster::DEFAULT_LEASE_TTL,
           value_parser = clap::value_parser!(u32).range(2..=3600))]
     pub cluster_lease_ttl: u32,
+    /// Seconds another host may stay unregistered (dead, or cut off) before
+    /// this one gives back the overlay addresses it held; 0: never. A host
+    /// back after that gets its addresses again where no one took them.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::cluster::DEFAULT_RECLAIM_AFTER)]
+    pub cluster_reclaim_after: u32,
     /// error, warn, info, debug or trace (or a tracing filter such as
     /// `info,netd::dns=debug`).
     #[arg(long, default_value = "info", value_parser = parse_log_level)]

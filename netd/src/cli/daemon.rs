@@ -181,6 +181,7 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
                 endpoints: crate::cluster::parse_store_url(url).map_err(anyhow::Error::msg)?,
                 advertise: args.advertise_addr,
                 lease_ttl: args.cluster_lease_ttl,
+                reclaim_after: args.cluster_reclaim_after,
             }),
             None => None,
         },

@@ -51,6 +51,12 @@ fn side(v: &Value) -> String {
             v["name"].as_str().unwrap_or("?"),
             v["network"].as_str().unwrap_or("?")
         ),
+        "remote" => format!(
+            "container {} ({addr} on {}, host {})",
+            v["name"].as_str().unwrap_or("?"),
+            v["network"].as_str().unwrap_or("?"),
+            v["host"].as_str().unwrap_or("?")
+        ),
         other => format!("{other} {addr}"),
     }
 }

@@ -273,6 +273,32 @@ impl Etcd {
         Ok(())
     }
 
+    /// Gives back an address of a host gone for good (see `reclaim`): only
+    /// while that host is not registered and the claim is still `claim`.
+    /// `Ok(true)`: given back.
+    pub async fn reclaim_address(
+        &self,
+        net: &str,
+        ip: Ipv4Addr,
+        claim: &AddressClaim,
+    ) -> Result<bool> {
+        let mut c = self.client.clone();
+        let address = keys::address(net, ip);
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(keys::host(&claim.host), CompareOp::Equal, 0),
+                Compare::value(address.as_str(), CompareOp::Equal, value(claim)),
+            ])
+            .and_then([
+                TxnOp::delete(address.as_str(), None),
+                TxnOp::delete(keys::endpoint(net, ip), None),
+            ]);
+        Ok(c.txn(txn)
+            .await
+            .context("cannot write to the cluster store")?
+            .succeeded())
+    }
+
     /// A new lease of `ttl` seconds.
     pub async fn grant(&self, ttl: i64) -> Result<i64> {
         let mut c = self.client.clone();

@@ -13,6 +13,7 @@
 pub mod desired;
 pub mod etcd;
 pub mod keys;
+pub mod reclaim;
 pub mod records;
 pub mod view;
 
@@ -20,6 +21,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket},
     path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
@@ -27,6 +29,10 @@ use anyhow::{bail, Context, Result};
 /// Lease of a host's registration, in seconds: a host that stops renewing
 /// it disappears from the others this long after.
 pub const DEFAULT_LEASE_TTL: u32 = 10;
+
+/// Seconds a host may be away (unregistered) before the others give back
+/// the overlay addresses it held (`--cluster-reclaim-after`; 0: never).
+pub const DEFAULT_RECLAIM_AFTER: u32 = 86_400;
 
 /// First VNI given to overlay networks (lower ones are left to others).
 pub const FIRST_VNI: u32 = 4096;
@@ -40,6 +46,8 @@ pub struct ClusterSettings {
     pub endpoints: Vec<String>,
     pub advertise: Option<Ipv4Addr>,
     pub lease_ttl: u32,
+    /// Seconds (0: never), see [`DEFAULT_RECLAIM_AFTER`].
+    pub reclaim_after: u32,
 }
 
 impl ClusterSettings {
@@ -56,6 +64,8 @@ impl ClusterSettings {
             host_id: host_id(state_dir)?,
             hostname: hostname(),
             lease_ttl: self.lease_ttl,
+            reclaim_after: (self.reclaim_after > 0)
+                .then(|| Duration::from_secs(u64::from(self.reclaim_after))),
         })
     }
 }
@@ -72,6 +82,9 @@ pub struct ClusterConfig {
     pub host_id: String,
     pub hostname: String,
     pub lease_ttl: u32,
+    /// How long another host may be away before this one gives back the
+    /// addresses it held (`None`: never).
+    pub reclaim_after: Option<Duration>,
 }
 
 /// `etcd://HOST:PORT[,HOST:PORT...]` → `http://HOST:PORT` each.
@@ -164,6 +177,9 @@ pub struct Session {
     pub last_contact: Option<String>,
     /// Sessions started (registrations).
     pub sessions: u64,
+    /// This host's endpoints the last session could not publish again (their
+    /// address was given to another container while this host was away).
+    pub unpublished: Vec<String>,
 }
 
 /// The cluster side of a running agent.

@@ -192,6 +192,14 @@ impl Datapath {
         self.unpin_link(&self.pins().link(VXLAN_DEVICE, OVERLAY_IN))
     }
 
+    /// Writes `OVERLAY_CONFIG` as given, nothing attached: for the explain
+    /// sandbox's copy of the live maps.
+    pub fn set_overlay_config(&mut self, cfg: OverlayConfig) -> Result<()> {
+        self.overlay_config_map()?
+            .set(0, cfg, 0)
+            .context("failed to write OVERLAY_CONFIG")
+    }
+
     /// What `OVERLAY_CONFIG` holds (ifindex 0: no device).
     pub fn overlay_config(&mut self) -> Result<OverlayConfig> {
         Ok(self.overlay_config_map()?.get(&0, 0)?)

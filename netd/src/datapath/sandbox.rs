@@ -65,6 +65,9 @@ impl Sandbox {
         copy_hash::<CtKey, CtEntry>(live, &mut self.dp, MAP_CT_IN)?;
         copy_hash::<CtKey, CtEntry>(live, &mut self.dp, MAP_CT_LOCAL)?;
         copy_hash::<FragKey, u32>(live, &mut self.dp, MAP_FRAGMENTS)?;
+        copy_hash::<RemoteKey, RemoteEndpoint>(live, &mut self.dp, MAP_OVERLAY_REMOTES)?;
+        copy_hash::<u32, OverlayNet>(live, &mut self.dp, MAP_OVERLAY_VNIS)?;
+        self.dp.set_overlay_config(live.overlay_config()?)?;
         self.dp.set_host_routing(live.host_routing()?)?;
         let entries: Vec<_> = {
             let from: LpmTrie<_, u32, NetworkInfo> =

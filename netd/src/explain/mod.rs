@@ -6,4 +6,4 @@
 pub mod packet;
 mod walk;
 
-pub use walk::{walk, Delivery, EndpointName, Start, Step, Topology, UplinkName, Walk};
+pub use walk::{walk, Delivery, EndpointName, RemoteName, Start, Step, Topology, UplinkName, Walk};

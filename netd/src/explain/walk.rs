@@ -36,10 +36,22 @@ pub struct UplinkName {
     pub address: Option<Ipv4Addr>,
 }
 
+/// A container of an overlay network on another host (a remote endpoint).
+#[derive(Clone, Debug)]
+pub struct RemoteName {
+    pub container: String,
+    pub network: String,
+    /// Its host's name and tunnel (underlay) address.
+    pub host: String,
+    pub host_address: Ipv4Addr,
+}
+
 /// The agent's names for what the datapath knows by numbers.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
     pub endpoints: HashMap<Ipv4Addr, EndpointName>,
+    /// Remote endpoints of the overlay networks, by address.
+    pub remotes: HashMap<Ipv4Addr, RemoteName>,
     /// Network subnets: (subnet, network name, gateway).
     pub subnets: Vec<(Ipv4Net, String, Ipv4Addr)>,
     pub uplinks: Vec<UplinkName>,
@@ -146,7 +158,8 @@ pub struct Step {
 /// Where a delivered packet ends.
 #[derive(Clone, Debug, Serialize)]
 pub struct Delivery {
-    /// `container`, `host`, `world` or `nowhere`.
+    /// `container`, `remote` (into the tunnel, for a container on another
+    /// host), `host`, `world` or `nowhere`.
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -346,6 +359,29 @@ fn to_container(topo: &Topology, pkt: &Packet, how: &str) -> Delivery {
     }
 }
 
+/// Into the VXLAN tunnel (`from_container` set the tunnel key and
+/// redirected to the overlay device): the rest happens on the other host.
+fn to_remote(topo: &Topology, pkt: &Packet) -> Delivery {
+    let remote = topo.remotes.get(&pkt.dst);
+    let whom = remote.map_or_else(
+        || format!("{} on another host", pkt.dst),
+        |r| format!("{} on host {} ({})", r.container, r.host, r.host_address),
+    );
+    Delivery {
+        kind: "remote",
+        container: remote.map(|r| r.container.clone()),
+        network: remote.map(|r| r.network.clone()),
+        uplink: None,
+        packet: pkt.to_string(),
+        note: format!(
+            "tunnelled (VXLAN, {}) to {whom}, which sees source {}; that host's overlay_in \
+             checks it again before it delivers it",
+            netd_common::VXLAN_DEVICE,
+            pkt.source()
+        ),
+    }
+}
+
 fn is_group(ip: Ipv4Addr) -> bool {
     ip.is_broadcast() || ip.is_multicast()
 }
@@ -410,6 +446,9 @@ fn redirected(
     pkt: &Packet,
     shortcuts: &[&str],
 ) -> Result<Stage> {
+    if hook == Hook::FromContainer && shortcuts.contains(&Shortcut::OverlayEncap.name()) {
+        return Ok(Stage::Delivered(to_remote(topo, pkt)));
+    }
     let target = sb.endpoint_by_ip(addr_key(pkt.dst))?;
     // The programs count how they delivered: into the netns (the receiver's
     // veth egress program is not on the way) or to a veth's egress.
