@@ -178,3 +178,41 @@ async fn a_restart_with_the_default_bridge_creates_it_once() {
     let c1 = bed.state().await.find_container("c1").unwrap().clone();
     assert_eq!(c1.mode, Mode::Bridge);
 }
+
+/// An agent started without a cluster store removes the overlay an
+/// earlier one (with a store) left: the VXLAN device, the program on it
+/// and the datapath's pointer to it; the host's other links stay.
+#[tokio::test]
+async fn a_restart_without_a_cluster_store_removes_an_old_overlay_device() {
+    let bed = bed().await;
+    let good = bed.snapshot().await;
+    bed.fake.with(|s| {
+        let index = s.links.keys().max().unwrap() + 1;
+        s.links.insert(
+            index,
+            crate::kernel::fake::Link {
+                name: netd_common::VXLAN_DEVICE.into(),
+                kind: Kind::Other("vxlan".into()),
+                up: true,
+                master: None,
+                owner: Some(crate::net::vxlan::VXLAN_OWNER.into()),
+                addrs: Vec::new(),
+                addrs6: Vec::new(),
+                mac: [2, 0, 0, 0, 7, 1],
+                mtu: 1450,
+            },
+        );
+        s.overlay_device = Some((index, ip("192.0.2.10")));
+        s.pins
+            .insert(format!("{}_overlay_in", netd_common::VXLAN_DEVICE));
+    });
+    // Someone else's VXLAN device of another name is not netd's.
+    let theirs = bed.fake.add_host_link("vxlan0", "vxlan", None);
+    let bed = bed.restart().await;
+    let mut s = bed.fake.state();
+    assert!(s.link(netd_common::VXLAN_DEVICE).is_none(), "{:?}", s.links);
+    assert_eq!(s.overlay_device, None);
+    assert!(s.links.remove(&theirs).is_some());
+    s.no_shortcut.remove(&theirs);
+    assert_eq!(s, good.kernel);
+}
