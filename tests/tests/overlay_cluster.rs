@@ -395,7 +395,9 @@ fn cut_off_host_etcd_restart_and_agent_kill() {
 
 /// A host that stays away longer than `--cluster-reclaim-after` gives its
 /// addresses back: another host may take them. When it returns, what it
-/// can claim again it publishes; what was taken it reports.
+/// can claim again it publishes; what was taken it reports; an overlay
+/// network whose MTU its (now smaller) underlay cannot carry is not
+/// realised there.
 #[test]
 fn a_dead_host_gives_its_addresses_back() {
     let Some(c) = Cluster::new(2, &["--cluster-reclaim-after", "2"]) else {
@@ -437,8 +439,24 @@ fn a_dead_host_gives_its_addresses_back() {
     });
     assert_eq!(addr_of(h1, "taker", "ov"), b_ip);
 
+    // Meanwhile host 2's underlay shrinks to 1400, and host 1 creates a
+    // network with an MTU only its own underlay carries.
+    netd_tests::cmd::ip_ns(h2.host_ns(), &["link", "set", "ul0", "mtu", "1400"]).unwrap();
+    h1.ok(&[
+        "network", "create", "-d", "overlay", "wide", "--mtu", "1450",
+    ]);
+
     // Host 2 returns: b2's address is free and claimed again; b's is not.
+    // It does not realise `wide` (VXLAN over its underlay carries 1350).
     h2.start_agent();
+    let s2 = c.wait_for(2, "a conflict for wide", |s| {
+        s["conflicts"].to_string().contains("wide")
+    });
+    assert!(
+        s2["conflicts"].to_string().contains("at most 1350"),
+        "{s2:#}"
+    );
+    assert!(network_gone(h2, "wide"));
     c.wait_remotes(1, &["b2"]);
     let s2 = c.wait_for(2, "a conflict for b", |s| {
         s["conflicts"].to_string().contains("container b:")

@@ -213,6 +213,14 @@ fn reachability_across_hosts() {
         (&"dropped".into(), &"network-isolation".into()),
         "{ex:#}"
     );
+    let ex = h1.json(&["explain", "host", "b1", "--format", "json"]);
+    assert_eq!(ex["delivered"]["kind"], "nowhere", "{ex:#}");
+    assert!(
+        ex["delivered"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("only containers of network ov1")),
+        "{ex:#}"
+    );
     let err = h1.fail(&["explain", "b1", "a1"]);
     assert!(err.contains("run netd explain there"), "{err}");
 }

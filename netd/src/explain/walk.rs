@@ -408,6 +408,18 @@ fn route(sb: &mut Sandbox, topo: &Topology, from: Option<Hook>, pkt: &Packet) ->
         };
         return Ok(Stage::Delivered(host(note)));
     }
+    if let Some(r) = topo.remotes.get(&pkt.dst) {
+        return Ok(Stage::Delivered(Delivery {
+            kind: "nowhere",
+            note: format!(
+                "{} is a container on host {} ({}): only containers of network {} reach it, \
+                 through the tunnel; nothing else on this host does",
+                r.container, r.host, r.host_address, r.network
+            ),
+            network: Some(r.network.clone()),
+            ..host("")
+        }));
+    }
     if let Some((subnet, name, _)) = topo.network_of(pkt.dst) {
         return Ok(Stage::Delivered(Delivery {
             kind: "nowhere",
