@@ -20,6 +20,7 @@ pub struct Network {
     /// the network exists).
     pub datapath_id: u32,
     pub bridge: String,
+    /// [`NO_IPV4`] (and gateway 0.0.0.0) on an IPv6-only network.
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub ip_range: Option<Ipv4Net>,
@@ -105,9 +106,27 @@ impl Owner {
     }
 }
 
+/// The IPv4 subnet of an IPv6-only network (`--ipv4=false`): it holds no
+/// usable address, so no allocation, route or map entry ever comes of it.
+pub const NO_IPV4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 32);
+
 impl Network {
     pub fn is_default(&self) -> bool {
         self.name == DEFAULT_NETWORK
+    }
+
+    /// False for an IPv6-only network.
+    pub fn has_ipv4(&self) -> bool {
+        self.subnet != NO_IPV4
+    }
+
+    /// The bridge's MAC: `02:42:` + the IPv4 gateway, or + the last four
+    /// bytes of the IPv6 gateway on an IPv6-only network.
+    pub fn bridge_mac(&self) -> [u8; 6] {
+        match &self.ipv6 {
+            Some(v6) if !self.has_ipv4() => mac_for6(v6.gateway),
+            _ => mac_for(self.gateway),
+        }
     }
 
     pub fn is_overlay(&self) -> bool {
@@ -205,9 +224,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The MAC of the container interface.
+    /// The MAC of the container interface: given, else derived from the
+    /// IPv4 address (the IPv6 one on an IPv6-only network).
     pub fn mac(&self) -> [u8; 6] {
-        self.mac.unwrap_or_else(|| mac_for(self.ip))
+        self.mac.unwrap_or_else(|| match (self.ip4(), self.ip6) {
+            (None, Some(ip6)) => mac_for6(ip6),
+            _ => mac_for(self.ip),
+        })
+    }
+
+    /// The IPv4 address; `None` on an IPv6-only network (`ip` is 0.0.0.0).
+    pub fn ip4(&self) -> Option<Ipv4Addr> {
+        (!self.ip.is_unspecified()).then_some(self.ip)
     }
 }
 
@@ -215,6 +243,15 @@ impl Endpoint {
 /// programs' rule: `netd_common::mac_for_addr`).
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     netd_common::mac_for_addr(ip.octets())
+}
+
+/// `02:42:` followed by the last four bytes of an IPv6 address: the MAC of
+/// an endpoint (and bridge) on an IPv6-only network. Unique on a network
+/// whose addresses differ in their last 32 bits (netd allocates from the
+/// start of the subnet; a clash with a static `--ip6` is refused).
+pub fn mac_for6(ip: Ipv6Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[12], o[13], o[14], o[15]]
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`); only unicast addresses.

@@ -23,6 +23,7 @@ pub mod cni;
 pub mod docker;
 pub mod firewall;
 pub mod http;
+pub mod names;
 pub mod netns;
 pub mod ports;
 pub mod runtimes;

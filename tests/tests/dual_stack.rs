@@ -7,62 +7,16 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use netd_tests::cmd::{ip_ns, run_timeout};
+use netd_tests::cmd::ip_ns;
+use netd_tests::names::arpa;
 use netd_tests::traffic::{allow, dropped, icmp, no_icmp};
 use netd_tests::{Bed, Ctr};
 use serde_json::Value;
 
 const ISOLATION: &str = "network-isolation";
 
-/// `dig @127.0.0.11 name qtype +short` inside `c`: the answer lines, or the
-/// status line when there are none (`NXDOMAIN`, `NOERROR`).
 fn dig(c: &Ctr, name: &str, qtype: &str) -> Vec<String> {
-    let out = run_timeout(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &c.ns,
-            "dig",
-            "@127.0.0.11",
-            name,
-            qtype,
-            "+time=2",
-            "+tries=2",
-            "+noall",
-            "+comments",
-            "+answer",
-        ],
-        Duration::from_secs(15),
-    );
-    assert!(out.success(), "dig {name} {qtype} in {}: {out}", c.name);
-    let mut lines: Vec<String> = out
-        .stdout
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .collect();
-    if lines.is_empty() {
-        let status = out
-            .stdout
-            .split("status: ")
-            .nth(1)
-            .and_then(|s| s.split(',').next())
-            .unwrap_or("NO-ANSWER");
-        lines.push(status.to_string());
-    }
-    lines
-}
-
-/// The ip6.arpa name of `ip`.
-fn arpa(ip: Ipv6Addr) -> String {
-    let nibbles: Vec<String> = ip
-        .octets()
-        .iter()
-        .rev()
-        .flat_map(|b| [format!("{:x}", b & 0xf), format!("{:x}", b >> 4)])
-        .collect();
-    format!("{}.ip6.arpa", nibbles.join("."))
+    netd_tests::names::dig(&c.ns, name, qtype)
 }
 
 /// The IPv6 default route and global addresses of `eth0` in `ns`, as
@@ -232,10 +186,6 @@ fn dual_stack_network_both_families_dns_and_restart() {
                 "fd00:96:8::1",
             ],
             "not a usable address",
-        ),
-        (
-            vec!["network", "create", "v6only", "--ipv6", "--ipv4=false"],
-            "IPv6-only networks",
         ),
         (
             vec!["network", "connect", "--ip6", "fd00:96:1::99", "auto", "x"],

@@ -124,6 +124,10 @@ async fn check_inside(
     if !state.up {
         problems.push(format!("interface {} is down", ep.ifname));
     }
+    // An IPv6-only endpoint: its IPv6 side is checked by `check_inside6`.
+    if ep.ip4().is_none() {
+        return Ok(problems);
+    }
     let want = format!("{}/{}", ep.ip, net.subnet.prefix_len());
     if !state.addrs.iter().any(|a| a.to_string() == want) {
         problems.push(format!("interface {} lacks address {want}", ep.ifname));

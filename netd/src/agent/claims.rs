@@ -137,7 +137,8 @@ impl Claims {
 
     /// A claimed network whose subnet overlaps `subnet`.
     pub fn subnet_clash(&self, subnet: &Ipv4Net) -> Option<&NetworkClaim> {
-        self.networks().find(|n| ipam::overlaps(&n.subnet, subnet))
+        self.networks()
+            .find(|n| n.subnet != crate::model::NO_IPV4 && ipam::overlaps(&n.subnet, subnet))
     }
 
     #[cfg(test)]

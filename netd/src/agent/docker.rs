@@ -24,7 +24,6 @@ use crate::{
         JoinAnswer, PortBinding,
     },
     error::{conflict, invalid, AgentError, AgentResult},
-    ipam,
     model::{
         format_mac, now, parse_mac, Container, DockerEndpoint, Endpoint, Mode, Network, Owner,
         ORIGIN_DOCKER,
@@ -301,9 +300,7 @@ impl Agent {
                 net.name
             ));
         }
-        let requested = parse_given("address", &given.address)?;
-        let used = self.used_addresses(&net);
-        let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, requested)?;
+        let ip = self.allocate_ip(&net, parse_given("address", &given.address)?)?;
         // Docker's IPAM gives the IPv6 address too; netd picks one only when
         // it did not.
         let ip6 = self.allocate_ip6(&net, parse_given("IPv6 address", &given.address_ipv6)?)?;
@@ -360,7 +357,7 @@ impl Agent {
                 src_name: ep.ifname.clone(),
                 dst_prefix: "eth".into(),
             },
-            gateway: if net.internal {
+            gateway: if net.internal || !net.has_ipv4() {
                 String::new()
             } else {
                 net.gateway.to_string()
@@ -480,6 +477,12 @@ impl Agent {
         }
         if wanted.is_empty() && c.ports.is_empty() {
             return Ok(());
+        }
+        if !net.has_ipv4() && !wanted.is_empty() {
+            return invalid(format!(
+                "cannot publish ports of an endpoint on IPv6-only network {}: netd publishes to IPv4 addresses",
+                net.name
+            ));
         }
         // Ports published before for this endpoint are replaced.
         let old = std::mem::take(&mut c.ports);
@@ -609,8 +612,8 @@ impl Agent {
 fn answer_for(c: &Container, net: &Network, given: &Interface) -> CreateEndpointAnswer {
     let ep = &c.endpoints[0];
     let mut iface = Interface::default();
-    if given.address.is_empty() {
-        iface.address = format!("{}/{}", ep.ip, net.subnet.prefix_len());
+    if let (true, Some(ip)) = (given.address.is_empty(), ep.ip4()) {
+        iface.address = format!("{ip}/{}", net.subnet.prefix_len());
     }
     if given.address_ipv6.is_empty() {
         if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     datapath::addr_key,
     kernel::{ContainerNetns, EndpointPrograms, LinkDriver, NetnsDriver},
-    model::{mac_for, Endpoint, Network},
+    model::{Endpoint, Network},
     store::Store,
 };
 
@@ -37,10 +37,9 @@ pub(super) async fn realise_bridge(links: &dyn LinkDriver, net: &Network) -> Res
         .ensure_bridge(
             &net.bridge,
             &net.id,
-            mac_for(net.gateway),
+            net.bridge_mac(),
             net.mtu,
-            net.gateway,
-            net.subnet.prefix_len(),
+            ipv4_gateway(net),
         )
         .await?;
     if let Some(v6) = &net.ipv6 {
@@ -54,7 +53,15 @@ pub(super) async fn realise_bridge(links: &dyn LinkDriver, net: &Network) -> Res
     Ok(())
 }
 
-/// The endpoint as the maps hold it.
+/// The IPv4 gateway with the subnet's prefix (`None`: IPv6-only).
+fn ipv4_gateway(net: &Network) -> Option<ipnet::Ipv4Net> {
+    net.has_ipv4()
+        .then(|| ipnet::Ipv4Net::new(net.gateway, net.subnet.prefix_len()).ok())
+        .flatten()
+}
+
+/// The endpoint as the maps hold it (address and gateway 0 on an
+/// IPv6-only network: the programs then take no IPv4 from it).
 fn dp_endpoint(net: &Network, ep: &Endpoint) -> DpEndpoint {
     DpEndpoint {
         ip: addr_key(ep.ip),
@@ -109,13 +116,11 @@ async fn make_veth(
         }
     };
     crate::fault::point("endpoint:veth");
-    ns.configure_endpoint(
-        &ep.ifname,
-        ep.ip,
-        net.subnet.prefix_len(),
-        default_route.then_some(net.gateway),
-    )
-    .await?;
+    let addr = ep
+        .ip4()
+        .and_then(|ip| ipnet::Ipv4Net::new(ip, net.subnet.prefix_len()).ok());
+    let gateway = (default_route && addr.is_some()).then_some(net.gateway);
+    ns.configure_endpoint(&ep.ifname, addr, gateway).await?;
     if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {
         ns.configure_ipv6(
             &ep.ifname,
@@ -237,11 +242,19 @@ impl Agent {
     /// Creates the bridge (if missing) and the network's datapath entry.
     pub(super) async fn realise_network(&mut self, net: &Network) -> Result<()> {
         realise_bridge(self.links.as_ref(), net).await?;
-        self.datapath
-            .upsert_network(net.subnet, network_info(net))?;
-        self.publish_network6(net)?;
+        self.publish_network(net)?;
         crate::fault::point("network-create:datapath");
         Ok(())
+    }
+
+    /// Writes the network's subnets to the datapath: `NETWORKS` (none for
+    /// an IPv6-only network) and `NETWORKS6`.
+    pub(super) fn publish_network(&mut self, net: &Network) -> Result<()> {
+        if net.has_ipv4() {
+            self.datapath
+                .upsert_network(net.subnet, network_info(net))?;
+        }
+        self.publish_network6(net)
     }
 
     /// Writes the endpoint to the maps and attaches (or adopts) its programs.

@@ -11,7 +11,7 @@ use crate::{
     datapath::addr6_key,
     error::{conflict, invalid, AgentError, AgentResult},
     ipam6,
-    model::{mac_for, Container, Endpoint, Ipv6Config, Network},
+    model::{Container, Endpoint, Ipv6Config, Network},
     schema::NetworkCreate,
     store::StoreOp,
 };
@@ -55,7 +55,7 @@ impl Agent {
                 Endpoint6 {
                     ip: addr6_key(ip6),
                     gateway: addr6_key(v6.gateway),
-                    gateway_mac: mac_for(net.gateway),
+                    gateway_mac: net.bridge_mac(),
                     _pad: [0; 2],
                 },
             ),
@@ -94,12 +94,8 @@ impl Agent {
         req: &NetworkCreate,
         routes6: &[Ipv6Net],
     ) -> AgentResult<Option<Ipv6Config>> {
-        if req.ipv4 == Some(false) {
-            return invalid(if req.ipv6 {
-                "IPv6-only networks (--ipv4=false) are not supported yet: give the network an IPv4 subnet too (drop --ipv4=false)"
-            } else {
-                "a network needs IPv4 or IPv6: --ipv4=false needs --ipv6"
-            });
+        if req.ipv4 == Some(false) && !req.ipv6 {
+            return invalid("a network needs IPv4 or IPv6: --ipv4=false needs --ipv6");
         }
         if !req.ipv6 {
             if req.subnet6.is_some() || req.gateway6.is_some() || req.ip_range6.is_some() {

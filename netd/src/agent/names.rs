@@ -74,11 +74,16 @@ impl Agent {
                         .get(&ep.network_id)
                         .is_some_and(|n| !n.is_default())
                 })?;
+                // The address it is known by: IPv6 on an IPv6-only network.
+                let ip = match (ep.ip4(), ep.ip6) {
+                    (None, Some(ip6)) => IpAddr::V6(ip6),
+                    _ => IpAddr::V4(ep.ip),
+                };
                 Some(DnsResolver {
                     container_id: c.id.clone(),
                     netns: c.netns.clone(),
                     network_id: ep.network_id.clone(),
-                    ip: ep.ip,
+                    ip,
                 })
             })
             .collect();

@@ -1,5 +1,8 @@
 //! Network operations: create, remove, prune, connect, disconnect.
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::Ipv4Addr,
+};
 
 use anyhow::Context;
 use tracing::info;
@@ -13,7 +16,8 @@ use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     ipam,
     model::{
-        new_id, now, requested_mac, Container, Driver, Endpoint, Mode, Network, Owner, DEFAULT_MTU,
+        mac_for6, new_id, now, requested_mac, Container, Driver, Endpoint, Mode, Network, Owner,
+        DEFAULT_MTU, NO_IPV4,
     },
     schema::{NetworkConnect, NetworkCreate, NetworkDisconnect},
     store::StoreOp,
@@ -159,44 +163,16 @@ impl Agent {
         if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
             return invalid(format!("mtu {mtu} is out of range ({MIN_MTU}-{MAX_MTU})"));
         }
-        let subnet = match req.subnet {
-            Some(subnet) => {
-                let clash = self
-                    .networks
-                    .values()
-                    .find(|n| ipam::overlaps(&n.subnet, &subnet))
-                    .map(|n| format!("network {} ({})", n.name, n.subnet))
-                    .or_else(|| {
-                        self.claimed()
-                            .subnet_clash(&subnet)
-                            .map(|n| format!("network {} ({})", n.name, n.subnet))
-                    })
-                    .or_else(|| {
-                        routes
-                            .iter()
-                            .find(|t| ipam::overlaps(t, &subnet))
-                            .map(|t| format!("a host route to {t}"))
-                    });
-                if let Some(clash) = clash {
-                    return conflict(format!("subnet {subnet} overlaps {clash}"));
-                }
-                subnet
+        let (subnet, gateway) = if req.ipv4 == Some(false) {
+            if req.subnet.is_some() || req.gateway.is_some() || req.ip_range.is_some() {
+                return invalid(
+                    "an IPv6-only network (--ipv4=false) takes no IPv4 --subnet, --gateway or --ip-range",
+                );
             }
-            None => {
-                if req.gateway.is_some() || req.ip_range.is_some() {
-                    return invalid("--gateway and --ip-range need --subnet");
-                }
-                let mut taken: Vec<_> = self.networks.values().map(|n| n.subnet).collect();
-                taken.extend(self.claimed().networks().map(|n| n.subnet));
-                taken.extend_from_slice(routes);
-                ipam::pick_subnet(&self.pools(), &taken).ok_or_else(|| {
-                    AgentError::Conflict(
-                        "all default address pools are in use; give --subnet".into(),
-                    )
-                })?
-            }
+            (NO_IPV4, Ipv4Addr::UNSPECIFIED)
+        } else {
+            self.plan_subnet(&req, routes)?
         };
-        let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
         let ipv6 = self.plan_ipv6(&req, routes6)?;
         let id = id.unwrap_or_else(new_id);
         let bridge = req
@@ -241,6 +217,55 @@ impl Agent {
         };
         let claim = claims::take(&self.claims, network_claim(&network));
         Ok((network, claim))
+    }
+
+    /// The IPv4 subnet and gateway of a create: the one asked for, checked
+    /// against networks, claims and the host's `routes`, or one picked
+    /// from the default pools.
+    fn plan_subnet(
+        &self,
+        req: &NetworkCreate,
+        routes: &[ipnet::Ipv4Net],
+    ) -> AgentResult<(ipnet::Ipv4Net, Ipv4Addr)> {
+        let subnet = match req.subnet {
+            Some(subnet) => {
+                let clash = self
+                    .networks
+                    .values()
+                    .find(|n| n.has_ipv4() && ipam::overlaps(&n.subnet, &subnet))
+                    .map(|n| format!("network {} ({})", n.name, n.subnet))
+                    .or_else(|| {
+                        self.claimed()
+                            .subnet_clash(&subnet)
+                            .map(|n| format!("network {} ({})", n.name, n.subnet))
+                    })
+                    .or_else(|| {
+                        routes
+                            .iter()
+                            .find(|t| ipam::overlaps(t, &subnet))
+                            .map(|t| format!("a host route to {t}"))
+                    });
+                if let Some(clash) = clash {
+                    return conflict(format!("subnet {subnet} overlaps {clash}"));
+                }
+                subnet
+            }
+            None => {
+                if req.gateway.is_some() || req.ip_range.is_some() {
+                    return invalid("--gateway and --ip-range need --subnet");
+                }
+                let mut taken: Vec<_> = self.networks.values().map(|n| n.subnet).collect();
+                taken.extend(self.claimed().networks().map(|n| n.subnet));
+                taken.extend_from_slice(routes);
+                ipam::pick_subnet(&self.pools(), &taken).ok_or_else(|| {
+                    AgentError::Conflict(
+                        "all default address pools are in use; give --subnet".into(),
+                    )
+                })?
+            }
+        };
+        let gateway = ipam::validate_network(&subnet, req.gateway, req.ip_range.as_ref())?;
+        Ok((subnet, gateway))
     }
 
     /// The default bridge left behind by an earlier agent is adopted.
@@ -326,9 +351,11 @@ impl Agent {
         ifname: Option<String>,
         mac: Option<[u8; 6]>,
     ) -> AgentResult<Endpoint> {
-        let used = self.used_addresses(net);
-        let ip = ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, ip)?;
+        let ip = self.allocate_ip(net, ip)?;
         let ip6 = self.allocate_ip6(net, ip6)?;
+        if let (None, false, Some(ip6)) = (mac, net.has_ipv4(), ip6) {
+            self.refuse_mac_clash6(net, ip6)?;
+        }
         let in_use: HashSet<&str> = container
             .endpoints
             .iter()
@@ -362,6 +389,45 @@ impl Agent {
             mac,
             ip6,
         })
+    }
+
+    /// The IPv4 address of a new endpoint on `net` (0.0.0.0 on an
+    /// IPv6-only network, where `requested` is refused).
+    pub(super) fn allocate_ip(
+        &self,
+        net: &Network,
+        requested: Option<Ipv4Addr>,
+    ) -> AgentResult<Ipv4Addr> {
+        if !net.has_ipv4() {
+            if let Some(ip) = requested {
+                return invalid(format!(
+                    "network {} is IPv6-only (--ipv4=false): it has no IPv4 address {ip}",
+                    net.name
+                ));
+            }
+            return Ok(Ipv4Addr::UNSPECIFIED);
+        }
+        let used = self.used_addresses(net);
+        ipam::allocate(&net.subnet, net.ip_range.as_ref(), &used, requested)
+    }
+
+    /// On an IPv6-only network the MAC comes from the IPv6 address's last
+    /// 32 bits: two addresses that share them need a `--mac-address`.
+    fn refuse_mac_clash6(&self, net: &Network, ip6: std::net::Ipv6Addr) -> AgentResult<()> {
+        let mac = mac_for6(ip6);
+        let clash = self
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .find(|e| e.network_id == net.id && e.mac() == mac);
+        match clash {
+            Some(e) => conflict(format!(
+                "{ip6} would get the MAC of {} on IPv6-only network {} (02:42 + its last 32 bits); give another --ip6 or a --mac-address",
+                e.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+                net.name
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Addresses taken on `net` (its gateway included).
@@ -406,6 +472,9 @@ fn is_overlay(req: &NetworkCreate) -> AgentResult<bool> {
         None => Driver::Bridge,
         Some(d) => Driver::parse(d).map_err(AgentError::Invalid)?,
     };
+    if driver == Driver::Overlay && req.ipv4 == Some(false) {
+        return invalid("overlay networks carry IPv4: drop --ipv4=false");
+    }
     Ok(driver == Driver::Overlay)
 }
 
@@ -460,11 +529,7 @@ impl SharedAgent {
         }
         let realised = async {
             super::endpoints::realise_bridge(k.links.as_ref(), &network).await?;
-            self.state()
-                .await
-                .datapath
-                .upsert_network(network.subnet, super::endpoints::network_info(&network))?;
-            self.state().await.publish_network6(&network)?;
+            self.state().await.publish_network(&network)?;
             crate::fault::point("network-create:datapath");
             k.store.apply(&[StoreOp::PutNetwork(&network)])
         }

@@ -114,6 +114,12 @@ impl Agent {
                 net.name
             ));
         }
+        if !net.has_ipv4() {
+            return invalid(format!(
+                "cannot publish ports of a container whose first network {} is IPv6-only: netd publishes to IPv4 addresses; attach it to an IPv4 network first",
+                net.name
+            ));
+        }
         let mut mappings = Vec::new();
         for spec in specs {
             let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;

@@ -196,9 +196,7 @@ impl Agent {
         for net in self.networks.values().cloned().collect::<Vec<_>>() {
             match links.get(&net.bridge) {
                 Some(bridge) if bridge.up && !upgrade => {
-                    self.datapath
-                        .upsert_network(net.subnet, super::endpoints::network_info(&net))?;
-                    self.publish_network6(&net)?;
+                    self.publish_network(&net)?;
                 }
                 found => {
                     if found.is_none() {

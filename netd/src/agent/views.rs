@@ -15,13 +15,17 @@ use crate::{
     },
 };
 
-/// `IPAM.Config` as Docker shows it: the IPv4 pool, then the IPv6 one.
+/// `IPAM.Config` as Docker shows it: the IPv4 pool (none on an IPv6-only
+/// network), then the IPv6 one.
 fn ipam_config(net: &Network) -> Vec<IpamConfig> {
-    let mut config = vec![IpamConfig {
-        subnet: IpNet::V4(net.subnet),
-        gateway: IpAddr::V4(net.gateway),
-        ip_range: net.ip_range.map(IpNet::V4),
-    }];
+    let mut config = Vec::new();
+    if net.has_ipv4() {
+        config.push(IpamConfig {
+            subnet: IpNet::V4(net.subnet),
+            gateway: IpAddr::V4(net.gateway),
+            ip_range: net.ip_range.map(IpNet::V4),
+        });
+    }
     if let Some(v6) = &net.ipv6 {
         config.push(IpamConfig {
             subnet: IpNet::V6(v6.subnet),
@@ -41,6 +45,15 @@ fn ipv6_address(net: &Network, ep: &Endpoint) -> String {
     }
 }
 
+/// The IPv4 prefix length Docker shows: 0 without IPv4.
+fn v4_prefix(net: &Network) -> u8 {
+    if net.has_ipv4() {
+        net.subnet.prefix_len()
+    } else {
+        0
+    }
+}
+
 impl Agent {
     pub fn network_view(&self, net: &Network) -> NetworkView {
         let mut containers = std::collections::BTreeMap::new();
@@ -52,6 +65,7 @@ impl Agent {
                         name: c.name.clone(),
                         ipv4_address: Ipv4Net::new(ep.ip, net.subnet.prefix_len())
                             .unwrap_or(net.subnet),
+                        // (0.0.0.0/32, shown "", on an IPv6-only network)
                         ipv6_address: ipv6_address(net, ep),
                         mac_address: format_mac(ep.mac()),
                         interface: ep.ifname.clone(),
@@ -84,7 +98,7 @@ impl Agent {
             created: net.created.clone(),
             scope: if net.is_overlay() { "global" } else { "local" }.into(),
             driver: net.driver.as_str().into(),
-            enable_ipv4: true,
+            enable_ipv4: net.has_ipv4(),
             enable_ipv6: net.ipv6.is_some(),
             internal: net.internal,
             ipam: IpamView {
@@ -116,9 +130,10 @@ impl Agent {
                 net.name.clone(),
                 EndpointView {
                     network_id: net.id.clone(),
+                    // 0.0.0.0 (shown "") and 0 on an IPv6-only network.
                     ip_address: ep.ip,
-                    ip_prefix_len: net.subnet.prefix_len(),
-                    prefix_len: net.subnet.prefix_len(),
+                    ip_prefix_len: v4_prefix(net),
+                    prefix_len: v4_prefix(net),
                     gateway: net.gateway,
                     global_ipv6_address: ep.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
                     global_ipv6_prefix_len: v6.map_or(0, |v6| v6.subnet.prefix_len()),
@@ -129,7 +144,8 @@ impl Agent {
                     aliases: ep.aliases.clone(),
                     default_route: i == 0,
                     mtu: net.mtu,
-                    counters: self.endpoint_counters(ep.ip),
+                    // Per-endpoint counters are keyed by the IPv4 address.
+                    counters: ep.ip4().and_then(|ip| self.endpoint_counters(ip)),
                 },
             );
         }

@@ -1,6 +1,6 @@
 //! One query in, one decision out: answer from the name table, forward, or
 //! drop. Pure (no I/O), so every malformed input can be unit-tested.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
@@ -51,7 +51,14 @@ impl Request {
 
 /// Decides what to do with `bytes`, received from `src` on the listener of
 /// network `via`, over TCP when `tcp`.
-pub fn handle(table: &Table, via: &str, src: Ipv4Addr, bytes: &[u8], tcp: bool) -> Outcome {
+pub fn handle(
+    table: &Table,
+    via: &str,
+    src: impl Into<IpAddr>,
+    bytes: &[u8],
+    tcp: bool,
+) -> Outcome {
+    let src: IpAddr = src.into();
     // Shorter than a header: nothing to answer to. A response: never answer
     // (that is how reflection loops start).
     if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
@@ -141,7 +148,7 @@ pub fn handle(table: &Table, via: &str, src: Ipv4Addr, bytes: &[u8], tcp: bool) 
 
 /// `Some(name)` for a PTR query about a netd address (`None` inside: not
 /// visible, NXDOMAIN); `None` when netd knows nothing about it.
-fn reverse(table: &Table, src: Ipv4Addr, q: &Query) -> Option<Option<Name>> {
+fn reverse(table: &Table, src: IpAddr, q: &Query) -> Option<Option<Name>> {
     let addr = match q.name().parse_arpa_name() {
         Ok(IpNet::V4(net)) if net.prefix_len() == 32 => IpAddr::V4(net.addr()),
         Ok(IpNet::V6(net)) if net.prefix_len() == 128 => IpAddr::V6(net.addr()),
@@ -201,6 +208,7 @@ fn header_only(id: u16, op_code: OpCode, rcode: ResponseCode) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::dns::{DnsName, DnsNetwork, DnsView};
+    use std::net::Ipv4Addr;
 
     fn table(internal: bool) -> Table {
         Table::new(&DnsView {

@@ -55,6 +55,7 @@ pub struct DnsName {
     pub network_id: String,
     pub container: String,
     pub aliases: Vec<String>,
+    /// 0.0.0.0 on an IPv6-only network (no A record).
     pub ip: Ipv4Addr,
     /// The endpoint's IPv6 address (AAAA and ip6.arpa PTR records).
     pub ip6: Option<std::net::Ipv6Addr>,
@@ -70,13 +71,14 @@ pub const CONTAINER_RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 /// A container netns that gets a listener on `CONTAINER_RESOLVER`, and who
 /// asks through it: the container's endpoint `ip` on its first served
 /// network `network_id` (so the answers are those the gateway listener of
-/// that network gives to that address).
+/// that network gives to that address); its IPv6 address on an IPv6-only
+/// network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsResolver {
     pub container_id: String,
     pub netns: PathBuf,
     pub network_id: String,
-    pub ip: Ipv4Addr,
+    pub ip: std::net::IpAddr,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -210,7 +212,9 @@ impl NameService {
         let served: BTreeMap<String, Ipv4Addr> = view
             .networks
             .iter()
-            .filter(|n| n.serve)
+            // An IPv6-only network has no IPv4 gateway to listen on; its
+            // containers ask 127.0.0.11 inside their netns.
+            .filter(|n| n.serve && !n.gateway.is_unspecified())
             .map(|n| (n.id.clone(), n.gateway))
             .collect();
         // Never forward to ourselves.

@@ -10,9 +10,9 @@ use super::{DnsNetwork, DnsView};
 /// What the table says about a name, for one asker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup<A = Ipv4Addr> {
-    /// Addresses of the containers with that name or alias: never empty
-    /// for IPv4; for IPv6 empty when none of them has IPv6 (the name
-    /// exists, with no AAAA data).
+    /// Addresses of the containers with that name or alias: empty when
+    /// none of them has an address of the family (IPv6 without IPv6,
+    /// IPv4 on IPv6-only networks): the name exists, with no data.
     Found(Vec<A>),
     /// A container name or alias, but not on a network the asker is on:
     /// answered NXDOMAIN and never forwarded.
@@ -39,7 +39,7 @@ pub struct Table {
     all_names: HashSet<String>,
     /// Container id -> (network id, address) it asks as through the
     /// listener inside its netns.
-    resolvers: HashMap<String, (String, Ipv4Addr)>,
+    resolvers: HashMap<String, (String, IpAddr)>,
 }
 
 /// Lower-case, without the trailing dot of a fully qualified name.
@@ -63,8 +63,12 @@ impl Table {
             ..Default::default()
         };
         for n in &view.names {
-            t.by_ip
-                .insert(n.ip, (n.network_id.clone(), n.container.clone()));
+            // An IPv6-only endpoint has no IPv4 address (0.0.0.0).
+            let ip4 = (!n.ip.is_unspecified()).then_some(n.ip);
+            if let Some(ip) = ip4 {
+                t.by_ip
+                    .insert(ip, (n.network_id.clone(), n.container.clone()));
+            }
             if let Some(ip6) = n.ip6 {
                 t.by_ip6
                     .insert(ip6, (n.network_id.clone(), n.container.clone()));
@@ -90,7 +94,10 @@ impl Table {
                 if let Some(ip6) = n.ip6 {
                     push_unique(t.names6.entry((n.network_id.clone(), key.clone())), ip6);
                 }
-                push_unique(t.names.entry((n.network_id.clone(), key)), n.ip);
+                let ips = t.names.entry((n.network_id.clone(), key)).or_default();
+                if let Some(ip) = ip4.filter(|ip| !ips.contains(ip)) {
+                    ips.push(ip);
+                }
             }
         }
         t
@@ -102,27 +109,30 @@ impl Table {
 
     /// Who asks through the listener in container `id`'s netns: the
     /// network and address its queries count as coming from.
-    pub fn resolver(&self, id: &str) -> Option<(&str, Ipv4Addr)> {
+    pub fn resolver(&self, id: &str) -> Option<(&str, IpAddr)> {
         self.resolvers.get(id).map(|(net, ip)| (net.as_str(), *ip))
     }
 
     /// The served networks the container at `src` is on, or `None` when
     /// `src` is no container netd knows.
-    pub fn asker_networks(&self, src: Ipv4Addr) -> Option<&BTreeSet<String>> {
-        let (_, container) = self.by_ip.get(&src)?;
+    pub fn asker_networks(&self, src: impl Into<IpAddr>) -> Option<&BTreeSet<String>> {
+        let (_, container) = match src.into() {
+            IpAddr::V4(ip) => self.by_ip.get(&ip)?,
+            IpAddr::V6(ip) => self.by_ip6.get(&ip)?,
+        };
         self.container_networks.get(container)
     }
 
     /// Resolves `name` for the container at `src`, which asked on the
     /// listener of network `via`. Names on `via` win; otherwise every
     /// match on the asker's other networks.
-    pub fn lookup(&self, src: Ipv4Addr, via: &str, name: &str) -> Lookup {
+    pub fn lookup(&self, src: impl Into<IpAddr>, via: &str, name: &str) -> Lookup {
         self.lookup_in(&self.names, src, via, name)
     }
 
     /// [`Self::lookup`] for AAAA: the same names are visible, with their
     /// IPv6 addresses (none when the containers have no IPv6).
-    pub fn lookup6(&self, src: Ipv4Addr, via: &str, name: &str) -> Lookup<Ipv6Addr> {
+    pub fn lookup6(&self, src: impl Into<IpAddr>, via: &str, name: &str) -> Lookup<Ipv6Addr> {
         self.lookup_in(&self.names6, src, via, name)
     }
 
@@ -131,7 +141,7 @@ impl Table {
     fn lookup_in<A: Copy + PartialEq>(
         &self,
         map: &HashMap<(String, String), Vec<A>>,
-        src: Ipv4Addr,
+        src: impl Into<IpAddr>,
         via: &str,
         name: &str,
     ) -> Lookup<A> {
@@ -169,10 +179,12 @@ impl Table {
     /// when it is a visible container, `Some(None)` when the address lies in
     /// a netd network (answered NXDOMAIN), `None` when netd knows nothing
     /// about it (forward).
-    pub fn reverse(&self, src: Ipv4Addr, ip: IpAddr) -> Option<Option<String>> {
+    pub fn reverse(&self, src: impl Into<IpAddr>, ip: IpAddr) -> Option<Option<String>> {
         let (in_netd, owner) = match ip {
             IpAddr::V4(ip) => (
-                self.networks.values().any(|n| n.subnet.contains(&ip)),
+                self.networks
+                    .values()
+                    .any(|n| !n.gateway.is_unspecified() && n.subnet.contains(&ip)),
                 self.by_ip.get(&ip),
             ),
             IpAddr::V6(ip) => (
@@ -396,6 +408,52 @@ mod tests {
         assert_eq!(r("fd00:b::2"), Some(None));
         assert_eq!(r("fd00:a::99"), Some(None));
         assert_eq!(r("2001:db8::1"), None);
+    }
+
+    /// IPv6-only networks: endpoints have no IPv4 (0.0.0.0), so two of
+    /// them never share an asker identity; they ask as their IPv6 address,
+    /// get AAAA data, and an existing name has no A data (not NXDOMAIN).
+    #[test]
+    fn ipv6_only_names() {
+        let v6net = |id: &str, s: &str| DnsNetwork {
+            subnet: crate::model::NO_IPV4,
+            gateway: Ipv4Addr::UNSPECIFIED,
+            subnet6: Some(s.parse().unwrap()),
+            ..net(id, "10.0.0.0/8", true)
+        };
+        let only6 = |net: &str, c: &str, a: &str| DnsName {
+            ip6: Some(a.parse().unwrap()),
+            ..name(net, c, &[], "0.0.0.0")
+        };
+        let mut v = view();
+        v.networks.push(v6net("x", "fd00:1::/64"));
+        v.networks.push(v6net("y", "fd00:2::/64"));
+        v.names.push(only6("x", "six1", "fd00:1::2"));
+        v.names.push(only6("x", "six2", "fd00:1::3"));
+        v.names.push(only6("y", "other", "fd00:2::2"));
+        // web (dual: a and x) sees six1 over IPv6.
+        v.names.push(DnsName {
+            ip6: Some("fd00:1::4".parse().unwrap()),
+            ..name("x", "web", &[], "0.0.0.0")
+        });
+        let t = Table::new(&v);
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        let six1 = v6("fd00:1::2");
+        assert_eq!(
+            t.lookup6(six1, "x", "six2"),
+            Lookup::Found(vec!["fd00:1::3".parse::<Ipv6Addr>().unwrap()])
+        );
+        assert_eq!(t.lookup(six1, "x", "six2"), Lookup::Found(vec![]));
+        assert_eq!(t.lookup6(six1, "x", "other"), Lookup::Hidden);
+        assert_eq!(t.lookup6(v6("fd00:2::2"), "y", "six1"), Lookup::Hidden);
+        // web asks as its IPv4 address on a and still sees x's names.
+        assert_eq!(
+            t.lookup6(ip("172.18.0.2"), "a", "six1"),
+            Lookup::Found(vec!["fd00:1::2".parse::<Ipv6Addr>().unwrap()])
+        );
+        assert!(t.asker_networks(Ipv4Addr::UNSPECIFIED).is_none());
+        assert_eq!(t.reverse(six1, v6("fd00:1::3")), Some(Some("six2".into())));
+        assert_eq!(t.reverse(six1, IpAddr::V4(Ipv4Addr::UNSPECIFIED)), None);
     }
 
     #[test]

@@ -77,12 +77,12 @@ impl Asker {
     /// The network the query came through and the address it counts as
     /// coming from. A container no longer on a served network asks through
     /// no network (REFUSED) until its listener is stopped.
-    fn identify(&self, table: &Table, peer: Ipv4Addr) -> (Arc<str>, Ipv4Addr) {
+    fn identify(&self, table: &Table, peer: Ipv4Addr) -> (Arc<str>, IpAddr) {
         match self {
-            Asker::BySource { via } => (via.clone(), peer),
+            Asker::BySource { via } => (via.clone(), peer.into()),
             Asker::Container { id } => match table.resolver(id) {
                 Some((net, ip)) => (net.into(), ip),
-                None => ("".into(), peer),
+                None => ("".into(), peer.into()),
             },
         }
     }
@@ -236,7 +236,7 @@ async fn serve_udp(shared: Arc<Shared>, asker: Asker, sock: Arc<UdpSocket>) {
         shared.stats.queries.inc();
         let table = shared.table();
         let (via, src) = asker.identify(&table, *peer4.ip());
-        if !shared.limiter.allow(IpAddr::V4(src)) {
+        if !shared.limiter.allow(src) {
             shared.stats.rate_limited.inc();
             continue;
         }
@@ -248,7 +248,7 @@ async fn serve_udp(shared: Arc<Shared>, asker: Asker, sock: Arc<UdpSocket>) {
                 let _ = sock.try_send_to(&bytes, peer);
             }
             Outcome::Forward(req) => {
-                let Some(guard) = shared.begin_forward(IpAddr::V4(src)) else {
+                let Some(guard) = shared.begin_forward(src) else {
                     shared.stats.rate_limited.inc();
                     let reply = req.servfail();
                     shared.stats.replied(&reply);
@@ -300,7 +300,7 @@ async fn serve_tcp(shared: Arc<Shared>, asker: Asker, listener: TcpListener) {
         }
         // Each connection holds one of its source's in-flight slots.
         let (_, src) = asker.identify(&shared.table(), *peer4.ip());
-        let Some(slot) = shared.limiter.begin(IpAddr::V4(src)) else {
+        let Some(slot) = shared.limiter.begin(src) else {
             shared.stats.rate_limited.inc();
             continue;
         };
@@ -336,7 +336,7 @@ async fn serve_tcp_conn(
         shared.stats.queries.inc();
         let table = shared.table();
         let (via, src) = asker.identify(&table, peer);
-        if !shared.limiter.allow(IpAddr::V4(src)) {
+        if !shared.limiter.allow(src) {
             shared.stats.rate_limited.inc();
             return;
         }
@@ -349,7 +349,7 @@ async fn serve_tcp_conn(
                 shared.stats.answered.inc();
                 bytes
             }
-            Outcome::Forward(req) => match shared.begin_forward(IpAddr::V4(src)) {
+            Outcome::Forward(req) => match shared.begin_forward(src) {
                 Some(_guard) => forwarded(shared, &req, true).await,
                 None => req.servfail(),
             },

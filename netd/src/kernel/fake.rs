@@ -892,8 +892,7 @@ impl LinkDriver for Fake {
         owner: &str,
         mac: [u8; 6],
         mtu: u32,
-        gateway: Ipv4Addr,
-        prefix: u8,
+        gateway: Option<Ipv4Net>,
     ) -> Result<u32> {
         let mut inner = self.lock();
         let index = match inner.state.index_of(name) {
@@ -922,8 +921,7 @@ impl LinkDriver for Fake {
                 index
             }
         };
-        let net = Ipv4Net::new(gateway, prefix)?;
-        if !inner.state.links[&index].addrs.contains(&net) {
+        if let Some(net) = gateway.filter(|n| !inner.state.links[&index].addrs.contains(n)) {
             inner.step(format!("address {net} on {name}"))?;
             if let Some(l) = inner.state.links.get_mut(&index) {
                 l.addrs.push(net);
@@ -1341,24 +1339,24 @@ impl ContainerNetns for FakeNs {
     async fn configure_endpoint(
         &self,
         ifname: &str,
-        ip: Ipv4Addr,
-        prefix: u8,
+        addr: Option<Ipv4Net>,
         default_gateway: Option<Ipv4Addr>,
     ) -> Result<()> {
-        let net = Ipv4Net::new(ip, prefix)?;
         let iface = |ns: &mut Netns| -> Result<()> {
             if !ns.ifaces.contains_key(ifname) {
                 bail!("{ifname} did not appear in the container namespace");
             }
             Ok(())
         };
-        self.with(format!("address {net} on {ifname}"), |ns| {
-            iface(ns)?;
-            if let Some(i) = ns.ifaces.get_mut(ifname) {
-                i.addrs.push(net);
-            }
-            Ok(())
-        })?;
+        if let Some(net) = addr {
+            self.with(format!("address {net} on {ifname}"), |ns| {
+                iface(ns)?;
+                if let Some(i) = ns.ifaces.get_mut(ifname) {
+                    i.addrs.push(net);
+                }
+                Ok(())
+            })?;
+        }
         self.with(format!("up {ifname}"), |ns| {
             iface(ns)?;
             if let Some(i) = ns.ifaces.get_mut(ifname) {

@@ -228,8 +228,7 @@ pub trait LinkDriver: Send + Sync {
         owner: &str,
         mac: [u8; 6],
         mtu: u32,
-        gateway: Ipv4Addr,
-        prefix: u8,
+        gateway: Option<Ipv4Net>,
     ) -> Result<u32>;
     async fn set_up(&self, index: u32) -> Result<()>;
     /// Deletes a link (a veth takes its peer along); one already gone is
@@ -317,13 +316,13 @@ pub trait NetnsDriver: Send + Sync {
 /// One open container netns.
 #[async_trait::async_trait]
 pub trait ContainerNetns: Send + Sync {
-    /// Addresses `ifname` (born here by [`LinkDriver::create_veth`]),
-    /// brings it and `lo` up, adds the default route when asked.
+    /// Addresses `ifname` (born here by [`LinkDriver::create_veth`]; no
+    /// IPv4 address on an IPv6-only network), brings it and `lo` up, adds
+    /// the default route when asked.
     async fn configure_endpoint(
         &self,
         ifname: &str,
-        ip: Ipv4Addr,
-        prefix: u8,
+        addr: Option<Ipv4Net>,
         default_gateway: Option<Ipv4Addr>,
     ) -> Result<()>;
     /// Points the default route at `gateway` through `ifname`.

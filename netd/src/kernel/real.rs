@@ -361,10 +361,9 @@ impl LinkDriver for HostLinks {
         owner: &str,
         mac: [u8; 6],
         mtu: u32,
-        gateway: Ipv4Addr,
-        prefix: u8,
+        gateway: Option<Ipv4Net>,
     ) -> Result<u32> {
-        HostLinks::ensure_bridge(self, name, owner, mac, mtu, gateway, prefix).await
+        HostLinks::ensure_bridge(self, name, owner, mac, mtu, gateway).await
     }
 
     async fn set_up(&self, index: u32) -> Result<()> {
@@ -493,11 +492,10 @@ impl ContainerNetns for ContainerNs {
     async fn configure_endpoint(
         &self,
         ifname: &str,
-        ip: Ipv4Addr,
-        prefix: u8,
+        addr: Option<Ipv4Net>,
         default_gateway: Option<Ipv4Addr>,
     ) -> Result<()> {
-        ContainerNs::configure_endpoint(self, ifname, ip, prefix, default_gateway).await
+        ContainerNs::configure_endpoint(self, ifname, addr, default_gateway).await
     }
 
     async fn set_default_route(&self, ifname: &str, gateway: Ipv4Addr) -> Result<()> {

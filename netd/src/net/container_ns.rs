@@ -46,13 +46,13 @@ impl ContainerNs {
         Ok(Self { file, links })
     }
 
-    /// Addresses the interface `ifname` (born here by `create_veth`), brings
-    /// it and `lo` up, and adds the default route when asked.
+    /// Addresses the interface `ifname` (born here by `create_veth`; no
+    /// IPv4 address on an IPv6-only network), brings it and `lo` up, and
+    /// adds the default route when asked.
     pub async fn configure_endpoint(
         &self,
         ifname: &str,
-        ip: Ipv4Addr,
-        prefix: u8,
+        addr: Option<ipnet::Ipv4Net>,
         default_gateway: Option<Ipv4Addr>,
     ) -> Result<()> {
         let index = self
@@ -61,12 +61,14 @@ impl ContainerNs {
             .await?
             .ok_or_else(|| anyhow!("{ifname} did not appear in the container namespace"))?;
         let handle = self.links.handle();
-        handle
-            .address()
-            .add(index, ip.into(), prefix)
-            .execute()
-            .await
-            .with_context(|| format!("failed to add {ip}/{prefix} to {ifname}"))?;
+        if let Some(addr) = addr {
+            handle
+                .address()
+                .add(index, addr.addr().into(), addr.prefix_len())
+                .execute()
+                .await
+                .with_context(|| format!("failed to add {addr} to {ifname}"))?;
+        }
         self.links.set_up(index).await?;
         self.lo_up().await?;
         if let Some(gw) = default_gateway {

@@ -192,8 +192,7 @@ impl HostLinks {
         owner: &str,
         mac: [u8; 6],
         mtu: u32,
-        gateway: Ipv4Addr,
-        prefix: u8,
+        gateway: Option<ipnet::Ipv4Net>,
     ) -> Result<u32> {
         let index = match self.index_of(name).await? {
             Some(i) => i,
@@ -202,9 +201,11 @@ impl HostLinks {
                 self.add_marked(msg, name, owner).await?
             }
         };
-        self.ensure_address(index, gateway, prefix)
-            .await
-            .with_context(|| format!("failed to put {gateway}/{prefix} on {name}"))?;
+        if let Some(gw) = gateway {
+            self.ensure_address(index, gw.addr(), gw.prefix_len())
+                .await
+                .with_context(|| format!("failed to put {gw} on {name}"))?;
+        }
         self.set_up(index).await?;
         Ok(index)
     }

@@ -47,12 +47,14 @@ impl ContainerView {
 pub struct EndpointView {
     #[serde(rename = "NetworkID")]
     pub network_id: String,
-    #[serde(rename = "IPAddress")]
+    /// "" on an IPv6-only network (as Docker), like `Gateway`.
+    #[serde(rename = "IPAddress", with = "super::blank")]
     pub ip_address: Ipv4Addr,
     #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
     /// Same as `IPPrefixLen` (both names are read by Docker tooling).
     pub prefix_len: u8,
+    #[serde(with = "super::blank")]
     pub gateway: Ipv4Addr,
     /// The IPv6 address on a dual-stack network, else "" (as Docker).
     #[serde(rename = "GlobalIPv6Address", default)]

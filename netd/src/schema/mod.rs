@@ -10,6 +10,7 @@
 //! and the tests read): rename nothing. New fields are added with
 //! `#[serde(default)]` so that older answers still parse.
 mod answers;
+pub mod blank;
 mod containers;
 mod counters;
 mod networks;

@@ -76,7 +76,8 @@ pub struct IpamConfig {
 pub struct NetworkContainer {
     pub name: String,
     /// The address with the subnet's prefix length (`10.0.0.2/24`).
-    #[serde(rename = "IPv4Address")]
+    /// "" on an IPv6-only network.
+    #[serde(rename = "IPv4Address", with = "super::blank")]
     pub ipv4_address: Ipv4Net,
     /// `ADDR/PREFIX` on a dual-stack network, else "" (as Docker).
     #[serde(rename = "IPv6Address", default)]

@@ -1,0 +1,289 @@
+//! IPv6-only networks (`network create --ipv6 --ipv4=false`, Docker 28's
+//! semantics), with real packets: containers get only an IPv6 address and
+//! default route (no IPv4 but `lo`), the bridge only the IPv6 gateway;
+//! same network allowed, another network and the world dropped by netd
+//! (witnessed), IPv4 a container gives itself dropped as spoofed, names
+//! over 127.0.0.11 (AAAA, PTR, no A), a container with an IPv4 network
+//! connected to one, bad input refused, and all of it across an agent
+//! restart.
+use std::time::Duration;
+
+use netd_tests::cmd::{ip_ns, run_timeout};
+use netd_tests::names::{arpa, dig};
+use netd_tests::traffic::{allow, dropped, icmp, Ep};
+use netd_tests::Bed;
+
+const ISOLATION: &str = "network-isolation";
+
+fn ip(ns: &str, args: &[&str]) -> String {
+    ip_ns(ns, args).unwrap_or_else(|e| panic!("ip {args:?} in {ns}: {e:#}"))
+}
+
+/// The world reaches the host over IPv6 (2001:db8:96::/64 on the uplink)
+/// and routes `routed` to it.
+fn ipv6_uplink(bed: &Bed, world: &str, routed: &str) {
+    let host = bed.host_ns().to_string();
+    ip(
+        world,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:96::1/64",
+            "dev",
+            "w0",
+            "nodad",
+        ],
+    );
+    ip(
+        &host,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:96::2/64",
+            "dev",
+            "up0",
+            "nodad",
+        ],
+    );
+    ip(
+        &host,
+        &["-6", "route", "add", "default", "via", "2001:db8:96::1"],
+    );
+    ip(
+        world,
+        &["-6", "route", "add", routed, "via", "2001:db8:96::2"],
+    );
+}
+
+#[test]
+fn ipv6_only_networks() {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    ipv6_uplink(&bed, &world, "fd00:96:10::/64");
+    bed.start_agent();
+    let only6 = |subnet: &'static str| ["--ipv6", "--ipv4=false", "--subnet", subnet];
+    bed.network("six", &only6("fd00:96:10::/64"));
+    bed.network("six2", &only6("fd00:96:11::/64"));
+    bed.network("four", &["--subnet", "10.96.12.0/24"]);
+
+    // Inspect as Docker shows an IPv6-only network.
+    let v = bed.net_info("six");
+    assert_eq!(v["EnableIPv4"], false, "{v}");
+    assert_eq!(v["EnableIPv6"], true, "{v}");
+    assert_eq!(
+        v["IPAM"]["Config"],
+        serde_json::json!([{"Subnet": "fd00:96:10::/64", "Gateway": "fd00:96:10::1", "IPRange": null}]),
+        "{v}"
+    );
+    let s1 = bed.container("s1", &["--network", "six"]);
+    let s2 = bed.container("s2", &["--network", "six"]);
+    let t1 = bed.container("t1", &["--network", "six2"]);
+    let f1 = bed.container("f1", &["--network", "four"]);
+    let info = bed.ctr_info("s1");
+    let e = &info["Networks"]["six"];
+    assert_eq!(e["IPAddress"], "", "{info}");
+    assert_eq!(e["Gateway"], "", "{info}");
+    assert_eq!(e["IPPrefixLen"], 0, "{info}");
+    assert_eq!(e["GlobalIPv6Address"], "fd00:96:10::2", "{info}");
+    assert_eq!(e["IPv6Gateway"], "fd00:96:10::1", "{info}");
+    assert_eq!(e["MacAddress"], "02:42:00:00:00:02", "{info}");
+    let v = bed.net_info("six");
+    assert_eq!(v["Containers"][&s1.id]["IPv4Address"], "", "{v}");
+
+    // The kernel: no IPv4 on the container side but lo, an IPv6 address
+    // and default route; the bridge has only the IPv6 gateway, and the MAC
+    // the datapath knows it by.
+    let v4 = ip(&s1.ns, &["-4", "-o", "addr", "show"]);
+    assert!(
+        v4.lines().all(|l| l.contains(" lo ")),
+        "only lo has IPv4 in s1: {v4}"
+    );
+    assert_eq!(
+        ip(&s1.ns, &["-4", "route", "show"]).trim(),
+        "",
+        "no IPv4 routes"
+    );
+    let route6 = ip(&s1.ns, &["-6", "route", "show", "default"]);
+    assert!(route6.contains("via fd00:96:10::1 dev eth0"), "{route6}");
+    let bridge = v["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = bed.host_ns().to_string();
+    assert_eq!(
+        ip(&host, &["-4", "-o", "addr", "show", "dev", &bridge]).trim(),
+        "",
+        "no IPv4 on bridge {bridge}"
+    );
+    assert!(ip(&host, &["-6", "-o", "addr", "show", "dev", &bridge]).contains("fd00:96:10::1/64"));
+    assert!(ip(&host, &["link", "show", &bridge]).contains("link/ether 02:42:00:00:00:01"));
+
+    // Same network allowed (every protocol, own addresses), another
+    // network dropped both ways by netd, the gateway (the host) allowed.
+    let (s1_6, s2_6, t1_6) = (
+        bed.ep6(&s1, "six"),
+        bed.ep6(&s2, "six"),
+        bed.ep6(&t1, "six2"),
+    );
+    let gw = Ep::v6("gateway/six", &host, bed.gateway6("six"));
+    bed.expect(&[
+        allow(&s1_6, &s2_6),
+        allow(&s2_6, &s1_6),
+        allow(&s1_6, &gw),
+        dropped(&s1_6, &t1_6, ISOLATION),
+        dropped(&t1_6, &s1_6, ISOLATION),
+    ]);
+
+    // IPv4 the container gives itself (and a neighbour entry for the
+    // bridge) is dropped by netd as spoofed: the endpoint has no IPv4.
+    let f1_4 = bed.ep(&f1, "four");
+    ip(
+        &s1.ns,
+        &["-4", "addr", "add", "10.96.99.5/32", "dev", "eth0"],
+    );
+    ip(
+        &s1.ns,
+        &["-4", "route", "add", "10.96.12.0/24", "dev", "eth0"],
+    );
+    ip(
+        &s1.ns,
+        &[
+            "neigh",
+            "replace",
+            &f1_4.ip.to_string(),
+            "lladdr",
+            "02:42:00:00:00:01",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    let s1_4 = Ep::new("s1/self-made-v4", &s1.ns, "10.96.99.5".parse().unwrap());
+    bed.expect(&[dropped(&s1_4, &f1_4, "spoofed-source")]);
+    ip(
+        &s1.ns,
+        &["-4", "addr", "del", "10.96.99.5/32", "dev", "eth0"],
+    );
+    let _ = ip_ns(
+        &s1.ns,
+        &["-4", "route", "del", "10.96.12.0/24", "dev", "eth0"],
+    );
+
+    // The world routes the subnet to the host: still dropped at the uplink.
+    let before = bed.drop_count("not-a-reply");
+    let out = run_timeout(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &world,
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "5",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            &s1_6.ip.to_string(),
+        ],
+        Duration::from_secs(15),
+    );
+    assert_eq!(out.code, Some(1), "the world must not reach s1:\n{out}");
+    assert!(
+        bed.drop_count("not-a-reply") >= before + 5,
+        "world -> s1 must be dropped by netd"
+    );
+
+    // Names through 127.0.0.11 on lo: AAAA and PTR, no A data, another
+    // network's names hidden.
+    assert_eq!(dig(&s1.ns, "s2", "AAAA"), [s2_6.ip.to_string()]);
+    assert_eq!(dig(&s1.ns, "s2", "A"), ["NOERROR"]);
+    assert_eq!(dig(&s2.ns, "s1", "AAAA"), [s1_6.ip.to_string()]);
+    assert_eq!(dig(&s1.ns, &arpa(bed.ip6(&s2, "six")), "PTR"), ["s2."]);
+    assert_eq!(dig(&s1.ns, "t1", "AAAA"), ["NXDOMAIN"]);
+    assert_eq!(dig(&t1.ns, "s1", "AAAA"), ["NXDOMAIN"]);
+
+    // A container with an IPv4 network connects to the IPv6-only one:
+    // IPv4 default route kept on eth0, the IPv6 one via eth1.
+    bed.ok(&["network", "connect", "six", "f1"]);
+    let f1_6 = bed.ep6(&f1, "six");
+    let f1_routes = ip(&f1.ns, &["-4", "route", "show", "default"]);
+    assert!(f1_routes.contains("dev eth0"), "{f1_routes}");
+    let f1_routes6 = ip(&f1.ns, &["-6", "route", "show", "default"]);
+    assert!(
+        f1_routes6.contains("via fd00:96:10::1 dev eth1"),
+        "{f1_routes6}"
+    );
+    bed.expect(&[allow(&f1_6, &s1_6), allow(&s1_6, &f1_6)]);
+    assert_eq!(dig(&f1.ns, "s1", "AAAA"), [s1_6.ip.to_string()]);
+    assert_eq!(dig(&s1.ns, "f1", "AAAA"), [f1_6.ip.to_string()]);
+
+    // Bad input is refused with its reason and changes nothing.
+    let nets = ["six", "six2", "four"];
+    let ctrs = ["s1", "s2", "t1", "f1"];
+    let before = bed.snapshot(&nets, &ctrs);
+    let ns = bed.new_netns("bad");
+    let path = netd_tests::netns::path_of(&ns).display().to_string();
+    let add = |extra: &[&'static str]| {
+        let mut args = vec![
+            "container",
+            "add",
+            "x",
+            "--netns",
+            &path,
+            "--network",
+            "six",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    for (args, why) in [
+        (
+            vec!["network", "create", "x", "--ipv4=false"],
+            "needs --ipv6",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--ipv6",
+                "--ipv4=false",
+                "--subnet",
+                "10.96.13.0/24",
+            ],
+            "takes no IPv4",
+        ),
+        (add(&["--ip", "10.96.12.9"]), "IPv6-only"),
+        (add(&["-p", "8080:80"]), "IPv6-only"),
+        (
+            add(&["--ip6", "fd00:96:10:0:1::2"]),
+            "would get the MAC of fd00:96:10::2",
+        ),
+    ] {
+        let err = bed.fail(&args);
+        assert!(err.contains(why), "{args:?}: expected {why:?} in {err:?}");
+    }
+    bed.assert_unchanged(&before, &nets, &ctrs, "refused IPv6-only input");
+
+    // A restart keeps it all: traffic while the agent is down, then the
+    // same state, rows and names.
+    let st = bed.stop_agent();
+    assert!(st.success(), "agent should exit 0 on SIGTERM, got {st}");
+    icmp(&s1.ns, s2_6.ip).unwrap_or_else(|e| panic!("s1 -> s2 while stopped: {e:#}"));
+    bed.start_agent();
+    bed.assert_unchanged(&before, &nets, &ctrs, "agent restart");
+    bed.expect(&[
+        allow(&s1_6, &s2_6),
+        allow(&f1_6, &s1_6),
+        dropped(&s1_6, &t1_6, ISOLATION),
+    ]);
+    assert_eq!(dig(&s1.ns, "s2", "AAAA"), [s2_6.ip.to_string()]);
+    let s3 = bed.container("s3", &["--network", "six"]);
+    assert_eq!(bed.ip6(&s3, "six").to_string(), "fd00:96:10::5");
+}
