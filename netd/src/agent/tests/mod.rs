@@ -3,6 +3,7 @@
 //! fresh fake kernel; [`Snapshot`] is everything a failed operation must
 //! leave as it found it.
 mod concurrent;
+mod docker;
 mod ipam;
 mod pool;
 mod ports;
