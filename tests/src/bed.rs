@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -154,16 +153,7 @@ impl Agent {
 
     /// Waits (bounded) for the process to exit.
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait::wait_exit(&mut self.child, timeout)
     }
 }
 
@@ -329,32 +319,6 @@ impl Bed {
             firewall_rules,
         };
         Ok(bed)
-    }
-
-    /// A "world" netns beyond an uplink veth: `up0` (203.0.113.2/24) in the
-    /// host netns, `w0` (203.0.113.1/24) in the world, and the host's default
-    /// route via the world. Returns the world netns name.
-    pub fn make_world(&self) -> String {
-        let world = self.new_netns("world");
-        let host = self.host_ns();
-        let steps: &[(&str, &[&str])] = &[
-            (
-                host,
-                &[
-                    "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &world,
-                ],
-            ),
-            (&world, &["link", "set", "lo", "up"]),
-            (&world, &["addr", "add", "203.0.113.1/24", "dev", "w0"]),
-            (&world, &["link", "set", "w0", "up"]),
-            (host, &["addr", "add", "203.0.113.2/24", "dev", "up0"]),
-            (host, &["link", "set", "up0", "up"]),
-            (host, &["route", "add", "default", "via", "203.0.113.1"]),
-        ];
-        for (ns, args) in steps {
-            ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
-        }
-        world
     }
 
     /// The bed's own cgroup2 directory (the agent's `--cgroup`); host
@@ -597,11 +561,7 @@ impl Bed {
             .stdout(log.try_clone()?)
             .stderr(log);
         // If the test process dies, the agent dies with it.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
+        crate::cmd::die_with_parent(&mut cmd);
         self.note(format!("(start agent in {} env {env:?})", self.host_ns()));
         let child = cmd.spawn().context("spawning nsenter netd daemon")?;
         let mut agent = Agent { child };
@@ -1028,6 +988,20 @@ impl Bed {
                 !name.split_once('_').is_some_and(|(veth, _)| is_spare(veth))
             })
             .collect()
+    }
+
+    /// Removes the link pins of [`Bed::pinned_links`] (the agent stopped):
+    /// nothing holds those programs any more and they detach, the negative
+    /// control of the tests that show a drop is netd's.
+    pub fn remove_pinned_links(&self) {
+        for l in self.pinned_links() {
+            let r = if l.is_dir() {
+                std::fs::remove_dir_all(&l)
+            } else {
+                std::fs::remove_file(&l)
+            };
+            r.unwrap_or_else(|e| panic!("removing pin {}: {e}", l.display()));
+        }
     }
 
     /// Every pinned link under BPFFS/v1/links, spares' included.

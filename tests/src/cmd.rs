@@ -8,6 +8,18 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// Makes the process `cmd` spawns die (SIGKILL) when the test process
+/// does: agents, runtimes and holders never outlive a crashed test.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        })
+    }
+}
+
 /// What a finished (or killed) command produced.
 #[derive(Debug, Clone)]
 pub struct Out {

@@ -4,16 +4,15 @@
 //! [`Runtime`] reproduces what podman 4.3 (CNI backend) and containerd 1.6
 //! (`ctr run --cni`) send, as recorded in shared/RUNTIMES.md.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
-use crate::netns::{join, spawn_in};
+use crate::ports::{self, P};
 
 /// The plugin under test: `$NETD_CNI_BIN`, else `netd-cni` next to the
 /// netd binary. Like `netd`, it must be built from these sources
@@ -107,16 +106,8 @@ pub fn call(env: &[(String, String)], stdin: &str) -> CniOut {
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(data.as_bytes());
     });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if crate::wait::wait_exit(&mut child, Duration::from_secs(90)).is_none() {
+        let _ = child.kill();
     }
     let _ = writer.join();
     let out = child.wait_with_output().expect("waiting for netd-cni");
@@ -255,111 +246,29 @@ pub fn with_runtime_config(mut conf: Value, runtime_config: Value) -> Value {
 }
 
 /// One TCP exchange from `client_ns` to `dst` served in `server_ns` on
-/// `0.0.0.0:port`; returns the client address the server saw.
+/// `0.0.0.0:port` ([`ports::ask_via`]); returns the client address the
+/// server saw.
 pub fn tcp_via(
     server_ns: &str,
     port: u16,
     client_ns: &str,
     dst: SocketAddrV4,
 ) -> anyhow::Result<Ipv4Addr> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server_name = server_ns.to_string();
-    let server = spawn_in(server_ns, move || {
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).context("bind")?;
-        l.set_nonblocking(true)?;
-        let _ = tx.send(());
-        let start = Instant::now();
-        loop {
-            match l.accept() {
-                Ok((mut s, peer)) => {
-                    s.set_nonblocking(false)?;
-                    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                    let mut buf = [0u8; 16];
-                    let n = s.read(&mut buf)?;
-                    s.write_all(&buf[..n])?;
-                    return match peer {
-                        SocketAddr::V4(a) => Ok(*a.ip()),
-                        SocketAddr::V6(a) => bail!("IPv6 peer {a}"),
-                    };
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if start.elapsed() > Duration::from_secs(6) {
-                        bail!("no connection reached {port} in {server_name}");
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(5)).is_err() {
-        return Err(join(server)
-            .err()
-            .unwrap_or_else(|| anyhow!("server did not start")))
-        .context("starting the server");
-    }
-    let client = spawn_in(client_ns, move || {
-        let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(3))
-            .with_context(|| format!("connect {dst}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.write_all(b"netd-cni")?;
-        let mut buf = [0u8; 8];
-        s.read_exact(&mut buf).context("echo")?;
-        Ok(())
-    });
-    let c = join(client);
-    let s = join(server);
-    match (c, s) {
-        (Ok(()), Ok(peer)) => Ok(peer),
-        (c, s) => bail!("client: {c:?}; server: {s:?}"),
-    }
+    Ok(*ports::ask_via(P::Tcp, server_ns, port, client_ns, dst)?
+        .seen
+        .ip())
 }
 
 /// One UDP exchange from `client_ns` to `dst` answered in `server_ns` on
-/// `0.0.0.0:port`; returns the client address the server saw.
+/// `0.0.0.0:port` ([`ports::ask_via`]); returns the client address the
+/// server saw.
 pub fn udp_via(
     server_ns: &str,
     port: u16,
     client_ns: &str,
     dst: SocketAddrV4,
 ) -> anyhow::Result<Ipv4Addr> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = spawn_in(server_ns, move || {
-        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).context("bind")?;
-        s.set_read_timeout(Some(Duration::from_secs(6)))?;
-        let _ = tx.send(());
-        let mut buf = [0u8; 16];
-        let (n, peer) = s.recv_from(&mut buf).context("no datagram arrived")?;
-        s.send_to(&buf[..n], peer)?;
-        match peer {
-            SocketAddr::V4(a) => Ok(*a.ip()),
-            SocketAddr::V6(a) => bail!("IPv6 peer {a}"),
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(5)).is_err() {
-        return Err(join(server)
-            .err()
-            .unwrap_or_else(|| anyhow!("server did not start")))
-        .context("starting the server");
-    }
-    let client = spawn_in(client_ns, move || {
-        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let mut buf = [0u8; 16];
-        for _ in 0..6 {
-            s.send_to(b"netd-cni", dst)?;
-            if let Ok((n, _)) = s.recv_from(&mut buf) {
-                if &buf[..n] == b"netd-cni" {
-                    return Ok(());
-                }
-            }
-        }
-        bail!("no echo from {dst}")
-    });
-    let c = join(client);
-    let s = join(server);
-    match (c, s) {
-        (Ok(()), Ok(peer)) => Ok(peer),
-        (c, s) => bail!("client: {c:?}; server: {s:?}"),
-    }
+    Ok(*ports::ask_via(P::Udp, server_ns, port, client_ns, dst)?
+        .seen
+        .ip())
 }

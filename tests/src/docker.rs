@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
@@ -93,12 +93,8 @@ impl Daemon {
             return;
         }
         let _ = kill(self.pid(), Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if !self.running() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if crate::wait::wait_exit(&mut self.child, grace).is_some() {
+            return;
         }
         eprintln!(
             "{} (pid {}) ignored SIGTERM; killing it",

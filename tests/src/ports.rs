@@ -331,6 +331,40 @@ pub fn unanswered_from(ns: &str, p: P, dst: SocketAddrV4) -> anyhow::Result<Erro
     in_ns(ns, move || unanswered(p, dst))
 }
 
+/// One exchange with a [`PortServer`] started for it: the server on
+/// `0.0.0.0:port` (`p`) in `server_ns`, the client in `client_ns` asking
+/// `dst` (a published port, a gateway, …) up to three times. The answer
+/// must come from container port `port`; stopped before it returns.
+///
+/// ```ignore
+/// let a = ask_via(P::Tcp, &ctr.ns, 80, &world, sa(UPLINK, 8080))?;
+/// assert_eq!(*a.seen.ip(), WORLD); // the client address the container saw
+/// ```
+pub fn ask_via(
+    p: P,
+    server_ns: &str,
+    port: u16,
+    client_ns: &str,
+    dst: SocketAddrV4,
+) -> anyhow::Result<Answer> {
+    let (tcp, udp) = match p {
+        P::Tcp => (vec![port], vec![]),
+        P::Udp => (vec![], vec![port]),
+    };
+    let _server = PortServer::start(server_ns, &tcp, &udp);
+    let mut last = None;
+    for _ in 0..3 {
+        match ask_from(client_ns, p, dst) {
+            Ok(a) if a.port == port => return Ok(a),
+            Ok(a) => bail!("{p:?} {dst}: answered by port {}, expected {port}", a.port),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .expect("three tries")
+        .context(format!("{p:?} from {client_ns} to {dst}")))
+}
+
 // ---------------------------------------------------------------- checks
 
 /// Collects failed expectations and panics with all of them.

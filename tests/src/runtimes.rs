@@ -12,7 +12,6 @@
 //! files live below the bed's directory and go with it.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -61,11 +60,7 @@ impl Holder {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
+        crate::cmd::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().context("spawning the holder")?;
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped");

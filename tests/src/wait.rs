@@ -1,5 +1,16 @@
 //! Waiting for a condition, bounded: the one polling loop of the tests.
-use std::time::{Duration, Instant};
+//!
+//! ```ignore
+//! // Panics after 10 s with the last complaint.
+//! let (view, took) = wait_for("a2 to be gone", Duration::from_secs(10), || {
+//!     bed.netd(&["container", "inspect", "a2"]).success().then(|| Err("still there".into())).unwrap_or(Ok(()))
+//! });
+//! wait_until("the pool to make a spare", Duration::from_secs(20), || !spares().is_empty());
+//! ```
+use std::{
+    process::{Child, ExitStatus},
+    time::{Duration, Instant},
+};
 
 /// How often [`wait_for`] asks again.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -25,8 +36,14 @@ pub fn wait_for<T>(
 }
 
 /// [`wait_for`] without the panic: the last complaint as the error.
-pub fn try_wait_for<T>(
+pub fn try_wait_for<T>(limit: Duration, f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    poll(limit, POLL, f)
+}
+
+/// Asks `f` every `every` until it gives a value or `limit` passes.
+fn poll<T>(
     limit: Duration,
+    every: Duration,
     mut f: impl FnMut() -> Result<T, String>,
 ) -> Result<T, String> {
     let start = Instant::now();
@@ -34,9 +51,22 @@ pub fn try_wait_for<T>(
         match f() {
             Ok(v) => return Ok(v),
             Err(e) if start.elapsed() > limit => return Err(e),
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(every),
         }
     }
+}
+
+/// Waits (at most `limit`, asking every 10 ms) for `child` to exit: its
+/// status, or `None` if it still runs.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    poll(limit, Duration::from_millis(10), || {
+        match child.try_wait() {
+            Ok(Some(st)) => Ok(st),
+            Ok(None) => Err("running".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .ok()
 }
 
 /// [`wait_for`] a condition that has nothing to say while it does not hold.

@@ -5,7 +5,7 @@
 //! agent finds it as its uplink.
 use std::{net::Ipv4Addr, time::Duration};
 
-use crate::{wait::wait_for, Bed};
+use crate::{cmd::ip_ns, wait::wait_for, Bed};
 
 /// The world's address (`w0` in the world netns).
 pub const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -17,6 +17,37 @@ pub const UPLINK_IF: &str = "up0";
 pub const UPLINK_LIMIT: Duration = Duration::from_secs(10);
 
 impl Bed {
+    /// A "world" netns beyond an uplink veth: [`UPLINK_IF`] ([`UPLINK`]/24)
+    /// in the host netns, `w0` ([`WORLD`]/24) in the world, and the host's
+    /// default route via the world. Returns the world netns name. Made
+    /// before the agent starts, it is the agent's uplink from the start
+    /// ([`Bed::with_world`]); made later, [`Bed::wait_uplink`] tells when
+    /// the agent follows it.
+    pub fn make_world(&self) -> String {
+        let world = self.new_netns("world");
+        let host = self.host_ns();
+        let (w, up) = (format!("{WORLD}/24"), format!("{UPLINK}/24"));
+        let via = WORLD.to_string();
+        let steps: &[(&str, &[&str])] = &[
+            (
+                host,
+                &[
+                    "link", "add", UPLINK_IF, "type", "veth", "peer", "name", "w0", "netns", &world,
+                ],
+            ),
+            (&world, &["link", "set", "lo", "up"]),
+            (&world, &["addr", "add", &w, "dev", "w0"]),
+            (&world, &["link", "set", "w0", "up"]),
+            (host, &["addr", "add", &up, "dev", UPLINK_IF]),
+            (host, &["link", "set", UPLINK_IF, "up"]),
+            (host, &["route", "add", "default", "via", &via]),
+        ];
+        for (ns, args) in steps {
+            ip_ns(ns, args).unwrap_or_else(|e| panic!("building the uplink: {e:#}"));
+        }
+        world
+    }
+
     /// A bed with `daemon_args` whose host has an uplink to a world netns,
     /// its agent running and following the uplink. Returns the world
     /// netns name too.

@@ -13,6 +13,7 @@ use netd_tests::cni::{call, conf, plain_env, tcp_via};
 use netd_tests::netns::spawn_in;
 use netd_tests::runtimes::{missing, Containerd, Podman};
 use netd_tests::traffic::{icmp, Ep};
+use netd_tests::wait::wait_until;
 use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
 
@@ -37,13 +38,10 @@ fn addr_of(podman: &Podman, name: &str, net: &str) -> Ipv4Addr {
 
 /// Waits (≤ 10 s) until netd no longer has container `name`.
 fn wait_gone(bed: &Bed, name: &str) {
-    for _ in 0..100 {
-        if !bed.netd(&["container", "inspect", name]).success() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("netd still has {name} after its netns went away");
+    let what = format!("netd to forget {name} once its netns went away");
+    wait_until(&what, Duration::from_secs(10), || {
+        !bed.netd(&["container", "inspect", name]).success()
+    });
 }
 
 /// The host PID of a running ctr task.
@@ -70,9 +68,7 @@ fn podman_runs_on_netd_networks() {
         eprintln!("podman_runs_on_netd_networks {why}");
         return;
     }
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = Bed::with_world(&[]);
     let links_before = bed.host_links();
     let podman = Podman::new(&bed).unwrap_or_else(|e| panic!("setting up podman: {e:#}"));
     podman.network("pa", "10.95.1.0/24").unwrap();

@@ -364,12 +364,11 @@ fn eight_clients_at_once_get_unique_subnets_addresses_and_ports() {
             .filter(|l| netd_tests::bed::is_spare(l))
             .collect()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while spares(&bed).is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let limit = std::time::Duration::from_secs(20);
+    netd_tests::wait::wait_until("the pool to make a spare veth", limit, || {
+        !spares(&bed).is_empty()
+    });
     let before = spares(&bed);
-    assert!(!before.is_empty(), "the pool made no spare veth");
     bed.kill_agent();
     assert_eq!(spares(&bed), before, "a crash leaves the spares");
     bed.start_agent();

@@ -11,9 +11,7 @@ const REPLY_LEN: usize = 4000;
 
 #[test]
 fn fragmented_udp_reply_reaches_a_masqueraded_container() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = Bed::with_world(&[]);
     bed.network("n1", &["--subnet", "10.99.1.0/24"]);
     let c = bed.container("c", &["--network", "n1"]);
 

@@ -1,10 +1,11 @@
 //! Link-local IPv6 crosses a bridge without routing: it follows icc.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netd_tests::{
     bed::Bed,
     cmd::{ip_ns, run_timeout},
     icmp,
+    wait::wait_for,
 };
 
 /// Echo requests of the denied ping: the icc-disabled counter must grow by
@@ -14,8 +15,8 @@ const DENIED_PINGS: u64 = 20;
 
 /// The link-local address of eth0 once duplicate address detection is done.
 fn link_local(ns: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("a usable link-local address in {ns}");
+    wait_for(&what, Duration::from_secs(10), || {
         let out = run_timeout(
             "ip",
             &[
@@ -24,17 +25,13 @@ fn link_local(ns: &str) -> String {
             Duration::from_secs(5),
         );
         let line = out.stdout.lines().next().unwrap_or_default().to_string();
-        if !line.is_empty() && !line.contains("tentative") {
-            let addr = line.split_whitespace().nth(3).unwrap_or_default();
-            return addr.split('/').next().unwrap_or_default().to_string();
+        if line.is_empty() || line.contains("tentative") {
+            return Err(out.stdout);
         }
-        assert!(
-            Instant::now() < deadline,
-            "no usable link-local address in {ns}: {}",
-            out.stdout
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        let addr = line.split_whitespace().nth(3).unwrap_or_default();
+        Ok(addr.split('/').next().unwrap_or_default().to_string())
+    })
+    .0
 }
 
 fn ping6(from: &str, to: &str) -> bool {

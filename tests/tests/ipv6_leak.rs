@@ -119,14 +119,7 @@ fn ipv6_between_networks_without_ipv6_is_dropped() {
 
     // Negative control: without the programs the host forwards them.
     bed.kill_agent();
-    for l in bed.pinned_links() {
-        let r = if l.is_dir() {
-            std::fs::remove_dir_all(&l)
-        } else {
-            std::fs::remove_file(&l)
-        };
-        r.unwrap_or_else(|e| panic!("removing pin {}: {e}", l.display()));
-    }
+    bed.remove_pinned_links();
     assert!(
         reaches(&a1.ns, "fd00:b::2"),
         "negative control: with the programs detached a1 should reach b1 over IPv6"

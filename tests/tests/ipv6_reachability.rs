@@ -67,14 +67,7 @@ fn ipv6_rows_between_containers() {
     // Negative control: with the programs detached (link pins removed)
     // the host forwards between the networks.
     bed.kill_agent();
-    for l in bed.pinned_links() {
-        let r = if l.is_dir() {
-            std::fs::remove_dir_all(&l)
-        } else {
-            std::fs::remove_file(&l)
-        };
-        r.unwrap_or_else(|e| panic!("removing pin {}: {e}", l.display()));
-    }
+    bed.remove_pinned_links();
     netd_tests::traffic::expect(&[allow(&a1, &b1), allow(&b1, &a1)]);
 }
 

@@ -18,7 +18,7 @@
 //! the real root; the directory is removed after the bed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::ops::Deref;
 use std::path::Path;
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use netd_tests::cmd::{ip_ns, run_timeout};
 use netd_tests::netns::{join, path_of, spawn_in};
+use netd_tests::ports::{ask_via, sa, P};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, tcp};
 use netd_tests::wait::wait_for;
 use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
@@ -600,57 +601,11 @@ fn assert_reach(a: &Ep, b: &Ep) {
     }
 }
 
-/// From the world to UPLINK:HOST_PORT: a one-shot server on
-/// 0.0.0.0:CTR_PORT in `ctr_ns` must get the connection (the peer it saw
-/// is returned) and the world must read its answer.
+/// From the world to UPLINK:HOST_PORT: a server on 0.0.0.0:CTR_PORT in
+/// `ctr_ns` must get the connection (the peer it saw is returned) and the
+/// world must read its answer.
 fn published(world: &str, ctr_ns: &str) -> anyhow::Result<SocketAddrV4> {
-    let (ptx, prx) = mpsc::channel::<()>();
-    let server = spawn_in(ctr_ns, move || {
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, CTR_PORT)).context("bind")?;
-        l.set_nonblocking(true)?;
-        let _ = ptx.send(());
-        let start = Instant::now();
-        loop {
-            match l.accept() {
-                Ok((mut s, peer)) => {
-                    s.set_nonblocking(false)?;
-                    let _ = s.write_all(format!("PEER {peer}\n").as_bytes());
-                    return Ok(Some(peer));
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if start.elapsed() > Duration::from_secs(6) {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e).context("accept"),
-            }
-        }
-    });
-    prx.recv_timeout(Duration::from_secs(5))
-        .map_err(|_| anyhow!("server in {ctr_ns} did not start"))?;
-    let client = spawn_in(world, move || {
-        let addr = SocketAddr::from((UPLINK, HOST_PORT));
-        let mut last = None;
-        for _ in 0..3 {
-            match TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
-                Ok(s) => {
-                    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                    let mut line = String::new();
-                    BufReader::new(s).read_line(&mut line)?;
-                    return Ok(line);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        bail!("connect to {addr}: {}", last.unwrap())
-    });
-    let c = join(client);
-    let s = join(server);
-    match (c, s) {
-        (Ok(line), Ok(Some(SocketAddr::V4(peer)))) if line.starts_with("PEER ") => Ok(peer),
-        (c, s) => bail!("world -> {UPLINK}:{HOST_PORT}: client {c:?}; server {s:?}"),
-    }
+    Ok(ask_via(P::Tcp, ctr_ns, CTR_PORT, world, sa(UPLINK, HOST_PORT))?.seen)
 }
 
 fn assert_published(bed: &LcBed, ctr: &Ctr) {

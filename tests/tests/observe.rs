@@ -7,13 +7,13 @@
 //! conntrack maps and drop counters as they were.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use netd_tests::http::{get_tcp, get_unix};
-use netd_tests::netns::{join, spawn_in};
+use netd_tests::ports::{ask_from, sa, PortServer, P};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, tcp};
+use netd_tests::wait::wait_for;
 use netd_tests::{Bed, Ep};
 use prometheus_parse::{Scrape, Value};
 use serde_json::Value as Json;
@@ -214,48 +214,6 @@ fn live_state(bed: &Bed) -> BTreeMap<String, u64> {
     out
 }
 
-/// A TCP server on `ip:port` in `ns` that answers every connection with
-/// the peer address it saw; stops after `conns` connections or 10 s.
-fn peer_server(
-    ns: &str,
-    ip: Ipv4Addr,
-    port: u16,
-    conns: usize,
-) -> std::thread::JoinHandle<anyhow::Result<Vec<Ipv4Addr>>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = spawn_in(ns, move || {
-        let l = TcpListener::bind((ip, port))?;
-        l.set_nonblocking(true)?;
-        let _ = tx.send(());
-        let mut seen = Vec::new();
-        let start = std::time::Instant::now();
-        while seen.len() < conns && start.elapsed() < Duration::from_secs(10) {
-            match l.accept() {
-                Ok((mut s, peer)) => {
-                    let SocketAddr::V4(p) = peer else { continue };
-                    let _ = writeln!(s, "{}", p.ip());
-                    seen.push(*p.ip());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-        Ok(seen)
-    });
-    let _ = rx.recv_timeout(Duration::from_secs(5));
-    h
-}
-
-/// Connects from `ns` to `dst`; the server's answer (the peer it saw).
-fn connect(ns: &str, dst: SocketAddrV4) -> anyhow::Result<String> {
-    join(spawn_in(ns, move || {
-        let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        Ok(text.trim().to_string())
-    }))
-}
-
 fn dropped(v: &Json) -> Option<(&str, &str)> {
     (v["verdict"] == "dropped").then(|| {
         (
@@ -270,9 +228,7 @@ type Row<'a> = (&'a str, String, Option<(&'a str, &'a str)>);
 
 #[test]
 fn explain_agrees_with_real_traffic_and_leaves_conntrack_alone() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = Bed::with_world(&[]);
     bed.network("ea", &["--subnet", "10.96.1.0/24"]);
     bed.network("eb", &["--subnet", "10.96.2.0/24"]);
     bed.network("closed", &["--subnet", "10.96.3.0/24", "--icc=false"]);
@@ -400,16 +356,16 @@ fn explain_agrees_with_real_traffic_and_leaves_conntrack_alone() {
         }
     }
     // Published port: from b1 via its gateway, and from the world.
-    let srv = peer_server(&a1.ns, a1_ip, 80, 2);
-    match connect(&b1.ns, SocketAddrV4::new(gw_b, 8080)) {
-        Ok(seen) if seen == b1e.ip.to_string() => {}
+    let srv = PortServer::start(&a1.ns, &[80], &[]);
+    match ask_from(&b1.ns, P::Tcp, sa(gw_b, 8080)) {
+        Ok(a) if IpAddr::from(*a.seen.ip()) == b1e.ip => {}
         other => errs.push(format!("row 8: b1 -> {gw_b}:8080: {other:?}")),
     }
-    match connect(&world, SocketAddrV4::new(uplink, 8080)) {
-        Ok(seen) if seen == w.to_string() => {}
+    match ask_from(&world, P::Tcp, sa(uplink, 8080)) {
+        Ok(a) if *a.seen.ip() == w => {}
         other => errs.push(format!("row 10: world -> {uplink}:8080: {other:?}")),
     }
-    let _ = join(srv);
+    drop(srv);
     // W routes the subnet to the host, as SPEC's row assumes.
     netd_tests::cmd::ip_ns(
         &world,
@@ -648,13 +604,11 @@ fn events(bed: &Bed) -> (u64, Json) {
 }
 
 fn wait_events(bed: &Bed, want: (u64, Json)) {
-    for _ in 0..50 {
-        if events(bed) == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("events stayed {:?}, expected {want:?}", events(bed));
+    let what = format!("events to be {want:?}");
+    wait_for(&what, Duration::from_secs(5), || {
+        let now = events(bed);
+        (now == want).then_some(()).ok_or(format!("{now:?}"))
+    });
 }
 
 #[test]
@@ -698,9 +652,7 @@ fn monitor_shows_a_real_drop_with_names_and_costs_nothing_once_gone() {
 
 #[test]
 fn monitor_shows_masquerade_and_published_port_translations() {
-    let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    bed.start_agent();
+    let (bed, world) = Bed::with_world(&[]);
     bed.network("t1", &["--subnet", "10.99.5.0/24"]);
     bed.network("t2", &["--subnet", "10.99.6.0/24"]);
     let a = bed.container("a", &["--network", "t1", "-p", "8080:80"]);
@@ -719,10 +671,10 @@ fn monitor_shows_masquerade_and_published_port_translations() {
     assert_eq!(snat["src"]["container"], "a", "{snat}");
     assert_eq!(snat["dst"]["address"], "203.0.113.1", "{snat}");
     assert_eq!(snat["translated"]["address"], "203.0.113.2", "{snat}");
-    let srv = peer_server(&a.ns, a_ip, 80, 1);
-    let seen = connect(&b.ns, SocketAddrV4::new(gw_b, 8080)).expect("b -> published port");
-    assert_eq!(seen, b_ip.to_string());
-    let _ = join(srv);
+    let srv = PortServer::start(&a.ns, &[80], &[]);
+    let seen = ask_from(&b.ns, P::Tcp, sa(gw_b, 8080)).expect("b -> published port");
+    assert_eq!(*seen.seen.ip(), b_ip);
+    drop(srv);
     let dnat = m
         .find(10, |v| v["nat"] == "dnat")
         .expect("the published flow appears in netd monitor");

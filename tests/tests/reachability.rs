@@ -7,9 +7,33 @@
 //! host's INPUT chain (`Bed::to_host`: dropped there); all others hold as is.
 
 use netd_tests::traffic::{allow, dropped, expect, no_icmp};
-use netd_tests::{Bed, Ep};
+use netd_tests::{Bed, Ctr, Ep};
 
 const ISOLATION: &str = "network-isolation";
+
+/// A bed with networks net1 (10.91.1.0/24) and net2 (10.91.2.0/24).
+fn two_networks() -> Bed {
+    let bed = Bed::new();
+    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
+    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    bed
+}
+
+/// On [`two_networks`]: a on net1, b on net2, c on net1 then connected to
+/// net2. Containers b and c, and the endpoints [a1, b2, c1, c2].
+fn a_b_and_c_on_both(bed: &Bed) -> (Ctr, Ctr, [Ep; 4]) {
+    let a = bed.container("a", &["--network", "net1"]);
+    let b = bed.container("b", &["--network", "net2"]);
+    let c = bed.container("c", &["--network", "net1"]);
+    bed.ok(&["network", "connect", "net2", "c"]);
+    let (a1, b2, c1, c2) = (
+        bed.ep(&a, "net1"),
+        bed.ep(&b, "net2"),
+        bed.ep(&c, "net1"),
+        bed.ep(&c, "net2"),
+    );
+    (b, c, [a1, b2, c1, c2])
+}
 
 #[test]
 fn same_network_allowed() {
@@ -24,9 +48,7 @@ fn same_network_allowed() {
 
 #[test]
 fn different_networks_dropped_both_ways() {
-    let bed = Bed::new();
-    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
-    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let bed = two_networks();
     let a = bed.container("a", &["--network", "net1"]);
     let a2 = bed.container("a2", &["--network", "net1"]);
     let b = bed.container("b", &["--network", "net2"]);
@@ -49,19 +71,8 @@ fn different_networks_dropped_both_ways() {
 
 #[test]
 fn container_on_two_networks_reaches_both() {
-    let bed = Bed::new();
-    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
-    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
-    let a = bed.container("a", &["--network", "net1"]);
-    let b = bed.container("b", &["--network", "net2"]);
-    let c = bed.container("c", &["--network", "net1"]);
-    bed.ok(&["network", "connect", "net2", "c"]);
-    let (a1, b2, c1, c2) = (
-        bed.ep(&a, "net1"),
-        bed.ep(&b, "net2"),
-        bed.ep(&c, "net1"),
-        bed.ep(&c, "net2"),
-    );
+    let bed = two_networks();
+    let (_, _, [a1, b2, c1, c2]) = a_b_and_c_on_both(&bed);
     bed.expect(&[
         // c talks to each network from its address there.
         allow(&c1, &a1),
@@ -79,19 +90,8 @@ fn container_on_two_networks_reaches_both() {
 
 #[test]
 fn disconnect_stops_traffic_at_once() {
-    let bed = Bed::new();
-    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
-    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
-    let a = bed.container("a", &["--network", "net1"]);
-    let b = bed.container("b", &["--network", "net2"]);
-    let c = bed.container("c", &["--network", "net1"]);
-    bed.ok(&["network", "connect", "net2", "c"]);
-    let (a1, b2, c1, c2) = (
-        bed.ep(&a, "net1"),
-        bed.ep(&b, "net2"),
-        bed.ep(&c, "net1"),
-        bed.ep(&c, "net2"),
-    );
+    let bed = two_networks();
+    let (b, c, [a1, b2, c1, c2]) = a_b_and_c_on_both(&bed);
     expect(&[allow(&b2, &c2), allow(&c2, &b2), allow(&a1, &c1)]);
 
     bed.ok(&["network", "disconnect", "net2", "c"]);
@@ -134,9 +134,7 @@ fn disconnect_stops_traffic_at_once() {
 /// when the one that provided it is disconnected.
 #[test]
 fn disconnect_of_first_network_moves_default_route() {
-    let bed = Bed::new();
-    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
-    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let bed = two_networks();
     let c = bed.container("c", &["--network", "net1"]);
     bed.ok(&["network", "connect", "net2", "c"]);
     bed.ok(&["network", "disconnect", "net1", "c"]);
@@ -263,9 +261,7 @@ fn internal_network_only_reaches_its_subnet_and_gateway() {
 
 #[test]
 fn host_and_container_reach_each_other() {
-    let bed = Bed::new();
-    bed.network("net1", &["--subnet", "10.91.1.0/24"]);
-    bed.network("net2", &["--subnet", "10.91.2.0/24"]);
+    let bed = two_networks();
     let a = bed.container("a", &["--network", "net1"]);
     let a = bed.ep(&a, "net1");
     let gw1 = bed.host(bed.gateway("net1"));
