@@ -362,18 +362,6 @@ impl Etcd {
             .context("cannot watch the cluster store")?;
         Ok(Watch { stream })
     }
-
-    /// Is the store answering now? (For `netd status`.)
-    pub async fn ping(&self) -> Result<()> {
-        let mut c = self.client.clone();
-        c.get(
-            keys::NETWORK_CHANGES,
-            Some(GetOptions::new().with_keys_only()),
-        )
-        .await
-        .context("the cluster store does not answer")?;
-        Ok(())
-    }
 }
 
 /// One change: put (key, value) or delete (key, empty).
