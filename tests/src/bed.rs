@@ -1080,14 +1080,13 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
-                return;
-            }
-            // The last processes of a test may still be leaving it.
-            std::thread::sleep(Duration::from_millis(100));
+        // The last processes of a test may still be leaving it.
+        let gone = crate::wait::within(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.path).is_ok() || !self.path.exists()
+        });
+        if !gone {
+            eprintln!("could not remove {}", self.path.display());
         }
-        eprintln!("could not remove {}", self.path.display());
     }
 }
 

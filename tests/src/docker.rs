@@ -604,7 +604,7 @@ fn subtree(h: &Path, rel: &str) -> Vec<PathBuf> {
 }
 
 fn kill_cgroup_everywhere(rel: &str) {
-    for _ in 0..20 {
+    let empty = crate::wait::within(Duration::from_secs(2), || {
         let mut any = false;
         for h in hierarchies() {
             for dir in subtree(&h, rel) {
@@ -618,25 +618,19 @@ fn kill_cgroup_everywhere(rel: &str) {
                 }
             }
         }
-        if !any {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        !any
+    });
+    if !empty {
+        eprintln!("warning: processes survive in cgroup {rel}");
     }
-    eprintln!("warning: processes survive in cgroup {rel}");
 }
 
 fn remove_cgroup_everywhere(rel: &str) {
     for h in hierarchies() {
         for dir in subtree(&h, rel) {
-            let mut removed = false;
-            for _ in 0..30 {
-                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    removed = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let removed = crate::wait::within(Duration::from_secs(3), || {
+                std::fs::remove_dir(&dir).is_ok() || !dir.exists()
+            });
             if !removed {
                 eprintln!("warning: could not remove cgroup {}", dir.display());
             }
@@ -644,7 +638,8 @@ fn remove_cgroup_everywhere(rel: &str) {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
-    crate::wait::try_wait_for(timeout, || ready().then_some(()).ok_or_else(String::new))
-        .map_err(|_| anyhow::anyhow!("{what} not ready after {timeout:?}"))
+fn wait_for(what: &str, timeout: Duration, ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    crate::wait::within(timeout, ready)
+        .then_some(())
+        .ok_or_else(|| anyhow::anyhow!("{what} not ready after {timeout:?}"))
 }

@@ -20,6 +20,7 @@ use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 
 use crate::cmd::{run_timeout, Out};
+use crate::wait::within;
 use crate::Bed;
 
 /// Why a runtime test cannot run here (a missing package), or `None`.
@@ -102,12 +103,9 @@ pub fn remove_cgroups(name: &str) {
     };
     for root in roots.flatten() {
         let dir = root.path().join(name);
-        for _ in 0..50 {
-            if !dir.exists() || remove_tree(&dir) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        within(Duration::from_secs(5), || {
+            !dir.exists() || remove_tree(&dir)
+        });
     }
 }
 
@@ -399,12 +397,9 @@ impl Drop for Containerd {
         if let Ok(pid) = pid.trim().parse::<i32>() {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-            for _ in 0..50 {
-                if nix::sys::signal::kill(pid, None).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            within(Duration::from_secs(5), || {
+                nix::sys::signal::kill(pid, None).is_err()
+            });
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         }
         remove_cgroups(&self.cgroup_parent);

@@ -56,6 +56,12 @@ fn poll<T>(
     }
 }
 
+/// Asks `cond` every [`POLL`] until it holds or `limit` passes; whether it
+/// held. For clean-up paths, which report rather than panic.
+pub fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    try_wait_for(limit, || cond().then_some(()).ok_or_else(String::new)).is_ok()
+}
+
 /// Waits (at most `limit`, asking every 10 ms) for `child` to exit: its
 /// status, or `None` if it still runs.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {

@@ -191,6 +191,15 @@ fn log(bed: &Bed) -> String {
     std::fs::read_to_string(bed.log_path()).unwrap_or_default()
 }
 
+/// Asserts that one line of the agent's log holds all of `words`.
+fn assert_logged(bed: &Bed, words: &[&str], what: &str) {
+    let text = log(bed);
+    assert!(
+        text.lines().any(|l| words.iter().all(|w| l.contains(w))),
+        "{what}:\n{text}"
+    );
+}
+
 /// Waits (bounded) until `cond` holds.
 fn wait_for(what: &str, cond: impl FnMut() -> bool) {
     netd_tests::wait::wait_until(what, Duration::from_secs(10), cond);
@@ -223,11 +232,10 @@ fn config_file_keys_apply_and_flags_win() {
         serde_json::json!([]),
         "no-default-bridge = true: {nets}"
     );
-    let log = log(&bed);
-    assert!(
-        log.lines()
-            .any(|l| l.contains("overridden by the command line") && l.contains("snat-ports")),
-        "the agent should say which key the command line overrides:\n{log}"
+    assert_logged(
+        &bed,
+        &["overridden by the command line", "snat-ports"],
+        "the agent should say which key the command line overrides",
     );
 }
 
@@ -357,16 +365,17 @@ fn sighup_reloads_what_can_change_live() {
         serde_json::json!(["192.0.2.2:53", "192.0.2.3:5353"]),
         "{st}"
     );
-    let text = log(&bed);
-    assert!(
-        text.lines()
-            .any(|l| l.contains("ct-size") && l.contains("next restart")),
-        "the reload should say ct-size needs a restart:\n{text}"
+    let restart = ["ct-size", "next restart"];
+    assert_logged(
+        &bed,
+        &restart,
+        "the reload should say ct-size needs a restart",
     );
-    assert!(
-        text.lines()
-            .any(|l| l.contains("dns-upstream") && l.contains("applied")),
-        "the reload should say dns-upstream was applied:\n{text}"
+    let applied = ["dns-upstream", "applied"];
+    assert_logged(
+        &bed,
+        &applied,
+        "the reload should say dns-upstream was applied",
     );
 
     bed.network("after", &[]);
