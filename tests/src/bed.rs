@@ -77,7 +77,9 @@ fn binary_source_hash(bin: &Path) -> Result<String, String> {
     }
 }
 
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Loading and attaching the programs takes about a second on a quiet machine and
+/// more than 10 s at load 14 on 2 cores (seen with several test files at once).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
