@@ -3,7 +3,10 @@
 //! ([`UPLINK`] on the host side, [`WORLD`] in the world, the host's
 //! default route via the world), made before the agent starts so that the
 //! agent finds it as its uplink.
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use crate::{cmd::ip_ns, wait::wait_for, Bed};
 
@@ -11,6 +14,10 @@ use crate::{cmd::ip_ns, wait::wait_for, Bed};
 pub const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// The host's address on the uplink (`up0`), what masquerade uses.
 pub const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The world's IPv6 address on `w0` ([`Bed::make_world6`]).
+pub const WORLD6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x95, 0, 0, 0, 0, 1);
+/// The host's global IPv6 address on the uplink, what NAT66 uses.
+pub const UPLINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x95, 0, 0, 0, 0, 2);
 /// The uplink's name in the host netns.
 pub const UPLINK_IF: &str = "up0";
 /// How long an agent may take to show a new uplink address.
@@ -57,6 +64,45 @@ impl Bed {
         bed.start_agent();
         bed.wait_uplink(UPLINK, UPLINK_LIMIT);
         (bed, world)
+    }
+
+    /// [`Bed::make_world`] with IPv6 on the uplink too: [`WORLD6`] in the
+    /// world, [`UPLINK6`] on `up0` (no DAD), and the host's IPv6 default
+    /// route via the world. Returns the world netns name.
+    pub fn make_world6(&self) -> String {
+        let world = self.make_world();
+        let (w6, up6) = (format!("{WORLD6}/64"), format!("{UPLINK6}/64"));
+        let steps: &[(&str, &[&str])] = &[
+            (&world, &["-6", "addr", "add", &w6, "dev", "w0", "nodad"]),
+            (
+                self.host_ns(),
+                &["-6", "addr", "add", &up6, "dev", "up0", "nodad"],
+            ),
+            (
+                self.host_ns(),
+                &["-6", "route", "add", "default", "via", &WORLD6.to_string()],
+            ),
+        ];
+        for (ns, args) in steps {
+            ip_ns(ns, args).unwrap_or_else(|e| panic!("building the IPv6 uplink: {e:#}"));
+        }
+        world
+    }
+
+    /// Waits (bounded by `limit`) until `status` shows uplink `up0` with
+    /// IPv6 masquerade address `addr`.
+    pub fn wait_uplink6(&self, addr: Ipv6Addr, limit: Duration) {
+        wait_for(
+            &format!("status to show uplink {UPLINK_IF} with {addr}"),
+            limit,
+            || {
+                let uplinks = self.status().uplinks;
+                match uplinks.get(UPLINK_IF) {
+                    Some(u) if u.address6 == Some(addr) => Ok(()),
+                    _ => Err(format!("uplinks = {uplinks:?}")),
+                }
+            },
+        );
     }
 
     /// Waits (bounded by `limit`) until `status` shows uplink `up0` with

@@ -46,6 +46,7 @@ impl Agent {
                     let u = UplinkStatus {
                         ifindex: u.ifindex,
                         address: u.address,
+                        address6: u.address6,
                     };
                     (name.clone(), u)
                 })

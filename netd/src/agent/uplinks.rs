@@ -1,29 +1,45 @@
 //! Uplinks: the devices container traffic leaves the host by. By default
-//! the interfaces of the IPv4 default route(s), followed as routes and
-//! addresses change; `--uplink` pins the choice. Each gets the uplink
-//! programs and an entry with its primary address and the SNAT port range.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+//! the interfaces of the IPv4 and IPv6 default route(s), followed as
+//! routes and addresses change; `--uplink` pins the choice. Each gets the
+//! uplink programs and an entry with its primary address and the SNAT port
+//! range; one with an IPv6 default route (or pinned) also gets an IPv6
+//! entry with its global IPv6 address (NAT66) and the same port range.
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::Result;
-use netd_common::Uplink;
+use netd_common::{Uplink, Uplink6};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use super::Agent;
-use crate::datapath::addr_key;
+use crate::datapath::{addr6_key, addr_key};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UplinkState {
     pub ifindex: u32,
     pub address: Option<Ipv4Addr>,
+    /// The IPv6 masquerade address (`None`: IPv6 is routed, or the uplink
+    /// carries no IPv6 default route).
+    pub address6: Option<Ipv6Addr>,
 }
 
 impl Agent {
     /// What the uplinks should be right now: name -> (ifindex, address).
     async fn wanted_uplinks(&self) -> Result<BTreeMap<String, UplinkState>> {
         let links: BTreeMap<u32, String> = self.links.link_names().await?.into_iter().collect();
-        let indexes: Vec<u32> = if self.config.uplinks.is_empty() {
-            self.links.default_route_interfaces().await?
+        let pinned = !self.config.uplinks.is_empty();
+        let v6_routes = self.links.default_route_interfaces6().await?;
+        let indexes: Vec<u32> = if !pinned {
+            let mut v = self.links.default_route_interfaces().await?;
+            for i in &v6_routes {
+                if !v.contains(i) {
+                    v.push(*i);
+                }
+            }
+            v
         } else {
             let by_name: BTreeMap<&String, u32> = links.iter().map(|(i, n)| (n, *i)).collect();
             self.config
@@ -38,7 +54,17 @@ impl Agent {
                 continue;
             };
             let address = self.links.primary_ipv4(ifindex).await?;
-            wanted.insert(name.clone(), UplinkState { ifindex, address });
+            let address6 = if pinned || v6_routes.contains(&ifindex) {
+                self.links.masquerade_ipv6(ifindex).await?
+            } else {
+                None
+            };
+            let state = UplinkState {
+                ifindex,
+                address,
+                address6,
+            };
+            wanted.insert(name.clone(), state);
         }
         Ok(wanted)
     }
@@ -76,12 +102,24 @@ impl Agent {
                 .flatten()
                 .as_deref()
                 == Some("veth");
-            match self
+            let entry6 = state.address6.map(|a| Uplink6 {
+                addr: addr6_key(a),
+                port_min: self.config.snat_ports.0,
+                port_max: self.config.snat_ports.1,
+                _pad: 0,
+            });
+            let attached = self
                 .datapath
                 .attach_uplink(&name, state.ifindex, entry, is_veth)
-            {
+                .and_then(|()| self.datapath.set_uplink6(state.ifindex, entry6));
+            match attached {
                 Ok(()) => {
-                    info!(uplink = %name, address = ?state.address, "uplink ready");
+                    info!(
+                        uplink = %name,
+                        address = ?state.address,
+                        address6 = ?state.address6,
+                        "uplink ready"
+                    );
                     self.uplinks.insert(name, state);
                 }
                 Err(e) => {
@@ -98,6 +136,11 @@ impl Agent {
         for (ifindex, _) in self.datapath.uplink_entries()? {
             if !current.contains(&ifindex) {
                 self.datapath.detach_uplink("", ifindex)?;
+            }
+        }
+        for (ifindex, _) in self.datapath.uplink6_entries()? {
+            if !current.contains(&ifindex) {
+                self.datapath.set_uplink6(ifindex, None)?;
             }
         }
         for ifname in self.datapath.linked_uplinks()? {

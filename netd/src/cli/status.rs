@@ -113,11 +113,20 @@ fn render(s: &StatusView) -> String {
         .iter()
         .map(|(name, u)| {
             let address = u.address.map_or_else(|| "-".to_string(), |a| a.to_string());
-            vec![name.clone(), u.ifindex.to_string(), address]
+            let address6 = u
+                .address6
+                .map_or_else(|| "-".to_string(), |a| a.to_string());
+            vec![name.clone(), u.ifindex.to_string(), address, address6]
         })
         .collect();
     if !rows.is_empty() {
-        section(&mut out, &["UPLINK", "IFINDEX", "MASQUERADE ADDRESS"], rows);
+        let headers = [
+            "UPLINK",
+            "IFINDEX",
+            "MASQUERADE ADDRESS",
+            "IPV6 MASQUERADE ADDRESS",
+        ];
+        section(&mut out, &headers, rows);
     }
     let rows = s
         .drops

@@ -158,6 +158,14 @@ impl Datapath {
             .context("failed to write an uplink's IPv6 address")
     }
 
+    /// IPv6 masquerade entries, by uplink ifindex.
+    pub fn uplink6_entries(&mut self) -> Result<Vec<(u32, Uplink6)>> {
+        let map: HashMap<_, u32, Uplink6> = HashMap::try_from(self.map_mut(MAP_UPLINKS6)?)?;
+        map.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Into::into)
+    }
+
     pub fn remove_uplink6(&mut self, ifindex: u32) -> Result<()> {
         let mut map: HashMap<_, u32, Uplink6> = HashMap::try_from(self.map_mut(MAP_UPLINKS6)?)?;
         absent_ok(map.remove(&ifindex), "an uplink's IPv6 address")

@@ -85,6 +85,7 @@ impl Datapath {
         for (name, _) in UPLINK_PROGRAMS {
             self.unpin_link(&self.pins().link(ifname, name))?;
         }
+        self.remove_uplink6(ifindex)?;
         match self.uplinks()?.remove(&ifindex) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e).context("failed to remove an uplink"),

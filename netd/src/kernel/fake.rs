@@ -19,6 +19,7 @@ use anyhow::{anyhow, bail, Result};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
     Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishTarget, Uplink,
+    Uplink6,
 };
 
 use super::{
@@ -100,6 +101,8 @@ pub struct State {
     pub routes6: Vec<Ipv6Net>,
     /// Links the default route leaves by.
     pub default_route: Vec<u32>,
+    /// Links the IPv6 default route leaves by.
+    pub default_route6: Vec<u32>,
     pub namespaces: BTreeMap<PathBuf, Netns>,
     // The datapath.
     pub networks: BTreeMap<Ipv4Net, NetworkInfo>,
@@ -111,6 +114,7 @@ pub struct State {
     /// Pinned program links: `<ifname>_<program>`.
     pub pins: BTreeSet<String>,
     pub uplinks: BTreeMap<u32, Uplink>,
+    pub uplinks6: BTreeMap<u32, Uplink6>,
     /// (address key, port in network order, protocol) -> target.
     pub published: BTreeMap<(u32, u16, u8), PublishTarget>,
     pub host_addrs: BTreeSet<Ipv4Addr>,
@@ -562,7 +566,28 @@ impl DatapathDriver for Fake {
         let mut inner = self.lock();
         inner.step(format!("remove uplink entry {ifindex}"))?;
         inner.state.uplinks.remove(&ifindex);
+        inner.state.uplinks6.remove(&ifindex);
         Ok(())
+    }
+
+    fn set_uplink6(&mut self, ifindex: u32, uplink: Option<Uplink6>) -> Result<()> {
+        let mut inner = self.lock();
+        inner.step(format!("uplink6 entry {ifindex}"))?;
+        match uplink {
+            Some(u) => inner.state.uplinks6.insert(ifindex, u),
+            None => inner.state.uplinks6.remove(&ifindex),
+        };
+        Ok(())
+    }
+
+    fn uplink6_entries(&mut self) -> Result<Vec<(u32, Uplink6)>> {
+        Ok(self
+            .lock()
+            .state
+            .uplinks6
+            .iter()
+            .map(|(i, u)| (*i, *u))
+            .collect())
     }
 
     fn unlink_uplink(&mut self, ifname: &str) -> Result<()> {
@@ -1288,6 +1313,16 @@ impl LinkDriver for Fake {
             },
         );
         Ok(index)
+    }
+
+    async fn default_route_interfaces6(&self) -> Result<Vec<u32>> {
+        Ok(self.lock().state.default_route6.clone())
+    }
+
+    async fn masquerade_ipv6(&self, index: u32) -> Result<Option<Ipv6Addr>> {
+        let inner = self.lock();
+        let addrs = inner.state.links.get(&index).map(|l| l.addrs6.clone());
+        Ok(addrs.and_then(|a| crate::net::ipv6::pick_masquerade_ipv6(&a)))
     }
 
     async fn route_prefixes6(&self) -> Result<Vec<Ipv6Net>> {

@@ -34,6 +34,7 @@ use anyhow::Result;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
     Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishTarget, Uplink,
+    Uplink6,
 };
 
 use crate::{
@@ -130,6 +131,10 @@ pub trait DatapathDriver: DatapathStats + Send + Sync {
     fn uplink_entries(&mut self) -> Result<Vec<(u32, Uplink)>>;
     /// Interface names that have at least one uplink program link.
     fn linked_uplinks(&self) -> Result<Vec<String>>;
+    /// Writes (`Some`) or removes the IPv6 masquerade entry of an uplink
+    /// (`detach_uplink` removes it too).
+    fn set_uplink6(&mut self, ifindex: u32, uplink: Option<Uplink6>) -> Result<()>;
+    fn uplink6_entries(&mut self) -> Result<Vec<(u32, Uplink6)>>;
 
     // Published ports, host addresses, flows.
     fn publish(&mut self, m: &PortMapping, target: Ipv4Addr) -> Result<()>;
@@ -296,6 +301,11 @@ pub trait LinkDriver: Send + Sync {
     /// IPv6 destinations a network could clash with (link-local and
     /// multicast ones left out).
     async fn route_prefixes6(&self) -> Result<Vec<Ipv6Net>>;
+    /// Links the IPv6 default routes leave by.
+    async fn default_route_interfaces6(&self) -> Result<Vec<u32>>;
+    /// The address IPv6 masquerade uses on a link (a global one before a
+    /// unique local one).
+    async fn masquerade_ipv6(&self, index: u32) -> Result<Option<Ipv6Addr>>;
     async fn mtu_of(&self, index: u32) -> Result<u32>;
     /// The link that holds the IPv4 address `addr`.
     async fn link_with_address(&self, addr: Ipv4Addr) -> Result<Option<u32>>;

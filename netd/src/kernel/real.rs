@@ -14,6 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
     Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishTarget, Uplink,
+    Uplink6,
 };
 use nix::sys::socket::{
     bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
@@ -193,6 +194,17 @@ impl DatapathDriver for Datapath {
 
     fn uplink_entries(&mut self) -> Result<Vec<(u32, Uplink)>> {
         Datapath::uplink_entries(self)
+    }
+
+    fn set_uplink6(&mut self, ifindex: u32, uplink: Option<Uplink6>) -> Result<()> {
+        match uplink {
+            Some(u) => Datapath::set_uplink6(self, ifindex, u),
+            None => Datapath::remove_uplink6(self, ifindex),
+        }
+    }
+
+    fn uplink6_entries(&mut self) -> Result<Vec<(u32, Uplink6)>> {
+        Datapath::uplink6_entries(self)
     }
 
     fn linked_uplinks(&self) -> Result<Vec<String>> {
@@ -459,6 +471,14 @@ impl LinkDriver for HostLinks {
 
     async fn route_prefixes6(&self) -> Result<Vec<Ipv6Net>> {
         HostLinks::route_prefixes6(self).await
+    }
+
+    async fn default_route_interfaces6(&self) -> Result<Vec<u32>> {
+        HostLinks::default_route_interfaces6(self).await
+    }
+
+    async fn masquerade_ipv6(&self, index: u32) -> Result<Option<Ipv6Addr>> {
+        HostLinks::masquerade_ipv6(self, index).await
     }
 
     async fn mtu_of(&self, index: u32) -> Result<u32> {

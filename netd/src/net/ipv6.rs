@@ -9,7 +9,7 @@ use ipnet::Ipv6Net;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
-        route::{RouteAddress, RouteAttribute, RouteMessage},
+        route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
     },
     RouteMessageBuilder,
 };
@@ -31,6 +31,17 @@ fn ipv6_of(msg: &AddressMessage) -> Option<Ipv6Addr> {
 fn is_routable(net: &Ipv6Net) -> bool {
     let seg = net.addr().segments()[0];
     seg & 0xffc0 != 0xfe80 && seg & 0xff00 != 0xff00
+}
+
+/// [`HostLinks::masquerade_ipv6`]'s choice among a link's routable
+/// addresses.
+pub fn pick_masquerade_ipv6(nets: &[Ipv6Net]) -> Option<Ipv6Addr> {
+    let unique_local = |a: &Ipv6Addr| a.segments()[0] & 0xfe00 == 0xfc00;
+    let mut addrs = nets.iter().map(Ipv6Net::addr);
+    addrs
+        .clone()
+        .find(|a| !unique_local(a))
+        .or_else(|| addrs.next())
 }
 
 impl HostLinks {
@@ -113,6 +124,31 @@ impl HostLinks {
             }
         }
         Ok(out)
+    }
+
+    /// The interfaces of the IPv6 default routes (unicast ones of the
+    /// main table): the IPv6 uplinks.
+    pub async fn default_route_interfaces6(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for msg in self.main_routes6().await? {
+            if msg.header.destination_prefix_length != 0 || msg.header.kind != RouteType::Unicast {
+                continue;
+            }
+            for attr in &msg.attributes {
+                if let RouteAttribute::Oif(index) = attr {
+                    if !out.contains(index) {
+                        out.push(*index);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The address IPv6 masquerade uses on link `index`: its first global
+    /// unicast address, else its first unique local one (fc00::/7).
+    pub async fn masquerade_ipv6(&self, index: u32) -> Result<Option<Ipv6Addr>> {
+        Ok(pick_masquerade_ipv6(&self.ipv6_nets(index).await?))
     }
 
     /// (output interface, gateway) of the IPv6 default routes.
@@ -209,5 +245,25 @@ impl super::ContainerNs {
             .index_of(ifname)
             .await?
             .with_context(|| format!("{ifname} is missing in the container namespace"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(s: &[&str]) -> Vec<Ipv6Net> {
+        s.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn masquerade_prefers_a_global_address_to_a_unique_local_one() {
+        let pick = |s: &[&str]| pick_masquerade_ipv6(&nets(s)).map(|a| a.to_string());
+        assert_eq!(
+            pick(&["fd00:1::2/64", "2001:db8::7/64"]).as_deref(),
+            Some("2001:db8::7")
+        );
+        assert_eq!(pick(&["fd00:1::2/64"]).as_deref(), Some("fd00:1::2"));
+        assert_eq!(pick(&[]), None);
     }
 }

@@ -1,7 +1,7 @@
 //! rtnetlink work: bridges and veths in the agent's netns, and the container
 //! side of each veth inside the container's netns. No shelling out.
 pub mod container_ns;
-mod ipv6;
+pub mod ipv6;
 pub mod kernel_errors;
 pub mod links;
 pub mod sysctl;

@@ -2,7 +2,11 @@
 //! programs, map fill, drops, host routing, events, DNS and reconcile.
 //! Every field defaults when absent, so that a status from an agent that
 //! lacks a newer field still parses.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +81,10 @@ pub struct UplinkStatus {
     pub ifindex: u32,
     /// The masquerade address (`null` while the uplink has none).
     pub address: Option<Ipv4Addr>,
+    /// The IPv6 masquerade address (`null`: no IPv6 default route via the
+    /// uplink, or no global address on it).
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

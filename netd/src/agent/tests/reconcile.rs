@@ -317,3 +317,50 @@ async fn deleting_a_host_veth_takes_its_peer() {
         assert!(s.namespaces[&ns].default_route.is_none());
     });
 }
+
+#[tokio::test]
+async fn ipv6_default_routes_make_ipv6_uplinks_with_their_global_address() {
+    let mut bed = Bed::new().await;
+    let eth0 = bed.fake.state().index_of(UPLINK).unwrap();
+    assert!(bed.fake.state().uplinks6.is_empty(), "no IPv6 route yet");
+    // An IPv6 default route via eth0 with a ULA and a global address:
+    // the global one masquerades, with the IPv4 port range.
+    bed.fake.with(|s| {
+        s.default_route6.push(eth0);
+        let l = s.links.get_mut(&eth0).unwrap();
+        l.addrs6 = vec![
+            "fd00:1::10/64".parse().unwrap(),
+            "2001:db8::10/64".parse().unwrap(),
+        ];
+    });
+    bed.sweep().await;
+    let s = bed.fake.state();
+    let u6 = s.uplinks6[&eth0];
+    assert_eq!(
+        u6.addr,
+        crate::datapath::addr6_key("2001:db8::10".parse().unwrap())
+    );
+    assert_eq!(
+        (u6.port_min, u6.port_max),
+        (s.uplinks[&eth0].port_min, s.uplinks[&eth0].port_max)
+    );
+    // An uplink with only an IPv6 default route gets the programs too.
+    let eth1 = bed.fake.add_host_link("eth1", "veth", None);
+    bed.fake.with(|s| {
+        s.default_route6 = vec![eth1];
+        s.links.get_mut(&eth1).unwrap().addrs6 = vec!["2001:db8:1::10/64".parse().unwrap()];
+    });
+    bed.sweep().await;
+    let s = bed.fake.state();
+    assert!(s.uplinks.contains_key(&eth1) && s.pins.iter().any(|p| p.starts_with("eth1_uplink")));
+    assert!(s.uplinks6.contains_key(&eth1));
+    assert!(
+        !s.uplinks6.contains_key(&eth0),
+        "eth0 lost its IPv6 route: {:?}",
+        s.uplinks6
+    );
+    // The route goes: the IPv6 entry goes with it.
+    bed.fake.with(|s| s.default_route6.clear());
+    bed.sweep().await;
+    assert!(bed.fake.state().uplinks6.is_empty());
+}
