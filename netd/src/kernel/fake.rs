@@ -1,6 +1,9 @@
 //! An in-memory kernel for unit tests of the agent: host links, container
 //! namespaces, the datapath's maps and pins, held host ports, all in one
-//! [`State`] that tests read, change (drift) and compare.
+//! [`State`] that tests read, change (drift) and compare. Spare veths
+//! are links like any other: a spare's peer waits in the host netns until
+//! `hand_over_peer` moves it into a container netns, and the attacher
+//! (`EndpointPrograms`) pins under the same names as the datapath.
 //!
 //! Fault injection: every call that changes something is one step, some
 //! calls several (attaching an endpoint writes its entry, then attaches
