@@ -39,11 +39,11 @@ pub struct LoadResult {
     pub first_error: Option<String>,
 }
 
-/// Echo server on 0.0.0.0:`port` until `lifetime` has passed: each read of
+/// Echo server on [::]:`port` (IPv4 too: a dual-stack socket) until `lifetime` has passed: each read of
 /// N bytes is answered with the same N bytes; a connection ends at EOF.
 pub fn serve(port: u16, lifetime: Duration) -> Result<()> {
-    let listener =
-        TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("binding :{port}"))?;
+    let listener = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port))
+        .with_context(|| format!("binding :{port}"))?;
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + lifetime;
     let mut conns: Vec<TcpStream> = Vec::new();

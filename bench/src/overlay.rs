@@ -140,6 +140,7 @@ impl Bed {
             iperf: sa(IPERF_PORT),
             note: None,
             cgroup: None,
+            unsupported: None,
         }
     }
 

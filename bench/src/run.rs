@@ -410,7 +410,12 @@ fn run_matrix(plan: &Plan, dps: &[Dp], build_errors: &[(Kind, String)]) -> Resul
                         cell.note = t.note.map(str::to_string);
                         match warmup(dp.ctx(), &t) {
                             Ok(()) => targets.push((cells.len(), dp, t)),
-                            Err(e) => cell.na = Some(format!("error: {}", short_err(&e))),
+                            Err(e) => {
+                                cell.na = Some(match t.unsupported {
+                                    Some(why) => why.to_string(),
+                                    None => format!("error: {}", short_err(&e)),
+                                })
+                            }
                         }
                     }
                     Err(na) => cell.na = Some(na),

@@ -13,10 +13,21 @@
 //! - bare: one routed point-to-point veth per container, no bridge, no
 //!   netfilter; "published" paths go straight to the container's address.
 //!
-//! Servers: `bench serve` on port 80 and `iperf3 -s` on 5201, in c1 and in W.
+//! Servers: `bench serve` on port 80 and `iperf3 -s` on 5201, in c1 and in W
+//! (dual-stack sockets).
+//!
+//! IPv6 rows: the uplink also has fd00:253::1 (H) / fd00:253::2 (W, the
+//! host's IPv6 default route); netd's n1 is dual stack (fd00:254:1::/64,
+//! c1 ::2, c2 ::3), the bare veths carry the same addresses routed (host
+//! fe80::1 as the containers' gateway). World -> published port over IPv6
+//! (`-p [::]:...`) and container -> world over IPv6 (NAT66) are measured
+//! where this netd does them, else n/a with the reason; W has no route to
+//! the containers' IPv6 subnet (bare: it routes it, as for IPv4), so without
+//! IPv6 masquerade nothing comes back. The iptables datapath is IPv4 only
+//! here.
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,6 +44,16 @@ pub const C1: Ipv4Addr = Ipv4Addr::new(10, 254, 1, 2);
 pub const C2: Ipv4Addr = Ipv4Addr::new(10, 254, 1, 3);
 pub const SUBNET1: &str = "10.254.1.0/24";
 pub const SUBNET2: &str = "10.254.2.0/24";
+pub const WAN_H6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x253, 0, 0, 0, 0, 0, 1);
+pub const WAN_W6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x253, 0, 0, 0, 0, 0, 2);
+pub const C1_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x254, 1, 0, 0, 0, 0, 2);
+pub const C2_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x254, 1, 0, 0, 0, 0, 3);
+pub const SUBNET1_6: &str = "fd00:254:1::/64";
+/// Why container -> world over IPv6 is n/a when its warm-up gets nothing
+/// back (W has no route to the containers' subnet: only IPv6 masquerade
+/// brings replies back).
+pub const NO_NAT66: &str =
+    "n/a (not supported: no IPv6 masquerade (NAT66) in this netd; nothing comes back)";
 pub const RR_PORT: u16 = 80;
 pub const IPERF_PORT: u16 = 5201;
 pub const PUB_RR: u16 = 8080;
@@ -88,14 +109,21 @@ pub enum PathKind {
     WorldPub,
     CtrWorld,
     HostLocal,
+    /// The same paths over IPv6.
+    C2c6,
+    WorldPub6,
+    CtrWorld6,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 4] = [
+    pub const ALL: [PathKind; 7] = [
         PathKind::C2c,
         PathKind::WorldPub,
         PathKind::CtrWorld,
         PathKind::HostLocal,
+        PathKind::C2c6,
+        PathKind::WorldPub6,
+        PathKind::CtrWorld6,
     ];
 
     pub fn label(self) -> &'static str {
@@ -104,6 +132,9 @@ impl PathKind {
             PathKind::WorldPub => "world -> published port",
             PathKind::CtrWorld => "container -> world (masquerade)",
             PathKind::HostLocal => "host -> 127.0.0.1 published port",
+            PathKind::C2c6 => "IPv6 container -> container (same network)",
+            PathKind::WorldPub6 => "IPv6 world -> published port",
+            PathKind::CtrWorld6 => "IPv6 container -> world (masquerade)",
         }
     }
 
@@ -113,7 +144,17 @@ impl PathKind {
             PathKind::WorldPub => "world->pub",
             PathKind::CtrWorld => "ctr->world",
             PathKind::HostLocal => "host->127.0.0.1",
+            PathKind::C2c6 => "c2c6",
+            PathKind::WorldPub6 => "world->pub6",
+            PathKind::CtrWorld6 => "ctr->world6",
         }
+    }
+
+    pub fn is_ipv6(self) -> bool {
+        matches!(
+            self,
+            PathKind::C2c6 | PathKind::WorldPub6 | PathKind::CtrWorld6
+        )
     }
 }
 
@@ -127,10 +168,13 @@ pub struct Target {
     pub note: Option<&'static str>,
     /// The cgroup the client must run in (netd, host clients).
     pub cgroup: Option<PathBuf>,
+    /// What the cell says when its warm-up gets nothing through (a path
+    /// that works only once the datapath supports it).
+    pub unsupported: Option<&'static str>,
 }
 
-fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(ip, port))
+fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
 }
 
 /// What every datapath shares: the run directory, our own binary, netd's.
@@ -325,6 +369,8 @@ pub struct Dp {
     pub c2: String,
     /// Why published ports are not measured on this datapath, if they aren't.
     pub publish_na: Option<String>,
+    /// Why world -> published port over IPv6 cannot be measured.
+    pub publish6_na: Option<String>,
     servers: Vec<Proc>,
     pub agent: Option<Agent>,
     extra_ns: Vec<Netns>,
@@ -353,6 +399,7 @@ impl Dp {
             c1: names[2].clone(),
             c2: names[3].clone(),
             publish_na: None,
+            publish6_na: None,
             servers: Vec::new(),
             agent: None,
             extra_ns: Vec::new(),
@@ -383,6 +430,8 @@ impl Dp {
             // host, whose low ports get published) a wide port range, so a
             // few seconds of connect/close never run out of ports.
             sysctl(ns, "net.ipv4.tcp_tw_reuse", "1")?;
+            // Link-local addresses usable at once (no DAD wait).
+            sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")?;
             if *ns != self.host {
                 sysctl(ns, "net.ipv4.ip_local_port_range", "1024 65000")?;
             }
@@ -414,7 +463,15 @@ impl Dp {
             &self.world,
             &[
                 format!("addr add {WAN_W}/24 dev eth0"),
+                format!("addr add {WAN_W6}/64 dev eth0 nodad"),
                 "link set eth0 up".into(),
+            ],
+        )?;
+        ip_batch(
+            &self.host,
+            &[
+                format!("addr add {WAN_H6}/64 dev wan0 nodad"),
+                format!("route add default via {WAN_W6} dev wan0"),
             ],
         )?;
         Ok(())
@@ -422,7 +479,12 @@ impl Dp {
 
     fn build_bare(&self) -> Result<()> {
         sysctl(&self.host, "net.ipv4.ip_forward", "1")?;
-        for (i, (ns, addr)) in [(&self.c1, C1), (&self.c2, C2)].into_iter().enumerate() {
+        sysctl(&self.host, "net.ipv6.conf.all.forwarding", "1")?;
+        for (i, ((ns, addr), addr6)) in [(&self.c1, C1), (&self.c2, C2)]
+            .into_iter()
+            .zip([C1_6, C2_6])
+            .enumerate()
+        {
             let vh = format!("vh{}", i + 1);
             ip(
                 &self.host,
@@ -434,21 +496,29 @@ impl Dp {
                 &self.host,
                 &[
                     format!("addr add {GW} peer {addr}/32 dev {vh}"),
+                    format!("addr add fe80::1/64 dev {vh} nodad"),
                     format!("link set {vh} up"),
+                    format!("route add {addr6}/128 dev {vh}"),
                 ],
             )?;
             ip_batch(
                 ns,
                 &[
                     format!("addr add {addr} peer {GW}/32 dev eth0"),
+                    format!("addr add {addr6}/128 dev eth0 nodad"),
                     "link set eth0 up".into(),
                     format!("route add default via {GW} dev eth0"),
+                    "route add default via fe80::1 dev eth0".into(),
                 ],
             )?;
         }
         ip(
             &self.world,
             &["route", "add", SUBNET1, "via", &WAN_H.to_string()],
+        )?;
+        ip(
+            &self.world,
+            &["route", "add", SUBNET1_6, "via", &WAN_H6.to_string()],
         )?;
         Ok(())
     }
@@ -552,12 +622,14 @@ impl Dp {
                 routing,
             ],
         )?;
-        agent.ok(&["network", "create", "n1", "--subnet", SUBNET1])?;
+        agent.ok(&[
+            "network", "create", "n1", "--subnet", SUBNET1, "--ipv6", "--subnet", SUBNET1_6,
+        ])?;
         agent.ok(&["network", "create", "n2", "--subnet", SUBNET2])?;
         let c1_path = sys::netns_path(&self.c1).display().to_string();
         let c2_path = sys::netns_path(&self.c2).display().to_string();
-        let c1_ip = C1.to_string();
-        let c2_ip = C2.to_string();
+        let (c1_ip, c1_ip6) = (C1.to_string(), C1_6.to_string());
+        let (c2_ip, c2_ip6) = (C2.to_string(), C2_6.to_string());
         let base = [
             "container",
             "add",
@@ -568,9 +640,15 @@ impl Dp {
             "n1",
             "--ip",
             &c1_ip,
+            "--ip6",
+            &c1_ip6,
         ];
         let pub_rr = format!("{PUB_RR}:{RR_PORT}");
         let pub_iperf = format!("{PUB_IPERF}:{IPERF_PORT}");
+        // The same ports on the host's IPv6 addresses, where netd
+        // publishes over IPv6.
+        let pub_rr6 = format!("[::]:{PUB_RR}:{RR_PORT}");
+        let pub_iperf6 = format!("[::]:{PUB_IPERF}:{IPERF_PORT}");
         if !agent.has_publish_flag() {
             self.publish_na =
                 Some("n/a (not implemented: `container add` has no --publish)".into());
@@ -578,10 +656,23 @@ impl Dp {
         } else {
             let mut args = base.to_vec();
             args.extend(["--publish", &pub_rr, "--publish", &pub_iperf]);
-            let o = agent.cli(&args)?;
+            let mut both = args.clone();
+            both.extend(["--publish", &pub_rr6, "--publish", &pub_iperf6]);
+            let o = agent.cli(&both)?;
             if !o.success {
-                self.publish_na = Some(format!("n/a (publish refused: {})", o.stderr.trim()));
-                agent.ok(&base)?;
+                self.publish6_na = Some(format!(
+                    "n/a (not supported: {})",
+                    o.stderr
+                        .trim()
+                        .lines()
+                        .next()
+                        .unwrap_or("IPv6 publish refused")
+                ));
+                let o = agent.cli(&args)?;
+                if !o.success {
+                    self.publish_na = Some(format!("n/a (publish refused: {})", o.stderr.trim()));
+                    agent.ok(&base)?;
+                }
             }
         }
         agent.ok(&[
@@ -594,6 +685,8 @@ impl Dp {
             "n1",
             "--ip",
             &c2_ip,
+            "--ip6",
+            &c2_ip6,
         ])?;
         self.agent = Some(agent);
         Ok(())
@@ -602,43 +695,79 @@ impl Dp {
     /// Where the client of `path` runs and connects, or why it can't.
     pub fn target(&self, path: PathKind) -> Result<Target, String> {
         let bare = self.kind == Kind::Bare;
-        let t = |ns: &str, ip: Ipv4Addr, rr: u16, iperf: u16, note| Target {
+        let t = |ns: &str, ip: IpAddr, rr: u16, iperf: u16, note| Target {
             client_ns: ns.to_string(),
             rr: sa(ip, rr),
             iperf: sa(ip, iperf),
             note,
             cgroup: (self.kind.is_netd() && ns == self.host).then(|| self.ctx.cgroup.clone()),
+            unsupported: None,
         };
+        let (c1, c1_6) = (IpAddr::V4(C1), IpAddr::V6(C1_6));
         if matches!(path, PathKind::WorldPub | PathKind::HostLocal) {
             if let Some(na) = &self.publish_na {
                 return Err(na.clone());
             }
         }
+        if path.is_ipv6() && self.kind == Kind::Iptables {
+            return Err("n/a (the iptables topology here is IPv4 only)".into());
+        }
+        if path == PathKind::WorldPub6 && !bare {
+            if let Some(na) = self.publish_na.as_ref().or(self.publish6_na.as_ref()) {
+                return Err(na.clone());
+            }
+        }
         Ok(match path {
-            PathKind::C2c => t(&self.c2, C1, RR_PORT, IPERF_PORT, None),
-            PathKind::WorldPub if bare => t(
+            PathKind::C2c => t(&self.c2, c1, RR_PORT, IPERF_PORT, None),
+            PathKind::C2c6 => t(&self.c2, c1_6, RR_PORT, IPERF_PORT, None),
+            PathKind::WorldPub6 if bare => t(
                 &self.world,
-                C1,
+                c1_6,
                 RR_PORT,
                 IPERF_PORT,
                 Some("routed to the container address, no DNAT"),
             ),
-            PathKind::WorldPub => t(&self.world, WAN_H, PUB_RR, PUB_IPERF, None),
+            PathKind::WorldPub6 => t(&self.world, WAN_H6.into(), PUB_RR, PUB_IPERF, None),
+            PathKind::CtrWorld6 if bare => t(
+                &self.c1,
+                WAN_W6.into(),
+                RR_PORT,
+                IPERF_PORT,
+                Some("routed with the container's own address, no masquerade"),
+            ),
+            PathKind::CtrWorld6 => Target {
+                unsupported: Some(NO_NAT66),
+                ..t(&self.c1, WAN_W6.into(), RR_PORT, IPERF_PORT, None)
+            },
+            PathKind::WorldPub if bare => t(
+                &self.world,
+                c1,
+                RR_PORT,
+                IPERF_PORT,
+                Some("routed to the container address, no DNAT"),
+            ),
+            PathKind::WorldPub => t(&self.world, WAN_H.into(), PUB_RR, PUB_IPERF, None),
             PathKind::CtrWorld => t(
                 &self.c1,
-                WAN_W,
+                WAN_W.into(),
                 RR_PORT,
                 IPERF_PORT,
                 bare.then_some("routed with the container's own address, no masquerade"),
             ),
             PathKind::HostLocal if bare => t(
                 &self.host,
-                C1,
+                c1,
                 RR_PORT,
                 IPERF_PORT,
                 Some("host to the container address, no DNAT"),
             ),
-            PathKind::HostLocal => t(&self.host, Ipv4Addr::LOCALHOST, PUB_RR, PUB_IPERF, None),
+            PathKind::HostLocal => t(
+                &self.host,
+                Ipv4Addr::LOCALHOST.into(),
+                PUB_RR,
+                PUB_IPERF,
+                None,
+            ),
         })
     }
 
@@ -773,6 +902,7 @@ impl Dp {
             iperf: sa(WAN_H, port),
             note: None,
             cgroup: None,
+            unsupported: None,
         }
     }
 
