@@ -736,7 +736,7 @@ fn a_full_bridge_says_what_to_do() {
     let ns = bed.new_netns("full");
     let path = format!("/run/netns/{ns}");
     let before = bed.snapshot(&["big"], &[]);
-    let msg = bed.fail(&[
+    let add = [
         "container",
         "add",
         "late",
@@ -744,7 +744,8 @@ fn a_full_bridge_says_what_to_do() {
         &path,
         "--network",
         "big",
-    ]);
+    ];
+    let msg = bed.fail(&add);
     assert!(
         msg.contains("network big is full")
             && msg.contains("1023 ports, the most a Linux bridge holds")
@@ -759,15 +760,7 @@ fn a_full_bridge_says_what_to_do() {
         Bed::links(&ns)
     );
     netd_tests::cmd::ip_ns(bed.host_ns(), &["link", "del", "f0"]).unwrap();
-    bed.ok(&[
-        "container",
-        "add",
-        "late",
-        "--netns",
-        &path,
-        "--network",
-        "big",
-    ]);
+    bed.ok(&add);
 }
 
 /// Under systemd (stderr is the journal stream named by JOURNAL_STREAM),
