@@ -153,24 +153,13 @@ impl HostLinks {
 
     /// (output interface, gateway) of the IPv6 default routes.
     pub async fn default_gateways6(&self) -> Result<Vec<(u32, Ipv6Addr)>> {
-        let mut out = Vec::new();
-        for msg in self.main_routes6().await? {
-            if msg.header.destination_prefix_length != 0 {
-                continue;
-            }
-            let oif = msg.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
+        Ok(super::links::default_gateways_of(
+            &self.main_routes6().await?,
+            |g| match g {
+                RouteAddress::Inet6(ip) => Some(*ip),
                 _ => None,
-            });
-            let gw = msg.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => Some(*ip),
-                _ => None,
-            });
-            if let (Some(oif), Some(gw)) = (oif, gw) {
-                out.push((oif, gw));
-            }
-        }
-        Ok(out)
+            },
+        ))
     }
 
     /// Points the IPv6 default route at `gateway` through link `index`

@@ -491,24 +491,13 @@ impl HostLinks {
 
     /// (output interface, gateway) of the IPv4 default routes of the main table.
     pub async fn default_gateways(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
-        let mut out = Vec::new();
-        for msg in self.main_routes().await? {
-            if msg.header.destination_prefix_length != 0 {
-                continue;
-            }
-            let oif = msg.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
+        Ok(default_gateways_of(
+            &self.main_routes().await?,
+            |g| match g {
+                RouteAddress::Inet(ip) => Some(*ip),
                 _ => None,
-            });
-            let gw = msg.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
-                _ => None,
-            });
-            if let (Some(oif), Some(gw)) = (oif, gw) {
-                out.push((oif, gw));
-            }
-        }
-        Ok(out)
+            },
+        ))
     }
 
     /// Every IPv4 address of the namespace except loopback ones.
@@ -543,4 +532,27 @@ impl HostLinks {
         }
         Ok(out)
     }
+}
+
+/// (output interface, gateway) of the default routes among `routes`, for
+/// either family: `gateway` reads the family's address.
+pub(super) fn default_gateways_of<A>(
+    routes: &[RouteMessage],
+    gateway: impl Fn(&RouteAddress) -> Option<A>,
+) -> Vec<(u32, A)> {
+    routes
+        .iter()
+        .filter(|m| m.header.destination_prefix_length == 0)
+        .filter_map(|msg| {
+            let oif = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })?;
+            let gw = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => gateway(g),
+                _ => None,
+            })?;
+            Some((oif, gw))
+        })
+        .collect()
 }
