@@ -40,6 +40,9 @@ pub(super) const SPARE_OWNER: &str = "pool";
 pub(super) const SPARE_PREFIX: &str = "ns";
 /// Prefix of a spare's peer while it waits in the agent's netns.
 pub(super) const SPARE_PEER_PREFIX: &str = "np";
+/// How long no request may be in flight before a spare is made.
+const QUIET: Duration = Duration::from_millis(50);
+
 /// Spares kept ready unless `--veth-pool` says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
@@ -140,8 +143,15 @@ impl VethPool {
                 self.wake.notified().await;
                 continue;
             }
+            // Only after a quiet moment: a request that comes while a
+            // spare's programs are being attached waits for RTNL.
             if busy.load(Ordering::SeqCst) > 0 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            let before = busy.load(Ordering::SeqCst);
+            tokio::time::sleep(QUIET).await;
+            if busy.load(Ordering::SeqCst) != before || before > 0 {
                 continue;
             }
             let host = format!("{SPARE_PREFIX}{}", &new_id()[..11]);
