@@ -5,7 +5,13 @@
 //! immediate durability (fsync) before the API answers, so a kill -9 loses
 //! nothing that was acknowledged and never leaves half a change. Values are
 //! JSON so the layout can evolve with serde defaults.
-use std::path::Path;
+//!
+//! Concurrent container adds and removes commit through one thread that
+//! takes every change queued while the previous commit was syncing into
+//! the next transaction ([`Store::apply_grouped`]): one fsync answers all
+//! of them, each only after its change is on disk, and none of them holds
+//! a runtime thread while it waits.
+use std::{path::Path, sync::Arc};
 
 use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -31,7 +37,100 @@ pub enum StoreOp<'a> {
 }
 
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
+    /// To the group-commit thread (`None` once dropped: the thread ends).
+    committer: Option<std::sync::mpsc::Sender<Batch>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Store {
+    /// Ends the commit thread (after what is queued), so that the file is
+    /// closed when the store is: it can be opened again at once.
+    fn drop(&mut self) {
+        self.committer = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A table of [`StoreOp`]s.
+#[derive(Clone, Copy)]
+enum Table {
+    Networks,
+    Containers,
+}
+
+/// A [`StoreOp`] encoded, for the group-commit thread.
+struct OwnedOp {
+    table: Table,
+    key: String,
+    /// `None`: delete.
+    value: Option<Vec<u8>>,
+}
+
+/// The changes of one [`Store::apply_grouped`] call and who waits for them.
+struct Batch {
+    ops: Vec<OwnedOp>,
+    done: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
+}
+
+/// Most batches one transaction takes.
+const MAX_GROUP: usize = 64;
+
+/// Commits batches as they come, each transaction with every batch queued
+/// meanwhile (up to [`MAX_GROUP`]); answers each after the commit.
+fn group_commit(db: &Database, queue: &std::sync::mpsc::Receiver<Batch>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(b) => group.push(b),
+                Err(_) => break,
+            }
+        }
+        let result =
+            write_owned(db, group.iter().flat_map(|b| &b.ops)).map_err(|e| format!("{e:#}"));
+        for b in group {
+            let _ = b.done.send(result.clone());
+        }
+    }
+}
+
+fn write_owned<'a>(db: &Database, ops: impl Iterator<Item = &'a OwnedOp>) -> Result<()> {
+    let tx = db.begin_write()?;
+    {
+        let mut networks = tx.open_table(NETWORKS)?;
+        let mut containers = tx.open_table(CONTAINERS)?;
+        for op in ops {
+            let table = match op.table {
+                Table::Networks => &mut networks,
+                Table::Containers => &mut containers,
+            };
+            match &op.value {
+                Some(v) => {
+                    table.insert(op.key.as_str(), v.as_slice())?;
+                }
+                None => {
+                    table.remove(op.key.as_str())?;
+                }
+            }
+        }
+    }
+    tx.commit().context("failed to commit to the store")?;
+    Ok(())
+}
+
+impl StoreOp<'_> {
+    fn encode(&self) -> Result<OwnedOp> {
+        let (table, key, value) = match self {
+            StoreOp::PutNetwork(n) => (Table::Networks, n.id.clone(), Some(encode(n)?)),
+            StoreOp::DeleteNetwork(id) => (Table::Networks, id.to_string(), None),
+            StoreOp::PutContainer(c) => (Table::Containers, c.id.clone(), Some(encode(c)?)),
+            StoreOp::DeleteContainer(id) => (Table::Containers, id.to_string(), None),
+        };
+        Ok(OwnedOp { table, key, value })
+    }
 }
 
 impl Store {
@@ -45,7 +144,18 @@ impl Store {
         tx.open_table(META)?;
         tx.open_table(CLUSTER)?;
         tx.commit()?;
-        Ok(Self { db })
+        let db = Arc::new(db);
+        let (committer, queue) = std::sync::mpsc::channel();
+        let for_thread = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("netd-store".into())
+            .spawn(move || group_commit(&for_thread, &queue))
+            .context("failed to start the store's commit thread")?;
+        Ok(Self {
+            db,
+            committer: Some(committer),
+            thread: Some(thread),
+        })
     }
 
     /// This host's RFC 4193 prefix (fd00::/8 and a random 40-bit global
@@ -105,6 +215,27 @@ impl Store {
         tx.open_table(CLUSTER)?.insert(CLUSTER_VIEW, bytes)?;
         tx.commit().context("failed to commit to the store")?;
         Ok(())
+    }
+
+    /// Applies all `ops` durably, or none of them, like [`Self::apply`],
+    /// in a transaction shared with the other calls queued meanwhile; the
+    /// caller waits without holding a thread.
+    pub async fn apply_grouped(&self, ops: &[StoreOp<'_>]) -> Result<()> {
+        let ops = ops
+            .iter()
+            .map(StoreOp::encode)
+            .collect::<Result<Vec<_>>>()?;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.committer
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the store is closed"))?
+            .send(Batch { ops, done })
+            .map_err(|_| anyhow::anyhow!("the store's commit thread is gone"))?;
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+            Err(_) => Err(anyhow::anyhow!("the store's commit thread is gone")),
+        }
     }
 
     /// Applies all `ops` in one durable transaction, or none of them.
@@ -191,6 +322,53 @@ mod tests {
         assert_eq!(ctrs[0].endpoints[0].ip6, None);
         store.apply(&[StoreOp::PutNetwork(&nets[0])]).unwrap();
         assert_eq!(store.networks().unwrap(), nets);
+    }
+
+    /// Concurrent grouped commits all land, each answered after its
+    /// transaction, and a store opened afresh (as after a crash: nothing
+    /// but the file) has every one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_commits_all_land_and_survive_a_reopen() {
+        let dir = TmpDir::new();
+        let store = Arc::new(Store::open(&dir.0).unwrap());
+        let ctr = |i: usize| -> Container {
+            serde_json::from_str(&format!(
+                r#"{{"id":"c{i}","name":"x{i}","netns":"/run/netns/x","mode":"bridge",
+                "endpoints":[],"created":"2026-01-01T00:00:00Z"}}"#
+            ))
+            .unwrap()
+        };
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let c = ctr(i);
+                    store.apply_grouped(&[StoreOp::PutContainer(&c)]).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        store
+            .apply_grouped(&[StoreOp::DeleteContainer("c7")])
+            .await
+            .unwrap();
+        drop(store);
+        let again = Store::open(&dir.0).unwrap();
+        let mut ids: Vec<String> = again
+            .containers()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        ids.sort();
+        let mut want: Vec<String> = (0..40)
+            .filter(|i| *i != 7)
+            .map(|i| format!("c{i}"))
+            .collect();
+        want.sort();
+        assert_eq!(ids, want);
     }
 
     #[test]

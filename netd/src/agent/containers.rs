@@ -10,6 +10,7 @@ use super::{
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     kernel::{ContainerNetns, NetnsDriver},
+    metrics::phases::lap,
     model::{new_id, now, requested_mac, Container, Endpoint, Mode, Network, DEFAULT_NETWORK},
     ports::PortMapping,
     schema::ContainerAdd,
@@ -167,11 +168,17 @@ impl SharedAgent {
     /// Adds a container in any network mode. Concurrent adds (and other
     /// phased operations) run their kernel steps side by side.
     pub async fn add_container(&self, req: ContainerAdd) -> AgentResult<Container> {
+        let name = req.name.clone();
+        crate::metrics::phases::timed(&name, self.add_container_timed(req)).await
+    }
+
+    async fn add_container_timed(&self, req: ContainerAdd) -> AgentResult<Container> {
         let _op = self.phased().await;
         let (plan, k) = {
             let mut state = self.state().await;
             (state.plan_add(req).await?, state.kernel())
         };
+        lap("plan");
         let AddPlan {
             mut container,
             work,
@@ -204,6 +211,7 @@ impl SharedAgent {
             .insert(container.id.clone(), container.clone());
         drop(claim);
         state.follow_cluster_view().await;
+        lap("commit");
         Ok(container)
     }
 
@@ -226,6 +234,7 @@ impl SharedAgent {
             AddWork::Attach { net, ep } => {
                 let ns = open_netns(k.netns.as_ref(), container)?;
                 let spare = k.pool.take();
+                lap("netns");
                 self.plumb(
                     k,
                     &container.id,
@@ -260,11 +269,17 @@ impl SharedAgent {
             }
         }
         crate::fault::point("container-add:published");
-        if let Err(e) = k.store.apply(&[StoreOp::PutContainer(container)]) {
+        lap("ports");
+        if let Err(e) = k
+            .store
+            .apply_grouped(&[StoreOp::PutContainer(container)])
+            .await
+        {
             self.state().await.unpublish(&container.ports, None);
             self.unplumb_all(k, &container.endpoints).await;
             return Err(e.into());
         }
+        lap("store");
         Ok(())
     }
 
@@ -317,7 +332,7 @@ impl SharedAgent {
             .iter()
             .map(|c| StoreOp::DeleteContainer(&c.id))
             .collect();
-        k.store.apply(&ops)?;
+        k.store.apply_grouped(&ops).await?;
         let mut state = self.state().await;
         for c in &doomed {
             state.containers.remove(&c.id);

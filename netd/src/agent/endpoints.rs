@@ -17,6 +17,7 @@ use super::{
 use crate::{
     datapath::addr_key,
     kernel::{ContainerNetns, EndpointPrograms, LinkDriver, NetnsDriver},
+    metrics::phases::lap,
     model::{Endpoint, Network},
     store::Store,
 };
@@ -116,6 +117,7 @@ async fn make_veth(
         }
     };
     crate::fault::point("endpoint:veth");
+    lap("veth");
     let addr = ep
         .ip4()
         .and_then(|ip| ipnet::Ipv4Net::new(ip, net.subnet.prefix_len()).ok());
@@ -131,6 +133,7 @@ async fn make_veth(
         .await?;
     }
     crate::fault::point("endpoint:configured");
+    lap("configure");
     Ok(ifindex)
 }
 
@@ -149,7 +152,10 @@ async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32, attached: bool) ->
         .context("the attach thread failed")??;
     }
     crate::fault::point("endpoint:attached");
-    k.links.set_up(ifindex).await
+    lap("attach");
+    k.links.set_up(ifindex).await?;
+    lap("up");
+    Ok(())
 }
 
 impl SharedAgent {
@@ -182,6 +188,7 @@ impl SharedAgent {
                     })?;
                 state.publish_endpoint6(net, ep, ifindex)?;
             }
+            lap("maps");
             finish_veth(k, ep, ifindex, spare.is_some()).await
         }
         .await;

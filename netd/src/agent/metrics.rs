@@ -145,6 +145,7 @@ impl Agent {
 
         self.traffic_metrics(&mut e)?;
         latency.expose(&mut e);
+        crate::metrics::phases::ADD_PHASES.expose(&mut e);
         Ok(e.finish())
     }
 

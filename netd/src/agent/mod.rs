@@ -207,7 +207,6 @@ impl Agent {
     /// The names monitors show for veths, addresses and uplinks.
     fn monitor_names(&self) -> crate::monitor::Names {
         let mut names = crate::monitor::Names::default();
-        let veths = self.datapath.endpoint_addresses().unwrap_or_default();
         for c in self.containers.values() {
             for ep in &c.endpoints {
                 let Some(net) = self.networks.get(&ep.network_id) else {
@@ -216,13 +215,12 @@ impl Agent {
                 names
                     .addrs
                     .insert(ep.ip, (c.name.clone(), net.name.clone()));
-                for (index, ip) in &veths {
-                    if *ip == ep.ip {
-                        names
-                            .veths
-                            .insert(*index, (c.name.clone(), net.name.clone()));
-                    }
-                }
+            }
+        }
+        // By address, not a scan per endpoint: this runs on every change.
+        for (index, ip) in self.datapath.endpoint_addresses().unwrap_or_default() {
+            if let Some(owner) = names.addrs.get(&ip) {
+                names.veths.insert(index, owner.clone());
             }
         }
         for (name, u) in &self.uplinks {

@@ -717,7 +717,11 @@ impl SharedAgent {
             )
             .await
             .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
-            if let Err(e) = k.store.apply(&[StoreOp::PutContainer(&updated)]) {
+            if let Err(e) = k
+                .store
+                .apply_grouped(&[StoreOp::PutContainer(&updated)])
+                .await
+            {
                 let _ = self.unplumb(&k, &ep).await;
                 return Err(AgentError::from(e));
             }
@@ -804,7 +808,9 @@ impl SharedAgent {
         if let Some(target) = next6 {
             super::ipv6::move_default_route6(k.netns.as_ref(), &container, target).await;
         }
-        k.store.apply(&[StoreOp::PutContainer(&container)])?;
+        k.store
+            .apply_grouped(&[StoreOp::PutContainer(&container)])
+            .await?;
         let mut state = self.state().await;
         state
             .containers

@@ -12,8 +12,11 @@
 //! after the endpoint is in the maps, as for a fresh veth. With no spare
 //! left, the add makes its veth as before.
 //!
-//! The filler works only while no phased operation is in flight: its
-//! grace periods hold RTNL, which every add needs too. Spares never outlive
+//! The filler works only after 50 ms with no phased operation in flight
+//! and no add: its grace periods hold RTNL, which every add needs too (an
+//! add that waits for a spare's attach takes longer than one that makes
+//! its own veth). So a burst after a quiet moment is served from the pool
+//! and a sustained stream of adds makes its own veths. Spares never outlive
 //! the agent's knowledge of them: on shutdown and reset they are deleted;
 //! a crashed agent's spares are orphans to the next one (unknown to its
 //! pool, marked `netd:pool`) and are deleted by the start-up reconcile.
@@ -60,6 +63,8 @@ struct Inner {
     /// Host names of spares being made (known before the link exists).
     making: HashSet<String>,
     stopped: bool,
+    /// Takes so far (hits and misses): the filler's sign of activity.
+    taken: u64,
 }
 
 pub struct VethPool {
@@ -83,7 +88,11 @@ impl VethPool {
 
     /// A ready spare, if any (the filler is woken to replace it).
     pub fn take(&self) -> Option<Spare> {
-        let spare = self.inner().ready.pop_front();
+        let spare = {
+            let mut inner = self.inner();
+            inner.taken += 1;
+            inner.ready.pop_front()
+        };
         self.wake.notify_one();
         spare
     }
@@ -149,9 +158,12 @@ impl VethPool {
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 continue;
             }
-            let before = busy.load(Ordering::SeqCst);
+            // No add took a spare within QUIET either (an add that came and
+            // went while we slept leaves `busy` at 0 again): back-to-back
+            // adds keep the filler off RTNL; it catches up when they stop.
+            let taken = self.inner().taken;
             tokio::time::sleep(QUIET).await;
-            if busy.load(Ordering::SeqCst) != before || before > 0 {
+            if busy.load(Ordering::SeqCst) > 0 || self.inner().taken != taken {
                 continue;
             }
             let host = format!("{SPARE_PREFIX}{}", &new_id()[..11]);

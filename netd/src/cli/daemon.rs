@@ -189,6 +189,9 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
     })
 }
 
+/// Threads of the agent's runtime (see [`run`]).
+const RUNTIME_THREADS: usize = 8;
+
 pub fn run(settings: Settings) -> Result<()> {
     let levels = logs::init(&settings.args.log_level, settings.args.log_format)?;
     if let Some(file) = &settings.file {
@@ -199,7 +202,13 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     raise_open_files_limit();
     let config = agent_config(&settings.args)?;
+    // More runtime threads than cores: a netlink request is served inside
+    // the sending thread's sendmsg, which waits there for RTNL (for 10-20
+    // ms while another request's TCX attach or netns move waits for an RCU
+    // grace period). With one thread per core, two such waits stalled the
+    // whole agent, reads included.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_THREADS)
         .enable_all()
         .build()?;
     let docker_plugin = match settings.args.docker_plugin.as_str() {

@@ -40,10 +40,7 @@ pub struct ApiLatency {
 impl ApiLatency {
     pub fn observe(&self, method: &str, route: &str, took: Duration) {
         let secs = took.as_secs_f64();
-        let slot = BOUNDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BOUNDS.len());
+        let slot = slot(&BOUNDS, secs);
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let s = series
             .entry((method.to_string(), route.to_string()))
@@ -61,24 +58,35 @@ impl ApiLatency {
         );
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         for ((method, route), s) in series.iter() {
-            let mut total = 0;
-            let cumulative: Vec<u64> = s
-                .buckets
-                .iter()
-                .map(|n| {
-                    total += n;
-                    total
-                })
-                .collect();
             e.histogram(
                 NAME,
                 &[("method", method), ("route", route)],
                 &BOUNDS,
-                &cumulative,
+                &cumulative(&s.buckets),
                 s.sum,
             );
         }
     }
+}
+
+/// The bucket of `secs` under `bounds` (one past the last: `+Inf`).
+pub(super) fn slot(bounds: &[f64], secs: f64) -> usize {
+    bounds
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(bounds.len())
+}
+
+/// Per-bucket counts made cumulative, as the exposition wants them.
+pub(super) fn cumulative(buckets: &[u64]) -> Vec<u64> {
+    let mut total = 0;
+    buckets
+        .iter()
+        .map(|n| {
+            total += n;
+            total
+        })
+        .collect()
 }
 
 /// Middleware: times every request under its matched route.
