@@ -41,6 +41,9 @@ pub const MAP_UPLINKS6: &str = "UPLINKS6";
 pub const MAP_CT6_OUT: &str = "CT6_OUT";
 pub const MAP_CT6_IN: &str = "CT6_IN";
 pub const MAP_FRAGMENTS6: &str = "FRAGMENTS6";
+pub const MAP_PUBLISHED6: &str = "PUBLISHED6";
+
+pub const MAP_SOCK_ORIGIN6: &str = "SOCK_ORIGIN6";
 
 /// Extension headers the parser follows before it gives up on a packet
 /// (counted as `ipv6-ext-headers`).
@@ -139,6 +142,39 @@ pub struct CtEntry6 {
     pub _pad: u32,
 }
 
+/// Key of `PUBLISHED6`: a host IPv6 address (`[0; 4]` = every host IPv6
+/// address), a port (network order) and an IP protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PublishKey6 {
+    pub addr: Addr6,
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of `PUBLISHED6` (and of `SOCK_ORIGIN6`): a container's IPv6
+/// address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishTarget6 {
+    pub addr: Addr6,
+    /// Network order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Key of `SOCK_ORIGIN6`: a socket and the target it was sent to, so
+/// `recvmsg6` can show the published address the program rewrote.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOriginKey6 {
+    pub cookie: u64,
+    pub addr: Addr6,
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
 /// Key of `FRAGMENTS6`: one fragmented datagram arriving at an uplink.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,6 +196,9 @@ mod pod {
     unsafe impl aya::Pod for super::CtKey6 {}
     unsafe impl aya::Pod for super::CtEntry6 {}
     unsafe impl aya::Pod for super::FragKey6 {}
+    unsafe impl aya::Pod for super::PublishKey6 {}
+    unsafe impl aya::Pod for super::PublishTarget6 {}
+    unsafe impl aya::Pod for super::SockOriginKey6 {}
 }
 
 #[cfg(test)]

@@ -19,3 +19,8 @@ pub const SOCK_CONNECT4: &str = "sock_connect4";
 pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
 pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
 pub const SOCK_GETPEERNAME4: &str = "sock_getpeername4";
+/// cgroup `connect6`, `sendmsg6`, `recvmsg6`, `getpeername6`.
+pub const SOCK_CONNECT6: &str = "sock_connect6";
+pub const SOCK_SENDMSG6: &str = "sock_sendmsg6";
+pub const SOCK_RECVMSG6: &str = "sock_recvmsg6";
+pub const SOCK_GETPEERNAME6: &str = "sock_getpeername6";

@@ -4,7 +4,7 @@
 //! side of the veths; `overlay`: the VXLAN device; `sock`: host sockets);
 //! the logic they share lives in one module per concern (`packet`, `parse`
 //! and `parse6`, `policy` and `policy6`, `conntrack` and `conntrack6`,
-//! `snat`, `nat` and `nat6` (with `csum`), `fragments`, `publish`, `redirect`, `forward` and
+//! `snat`, `nat` and `nat6` (with `csum`), `fragments`, `publish` and `publish6`, `redirect`, `forward` and
 //! `fib` (host routing), `tunnel` and `arp` (overlay networks), `routing`
 //! (its mode and counters), `maps`, `drops`, `events`, `counters`).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -56,6 +56,8 @@ mod policy6;
 mod prefilter;
 #[cfg(target_arch = "bpf")]
 mod publish;
+#[cfg(target_arch = "bpf")]
+mod publish6;
 #[cfg(target_arch = "bpf")]
 mod redirect;
 #[cfg(target_arch = "bpf")]

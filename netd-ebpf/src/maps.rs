@@ -7,9 +7,10 @@ use aya_ebpf::{
 use netd_common::{
     drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, Addr6, CtEntry, CtEntry6, CtKey,
     CtKey6, Endpoint, Endpoint6, EndpointRef, EndpointRef6, FragKey6, NetworkInfo, NetworkInfo6,
-    OverlayConfig, OverlayNet, PublishKey, PublishTarget, RemoteEndpoint, RemoteKey, Settings,
-    Uplink, Uplink6, DEFAULT_CT_SIZE, MAX_ENDPOINTS, MAX_FRAGMENTED, MAX_HOST_ADDRS, MAX_NETWORKS,
-    MAX_NO_SHORTCUT, MAX_OVERLAY_NETWORKS, MAX_PUBLISHED, MAX_REMOTE_ENDPOINTS, MAX_UPLINKS,
+    OverlayConfig, OverlayNet, PublishKey, PublishKey6, PublishTarget, PublishTarget6,
+    RemoteEndpoint, RemoteKey, Settings, Uplink, Uplink6, DEFAULT_CT_SIZE, MAX_ENDPOINTS,
+    MAX_FRAGMENTED, MAX_HOST_ADDRS, MAX_NETWORKS, MAX_NO_SHORTCUT, MAX_OVERLAY_NETWORKS,
+    MAX_PUBLISHED, MAX_REMOTE_ENDPOINTS, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the endpoint behind it.
@@ -111,3 +112,8 @@ pub static CT6_IN: LruHashMap<CtKey6, CtEntry6> = LruHashMap::pinned(DEFAULT_CT_
 /// First IPv6 fragment let in at an uplink -> the container it was for.
 #[map(name = "FRAGMENTS6")]
 pub static FRAGMENTS6: LruHashMap<FragKey6, Addr6> = LruHashMap::pinned(MAX_FRAGMENTED, 0);
+
+/// IPv6 published ports: (host IPv6 address or any, port, protocol) ->
+/// the container's IPv6 address and port.
+#[map(name = "PUBLISHED6")]
+pub static PUBLISHED6: HashMap<PublishKey6, PublishTarget6> = HashMap::pinned(MAX_PUBLISHED, 0);

@@ -1,6 +1,7 @@
-//! Host processes to published ports (`connect4`, `sendmsg4`, `recvmsg4` on
-//! the configured cgroup): the destination is translated at the socket, so
-//! no packet is rewritten and 127.0.0.1 works. Only sockets of the agent's
+//! Host processes to published ports (`connect4`, `sendmsg4`, `recvmsg4`,
+//! `getpeername4` and their IPv6 twins on the configured cgroup): the
+//! destination is translated at the socket, so no packet is rewritten and
+//! 127.0.0.1 and ::1 work. Only sockets of the agent's
 //! own network namespace are touched (netns cookie), so an agent in a test
 //! namespace never changes another namespace's traffic.
 use aya_ebpf::{
@@ -9,11 +10,14 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
     programs::SockAddrContext,
 };
-use netd_common::{PublishTarget, SockConfig, SockOriginKey, MAX_SOCK_ORIGINS};
+use netd_common::{
+    Addr6, PublishTarget, PublishTarget6, SockConfig, SockOriginKey, SockOriginKey6,
+    MAX_SOCK_ORIGINS,
+};
 
 use crate::{
     parse::{IPPROTO_TCP, IPPROTO_UDP},
-    publish,
+    publish, publish6,
 };
 
 /// Slot 0: the agent's netns cookie.
@@ -23,6 +27,11 @@ static SOCK_CONFIG: Array<SockConfig> = Array::pinned(1, 0);
 /// (socket, target) -> the published address the program rewrote.
 #[map(name = "SOCK_ORIGIN")]
 static SOCK_ORIGIN: LruHashMap<SockOriginKey, PublishTarget> =
+    LruHashMap::pinned(MAX_SOCK_ORIGINS, 0);
+
+/// (socket, IPv6 target) -> the published IPv6 address the program rewrote.
+#[map(name = "SOCK_ORIGIN6")]
+static SOCK_ORIGIN6: LruHashMap<SockOriginKey6, PublishTarget6> =
     LruHashMap::pinned(MAX_SOCK_ORIGINS, 0);
 
 /// Allow the operation (cgroup sock_addr programs never refuse here).
@@ -138,4 +147,129 @@ fn remember(ctx: &SockAddrContext, addr: u32, port: u16, target: &PublishTarget)
         _pad: 0,
     };
     let _ = SOCK_ORIGIN.insert(&key, &origin, 0);
+}
+
+/// ::1.
+#[inline(always)]
+fn is_loopback6(a: Addr6) -> bool {
+    a == [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])]
+}
+
+/// The context's IPv6 address (word by word: the verifier's access size).
+#[inline(always)]
+fn user_ip6(ctx: &SockAddrContext) -> Addr6 {
+    let sa = ctx.sock_addr;
+    // SAFETY: fields of the context the kernel handed us.
+    unsafe {
+        [
+            core::ptr::read_volatile(&(*sa).user_ip6[0]),
+            core::ptr::read_volatile(&(*sa).user_ip6[1]),
+            core::ptr::read_volatile(&(*sa).user_ip6[2]),
+            core::ptr::read_volatile(&(*sa).user_ip6[3]),
+        ]
+    }
+}
+
+#[inline(always)]
+fn set_user6(ctx: &SockAddrContext, addr: Addr6, port: u16) {
+    let sa = ctx.sock_addr;
+    // SAFETY: writable fields of the context.
+    unsafe {
+        core::ptr::write_volatile(&mut (*sa).user_ip6[0], addr[0]);
+        core::ptr::write_volatile(&mut (*sa).user_ip6[1], addr[1]);
+        core::ptr::write_volatile(&mut (*sa).user_ip6[2], addr[2]);
+        core::ptr::write_volatile(&mut (*sa).user_ip6[3], addr[3]);
+        (*sa).user_port = u32::from(port);
+    }
+}
+
+/// [`translate`] for IPv6 sockets: `[::1]` and the host's IPv6 addresses.
+#[inline(always)]
+fn translate6(ctx: &SockAddrContext, proto: u8) -> Option<(Addr6, u16, PublishTarget6)> {
+    if !in_agent_netns(ctx) {
+        return None;
+    }
+    let addr = user_ip6(ctx);
+    // SAFETY: field of the context.
+    let port = unsafe { (*ctx.sock_addr).user_port } as u16;
+    if !is_loopback6(addr) && !publish6::is_host_addr6(addr) {
+        return None;
+    }
+    let target = publish6::lookup6(addr, port, proto)?;
+    set_user6(ctx, target.addr, target.port);
+    Some((addr, port, target))
+}
+
+#[inline(always)]
+fn remember6(ctx: &SockAddrContext, addr: Addr6, port: u16, target: &PublishTarget6) {
+    // SAFETY: the helper takes the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
+    let key = SockOriginKey6 {
+        cookie,
+        addr: target.addr,
+        port: target.port,
+        _pad: [0; 6],
+    };
+    let origin = PublishTarget6 {
+        addr,
+        port,
+        _pad: 0,
+    };
+    let _ = SOCK_ORIGIN6.insert(&key, &origin, 0);
+}
+
+/// Shows the published IPv6 address instead of the target.
+#[inline(always)]
+fn restore6(ctx: &SockAddrContext) {
+    if !in_agent_netns(ctx) {
+        return;
+    }
+    // SAFETY: the helper takes the program's context; field of the context.
+    let key = unsafe {
+        SockOriginKey6 {
+            cookie: bpf_get_socket_cookie(ctx.sock_addr as *mut _),
+            addr: user_ip6(ctx),
+            port: (*ctx.sock_addr).user_port as u16,
+            _pad: [0; 6],
+        }
+    };
+    // SAFETY: the value lives in the map.
+    if let Some(origin) = unsafe { SOCK_ORIGIN6.get(&key) } {
+        let (addr, port) = (origin.addr, origin.port);
+        set_user6(ctx, addr, port);
+    }
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: field of the context.
+    let proto = unsafe { (*ctx.sock_addr).protocol } as u8;
+    if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+        if let Some((addr, port, target)) = translate6(&ctx, proto) {
+            remember6(&ctx, addr, port, &target);
+        }
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    if let Some((addr, port, target)) = translate6(&ctx, IPPROTO_UDP) {
+        remember6(&ctx, addr, port, &target);
+    }
+    ALLOW
+}
+
+/// Replies from the target show up as coming from the published address.
+#[cgroup_sock_addr(recvmsg6)]
+pub fn sock_recvmsg6(ctx: SockAddrContext) -> i32 {
+    restore6(&ctx);
+    ALLOW
+}
+
+/// A connected socket's peer is the published address it dialled.
+#[cgroup_sock_addr(getpeername6)]
+pub fn sock_getpeername6(ctx: SockAddrContext) -> i32 {
+    restore6(&ctx);
+    ALLOW
 }

@@ -21,6 +21,7 @@ use crate::{
     nat::{parse_quoted, rewrite_addr, rewrite_port, rewrite_quoted_source},
     parse::{parse_l3, parse_l4, Ipv4, ETH_P_IPV6, IPPROTO_ICMP, L3, L4},
     publish::{self, is_host_addr},
+    publish6,
     redirect::to_container_peer,
     routing,
     snat::{port_for, NewFlow, V4},
@@ -60,15 +61,28 @@ pub fn uplink_out(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn uplink_in(ctx: TcContext) -> i32 {
+    // Each step is a BPF function of its own, called one after the other
+    // (their stack frames never add up): new flows to a published IPv6
+    // port first, then the family's reverse translation.
     let r = if is_ipv6(&ctx) {
-        uplink6::arriving(&ctx)
+        match publish6::at_uplink_ingress(&ctx) {
+            publish6::NOT_PUBLISHED => uplink6::arriving(&ctx),
+            publish6::TRANSLATED => return publish6::deliver_translated(&ctx),
+            v => return v,
+        }
     } else {
-        reverse(&ctx)
+        arriving4(&ctx)
     };
     match r {
         Ok(v) => v,
         Err(reason) => drop_packet(reason),
     }
+}
+
+/// An IPv4 frame arriving at an uplink: its own BPF function.
+#[inline(never)]
+fn arriving4(ctx: &TcContext) -> Result<i32, DropReason> {
+    reverse(ctx)
 }
 
 /// An untagged IPv6 frame?

@@ -3,10 +3,18 @@
 //! where the answer came from), clients that must get no answer, and
 //! [`Errs`] to collect failed expectations. Used by the publish tests and
 //! by the runtime (Docker) tests.
+//!
+//! Addresses are IPv4 ([`SocketAddrV4`], the default) or either family
+//! ([`SocketAddr`]: [`PortServer::start_dual`] listens on `[::]` for both,
+//! an IPv4 client showing as `::ffff:a.b.c.d`).
 
+use std::fmt::{Debug, Display};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsRawFd;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,6 +36,51 @@ pub fn v4(a: SocketAddr) -> anyhow::Result<SocketAddrV4> {
     }
 }
 
+/// The address type of servers, clients and answers: [`SocketAddrV4`]
+/// (IPv4 only) or [`SocketAddr`].
+pub trait PeerAddr:
+    Copy + Debug + Display + PartialEq + FromStr + Into<SocketAddr> + Send + 'static
+where
+    <Self as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    type Ip: PartialEq + Debug;
+    /// The address servers listen on.
+    const ANY: IpAddr;
+    fn from_sock(a: SocketAddr) -> anyhow::Result<Self>;
+    fn host(&self) -> Self::Ip;
+}
+
+impl PeerAddr for SocketAddrV4 {
+    type Ip = Ipv4Addr;
+    const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    fn from_sock(a: SocketAddr) -> anyhow::Result<Self> {
+        v4(a)
+    }
+    fn host(&self) -> Ipv4Addr {
+        *self.ip()
+    }
+}
+
+impl PeerAddr for SocketAddr {
+    type Ip = IpAddr;
+    const ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    fn from_sock(a: SocketAddr) -> anyhow::Result<Self> {
+        Ok(a)
+    }
+    fn host(&self) -> IpAddr {
+        self.ip()
+    }
+}
+
+/// The unspecified address of `dst`'s family (a client socket's bind).
+fn any_of(dst: SocketAddr) -> IpAddr {
+    if dst.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    }
+}
+
 // ---------------------------------------------------------------- server
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,30 +91,47 @@ pub enum P {
 
 /// One connection or datagram a [`PortServer`] answered.
 #[derive(Debug, Clone, Copy)]
-pub struct Hit {
+pub struct Hit<A = SocketAddrV4> {
     pub proto: P,
     pub port: u16,
-    pub peer: SocketAddrV4,
+    pub peer: A,
 }
 
 /// TCP and UDP servers on 0.0.0.0:`ports` in a netns, all in one thread
 /// (poll). Each TCP connection gets `PEER a:p PORT n\n` and is closed; each
 /// datagram is answered with that line followed by the datagram. Every hit
 /// is recorded. Stopped on drop; lives at most two minutes.
-pub struct PortServer {
-    pub hits: Arc<Mutex<Vec<Hit>>>,
+pub struct PortServer<A = SocketAddrV4> {
+    pub hits: Arc<Mutex<Vec<Hit<A>>>>,
     pub stop: Arc<AtomicBool>,
     pub h: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 pub const SERVER_LIFETIME: Duration = Duration::from_secs(120);
 
-pub fn answer_line(peer: SocketAddrV4, port: u16) -> String {
+pub fn answer_line(peer: impl Display, port: u16) -> String {
     format!("PEER {peer} PORT {port}\n")
 }
 
 impl PortServer {
+    /// On 0.0.0.0 (IPv4 only).
     pub fn start(ns: &str, tcp: &[u16], udp: &[u16]) -> PortServer {
+        PortServer::serve(ns, tcp, udp)
+    }
+}
+
+impl PortServer<SocketAddr> {
+    /// On `[::]`, for IPv6 and IPv4 clients alike.
+    pub fn start_dual(ns: &str, tcp: &[u16], udp: &[u16]) -> PortServer<SocketAddr> {
+        PortServer::serve(ns, tcp, udp)
+    }
+}
+
+impl<A: PeerAddr> PortServer<A>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    fn serve(ns: &str, tcp: &[u16], udp: &[u16]) -> PortServer<A> {
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<()>();
@@ -70,15 +140,13 @@ impl PortServer {
         let h = spawn_in(ns, move || {
             let mut ls = Vec::new();
             for &p in &tcp {
-                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, p))
-                    .with_context(|| format!("bind tcp {p}"))?;
+                let l = TcpListener::bind((A::ANY, p)).with_context(|| format!("bind tcp {p}"))?;
                 l.set_nonblocking(true)?;
                 ls.push((l, p));
             }
             let mut us = Vec::new();
             for &p in &udp {
-                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p))
-                    .with_context(|| format!("bind udp {p}"))?;
+                let s = UdpSocket::bind((A::ANY, p)).with_context(|| format!("bind udp {p}"))?;
                 s.set_nonblocking(true)?;
                 us.push((s, p));
             }
@@ -109,7 +177,7 @@ impl PortServer {
                     if i < ls.len() {
                         let (l, port) = &ls[i];
                         while let Ok((mut s, peer)) = l.accept() {
-                            let peer = v4(peer)?;
+                            let peer = A::from_sock(peer)?;
                             h2.lock().unwrap().push(Hit {
                                 proto: P::Tcp,
                                 port: *port,
@@ -124,7 +192,7 @@ impl PortServer {
                         let (s, port) = &us[i - ls.len()];
                         // Errors: would-block and queued ICMP errors.
                         while let Ok((n, src)) = s.recv_from(&mut buf) {
-                            let src = v4(src)?;
+                            let src = A::from_sock(src)?;
                             h2.lock().unwrap().push(Hit {
                                 proto: P::Udp,
                                 port: *port,
@@ -132,7 +200,7 @@ impl PortServer {
                             });
                             let mut reply = answer_line(src, *port).into_bytes();
                             reply.extend_from_slice(&buf[..n]);
-                            let _ = s.send_to(&reply, src);
+                            let _ = s.send_to(&reply, src.into());
                         }
                     }
                 }
@@ -150,7 +218,7 @@ impl PortServer {
         }
     }
 
-    pub fn hits(&self) -> Vec<Hit> {
+    pub fn hits(&self) -> Vec<Hit<A>> {
         self.hits.lock().unwrap().clone()
     }
 
@@ -159,7 +227,7 @@ impl PortServer {
     }
 }
 
-impl Drop for PortServer {
+impl<A> Drop for PortServer<A> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.h.take() {
@@ -174,21 +242,24 @@ impl Drop for PortServer {
 
 /// What a client got back from a [`PortServer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Answer {
+pub struct Answer<A = SocketAddrV4> {
     /// The client address the server saw.
-    pub seen: SocketAddrV4,
+    pub seen: A,
     /// The server (container) port that answered.
     pub port: u16,
     /// Where the answer came from as the client sees it (TCP peer address,
     /// UDP source address).
-    pub from: SocketAddrV4,
+    pub from: A,
     /// The client socket's own address.
-    pub local: SocketAddrV4,
+    pub local: A,
 }
 
 pub const PAYLOAD: &[u8] = b"netd-publish-probe";
 
-pub fn parse_answer(line: &str) -> anyhow::Result<(SocketAddrV4, u16)> {
+pub fn parse_answer<A: PeerAddr>(line: &str) -> anyhow::Result<(A, u16)>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     let f: Vec<&str> = line.split_whitespace().collect();
     match f.as_slice() {
         ["PEER", peer, "PORT", port] => Ok((
@@ -202,11 +273,14 @@ pub fn parse_answer(line: &str) -> anyhow::Result<(SocketAddrV4, u16)> {
 }
 
 /// TCP connect to `dst` and read the server's answer.
-pub fn tcp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
+pub fn tcp_ask<A: PeerAddr>(dst: A) -> anyhow::Result<Answer<A>>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(2))
         .with_context(|| format!("TCP connect to {dst}"))?;
-    let from = v4(s.peer_addr()?)?;
-    let local = v4(s.local_addr()?)?;
+    let from = A::from_sock(s.peer_addr()?)?;
+    let local = A::from_sock(s.local_addr()?)?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
     let mut text = String::new();
     s.read_to_string(&mut text)
@@ -223,14 +297,17 @@ pub fn tcp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
 /// UDP datagram to `dst` from an unconnected socket (sendmsg/recvmsg);
 /// returns the answer and the source it came from (any source is taken,
 /// so that a wrong one is reported rather than ignored).
-pub fn udp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
-    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+pub fn udp_ask<A: PeerAddr>(dst: A) -> anyhow::Result<Answer<A>>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    let s = UdpSocket::bind((any_of(dst.into()), 0))?;
     s.set_read_timeout(Some(Duration::from_millis(400)))?;
-    let local = v4(s.local_addr()?)?;
+    let local = A::from_sock(s.local_addr()?)?;
     let mut buf = vec![0u8; 65536];
     let mut last = String::from("no answer");
     for _ in 0..6 {
-        if let Err(e) = s.send_to(PAYLOAD, dst) {
+        if let Err(e) = s.send_to(PAYLOAD, dst.into()) {
             last = format!("send: {e}");
             std::thread::sleep(Duration::from_millis(300));
             continue;
@@ -250,7 +327,7 @@ pub fn udp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
                 return Ok(Answer {
                     seen,
                     port,
-                    from: v4(src)?,
+                    from: A::from_sock(src)?,
                     local,
                 });
             }
@@ -260,7 +337,10 @@ pub fn udp_ask(dst: SocketAddrV4) -> anyhow::Result<Answer> {
     bail!("UDP to {dst}: {last}")
 }
 
-pub fn ask(p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
+pub fn ask<A: PeerAddr>(p: P, dst: A) -> anyhow::Result<Answer<A>>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     match p {
         P::Tcp => tcp_ask(dst),
         P::Udp => udp_ask(dst),
@@ -268,7 +348,10 @@ pub fn ask(p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
 }
 
 /// TCP to `dst` must not get an answer; returns how the connect failed.
-pub fn tcp_unanswered(dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+pub fn tcp_unanswered<A: PeerAddr>(dst: A) -> anyhow::Result<ErrorKind>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     match TcpStream::connect_timeout(&dst.into(), Duration::from_secs(1)) {
         Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => {
             bail!("harness: no route to {dst}: {e}")
@@ -288,12 +371,15 @@ pub fn tcp_unanswered(dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
 }
 
 /// No UDP answer comes back for datagrams to `dst`.
-pub fn udp_unanswered(dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
-    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+pub fn udp_unanswered<A: PeerAddr>(dst: A) -> anyhow::Result<ErrorKind>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    let s = UdpSocket::bind((any_of(dst.into()), 0))?;
     s.set_read_timeout(Some(Duration::from_millis(250)))?;
     let mut buf = vec![0u8; 65536];
     for _ in 0..3 {
-        if let Err(e) = s.send_to(PAYLOAD, dst) {
+        if let Err(e) = s.send_to(PAYLOAD, dst.into()) {
             if e.raw_os_error() == Some(libc::ENETUNREACH) {
                 bail!("harness: no route to {dst}: {e}");
             }
@@ -308,7 +394,10 @@ pub fn udp_unanswered(dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
     Ok(ErrorKind::TimedOut)
 }
 
-pub fn unanswered(p: P, dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+pub fn unanswered<A: PeerAddr>(p: P, dst: A) -> anyhow::Result<ErrorKind>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     match p {
         P::Tcp => tcp_unanswered(dst),
         P::Udp => udp_unanswered(dst),
@@ -323,11 +412,17 @@ pub fn in_ns<T: Send + 'static>(
     join(spawn_in(ns, f))
 }
 
-pub fn ask_from(ns: &str, p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
+pub fn ask_from<A: PeerAddr>(ns: &str, p: P, dst: A) -> anyhow::Result<Answer<A>>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     in_ns(ns, move || ask(p, dst))
 }
 
-pub fn unanswered_from(ns: &str, p: P, dst: SocketAddrV4) -> anyhow::Result<ErrorKind> {
+pub fn unanswered_from<A: PeerAddr>(ns: &str, p: P, dst: A) -> anyhow::Result<ErrorKind>
+where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
     in_ns(ns, move || unanswered(p, dst))
 }
 
@@ -374,14 +469,17 @@ pub struct Errs(pub Vec<String>);
 impl Errs {
     /// `r` must be an answer from container port `port`, coming from
     /// `from`, with the server seeing one of `seen` as client address.
-    pub fn answer(
+    pub fn answer<A: PeerAddr>(
         &mut self,
         what: &str,
-        r: anyhow::Result<Answer>,
+        r: anyhow::Result<Answer<A>>,
         port: u16,
-        from: SocketAddrV4,
-        seen: &[Ipv4Addr],
-    ) -> Option<Answer> {
+        from: A,
+        seen: &[A::Ip],
+    ) -> Option<Answer<A>>
+    where
+        <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+    {
         match r {
             Err(e) => {
                 self.0.push(format!("{what}: {e:#}"));
@@ -400,7 +498,7 @@ impl Errs {
                         a.from
                     ));
                 }
-                if !seen.contains(a.seen.ip()) {
+                if !seen.contains(&a.seen.host()) {
                     self.0.push(format!(
                         "{what}: the container saw client {}, expected one of {seen:?}",
                         a.seen

@@ -252,7 +252,7 @@ impl SharedAgent {
         }
         let published = {
             let mut state = self.state().await;
-            let target = container.endpoints.first().map(|e| e.ip);
+            let target = container.endpoints.first().map(super::publish::Target::of);
             let runtime_binds = container.runtime_binds_ports();
             target.map_or(Ok(Vec::new()), |ip| {
                 state.realise_ports(ports, ip, runtime_binds)
@@ -323,7 +323,10 @@ impl SharedAgent {
         {
             let mut state = self.state().await;
             for c in &doomed {
-                state.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+                state.unpublish(
+                    &c.ports,
+                    c.endpoints.first().map(super::publish::Target::of),
+                );
             }
         }
         crate::fault::point("container-rm:unpublished");

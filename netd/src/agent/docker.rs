@@ -7,11 +7,7 @@
 //! sandbox's netns. Every call is idempotent where Docker may repeat it
 //! (after a restart of either side), and removals of what netd does not
 //! know succeed, so Docker can always clean up.
-use std::{
-    collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
-    str::FromStr,
-};
+use std::{collections::BTreeMap, net::Ipv6Addr, str::FromStr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
@@ -418,7 +414,7 @@ impl Agent {
             d.sandbox_key = None;
         }
         self.store.apply(&[StoreOp::PutContainer(&c)])?;
-        self.unpublish(&ports, c.endpoints.first().map(|e| e.ip));
+        self.unpublish(&ports, c.endpoints.first().map(super::publish::Target::of));
         self.containers.insert(c.id.clone(), c);
         Ok(())
     }
@@ -427,7 +423,10 @@ impl Agent {
         let Some(c) = self.docker_endpoint(&req.endpoint_id) else {
             return Ok(());
         };
-        self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+        self.unpublish(
+            &c.ports,
+            c.endpoints.first().map(super::publish::Target::of),
+        );
         for ep in &c.endpoints {
             self.unplumb_endpoint(ep).await.map_err(|e| {
                 AgentError::Internal(e.context(format!("failed to remove endpoint {}", c.name)))
@@ -467,7 +466,7 @@ impl Agent {
             AgentError::NotFound(format!("endpoint {} not found", short(&req.endpoint_id)))
         })?;
         let net = self.docker_network(&c.endpoints[0].network_id)?;
-        let target = c.endpoints[0].ip;
+        let target = super::publish::Target::of(&c.endpoints[0]);
         let bindings = types::portmap(&req.options).map_err(AgentError::Invalid)?;
         let mut wanted = Vec::new();
         for b in &bindings {
@@ -527,7 +526,7 @@ impl Agent {
         &mut self,
         net: &Network,
         list: Vec<PortMapping>,
-        target: Ipv4Addr,
+        target: super::publish::Target,
     ) -> AgentResult<PortMapping> {
         let mut last = None;
         for m in list {
@@ -602,7 +601,7 @@ impl Agent {
         }
         let ports = std::mem::take(&mut c.ports);
         self.store.apply(&[StoreOp::PutContainer(&c)])?;
-        self.unpublish(&ports, c.endpoints.first().map(|e| e.ip));
+        self.unpublish(&ports, c.endpoints.first().map(super::publish::Target::of));
         self.containers.insert(c.id.clone(), c);
         Ok(())
     }

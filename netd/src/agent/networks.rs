@@ -773,7 +773,10 @@ impl SharedAgent {
                     ));
                 }
                 let ports = std::mem::take(&mut container.ports);
-                state.unpublish(&ports, Some(container.endpoints[pos].ip));
+                state.unpublish(
+                    &ports,
+                    Some(super::publish::Target::of(&container.endpoints[pos])),
+                );
             }
             let ep = container.endpoints.remove(pos);
             // As Docker does: the next network takes over the default route.

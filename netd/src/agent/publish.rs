@@ -13,7 +13,7 @@
 //! bind carries no `SO_REUSEADDR` and would fail against any.
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use tracing::warn;
@@ -22,9 +22,26 @@ use super::Agent;
 use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     kernel::HeldPort,
-    model::Network,
+    model::{Endpoint, Network},
     ports::{PortMapping, Proto, PublishSpec},
 };
+
+/// Where a container's published ports lead: its addresses on its first
+/// network (IPv4 mappings to the IPv4 one, IPv6 mappings to the IPv6 one).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Target {
+    pub v4: Ipv4Addr,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl Target {
+    pub(super) fn of(ep: &Endpoint) -> Self {
+        Target {
+            v4: ep.ip,
+            v6: ep.ip6,
+        }
+    }
+}
 
 /// (host address or any, port, protocol) of a published port.
 pub(super) type PortKey = (Option<IpAddr>, u16, Proto);
@@ -81,20 +98,14 @@ impl Hold {
 }
 
 /// Why `m`, published on an IPv6 host address, is refused for a container
-/// whose first network is `net`.
+/// whose first network is `net` (which has no IPv6).
 fn refuse_ipv6_port(net: &Network, m: &PortMapping) -> String {
-    if net.ipv6.is_none() {
-        format!(
-            "cannot publish {m}: the container has no IPv6 address (network {} is IPv4 only; \
-             create it with --ipv6, or publish on an IPv4 host address)",
-            net.name
-        )
-    } else {
-        format!(
-            "cannot publish {m}: publishing on IPv6 host addresses needs the IPv6 datapath, \
-             which this netd does not have yet; publish on an IPv4 host address"
-        )
-    }
+    format!(
+        "cannot publish {m}: the container has no IPv6 address (network {} is IPv4 only); \
+         publish on an IPv4 host address, or attach the container to a network created \
+         with --ipv6",
+        net.name
+    )
 }
 
 impl Agent {
@@ -123,9 +134,13 @@ impl Agent {
         let mut mappings = Vec::new();
         for spec in specs {
             let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;
-            let expanded = parsed.expand(false);
-            if let Some(m) = expanded.iter().find(|m| m.is_ipv6()) {
-                return invalid(refuse_ipv6_port(net, m));
+            // Without a host address: IPv6 too when the container has it
+            // (Docker 27/28 with the userland proxy off).
+            let expanded = parsed.expand(net.ipv6.is_some());
+            if net.ipv6.is_none() {
+                if let Some(m) = expanded.iter().find(|m| m.is_ipv6()) {
+                    return invalid(refuse_ipv6_port(net, m));
+                }
             }
             mappings.extend(expanded);
         }
@@ -192,7 +207,7 @@ impl Agent {
     pub(super) fn realise_ports(
         &mut self,
         wanted: Vec<PortMapping>,
-        target: Ipv4Addr,
+        target: Target,
         runtime_binds: bool,
     ) -> AgentResult<Vec<PortMapping>> {
         let hold = Hold::for_runtime(runtime_binds);
@@ -211,7 +226,7 @@ impl Agent {
                     m.host_port = port;
                     self.reservations.held.insert(key_of(&m), fd);
                 }
-                self.datapath.publish(&m, target)?;
+                self.publish_mapping(&m, target)?;
                 Ok::<_, AgentError>(())
             })();
             match step {
@@ -230,18 +245,42 @@ impl Agent {
         Ok(done)
     }
 
+    /// The map entry of one mapping, to the target's address of its family.
+    fn publish_mapping(&mut self, m: &PortMapping, target: Target) -> AgentResult<()> {
+        if !m.is_ipv6() {
+            return Ok(self.datapath.publish(m, target.v4)?);
+        }
+        match target.v6 {
+            Some(ip6) => Ok(self.datapath.publish6(m, ip6)?),
+            None => invalid(format!(
+                "cannot publish {m}: the container has no IPv6 address; publish on an IPv4 \
+                 host address, or attach the container to a network created with --ipv6"
+            )),
+        }
+    }
+
     /// Removes the mappings (one map delete each), frees the host ports and
     /// forgets the flows of `target`.
-    pub(super) fn unpublish(&mut self, ports: &[PortMapping], target: Option<Ipv4Addr>) {
+    pub(super) fn unpublish(&mut self, ports: &[PortMapping], target: Option<Target>) {
         for m in ports {
-            if let Err(e) = self.datapath.unpublish(m) {
+            let removed = if m.is_ipv6() {
+                self.datapath.unpublish6(m)
+            } else {
+                self.datapath.unpublish(m)
+            };
+            if let Err(e) = removed {
                 warn!(error = %format!("{e:#}"), "unpublish failed");
             }
             self.reservations.held.remove(&key_of(m));
         }
-        if let Some(ip) = target {
-            if let Err(e) = self.datapath.flush_flows_of(ip) {
+        if let Some(t) = target {
+            if let Err(e) = self.datapath.flush_flows_of(t.v4) {
                 warn!(error = %format!("{e:#}"), "flow flush failed");
+            }
+            if let Some(ip6) = t.v6 {
+                if let Err(e) = self.datapath.flush_flows6_of(ip6) {
+                    warn!(error = %format!("{e:#}"), "flow flush failed");
+                }
             }
         }
     }
@@ -250,7 +289,7 @@ impl Agent {
     /// entries no container owns.
     pub(super) fn restore_published(&mut self) -> anyhow::Result<()> {
         for c in self.containers.values().cloned().collect::<Vec<_>>() {
-            let Some(target) = c.endpoints.first().map(|e| e.ip) else {
+            let Some(target) = c.endpoints.first().map(Target::of) else {
                 continue;
             };
             let hold = Hold::for_runtime(c.runtime_binds_ports());
@@ -269,7 +308,13 @@ impl Agent {
                         }
                     }
                 }
-                self.datapath.publish(m, target)?;
+                if m.is_ipv6() {
+                    if let Err(e) = self.publish_mapping(m, target) {
+                        warn!(container = %c.name, port = %m, error = %e, "published port not restored");
+                    }
+                } else {
+                    self.datapath.publish(m, target.v4)?;
+                }
             }
         }
         self.remove_orphan_published()
@@ -278,10 +323,18 @@ impl Agent {
     /// Drops published entries no container owns (an unpublish that
     /// failed, a crash between the map write and the store).
     pub(super) fn remove_orphan_published(&mut self) -> anyhow::Result<()> {
+        let owned6: std::collections::HashSet<_> = self
+            .containers
+            .values()
+            .flat_map(|c| c.ports.iter())
+            .filter(|m| m.is_ipv6())
+            .map(crate::datapath::publish_key6)
+            .collect();
         let owned: std::collections::HashSet<_> = self
             .containers
             .values()
             .flat_map(|c| c.ports.iter())
+            .filter(|m| !m.is_ipv6())
             .map(|m| {
                 (
                     m.host_v4().map(crate::datapath::addr_key).unwrap_or(0),
@@ -299,14 +352,24 @@ impl Agent {
                 ));
             }
         }
+        for (k, _) in self.datapath.published6_entries()? {
+            if !owned6.contains(&k) {
+                self.datapath.remove_published6_key(&k)?;
+                self.repaired(format!(
+                    "removed orphan published IPv6 port {}",
+                    u16::from_be(k.port)
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// Keeps `HOST_ADDRS` equal to the host's IPv4 addresses.
+    /// Keeps `HOST_ADDRS` and `HOST_ADDRS6` equal to the host's addresses.
     pub(super) async fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = self.links.all_ipv4().await?;
+        let addrs6 = self.links.all_ipv6().await?;
         let rows = self.links.dump().await?;
-        self.apply_host_addrs(&addrs, &rows)
+        self.apply_host_addrs(&addrs, &addrs6, &rows)
     }
 
     /// Writes `HOST_ADDRS` and `NO_SHORTCUT` from the host's addresses and
@@ -317,9 +380,11 @@ impl Agent {
     fn apply_host_addrs(
         &mut self,
         addrs: &std::collections::HashSet<Ipv4Addr>,
+        addrs6: &std::collections::HashSet<Ipv6Addr>,
         rows: &[crate::net::LinkRow],
     ) -> anyhow::Result<()> {
         self.datapath.set_host_addrs(addrs)?;
+        self.datapath.set_host_addrs6(addrs6)?;
         let uplinks: std::collections::HashSet<u32> =
             self.uplinks.values().map(|u| u.ifindex).collect();
         let bridges: std::collections::HashSet<&str> =
@@ -342,7 +407,8 @@ impl super::SharedAgent {
     /// [`Agent::sync_host_addrs`] with the dumps made without the state.
     pub(super) async fn sync_host_addrs(&self, k: &super::endpoints::Kernel) -> anyhow::Result<()> {
         let addrs = k.links.all_ipv4().await?;
+        let addrs6 = k.links.all_ipv6().await?;
         let rows = k.links.dump().await?;
-        self.state().await.apply_host_addrs(&addrs, &rows)
+        self.state().await.apply_host_addrs(&addrs, &addrs6, &rows)
     }
 }

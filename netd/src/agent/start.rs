@@ -422,7 +422,10 @@ impl Agent {
     /// Removes a container from the store after its netns vanished.
     async fn release_container(&mut self, id: &str) -> Result<()> {
         if let Some(c) = self.containers.get(id).cloned() {
-            self.unpublish(&c.ports, c.endpoints.first().map(|e| e.ip));
+            self.unpublish(
+                &c.ports,
+                c.endpoints.first().map(super::publish::Target::of),
+            );
             for ep in &c.endpoints {
                 let _ = self.links.delete_by_name(&ep.host_ifname).await;
                 self.datapath.detach_endpoint(&ep.host_ifname, None)?;

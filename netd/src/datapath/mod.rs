@@ -13,6 +13,7 @@ mod loader;
 mod observe;
 pub mod overlay;
 mod publish;
+mod publish6;
 mod routing;
 mod sandbox;
 mod sock;
@@ -28,6 +29,7 @@ pub use loader::{
     FROM_CONTAINER, OVERLAY_IN, PROGRAMS, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
 };
 pub use observe::EventMaps;
+pub use publish6::publish_key6;
 pub use routing::{HostRouting, RoutingCounts};
 pub use sandbox::{test_run, Run, Sandbox};
 pub use sock::{netns_cookie, SOCK_PROGRAMS};

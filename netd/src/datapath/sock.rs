@@ -10,13 +10,20 @@ use netd_common::{SockConfig, MAP_SOCK_CONFIG};
 
 use super::Datapath;
 
-use netd_common::programs::{SOCK_CONNECT4, SOCK_GETPEERNAME4, SOCK_RECVMSG4, SOCK_SENDMSG4};
+use netd_common::programs::{
+    SOCK_CONNECT4, SOCK_CONNECT6, SOCK_GETPEERNAME4, SOCK_GETPEERNAME6, SOCK_RECVMSG4,
+    SOCK_RECVMSG6, SOCK_SENDMSG4, SOCK_SENDMSG6,
+};
 
-pub const SOCK_PROGRAMS: [&str; 4] = [
+pub const SOCK_PROGRAMS: [&str; 8] = [
     SOCK_CONNECT4,
     SOCK_SENDMSG4,
     SOCK_RECVMSG4,
     SOCK_GETPEERNAME4,
+    SOCK_CONNECT6,
+    SOCK_SENDMSG6,
+    SOCK_RECVMSG6,
+    SOCK_GETPEERNAME6,
 ];
 
 /// Cookie of the calling thread's network namespace (SO_NETNS_COOKIE).

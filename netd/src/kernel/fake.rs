@@ -21,8 +21,8 @@ use std::{
 use anyhow::{anyhow, bail, Result};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
-    Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishTarget, Uplink,
-    Uplink6,
+    Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishKey6,
+    PublishTarget, PublishTarget6, Uplink, Uplink6,
 };
 
 use super::{
@@ -121,6 +121,8 @@ pub struct State {
     /// (address key, port in network order, protocol) -> target.
     pub published: BTreeMap<(u32, u16, u8), PublishTarget>,
     pub host_addrs: BTreeSet<Ipv4Addr>,
+    pub published6: Vec<(PublishKey6, PublishTarget6)>,
+    pub host_addrs6: BTreeSet<Ipv6Addr>,
     pub no_shortcut: BTreeSet<u32>,
     pub sock_programs: bool,
     /// The VXLAN device the programs send to: (ifindex, local address).
@@ -688,6 +690,46 @@ impl DatapathDriver for Fake {
         Ok(())
     }
 
+    fn publish6(&mut self, m: &PortMapping, target: Ipv6Addr) -> Result<()> {
+        let mut inner = self.lock();
+        inner.step(format!("publish {m}"))?;
+        let key = crate::datapath::publish_key6(m);
+        let value = PublishTarget6 {
+            addr: crate::datapath::addr6_key(target),
+            port: m.container_port.to_be(),
+            _pad: 0,
+        };
+        inner.state.published6.retain(|(k, _)| *k != key);
+        inner.state.published6.push((key, value));
+        Ok(())
+    }
+
+    fn unpublish6(&mut self, m: &PortMapping) -> Result<()> {
+        let mut inner = self.lock();
+        inner.step(format!("unpublish {m}"))?;
+        let key = crate::datapath::publish_key6(m);
+        inner.state.published6.retain(|(k, _)| *k != key);
+        Ok(())
+    }
+
+    fn published6_entries(&mut self) -> Result<Vec<(PublishKey6, PublishTarget6)>> {
+        Ok(self.lock().state.published6.clone())
+    }
+
+    fn remove_published6_key(&mut self, key: &PublishKey6) -> Result<()> {
+        let mut inner = self.lock();
+        inner.step("remove published IPv6 key")?;
+        inner.state.published6.retain(|(k, _)| k != key);
+        Ok(())
+    }
+
+    fn set_host_addrs6(&mut self, addrs: &HashSet<Ipv6Addr>) -> Result<()> {
+        let mut inner = self.lock();
+        inner.step("set host IPv6 addresses")?;
+        inner.state.host_addrs6 = addrs.iter().copied().collect();
+        Ok(())
+    }
+
     fn set_no_shortcut(&mut self, ifindexes: &HashSet<u32>) -> Result<()> {
         let mut inner = self.lock();
         inner.step("set no-shortcut devices")?;
@@ -1223,6 +1265,10 @@ impl LinkDriver for Fake {
             .links
             .get(&index)
             .and_then(|l| l.addrs.first().map(|a| a.addr())))
+    }
+
+    async fn all_ipv6(&self) -> Result<HashSet<Ipv6Addr>> {
+        Ok(HashSet::new())
     }
 
     async fn all_ipv4(&self) -> Result<HashSet<Ipv4Addr>> {

@@ -33,8 +33,8 @@ use std::{
 use anyhow::Result;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
-    Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishTarget, Uplink,
-    Uplink6,
+    Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishKey6,
+    PublishTarget, PublishTarget6, Uplink, Uplink6,
 };
 
 use crate::{
@@ -142,6 +142,12 @@ pub trait DatapathDriver: DatapathStats + Send + Sync {
     fn published_entries(&mut self) -> Result<Vec<(PublishKey, PublishTarget)>>;
     fn remove_published_key(&mut self, key: &PublishKey) -> Result<()>;
     fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<()>;
+    // The same over IPv6 (`PUBLISHED6`, `HOST_ADDRS6`).
+    fn publish6(&mut self, m: &PortMapping, target: Ipv6Addr) -> Result<()>;
+    fn unpublish6(&mut self, m: &PortMapping) -> Result<()>;
+    fn published6_entries(&mut self) -> Result<Vec<(PublishKey6, PublishTarget6)>>;
+    fn remove_published6_key(&mut self, key: &PublishKey6) -> Result<()>;
+    fn set_host_addrs6(&mut self, addrs: &HashSet<Ipv6Addr>) -> Result<()>;
     fn set_no_shortcut(&mut self, ifindexes: &HashSet<u32>) -> Result<()>;
     /// Drops every tracked flow to or from `addr`; how many went.
     fn flush_flows_of(&mut self, addr: Ipv4Addr) -> Result<usize>;
@@ -292,6 +298,8 @@ pub trait LinkDriver: Send + Sync {
     async fn primary_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>>;
     /// Every IPv4 address except loopback ones.
     async fn all_ipv4(&self) -> Result<HashSet<Ipv4Addr>>;
+    /// Every global or unique local IPv6 address.
+    async fn all_ipv6(&self) -> Result<HashSet<Ipv6Addr>>;
     /// IPv4 destinations of the main table, default route excluded.
     async fn route_prefixes(&self) -> Result<Vec<Ipv4Net>>;
     /// Turns IPv6 forwarding on, and IPv6 on the bridge `bridge`.

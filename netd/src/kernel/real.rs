@@ -13,8 +13,8 @@ use std::{
 use anyhow::{anyhow, Context, Result};
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
-    Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishTarget, Uplink,
-    Uplink6,
+    Counters, Endpoint, Endpoint6, NetworkInfo, NetworkInfo6, PublishKey, PublishKey6,
+    PublishTarget, PublishTarget6, Uplink, Uplink6,
 };
 use nix::sys::socket::{
     bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
@@ -239,6 +239,26 @@ impl DatapathDriver for Datapath {
         Datapath::set_host_addrs(self, addrs)
     }
 
+    fn publish6(&mut self, m: &PortMapping, target: Ipv6Addr) -> Result<()> {
+        Datapath::publish6(self, m, target)
+    }
+
+    fn unpublish6(&mut self, m: &PortMapping) -> Result<()> {
+        Datapath::unpublish6(self, m)
+    }
+
+    fn published6_entries(&mut self) -> Result<Vec<(PublishKey6, PublishTarget6)>> {
+        Datapath::published6_entries(self)
+    }
+
+    fn remove_published6_key(&mut self, key: &PublishKey6) -> Result<()> {
+        Datapath::remove_published6_key(self, key)
+    }
+
+    fn set_host_addrs6(&mut self, addrs: &HashSet<Ipv6Addr>) -> Result<()> {
+        Datapath::set_host_addrs6(self, addrs)
+    }
+
     fn set_no_shortcut(&mut self, ifindexes: &HashSet<u32>) -> Result<()> {
         Datapath::set_no_shortcut(self, ifindexes)
     }
@@ -454,6 +474,10 @@ impl LinkDriver for HostLinks {
 
     async fn all_ipv4(&self) -> Result<HashSet<Ipv4Addr>> {
         HostLinks::all_ipv4(self).await
+    }
+
+    async fn all_ipv6(&self) -> Result<HashSet<Ipv6Addr>> {
+        HostLinks::all_ipv6(self).await
     }
 
     async fn route_prefixes(&self) -> Result<Vec<Ipv4Net>> {

@@ -513,6 +513,29 @@ impl HostLinks {
         Ok(out)
     }
 
+    /// Every global (or unique local) IPv6 address of the host: loopback,
+    /// link-local and multicast ones excluded.
+    pub async fn all_ipv6(&self) -> Result<std::collections::HashSet<std::net::Ipv6Addr>> {
+        let _turn = self.dumps.lock().await;
+        let mut out = std::collections::HashSet::new();
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(msg) = addrs.try_next().await? {
+            let ip = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V6(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = ip.filter(|ip| {
+                !ip.is_loopback()
+                    && !ip.is_unspecified()
+                    && !ip.is_multicast()
+                    && !ip.is_unicast_link_local()
+            }) {
+                out.insert(ip);
+            }
+        }
+        Ok(out)
+    }
+
     /// IPv4 destinations of the main routing table, default route excluded.
     pub async fn route_prefixes(&self) -> Result<Vec<Ipv4Net>> {
         let mut out = Vec::new();

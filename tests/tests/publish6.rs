@@ -1,0 +1,391 @@
+//! Published ports over IPv6 (issue 13) with real packets.
+//!
+//! The bed's uplink carries IPv6 too: `up0` has 2001:db8:96::2/64 (H6), the
+//! world `w0` 2001:db8:96::1/64 (W6), the host's IPv6 default route via the
+//! world. The world has no route to the containers' subnets: what reaches a
+//! container is translated by netd. Containers run a dual-stack
+//! [`PortServer`] on `[::]` (an IPv4 client shows as `::ffff:a.b.c.d`).
+//! Host-process clients run as children in the bed's cgroup (the agent's
+//! `--cgroup`) and host netns: this binary re-executed as
+//! [`host_client6_helper`].
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use netd_tests::cmd::{ip_ns, run_timeout};
+use netd_tests::netns::path_of;
+use netd_tests::ports::*;
+use netd_tests::world::{UPLINK, WORLD};
+use netd_tests::Bed;
+use serde_json::Value;
+
+const H6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 2);
+const W6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 1);
+/// A second IPv6 address of the uplink, added while the agent runs.
+const H6_2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 4);
+
+fn s6(ip: Ipv6Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+fn s4(port: u16) -> SocketAddr {
+    SocketAddr::new(UPLINK.into(), port)
+}
+
+/// How an IPv4 client shows to a server on `[::]`.
+fn mapped(ip: std::net::Ipv4Addr) -> IpAddr {
+    IpAddr::V6(ip.to_ipv6_mapped())
+}
+
+/// A bed whose uplink has IPv4 and IPv6, its agent running.
+fn bed6() -> (Bed, String) {
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world();
+    let host = bed.host_ns().to_string();
+    let steps: [(&str, &[&str]); 3] = [
+        (
+            &world,
+            &[
+                "-6",
+                "addr",
+                "add",
+                "2001:db8:96::1/64",
+                "dev",
+                "w0",
+                "nodad",
+            ],
+        ),
+        (
+            &host,
+            &[
+                "-6",
+                "addr",
+                "add",
+                "2001:db8:96::2/64",
+                "dev",
+                "up0",
+                "nodad",
+            ],
+        ),
+        (
+            &host,
+            &["-6", "route", "add", "default", "via", "2001:db8:96::1"],
+        ),
+    ];
+    for (ns, args) in steps {
+        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the IPv6 uplink: {e:#}"));
+    }
+    bed.start_agent();
+    bed.wait_uplink(UPLINK, netd_tests::world::UPLINK_LIMIT);
+    (bed, world)
+}
+
+fn netd_port(bed: &Bed, c: &str) -> Vec<String> {
+    let mut v: Vec<String> = bed
+        .ok(&["port", c])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+// ------------------------------------------------------- host-process client
+
+const CLIENT_ENV: &str = "NETD_PUBLISH6_TEST_CLIENT";
+
+/// Not a test: with `NETD_PUBLISH6_TEST_CLIENT=MODE,[ADDR]:PORT` (set by
+/// [`host_ask`]) runs one client and prints `RESULT ...`; without it,
+/// nothing.
+#[test]
+fn host_client6_helper() {
+    let Ok(spec) = std::env::var(CLIENT_ENV) else {
+        return;
+    };
+    let res = (|| -> anyhow::Result<String> {
+        let (mode, dst) = spec
+            .split_once(',')
+            .ok_or_else(|| anyhow!("bad {CLIENT_ENV} {spec:?}"))?;
+        let dst: SocketAddr = dst.parse()?;
+        let p = if mode == "tcp" { P::Tcp } else { P::Udp };
+        let a = ask(p, dst)?;
+        Ok(format!("OK {} {} {} {}", a.seen, a.port, a.from, a.local))
+    })();
+    match res {
+        Ok(s) => println!("RESULT {s}"),
+        Err(e) => println!("RESULT ERR {}", format!("{e:#}").replace('\n', " ")),
+    }
+}
+
+/// A client as a host process: a child in cgroup `cg` and netns `ns`.
+fn host_ask(cg: &Path, ns: &str, p: P, dst: SocketAddr) -> anyhow::Result<Answer<SocketAddr>> {
+    let exe = std::env::current_exe()?;
+    let procs = cg.join("cgroup.procs").display().to_string();
+    let net = format!("--net={}", path_of(ns).display());
+    let mode = if p == P::Tcp { "tcp" } else { "udp" };
+    let env = format!("{CLIENT_ENV}={mode},{dst}");
+    let script = r#"echo $$ > "$1" || exit 97; shift; exec nsenter "$@""#;
+    let out = run_timeout(
+        "sh",
+        &[
+            "-c",
+            script,
+            "sh",
+            &procs,
+            &net,
+            "env",
+            &env,
+            exe.to_str().unwrap(),
+            "--exact",
+            "host_client6_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+        Duration::from_secs(20),
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.find("RESULT ")
+                .map(|i| l[i + "RESULT ".len()..].to_string())
+        })
+        .ok_or_else(|| anyhow!("host client printed no RESULT line:\n{out}"))?;
+    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["OK", seen, port, from, local] => Ok(Answer {
+            seen: seen.parse()?,
+            port: port.parse()?,
+            from: from.parse()?,
+            local: local.parse()?,
+        }),
+        _ => bail!("host client {mode} {dst}: {line}"),
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+/// A dual-stack container publishes `-p 8080:80` on both families,
+/// `[::]:8081:81` on IPv6 only and `[H6]:8082:82` on that address only.
+/// The world reaches them over IPv6 (TCP and UDP) and the container sees
+/// the world's own IPv6 address and port; the answers come from the
+/// published address. `[::]` is not reachable over IPv4 (refused by the
+/// host, never reaching the container); `[H6]` not on another host
+/// address. Host processes reach `[::1]:8081` and see it as the peer
+/// (getpeername6, recvmsg6). The ports survive an agent restart and go
+/// with the container.
+#[test]
+fn ipv6_published_ports() {
+    let (bed, world) = bed6();
+    bed.network(
+        "p6",
+        &[
+            "--subnet",
+            "10.96.1.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:96:1::/64",
+        ],
+    );
+    let a = bed.container(
+        "a",
+        &[
+            "--network",
+            "p6",
+            "-p",
+            "8080:80",
+            "-p",
+            "8080:80/udp",
+            "-p",
+            "[::]:8081:81",
+            "-p",
+            "[::]:8081:81/udp",
+            "-p",
+            "[2001:db8:96::2]:8082:82",
+        ],
+    );
+    let srv = PortServer::start_dual(&a.ns, &[80, 81, 82], &[80, 81]);
+    assert_eq!(
+        netd_port(&bed, "a"),
+        vec![
+            "80/tcp -> 0.0.0.0:8080",
+            "80/tcp -> [::]:8080",
+            "80/udp -> 0.0.0.0:8080",
+            "80/udp -> [::]:8080",
+            "81/tcp -> [::]:8081",
+            "81/udp -> [::]:8081",
+            "82/tcp -> [2001:db8:96::2]:8082",
+        ],
+        "netd port a"
+    );
+    let ports = bed.ctr_info("a")["Ports"].clone();
+    let ports: Vec<Value> = ports.as_array().cloned().unwrap_or_default();
+    assert!(
+        ports.contains(&serde_json::json!(
+            {"HostIp": "::", "HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp"}
+        )),
+        "container inspect a: Ports {ports:?}"
+    );
+
+    let world_sees = |errs: &mut Errs, what: &str| {
+        for p in [P::Tcp, P::Udp] {
+            for (port, cport) in [(8080, 80), (8081, 81)] {
+                let dst = s6(H6, port);
+                let w = format!("{what}: {p:?} world -> {dst}");
+                if let Some(a) = errs.answer(&w, ask_from(&world, p, dst), cport, dst, &[W6.into()])
+                {
+                    errs.check(a.seen.port() == a.local.port(), || {
+                        format!(
+                            "{w}: the container saw port {}, the client used {}",
+                            a.seen.port(),
+                            a.local.port()
+                        )
+                    });
+                }
+            }
+        }
+    };
+    let mut errs = Errs::default();
+    world_sees(&mut errs, "IPv6");
+    let dst = s6(H6, 8082);
+    errs.answer(
+        &format!("TCP world -> {dst}"),
+        ask_from(&world, P::Tcp, dst),
+        82,
+        dst,
+        &[W6.into()],
+    );
+    // -p 8080:80 is IPv4 too.
+    for p in [P::Tcp, P::Udp] {
+        errs.answer(
+            &format!("{p:?} world -> {}", s4(8080)),
+            ask_from(&world, p, s4(8080)),
+            80,
+            s4(8080),
+            &[mapped(WORLD)],
+        );
+    }
+    // [::] is IPv6 only: nothing reaches container port 81 over IPv4 (TCP:
+    // the host itself refuses, nothing listens there).
+    let before81 = srv.hits().iter().filter(|h| h.port == 81).count();
+    match unanswered_from(&world, P::Tcp, s4(8081)) {
+        Ok(kind) => errs.check(kind == std::io::ErrorKind::ConnectionRefused, || {
+            format!("TCP world -> {}: {kind:?}, expected refused", s4(8081))
+        }),
+        Err(e) => errs.0.push(format!("TCP world -> {}: {e:#}", s4(8081))),
+    }
+    errs.ok(
+        &format!("UDP world -> {}", s4(8081)),
+        unanswered_from(&world, P::Udp, s4(8081)),
+    );
+    let after81 = srv.hits().iter().filter(|h| h.port == 81).count();
+    errs.check(after81 == before81, || {
+        format!(
+            "container port 81 got {} hits over IPv4",
+            after81 - before81
+        )
+    });
+
+    // [H6]:8082 only there; the wildcard ones on a new address as well.
+    ip_ns(
+        bed.host_ns(),
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:96::4/64",
+            "dev",
+            "up0",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let start = Instant::now();
+    while ask_from(&world, P::Tcp, s6(H6_2, 8080)).is_err()
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    errs.answer(
+        "TCP world -> [2001:db8:96::4]:8080 (a new host address)",
+        ask_from(&world, P::Tcp, s6(H6_2, 8080)),
+        80,
+        s6(H6_2, 8080),
+        &[W6.into()],
+    );
+    errs.ok(
+        "TCP world -> [2001:db8:96::4]:8082 (published on another address)",
+        unanswered_from(&world, P::Tcp, s6(H6_2, 8082)),
+    );
+
+    // Host processes: [::1] and the host's own IPv6 address; the peer
+    // they see is the address they dialled.
+    let gw6: IpAddr = bed.gateway6("p6").into();
+    for (p, dst) in [
+        (P::Tcp, s6(Ipv6Addr::LOCALHOST, 8081)),
+        (P::Udp, s6(Ipv6Addr::LOCALHOST, 8081)),
+        (P::Tcp, s6(H6, 8080)),
+    ] {
+        let what = format!("{p:?} host process -> {dst}");
+        let r = host_ask(bed.cgroup(), bed.host_ns(), p, dst);
+        let cport = if dst.port() == 8081 { 81 } else { 80 };
+        errs.answer(&what, r, cport, dst, &[gw6]);
+    }
+    errs.done("IPv6 published ports");
+
+    // An agent restart keeps them.
+    bed.stop_agent();
+    bed.start_agent();
+    let mut errs = Errs::default();
+    world_sees(&mut errs, "after a restart");
+    errs.done("IPv6 published ports after an agent restart");
+
+    // Removing the container removes them and frees the host ports.
+    bed.ok(&["container", "rm", "a"]);
+    drop(srv);
+    let mut errs = Errs::default();
+    for port in [8080, 8081] {
+        errs.ok(
+            &format!("TCP world -> [{H6}]:{port} after rm"),
+            unanswered_from(&world, P::Tcp, s6(H6, port)),
+        );
+    }
+    let free = in_ns(bed.host_ns(), || {
+        drop(TcpListener::bind((Ipv6Addr::UNSPECIFIED, 8081))?);
+        Ok(())
+    });
+    errs.ok("a host process binds [::]:8081 after rm", free);
+    errs.done("IPv6 published ports after container rm");
+}
+
+/// A container without IPv6 is refused an IPv6 host address with what to
+/// do, and nothing of it stays; `-p 8080:80` publishes on IPv4 only.
+#[test]
+fn ipv6_host_address_refused_without_ipv6() {
+    let bed = Bed::new();
+    bed.network("p4", &["--subnet", "10.96.2.0/24"]);
+    let ns = bed.new_netns("x");
+    let path = path_of(&ns).display().to_string();
+    let err = bed.fail(&[
+        "container",
+        "add",
+        "x",
+        "--netns",
+        &path,
+        "--network",
+        "p4",
+        "-p",
+        "[::1]:8080:80",
+    ]);
+    assert!(
+        err.contains("the container has no IPv6 address")
+            && err.contains("network p4 is IPv4 only")
+            && err.contains("--ipv6"),
+        "refusal: {err}"
+    );
+    let ls = bed.ok(&["container", "ls"]);
+    assert!(!ls.contains(" x"), "container ls after the refusal: {ls}");
+    bed.container("y", &["--network", "p4", "-p", "8080:80"]);
+    assert_eq!(netd_port(&bed, "y"), vec!["80/tcp -> 0.0.0.0:8080"]);
+}
