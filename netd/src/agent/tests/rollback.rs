@@ -8,7 +8,11 @@ use crate::schema::{ContainerAdd, NetworkConnect, NetworkCreate, NetworkDisconne
 
 /// Steps after which `network create` has committed (host address sync
 /// failures are logged; the next sweep retries them).
-const NETWORK_COMMITTED: &[&str] = &["set host addresses", "set no-shortcut devices"];
+const NETWORK_COMMITTED: &[&str] = &[
+    "set host addresses",
+    "set host IPv6 addresses",
+    "set no-shortcut devices",
+];
 
 fn add(name: &str, netns: &std::path::Path, network: &str, publish: &[&str]) -> ContainerAdd {
     ContainerAdd {
