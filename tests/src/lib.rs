@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod cni;
 pub mod docker;
+pub mod echo_watch;
 pub mod firewall;
 pub mod http;
 pub mod names;

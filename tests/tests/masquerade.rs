@@ -8,8 +8,10 @@
 //! ICMP socket that records the source address and id of echo requests.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{
+    IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
+use netd_tests::echo_watch::EchoWatch;
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, no_udp};
 use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
@@ -406,7 +409,7 @@ fn tcp_udp_from(
 /// Asserts that TCP, UDP and ping from `ns` reach the world server and are
 /// seen from `src` (and, when `snat`, from a port/echo id in the SNAT range).
 fn expect_egress(ns: &str, world: &str, srv: &Servers, src: Ipv4Addr, snat: bool, what: &str) {
-    let watch = IcmpWatch::start(world);
+    let watch = EchoWatch::start(world, false);
     let ping = icmp(ns, srv.ip);
     let echoes = watch.finish();
     let (tcp, udp) = tcp_udp_from(ns, srv);
@@ -430,7 +433,7 @@ fn expect_egress(ns: &str, world: &str, srv: &Servers, src: Ipv4Addr, snat: bool
         Ok(()) => {
             if !echoes
                 .iter()
-                .any(|(a, id)| *a == src && (!snat || SNAT.contains(id)))
+                .any(|(a, id)| *a == IpAddr::V4(src) && (!snat || SNAT.contains(id)))
             {
                 errs.push(format!(
                     "ping: the world saw echo requests (source, id) {echoes:?}, expected source {src}{}",
@@ -440,99 +443,6 @@ fn expect_egress(ns: &str, world: &str, srv: &Servers, src: Ipv4Addr, snat: bool
         }
     }
     assert!(errs.is_empty(), "{what}:\n  - {}", errs.join("\n  - "));
-}
-
-// ---------------------------------------------------------------- ICMP watch
-
-/// A raw ICMP socket in a netns that records (source, id) of every echo
-/// request it sees until [`IcmpWatch::finish`].
-struct IcmpWatch {
-    stop: Arc<AtomicBool>,
-    h: Option<JoinHandle<anyhow::Result<Vec<Echo>>>>,
-}
-
-/// Source address and id of an echo request.
-type Echo = (Ipv4Addr, u16);
-
-impl IcmpWatch {
-    fn start(ns: &str) -> IcmpWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<()>();
-        let st = stop.clone();
-        let h = spawn_in(ns, move || {
-            // SAFETY: a raw socket we own; buffers and lengths are valid.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_INET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::IPPROTO_ICMP,
-                )
-            };
-            if fd < 0 {
-                bail!("raw ICMP socket: {}", std::io::Error::last_os_error());
-            }
-            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-            let tv = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 50_000,
-            };
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                );
-            }
-            let _ = tx.send(());
-            let start = Instant::now();
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 2048];
-            while !st.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
-                let n = unsafe {
-                    libc::recv(
-                        sock.as_raw_fd(),
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                        0,
-                    )
-                };
-                if n <= 0 {
-                    continue;
-                }
-                let pkt = &buf[..n as usize];
-                let ihl = usize::from(pkt[0] & 0xf) * 4;
-                if pkt.len() < ihl + 8 || pkt[ihl] != 8 {
-                    continue; // not an echo request
-                }
-                let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-                let id = u16::from_be_bytes([pkt[ihl + 4], pkt[ihl + 5]]);
-                seen.push((src, id));
-            }
-            Ok(seen)
-        });
-        if rx.recv_timeout(Duration::from_secs(5)).is_err() {
-            stop.store(true, Ordering::SeqCst);
-            panic!("ICMP watch did not start: {:?}", join(h).err());
-        }
-        IcmpWatch { stop, h: Some(h) }
-    }
-
-    fn finish(mut self) -> Vec<Echo> {
-        std::thread::sleep(Duration::from_millis(100));
-        self.stop.store(true, Ordering::SeqCst);
-        join(self.h.take().unwrap()).unwrap_or_else(|e| panic!("ICMP watch: {e:#}"))
-    }
-}
-
-impl Drop for IcmpWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.h.take() {
-            let _ = join(h);
-        }
-    }
 }
 
 // ---------------------------------------------------------------- tests

@@ -13,18 +13,16 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddrV6, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
+use netd_tests::echo_watch::EchoWatch;
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::world::{UPLINK6, UPLINK_LIMIT, WORLD6};
 use netd_tests::{dropped, icmp, no_tcp, no_udp, tcp, udp, Bed, Ep};
-use nix::libc;
 
 const FAR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 2);
 
@@ -79,72 +77,6 @@ fn networks(bed: &Bed, world: &str) {
     .expect("world route to the routed network");
 }
 
-/// The sources of the ICMPv6 echo requests netns `ns` receives while `f`
-/// runs (a raw ICMPv6 socket; bounded).
-fn echo_sources(ns: &str, f: impl FnOnce()) -> Vec<Ipv6Addr> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<()>();
-    let st = stop.clone();
-    let h = spawn_in(ns, move || {
-        // SAFETY: a raw socket we own; buffers and lengths are valid.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_ICMPV6,
-            )
-        };
-        if fd < 0 {
-            bail!("raw ICMPv6 socket: {}", std::io::Error::last_os_error());
-        }
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        let _ = tx.send(());
-        let start = Instant::now();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 2048];
-        while !st.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
-            let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            let n = unsafe {
-                libc::recvfrom(
-                    sock.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                    &mut from as *mut _ as *mut libc::sockaddr,
-                    &mut len,
-                )
-            };
-            // Raw ICMPv6 sockets hand over the ICMPv6 message only.
-            if n > 0 && buf[0] == 128 {
-                seen.push(Ipv6Addr::from(from.sin6_addr.s6_addr));
-            }
-        }
-        Ok(seen)
-    });
-    if rx.recv_timeout(Duration::from_secs(5)).is_err() {
-        stop.store(true, Ordering::SeqCst);
-        panic!("ICMPv6 watch did not start: {:?}", join(h).err());
-    }
-    f();
-    std::thread::sleep(Duration::from_millis(100));
-    stop.store(true, Ordering::SeqCst);
-    join(h).unwrap_or_else(|e| panic!("ICMPv6 watch: {e:#}"))
-}
-
 #[test]
 fn ipv6_egress_is_masqueraded_routed_or_refused_by_network() {
     let (bed, world) = bed6(&[], |_| {});
@@ -161,12 +93,14 @@ fn ipv6_egress_is_masqueraded_routed_or_refused_by_network() {
     assert_eq!(v6(seen), UPLINK6, "TCP from c seen from {seen}");
     let seen = udp(&c.ns, &w6).expect("c -> world over UDP");
     assert_eq!(v6(seen), UPLINK6, "UDP from c seen from {seen}");
-    let sources = echo_sources(&world, || icmp(&c.ns, WORLD6).expect("c pings the world"));
+    let watch = EchoWatch::start(&world, true);
+    icmp(&c.ns, WORLD6).expect("c pings the world");
+    let sources: Vec<IpAddr> = watch.finish().into_iter().map(|(s, _)| s).collect();
     assert!(
         !sources.is_empty() && sources.iter().all(|s| *s == UPLINK6),
         "echo requests from c arrived from {sources:?}, expected {UPLINK6} only"
     );
-    assert!(!sources.contains(&v6(c6.ip)));
+    assert!(!sources.contains(&c6.ip));
 
     // --masquerade=false: the container's own address.
     let seen = tcp(&r.ns, &w6).expect("r -> world over TCP (routed)");
