@@ -23,6 +23,7 @@ pub mod cni;
 pub mod docker;
 pub mod echo_watch;
 pub mod firewall;
+pub mod host_client;
 pub mod http;
 pub mod names;
 pub mod netns;

@@ -17,11 +17,11 @@
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
-use netd_tests::cmd::{ip_ns, run_timeout};
+use anyhow::anyhow;
+use netd_tests::cmd::ip_ns;
+use netd_tests::host_client::HostClient;
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::ports::*;
 use netd_tests::traffic::blocked_both;
@@ -66,117 +66,27 @@ fn raise_nofile(want: u64) {
 
 // ------------------------------------------------------- host-process client
 
-const CLIENT_ENV: &str = "NETD_PUBLISH_TEST_CLIENT";
+const CLIENT: HostClient = HostClient {
+    test: "host_client_helper",
+    env: "NETD_PUBLISH_TEST_CLIENT",
+};
 
-/// Not a test: when this binary is re-executed with `NETD_PUBLISH_TEST_CLIENT
-/// = MODE,ADDR:PORT` (by [`host_client`]), runs one client and prints
-/// `RESULT ...`. Without the variable it does nothing.
+/// Not a test: the host-process client of [`CLIENT`] when this binary is
+/// re-executed for it; without its variable it does nothing.
 #[test]
 fn host_client_helper() {
-    let Ok(spec) = std::env::var(CLIENT_ENV) else {
-        return;
-    };
-    let res = (|| -> anyhow::Result<String> {
-        let (mode, dst) = spec
-            .split_once(',')
-            .ok_or_else(|| anyhow!("bad {CLIENT_ENV} {spec:?}"))?;
-        let dst: SocketAddrV4 = dst.parse()?;
-        let p = if mode.ends_with("tcp") {
-            P::Tcp
-        } else {
-            P::Udp
-        };
-        if mode.starts_with("no-") {
-            let k = unanswered(p, dst)?;
-            Ok(format!("NONE {k:?}"))
-        } else {
-            let a = ask(p, dst)?;
-            Ok(format!("OK {} {} {} {}", a.seen, a.port, a.from, a.local))
-        }
-    })();
-    match res {
-        Ok(s) => println!("RESULT {s}"),
-        Err(e) => println!("RESULT ERR {}", format!("{e:#}").replace('\n', " ")),
-    }
-}
-
-/// What a host-process client reported.
-#[derive(Debug)]
-enum HostResult {
-    Answered(Answer),
-    Unanswered(String),
-}
-
-/// Runs a client as a host process: a child in the test's cgroup (`cg`,
-/// or none) and netns `ns`. `mode` is tcp, udp, no-tcp or no-udp.
-fn host_client(
-    cg: Option<&Path>,
-    ns: &str,
-    mode: &str,
-    dst: SocketAddrV4,
-) -> anyhow::Result<HostResult> {
-    let exe = std::env::current_exe()?;
-    let exe = exe.to_str().unwrap();
-    let procs = cg
-        .map(|c| c.join("cgroup.procs").display().to_string())
-        .unwrap_or_default();
-    let net = format!("--net={}", path_of(ns).display());
-    let env = format!("{CLIENT_ENV}={mode},{dst}");
-    let script = r#"if [ -n "$1" ]; then echo $$ > "$1" || exit 97; fi; shift; exec nsenter "$@""#;
-    let out = run_timeout(
-        "sh",
-        &[
-            "-c",
-            script,
-            "sh",
-            &procs,
-            &net,
-            "env",
-            &env,
-            exe,
-            "--exact",
-            "host_client_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ],
-        Duration::from_secs(20),
-    );
-    let line = out
-        .stdout
-        .lines()
-        .find_map(|l| l.find("RESULT ").map(|i| &l[i + "RESULT ".len()..]))
-        .ok_or_else(|| anyhow!("host client printed no RESULT line:\n{out}"))?
-        .to_string();
-    let f: Vec<&str> = line.split_whitespace().collect();
-    match f.as_slice() {
-        ["OK", seen, port, from, local] => Ok(HostResult::Answered(Answer {
-            seen: seen.parse()?,
-            port: port.parse()?,
-            from: from.parse()?,
-            local: local.parse()?,
-        })),
-        ["NONE", kind] => Ok(HostResult::Unanswered(kind.to_string())),
-        _ => bail!("host client {mode} {dst}: {line}"),
-    }
+    CLIENT.helper::<SocketAddrV4>();
 }
 
 impl PubBed {
     /// A client in the test's cgroup and the bed's host netns.
     fn host_ask(&self, p: P, dst: SocketAddrV4) -> anyhow::Result<Answer> {
-        let mode = if p == P::Tcp { "tcp" } else { "udp" };
-        match host_client(Some(self.bed.cgroup()), self.bed.host_ns(), mode, dst)? {
-            HostResult::Answered(a) => Ok(a),
-            HostResult::Unanswered(k) => bail!("unexpected {k}"),
-        }
+        CLIENT.ask(Some(self.bed.cgroup()), self.bed.host_ns(), p, dst)
     }
 
     /// Like [`PubBed::host_ask`], must not be answered; returns how it failed.
     fn host_unanswered(&self, p: P, dst: SocketAddrV4) -> anyhow::Result<String> {
-        let mode = if p == P::Tcp { "no-tcp" } else { "no-udp" };
-        match host_client(Some(self.bed.cgroup()), self.bed.host_ns(), mode, dst)? {
-            HostResult::Unanswered(k) => Ok(k),
-            HostResult::Answered(a) => bail!("answered: {a:?}"),
-        }
+        CLIENT.unanswered(Some(self.bed.cgroup()), self.bed.host_ns(), p, dst)
     }
 }
 
@@ -613,13 +523,8 @@ fn host_process_reaches_published_port() {
         )),
     }
     // In the cgroup but in the world's netns: the programs ignore it.
-    match host_client(
-        Some(t.bed.cgroup()),
-        &t.world,
-        "no-tcp",
-        sa(LOCALHOST, 8080),
-    ) {
-        Ok(HostResult::Unanswered(k)) if k == "ConnectionRefused" => {}
+    match CLIENT.unanswered(Some(t.bed.cgroup()), &t.world, P::Tcp, sa(LOCALHOST, 8080)) {
+        Ok(k) if k == "ConnectionRefused" => {}
         r => errs.0.push(format!(
             "TCP 127.0.0.1:8080 in the cgroup from another netns: expected refused, got {r:?}"
         )),

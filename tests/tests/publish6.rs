@@ -10,11 +10,10 @@
 //! [`host_client6_helper`].
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
-use netd_tests::cmd::{ip_ns, run_timeout};
+use netd_tests::cmd::ip_ns;
+use netd_tests::host_client::HostClient;
 use netd_tests::netns::path_of;
 use netd_tests::ports::*;
 use netd_tests::world::{UPLINK, WORLD};
@@ -94,74 +93,16 @@ fn netd_port(bed: &Bed, c: &str) -> Vec<String> {
 
 // ------------------------------------------------------- host-process client
 
-const CLIENT_ENV: &str = "NETD_PUBLISH6_TEST_CLIENT";
+const CLIENT: HostClient = HostClient {
+    test: "host_client6_helper",
+    env: "NETD_PUBLISH6_TEST_CLIENT",
+};
 
-/// Not a test: with `NETD_PUBLISH6_TEST_CLIENT=MODE,[ADDR]:PORT` (set by
-/// [`host_ask`]) runs one client and prints `RESULT ...`; without it,
-/// nothing.
+/// Not a test: the host-process client of [`CLIENT`] when this binary is
+/// re-executed for it; without its variable it does nothing.
 #[test]
 fn host_client6_helper() {
-    let Ok(spec) = std::env::var(CLIENT_ENV) else {
-        return;
-    };
-    let res = (|| -> anyhow::Result<String> {
-        let (mode, dst) = spec
-            .split_once(',')
-            .ok_or_else(|| anyhow!("bad {CLIENT_ENV} {spec:?}"))?;
-        let dst: SocketAddr = dst.parse()?;
-        let p = if mode == "tcp" { P::Tcp } else { P::Udp };
-        let a = ask(p, dst)?;
-        Ok(format!("OK {} {} {} {}", a.seen, a.port, a.from, a.local))
-    })();
-    match res {
-        Ok(s) => println!("RESULT {s}"),
-        Err(e) => println!("RESULT ERR {}", format!("{e:#}").replace('\n', " ")),
-    }
-}
-
-/// A client as a host process: a child in cgroup `cg` and netns `ns`.
-fn host_ask(cg: &Path, ns: &str, p: P, dst: SocketAddr) -> anyhow::Result<Answer<SocketAddr>> {
-    let exe = std::env::current_exe()?;
-    let procs = cg.join("cgroup.procs").display().to_string();
-    let net = format!("--net={}", path_of(ns).display());
-    let mode = if p == P::Tcp { "tcp" } else { "udp" };
-    let env = format!("{CLIENT_ENV}={mode},{dst}");
-    let script = r#"echo $$ > "$1" || exit 97; shift; exec nsenter "$@""#;
-    let out = run_timeout(
-        "sh",
-        &[
-            "-c",
-            script,
-            "sh",
-            &procs,
-            &net,
-            "env",
-            &env,
-            exe.to_str().unwrap(),
-            "--exact",
-            "host_client6_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ],
-        Duration::from_secs(20),
-    );
-    let line = out
-        .stdout
-        .lines()
-        .find_map(|l| {
-            l.find("RESULT ")
-                .map(|i| l[i + "RESULT ".len()..].to_string())
-        })
-        .ok_or_else(|| anyhow!("host client printed no RESULT line:\n{out}"))?;
-    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-        ["OK", seen, port, from, local] => Ok(Answer {
-            seen: seen.parse()?,
-            port: port.parse()?,
-            from: from.parse()?,
-            local: local.parse()?,
-        }),
-        _ => bail!("host client {mode} {dst}: {line}"),
-    }
+    CLIENT.helper::<SocketAddr>();
 }
 
 // ---------------------------------------------------------------- tests
@@ -328,7 +269,7 @@ fn ipv6_published_ports() {
         (P::Tcp, s6(H6, 8080)),
     ] {
         let what = format!("{p:?} host process -> {dst}");
-        let r = host_ask(bed.cgroup(), bed.host_ns(), p, dst);
+        let r = CLIENT.ask(Some(bed.cgroup()), bed.host_ns(), p, dst);
         let cport = if dst.port() == 8081 { 81 } else { 80 };
         errs.answer(&what, r, cport, dst, &[gw6]);
     }
