@@ -75,23 +75,6 @@ fn mapping(host: Option<&str>, host_port: u16, container_port: u16, proto: Proto
     }
 }
 
-/// An Ethernet frame `src` -> `dst` carrying `l4` (checksum from scratch).
-fn frame(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: &str,
-    dst: &str,
-    hops: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    let mut p = Pkt6::new(src, dst, proto, l4.to_vec());
-    p.dmac = dmac;
-    p.smac = smac;
-    p.hop_limit = hops;
-    p.bytes()
-}
-
 fn l4(proto: u8, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     if proto == TCP {
         tcp(sport, dport, flags)
@@ -100,83 +83,55 @@ fn l4(proto: u8, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     }
 }
 
+/// `src`:`sport` -> `dst`:`dport` (`flags` for TCP) between the world
+/// and the uplink, checksum from scratch: as the world sends it when
+/// `src` is WORLD (hop limit 64), as the host forwards it to the world
+/// otherwise (63, from the bridge's MAC).
+fn frame(src: &str, dst: &str, proto: u8, (sport, dport): (u16, u16), flags: u8) -> Vec<u8> {
+    let p = Pkt6::new(src, dst, proto, l4(proto, sport, dport, flags));
+    if src == WORLD {
+        p.link(UP_MAC, WORLD_MAC, 64).bytes()
+    } else {
+        p.link(WORLD_MAC, GW_MAC, 63).bytes()
+    }
+}
+
+/// One step of a flow: the program, the frame sent, the frame as the
+/// program must leave it (verdict TC_ACT_OK), the step's name.
+type Step = (&'static str, Vec<u8>, Vec<u8>, String);
+
+/// Runs the steps in order (each may need the state of the last).
+fn steps(dp: &mut Datapath, steps: Vec<Step>) {
+    for (prog, sent, want, what) in steps {
+        let (v, out) = run_classifier(dp, prog, &sent);
+        assert_eq!((v, out), (TC_ACT_OK, want), "{what}");
+    }
+}
+
 #[test]
 fn world_to_published_ipv6_port_is_translated_both_ways() {
     let fs = Bpffs::new("pub6-world");
     let mut dp = datapath(&fs, HostRouting::Kernel);
+    let (syn, synack) = (TCP_SYN, TCP_SYN | TCP_ACK);
     for (proto, p) in [(TCP, Proto::Tcp), (UDP, Proto::Udp)] {
         dp.publish6(&mapping(None, 8080, 80, p), v6(ME)).unwrap();
-        let sent = frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            HOST6,
-            64,
-            proto,
-            &l4(proto, 50000, 8080, TCP_SYN),
-        );
-        let (v, out) = run_classifier(&mut dp, UPLINK_IN, &sent);
-        assert_eq!(v, TC_ACT_OK, "proto {proto}: in");
-        // The destination becomes ME:80, the world's address and port stay.
-        let want = frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            ME,
-            64,
-            proto,
-            &l4(proto, 50000, 80, TCP_SYN),
-        );
-        assert_eq!(
-            out, want,
-            "proto {proto}: translated frame (checksum included)"
-        );
-
-        // The reply leaves as HOST6:8080.
-        let reply = frame(
-            WORLD_MAC,
-            GW_MAC,
-            ME,
-            WORLD,
-            63,
-            proto,
-            &l4(proto, 80, 50000, TCP_SYN | TCP_ACK),
-        );
-        let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &reply);
-        assert_eq!(v, TC_ACT_OK, "proto {proto}: reply");
-        let want = frame(
-            WORLD_MAC,
-            GW_MAC,
-            HOST6,
-            WORLD,
-            63,
-            proto,
-            &l4(proto, 8080, 50000, TCP_SYN | TCP_ACK),
-        );
-        assert_eq!(out, want, "proto {proto}: reply as the published port");
-
-        // The flow's next packet is translated as the first was.
-        let next = frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            HOST6,
-            64,
-            proto,
-            &l4(proto, 50000, 8080, TCP_ACK),
-        );
-        let (v, out) = run_classifier(&mut dp, UPLINK_IN, &next);
-        assert_eq!(v, TC_ACT_OK, "proto {proto}: next");
-        let want = frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            ME,
-            64,
-            proto,
-            &l4(proto, 50000, 80, TCP_ACK),
-        );
-        assert_eq!(out, want, "proto {proto}: next packet translated");
+        let (world, published, container) = ((50000, 8080), (50000, 80), (80, 50000));
+        #[rustfmt::skip]
+        let flow: Vec<Step> = vec![
+            // The destination becomes ME:80, the world's address and port stay.
+            (UPLINK_IN, frame(WORLD, HOST6, proto, world, syn),
+                frame(WORLD, ME, proto, published, syn),
+                format!("proto {proto}: translated frame (checksum included)")),
+            // The reply leaves as HOST6:8080.
+            (UPLINK_OUT, frame(ME, WORLD, proto, container, synack),
+                frame(HOST6, WORLD, proto, (8080, 50000), synack),
+                format!("proto {proto}: reply as the published port")),
+            // The flow's next packet is translated as the first was.
+            (UPLINK_IN, frame(WORLD, HOST6, proto, world, TCP_ACK),
+                frame(WORLD, ME, proto, published, TCP_ACK),
+                format!("proto {proto}: next packet translated")),
+        ];
+        steps(&mut dp, flow);
     }
 }
 
@@ -186,61 +141,28 @@ fn a_port_published_on_one_ipv6_address_is_not_translated_on_another() {
     let mut dp = datapath(&fs, HostRouting::Kernel);
     dp.publish6(&mapping(Some(HOST6_B), 9090, 90, Proto::Tcp), v6(ME))
         .unwrap();
-    let on_b = frame(
-        UP_MAC,
-        WORLD_MAC,
-        WORLD,
-        HOST6_B,
-        64,
-        TCP,
-        &tcp(50001, 9090, TCP_SYN),
-    );
-    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &on_b);
-    assert_eq!(v, TC_ACT_OK);
-    let want = frame(
-        UP_MAC,
-        WORLD_MAC,
-        WORLD,
-        ME,
-        64,
-        TCP,
-        &tcp(50001, 90, TCP_SYN),
-    );
-    assert_eq!(out, want, "translated on its own address");
-    for other in [
-        frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            HOST6,
-            64,
-            TCP,
-            &tcp(50002, 9090, TCP_SYN),
-        ),
-        // Not a host address at all: no translation either.
-        frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            "2001:db8:7::99",
-            64,
-            TCP,
-            &tcp(50003, 9090, TCP_SYN),
-        ),
-        // Another protocol on the port.
-        frame(
-            UP_MAC,
-            WORLD_MAC,
-            WORLD,
-            HOST6_B,
-            64,
-            UDP,
-            &l4(UDP, 50004, 9090, 0),
-        ),
+    let on_b = frame(WORLD, HOST6_B, TCP, (50001, 9090), TCP_SYN);
+    let want = frame(WORLD, ME, TCP, (50001, 90), TCP_SYN);
+    let mut cases: Vec<Step> = vec![(
+        UPLINK_IN,
+        on_b,
+        want,
+        "translated on its own address".into(),
+    )];
+    for (dst, proto, sport, what) in [
+        (HOST6, TCP, 50002, "another host address"),
+        ("2001:db8:7::99", TCP, 50003, "not a host address at all"),
+        (HOST6_B, UDP, 50004, "another protocol on the port"),
     ] {
-        let (v, out) = run_classifier(&mut dp, UPLINK_IN, &other);
-        assert_eq!((v, &out), (TC_ACT_OK, &other), "left as it was");
+        let other = frame(WORLD, dst, proto, (sport, 9090), TCP_SYN);
+        cases.push((
+            UPLINK_IN,
+            other.clone(),
+            other,
+            format!("{what}: left as it was"),
+        ));
     }
+    steps(&mut dp, cases);
 }
 
 #[test]
@@ -249,18 +171,10 @@ fn with_ebpf_host_routing_the_translated_packet_goes_into_the_container() {
     let mut dp = datapath(&fs, HostRouting::Ebpf);
     dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
         .unwrap();
-    let sent = frame(
-        UP_MAC,
-        WORLD_MAC,
-        WORLD,
-        HOST6,
-        64,
-        TCP,
-        &tcp(50000, 8080, TCP_SYN),
-    );
+    let sent = frame(WORLD, HOST6, TCP, (50000, 8080), TCP_SYN);
     let (v, out) = run_classifier(&mut dp, UPLINK_IN, &sent);
     assert_eq!(v, TC_ACT_REDIRECT);
     // Hop limit 63, the container's MAC from the bridge's.
-    let want = frame(MY_MAC, GW_MAC, WORLD, ME, 63, TCP, &tcp(50000, 80, TCP_SYN));
-    assert_eq!(out, want, "delivered frame");
+    let want = Pkt6::tcp(WORLD, ME, 50000, 80, TCP_SYN).link(MY_MAC, GW_MAC, 63);
+    assert_eq!(out, want.bytes(), "delivered frame");
 }

@@ -115,6 +115,12 @@ impl Pkt6 {
         Self::icmp(src, dst, if request { 128 } else { 129 }, &body)
     }
 
+    /// The packet on a link: from MAC `smac` to `dmac`, hop limit `hops`.
+    pub fn link(mut self, dmac: [u8; 6], smac: [u8; 6], hops: u8) -> Self {
+        (self.dmac, self.smac, self.hop_limit) = (dmac, smac, hops);
+        self
+    }
+
     /// Appends an options-style extension header (hop-by-hop or
     /// destination options) of `len8` 8-octet units, PadN inside.
     pub fn opts(mut self, ty: u8, len8: usize) -> Self {
