@@ -18,8 +18,8 @@ use crate::{
     cluster::{
         self,
         desired::OverlayState,
-        etcd::{Claimed, Created},
         records::{AddressClaim, EndpointRecord, NetworkRecord},
+        store::{Claimed, Created, Event},
         view::View,
         Cluster,
     },
@@ -458,7 +458,7 @@ impl Agent {
     }
 
     /// Changes from the watch.
-    pub async fn cluster_events(&mut self, events: &[cluster::etcd::Event], revision: i64) {
+    pub async fn cluster_events(&mut self, events: &[Event], revision: i64) {
         for ev in events {
             self.cluster_view.apply(ev.change());
         }

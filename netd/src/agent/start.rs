@@ -72,7 +72,9 @@ impl Agent {
                     .context("cannot join the cluster")?;
                 info!(host = %cfg.host_id, advertise = %cfg.advertise, store = %cfg.endpoints.join(","), "cluster member");
                 Some(crate::cluster::Cluster {
-                    store: crate::cluster::etcd::Etcd::connect(&cfg.endpoints).await?,
+                    store: std::sync::Arc::new(
+                        crate::cluster::etcd::Etcd::connect(&cfg.endpoints).await?,
+                    ),
                     config: cfg,
                     session: Default::default(),
                 })

@@ -1,7 +1,7 @@
-//! The cluster store's operations on etcd (v3 API, `etcd-client`). Every
-//! change that must not race another host's is one etcd transaction that
-//! compares what it read: two hosts never create two networks with one
-//! name, VNI or overlapping subnets, nor take one address twice.
+//! The cluster store on etcd (v3 API, `etcd-client`). Every change that
+//! must not race another host's is one etcd transaction that compares
+//! what it read: two hosts never create two networks with one name, VNI
+//! or overlapping subnets, nor take one address twice.
 use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context, Result};
@@ -11,7 +11,8 @@ use etcd_client::{
 
 use super::{
     keys,
-    records::{AddressClaim, EndpointRecord, HostRecord, NetworkRecord},
+    records::{value, AddressClaim, EndpointRecord, HostRecord, NetworkRecord},
+    store::{Claimed, ClusterStore, Created, Event, Watch},
     view::{Change, View},
 };
 
@@ -25,28 +26,6 @@ pub struct Etcd {
     client: Client,
 }
 
-/// What a network creation found.
-pub enum Created {
-    Done,
-    /// Another network has this name.
-    NameTaken,
-    /// The networks changed since they were read: read again and retry.
-    Raced,
-}
-
-/// What an address claim found.
-pub enum Claimed {
-    Done,
-    /// Someone else holds it.
-    Taken,
-    /// The network is gone from the store.
-    NoNetwork,
-}
-
-fn value<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("records serialize")
-}
-
 impl Etcd {
     /// Connects lazily: an unreachable store is found by the first request.
     pub async fn connect(endpoints: &[String]) -> Result<Etcd> {
@@ -58,11 +37,6 @@ impl Etcd {
             .await
             .with_context(|| format!("cannot use cluster store {}", endpoints.join(",")))?;
         Ok(Etcd { client })
-    }
-
-    /// Everything below the prefix, and the revision it was read at.
-    pub async fn snapshot(&self) -> Result<View> {
-        Ok(self.read_all().await?.0)
     }
 
     /// The view and the mod revision of the network change marker, read
@@ -88,17 +62,21 @@ impl Etcd {
         }
         Ok((view, marker))
     }
+}
 
-    /// The overlay networks and the mod revision of the change marker
-    /// (what [`Etcd::create_network`] compares).
-    pub async fn networks(&self) -> Result<(i64, Vec<NetworkRecord>)> {
+#[async_trait::async_trait]
+impl ClusterStore for Etcd {
+    async fn snapshot(&self) -> Result<View> {
+        Ok(self.read_all().await?.0)
+    }
+
+    /// The revision is the mod revision of the change marker.
+    async fn networks(&self) -> Result<(i64, Vec<NetworkRecord>)> {
         let (view, marker) = self.read_all().await?;
         Ok((marker, view.networks.into_values().collect()))
     }
 
-    /// Creates `net` if nothing changed among the networks since revision
-    /// `seen` (of [`Etcd::networks`]) and its name and VNI are free.
-    pub async fn create_network(&self, net: &NetworkRecord, seen: i64) -> Result<Created> {
+    async fn create_network(&self, net: &NetworkRecord, seen: i64) -> Result<Created> {
         let mut c = self.client.clone();
         let txn = Txn::new()
             .when([
@@ -130,10 +108,7 @@ impl Etcd {
         })
     }
 
-    /// Removes network `id` (with its name and VNI) unless an address on
-    /// it is still taken (by a container on any host). `Ok(false)`: it is
-    /// in use.
-    pub async fn remove_network(&self, id: &str, name: &str, vni: u32) -> Result<bool> {
+    async fn remove_network(&self, id: &str, name: &str, vni: u32) -> Result<bool> {
         let mut c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::version(keys::addresses_of(id), CompareOp::Equal, 0).with_prefix()])
@@ -150,8 +125,7 @@ impl Etcd {
         Ok(resp.succeeded())
     }
 
-    /// Addresses taken on network `net`, read now.
-    pub async fn used_addresses(&self, net: &str) -> Result<Vec<Ipv4Addr>> {
+    async fn used_addresses(&self, net: &str) -> Result<Vec<Ipv4Addr>> {
         let mut c = self.client.clone();
         let prefix = keys::addresses_of(net);
         let resp = c
@@ -168,10 +142,7 @@ impl Etcd {
             .collect())
     }
 
-    /// Takes `ep.ip` on its network for `claim` and publishes the endpoint
-    /// on `lease`, in one transaction: only if the address is free and the
-    /// network exists.
-    pub async fn claim_address(
+    async fn claim_address(
         &self,
         ep: &EndpointRecord,
         claim: &AddressClaim,
@@ -211,10 +182,7 @@ impl Etcd {
         })
     }
 
-    /// Publishes an endpoint again (after a new lease) if its address is
-    /// still `claim`'s, or claims it again if it is free. `Ok(false)`:
-    /// another container holds the address now.
-    pub async fn republish(
+    async fn republish(
         &self,
         ep: &EndpointRecord,
         claim: &AddressClaim,
@@ -247,14 +215,7 @@ impl Etcd {
         ))
     }
 
-    /// Gives an address back (and withdraws its endpoint), if `claim` still
-    /// holds it.
-    pub async fn release_address(
-        &self,
-        net: &str,
-        ip: Ipv4Addr,
-        claim: &AddressClaim,
-    ) -> Result<()> {
+    async fn release_address(&self, net: &str, ip: Ipv4Addr, claim: &AddressClaim) -> Result<()> {
         let mut c = self.client.clone();
         let address = keys::address(net, ip);
         let txn = Txn::new()
@@ -273,15 +234,7 @@ impl Etcd {
         Ok(())
     }
 
-    /// Gives back an address of a host gone for good (see `reclaim`): only
-    /// while that host is not registered and the claim is still `claim`.
-    /// `Ok(true)`: given back.
-    pub async fn reclaim_address(
-        &self,
-        net: &str,
-        ip: Ipv4Addr,
-        claim: &AddressClaim,
-    ) -> Result<bool> {
+    async fn reclaim_address(&self, net: &str, ip: Ipv4Addr, claim: &AddressClaim) -> Result<bool> {
         let mut c = self.client.clone();
         let address = keys::address(net, ip);
         let txn = Txn::new()
@@ -299,8 +252,7 @@ impl Etcd {
             .succeeded())
     }
 
-    /// A new lease of `ttl` seconds.
-    pub async fn grant(&self, ttl: i64) -> Result<i64> {
+    async fn grant(&self, ttl: i64) -> Result<i64> {
         let mut c = self.client.clone();
         Ok(c.lease_grant(ttl, None)
             .await
@@ -308,7 +260,7 @@ impl Etcd {
             .id())
     }
 
-    pub async fn register(&self, host: &HostRecord, lease: i64) -> Result<()> {
+    async fn register(&self, host: &HostRecord, lease: i64) -> Result<()> {
         let mut c = self.client.clone();
         c.put(
             keys::host(&host.id),
@@ -320,15 +272,7 @@ impl Etcd {
         Ok(())
     }
 
-    /// Renews `lease` every `period` until it fails (no answer within
-    /// `patience`, a lost connection, or the lease ended: then its keys are
-    /// gone); returns why.
-    pub async fn keep_alive(
-        &self,
-        lease: i64,
-        period: Duration,
-        patience: Duration,
-    ) -> anyhow::Error {
+    async fn keep_alive(&self, lease: i64, period: Duration, patience: Duration) -> anyhow::Error {
         let mut c = self.client.clone();
         let (mut keeper, mut stream) = match c.lease_keep_alive(lease).await {
             Ok(pair) => pair,
@@ -349,8 +293,7 @@ impl Etcd {
         }
     }
 
-    /// Follows every change after revision `from`.
-    pub async fn watch(&self, from: i64) -> Result<Watch> {
+    async fn watch(&self, from: i64) -> Result<Box<dyn Watch>> {
         let mut c = self.client.clone();
         let options = WatchOptions::new()
             .with_prefix()
@@ -360,36 +303,18 @@ impl Etcd {
             .watch(keys::PREFIX, Some(options))
             .await
             .context("cannot watch the cluster store")?;
-        Ok(Watch { stream })
-    }
-}
-
-/// One change: put (key, value) or delete (key, empty).
-pub struct Event {
-    pub put: bool,
-    pub key: String,
-    pub value: Vec<u8>,
-}
-
-impl Event {
-    pub fn change(&self) -> Change<'_> {
-        if self.put {
-            Change::Put(&self.key, &self.value)
-        } else {
-            Change::Delete(&self.key)
-        }
+        Ok(Box::new(EtcdWatch { stream }))
     }
 }
 
 /// A watch on the whole layout.
-pub struct Watch {
+struct EtcdWatch {
     stream: etcd_client::WatchStream,
 }
 
-impl Watch {
-    /// The next batch of changes and the revision it brings the view to;
-    /// an error when the watch broke (lost connection, compaction).
-    pub async fn next(&mut self) -> Result<(Vec<Event>, i64)> {
+#[async_trait::async_trait]
+impl Watch for EtcdWatch {
+    async fn next(&mut self) -> Result<(Vec<Event>, i64)> {
         let resp = self
             .stream
             .message()

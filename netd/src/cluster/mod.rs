@@ -3,7 +3,9 @@
 //!
 //! - `keys`: the key layout; `records`: the values.
 //! - `view`: the agent's mirror of the store (snapshot + watch).
-//! - `etcd`: the store's operations, transactions where hosts race.
+//! - `store`: the seam, the store's operations the agent uses
+//!   (transactions where hosts race, leases, snapshot, watch);
+//!   `etcd` implements it, `fake` (tests only) in memory with faults.
 //! - `desired`: what the datapath must hold, from the view.
 //!
 //! The embedded store (redb) stays the truth for everything local; the
@@ -12,9 +14,12 @@
 //! tunnel address (the last two on the host's lease).
 pub mod desired;
 pub mod etcd;
+#[cfg(test)]
+pub mod fake;
 pub mod keys;
 pub mod reclaim;
 pub mod records;
+pub mod store;
 pub mod view;
 
 use std::{
@@ -186,7 +191,7 @@ pub struct Session {
 #[derive(Clone)]
 pub struct Cluster {
     pub config: ClusterConfig,
-    pub store: etcd::Etcd,
+    pub store: Arc<dyn store::ClusterStore>,
     pub session: Arc<Mutex<Session>>,
 }
 

@@ -2,6 +2,7 @@
 //! root, no namespaces. A [`Bed`] is an agent with its own state dir on a
 //! fresh fake kernel; [`Snapshot`] is everything a failed operation must
 //! leave as it found it.
+mod cluster;
 mod concurrent;
 mod docker;
 mod ipam;
@@ -119,6 +120,16 @@ async fn try_open_agent(
     dir: &Path,
     tweak: impl FnOnce(&mut AgentConfig),
 ) -> anyhow::Result<Agent> {
+    try_open_agent_in(fake, dir, tweak, None).await
+}
+
+/// [`try_open_agent`] with a cluster store (`cluster::fake`).
+async fn try_open_agent_in(
+    fake: &Fake,
+    dir: &Path,
+    tweak: impl FnOnce(&mut AgentConfig),
+    cluster: Option<crate::cluster::Cluster>,
+) -> anyhow::Result<Agent> {
     let mut config = config(dir);
     tweak(&mut config);
     let lock = AgentLock::acquire(&[Claim {
@@ -133,9 +144,17 @@ async fn try_open_agent(
         fake.kernel(),
         crate::monitor::Hub::detached(),
         crate::dns::NameService::records_only(),
-        None,
+        cluster,
     )
     .await
+}
+
+/// A fake kernel with one uplink (`eth0`, default route) holding `addr`.
+pub(super) fn fake_host(addr: &str) -> Fake {
+    let fake = Fake::new();
+    let uplink = fake.add_host_link(UPLINK, "veth", Some(addr.parse().unwrap()));
+    fake.with(|s| s.default_route.push(uplink));
+    fake
 }
 
 impl Bed {
@@ -146,9 +165,7 @@ impl Bed {
     }
 
     pub async fn with_config(tweak: impl FnOnce(&mut AgentConfig)) -> Bed {
-        let fake = Fake::new();
-        let uplink = fake.add_host_link(UPLINK, "veth", Some(UPLINK_ADDR.parse().unwrap()));
-        fake.with(|s| s.default_route.push(uplink));
+        let fake = fake_host(UPLINK_ADDR);
         let dir = TempDir::new();
         let agent = open_agent(&fake, &dir.0, tweak).await;
         Bed { fake, agent, dir }
