@@ -681,9 +681,15 @@ fn conflicts_refused_nothing_changes() {
         sa(UPLINK, 8080),
         &[WORLD],
     );
+    // The UDP client resends until it hears back (a slow first reply means
+    // more than one hit), but every hit is UDP and from that one socket.
+    let bhits = bsrv.hits();
     errs.check(
-        bsrv.hits().iter().all(|h| h.proto == P::Udp) && bsrv.count() == 1,
-        || format!("b's hits {:?}", bsrv.hits()),
+        !bhits.is_empty()
+            && bhits
+                .iter()
+                .all(|h| h.proto == P::Udp && h.peer == bhits[0].peer),
+        || format!("b's hits {bhits:?}"),
     );
     errs.check(
         srv.hits()[hits_before..].iter().all(|h| h.proto == P::Tcp),
@@ -718,6 +724,8 @@ fn container_rm_ends_mapping() {
         );
     }
     errs.done("control before rm");
+    // UDP resends until answered, so count what a got rather than assume one.
+    let a_hits = asrv.count();
 
     bed.ok(&["container", "rm", "a"]);
     let mut errs = Errs::default();
@@ -760,7 +768,7 @@ fn container_rm_ends_mapping() {
     errs.check(csrv.count() == 0, || {
         format!("the reused address got {:?}", csrv.hits())
     });
-    errs.check(asrv.count() == 2, || {
+    errs.check(asrv.count() == a_hits, || {
         format!("a's server after rm: {:?}", asrv.hits())
     });
     // The host port is free again...
