@@ -322,51 +322,6 @@ mod tests {
     }
 
     #[test]
-    fn ptr_for_an_ipv6_container() {
-        let t = table(false);
-        let arpa = |a: &str| {
-            let ip: std::net::Ipv6Addr = a.parse().unwrap();
-            let nibbles: Vec<String> = ip
-                .octets()
-                .iter()
-                .rev()
-                .flat_map(|b| [format!("{:x}", b & 0xf), format!("{:x}", b >> 4)])
-                .collect();
-            format!("{}.ip6.arpa.", nibbles.join("."))
-        };
-        let m = answer(handle(
-            &t,
-            "n",
-            SRC,
-            &query(&arpa("fd00:18::6"), RecordType::PTR),
-            false,
-        ));
-        match &m.answers[0].data {
-            RData::PTR(PTR(n)) => assert_eq!(n.to_ascii(), "c6."),
-            other => panic!("{other:?}"),
-        }
-        // In the subnet, no container: NXDOMAIN; elsewhere: forwarded.
-        let m = answer(handle(
-            &t,
-            "n",
-            SRC,
-            &query(&arpa("fd00:18::7"), RecordType::PTR),
-            false,
-        ));
-        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-        assert!(matches!(
-            handle(
-                &t,
-                "n",
-                SRC,
-                &query(&arpa("2001:db8::1"), RecordType::PTR),
-                false
-            ),
-            Outcome::Forward(_)
-        ));
-    }
-
-    #[test]
     fn unknown_names_are_forwarded_or_refused_when_internal() {
         let q = query("example.com.", RecordType::A);
         assert!(matches!(
@@ -401,38 +356,52 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     }
 
+    /// PTR in both families: a container's address gives its name, an
+    /// address of the subnet without a container NXDOMAIN, an address
+    /// outside every subnet is forwarded.
     #[test]
-    fn ptr_for_a_container() {
+    fn ptr_for_containers() {
         let t = table(false);
-        let m = answer(handle(
-            &t,
-            "n",
-            SRC,
-            &query("5.0.18.172.in-addr.arpa.", RecordType::PTR),
-            false,
-        ));
-        match &m.answers[0].data {
-            RData::PTR(PTR(n)) => assert_eq!(n.to_ascii(), "c5."),
-            other => panic!("{other:?}"),
-        }
-        let m = answer(handle(
-            &t,
-            "n",
-            SRC,
-            &query("200.0.18.172.in-addr.arpa.", RecordType::PTR),
-            false,
-        ));
-        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-        assert!(matches!(
-            handle(
-                &t,
-                "n",
-                SRC,
-                &query("8.8.8.8.in-addr.arpa.", RecordType::PTR),
-                false
+        let arpa6 = |a: &str| {
+            let ip: std::net::Ipv6Addr = a.parse().unwrap();
+            let nibbles: Vec<String> = ip
+                .octets()
+                .iter()
+                .rev()
+                .flat_map(|b| [format!("{:x}", b & 0xf), format!("{:x}", b >> 4)])
+                .collect();
+            format!("{}.ip6.arpa.", nibbles.join("."))
+        };
+        let cases = [
+            (
+                "5.0.18.172.in-addr.arpa.".to_string(),
+                "c5.",
+                "200.0.18.172.in-addr.arpa.".to_string(),
+                "8.8.8.8.in-addr.arpa.".to_string(),
             ),
-            Outcome::Forward(_)
-        ));
+            (
+                arpa6("fd00:18::6"),
+                "c6.",
+                arpa6("fd00:18::7"),
+                arpa6("2001:db8::1"),
+            ),
+        ];
+        for (hit, name, empty, outside) in cases {
+            let m = answer(handle(&t, "n", SRC, &query(&hit, RecordType::PTR), false));
+            match &m.answers[0].data {
+                RData::PTR(PTR(n)) => assert_eq!(n.to_ascii(), name, "{hit}"),
+                other => panic!("{hit}: {other:?}"),
+            }
+            let m = answer(handle(&t, "n", SRC, &query(&empty, RecordType::PTR), false));
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{empty}");
+            assert!(
+                matches!(
+                    handle(&t, "n", SRC, &query(&outside, RecordType::PTR), false),
+                    Outcome::Forward(_)
+                ),
+                "{outside}"
+            );
+        }
     }
 
     #[test]
