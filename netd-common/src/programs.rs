@@ -2,9 +2,9 @@
 //! attaches by name. A root-free test checks that the embedded object has
 //! every one of them.
 
-/// TCX ingress of a container's host-side veth.
+/// Ingress of a container's host-side veth (on the shared ingress block).
 pub const FROM_CONTAINER: &str = "from_container";
-/// TCX egress of a container's host-side veth.
+/// Egress of a container's host-side veth (on the shared egress block).
 pub const TO_CONTAINER: &str = "to_container";
 /// TCX ingress of an uplink.
 pub const UPLINK_IN: &str = "uplink_in";
@@ -24,3 +24,14 @@ pub const SOCK_CONNECT6: &str = "sock_connect6";
 pub const SOCK_SENDMSG6: &str = "sock_sendmsg6";
 pub const SOCK_RECVMSG6: &str = "sock_recvmsg6";
 pub const SOCK_GETPEERNAME6: &str = "sock_getpeername6";
+
+/// The shared TC filter blocks the endpoint programs sit on: the `clsact`
+/// qdisc of every container's host-side veth is bound to both
+/// (`from_container` on the ingress block, `to_container` on the egress
+/// one). Block indexes are per network namespace.
+pub const ENDPOINT_INGRESS_BLOCK: u32 = 0x6e64_0001;
+pub const ENDPOINT_EGRESS_BLOCK: u32 = 0x6e64_0002;
+/// The down, port-less bridge whose qdisc keeps both blocks (and the
+/// programs on them) alive while no container runs, and its owner mark.
+pub const BLOCK_HOLDER: &str = "netd-blocks";
+pub const BLOCK_HOLDER_OWNER: &str = "blocks";

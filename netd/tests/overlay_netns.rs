@@ -189,6 +189,7 @@ fn hosts(tag: &str) -> Hosts {
             .expect("make the VXLAN device");
         links.index_of("va").await.unwrap().unwrap()
     });
+    dp.use_blocks().expect("the endpoint filter blocks");
     dp.attach_endpoint("va", va, endpoint(OPEN)).unwrap();
     sh(&["ip", "link", "set", "va", "up"]);
     dp.set_remote_endpoint(1, VNI1, B1, HOST_B, link_in(bn, "vx1").1)

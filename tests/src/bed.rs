@@ -981,22 +981,85 @@ impl Bed {
         v.as_array().map_or(0, Vec::len)
     }
 
-    /// Pinned TCX links under BPFFS/v1/links, less those of spare veths.
+    /// The agent's program links, less those of spare veths: the pinned
+    /// TCX links under BPFFS/v1/links and, for each host veth whose
+    /// `clsact` qdisc is bound to the endpoint filter blocks, one entry per
+    /// block named like the pin it replaces
+    /// (`BPFFS/v1/links/<veth>_from_container`, `..._to_container`).
     pub fn pinned_links(&self) -> Vec<PathBuf> {
-        self.all_pinned_links()
+        let mut v: Vec<PathBuf> = self
+            .all_pinned_links()
             .into_iter()
+            .chain(self.block_links())
             .filter(|p| {
                 let name = p.file_name().unwrap_or_default().to_string_lossy();
                 !name.split_once('_').is_some_and(|(veth, _)| is_spare(veth))
             })
-            .collect()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
-    /// Removes the link pins of [`Bed::pinned_links`] (the agent stopped):
-    /// nothing holds those programs any more and they detach, the negative
-    /// control of the tests that show a drop is netd's.
+    /// Host veths of the host netns bound to the endpoint filter blocks (the
+    /// blocks' holder left out), as [`Bed::pinned_links`] names them.
+    fn block_links(&self) -> Vec<PathBuf> {
+        let out = run_timeout(
+            "tc",
+            &["-n", self.host_ns(), "-j", "qdisc", "show"],
+            Duration::from_secs(10),
+        );
+        assert!(out.success(), "tc qdisc show:\n{out}");
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        let dir = self.bpffs().join("v1/links");
+        let mut links = Vec::new();
+        for q in v.as_array().into_iter().flatten() {
+            let dev = q["dev"].as_str().unwrap_or_default();
+            if q["kind"] != "clsact" || dev == netd_common::programs::BLOCK_HOLDER {
+                continue;
+            }
+            let blocks = [
+                (
+                    "ingress_block",
+                    netd_common::programs::ENDPOINT_INGRESS_BLOCK,
+                    "from_container",
+                ),
+                (
+                    "egress_block",
+                    netd_common::programs::ENDPOINT_EGRESS_BLOCK,
+                    "to_container",
+                ),
+            ];
+            for (key, block, prog) in blocks {
+                if q[key].as_u64() == Some(u64::from(block)) {
+                    links.push(dir.join(format!("{dev}_{prog}")));
+                }
+            }
+        }
+        links
+    }
+
+    /// Removes the links of [`Bed::pinned_links`] (the agent stopped): the
+    /// pins (nothing holds those programs any more and they detach) and the
+    /// veths' `clsact` qdiscs (unbound from the filter blocks), the
+    /// negative control of the tests that show a drop is netd's.
     pub fn remove_pinned_links(&self) {
         for l in self.pinned_links() {
+            if !l.exists() {
+                let name = l
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let (veth, _) = name.split_once('_').expect("a block link names its veth");
+                // Both entries of a veth go with its one qdisc.
+                let _ = run_timeout(
+                    "tc",
+                    &["-n", self.host_ns(), "qdisc", "del", "dev", veth, "clsact"],
+                    Duration::from_secs(10),
+                );
+                continue;
+            }
             let r = if l.is_dir() {
                 std::fs::remove_dir_all(&l)
             } else {

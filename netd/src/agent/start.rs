@@ -368,6 +368,9 @@ impl Agent {
             if self.overlay_device.is_some() && crate::datapath::overlay::is_device_row(row) {
                 continue;
             }
+            if crate::datapath::is_holder_row(row) {
+                continue;
+            }
             let known = match &row.owner {
                 Some(owner) => owners.contains(owner.as_str()) && owned,
                 // A veth whose creation was cut short before it got its mark.

@@ -1,8 +1,11 @@
-//! Loading the embedded eBPF object with its maps pinned, and the TCX links
-//! of container veths (attached, adopted from a previous agent, detached).
+//! Loading the embedded eBPF object with its maps pinned, the endpoint
+//! programs of container veths (their qdiscs bound to the shared filter
+//! blocks, see `blocks`), and the TCX links of uplinks (attached, adopted
+//! from a previous agent, detached).
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::{anyhow, Context, Result};
@@ -20,6 +23,8 @@ use netd_common::{
     Endpoint, EndpointRef, NetworkInfo, MAP_CT6_IN, MAP_CT6_OUT, MAP_CT_IN, MAP_CT_OUT,
     MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP, MAP_LAYOUT_VERSION, MAP_NETWORKS,
 };
+
+use super::blocks::EndpointBlocks;
 
 pub use netd_common::programs::{
     FROM_CONTAINER, OVERLAY_IN, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
@@ -44,12 +49,6 @@ pub fn all_programs() -> impl Iterator<Item = &'static str> {
 
 /// Names of the programs on every container veth.
 pub const ENDPOINT_PROGRAM_NAMES: [&str; 2] = [FROM_CONTAINER, TO_CONTAINER];
-
-/// The programs on a container veth and where each attaches.
-pub(super) const ENDPOINT_PROGRAMS: [(&str, TcAttachType); 2] = [
-    (FROM_CONTAINER, TcAttachType::Ingress),
-    (TO_CONTAINER, TcAttachType::Egress),
-];
 
 /// The eBPF object built from `netd-ebpf`, embedded in the binary.
 pub fn ebpf_object() -> &'static [u8] {
@@ -98,6 +97,8 @@ pub fn addr_key(ip: Ipv4Addr) -> u32 {
 pub struct Datapath {
     pub(super) ebpf: Ebpf,
     pins: PinLayout,
+    /// The endpoint filter blocks, once [`Datapath::use_blocks`] set them up.
+    blocks: Option<Arc<EndpointBlocks>>,
 }
 
 impl Datapath {
@@ -145,7 +146,11 @@ impl Datapath {
             Self::load_program(name, || prog.load())?;
             pin_program(prog, &pins.progs().join(name))?;
         }
-        Ok(Self { ebpf, pins })
+        Ok(Self {
+            ebpf,
+            pins,
+            blocks: None,
+        })
     }
 
     pub(super) fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
@@ -204,14 +209,33 @@ impl Datapath {
             .map_err(Into::into)
     }
 
-    /// Publishes the endpoint, then attaches (or adopts and upgrades) both
-    /// programs on the host end of its veth and pins the links.
+    /// Sets up the endpoint filter blocks in the calling thread's netns
+    /// (the holder, the programs on the blocks; see [`EndpointBlocks`]) and
+    /// returns them for attaches away from the datapath.
+    pub fn use_blocks(&mut self) -> Result<Arc<EndpointBlocks>> {
+        let blocks = Arc::new(EndpointBlocks::open(&self.pins)?);
+        self.blocks = Some(blocks.clone());
+        Ok(blocks)
+    }
+
+    pub fn blocks(&self) -> Result<&EndpointBlocks> {
+        self.blocks
+            .as_deref()
+            .ok_or_else(|| anyhow!("the endpoint filter blocks are not set up"))
+    }
+
+    /// Publishes the endpoint, then binds the host end of its veth to the
+    /// filter blocks (the programs put back on the blocks first if someone
+    /// removed them). A veth of an earlier netd with TCX links keeps them
+    /// until it is bound: the links then go, and the blocks filter it.
     pub fn attach_endpoint(&mut self, host_ifname: &str, ifindex: u32, ep: Endpoint) -> Result<()> {
         self.set_endpoint(ifindex, ep)
             .with_context(|| format!("failed to write endpoint {host_ifname} to the datapath"))?;
-        for (name, attach_type) in ENDPOINT_PROGRAMS {
-            self.attach_link(host_ifname, name, attach_type)
-                .with_context(|| format!("failed to attach {name} to {host_ifname}"))?;
+        let blocks = self.blocks()?;
+        blocks.ensure_programs()?;
+        blocks.bind(ifindex)?;
+        for name in ENDPOINT_PROGRAM_NAMES {
+            self.unpin_link(&self.pins.link(host_ifname, name))?;
         }
         Ok(())
     }
@@ -245,9 +269,15 @@ impl Datapath {
         attach_pinned(prog, host_ifname, attach_type, &pin)
     }
 
-    /// Removes the endpoint's links (detaching the programs) and its entry.
+    /// Unbinds the endpoint's veth from the blocks (`ifindex`, or the one
+    /// named `host_ifname` when not given; nothing when it is gone),
+    /// removes links an earlier netd pinned for it, and, given its
+    /// ifindex, its entry.
     pub fn detach_endpoint(&mut self, host_ifname: &str, ifindex: Option<u32>) -> Result<()> {
-        for (name, _) in ENDPOINT_PROGRAMS {
+        if let Some(index) = ifindex.or_else(|| super::blocks::ifindex(host_ifname)) {
+            self.blocks()?.unbind(index)?;
+        }
+        for name in ENDPOINT_PROGRAM_NAMES {
             self.unpin_link(&self.pins.link(host_ifname, name))?;
         }
         if let Some(ifindex) = ifindex {
@@ -325,8 +355,8 @@ impl Datapath {
     }
 }
 
-/// Attaches `prog` first in the TCX chain of `host_ifname` and pins the
-/// link at `pin` (each attach waits for an RCU grace period under RTNL).
+/// Attaches `prog` first in the TCX chain of `ifname` and pins the link
+/// at `pin` (each attach waits for an RCU grace period under RTNL).
 pub(super) fn attach_pinned(
     prog: &mut SchedClassifier,
     host_ifname: &str,

@@ -1,10 +1,12 @@
 //! The eBPF datapath: the embedded object, its pins under `--bpffs`, the maps
-//! the agent feeds, and the TCX links on container veths.
+//! the agent feeds, the shared filter blocks that carry the programs of
+//! container veths, and the TCX links of uplinks.
 //!
 //! Pin layout (versioned, see `netd_common::MAP_LAYOUT_VERSION`):
 //! `BPFFS/v1/maps/<MAP>`, `BPFFS/v1/progs/<program>`,
-//! `BPFFS/v1/links/<host ifname>_<program>`.
-mod attacher;
+//! `BPFFS/v1/links/<ifname>_<program>` (uplinks and the overlay device;
+//! container veths of netd before the filter blocks had theirs there too).
+mod blocks;
 mod bpffs;
 mod conntrack;
 mod ipv6;
@@ -20,7 +22,9 @@ mod sock;
 mod stats;
 mod uplink;
 
-pub use attacher::EndpointAttacher;
+pub use blocks::{
+    ifindex as blocks_ifindex, ifname as blocks_ifname, is_holder_row, Binding, EndpointBlocks,
+};
 pub use bpffs::ensure_bpffs;
 pub use conntrack::{monotonic_ns, CtStats, CtTimeouts};
 pub use ipv6::{addr6_key, addr6_of};

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     datapath::{
-        overlay::Remote, CtStats, CtTimeouts, Datapath, DropCount, EndpointAttacher, HostRouting,
+        overlay::Remote, CtStats, CtTimeouts, Datapath, DropCount, EndpointBlocks, HostRouting,
         MapFill, RoutingCounts, Sandbox, ENDPOINT_PROGRAM_NAMES, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
     },
     error::{AgentError, AgentResult},
@@ -35,16 +35,16 @@ use crate::{
     ports::{PortMapping, Proto},
 };
 
-/// The drivers of a running agent (the attacher opens the programs
-/// `datapath` pinned).
-pub fn real_kernel(datapath: Datapath, links: HostLinks) -> Result<Drivers> {
-    let attacher = EndpointAttacher::open(datapath.pins())?;
+/// The drivers of a running agent (the endpoint filter blocks set up in
+/// the agent's netns with the programs `datapath` pinned).
+pub fn real_kernel(mut datapath: Datapath, links: HostLinks) -> Result<Drivers> {
+    let attacher = datapath.use_blocks()?;
     Ok(Drivers {
         datapath: Box::new(datapath),
         links: Arc::new(links),
         netns: Arc::new(RealNamespaces),
         ports: Arc::new(RealPorts),
-        attacher: Arc::new(attacher),
+        attacher,
     })
 }
 
@@ -57,17 +57,43 @@ fn netns_file(ns: &dyn ContainerNetns) -> Result<&std::fs::File> {
         .file)
 }
 
-impl EndpointPrograms for EndpointAttacher {
+impl EndpointPrograms for EndpointBlocks {
     fn attach(&self, host_ifname: &str) -> Result<()> {
-        EndpointAttacher::attach(self, host_ifname)
+        EndpointBlocks::attach(self, host_ifname)
     }
 
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        EndpointAttacher::rename(self, from, to)
+    /// The binding is the qdisc's, which follows the ifindex.
+    fn rename(&self, _from: &str, _to: &str) -> Result<()> {
+        Ok(())
     }
 
     fn detach(&self, host_ifname: &str) {
-        EndpointAttacher::detach(self, host_ifname)
+        if let Err(e) = EndpointBlocks::detach(self, host_ifname) {
+            tracing::warn!(veth = host_ifname, error = %format!("{e:#}"), "failed to unbind a veth from the filter blocks");
+        }
+    }
+}
+
+impl Datapath {
+    /// Host veths bound to the blocks (the holder left out), with how.
+    fn bound_endpoints(&self) -> Result<Vec<(String, crate::datapath::Binding)>> {
+        Ok(self
+            .blocks()?
+            .bound()?
+            .into_iter()
+            .filter_map(|(index, b)| crate::datapath::blocks_ifname(index).map(|n| (n, b)))
+            .filter(|(name, _)| name != netd_common::programs::BLOCK_HOLDER)
+            .collect())
+    }
+
+    /// Host veths with endpoint links pinned by a netd before the blocks.
+    fn legacy_linked_endpoints(&self) -> Result<Vec<String>> {
+        Ok(self
+            .pinned_links()?
+            .iter()
+            .filter_map(|pin| pinned_ifname(pin, &ENDPOINT_PROGRAM_NAMES))
+            .map(str::to_string)
+            .collect())
     }
 }
 
@@ -120,23 +146,33 @@ impl DatapathDriver for Datapath {
     }
 
     fn linked_endpoints(&self) -> Result<Vec<String>> {
-        // `<ifname>_<program>`, split at the first '_' as the pins of
-        // endpoints always were (host veth names have none).
-        let mut out: Vec<String> = self
-            .pinned_links()?
-            .iter()
-            .filter_map(|pin| pin.split_once('_').map(|(veth, _)| veth.to_string()))
-            .collect();
+        let mut out = self.legacy_linked_endpoints()?;
+        out.extend(self.bound_endpoints()?.into_iter().map(|(name, _)| name));
         out.sort();
         out.dedup();
         Ok(out)
     }
 
     fn missing_endpoint_programs(&self, host_ifname: &str) -> Result<Vec<&'static str>> {
-        Ok(ENDPOINT_PROGRAM_NAMES
+        let blocks = self.blocks()?;
+        let off_blocks = blocks.missing_programs()?;
+        let binding = match crate::datapath::blocks_ifindex(host_ifname) {
+            Some(index) => blocks.binding(index)?,
+            None => Default::default(),
+        };
+        // A veth of an earlier netd filtered by its own TCX link.
+        let legacy = |p: &str| self.pins().link(host_ifname, p).exists();
+        Ok(binding
+            .missing()
             .into_iter()
-            .filter(|p| !self.pins().link(host_ifname, p).exists())
-            .collect())
+            .chain(off_blocks)
+            .filter(|p| !legacy(p))
+            .fold(Vec::new(), |mut v, p| {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+                v
+            }))
     }
 
     fn upsert_network6(&mut self, subnet: Ipv6Net, info: NetworkInfo6) -> Result<()> {
@@ -356,8 +392,15 @@ impl DatapathStats for Datapath {
         Datapath::events_suppressed(self)
     }
 
+    /// Pinned links, and two per veth bound to the blocks (one per
+    /// program, as the TCX links of a veth were counted).
     fn link_count(&self) -> Result<usize> {
-        Ok(self.pinned_links()?.len())
+        let bound: usize = self
+            .bound_endpoints()?
+            .iter()
+            .map(|(_, b)| usize::from(b.ingress) + usize::from(b.egress))
+            .sum();
+        Ok(self.pinned_links()?.len() + bound)
     }
 
     fn endpoint_counters(&self, ip: Ipv4Addr) -> Result<Counters> {

@@ -4,6 +4,7 @@ pub mod container_ns;
 pub mod ipv6;
 pub mod kernel_errors;
 pub mod links;
+pub mod rtnl_sync;
 pub mod sysctl;
 pub mod vxlan;
 
