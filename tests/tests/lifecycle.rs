@@ -1004,10 +1004,12 @@ fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: 
     if veth.is_some() != present {
         errs.push(format!("host veth {host_if}: present {}", veth.is_some()));
     }
+    let links = bed.pinned_links();
     for prog in ["from_container", "to_container"] {
         let pin = bed.bpffs().join(format!("v1/links/{host_if}_{prog}"));
-        if pin.exists() != present {
-            errs.push(format!("pin {}: present {}", pin.display(), pin.exists()));
+        let there = links.contains(&pin);
+        if there != present {
+            errs.push(format!("program link {}: present {there}", pin.display()));
         }
     }
     let by_ip = map_entries(bed, "ENDPOINT_BY_IP").unwrap_or_else(|e| panic!("{e}"));
@@ -1274,28 +1276,6 @@ fn bridge_deleted_is_recreated() {
     icmp(&a.ns, gw).unwrap_or_else(|e| panic!("a -> gateway {gw}: {e:#}"));
 }
 
-/// The name of the program a pinned link runs (`bpftool link show pinned`,
-/// then `bpftool prog show id`); every bpftool failure is an error.
-fn pinned_link_program(pin: &Path) -> Result<String, String> {
-    let bpftool = |args: &[&str]| -> Result<Value, String> {
-        let out = run_timeout("bpftool", args, Duration::from_secs(10));
-        if !out.success() {
-            return Err(format!("bpftool failed:\n{out}"));
-        }
-        serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}):\n{out}"))
-    };
-    let link = bpftool(&["-j", "link", "show", "pinned", &pin.display().to_string()])?;
-    let id = link["prog_id"]
-        .as_u64()
-        .ok_or_else(|| format!("no prog_id in {link}"))?
-        .to_string();
-    let prog = bpftool(&["-j", "prog", "show", "id", &id])?;
-    prog["name"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("no name in {prog}"))
-}
-
 /// UDP from `from_ns`, with source address `src` (which must be one of that
 /// netns's own), to a receiver on `to`: `n` datagrams; returns the sources
 /// the receiver saw.
@@ -1329,8 +1309,8 @@ fn udp_from(from_ns: &str, src: Ipv4Addr, to: &Ep, n: usize) -> anyhow::Result<V
     join(rx)
 }
 
-/// A pinned program link removed from outside is re-attached, and
-/// isolation holds again.
+/// A veth's binding to the endpoint filter blocks (its `clsact` qdisc)
+/// removed from outside is put back, and isolation holds again.
 #[test]
 fn pinned_link_removed_is_reattached() {
     let bed = lc_bed(false, true, &[]);
@@ -1342,10 +1322,24 @@ fn pinned_link_removed_is_reattached() {
     let (ea, eb, ec) = (bed.ep(&a, "n1"), bed.ep(&b, "n1"), bed.ep(&c, "n2"));
     let a_if = host_if(&bed, "a", "n1");
     let pin = bed.bpffs().join(format!("v1/links/{a_if}_from_container"));
-    assert!(pin.exists(), "{} is not pinned", pin.display());
-    std::fs::remove_file(&pin).unwrap_or_else(|e| panic!("removing {}: {e}", pin.display()));
-    let (_, took) = wait_for("the link to be pinned again", REPAIR_LIMIT, || {
-        if pin.exists() {
+    assert!(
+        bed.pinned_links().contains(&pin),
+        "{} is not attached",
+        pin.display()
+    );
+    let del = netd_tests::cmd::run_timeout(
+        "tc",
+        &["-n", bed.host_ns(), "qdisc", "del", "dev", &a_if, "clsact"],
+        Duration::from_secs(10),
+    );
+    assert!(del.success(), "deleting the clsact qdisc of {a_if}:\n{del}");
+    assert!(
+        !bed.pinned_links().contains(&pin),
+        "{} still attached",
+        pin.display()
+    );
+    let (_, took) = wait_for("the veth to be bound again", REPAIR_LIMIT, || {
+        if bed.pinned_links().contains(&pin) {
             Ok(())
         } else {
             Err(format!("{} missing", pin.display()))
@@ -1373,14 +1367,16 @@ fn pinned_link_removed_is_reattached() {
     assert_reach(&ea, &eb);
 
     // What only from_container enforces (c's programs drop a -> c too): the
-    // re-made pin holds a link running from_container (this bpftool cannot
-    // show a TCX link's device) ...
-    let prog = pinned_link_program(&pin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        prog,
-        "from_container",
-        "the re-made pin {} runs another program",
-        pin.display()
+    // ingress block a's veth is bound to again runs from_container ...
+    let block = netd_common::programs::ENDPOINT_INGRESS_BLOCK.to_string();
+    let filters = netd_tests::cmd::run_timeout(
+        "tc",
+        &["-n", bed.host_ns(), "filter", "show", "block", &block],
+        Duration::from_secs(10),
+    );
+    assert!(
+        filters.success() && filters.stdout.contains("from_container"),
+        "the ingress block should run from_container:\n{filters}"
     );
     // ... and a source address that is not a's own is dropped there and
     // counted, while a's own address passes to b on the same path.

@@ -4,9 +4,9 @@
 //! what is an orphan); the drivers here do. Five of them:
 //! - [`DatapathDriver`]: the eBPF maps and the program links (pins) the
 //!   agent feeds, and the counters it reads;
-//! - [`EndpointPrograms`]: the endpoint programs attached to a veth away
-//!   from the agent's state (the spare veth pool and adds that find it
-//!   empty), pinned under the veth's name;
+//! - [`EndpointPrograms`]: the endpoint programs bound to a veth away
+//!   from the agent's state (the shared filter blocks; adds run it on
+//!   a blocking thread);
 //! - [`LinkDriver`]: bridges, veths (spares included), addresses and
 //!   routes in the agent's own netns;
 //! - [`NetnsDriver`] and [`ContainerNetns`]: a container's netns, the
@@ -59,10 +59,9 @@ pub struct Drivers {
 }
 
 /// The endpoint programs on a veth, attached without the datapath's
-/// handles (each TCX attach waits for an RCU grace period under RTNL, so
-/// callers run [`Self::attach`] on a blocking thread). The links are
-/// pinned under the veth's name, as [`DatapathDriver::attach_endpoint`]
-/// pins them.
+/// handles (callers run [`Self::attach`] on a blocking thread). The real
+/// one binds the veth's `clsact` qdisc to the shared filter blocks that
+/// carry the programs, as [`DatapathDriver::attach_endpoint`] does.
 pub trait EndpointPrograms: Send + Sync {
     /// Attaches both endpoint programs to `host_ifname` and pins the
     /// links. Blocks. On failure nothing stays pinned.
