@@ -15,6 +15,7 @@ use std::{
     io,
     os::fd::{AsFd, AsRawFd},
     sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, Context, Result};
@@ -81,7 +82,13 @@ impl Binding {
 pub struct EndpointBlocks {
     rtnl: Mutex<SyncRtnl>,
     progs: Vec<(&'static str, u32, SchedClassifier)>,
+    /// The last dump of bindings, for [`Self::binding`]: a sweep asks for
+    /// every endpoint in turn, and one dump lists every device.
+    recent: Mutex<Option<(Instant, Vec<(u32, Binding)>)>>,
 }
+
+/// How long a dump of bindings answers [`EndpointBlocks::binding`].
+const RECENT: Duration = Duration::from_millis(250);
 
 impl EndpointBlocks {
     /// In the calling thread's netns: opens the pinned endpoint programs
@@ -100,6 +107,7 @@ impl EndpointBlocks {
         let blocks = Self {
             rtnl: Mutex::new(rtnl),
             progs,
+            recent: Mutex::new(None),
         };
         blocks.ensure_holder()?;
         blocks.install_programs()?;
@@ -232,6 +240,7 @@ impl EndpointBlocks {
     /// Binds a `clsact` qdisc of `ifindex` to both blocks, replacing a
     /// `clsact` bound elsewhere (a block cannot be changed in place).
     pub fn bind(&self, ifindex: u32) -> Result<()> {
+        self.forget();
         let add = || {
             let mut msg = clsact_message(ifindex);
             msg.attributes.extend([
@@ -247,7 +256,8 @@ impl EndpointBlocks {
         match add() {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                if self.binding(ifindex)?.whole() {
+                let now = self.bound()?.into_iter().find(|(i, _)| *i == ifindex);
+                if now.is_some_and(|(_, b)| b.whole()) {
                     return Ok(());
                 }
                 self.delete_clsact(ifindex)?;
@@ -260,7 +270,11 @@ impl EndpointBlocks {
     /// Removes the `clsact` qdisc of `ifindex` if it is bound to the blocks
     /// (a device already gone is not an error; another's qdisc stays).
     pub fn unbind(&self, ifindex: u32) -> Result<()> {
-        let b = self.binding(ifindex)?;
+        let b = self
+            .bound()?
+            .into_iter()
+            .find_map(|(i, b)| (i == ifindex).then_some(b))
+            .unwrap_or_default();
         if b.ingress || b.egress {
             self.delete_clsact(ifindex)?;
         }
@@ -268,14 +282,29 @@ impl EndpointBlocks {
     }
 
     /// How the qdisc of `ifindex` is bound (nothing for a device that is
-    /// gone or has no `clsact`). From a dump: the kernel does not answer a
-    /// plain get of a `clsact` qdisc.
+    /// gone or has no `clsact`). From a dump (the kernel does not answer a
+    /// plain get of a `clsact` qdisc), reused for [`RECENT`] unless this
+    /// agent bound or unbound a veth meanwhile.
     pub fn binding(&self, ifindex: u32) -> Result<Binding> {
-        Ok(self
-            .bound()?
+        let cached = {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < RECENT)
+                .map(|(_, all)| all.clone())
+        };
+        let all = match cached {
+            Some(all) => all,
+            None => self.bound()?,
+        };
+        Ok(all
             .into_iter()
             .find_map(|(i, b)| (i == ifindex).then_some(b))
             .unwrap_or_default())
+    }
+
+    fn forget(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Every ifindex whose qdisc is bound to a block (the holder's
@@ -288,7 +317,7 @@ impl EndpointBlocks {
                 NLM_F_DUMP,
             )
             .context("failed to list qdiscs")?;
-        Ok(msgs
+        let all: Vec<(u32, Binding)> = msgs
             .iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewQueueDiscipline(q) => {
@@ -297,7 +326,10 @@ impl EndpointBlocks {
                 }
                 _ => None,
             })
-            .collect())
+            .collect();
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), all.clone()));
+        Ok(all)
     }
 
     /// Deletes the holder (the blocks go with the last qdisc bound to
@@ -316,6 +348,7 @@ impl EndpointBlocks {
     }
 
     fn delete_clsact(&self, ifindex: u32) -> Result<()> {
+        self.forget();
         let mut msg = clsact_message(ifindex);
         msg.attributes.push(TcAttribute::Kind("clsact".to_string()));
         match self
