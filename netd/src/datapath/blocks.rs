@@ -84,8 +84,11 @@ pub struct EndpointBlocks {
     progs: Vec<(&'static str, u32, SchedClassifier)>,
     /// The last dump of bindings, for [`Self::binding`]: a sweep asks for
     /// every endpoint in turn, and one dump lists every device.
-    recent: Mutex<Option<(Instant, Vec<(u32, Binding)>)>>,
+    recent: Mutex<Option<Dump>>,
 }
+
+/// When bindings were dumped, and each bound ifindex with its binding.
+type Dump = (Instant, Vec<(u32, Binding)>);
 
 /// How long a dump of bindings answers [`EndpointBlocks::binding`].
 const RECENT: Duration = Duration::from_millis(250);
