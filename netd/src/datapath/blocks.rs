@@ -335,21 +335,6 @@ impl EndpointBlocks {
         Ok(all)
     }
 
-    /// Deletes the holder (the blocks go with the last qdisc bound to
-    /// them): `netd reset`.
-    pub fn remove_holder(&self) -> Result<()> {
-        let Some(index) = ifindex(BLOCK_HOLDER) else {
-            return Ok(());
-        };
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        match self.rtnl().ack(RouteNetlinkMessage::DelLink(msg), 0) {
-            Ok(()) => Ok(()),
-            Err(e) if gone(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("failed to delete {BLOCK_HOLDER}")),
-        }
-    }
-
     fn delete_clsact(&self, ifindex: u32) -> Result<()> {
         self.forget();
         let mut msg = clsact_message(ifindex);

@@ -274,7 +274,12 @@ impl Datapath {
     /// removes links an earlier netd pinned for it, and, given its
     /// ifindex, its entry.
     pub fn detach_endpoint(&mut self, host_ifname: &str, ifindex: Option<u32>) -> Result<()> {
-        if let Some(index) = ifindex.or_else(|| super::blocks::ifindex(host_ifname)) {
+        // A veth already deleted took its qdisc along.
+        let live = match ifindex {
+            Some(i) => super::blocks::ifname(i).map(|_| i),
+            None => super::blocks::ifindex(host_ifname),
+        };
+        if let Some(index) = live {
             self.blocks()?.unbind(index)?;
         }
         for name in ENDPOINT_PROGRAM_NAMES {
@@ -355,8 +360,8 @@ impl Datapath {
     }
 }
 
-/// Attaches `prog` first in the TCX chain of `ifname` and pins the link
-/// at `pin` (each attach waits for an RCU grace period under RTNL).
+/// Attaches `prog` first in the TCX chain of `host_ifname` and pins the
+/// link at `pin` (each attach waits for an RCU grace period under RTNL).
 pub(super) fn attach_pinned(
     prog: &mut SchedClassifier,
     host_ifname: &str,
