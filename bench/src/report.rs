@@ -254,10 +254,7 @@ pub fn markdown(r: &Results, svg_name: &str) -> String {
         let _ = writeln!(
             s,
             "\nTimes are the wall time of the `netd` CLI process, so they include its start-up (the last row). \
-             Spare veths (`--veth-pool`): {}; load average before the concurrent part: {}.",
-            c.veth_pool
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "n/a".into()),
+             Load average before the concurrent part: {}.",
             if c.load_before_concurrent.is_empty() {
                 "n/a"
             } else {

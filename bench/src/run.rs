@@ -168,9 +168,6 @@ pub struct Control {
     /// `netd network ls` wall time while the clients add, ms.
     #[serde(default)]
     pub ls_while_adding_ms: Series,
-    /// The agent's spare veths (`--veth-pool`, the default).
-    #[serde(default)]
-    pub veth_pool: Option<u64>,
     /// /proc/loadavg right before the concurrent adds.
     #[serde(default)]
     pub load_before_concurrent: String,
@@ -607,7 +604,6 @@ fn empty_control(plan: &Plan) -> Control {
         concurrent_s: None,
         concurrent_add_ms: Series::default(),
         ls_while_adding_ms: Series::default(),
-        veth_pool: None,
         load_before_concurrent: String::new(),
     }
 }
@@ -639,10 +635,6 @@ fn control(plan: &Plan, ctx: &Ctx, c: &mut Control) -> Result<()> {
     let mut nss: Vec<Netns> = Vec::with_capacity(plan.cp_total_n);
     let agent = Agent::start(ctx, host.name(), "cp", &["--no-default-bridge"])?;
     agent.ok(&["network", "create", "cp", "--subnet", "10.200.0.0/16"])?;
-    let status = agent.cli(&["status", "--format", "json"])?;
-    c.veth_pool = serde_json::from_str::<serde_json::Value>(&status.stdout)
-        .ok()
-        .and_then(|v| v["veth_pool"]["target"].as_u64());
     for _ in 0..20 {
         c.cli_floor_ms
             .push(agent.ok(&["network", "ls"])?.as_secs_f64() * 1000.0);
@@ -673,7 +665,8 @@ fn control(plan: &Plan, ctx: &Ctx, c: &mut Control) -> Result<()> {
     for i in 0..c.add_ms.len() {
         agent.ok(&["container", "rm", &format!("s{i}")])?;
     }
-    // The agent's idle time refills its spares, as between bursts.
+    // A pause between the two parts, as between bursts (the removals'
+    // deferred kernel work done before the concurrent adds).
     std::thread::sleep(Duration::from_secs(3));
     c.load_before_concurrent = loadavg();
     eprintln!(

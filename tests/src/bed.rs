@@ -900,18 +900,8 @@ impl Bed {
         }
     }
 
-    /// Interface names in netns `ns`, sorted (`ip -o link`), less the
-    /// agent's spare veths (`ns…`/`np…`: its veth pool, which it fills
-    /// and uses as it likes; [`Bed::all_links`] shows them).
+    /// Interface names in netns `ns`, sorted (`ip -o link`).
     pub fn links(ns: &str) -> Vec<String> {
-        Bed::all_links(ns)
-            .into_iter()
-            .filter(|n| !is_spare(n))
-            .collect()
-    }
-
-    /// Every interface name in netns `ns`, sorted, spares included.
-    pub fn all_links(ns: &str) -> Vec<String> {
         let s = ip_ns(ns, &["-o", "link", "show"]).unwrap_or_else(|e| panic!("{e:#}"));
         let mut v: Vec<String> = s
             .lines()
@@ -981,8 +971,8 @@ impl Bed {
         v.as_array().map_or(0, Vec::len)
     }
 
-    /// The agent's program links, less those of spare veths: the pinned
-    /// TCX links under BPFFS/v1/links and, for each host veth whose
+    /// The agent's program links: the pinned TCX links under
+    /// BPFFS/v1/links and, for each host veth whose
     /// `clsact` qdisc is bound to the endpoint filter blocks, one entry per
     /// block named like the pin it replaces
     /// (`BPFFS/v1/links/<veth>_from_container`, `..._to_container`).
@@ -991,10 +981,6 @@ impl Bed {
             .all_pinned_links()
             .into_iter()
             .chain(self.block_links())
-            .filter(|p| {
-                let name = p.file_name().unwrap_or_default().to_string_lossy();
-                !name.split_once('_').is_some_and(|(veth, _)| is_spare(veth))
-            })
             .collect();
         v.sort();
         v.dedup();
@@ -1069,7 +1055,7 @@ impl Bed {
         }
     }
 
-    /// Every pinned link under BPFFS/v1/links, spares' included.
+    /// Every pinned link under BPFFS/v1/links.
     pub fn all_pinned_links(&self) -> Vec<PathBuf> {
         let dir = self.bpffs().join("v1/links");
         let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -1170,11 +1156,4 @@ fn without_counters(mut v: Value) -> Value {
     }
     strip(&mut v);
     v
-}
-
-/// A spare veth end of the agent's pool: `ns` or `np` and 11 hex digits.
-pub fn is_spare(name: &str) -> bool {
-    name.len() == 13
-        && (name.starts_with("ns") || name.starts_with("np"))
-        && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }

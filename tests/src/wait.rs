@@ -5,7 +5,7 @@
 //! let (view, took) = wait_for("a2 to be gone", Duration::from_secs(10), || {
 //!     bed.netd(&["container", "inspect", "a2"]).success().then(|| Err("still there".into())).unwrap_or(Ok(()))
 //! });
-//! wait_until("the pool to make a spare", Duration::from_secs(20), || !spares().is_empty());
+//! wait_until("the agent to answer", Duration::from_secs(20), || bed.netd(&["status"]).success());
 //! ```
 use std::{
     process::{Child, ExitStatus},

@@ -90,9 +90,9 @@ fn subnets_and_bridges(bed: &Bed, names: &[String]) -> Vec<(String, String)> {
 /// ports (some racing for one name, one address, one host port), while a
 /// ninth keeps reading; then 8 clients remove everything at once. No
 /// subnet, bridge, address, name or host port is handed out twice; every
-/// container works (real packets on a sample); nothing is left behind, and
-/// the agent's spare veths go with it at shutdown, or at the next start
-/// after a crash.
+/// container works (real packets on a sample); nothing is left behind.
+/// Then an upgrade: the spare veth an earlier netd's pool left after a
+/// crash is deleted by the next agent's start-up reconcile.
 #[test]
 fn eight_clients_at_once_get_unique_subnets_addresses_and_ports() {
     use netd_tests::{
@@ -355,45 +355,27 @@ fn eight_clients_at_once_get_unique_subnets_addresses_and_ports() {
         assert_eq!(bed.map_entries(map), 0, "{map} entries left behind");
     }
 
-    // Spares: there are some (the pool refills when idle), a crash leaves
-    // them, the next agent deletes them (it makes its own), a stop
-    // deletes its own.
-    let spares = |bed: &Bed| -> Vec<String> {
-        Bed::all_links(bed.host_ns())
-            .into_iter()
-            .filter(|l| netd_tests::bed::is_spare(l))
-            .collect()
-    };
-    let limit = std::time::Duration::from_secs(20);
-    netd_tests::wait::wait_until("the pool to make a spare veth", limit, || {
-        !spares(&bed).is_empty()
-    });
-    let before = spares(&bed);
+    // An earlier netd kept spare veths (`--veth-pool`): host end `ns…`
+    // marked `netd:pool`, peer `np…`. One its crash left behind is an
+    // orphan to this netd, deleted at start.
     bed.kill_agent();
-    assert_eq!(spares(&bed), before, "a crash leaves the spares");
+    let (spare, peer) = ("ns0123456789a", "np0123456789a");
+    netd_tests::cmd::ip_ns(
+        bed.host_ns(),
+        &["link", "add", spare, "type", "veth", "peer", "name", peer],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    netd_tests::cmd::ip_ns(bed.host_ns(), &["link", "set", spare, "alias", "netd:pool"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
     bed.start_agent();
-    let left: Vec<_> = spares(&bed)
-        .into_iter()
-        .filter(|s| before.contains(s))
-        .collect();
+    let links = bed.host_links();
     assert!(
-        left.is_empty(),
-        "the next agent deletes old spares: {left:?}"
+        !links.iter().any(|l| l == spare || l == peer),
+        "the start deletes an earlier netd's spare: {links:?}"
     );
-    bed.stop_agent();
-    assert_eq!(
-        spares(&bed),
-        Vec::<String>::new(),
-        "a stopped agent leaves no spare"
+    let repairs = bed.json(&["status", "--format", "json"])["last_reconcile"]["repairs"].clone();
+    assert!(
+        repairs.to_string().contains(spare),
+        "the start-up reconcile names it: {repairs}"
     );
-    let spare_pins: Vec<_> = bed
-        .all_pinned_links()
-        .into_iter()
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.split_once('_')
-                .is_some_and(|(v, _)| netd_tests::bed::is_spare(v))
-        })
-        .collect();
-    assert!(spare_pins.is_empty(), "{spare_pins:?}");
 }

@@ -42,7 +42,7 @@ enum AddWork {
     Nothing,
     /// None mode: `lo` up.
     LoUp,
-    /// A network: one endpoint (on a spare veth when the pool has one).
+    /// A network: one endpoint.
     Attach { net: Box<Network>, ep: Endpoint },
 }
 
@@ -233,19 +233,12 @@ impl SharedAgent {
             }
             AddWork::Attach { net, ep } => {
                 let ns = open_netns(k.netns.as_ref(), container)?;
-                let spare = k.pool.take();
                 lap("netns");
-                self.plumb(
-                    k,
-                    &container.id,
-                    ns.as_ref(),
-                    &net,
-                    &ep,
-                    spare,
-                    (true, true),
-                )
-                .await
-                .with_context(|| format!("failed to attach {} to {}", container.name, net.name))?;
+                self.plumb(k, &container.id, ns.as_ref(), &net, &ep, (true, true))
+                    .await
+                    .with_context(|| {
+                        format!("failed to attach {} to {}", container.name, net.name)
+                    })?;
                 container.endpoints.push(ep);
                 crate::fault::point("container-add:plumbed");
             }

@@ -10,10 +10,7 @@ use netd_common::{
 
 use std::sync::Arc;
 
-use super::{
-    pool::{remove_spare, Spare, VethPool},
-    Agent, SharedAgent,
-};
+use super::{Agent, SharedAgent};
 use crate::{
     datapath::addr_key,
     kernel::{ContainerNetns, EndpointPrograms, LinkDriver, NetnsDriver},
@@ -29,7 +26,6 @@ pub(super) struct Kernel {
     pub netns: Arc<dyn NetnsDriver>,
     pub attacher: Arc<dyn EndpointPrograms>,
     pub store: Arc<Store>,
-    pub pool: Arc<VethPool>,
 }
 
 /// The bridge of `net` (made, or adopted), with its gateway addresses.
@@ -74,16 +70,15 @@ fn dp_endpoint(net: &Network, ep: &Endpoint) -> DpEndpoint {
     }
 }
 
-/// The veth of `ep` (a spare handed over, or a new pair with the peer born
-/// in the container) on the bridge, down, and its container end addressed
-/// and up. Returns the host end's ifindex.
+/// The veth of `ep` (a new pair with the peer born in the container) on
+/// the bridge, down, and its container end addressed and up. Returns the
+/// host end's ifindex.
 async fn make_veth(
     k: &Kernel,
     owner: &str,
     ns: &dyn ContainerNetns,
     net: &Network,
     ep: &Endpoint,
-    spare: Option<&Spare>,
     (default_route, default6): (bool, bool),
 ) -> Result<u32> {
     let bridge = k
@@ -91,31 +86,18 @@ async fn make_veth(
         .index_of(&net.bridge)
         .await?
         .with_context(|| format!("bridge {} of network {} is missing", net.bridge, net.name))?;
-    let ifindex = match spare {
-        Some(s) => {
-            k.links
-                .hand_over_peer(s.peer_index, ns, &ep.ifname, ep.mac(), net.mtu)
-                .await?;
-            k.attacher.rename(&s.host, &ep.host_ifname)?;
-            k.links
-                .enslave_spare(s.host_index, &ep.host_ifname, bridge, net.mtu, owner)
-                .await?;
-            s.host_index
-        }
-        None => {
-            k.links
-                .create_veth(
-                    &ep.host_ifname,
-                    owner,
-                    &ep.ifname,
-                    Some(ns),
-                    ep.mac(),
-                    net.mtu,
-                    bridge,
-                )
-                .await?
-        }
-    };
+    let ifindex = k
+        .links
+        .create_veth(
+            &ep.host_ifname,
+            owner,
+            &ep.ifname,
+            Some(ns),
+            ep.mac(),
+            net.mtu,
+            bridge,
+        )
+        .await?;
     crate::fault::point("endpoint:veth");
     lap("veth");
     let addr = ep
@@ -137,20 +119,17 @@ async fn make_veth(
     Ok(ifindex)
 }
 
-/// After the endpoint is in the maps: the programs (a spare has them
-/// already; a new veth gets them on a blocking thread, pins of an earlier
-/// veth of that name replaced), then the host end up.
-async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32, attached: bool) -> Result<()> {
-    if !attached {
-        let a = k.attacher.clone();
-        let host = ep.host_ifname.clone();
-        tokio::task::spawn_blocking(move || {
-            a.detach(&host);
-            a.attach(&host)
-        })
-        .await
-        .context("the attach thread failed")??;
-    }
+/// After the endpoint is in the maps: the programs, on a blocking thread
+/// (an earlier veth's binding of that name replaced), then the host end up.
+async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32) -> Result<()> {
+    let a = k.attacher.clone();
+    let host = ep.host_ifname.clone();
+    tokio::task::spawn_blocking(move || {
+        a.detach(&host);
+        a.attach(&host)
+    })
+    .await
+    .context("the attach thread failed")??;
     crate::fault::point("endpoint:attached");
     lap("attach");
     k.links.set_up(ifindex).await?;
@@ -160,9 +139,8 @@ async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32, attached: bool) ->
 
 impl SharedAgent {
     /// [`Agent::plumb_endpoint`] for a phased operation: the state is held
-    /// only for the map write. A spare, when given, is used (and deleted
-    /// on failure). `default_route`: (IPv4, IPv6) default route by it.
-    #[allow(clippy::too_many_arguments)]
+    /// only for the map write. `default_route`: (IPv4, IPv6) default
+    /// route by it.
     pub(super) async fn plumb(
         &self,
         k: &Kernel,
@@ -170,11 +148,10 @@ impl SharedAgent {
         ns: &dyn ContainerNetns,
         net: &Network,
         ep: &Endpoint,
-        spare: Option<Spare>,
         default_route: (bool, bool),
     ) -> Result<()> {
         let result = async {
-            let ifindex = make_veth(k, owner, ns, net, ep, spare.as_ref(), default_route).await?;
+            let ifindex = make_veth(k, owner, ns, net, ep, default_route).await?;
             {
                 let mut state = self.state().await;
                 state
@@ -189,16 +166,11 @@ impl SharedAgent {
                 state.publish_endpoint6(net, ep, ifindex)?;
             }
             lap("maps");
-            finish_veth(k, ep, ifindex, spare.is_some()).await
+            finish_veth(k, ep, ifindex).await
         }
         .await;
         if let Err(e) = result {
-            // By its endpoint name first (the map entry goes with it), then
-            // by the spare's own, whichever step it got to.
             let _ = self.unplumb(k, ep).await;
-            if let Some(s) = &spare {
-                remove_spare(k.links.as_ref(), k.attacher.as_ref(), s).await;
-            }
             return Err(crate::net::kernel_errors::explain_plumbing(e, net));
         }
         Ok(())
@@ -283,7 +255,6 @@ impl Agent {
             netns: self.netns.clone(),
             attacher: self.attacher.clone(),
             store: self.store.clone(),
-            pool: self.pool.clone(),
         }
     }
 
@@ -300,10 +271,10 @@ impl Agent {
         let k = self.kernel();
         let routes = (default_route, self.carries_default_route6(owner, ep));
         let result = async {
-            let ifindex = make_veth(&k, owner, ns, net, ep, None, routes).await?;
+            let ifindex = make_veth(&k, owner, ns, net, ep, routes).await?;
             self.datapath.set_endpoint(ifindex, dp_endpoint(net, ep))?;
             self.publish_endpoint6(net, ep, ifindex)?;
-            finish_veth(&k, ep, ifindex, false).await
+            finish_veth(&k, ep, ifindex).await
         }
         .await;
         if let Err(e) = result {

@@ -17,7 +17,6 @@ mod metrics;
 mod names;
 mod networks;
 mod overlay;
-mod pool;
 mod publish;
 mod reset;
 mod shared;
@@ -34,7 +33,6 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
 use ipnet::Ipv4Net;
 
-pub use pool::DEFAULT_POOL_SIZE;
 pub use shared::SharedAgent;
 
 use crate::{
@@ -76,8 +74,6 @@ pub struct AgentConfig {
     pub socket_group: Option<nix::unistd::Gid>,
     /// The cluster store (`--cluster-store`); none: one host only.
     pub cluster: Option<crate::cluster::ClusterSettings>,
-    /// Spare veth pairs kept ready for `container add` (0: none).
-    pub veth_pool: usize,
 }
 
 pub struct Agent {
@@ -92,8 +88,6 @@ pub struct Agent {
     ports: Arc<dyn HostPorts>,
     /// Attaches endpoint programs without the state (see `shared`).
     attacher: Arc<dyn EndpointPrograms>,
-    /// Spare veths with their programs attached (see `pool`).
-    pool: Arc<pool::VethPool>,
     /// What phased operations in flight have taken (see `claims`).
     claims: Arc<std::sync::Mutex<claims::Claims>>,
     dns: crate::dns::NameService,
@@ -173,14 +167,9 @@ fn find<'a, T>(
 }
 
 /// A veth end the agent makes and changes itself: an endpoint's host end
-/// (`nd…`), a spare (`ns…`) or a spare's peer waiting for its container
-/// (`np…`).
+/// (`nd…`).
 pub fn is_own_veth_name(name: &str) -> bool {
     start::is_host_veth_name(name)
-        || pool::is_spare_name(name)
-        || name
-            .strip_prefix(pool::SPARE_PEER_PREFIX)
-            .is_some_and(|h| h.len() == 11 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Names as Docker accepts them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64.

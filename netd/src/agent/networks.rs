@@ -705,18 +705,9 @@ impl SharedAgent {
                 .open(&container.netns)
                 .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
             let default_route = (container.endpoints.is_empty(), default6);
-            let spare = k.pool.take();
-            self.plumb(
-                &k,
-                &container.id,
-                ns.as_ref(),
-                &net,
-                &ep,
-                spare,
-                default_route,
-            )
-            .await
-            .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
+            self.plumb(&k, &container.id, ns.as_ref(), &net, &ep, default_route)
+                .await
+                .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
             if let Err(e) = k
                 .store
                 .apply_grouped(&[StoreOp::PutContainer(&updated)])

@@ -11,7 +11,6 @@ impl Agent {
     pub async fn reset(&mut self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         self.reservations = Default::default();
-        self.remove_spares().await;
         // This host's overlay addresses go back to the cluster (best
         // effort: the next session releases what is left).
         for c in self.containers.values().cloned().collect::<Vec<_>>() {

@@ -17,10 +17,7 @@
 //! state that nobody changes under it.
 use std::{
     ops::{Deref, DerefMut},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::Arc,
 };
 
 use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -31,8 +28,6 @@ pub struct SharedAgent {
     state: Mutex<Agent>,
     /// Phased operations hold it shared, exclusive ones uniquely.
     gate: RwLock<()>,
-    /// Phased operations in flight (the veth pool fills only when idle).
-    in_flight: Arc<AtomicUsize>,
     /// Per-container serialisation of phased operations (connect,
     /// disconnect, remove of one container run one after the other).
     keys: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Mutex<()>>>>,
@@ -60,13 +55,6 @@ impl DerefMut for Exclusive<'_> {
 /// Held for the whole of a phased operation.
 pub struct Phased<'a> {
     _gate: RwLockReadGuard<'a, ()>,
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Drop for Phased<'_> {
-    fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl SharedAgent {
@@ -74,7 +62,6 @@ impl SharedAgent {
         Arc::new(Self {
             state: Mutex::new(agent),
             gate: RwLock::new(()),
-            in_flight: Arc::new(AtomicUsize::new(0)),
             keys: Default::default(),
         })
     }
@@ -96,17 +83,9 @@ impl SharedAgent {
 
     /// Enters a phased operation.
     pub(super) async fn phased(&self) -> Phased<'_> {
-        let gate = self.gate.read().await;
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
         Phased {
-            _gate: gate,
-            in_flight: self.in_flight.clone(),
+            _gate: self.gate.read().await,
         }
-    }
-
-    /// How many phased operations are in flight right now.
-    pub(super) fn in_flight(&self) -> Arc<AtomicUsize> {
-        self.in_flight.clone()
     }
 
     /// Enters a phased operation on container `key`: its id, once it is

@@ -27,6 +27,16 @@ pub(super) const HOST_VETH_PREFIX: &str = "nd";
 pub(super) const DOCKER_PEER_PREFIX: &str = "nc";
 /// Length of a host veth name: the prefix and 11 hex digits.
 pub(super) const HOST_VETH_LEN: usize = 13;
+/// Owner mark (`netd:pool`) of the spare veths an earlier netd kept ready
+/// (its `--veth-pool`, since removed). The host end was named
+/// [`LEGACY_SPARE_PREFIX`] and 11 hex digits, the unmarked peer `np` and
+/// 11 hex digits (it goes with its host end). An upgraded host keeps them
+/// if that agent crashed: the start-up reconcile deletes them and their
+/// pinned links as orphans (so does `netd reset`, with every marked link
+/// and every pin).
+const LEGACY_POOL_OWNER: &str = "pool";
+/// Prefix of the host end of an earlier netd's spare veth.
+const LEGACY_SPARE_PREFIX: &str = "ns";
 
 impl Agent {
     pub async fn start(config: AgentConfig) -> Result<Self> {
@@ -116,7 +126,6 @@ impl Agent {
                 }),
             _ => Default::default(),
         };
-        let pool = super::pool::VethPool::new(config.veth_pool);
         let networks: BTreeMap<_, _> = store
             .networks()?
             .into_iter()
@@ -136,7 +145,6 @@ impl Agent {
             netns: kernel.netns,
             ports: kernel.ports,
             attacher: kernel.attacher,
-            pool,
             claims: Default::default(),
             dns,
             networks,
@@ -354,16 +362,8 @@ impl Agent {
             .collect();
         let bridges: HashSet<&str> = self.networks.values().map(|n| n.bridge.as_str()).collect();
         let rows = self.links.dump().await?;
-        // The pool's spares (ready or being made) are the pool's; a spare
-        // it does not know is an earlier agent's. Asked after the dump: a
-        // spare is known before its link exists, so every spare the dump
-        // shows is in this list unless it is really gone.
-        let spares = self.pool.names();
         let mut doomed = Vec::new();
         for row in &rows {
-            if spares.contains(&row.name) {
-                continue;
-            }
             let owned = owned_veths.contains(&row.name) || bridges.contains(row.name.as_str());
             if self.overlay_device.is_some() && crate::datapath::overlay::is_device_row(row) {
                 continue;
@@ -372,12 +372,10 @@ impl Agent {
                 continue;
             }
             let known = match &row.owner {
+                Some(owner) if owner == LEGACY_POOL_OWNER => false,
                 Some(owner) => owners.contains(owner.as_str()) && owned,
                 // A veth whose creation was cut short before it got its mark.
-                None => {
-                    !(is_host_veth_name(&row.name) || super::pool::is_spare_name(&row.name))
-                        || owned
-                }
+                None => !(is_host_veth_name(&row.name) || is_legacy_spare_name(&row.name)) || owned,
             };
             if !known {
                 doomed.push((row.index, row.name.clone()));
@@ -392,14 +390,10 @@ impl Agent {
             .filter(|r| owned_veths.contains(&r.name) && !doomed.iter().any(|(i, _)| *i == r.index))
             .map(|r| r.index)
             .collect();
-        let linked = self.datapath.linked_endpoints()?;
-        // After the listing, for the same reason.
-        let spares = self.pool.names();
-        for veth in linked {
+        for veth in self.datapath.linked_endpoints()? {
             // Endpoint links only: uplink and cgroup links have their owners.
-            let spare = super::pool::is_spare_name(&veth);
             if (is_host_veth_name(&veth) && !owned_veths.contains(&veth))
-                || (spare && !spares.contains(&veth))
+                || is_legacy_spare_name(&veth)
             {
                 self.datapath.detach_endpoint(&veth, None)?;
                 self.repaired(format!("unpinned orphan links of {veth}"));
@@ -462,15 +456,43 @@ impl Agent {
 
 /// `nd` and 11 hex digits: the host end of a veth netd made.
 pub(super) fn is_host_veth_name(name: &str) -> bool {
+    is_veth_name(name, HOST_VETH_PREFIX)
+}
+
+/// `ns` and 11 hex digits: the host end of an earlier netd's spare veth
+/// (see [`LEGACY_POOL_OWNER`]).
+fn is_legacy_spare_name(name: &str) -> bool {
+    is_veth_name(name, LEGACY_SPARE_PREFIX)
+}
+
+/// `prefix` and 11 hex digits.
+fn is_veth_name(name: &str, prefix: &str) -> bool {
     name.len() == HOST_VETH_LEN
-        && name.starts_with(HOST_VETH_PREFIX)
-        && name[HOST_VETH_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
+        && name
+            .strip_prefix(prefix)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("failed to set mode of {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names() {
+        assert!(is_host_veth_name("nd0123456789a"));
+        assert!(!is_host_veth_name("nd0123456789"));
+        assert!(!is_host_veth_name("nd0123456789g"));
+        assert!(is_legacy_spare_name("ns0123456789a"));
+        assert!(!is_legacy_spare_name("np0123456789a"));
+        assert!(!is_legacy_spare_name("nd0123456789a"));
+        assert!(super::super::is_own_veth_name("nd0123456789a"));
+        assert!(!super::super::is_own_veth_name("ns0123456789a"));
+        assert!(!super::super::is_own_veth_name("eth0"));
+    }
 }

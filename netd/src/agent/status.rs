@@ -53,10 +53,6 @@ impl Agent {
                 .collect(),
             snat_ports: format!("{}-{}", self.config.snat_ports.0, self.config.snat_ports.1),
             pinned_links: links,
-            veth_pool: crate::schema::VethPoolStatus {
-                ready: self.pool.ready(),
-                target: self.pool.target(),
-            },
             maps: [
                 ("ENDPOINTS", fill(endpoints, netd_common::MAX_ENDPOINTS)),
                 ("NETWORKS", fill(networks, netd_common::MAX_NETWORKS)),

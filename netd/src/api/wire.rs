@@ -116,7 +116,7 @@ fn status_keeps_its_names() {
         "programs": ["from_container"],
         "uplinks": { "eth0": { "ifindex": 2, "address": "192.0.2.10", "address6": "2001:db8::10" },
                      "eth1": { "ifindex": 3, "address": null, "address6": null } },
-        "snat_ports": "61000-65535", "pinned_links": 4, "veth_pool": { "ready": 3, "target": 16 },
+        "snat_ports": "61000-65535", "pinned_links": 4,
         "maps": { "ENDPOINTS": { "entries": 1, "capacity": 65536 } },
         "conntrack": { "flows": 0, "capacity": 65536, "timeouts": { "tcp": 7440 } },
         "drops": { "policy-denied": 5 },

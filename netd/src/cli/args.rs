@@ -115,10 +115,6 @@ pub struct DaemonArgs {
     /// Entries of each conntrack map (used when the maps are first created).
     #[arg(long, default_value_t = netd_common::DEFAULT_CT_SIZE)]
     pub ct_size: u32,
-    /// Spare veth pairs kept ready, their programs attached, so that
-    /// `container add` does not wait for the attach (0: none).
-    #[arg(long, value_name = "N", default_value_t = crate::agent::DEFAULT_POOL_SIZE)]
-    pub veth_pool: usize,
     /// Idle timeout of a conntrack state, KIND=SECONDS (repeatable; kinds:
     /// tcp, tcp-unreplied, tcp-closed, udp, udp-unreplied, icmp, other).
     #[arg(long = "ct-timeout", value_name = "KIND=SECONDS", value_parser = parse_ct_timeout)]

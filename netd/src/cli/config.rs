@@ -8,7 +8,8 @@
 //! arguments it stands for, in front of the command line's, for the flags
 //! the command line does not give (flags win). An unknown key, a value of
 //! the wrong type or one the flag's parser refuses is an error naming the
-//! key and its line.
+//! key and its line. A key of a flag netd no longer has ([`RETIRED_KEYS`])
+//! is ignored with a warning, so that an upgrade keeps an old file valid.
 use std::{
     collections::{BTreeMap, BTreeSet},
     ffi::OsString,
@@ -26,6 +27,12 @@ pub const DEFAULT_CONFIG: &str = "/etc/netd/netd.toml";
 /// Flags that have no key: the file cannot name itself.
 const NOT_KEYS: &[&str] = &["config", "help"];
 
+/// Keys of flags an earlier netd had, with why they are ignored now.
+const RETIRED_KEYS: &[(&str, &str)] = &[(
+    "veth-pool",
+    "netd no longer keeps spare veths (a new veth is faster than a spare)",
+)];
+
 /// The settings of one daemon start (or reload): the parsed arguments and
 /// what the file contributed, per key (for telling what a reload changed).
 #[derive(Debug)]
@@ -38,6 +45,8 @@ pub struct Settings {
     pub from_file: BTreeMap<String, Vec<OsString>>,
     /// Keys of the file that the command line overrides.
     pub overridden: BTreeSet<String>,
+    /// Retired keys of the file, ignored: "FILE line N: `key` ...: why".
+    pub ignored: Vec<String>,
     /// The command line's daemon arguments (to load again on reload).
     pub cli: Vec<OsString>,
 }
@@ -79,11 +88,12 @@ pub fn load(cli: &[OsString]) -> Result<Settings> {
             file: None,
             from_file: BTreeMap::new(),
             overridden: BTreeSet::new(),
+            ignored: Vec::new(),
             cli: cli.to_vec(),
         });
     };
     let on_cli = flags_on_command_line(&cmd, cli)?;
-    let keys = file_args(&cmd, &path, &text)?;
+    let (keys, ignored) = file_args(&cmd, &path, &text)?;
     let mut from_file = BTreeMap::new();
     let mut overridden = BTreeSet::new();
     for (key, args) in keys {
@@ -102,6 +112,7 @@ pub fn load(cli: &[OsString]) -> Result<Settings> {
         file: Some(path),
         from_file,
         overridden,
+        ignored,
         cli: cli.to_vec(),
     })
 }
@@ -162,22 +173,27 @@ fn keys(cmd: &clap::Command) -> BTreeMap<String, ArgAction> {
         .collect()
 }
 
+/// Key → the arguments it stands for.
+type FileArgs = BTreeMap<String, Vec<OsString>>;
+
 /// Parses `text` (the file at `path`) into key → the arguments it stands
-/// for, each checked by the flag's own parser.
-pub fn file_args(
-    cmd: &clap::Command,
-    path: &Path,
-    text: &str,
-) -> Result<BTreeMap<String, Vec<OsString>>> {
+/// for, each checked by the flag's own parser, and a note for each retired
+/// key (ignored).
+fn file_args(cmd: &clap::Command, path: &Path, text: &str) -> Result<(FileArgs, Vec<String>)> {
     type Spanned<T> = toml::Spanned<T>;
     let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line_toml_error(text, &e)))?;
     let known = keys(cmd);
     let mut out = BTreeMap::new();
+    let mut ignored = Vec::new();
     for (key, value) in table {
         let line = line_of(text, key.span().start);
         let at = format!("{} line {line}", path.display());
         let name = key.get_ref().as_str();
+        if let Some((_, why)) = RETIRED_KEYS.iter().find(|(k, _)| *k == name) {
+            ignored.push(format!("{at}: `{name}` is ignored: {why}; remove it"));
+            continue;
+        }
         let Some(action) = known.get(name) else {
             bail!(
                 "{at}: unknown key `{name}` (keys are the `netd daemon` flags without their dashes: {})",
@@ -190,7 +206,7 @@ pub fn file_args(
         parse(cmd, &args).map_err(|e| anyhow::anyhow!("{at}: `{name}`: {e}"))?;
         out.insert(name.to_owned(), args);
     }
-    Ok(out)
+    Ok((out, ignored))
 }
 
 /// The command-line arguments `key = value` stands for.
@@ -263,8 +279,8 @@ fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
 mod tests {
     use super::*;
 
-    fn args_of(text: &str) -> Result<BTreeMap<String, Vec<OsString>>> {
-        file_args(&daemon_command(), Path::new("netd.toml"), text)
+    fn args_of(text: &str) -> Result<FileArgs> {
+        file_args(&daemon_command(), Path::new("netd.toml"), text).map(|(args, _)| args)
     }
 
     fn strings(v: &[OsString]) -> Vec<String> {
@@ -317,6 +333,25 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("state-dir"), "{e}");
+    }
+
+    /// A file from before the veth pool went still loads: its
+    /// `veth-pool` is ignored with a note naming the line.
+    #[test]
+    fn a_retired_key_is_ignored_with_a_note() {
+        let (args, ignored) = file_args(
+            &daemon_command(),
+            Path::new("netd.toml"),
+            "ct-size = 4096\nveth-pool = 16\n",
+        )
+        .unwrap();
+        assert_eq!(args.keys().collect::<Vec<_>>(), ["ct-size"]);
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        assert!(
+            ignored[0].starts_with("netd.toml line 2: `veth-pool` is ignored:"),
+            "{ignored:?}"
+        );
+        assert!(!keys(&daemon_command()).contains_key("veth-pool"));
     }
 
     #[test]
@@ -382,7 +417,9 @@ mod tests {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        let parsed = file_args(&cmd, Path::new("netd/dist/netd.toml"), &uncommented).unwrap();
+        let (parsed, ignored) =
+            file_args(&cmd, Path::new("netd/dist/netd.toml"), &uncommented).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
         for key in keys(&cmd).keys() {
             assert!(
                 parsed.contains_key(key),

@@ -96,9 +96,9 @@ async fn maintenance(agent: Arc<SharedAgent>) {
 }
 
 /// Does a notification call for upkeep now? Not one about a veth of
-/// netd's own making (an endpoint's or a spare's, made, moved, renamed or
-/// brought up by the agent itself, hundreds of them while containers come
-/// up): the periodic sweep still repairs those if someone else touched them.
+/// netd's own making (an endpoint's, made or brought up by the agent
+/// itself, hundreds of them while containers come up): the periodic sweep
+/// still repairs those if someone else touched them.
 fn wakes_upkeep(
     msg: &rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
 ) -> bool {
@@ -185,7 +185,6 @@ fn agent_config(args: &DaemonArgs) -> Result<AgentConfig> {
             }),
             None => None,
         },
-        veth_pool: args.veth_pool,
     })
 }
 
@@ -199,6 +198,9 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     for key in &settings.overridden {
         info!(%key, "config file key overridden by the command line");
+    }
+    for note in &settings.ignored {
+        warn!("{note}");
     }
     raise_open_files_limit();
     let config = agent_config(&settings.args)?;
@@ -263,7 +265,6 @@ pub fn run(settings: Settings) -> Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let agent = SharedAgent::new(agent);
-        tokio::spawn(agent.clone().fill_pool());
         tokio::spawn(maintenance(agent.clone()));
         tokio::spawn(crate::agent::follow_cluster(agent.clone()));
         if let Some(listener) = metrics_listener {
@@ -294,8 +295,6 @@ pub fn run(settings: Settings) -> Result<()> {
             ))
         });
         let served = server::serve(agent.clone(), listener, stopped(stop_rx)).await;
-        // Spare veths do not outlive the agent (the datapath does).
-        agent.remove_spares().await;
         if let Some(driver) = driver {
             match driver.await {
                 Ok(Err(e)) => {
@@ -321,6 +320,9 @@ async fn reload(agent: &Arc<SharedAgent>, levels: &logs::LevelHandle, running: &
             return;
         }
     };
+    for note in &new.ignored {
+        warn!("{note}");
+    }
     let keys: std::collections::BTreeSet<&String> = running
         .from_file
         .keys()

@@ -75,10 +75,6 @@ fn render(s: &StatusView) -> String {
         ("containers", s.containers.to_string()),
         ("programs", plain_list(&s.programs)),
         ("pinned links", s.pinned_links.to_string()),
-        (
-            "spare veths",
-            format!("{} ready of {}", s.veth_pool.ready, s.veth_pool.target),
-        ),
         ("conntrack", format!("{} / {} flows", ct.flows, ct.capacity)),
         ("ct timeouts", timeouts),
         ("snat ports", s.snat_ports.clone()),

@@ -1,8 +1,6 @@
 //! An in-memory kernel for unit tests of the agent: host links, container
 //! namespaces, the datapath's maps and pins, held host ports, all in one
-//! [`State`] that tests read, change (drift) and compare. Spare veths
-//! are links like any other: a spare's peer waits in the host netns until
-//! `hand_over_peer` moves it into a container netns, and the attacher
+//! [`State`] that tests read, change (drift) and compare. The attacher
 //! (`EndpointPrograms`) pins under the same names as the datapath.
 //!
 //! Fault injection: every call that changes something is one step, some
@@ -364,21 +362,6 @@ impl EndpointPrograms for Fake {
                 bail!("failed to attach {program} to {host_ifname}: no such device");
             }
             inner.state.pins.insert(endpoint_pin(host_ifname, program));
-        }
-        Ok(())
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("rename pins of {from} to {to}"))?;
-        for program in ENDPOINT_PROGRAM_NAMES {
-            if !inner.state.pins.remove(&endpoint_pin(from, program)) {
-                bail!(
-                    "failed to rename the pin {}: not found",
-                    endpoint_pin(from, program)
-                );
-            }
-            inner.state.pins.insert(endpoint_pin(to, program));
         }
         Ok(())
     }
@@ -1126,120 +1109,6 @@ impl LinkDriver for Fake {
             l.owner = Some(owner.to_string());
         }
         Ok(index)
-    }
-
-    async fn create_spare_veth(
-        &self,
-        host_name: &str,
-        peer_name: &str,
-        owner: &str,
-    ) -> Result<(u32, u32)> {
-        let mut inner = self.lock();
-        inner.step(format!("create spare veth {host_name}"))?;
-        if inner.state.index_of(host_name).is_some() || inner.state.index_of(peer_name).is_some() {
-            bail!("failed to create {host_name}: File exists");
-        }
-        let veth = |name: &str, peer: &str, index: u32| Link {
-            name: name.to_string(),
-            kind: Kind::Veth {
-                peer: peer.to_string(),
-                netns: None,
-            },
-            up: false,
-            master: None,
-            owner: None,
-            addrs: Vec::new(),
-            addrs6: Vec::new(),
-            mac: [0x02, 0, 0, 0, 1, index as u8],
-            mtu: 1500,
-        };
-        let peer = inner.new_index();
-        inner
-            .state
-            .links
-            .insert(peer, veth(peer_name, host_name, peer));
-        let host = inner.new_index();
-        inner
-            .state
-            .links
-            .insert(host, veth(host_name, peer_name, host));
-        inner.step(format!("mark {host_name}"))?;
-        if let Some(l) = inner.state.links.get_mut(&host) {
-            l.owner = Some(owner.to_string());
-        }
-        Ok((host, peer))
-    }
-
-    async fn hand_over_peer(
-        &self,
-        peer_index: u32,
-        netns: &dyn ContainerNetns,
-        name: &str,
-        mac: [u8; 6],
-        _mtu: u32,
-    ) -> Result<()> {
-        let path = netns
-            .as_any()
-            .downcast_ref::<FakeNs>()
-            .ok_or_else(|| anyhow!("not a fake network namespace"))?
-            .path
-            .clone();
-        let mut inner = self.lock();
-        inner.step(format!("hand over {peer_index} as {name}"))?;
-        let host_end = match inner.state.links.get(&peer_index).map(|l| &l.kind) {
-            Some(Kind::Veth { peer, netns: None }) => peer.clone(),
-            _ => bail!("failed to move a spare veth into the container as {name}: no such device"),
-        };
-        let Some(ns) = inner.state.namespaces.get_mut(&path) else {
-            bail!("netns {} is gone", path.display());
-        };
-        if ns.ifaces.contains_key(name) {
-            bail!("failed to move a spare veth into the container as {name}: File exists");
-        }
-        ns.ifaces.insert(
-            name.to_string(),
-            Iface {
-                up: false,
-                addrs: Vec::new(),
-                addrs6: Vec::new(),
-                mac,
-                host_end: host_end.clone(),
-            },
-        );
-        inner.state.links.remove(&peer_index);
-        if let Some(host) = inner.state.link_mut(&host_end) {
-            host.kind = Kind::Veth {
-                peer: name.to_string(),
-                netns: Some(path),
-            };
-        }
-        Ok(())
-    }
-
-    async fn enslave_spare(
-        &self,
-        index: u32,
-        name: &str,
-        bridge: u32,
-        mtu: u32,
-        owner: &str,
-    ) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("enslave {index} as {name}"))?;
-        if !inner.state.links.contains_key(&bridge) {
-            bail!("failed to put a spare veth on its bridge: no bridge {bridge}");
-        }
-        if inner.state.index_of(name).is_some_and(|i| i != index) {
-            bail!("failed to put a spare veth on its bridge: {name} exists");
-        }
-        let Some(l) = inner.state.links.get_mut(&index) else {
-            bail!("failed to put a spare veth on its bridge: no such device");
-        };
-        l.name = name.to_string();
-        l.master = Some(bridge);
-        l.mtu = mtu;
-        l.owner = Some(owner.to_string());
-        Ok(())
     }
 
     async fn set_master(&self, index: u32, bridge: u32) -> Result<()> {

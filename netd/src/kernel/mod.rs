@@ -7,7 +7,7 @@
 //! - [`EndpointPrograms`]: the endpoint programs bound to a veth away
 //!   from the agent's state (the shared filter blocks; adds run it on
 //!   a blocking thread);
-//! - [`LinkDriver`]: bridges, veths (spares included), addresses and
+//! - [`LinkDriver`]: bridges, veths, addresses and
 //!   routes in the agent's own netns;
 //! - [`NetnsDriver`] and [`ContainerNetns`]: a container's netns, the
 //!   interface inside it, its address and routes;
@@ -66,9 +66,6 @@ pub trait EndpointPrograms: Send + Sync {
     /// Attaches both endpoint programs to `host_ifname` and pins the
     /// links. Blocks. On failure nothing stays pinned.
     fn attach(&self, host_ifname: &str) -> Result<()>;
-    /// Moves the pins of `from` to the name `to` (the veth is renamed with
-    /// them; the links follow the ifindex).
-    fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Unpins both links (detaching the programs if the veth still exists).
     fn detach(&self, host_ifname: &str);
 }
@@ -262,35 +259,6 @@ pub trait LinkDriver: Send + Sync {
         bridge_index: u32,
     ) -> Result<u32>;
     async fn set_master(&self, index: u32, bridge: u32) -> Result<()>;
-    /// Creates a veth pair for the spare pool: both ends here, down, on no
-    /// bridge, the host end marked `owner`'s. Returns (host, peer)
-    /// ifindexes.
-    async fn create_spare_veth(
-        &self,
-        host_name: &str,
-        peer_name: &str,
-        owner: &str,
-    ) -> Result<(u32, u32)>;
-    /// Moves the peer `peer_index` of a spare into `netns` as `name`, with
-    /// `mac` and `mtu` (one message).
-    async fn hand_over_peer(
-        &self,
-        peer_index: u32,
-        netns: &dyn ContainerNetns,
-        name: &str,
-        mac: [u8; 6],
-        mtu: u32,
-    ) -> Result<()>;
-    /// Renames the host end `index` of a spare to `name` and puts it on
-    /// `bridge` with `mtu`, marked `owner`'s (one message).
-    async fn enslave_spare(
-        &self,
-        index: u32,
-        name: &str,
-        bridge: u32,
-        mtu: u32,
-        owner: &str,
-    ) -> Result<()>;
     /// Output interfaces of the IPv4 default route(s).
     async fn default_route_interfaces(&self) -> Result<Vec<u32>>;
     /// The primary (first global) IPv4 address of a link.

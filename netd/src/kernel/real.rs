@@ -62,11 +62,6 @@ impl EndpointPrograms for EndpointBlocks {
         EndpointBlocks::attach(self, host_ifname)
     }
 
-    /// The binding is the qdisc's, which follows the ifindex.
-    fn rename(&self, _from: &str, _to: &str) -> Result<()> {
-        Ok(())
-    }
-
     fn detach(&self, host_ifname: &str) {
         if let Err(e) = EndpointBlocks::detach(self, host_ifname) {
             tracing::warn!(veth = host_ifname, error = %format!("{e:#}"), "failed to unbind a veth from the filter blocks");
@@ -473,38 +468,6 @@ impl LinkDriver for HostLinks {
 
     async fn set_master(&self, index: u32, bridge: u32) -> Result<()> {
         HostLinks::set_master(self, index, bridge).await
-    }
-
-    async fn create_spare_veth(
-        &self,
-        host_name: &str,
-        peer_name: &str,
-        owner: &str,
-    ) -> Result<(u32, u32)> {
-        HostLinks::create_spare_veth(self, host_name, peer_name, owner).await
-    }
-
-    async fn hand_over_peer(
-        &self,
-        peer_index: u32,
-        netns: &dyn ContainerNetns,
-        name: &str,
-        mac: [u8; 6],
-        mtu: u32,
-    ) -> Result<()> {
-        let file = netns_file(netns)?;
-        HostLinks::hand_over_peer(self, peer_index, file, name, mac, mtu).await
-    }
-
-    async fn enslave_spare(
-        &self,
-        index: u32,
-        name: &str,
-        bridge: u32,
-        mtu: u32,
-        owner: &str,
-    ) -> Result<()> {
-        HostLinks::enslave_spare(self, index, name, bridge, mtu, owner).await
     }
 
     async fn default_route_interfaces(&self) -> Result<Vec<u32>> {

@@ -53,7 +53,7 @@ impl PhaseLatency {
             "Time the phases of `container add` took (plan: checks and claims under the state; \
              netns: opening the container's netns; veth: the pair on the bridge and in the \
              container; configure: addresses, routes and links up inside it; maps: the \
-             endpoint in the datapath; attach: programs on a veth made without a spare; up: \
+             endpoint in the datapath; attach: the veth bound to the endpoint programs; up: \
              the host end up; ports: published ports; store: the durable commit; commit: the \
              state updated).",
             Kind::Histogram,

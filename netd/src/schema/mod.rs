@@ -25,7 +25,7 @@ pub use requests::{ContainerAdd, Explain, NetworkConnect, NetworkCreate, Network
 pub use status::{
     ClusterHost, ClusterStatus, ConntrackStatus, DnsStatus, EventsStatus, HostRoutingStatus,
     MapFill, OverlayDeviceStatus, OverlayStatus, ReconcileStatus, RemoteEndpointStatus, StatusView,
-    UplinkStatus, VethPoolStatus,
+    UplinkStatus,
 };
 
 /// The API version prefix every route lives under.

@@ -35,9 +35,6 @@ pub struct StatusView {
     /// `FIRST-LAST`, the source ports masquerade allocates.
     pub snat_ports: String,
     pub pinned_links: usize,
-    /// Spare veths ready, and how many the agent keeps (`--veth-pool`).
-    #[serde(default)]
-    pub veth_pool: VethPoolStatus,
     /// Map name → its fill.
     pub maps: BTreeMap<String, MapFill>,
     pub conntrack: ConntrackStatus,
@@ -217,11 +214,4 @@ pub struct RemoteEndpointStatus {
     /// Host name (its id when unknown).
     pub host: String,
     pub host_address: Ipv4Addr,
-}
-
-/// The agent's spare veth pairs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VethPoolStatus {
-    pub ready: usize,
-    pub target: usize,
 }

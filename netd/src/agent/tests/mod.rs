@@ -6,7 +6,6 @@ mod cluster;
 mod concurrent;
 mod docker;
 mod ipam;
-mod pool;
 mod ports;
 mod reconcile;
 mod reconcile6;
@@ -99,7 +98,6 @@ fn config(dir: &Path) -> AgentConfig {
         cgroup: dir.join("cgroup"),
         socket_group: None,
         cluster: None,
-        veth_pool: 0,
     }
 }
 
@@ -355,59 +353,4 @@ where
         }
     }
     steps
-}
-
-/// The spare veth filler of a bed's pool, run on the fake: it makes
-/// spares only while the bed lets it (between [`Filler::fill_to`] calls
-/// it stays frozen, so snapshots are stable).
-pub(super) struct Filler {
-    busy: Arc<std::sync::atomic::AtomicUsize>,
-    pool: Arc<super::pool::VethPool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Filler {
-    /// Lets the filler run until `until` holds (at most ~5 s), then
-    /// freezes it again.
-    pub async fn run_until(&self, what: &str, until: impl Fn(&super::pool::VethPool) -> bool) {
-        self.busy.store(0, Ordering::SeqCst);
-        for _ in 0..5000 {
-            if until(&self.pool) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        self.busy.store(1, Ordering::SeqCst);
-        assert!(until(&self.pool), "the pool never got to: {what}");
-    }
-
-    /// Runs the filler until `n` spares are ready.
-    pub async fn fill_to(&self, n: usize) {
-        self.run_until(&format!("{n} spares ready"), |p| p.ready() == n)
-            .await;
-    }
-
-    pub fn pool(&self) -> &super::pool::VethPool {
-        &self.pool
-    }
-}
-
-impl Drop for Filler {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Bed {
-    /// Starts the filler of this bed's pool (`veth_pool` in the config),
-    /// frozen.
-    pub async fn filler(&self) -> Filler {
-        let (pool, links, attacher) = {
-            let s = self.state().await;
-            (s.pool.clone(), s.links.clone(), s.attacher.clone())
-        };
-        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(1));
-        let task = tokio::spawn(pool.clone().fill(links, attacher, busy.clone()));
-        Filler { busy, pool, task }
-    }
 }

@@ -1,7 +1,10 @@
 //! A restarted agent adopts what survived without recreating it, and
 //! cleans up what the previous one left half-done.
 use super::{ip, net, Bed};
-use crate::{kernel::fake::Kind, model::Mode};
+use crate::{
+    kernel::fake::{Kind, Link},
+    model::Mode,
+};
 
 async fn bed() -> Bed {
     let mut bed = Bed::new().await;
@@ -190,7 +193,7 @@ async fn a_restart_without_a_cluster_store_removes_an_old_overlay_device() {
         let index = s.links.keys().max().unwrap() + 1;
         s.links.insert(
             index,
-            crate::kernel::fake::Link {
+            Link {
                 name: netd_common::VXLAN_DEVICE.into(),
                 kind: Kind::Other("vxlan".into()),
                 up: true,
@@ -215,4 +218,55 @@ async fn a_restart_without_a_cluster_store_removes_an_old_overlay_device() {
     assert!(s.links.remove(&theirs).is_some());
     s.no_shortcut.remove(&theirs);
     assert_eq!(s, good.kernel);
+}
+
+/// An upgraded host whose earlier netd (with its `--veth-pool`) crashed
+/// keeps that agent's spare veths: the start-up reconcile deletes them as
+/// orphans, a marked one (`netd:pool`, with its pins) and one whose
+/// creation was cut short before its mark, peers included.
+#[tokio::test]
+async fn a_restart_removes_the_spare_veths_of_an_earlier_netd() {
+    let bed = bed().await;
+    let good = bed.snapshot().await;
+    let marked = "ns00000000abc";
+    bed.fake.with(|s| {
+        let veth = |name: &str, peer: &str, owner: Option<&str>, index: u32| Link {
+            name: name.into(),
+            kind: Kind::Veth {
+                peer: peer.into(),
+                netns: None,
+            },
+            up: false,
+            master: None,
+            owner: owner.map(str::to_string),
+            addrs: Vec::new(),
+            addrs6: Vec::new(),
+            mac: [2, 0, 0, 0, 9, index as u8],
+            mtu: 1500,
+        };
+        for (host, peer, owner) in [
+            (marked, "np00000000abc", Some("pool")),
+            ("ns00000000def", "np00000000def", None),
+        ] {
+            let index = s.links.keys().max().unwrap() + 1;
+            s.links.insert(index, veth(host, peer, owner, index));
+            s.links.insert(index + 1, veth(peer, host, None, index + 1));
+        }
+        for p in ["from_container", "to_container"] {
+            s.pins.insert(format!("{marked}_{p}"));
+        }
+    });
+    let bed = bed.restart().await;
+    let repairs = bed.repairs().await;
+    for host in [marked, "ns00000000def"] {
+        assert!(
+            repairs.contains(&format!("deleted orphan link {host}")),
+            "{host}: {repairs:?}"
+        );
+    }
+    assert!(
+        repairs.contains(&format!("unpinned orphan links of {marked}")),
+        "{repairs:?}"
+    );
+    assert_eq!(bed.snapshot().await, good, "{repairs:?}");
 }
