@@ -44,10 +44,13 @@ pub enum Shortcut {
     OverlayDecap = 7,
     /// An ARP request for a container on another host, answered.
     OverlayArpReply = 8,
+    /// An IPv6 neighbour solicitation for the gateway or a container of
+    /// the sender's network, answered at its veth.
+    NdReply = 9,
 }
 
 impl Shortcut {
-    pub const ALL: [Shortcut; 8] = [
+    pub const ALL: [Shortcut; 9] = [
         Shortcut::PeerSameNetwork,
         Shortcut::PeerRouted,
         Shortcut::FibRedirect,
@@ -56,6 +59,7 @@ impl Shortcut {
         Shortcut::OverlayEncap,
         Shortcut::OverlayDecap,
         Shortcut::OverlayArpReply,
+        Shortcut::NdReply,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -68,6 +72,7 @@ impl Shortcut {
             Shortcut::OverlayEncap => "overlay-encap",
             Shortcut::OverlayDecap => "overlay-decap",
             Shortcut::OverlayArpReply => "overlay-arp-reply",
+            Shortcut::NdReply => "nd-reply",
         }
     }
 }

@@ -1,14 +1,17 @@
 //! IPv6 at the host end of container veths: the facts `policy6` judges,
 //! gathered from the packet and the endpoint's maps. What passes goes, with
-//! eBPF host routing, to the world by the fib (`forward::from_container6`);
-//! the rest goes on to the bridge and the host stack (counted as the
-//! `not-ipv4` fallback).
+//! eBPF host routing, into a container of the same network or to the world
+//! by the fib (`forward::from_container6`);
+//! neighbour solicitations the programs can answer are answered (`nd`); the
+//! rest goes on to the bridge and the host stack (counted as the `not-ipv4`
+//! fallback).
 use aya_ebpf::{bindings::TC_ACT_OK, maps::lpm_trie::Key, programs::TcContext};
 use netd_common::{Addr6, DropReason, Endpoint, Endpoint6, Fallback, NetworkInfo6};
 
 use crate::{
     forward,
     maps::{ENDPOINT6, NETWORKS6},
+    nd,
     parse6::{parse_l4_6, Ipv6},
     policy::Verdict,
     policy6::{eui64_link_local, from_container6, to_container6, Facts6},
@@ -87,9 +90,12 @@ pub fn from_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, 
     let f = facts(ctx, ep, ep6, ip, 0)?;
     let dst_net = network6_of(ip.dst);
     match from_container6(ep, ep6, &f, dst_net) {
-        Verdict::Pass if routing::enabled() && !f.link_control => {
-            forward::from_container6(ctx, ip, dst_net)
+        Verdict::Pass if f.link_control => {
+            // SAFETY: reading a field of the context.
+            let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+            nd::answer(ctx, ep, ep6, ip, ifindex).unwrap_or_else(|| Ok(pass()))
         }
+        Verdict::Pass if routing::enabled() => forward::from_container6(ctx, ep, ep6, ip, dst_net),
         Verdict::Pass => Ok(pass()),
         Verdict::Drop(reason) => Err(reason),
     }

@@ -3,7 +3,7 @@
 //! uplink by the fib (the world, IPv4 and IPv6), or to the host stack (the
 //! host itself, and every fallback, counted).
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use netd_common::{DropReason, Endpoint, Fallback, NetworkInfo, NetworkInfo6};
+use netd_common::{DropReason, Endpoint, Endpoint6, Fallback, NetworkInfo, NetworkInfo6, Shortcut};
 
 use crate::{
     fib,
@@ -13,8 +13,11 @@ use crate::{
     policy::is_group_address,
     policy6::{is_link_local, is_multicast},
     publish::is_host_addr,
-    redirect::{endpoint_at, mac_of, same_network_peer, to_container_peer},
-    routing::fallback,
+    redirect::{
+        endpoint6_at, endpoint_at, into_peer, link_peer, mac_of, same_network_peer,
+        to_container_peer, to_container_peer6,
+    },
+    routing::{self, fallback},
 };
 
 /// Is `addr` the broadcast address of `net`'s subnet?
@@ -67,21 +70,51 @@ pub fn from_container(
     Ok(same_network_peer(ctx, &dst))
 }
 
-/// Delivers what the IPv6 policy passed. Container to the world takes the
-/// fib; link-scoped and multicast traffic, the host's addresses and
-/// traffic within netd's networks (the bridge carries it) take the stack,
-/// as IPv6 took before the fast path.
+/// Delivers what the IPv6 policy passed, as [`from_container`] does for
+/// IPv4: a container of the same network gets it in its netns (found by its
+/// address, or for link-local traffic by its MAC), so neither the bridge
+/// nor a host's FORWARD chain (br_netfilter) sees it; the world takes the
+/// fib; multicast, the host's addresses (gateways included) and what no
+/// endpoint here answers take the stack.
 #[inline(always)]
 pub fn from_container6(
     ctx: &TcContext,
+    ep: &Endpoint,
+    ep6: Option<&Endpoint6>,
     ip: &Ipv6,
     dst_net: Option<&NetworkInfo6>,
 ) -> Result<i32, DropReason> {
     if is_multicast(ip.dst) {
         return Ok(fallback(Fallback::GroupAddress));
     }
-    if dst_net.is_some() || is_link_local(ip.dst) || is_link_local(ip.src) {
-        return Ok(fallback(Fallback::NotIpv4));
+    let eth_dst: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Truncated)?;
+    if eth_dst[0] & 1 != 0 {
+        return Ok(fallback(Fallback::GroupAddress));
+    }
+    if is_link_local(ip.dst) || is_link_local(ip.src) {
+        return Ok(match link_peer(ep, eth_dst) {
+            Some(ifindex) => {
+                routing::shortcut(Shortcut::PeerSameNetwork);
+                into_peer(ctx, ifindex)
+            }
+            None => fallback(Fallback::NotIpv4),
+        });
+    }
+    if let Some(net) = dst_net {
+        // Gateways are host addresses; the policy passes no other address
+        // of another network.
+        if ip.dst == net.gateway || net.net_id != ep.net_id {
+            return Ok(TC_ACT_OK);
+        }
+        let Some(dst) = endpoint6_at(ip.dst) else {
+            return Ok(fallback(Fallback::NoEndpoint));
+        };
+        if ep6.is_some_and(|e| eth_dst == e.gateway_mac) {
+            // Sent to the gateway: the host would route it back onto the bridge.
+            return Ok(to_container_peer6(ctx, ip.dst)?.unwrap_or(TC_ACT_OK));
+        }
+        routing::shortcut(Shortcut::PeerSameNetwork);
+        return Ok(into_peer(ctx, dst.ifindex));
     }
     // SAFETY: the value lives in the map.
     if unsafe { HOST_ADDRS6.get(&ip.dst) }.is_some() {

@@ -41,6 +41,8 @@ mod nat;
 #[cfg(target_arch = "bpf")]
 mod nat6;
 #[cfg(target_arch = "bpf")]
+mod nd;
+#[cfg(target_arch = "bpf")]
 mod overlay;
 #[cfg(target_arch = "bpf")]
 mod packet;

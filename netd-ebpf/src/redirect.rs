@@ -13,10 +13,10 @@ use aya_ebpf::{
     helpers::{bpf_check_mtu, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use netd_common::{Addr6, DropReason, EndpointRef, EndpointRef6, Fallback, Shortcut};
+use netd_common::{Addr6, DropReason, Endpoint, EndpointRef, EndpointRef6, Fallback, Shortcut};
 
 use crate::{
-    maps::{ENDPOINT6_BY_IP, ENDPOINT_BY_IP},
+    maps::{ENDPOINT6_BY_IP, ENDPOINTS, ENDPOINT_BY_IP},
     parse::ETH_HLEN,
     routing,
 };
@@ -126,6 +126,24 @@ pub fn into_peer(ctx: &TcContext, ifindex: u32) -> i32 {
 pub fn endpoint_at(addr: u32) -> Option<EndpointRef> {
     // SAFETY: the value lives in the map.
     unsafe { ENDPOINT_BY_IP.get(&addr) }.copied()
+}
+
+/// The host veth of the container of `ep`'s network whose interface has
+/// `mac`, when the MAC follows the address rule (`02:42:` + its IPv4
+/// address; a runtime's own MAC, or an IPv6-only endpoint's, is not found
+/// and the bridge carries the frame).
+#[inline(always)]
+pub fn link_peer(ep: &Endpoint, mac: [u8; 6]) -> Option<u32> {
+    if mac[0] != 0x02 || mac[1] != 0x42 {
+        return None;
+    }
+    let peer = endpoint_at(u32::from_ne_bytes([mac[2], mac[3], mac[4], mac[5]]))?;
+    if peer.mac != mac {
+        return None;
+    }
+    // SAFETY: the value lives in the map.
+    let peer_ep = unsafe { ENDPOINTS.get(&peer.ifindex) }?;
+    (peer_ep.net_id == ep.net_id).then_some(peer.ifindex)
 }
 
 /// Container to container on one network, from the sender's veth ingress:

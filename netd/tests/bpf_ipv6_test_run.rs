@@ -10,7 +10,7 @@ use common::{
     packet6::{Addr6, Pkt6, DSTOPTS, HOPOPTS},
     run_classifier, run_prefilter,
     verify::verify6,
-    Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
+    Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
 };
 
 use netd::datapath::{
@@ -143,7 +143,7 @@ fn icc_off_keeps_the_gateway_and_neighbour_discovery() {
         (to, udp(PEER, ME), TC_ACT_SHOT, ICC, "from the peer"),
         (from, udp(ME, GW), TC_ACT_OK, ICC, "gateway"),
         (from, ns(ME_LL, PEER), TC_ACT_OK, ICC, "neighbour solicitation, link-local source"),
-        (from, ns(ME, GW), TC_ACT_OK, ICC, "neighbour solicitation for the gateway"),
+        (from, ns(ME, GW), TC_ACT_REDIRECT, ICC, "neighbour solicitation for the gateway (answered)"),
         (from, ns("::", ME), TC_ACT_OK, ICC, "duplicate address detection"),
         (from, forged, TC_ACT_SHOT, ICC, "ICMPv6 135 with hop limit 64 is no ND"),
         (from, ll, TC_ACT_SHOT, ICC, "link-local to a peer"),
@@ -153,6 +153,143 @@ fn icc_off_keeps_the_gateway_and_neighbour_discovery() {
         (from, mcast, TC_ACT_SHOT, ICC, "multicast"),
     ];
     cases(&mut dp, rows);
+}
+
+/// Host veth of the peer container fd00:a::3 (network 1) and of
+/// fd00:b::2 (network 2) in [`neighbour_solicitations_are_answered`].
+const PEER_IFINDEX: u32 = 9001;
+const OTHER_IFINDEX: u32 = 9002;
+/// Link-local addresses of the peer (10.1.0.3) and of 10.2.0.2 on network 2.
+const PEER_LL: &str = "fe80::42:aff:fe01:3";
+const OTHER_LL: &str = "fe80::42:aff:fe02:2";
+/// The asking container's MAC.
+const ME_MAC: [u8; 6] = [0x02, 0x42, 10, 1, 0, 2];
+
+/// The advertisement `out` must be: from `target` at `mac` to `asker` at
+/// ME_MAC, hop limit 255, flags `flags`, target option `mac`, checksum
+/// right (verify6 checks it).
+fn assert_advert(out: &[u8], asker: &str, target: &str, mac: [u8; 6], flags: u8, what: &str) {
+    assert_eq!(out.len(), 86, "{what}: frame length");
+    assert_eq!(&out[0..6], &ME_MAC, "{what}: to the asker's MAC");
+    assert_eq!(&out[6..12], &mac, "{what}: from the target's MAC");
+    let seen = verify6(out);
+    assert_eq!(seen.src, target.v6(), "{what}: from the target");
+    assert_eq!(seen.dst, asker.v6(), "{what}: to the asker");
+    assert_eq!(seen.proto, 58, "{what}: ICMPv6");
+    assert_eq!(seen.ttl, 255, "{what}: hop limit");
+    let icmp = &out[seen.l4_at..];
+    assert_eq!(
+        (icmp[0], icmp[1]),
+        (136, 0),
+        "{what}: a neighbour advertisement"
+    );
+    assert_eq!(icmp[4], flags, "{what}: flags");
+    assert_eq!(&icmp[8..24], &target.v6().octets(), "{what}: target");
+    assert_eq!(&icmp[24..26], &[2, 1], "{what}: target link-layer option");
+    assert_eq!(&icmp[26..32], &mac, "{what}: target link-layer address");
+}
+
+/// Neighbour discovery at the container's veth: a solicitation for the
+/// gateway or for a container of the same network is answered straight
+/// back (no bridge flood for a host's FORWARD chain to drop); one for a
+/// container of another network, an unknown target, duplicate address
+/// detection or a forged hop limit goes on unanswered.
+#[test]
+fn neighbour_solicitations_are_answered() {
+    let fs = Bpffs::new("v6-nd");
+    let mut dp = datapath(&fs, OPEN, true);
+    let peer_mac = netd_common::mac_for_addr([10, 1, 0, 3]);
+    dp.set_endpoint(
+        PEER_IFINDEX,
+        endpoint([10, 1, 0, 3], 1, OPEN, [10, 1, 0, 1]),
+    )
+    .unwrap();
+    dp.set_endpoint6(PEER_IFINDEX, endpoint6(PEER, GW, GW_MAC))
+        .unwrap();
+    dp.set_endpoint(
+        OTHER_IFINDEX,
+        endpoint([10, 2, 0, 2], 2, OPEN, [10, 2, 0, 1]),
+    )
+    .unwrap();
+    dp.set_endpoint6(OTHER_IFINDEX, endpoint6(OTHER, OTHER_GW, GW_MAC))
+        .unwrap();
+    let asked = |src: &str, target: &str| {
+        let mut p = ns(src, target);
+        p.smac = ME_MAC;
+        // The source link-layer address option, as Linux sends it.
+        p.l4.extend_from_slice(&[1, 1]);
+        p.l4.extend_from_slice(&ME_MAC);
+        p
+    };
+    let replies = counter(&dp, "nd-reply");
+    let cases: [(&str, &str, [u8; 6], u8, &str); 6] = [
+        (ME, PEER, peer_mac, 0x60, "peer, global source"),
+        (ME_LL, PEER, peer_mac, 0x60, "peer, link-local source"),
+        (ME_LL, PEER_LL, peer_mac, 0x60, "peer's link-local address"),
+        (ME, GW, GW_MAC, 0xe0, "gateway (router flag)"),
+        (ME_LL, GW, GW_MAC, 0xe0, "gateway, link-local source"),
+        (
+            ME_LL,
+            HOST_LL,
+            GW_MAC,
+            0xe0,
+            "the bridge's link-local address",
+        ),
+    ];
+    for (src, target, mac, flags, what) in cases {
+        let (verdict, out) = run_classifier(&mut dp, FROM_CONTAINER, &asked(src, target).bytes());
+        assert_eq!(verdict, TC_ACT_REDIRECT, "{what}");
+        assert_advert(&out, src, target, mac, flags, what);
+    }
+    // Unicast (neighbour unreachability detection) and without the
+    // source option: answered the same.
+    let mut nud = ns(ME, PEER);
+    nud.smac = ME_MAC;
+    nud.dst = PEER.v6();
+    nud.dmac = peer_mac;
+    let (verdict, out) = run_classifier(&mut dp, FROM_CONTAINER, &nud.bytes());
+    assert_eq!(verdict, TC_ACT_REDIRECT, "unicast solicitation");
+    assert_advert(&out, ME, PEER, peer_mac, 0x60, "unicast solicitation");
+    assert_eq!(
+        counter(&dp, "nd-reply") - replies,
+        7,
+        "every answer counted"
+    );
+
+    let mut forged = asked(ME, PEER);
+    forged.hop_limit = 64;
+    let mut behind_ext = asked(ME, PEER).opts(DSTOPTS, 1);
+    behind_ext.hop_limit = 255;
+    let unanswered: [(Pkt6, u32, &str); 7] = [
+        (
+            asked(ME, OTHER),
+            TC_ACT_OK,
+            "a container of another network",
+        ),
+        (
+            asked(ME_LL, OTHER_LL),
+            TC_ACT_OK,
+            "another network's container's link-local",
+        ),
+        (asked(ME_LL, ME_LL), TC_ACT_OK, "its own link-local address"),
+        (asked(ME, "fd00:a::77"), TC_ACT_OK, "nobody's address"),
+        (asked("::", PEER), TC_ACT_OK, "duplicate address detection"),
+        (forged, TC_ACT_OK, "hop limit 64: no neighbour discovery"),
+        (behind_ext, TC_ACT_OK, "behind an extension header"),
+    ];
+    for (p, want, what) in unanswered {
+        let frame = p.bytes();
+        let (verdict, out) = run_classifier(&mut dp, FROM_CONTAINER, &frame);
+        assert_eq!(verdict, want, "{what}");
+        if want == TC_ACT_OK {
+            assert_eq!(out, frame, "{what}: the packet goes on unchanged");
+        }
+    }
+    assert_eq!(
+        counter(&dp, "nd-reply") - replies,
+        7,
+        "nothing else answered"
+    );
 }
 
 #[test]

@@ -491,7 +491,8 @@ fn fib_paths_of_container_ipv6_to_the_world() {
         ("2001:db8:13::1", 64, 1300, "frag-needed"),
         (WORLD, 1, 0, "ttl-expired"),
         ("ff0e::1", 64, 0, "broadcast-multicast"),
-        ("fd00:7::3", 64, 0, "not-ipv4"),
+        // A peer address of the network with no endpoint on this host.
+        ("fd00:7::3", 64, 0, "no-endpoint"),
     ] {
         let before = counter(&dp, name);
         let sent = to_world(dst, hops, extra);

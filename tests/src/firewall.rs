@@ -5,14 +5,18 @@
 //! `NETD_TEST_FIREWALL` picks the variant every [`crate::Bed`] gets:
 //!
 //! - unset, empty or `none`: no rules (the permissive host);
-//! - `iptables`: iptables (nf_tables backend, `iptables-nft`) with FORWARD
-//!   policy DROP and INPUT policy DROP accepting only loopback and
-//!   established/related traffic (ufw's defaults), and
-//!   `net.bridge.bridge-nf-call-iptables=1` (br_netfilter: every IP packet a
-//!   bridge forwards goes through FORWARD), as dockerd sets it;
-//! - `nftables`: an `inet filter` table with forward and input chains of
-//!   policy drop (input accepting loopback and established/related), also
-//!   with `bridge-nf-call-iptables=1`.
+//! - `iptables`: iptables and ip6tables (nf_tables backend, `iptables-nft`,
+//!   `ip6tables-nft`) with FORWARD policy DROP and INPUT policy DROP
+//!   accepting only loopback and established/related traffic (ufw's
+//!   defaults; for IPv6 also neighbour and router discovery with hop limit
+//!   255, as ufw's `before6.rules` accept: without them a host cannot run
+//!   IPv6 at all), and `net.bridge.bridge-nf-call-iptables=1` and
+//!   `bridge-nf-call-ip6tables=1` (br_netfilter: every IP packet a bridge
+//!   forwards goes through FORWARD), as dockerd sets them;
+//! - `nftables`: an `inet filter` table (both families) with forward and
+//!   input chains of policy drop (input accepting loopback,
+//!   established/related and, for IPv6, neighbour and router discovery),
+//!   with the same sysctls.
 //!
 //! Everything is set inside the bed's own host netns; the sysctl is per netns
 //! on this kernel (checked: the root netns's value must not move). The
@@ -31,18 +35,22 @@ pub const ENV: &str = "NETD_TEST_FIREWALL";
 
 /// The pseudo drop reason of a flow the host's INPUT policy drops (see
 /// [`crate::Bed::to_host`]): its witness is the firewall's own count of
-/// IPv4 packets its INPUT policy dropped ([`input_drops`]).
+/// packets (both families) its INPUT policy dropped ([`input_drops`]).
 pub const HOST_INPUT: &str = "host-input-policy";
 
 const INPUT_COUNTER: &str = "netd-test: input policy drop";
 
-const BRIDGE_NF_CALL: &str = "net/bridge/bridge-nf-call-iptables";
+/// The br_netfilter switches, IPv4 and IPv6.
+const BRIDGE_NF_CALLS: [&str; 2] = [
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Firewall {
     /// No rules at all.
     Permissive,
-    /// iptables-nft: INPUT and FORWARD DROP, br_netfilter on.
+    /// iptables-nft and ip6tables-nft: INPUT and FORWARD DROP, br_netfilter on.
     Iptables,
     /// nftables `inet filter`: input and forward policy drop, br_netfilter on.
     Nftables,
@@ -84,31 +92,38 @@ impl Firewall {
     /// Installs the rules in netns `ns`; `scratch` is a directory for the
     /// rule file. Returns the ruleset as installed (see [`ruleset`]).
     pub(crate) fn install(self, ns: &str, scratch: &Path) -> anyhow::Result<Option<String>> {
-        let (tool, text) = match self {
+        let steps: &[(&str, &str, &str)] = match self {
             Firewall::Permissive => return Ok(None),
-            Firewall::Iptables => ("iptables-nft-restore", IPTABLES_RULES),
-            Firewall::Nftables => ("nft", NFT_RULES),
+            Firewall::Iptables => &[
+                ("iptables-nft-restore", "iptables", IPTABLES_RULES),
+                ("ip6tables-nft-restore", "ip6tables", IP6TABLES_RULES),
+            ],
+            Firewall::Nftables => &[("nft", "nft", NFT_RULES)],
         };
-        let file = scratch.join(format!("firewall-{}.rules", self.name()));
-        std::fs::write(&file, text)?;
-        let file = file.display().to_string();
-        let args: Vec<&str> = match self {
-            Firewall::Iptables => vec![&file],
-            _ => vec!["-f", &file],
-        };
-        in_ns(ns, tool, &args).with_context(|| {
-            format!(
-                "installing the {} firewall (is the `{}` package installed? \
-                 `cargo xtask setup` installs it)",
-                self.name(),
-                if self == Firewall::Iptables {
-                    "iptables"
-                } else {
-                    "nftables"
-                }
-            )
-        })?;
-        bridge_nf_call_iptables(ns)?;
+        for (tool, name, text) in steps {
+            let file = scratch.join(format!("firewall-{name}.rules"));
+            std::fs::write(&file, text)?;
+            let file = file.display().to_string();
+            let args: Vec<&str> = match self {
+                Firewall::Iptables => vec![&file],
+                _ => vec!["-f", &file],
+            };
+            in_ns(ns, tool, &args).with_context(|| {
+                format!(
+                    "installing the {} firewall with {tool} (is the `{}` package installed? \
+                     `cargo xtask setup` installs it)",
+                    self.name(),
+                    if self == Firewall::Iptables {
+                        "iptables"
+                    } else {
+                        "nftables"
+                    }
+                )
+            })?;
+        }
+        for sysctl in BRIDGE_NF_CALLS {
+            bridge_nf_call(ns, sysctl)?;
+        }
         Ok(Some(ruleset(ns)?))
     }
 }
@@ -123,13 +138,30 @@ const IPTABLES_RULES: &str = "\
 COMMIT
 ";
 
+/// ufw's IPv6 defaults: neighbour and router discovery (hop limit 255, so
+/// only from the link) are accepted; everything else new is dropped.
+const IP6TABLES_RULES: &str = "\
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 133 -m hl --hl-eq 255 -j ACCEPT
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m hl --hl-eq 255 -j ACCEPT
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m hl --hl-eq 255 -j ACCEPT
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m hl --hl-eq 255 -j ACCEPT
+COMMIT
+";
+
 const NFT_RULES: &str = r#"
 table inet filter {
     chain input {
         type filter hook input priority filter; policy drop;
         iif lo accept
         ct state established,related accept
-        meta nfproto ipv4 counter comment "netd-test: input policy drop"
+        icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept
+        counter comment "netd-test: input policy drop"
     }
     chain forward {
         type filter hook forward priority filter; policy drop;
@@ -145,59 +177,67 @@ fn in_ns(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<String> {
     run_ok("nsenter", &all)
 }
 
-/// br_netfilter on, `bridge-nf-call-iptables=1` in `ns` only. Loads the
-/// module when this kernel has it as one; refuses when the sysctl turns out
-/// not to be per netns (the root netns's value moved; it is put back).
-fn bridge_nf_call_iptables(ns: &str) -> anyhow::Result<()> {
-    let root_path = Path::new("/proc/sys").join(BRIDGE_NF_CALL);
+/// br_netfilter on, `sysctl` (a `bridge-nf-call-*` path under
+/// /proc/sys) = 1 in `ns` only. Loads the module when this kernel has it as
+/// one; refuses when the sysctl turns out not to be per netns (the root
+/// netns's value moved; it is put back).
+fn bridge_nf_call(ns: &str, sysctl: &str) -> anyhow::Result<()> {
+    let root_path = Path::new("/proc/sys").join(sysctl);
     if !root_path.exists() {
         // Built in on some kernels, a module on others.
         run_ok("modprobe", &["br_netfilter"])
             .context("br_netfilter is neither built in nor loadable (modprobe from kmod)")?;
     }
     let root_before = std::fs::read_to_string(&root_path)?;
-    in_ns(
-        ns,
-        "sysctl",
-        &["-qw", "net.bridge.bridge-nf-call-iptables=1"],
-    )?;
+    let name = sysctl.replace('/', ".");
+    in_ns(ns, "sysctl", &["-qw", &format!("{name}=1")])?;
     let root_after = std::fs::read_to_string(&root_path)?;
     if root_after != root_before {
         let _ = std::fs::write(&root_path, root_before.trim());
-        bail!("net.bridge.bridge-nf-call-iptables is not per netns on this kernel; put back");
+        bail!("{name} is not per netns on this kernel; put back");
     }
-    let inside = in_ns(ns, "cat", &[&format!("/proc/sys/{BRIDGE_NF_CALL}")])?;
+    let inside = in_ns(ns, "cat", &[&format!("/proc/sys/{sysctl}")])?;
     if inside.trim() != "1" {
-        bail!("bridge-nf-call-iptables is {inside:?} in {ns} after setting it to 1");
+        bail!("{name} is {inside:?} in {ns} after setting it to 1");
     }
     Ok(())
 }
 
-/// IPv4 packets the INPUT policy of `firewall` in `ns` has dropped: the
-/// policy counter of iptables' INPUT chain, or the counting rule at the end
-/// of the nftables input chain.
+/// Packets the INPUT policy of `firewall` in `ns` has dropped, both
+/// families: the policy counters of iptables' and ip6tables' INPUT chains,
+/// or the counting rule at the end of the nftables input chain. (IPv6
+/// multicast a container sends to the bridge, MLD reports for one, counts
+/// too: the witness may only grow beyond what a test's flows account for.)
 pub fn input_drops(ns: &str, firewall: Firewall) -> anyhow::Result<u64> {
-    let (text, what) = match firewall {
-        Firewall::Permissive => return Ok(0),
-        Firewall::Iptables => (
-            in_ns(ns, "iptables-nft", &["-L", "INPUT", "-n", "-v", "-x"])?,
-            "policy DROP ",
-        ),
-        Firewall::Nftables => (
-            in_ns(ns, "nft", &["list", "chain", "inet", "filter", "input"])?,
-            "counter packets ",
-        ),
-    };
+    match firewall {
+        Firewall::Permissive => Ok(0),
+        Firewall::Iptables => {
+            let mut n = 0;
+            for tool in ["iptables-nft", "ip6tables-nft"] {
+                let text = in_ns(ns, tool, &["-L", "INPUT", "-n", "-v", "-x"])?;
+                n += counter_after(&text, "policy DROP ", |_| true)?;
+            }
+            Ok(n)
+        }
+        Firewall::Nftables => {
+            let text = in_ns(ns, "nft", &["list", "chain", "inet", "filter", "input"])?;
+            counter_after(&text, "counter packets ", |l| l.contains(INPUT_COUNTER))
+        }
+    }
+}
+
+/// The number after `what` on the first line of `text` that has it and
+/// passes `pick`.
+fn counter_after(text: &str, what: &str, pick: impl Fn(&str) -> bool) -> anyhow::Result<u64> {
     let line = text
         .lines()
-        .find(|l| l.contains(what) && (firewall == Firewall::Iptables || l.contains(INPUT_COUNTER)))
+        .find(|l| l.contains(what) && pick(l))
         .with_context(|| format!("no INPUT drop counter in:\n{text}"))?;
-    let n = line[line.find(what).unwrap_or(0) + what.len()..]
+    line[line.find(what).unwrap_or(0) + what.len()..]
         .split_whitespace()
         .next()
         .and_then(|w| w.parse().ok())
-        .with_context(|| format!("unreadable INPUT drop counter: {line}"))?;
-    Ok(n)
+        .with_context(|| format!("unreadable INPUT drop counter: {line}"))
 }
 
 /// Everything netfilter holds in `ns`, comparable over time: `nft list
@@ -230,14 +270,20 @@ pub fn ruleset(ns: &str) -> anyhow::Result<String> {
         out.push_str(&l);
         out.push('\n');
     }
-    out.push_str("\n== iptables-nft-save\n");
-    out.push_str(&strip(in_ns(ns, "iptables-nft-save", &[])?));
-    if let Ok(legacy) = in_ns(ns, "iptables-legacy-save", &[]) {
-        out.push_str("\n== iptables-legacy-save\n");
-        out.push_str(&strip(legacy));
+    for tool in ["iptables-nft-save", "ip6tables-nft-save"] {
+        out.push_str(&format!("\n== {tool}\n"));
+        out.push_str(&strip(in_ns(ns, tool, &[])?));
     }
-    let sysctl = in_ns(ns, "cat", &[&format!("/proc/sys/{BRIDGE_NF_CALL}")]).unwrap_or_default();
-    out.push_str(&format!("\n== {BRIDGE_NF_CALL} = {}\n", sysctl.trim()));
+    for tool in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+        if let Ok(legacy) = in_ns(ns, tool, &[]) {
+            out.push_str(&format!("\n== {tool}\n"));
+            out.push_str(&strip(legacy));
+        }
+    }
+    for sysctl in BRIDGE_NF_CALLS {
+        let v = in_ns(ns, "cat", &[&format!("/proc/sys/{sysctl}")]).unwrap_or_default();
+        out.push_str(&format!("\n== {sysctl} = {}\n", v.trim()));
+    }
     Ok(out)
 }
 

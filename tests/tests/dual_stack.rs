@@ -123,7 +123,7 @@ fn dual_stack_network_both_families_dns_and_restart() {
         allow(&y4, &x4),
         allow(&x6, &y6),
         allow(&y6, &x6),
-        allow(&x6, &host6),
+        bed.to_host(&x6, &host6),
     ];
     bed.expect(&flows);
     // Different networks: netd drops IPv6 both ways, as IPv4.
@@ -287,7 +287,7 @@ fn default_bridge_with_ipv6_and_a_v6_pool() {
     let (c6, d6) = (bed.ep6(&c, "bridge"), bed.ep6(&d, "n"));
     let gw = netd_tests::traffic::Ep::v6("host/v6", bed.host_ns(), bed.gateway6("n"));
     bed.expect(&[
-        allow(&d6, &gw),
+        bed.to_host(&d6, &gw),
         dropped(&c6, &d6, ISOLATION),
         dropped(&d6, &c6, ISOLATION),
     ]);

@@ -11,13 +11,21 @@ use netd_tests::cmd::ip_ns;
 use netd_tests::traffic::{allow, deny, Flow};
 use netd_tests::{Bed, Ep, Firewall};
 
-/// Two namespaces on a plain bridge `brx` (10.99.1.1/24) in the bed's host
-/// netns, not netd's. Returns (p1, p2, the bridge's host address).
+/// The plain bridge's IPv6 prefix: the host is ::1, p1 ::2, p2 ::3.
+const V6: &str = "fd00:99:1::";
+
+/// Two namespaces on a plain bridge `brx` (10.99.1.1/24 and fd00:99:1::1/64)
+/// in the bed's host netns, not netd's. Returns (p1, p2, the bridge's host
+/// address), IPv4; the same at their IPv6 addresses are [`v6`].
 fn plain_bridge(bed: &Bed) -> (Ep, Ep, Ep) {
     let host = bed.host_ns();
     let ip = |ns: &str, args: &[&str]| ip_ns(ns, args).unwrap_or_else(|e| panic!("{e:#}"));
     ip(host, &["link", "add", "brx", "type", "bridge"]);
     ip(host, &["addr", "add", "10.99.1.1/24", "dev", "brx"]);
+    ip(
+        host,
+        &["addr", "add", &format!("{V6}1/64"), "dev", "brx", "nodad"],
+    );
     ip(host, &["link", "set", "brx", "up"]);
     let mut eps = Vec::new();
     for (i, addr) in [(1, "10.99.1.2"), (2, "10.99.1.3")] {
@@ -31,6 +39,17 @@ fn plain_bridge(bed: &Bed) -> (Ep, Ep, Ep) {
         );
         ip(host, &["link", "set", &h, "master", "brx", "up"]);
         ip(&ns, &["addr", "add", &format!("{addr}/24"), "dev", &c]);
+        ip(
+            &ns,
+            &[
+                "addr",
+                "add",
+                &format!("{V6}{}/64", i + 1),
+                "dev",
+                &c,
+                "nodad",
+            ],
+        );
         ip(&ns, &["link", "set", &c, "up"]);
         ip(&ns, &["link", "set", "lo", "up"]);
         eps.push(Ep::new(&format!("p{i}"), &ns, addr.parse().unwrap()));
@@ -39,9 +58,19 @@ fn plain_bridge(bed: &Bed) -> (Ep, Ep, Ep) {
     (eps.remove(0), eps.remove(0), gw)
 }
 
+/// `ep` at its IPv6 address on the plain bridge (host ::1, p1 ::2, p2 ::3).
+fn v6(ep: &Ep, n: u16) -> Ep {
+    let ip = format!("{V6}{n}").parse().unwrap();
+    Ep::v6(&format!("{}/v6", ep.name), &ep.ns, ip)
+}
+
+/// Both families: what the kernel bridges and delivers passes the
+/// permissive host and is dropped by a hostile one, neighbour discovery
+/// included in what still works (the host's own IPv6 connections need it).
 fn kernel_paths(firewall: Firewall) {
     let bed = Bed::with_firewall(firewall, &[]);
     let (p1, p2, gw) = plain_bridge(&bed);
+    let (p16, p26, gw6) = (v6(&p1, 2), v6(&p2, 3), v6(&gw, 1));
     let hostile = firewall.drops_input();
     let verdict = |from: &Ep, to: &Ep| -> Flow {
         if hostile {
@@ -58,6 +87,12 @@ fn kernel_paths(firewall: Firewall) {
         bed.to_host(&p1, &gw),
         // The host's own connections, and their replies: always allowed.
         allow(&gw, &p1),
+        // IPv6 the same way (bridge-nf-call-ip6tables, ip6tables/inet).
+        verdict(&p16, &p26),
+        verdict(&p26, &p16),
+        bed.to_host(&p16, &gw6),
+        // Needs neighbour discovery through the host's INPUT chain.
+        allow(&gw6, &p16),
     ]);
     bed.assert_firewall_unchanged();
 }
@@ -84,6 +119,11 @@ fn a_rule_added_behind_the_beds_back_is_caught() {
             Firewall::Iptables,
             &["iptables-nft", "-I", "FORWARD", "-j", "ACCEPT"][..],
             &["iptables-nft", "-D", "FORWARD", "-j", "ACCEPT"][..],
+        ),
+        (
+            Firewall::Iptables,
+            &["ip6tables-nft", "-I", "FORWARD", "-j", "ACCEPT"][..],
+            &["ip6tables-nft", "-D", "FORWARD", "-j", "ACCEPT"][..],
         ),
         (
             Firewall::Nftables,

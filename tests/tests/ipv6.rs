@@ -4,7 +4,6 @@ use std::time::Duration;
 use netd_tests::{
     bed::Bed,
     cmd::{ip_ns, run_timeout},
-    icmp,
     wait::wait_for,
 };
 
@@ -91,7 +90,8 @@ fn link_local_ipv6_follows_icc() {
     assert!(ping6(&a.ns, &b6), "icc on: link-local IPv6 must pass");
     // Control on the same veth: c's IPv4 to its gateway passes.
     let gw = bed.gateway("closed");
-    icmp(&c.ns, gw).unwrap_or_else(|e| panic!("control: c -> gateway {gw}: {e:#}"));
+    bed.ping_host(&c.ns, gw)
+        .unwrap_or_else(|e| panic!("control: c -> gateway {gw}: {e:#}"));
     // c knows d's MAC, so every echo request leaves c (without it, only
     // neighbour solicitations would, and the pings would die in c).
     ip_ns(

@@ -131,7 +131,7 @@ fn ipv6_only_networks() {
     bed.expect(&[
         allow(&s1_6, &s2_6),
         allow(&s2_6, &s1_6),
-        allow(&s1_6, &gw),
+        bed.to_host(&s1_6, &gw),
         dropped(&s1_6, &t1_6, ISOLATION),
         dropped(&t1_6, &s1_6, ISOLATION),
     ]);

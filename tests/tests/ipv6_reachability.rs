@@ -56,16 +56,25 @@ fn ipv6_rows_between_containers() {
         dropped(&a1, &b1, "network-isolation"),
         dropped(&b1, &a1, "network-isolation"),
         // Another network's gateway is a host address.
-        allow(&a1, &gw("b")),
+        bed.to_host(&a1, &gw("b")),
         dropped(&c1, &c2, "icc-disabled"),
         dropped(&c2, &c1, "icc-disabled"),
-        allow(&c1, &gw("closed")),
+        bed.to_host(&c1, &gw("closed")),
         allow(&i1, &i2),
-        allow(&i1, &gw("inner")),
+        bed.to_host(&i1, &gw("inner")),
         dropped(&i1, &gw("a"), "internal-network"),
     ]);
     // Negative control: with the programs detached (link pins removed)
-    // the host forwards between the networks.
+    // the host forwards between the networks. A hostile host's FORWARD
+    // policy would drop that too, so only the permissive run can show it.
+    if bed.firewall().drops_input() {
+        eprintln!(
+            "negative control not run on the {} host: its FORWARD policy drops what the \
+             kernel forwards (the permissive run checks it)",
+            bed.firewall().name()
+        );
+        return;
+    }
     bed.kill_agent();
     bed.remove_pinned_links();
     netd_tests::traffic::expect(&[allow(&a1, &b1), allow(&b1, &a1)]);

@@ -54,7 +54,18 @@ const APT_PACKAGES: &[&str] = &[
 
 /// The SPEC section-4 packet test binaries that also run on hostile hosts
 /// (`NETD_TEST_FIREWALL`, see tests/src/firewall.rs).
-const HOSTILE_TESTS: &[&str] = &["reachability", "masquerade", "publish", "dns"];
+const HOSTILE_TESTS: &[&str] = &[
+    "reachability",
+    "masquerade",
+    "publish",
+    "dns",
+    "ipv6_reachability",
+    "ipv6",
+    "ipv6_only",
+    "dual_stack",
+    "publish6",
+    "masquerade6",
+];
 /// The hostile host variants they run on.
 const FIREWALLS: &[&str] = &["iptables", "nftables"];
 
