@@ -92,13 +92,13 @@ impl Firewall {
     /// Installs the rules in netns `ns`; `scratch` is a directory for the
     /// rule file. Returns the ruleset as installed (see [`ruleset`]).
     pub(crate) fn install(self, ns: &str, scratch: &Path) -> anyhow::Result<Option<String>> {
-        let steps: &[(&str, &str, &str)] = match self {
+        let steps: Vec<(&str, &str, String)> = match self {
             Firewall::Permissive => return Ok(None),
-            Firewall::Iptables => &[
-                ("iptables-nft-restore", "iptables", IPTABLES_RULES),
-                ("ip6tables-nft-restore", "ip6tables", IP6TABLES_RULES),
+            Firewall::Iptables => vec![
+                ("iptables-nft-restore", "iptables", filter_rules("")),
+                ("ip6tables-nft-restore", "ip6tables", filter_rules(IP6_EXTRA)),
             ],
-            Firewall::Nftables => &[("nft", "nft", NFT_RULES)],
+            Firewall::Nftables => vec![("nft", "nft", NFT_RULES.to_string())],
         };
         for (tool, name, text) in steps {
             let file = scratch.join(format!("firewall-{name}.rules"));
@@ -128,30 +128,24 @@ impl Firewall {
     }
 }
 
-const IPTABLES_RULES: &str = "\
-*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-COMMIT
-";
+/// ufw's defaults for iptables and ip6tables (`iptables-restore` input):
+/// INPUT and FORWARD DROP, INPUT accepting loopback, established/related
+/// and `extra` rules.
+fn filter_rules(extra: &str) -> String {
+    format!(
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -i lo -j ACCEPT\n\
+         -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n{extra}COMMIT\n"
+    )
+}
 
-/// ufw's IPv6 defaults: neighbour and router discovery (hop limit 255, so
-/// only from the link) are accepted; everything else new is dropped.
-const IP6TABLES_RULES: &str = "\
-*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+/// IPv6 also accepts neighbour and router discovery (ICMPv6 133-136 with
+/// hop limit 255, so only from the link), as ufw's `before6.rules` do.
+const IP6_EXTRA: &str = "\
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 133 -m hl --hl-eq 255 -j ACCEPT
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m hl --hl-eq 255 -j ACCEPT
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m hl --hl-eq 255 -j ACCEPT
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m hl --hl-eq 255 -j ACCEPT
-COMMIT
 ";
 
 const NFT_RULES: &str = r#"
@@ -241,9 +235,9 @@ fn counter_after(text: &str, what: &str, pick: impl Fn(&str) -> bool) -> anyhow:
 }
 
 /// Everything netfilter holds in `ns`, comparable over time: `nft list
-/// ruleset` (iptables-nft's tables included, packet counts left out), `iptables-nft-save` and
-/// `iptables-legacy-save` without their comment lines and counters, and the
-/// br_netfilter sysctl.
+/// ruleset` (iptables-nft's tables included, packet counts left out),
+/// `iptables-nft-save`, `ip6tables-nft-save` and their legacy twins without
+/// their comment lines and counters, and both br_netfilter sysctls.
 pub fn ruleset(ns: &str) -> anyhow::Result<String> {
     let strip = |s: String| -> String {
         s.lines()

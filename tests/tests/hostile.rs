@@ -162,9 +162,19 @@ fn host_routing_modes(firewall: Firewall) {
         let bed = Bed::with_firewall(firewall, &["--host-routing", mode]);
         let st = bed.json(&["status", "--format", "json"]);
         assert_eq!(st["host_routing"]["mode"], mode, "{st}");
-        bed.network("n", &["--subnet", "10.99.2.0/24"]);
+        bed.network(
+            "n",
+            &[
+                "--subnet",
+                "10.99.2.0/24",
+                "--ipv6",
+                "--subnet",
+                "fd00:99:2::/64",
+            ],
+        );
         let a = bed.container("a", &["--network", "n"]);
         let b = bed.container("b", &["--network", "n"]);
+        let (a6, b6) = (bed.ep6(&a, "n"), bed.ep6(&b, "n"));
         let (a, b) = (bed.ep(&a, "n"), bed.ep(&b, "n"));
         let gw = bed.host(bed.gateway("n"));
         let verdict = |from: &Ep, to: &Ep| {
@@ -177,6 +187,11 @@ fn host_routing_modes(firewall: Firewall) {
         bed.expect(&[
             verdict(&a, &b),
             verdict(&b, &a),
+            // IPv6 the same (neighbour discovery is answered at the veth
+            // in both modes; the packets after it are what the kernel
+            // would forward).
+            verdict(&a6, &b6),
+            verdict(&b6, &a6),
             // Control: host -> container is not forwarded, works in both.
             allow(&gw, &a),
         ]);
