@@ -96,7 +96,11 @@ impl Firewall {
             Firewall::Permissive => return Ok(None),
             Firewall::Iptables => vec![
                 ("iptables-nft-restore", "iptables", filter_rules("")),
-                ("ip6tables-nft-restore", "ip6tables", filter_rules(IP6_EXTRA)),
+                (
+                    "ip6tables-nft-restore",
+                    "ip6tables",
+                    filter_rules(IP6_EXTRA),
+                ),
             ],
             Firewall::Nftables => vec![("nft", "nft", NFT_RULES.to_string())],
         };

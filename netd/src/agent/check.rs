@@ -45,6 +45,8 @@ impl Agent {
             }
         };
         let indexes = self.datapath.endpoint_indexes()?;
+        let host_ifnames: Vec<&str> = eps.iter().map(|(_, e)| e.host_ifname.as_str()).collect();
+        let gaps = self.datapath.missing_endpoint_programs_of(&host_ifnames)?;
         for (i, ep) in &eps {
             let Some(net) = self.networks.get(&ep.network_id).cloned() else {
                 problems.push(format!("{}: its network is gone", ep.ifname));
@@ -61,7 +63,7 @@ impl Agent {
                 )),
                 Some(_) => {}
             }
-            for prog in self.datapath.missing_endpoint_programs(&ep.host_ifname)? {
+            for prog in gaps.get(&ep.host_ifname).into_iter().flatten() {
                 problems.push(format!(
                     "program {prog} is not attached to {}",
                     ep.host_ifname

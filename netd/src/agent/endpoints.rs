@@ -124,12 +124,11 @@ async fn make_veth(
 async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32) -> Result<()> {
     let a = k.attacher.clone();
     let host = ep.host_ifname.clone();
-    tokio::task::spawn_blocking(move || {
-        a.detach(&host);
-        a.attach(&host)
-    })
-    .await
-    .context("the attach thread failed")??;
+    // A veth just made has no qdisc: bind it, no unbind first (that
+    // would dump every qdisc of the host, per add).
+    tokio::task::spawn_blocking(move || a.attach(&host))
+        .await
+        .context("the attach thread failed")??;
     crate::fault::point("endpoint:attached");
     lap("attach");
     k.links.set_up(ifindex).await?;

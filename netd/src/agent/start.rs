@@ -202,13 +202,18 @@ impl Agent {
     /// `upgrade`, every endpoint's links get this agent's programs) and from
     /// the periodic sweep (only what is missing is put back).
     pub(super) async fn reconcile(&mut self, upgrade: bool) -> Result<()> {
-        let links = self.links.by_name().await?;
+        // One dump of the host's links serves the whole pass unless the
+        // pass changes links (a dump costs O(links), and a sweep runs every
+        // 2 s with the state held).
+        let mut links = self.links.by_name().await?;
+        let mut changed = false;
         for net in self.networks.values().cloned().collect::<Vec<_>>() {
             match links.get(&net.bridge) {
                 Some(bridge) if bridge.up && !upgrade => {
                     self.publish_network(&net)?;
                 }
                 found => {
+                    changed = true;
                     if found.is_none() {
                         self.repaired(format!(
                             "recreated bridge {} of network {}",
@@ -220,7 +225,10 @@ impl Agent {
             }
         }
         // Bridges may have been recreated: look again.
-        let links = self.links.by_name().await?;
+        if changed {
+            links = self.links.by_name().await?;
+        }
+        let repairs_at = self.repairs_total;
         let wanted: HashSet<_> = self.networks.values().map(|n| n.subnet).collect();
         for subnet in self.datapath.network_subnets()? {
             if !wanted.contains(&subnet) {
@@ -229,6 +237,14 @@ impl Agent {
             }
         }
         let entries: HashSet<u32> = self.datapath.endpoint_indexes()?.into_iter().collect();
+        // What every endpoint's veth lacks, from one look at the kernel (a
+        // question per endpoint made the sweep quadratic in containers).
+        let host_ifnames: Vec<&str> = self
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.as_str()))
+            .collect();
+        let gaps = self.datapath.missing_endpoint_programs_of(&host_ifnames)?;
         for container in self.containers.values().cloned().collect::<Vec<_>>() {
             if let Some(docker) = &container.docker {
                 // Docker's sandbox is not netd's to open or repair: a
@@ -277,14 +293,20 @@ impl Agent {
             }
             for ep in &container.endpoints {
                 if let Err(e) = self
-                    .restore_endpoint(&container, ep, upgrade, &entries, &links)
+                    .restore_endpoint(&container, ep, upgrade, &entries, &links, &gaps)
                     .await
                 {
                     warn!(container = %container.name, error = %format!("{e:#}"), "failed to restore endpoint");
                 }
             }
         }
-        self.remove_orphans().await?;
+        // The endpoints' repairs changed links: look again.
+        let rows: Vec<LinkRow> = if self.repairs_total == repairs_at {
+            links.into_values().collect()
+        } else {
+            self.links.dump().await?
+        };
+        self.remove_orphans(&rows).await?;
         self.remove_stale6()?;
         self.last_reconcile = Some(crate::model::now());
         self.reconcile_runs += 1;
@@ -298,6 +320,7 @@ impl Agent {
         upgrade: bool,
         entries: &HashSet<u32>,
         links: &HashMap<String, LinkRow>,
+        gaps: &HashMap<String, Vec<&'static str>>,
     ) -> Result<()> {
         let net = self
             .networks
@@ -322,10 +345,7 @@ impl Agent {
                     // An IPv6 entry exactly when the endpoint has IPv6.
                     && (ep.ip6.is_some() && net.ipv6.is_some())
                         == self.datapath.endpoint6(ifindex)?.is_some()
-                    && self
-                        .datapath
-                        .missing_endpoint_programs(&ep.host_ifname)?
-                        .is_empty();
+                    && gaps.get(&ep.host_ifname).is_none_or(|g| g.is_empty());
                 if upgrade || !whole {
                     self.publish_endpoint(&net, ep, ifindex)?;
                 }
@@ -352,7 +372,8 @@ impl Agent {
 
     /// Deletes links, pinned links and map entries that carry netd's mark
     /// but that no stored object owns.
-    async fn remove_orphans(&mut self) -> Result<()> {
+    /// `rows`: the host's links as they are now.
+    async fn remove_orphans(&mut self, rows: &[LinkRow]) -> Result<()> {
         let mut owners: HashSet<&str> = self.networks.keys().map(String::as_str).collect();
         owners.extend(self.containers.keys().map(String::as_str));
         let owned_veths: HashSet<String> = self
@@ -361,9 +382,8 @@ impl Agent {
             .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
             .collect();
         let bridges: HashSet<&str> = self.networks.values().map(|n| n.bridge.as_str()).collect();
-        let rows = self.links.dump().await?;
         let mut doomed = Vec::new();
-        for row in &rows {
+        for row in rows {
             let owned = owned_veths.contains(&row.name) || bridges.contains(row.name.as_str());
             if self.overlay_device.is_some() && crate::datapath::overlay::is_device_row(row) {
                 continue;

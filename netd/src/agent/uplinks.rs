@@ -154,6 +154,7 @@ impl Agent {
     /// Periodic upkeep: follow uplinks and host addresses, repair what
     /// someone else removed, expire conntrack entries.
     pub async fn maintain(&mut self) {
+        let started = std::time::Instant::now();
         if let Err(e) = self.reconcile(false).await {
             warn!(error = %format!("{e:#}"), "reconcile failed");
         }
@@ -169,5 +170,10 @@ impl Agent {
             Ok(n) => tracing::debug!(expired = n, "conntrack entries expired"),
             Err(e) => warn!(error = %format!("{e:#}"), "conntrack expiry failed"),
         }
+        tracing::debug!(
+            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            containers = self.containers.len(),
+            "upkeep pass"
+        );
     }
 }

@@ -15,7 +15,6 @@ use std::{
     io,
     os::fd::{AsFd, AsRawFd},
     sync::Mutex,
-    time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, Context, Result};
@@ -82,16 +81,7 @@ impl Binding {
 pub struct EndpointBlocks {
     rtnl: Mutex<SyncRtnl>,
     progs: Vec<(&'static str, u32, SchedClassifier)>,
-    /// The last dump of bindings, for [`Self::binding`]: a sweep asks for
-    /// every endpoint in turn, and one dump lists every device.
-    recent: Mutex<Option<Dump>>,
 }
-
-/// When bindings were dumped, and each bound ifindex with its binding.
-type Dump = (Instant, Vec<(u32, Binding)>);
-
-/// How long a dump of bindings answers [`EndpointBlocks::binding`].
-const RECENT: Duration = Duration::from_millis(250);
 
 impl EndpointBlocks {
     /// In the calling thread's netns: opens the pinned endpoint programs
@@ -110,7 +100,6 @@ impl EndpointBlocks {
         let blocks = Self {
             rtnl: Mutex::new(rtnl),
             progs,
-            recent: Mutex::new(None),
         };
         blocks.ensure_holder()?;
         blocks.install_programs()?;
@@ -205,14 +194,6 @@ impl EndpointBlocks {
         self.ensure_programs()
     }
 
-    /// Unbinds the veth `host_ifname` (nothing when it is gone).
-    pub fn detach(&self, host_ifname: &str) -> Result<()> {
-        match ifindex(host_ifname) {
-            Some(index) => self.unbind(index),
-            None => Ok(()),
-        }
-    }
-
     /// The endpoint programs missing from their blocks.
     pub fn missing_programs(&self) -> Result<Vec<&'static str>> {
         let mut out = Vec::new();
@@ -243,7 +224,6 @@ impl EndpointBlocks {
     /// Binds a `clsact` qdisc of `ifindex` to both blocks, replacing a
     /// `clsact` bound elsewhere (a block cannot be changed in place).
     pub fn bind(&self, ifindex: u32) -> Result<()> {
-        self.forget();
         let add = || {
             let mut msg = clsact_message(ifindex);
             msg.attributes.extend([
@@ -270,44 +250,25 @@ impl EndpointBlocks {
         }
     }
 
-    /// Removes the `clsact` qdisc of `ifindex` if it is bound to the blocks
-    /// (a device already gone is not an error; another's qdisc stays).
+    /// Removes the `clsact` qdisc of endpoint veth `ifindex` (a device
+    /// already gone, or one without the qdisc, is not an error). An
+    /// endpoint veth is netd's: whatever `clsact` it has is the one
+    /// [`Self::bind`] put there, so no dump of every qdisc (O(devices), per
+    /// removal) is asked first.
     pub fn unbind(&self, ifindex: u32) -> Result<()> {
-        let b = self
-            .bound()?
-            .into_iter()
-            .find_map(|(i, b)| (i == ifindex).then_some(b))
-            .unwrap_or_default();
-        if b.ingress || b.egress {
-            self.delete_clsact(ifindex)?;
-        }
-        Ok(())
+        self.delete_clsact(ifindex)
     }
 
     /// How the qdisc of `ifindex` is bound (nothing for a device that is
-    /// gone or has no `clsact`). From a dump (the kernel does not answer a
-    /// plain get of a `clsact` qdisc), reused for [`RECENT`] unless this
-    /// agent bound or unbound a veth meanwhile.
+    /// gone or has no `clsact`). From a dump of every qdisc (the kernel does
+    /// not answer a plain get of a `clsact` qdisc): a question about many
+    /// veths asks [`Self::bound`] once instead.
     pub fn binding(&self, ifindex: u32) -> Result<Binding> {
-        let cached = {
-            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < RECENT)
-                .map(|(_, all)| all.clone())
-        };
-        let all = match cached {
-            Some(all) => all,
-            None => self.bound()?,
-        };
-        Ok(all
+        Ok(self
+            .bound()?
             .into_iter()
             .find_map(|(i, b)| (i == ifindex).then_some(b))
             .unwrap_or_default())
-    }
-
-    fn forget(&self) {
-        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Every ifindex whose qdisc is bound to a block (the holder's
@@ -320,7 +281,7 @@ impl EndpointBlocks {
                 NLM_F_DUMP,
             )
             .context("failed to list qdiscs")?;
-        let all: Vec<(u32, Binding)> = msgs
+        Ok(msgs
             .iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewQueueDiscipline(q) => {
@@ -329,14 +290,10 @@ impl EndpointBlocks {
                 }
                 _ => None,
             })
-            .collect();
-        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), all.clone()));
-        Ok(all)
+            .collect())
     }
 
     fn delete_clsact(&self, ifindex: u32) -> Result<()> {
-        self.forget();
         let mut msg = clsact_message(ifindex);
         msg.attributes.push(TcAttribute::Kind("clsact".to_string()));
         match self

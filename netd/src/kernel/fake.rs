@@ -365,13 +365,6 @@ impl EndpointPrograms for Fake {
         }
         Ok(())
     }
-
-    fn detach(&self, host_ifname: &str) {
-        let mut inner = self.lock();
-        for program in ENDPOINT_PROGRAM_NAMES {
-            inner.state.pins.remove(&endpoint_pin(host_ifname, program));
-        }
-    }
 }
 
 impl DatapathDriver for Fake {

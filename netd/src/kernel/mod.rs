@@ -24,7 +24,7 @@ pub mod fake;
 
 use std::{
     any::Any,
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     sync::Arc,
@@ -66,8 +66,6 @@ pub trait EndpointPrograms: Send + Sync {
     /// Attaches both endpoint programs to `host_ifname` and pins the
     /// links. Blocks. On failure nothing stays pinned.
     fn attach(&self, host_ifname: &str) -> Result<()>;
-    /// Unpins both links (detaching the programs if the veth still exists).
-    fn detach(&self, host_ifname: &str);
 }
 
 /// The maps and program links the agent keeps in sync with its state.
@@ -98,6 +96,18 @@ pub trait DatapathDriver: DatapathStats + Send + Sync {
     fn linked_endpoints(&self) -> Result<Vec<String>>;
     /// The endpoint programs not attached to `host_ifname`.
     fn missing_endpoint_programs(&self, host_ifname: &str) -> Result<Vec<&'static str>>;
+    /// [`Self::missing_endpoint_programs`] of each of `host_ifnames` (a
+    /// sweep's question about every endpoint), from one look at the
+    /// kernel where the driver can.
+    fn missing_endpoint_programs_of(
+        &self,
+        host_ifnames: &[&str],
+    ) -> Result<HashMap<String, Vec<&'static str>>> {
+        host_ifnames
+            .iter()
+            .map(|n| Ok((n.to_string(), self.missing_endpoint_programs(n)?)))
+            .collect()
+    }
 
     // The IPv6 side of networks and endpoints.
     fn upsert_network6(&mut self, subnet: Ipv6Net, info: NetworkInfo6) -> Result<()>;
@@ -208,7 +218,7 @@ pub trait LinkDriver: Send + Sync {
     /// Every link, with netd's owner mark where it has one.
     async fn dump(&self) -> Result<Vec<LinkRow>>;
     /// The dump keyed by link name.
-    async fn by_name(&self) -> Result<std::collections::HashMap<String, LinkRow>> {
+    async fn by_name(&self) -> Result<HashMap<String, LinkRow>> {
         Ok(self
             .dump()
             .await?

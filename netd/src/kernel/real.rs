@@ -3,7 +3,7 @@
 //! code the agent called before the seam existed.
 use std::{
     any::Any,
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
@@ -61,12 +61,6 @@ impl EndpointPrograms for EndpointBlocks {
     fn attach(&self, host_ifname: &str) -> Result<()> {
         EndpointBlocks::attach(self, host_ifname)
     }
-
-    fn detach(&self, host_ifname: &str) {
-        if let Err(e) = EndpointBlocks::detach(self, host_ifname) {
-            tracing::warn!(veth = host_ifname, error = %format!("{e:#}"), "failed to unbind a veth from the filter blocks");
-        }
-    }
 }
 
 impl Datapath {
@@ -79,6 +73,29 @@ impl Datapath {
             .filter_map(|(index, b)| crate::datapath::blocks_ifname(index).map(|n| (n, b)))
             .filter(|(name, _)| name != netd_common::programs::BLOCK_HOLDER)
             .collect())
+    }
+
+    /// What `host_ifname` lacks, its binding and the programs missing on
+    /// the blocks given: a veth of an earlier netd filtered by its own TCX
+    /// links lacks nothing those cover.
+    fn endpoint_gaps(
+        &self,
+        host_ifname: &str,
+        binding: crate::datapath::Binding,
+        off_blocks: &[&'static str],
+    ) -> Vec<&'static str> {
+        let legacy = |p: &str| self.pins().link(host_ifname, p).exists();
+        binding
+            .missing()
+            .into_iter()
+            .chain(off_blocks.iter().copied())
+            .filter(|p| !legacy(p))
+            .fold(Vec::new(), |mut v, p| {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+                v
+            })
     }
 
     /// Host veths with endpoint links pinned by a netd before the blocks.
@@ -150,24 +167,33 @@ impl DatapathDriver for Datapath {
 
     fn missing_endpoint_programs(&self, host_ifname: &str) -> Result<Vec<&'static str>> {
         let blocks = self.blocks()?;
-        let off_blocks = blocks.missing_programs()?;
         let binding = match crate::datapath::blocks_ifindex(host_ifname) {
             Some(index) => blocks.binding(index)?,
             None => Default::default(),
         };
-        // A veth of an earlier netd filtered by its own TCX link.
-        let legacy = |p: &str| self.pins().link(host_ifname, p).exists();
-        Ok(binding
-            .missing()
-            .into_iter()
-            .chain(off_blocks)
-            .filter(|p| !legacy(p))
-            .fold(Vec::new(), |mut v, p| {
-                if !v.contains(&p) {
-                    v.push(p);
-                }
-                v
-            }))
+        Ok(self.endpoint_gaps(host_ifname, binding, &blocks.missing_programs()?))
+    }
+
+    fn missing_endpoint_programs_of(
+        &self,
+        host_ifnames: &[&str],
+    ) -> Result<HashMap<String, Vec<&'static str>>> {
+        let blocks = self.blocks()?;
+        // One qdisc dump and one filter dump per block for the lot.
+        let off_blocks = blocks.missing_programs()?;
+        let bound: HashMap<u32, crate::datapath::Binding> = blocks.bound()?.into_iter().collect();
+        Ok(host_ifnames
+            .iter()
+            .map(|name| {
+                let binding = crate::datapath::blocks_ifindex(name)
+                    .and_then(|i| bound.get(&i).copied())
+                    .unwrap_or_default();
+                (
+                    name.to_string(),
+                    self.endpoint_gaps(name, binding, &off_blocks),
+                )
+            })
+            .collect())
     }
 
     fn upsert_network6(&mut self, subnet: Ipv6Net, info: NetworkInfo6) -> Result<()> {
