@@ -56,10 +56,10 @@ fn v4_prefix(net: &Network) -> u8 {
 
 impl Agent {
     pub fn network_view(&self, net: &Network) -> NetworkView {
-        let mut containers = std::collections::BTreeMap::new();
+        let mut view = self.network_summary(net);
         for c in self.containers.values() {
             for ep in c.endpoints.iter().filter(|e| e.network_id == net.id) {
-                containers.insert(
+                view.containers.insert(
                     c.id.clone(),
                     NetworkContainer {
                         name: c.name.clone(),
@@ -74,6 +74,14 @@ impl Agent {
                 );
             }
         }
+        view
+    }
+
+    /// [`Self::network_view`] without its containers, as Docker lists
+    /// networks (`GET /networks` leaves `Containers` empty since API 1.28):
+    /// a list costs O(networks), not O(containers).
+    pub fn network_summary(&self, net: &Network) -> NetworkView {
+        let containers = std::collections::BTreeMap::new();
         let mut options = net.options.clone();
         let mut option = |k: &str, v: String| options.insert(k.into(), v);
         option("com.docker.network.bridge.name", net.bridge.clone());
@@ -194,7 +202,7 @@ impl Agent {
     pub fn list_networks(&self) -> Vec<NetworkView> {
         let mut nets: Vec<_> = self.networks.values().collect();
         nets.sort_by(|a, b| a.name.cmp(&b.name));
-        nets.into_iter().map(|n| self.network_view(n)).collect()
+        nets.into_iter().map(|n| self.network_summary(n)).collect()
     }
 
     pub fn list_containers(&self) -> Vec<ContainerView> {
