@@ -1004,6 +1004,21 @@ fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: 
     if veth.is_some() != present {
         errs.push(format!("host veth {host_if}: present {}", veth.is_some()));
     }
+    if present && veth.is_some() {
+        // A bridge port carries no IPv6 of its own (no link-local address,
+        // DAD, MLD or routes per container on the host).
+        let net = format!(
+            "--net={}",
+            netd_tests::netns::path_of(bed.host_ns()).display()
+        );
+        let path = format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6");
+        match netd_tests::cmd::run_ok("nsenter", &[&net, "cat", &path]) {
+            Ok(v) if v.trim() == "1" => {}
+            other => errs.push(format!(
+                "host veth {host_if}: disable_ipv6 {other:?}, wanted 1"
+            )),
+        }
+    }
     let links = bed.pinned_links();
     for prog in ["from_container", "to_container"] {
         let pin = bed.bpffs().join(format!("v1/links/{host_if}_{prog}"));

@@ -10,8 +10,11 @@ use ipnet::Ipv4Net;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage, AddressScope},
-        link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+        link::{
+            InfoData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+        },
         route::{RouteAddress, RouteAttribute, RouteMessage},
+        AddressFamily,
     },
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -122,11 +125,21 @@ impl HostLinks {
         Ok(None)
     }
 
+    /// A dump of every link, without the per-link statistics (the kernel
+    /// sums them per CPU for each link; nothing here reads them).
+    fn dump_request(&self) -> impl futures::Stream<Item = Result<LinkMessage, rtnetlink::Error>> {
+        self.handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+            .execute()
+    }
+
     /// Every link of the namespace in one dump.
     pub async fn dump(&self) -> Result<Vec<LinkRow>> {
         let _turn = self.dumps.lock().await;
         let mut out = Vec::new();
-        let mut links = self.handle.link().get().execute();
+        let mut links = self.dump_request();
         while let Some(msg) = links.try_next().await? {
             let Some(name) = link_name(&msg) else {
                 continue;
@@ -176,7 +189,7 @@ impl HostLinks {
     pub async fn link_names(&self) -> Result<Vec<(u32, String)>> {
         let _turn = self.dumps.lock().await;
         let mut out = Vec::new();
-        let mut links = self.handle.link().get().execute();
+        let mut links = self.dump_request();
         while let Some(msg) = links.try_next().await? {
             if let Some(name) = link_name(&msg) {
                 out.push((msg.header.index, name.to_string()));
@@ -307,7 +320,11 @@ impl HostLinks {
             .mtu(mtu)
             .controller(bridge_index)
             .build();
-        self.add_marked(msg, host_name, owner).await
+        let index = self.add_marked(msg, host_name, owner).await?;
+        if let Err(e) = super::sysctl::disable_ipv6_on_port(host_name) {
+            tracing::warn!(veth = host_name, error = %format!("{e:#}"), "IPv6 stays on for this bridge port");
+        }
+        Ok(index)
     }
 
     /// Creates the link `msg` describes, named `name`, and marks it as

@@ -1,5 +1,6 @@
 //! The few per-netns sysctls the agent owns: forwarding in its own netns,
-//! `disable_ipv6` of the interfaces it makes (bridges, container ends).
+//! `disable_ipv6` of the interfaces it makes (bridges, container ends, and
+//! the host ends of container veths, which are bridge ports only).
 use anyhow::{Context, Result};
 
 /// Turns on IPv4 forwarding in the agent's network namespace.
@@ -20,6 +21,20 @@ pub fn enable_ipv6_forwarding() -> Result<()> {
 /// `disable_ipv6` 0, written only when it is not already.
 pub fn enable_ipv6_on(ifname: &str) -> Result<()> {
     write_ipv6(ifname, "disable_ipv6", "0")
+}
+
+/// Turns IPv6 off on the bridge port `ifname` (the host end of a container
+/// veth, still down) in the calling thread's netns: a port carries frames,
+/// not addresses, and IPv6 on it would give each of them a link-local
+/// address, duplicate address detection, MLD reports and routes in the
+/// host's tables (thousands with a thousand containers, each route and
+/// address dump the slower). Frames are bridged alike. Nothing to do on a
+/// kernel without IPv6.
+pub fn disable_ipv6_on_port(ifname: &str) -> Result<()> {
+    if !std::path::Path::new(IPV6_CONF).exists() {
+        return Ok(());
+    }
+    write_ipv6(ifname, "disable_ipv6", "1")
 }
 
 /// [`enable_ipv6_on`] inside the network namespace `ns`, from a short-lived
