@@ -40,6 +40,7 @@ pub const MAP_HOST_ADDRS6: &str = "HOST_ADDRS6";
 pub const MAP_UPLINKS6: &str = "UPLINKS6";
 pub const MAP_CT6_OUT: &str = "CT6_OUT";
 pub const MAP_CT6_IN: &str = "CT6_IN";
+pub const MAP_CT6_LOCAL: &str = "CT6_LOCAL";
 pub const MAP_FRAGMENTS6: &str = "FRAGMENTS6";
 pub const MAP_PUBLISHED6: &str = "PUBLISHED6";
 
@@ -127,7 +128,9 @@ impl CtKey6 {
     }
 }
 
-/// Value of `CT6_OUT` and `CT6_IN`, as `CtEntry` for IPv4.
+/// Value of `CT6_OUT`, `CT6_IN` and `CT6_LOCAL`, as `CtEntry` for IPv4
+/// (a `CT6_LOCAL` reply finds its client by address, `ENDPOINT6_BY_IP`,
+/// and a hairpin's peer is `CT_F_HAIRPIN`: the reply's own source).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry6 {
@@ -175,7 +178,8 @@ pub struct SockOriginKey6 {
     pub _pad: [u8; 6],
 }
 
-/// Key of `FRAGMENTS6`: one fragmented datagram arriving at an uplink.
+/// Key of `FRAGMENTS6`: one fragmented datagram arriving at an uplink, or
+/// sent by a container to (or from) a published port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragKey6 {

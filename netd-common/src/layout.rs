@@ -69,6 +69,7 @@ pub const MAPS: &[MapSpec] = &[
     spec::<u32, Uplink6>(MAP_UPLINKS6, MAX_UPLINKS),
     spec::<CtKey6, CtEntry6>(MAP_CT6_OUT, DEFAULT_CT_SIZE),
     spec::<CtKey6, CtEntry6>(MAP_CT6_IN, DEFAULT_CT_SIZE),
+    spec::<CtKey6, CtEntry6>(MAP_CT6_LOCAL, DEFAULT_CT_SIZE),
     spec::<FragKey6, Addr6>(MAP_FRAGMENTS6, MAX_FRAGMENTED),
     spec::<PublishKey6, PublishTarget6>(MAP_PUBLISHED6, MAX_PUBLISHED),
     spec::<SockOriginKey6, PublishTarget6>(MAP_SOCK_ORIGIN6, MAX_SOCK_ORIGINS),

@@ -137,6 +137,11 @@ pub const CT_F_SNAT: u8 = 1 << 0;
 pub const CT_F_REPLIED: u8 = 1 << 1;
 /// The flow reached a published port (DNAT), not a masqueraded one.
 pub const CT_F_DNAT: u8 = 1 << 2;
+/// `CT6_LOCAL` replies only: a hairpin (a container to its own published
+/// port), whose source was rewritten to its gateway on the way in; the
+/// reply goes back to the address it comes from (IPv4 keeps that address
+/// in `CtEntry::peer`).
+pub const CT_F_HAIRPIN: u8 = 1 << 3;
 
 /// TCP flags remembered per direction (OR of what was seen).
 pub const TCP_FIN: u8 = 0x01;

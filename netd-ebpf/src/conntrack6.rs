@@ -1,12 +1,13 @@
 //! Connection tracking of IPv6 flows that cross an uplink: `CT6_OUT` keyed
 //! by the container's tuple as it leaves, `CT6_IN` by the reply tuple, as
-//! `conntrack` does for IPv4 (the agent's collector expires both).
+//! `conntrack` does for IPv4 (the agent's collector expires both); flows
+//! from containers to published ports in `CT6_LOCAL` (LRU, as `CT_LOCAL`).
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use netd_common::{Addr6, CtEntry6, CtKey6};
 
 use crate::{
     conntrack::now,
-    maps::{CT6_IN, CT6_OUT},
+    maps::{CT6_IN, CT6_LOCAL, CT6_OUT},
 };
 
 #[inline(always)]
@@ -70,6 +71,16 @@ pub fn put_out6(k: &CtKey6, entry: &CtEntry6) -> bool {
 #[inline(always)]
 pub fn put_in6(k: &CtKey6, entry: &CtEntry6) -> bool {
     CT6_IN.insert(k, entry, BPF_ANY as u64).is_ok()
+}
+
+#[inline(always)]
+pub fn lookup_local6(k: &CtKey6) -> Option<*mut CtEntry6> {
+    CT6_LOCAL.get_ptr_mut(k)
+}
+
+#[inline(always)]
+pub fn put_local6(k: &CtKey6, entry: &CtEntry6) -> bool {
+    CT6_LOCAL.insert(k, entry, BPF_ANY as u64).is_ok()
 }
 
 #[inline(always)]

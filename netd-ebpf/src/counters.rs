@@ -40,32 +40,35 @@ fn slot(map: &PerCpuHashMap<u32, Counters>, key: u32) -> Option<*mut Counters> {
     map.get_ptr_mut(&key)
 }
 
+/// `drop` of a packet that was not dropped.
+const NO_DROP: u32 = u32::MAX;
+
+/// Counts a packet, or its drop (`drop`: the reason, [`NO_DROP`] for
+/// none). A plain value rather than an `Option` derived from the verdict:
+/// the verdict may be a BPF subprogram's return value, and a test on it
+/// repeated here would not tell the verifier which reason was read.
 #[inline(always)]
-fn add(c: *mut Counters, way: Way, bytes: u64, drop: Option<u32>) {
+fn add(c: *mut Counters, way: Way, bytes: u64, drop: u32) {
     // SAFETY: per-CPU value of this program's lookup.
     unsafe {
-        match drop {
-            Some(reason) => {
-                let i = reason as usize;
-                if i < COUNTED_DROP_REASONS {
-                    (*c).drops[i] += 1;
-                }
+        if drop != NO_DROP {
+            let i = drop as usize;
+            if i < COUNTED_DROP_REASONS {
+                (*c).drops[i] += 1;
             }
-            None if way == Way::In => {
-                (*c).packets_in += 1;
-                (*c).bytes_in += bytes;
-            }
-            None => {
-                (*c).packets_out += 1;
-                (*c).bytes_out += bytes;
-            }
+        } else if way == Way::In {
+            (*c).packets_in += 1;
+            (*c).bytes_in += bytes;
+        } else {
+            (*c).packets_out += 1;
+            (*c).bytes_out += bytes;
         }
     }
 }
 
 /// Counts a packet of the container behind host veth `ifindex`.
 #[inline(always)]
-fn count(ifindex: u32, way: Way, bytes: u64, drop: Option<u32>) {
+fn count(ifindex: u32, way: Way, bytes: u64, drop: u32) {
     // SAFETY: the value lives in the map.
     let Some(ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
         return;
@@ -84,7 +87,11 @@ fn count(ifindex: u32, way: Way, bytes: u64, drop: Option<u32>) {
 pub fn at_veth(ctx: &TcContext, way: Way, verdict: i32) {
     // SAFETY: reading fields of the context.
     let (ifindex, len) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).len) };
-    let drop = (verdict == TC_ACT_SHOT as i32).then(last_drop);
+    let drop = if verdict == TC_ACT_SHOT as i32 {
+        last_drop()
+    } else {
+        NO_DROP
+    };
     count(ifindex, way, u64::from(len), drop);
 }
 
@@ -94,5 +101,5 @@ pub fn at_veth(ctx: &TcContext, way: Way, verdict: i32) {
 pub fn delivered(ctx: &TcContext, ifindex: u32) {
     // SAFETY: reading a field of the context.
     let len = unsafe { (*ctx.skb.skb).len };
-    count(ifindex, Way::In, u64::from(len), None);
+    count(ifindex, Way::In, u64::from(len), NO_DROP);
 }

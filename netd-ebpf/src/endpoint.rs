@@ -22,7 +22,7 @@ use crate::{
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse_l3, parse_l4, Ipv4, L3},
     policy::{self, Verdict},
-    publish, routing, tunnel,
+    publish, publish6, routing, tunnel,
 };
 
 #[inline(always)]
@@ -51,17 +51,30 @@ fn verdict(v: Verdict) -> i32 {
     }
 }
 
+/// Each step is a BPF function of its own, called one after the other
+/// (their stack frames never add up): IPv6 published flows first
+/// (`publish6::at_veth`), then the rest.
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
-    let v = from_container_verdict(&ctx);
-    counters::at_veth(&ctx, Way::Out, v);
+    let v = match publish6::at_veth(&ctx) {
+        publish6::NOT_PUBLISHED => from_container_verdict(&ctx),
+        v => v,
+    };
+    from_container_counted(&ctx, v)
+}
+
+/// The counters and the drop event of `from_container`'s verdict `v`: a
+/// step of its own (the classifier's frame stays small).
+#[inline(never)]
+fn from_container_counted(ctx: &TcContext, v: i32) -> i32 {
+    counters::at_veth(ctx, Way::Out, v);
     if v == TC_ACT_SHOT as i32 {
-        events::tc_drop(&ctx, HOOK_FROM_CONTAINER);
+        events::tc_drop(ctx, HOOK_FROM_CONTAINER);
     }
     v
 }
 
-#[inline(always)]
+#[inline(never)]
 fn from_container_verdict(ctx: &TcContext) -> i32 {
     let Some(ep) = endpoint_of(ctx) else {
         return drop_packet(DropReason::UnknownEndpoint);

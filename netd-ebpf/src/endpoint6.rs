@@ -12,9 +12,10 @@ use crate::{
     forward,
     maps::{ENDPOINT6, NETWORKS6},
     nd,
-    parse6::{parse_l4_6, Ipv6},
+    parse6::{parse_l4_6, Ipv6, Upper6},
     policy::Verdict,
     policy6::{eui64_link_local, from_container6, to_container6, Facts6},
+    publish6,
     redirect::mac_of,
     routing,
 };
@@ -41,19 +42,26 @@ fn endpoint6_of(ctx: &TcContext) -> Option<&'static Endpoint6> {
     unsafe { ENDPOINT6.get(&ifindex) }
 }
 
+/// The upper-layer header of the packet, which must be there (in a first
+/// fragment too).
+#[inline(always)]
+fn upper(ctx: &TcContext, ip: &Ipv6) -> Result<Upper6, DropReason> {
+    let upper = parse_l4_6(ctx, ip);
+    upper.check()?;
+    Ok(upper)
+}
+
 /// The packet's facts; `peer_mac_at` is where the MAC of the frame's other
 /// end sits (0: destination, leaving a container; 6: source, entering).
-/// The upper-layer header must be there (in a first fragment too).
 #[inline(always)]
 fn facts(
     ctx: &TcContext,
     ep: &Endpoint,
     ep6: Option<&Endpoint6>,
     ip: &Ipv6,
+    upper: &Upper6,
     peer_mac_at: usize,
-) -> Result<Facts6, DropReason> {
-    let upper = parse_l4_6(ctx, ip);
-    upper.check()?;
+) -> Facts6 {
     let (link_control, router_message) = match upper.icmp(ip) {
         Some(ND_ROUTER_SOLICIT | ND_NEIGHBOUR_SOLICIT | ND_NEIGHBOUR_ADVERT) => {
             (ip.hop_limit == 255, false)
@@ -64,14 +72,14 @@ fn facts(
     };
     let gateway_mac = ep6.map_or(mac_of(ep.gateway), |e| e.gateway_mac);
     let peer_mac: [u8; 6] = ctx.load(peer_mac_at).unwrap_or_default();
-    Ok(Facts6 {
+    Facts6 {
         src: ip.src,
         dst: ip.dst,
         link_control,
         router_message,
         via_gateway: peer_mac == gateway_mac,
         gateway_ll: eui64_link_local(gateway_mac),
-    })
+    }
 }
 
 #[inline(always)]
@@ -83,11 +91,13 @@ fn pass() -> i32 {
     }
 }
 
-/// What a container sends over IPv6.
+/// What a container sends over IPv6 (published flows were taken before,
+/// `publish6::at_veth`).
 #[inline(always)]
 pub fn from_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, DropReason> {
     let ep6 = endpoint6_of(ctx);
-    let f = facts(ctx, ep, ep6, ip, 0)?;
+    let u = upper(ctx, ip)?;
+    let f = facts(ctx, ep, ep6, ip, &u, 0);
     let dst_net = network6_of(ip.dst);
     match from_container6(ep, ep6, &f, dst_net) {
         Verdict::Pass if f.link_control => {
@@ -105,9 +115,16 @@ pub fn from_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, 
 #[inline(always)]
 pub fn to_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, DropReason> {
     let ep6 = endpoint6_of(ctx);
-    let f = facts(ctx, ep, ep6, ip, 6)?;
+    let u = upper(ctx, ip)?;
+    let f = facts(ctx, ep, ep6, ip, &u, 6);
     match to_container6(ep, ep6, &f, network6_of(ip.src)) {
         Verdict::Pass => Ok(TC_ACT_OK),
+        // A flow to a published port crosses networks by design.
+        Verdict::Drop(DropReason::Isolation | DropReason::Icc)
+            if publish6::is_published_flow6(ip, &u) =>
+        {
+            Ok(TC_ACT_OK)
+        }
         Verdict::Drop(reason) => Err(reason),
     }
 }

@@ -109,7 +109,13 @@ pub static CT6_OUT: LruHashMap<CtKey6, CtEntry6> = LruHashMap::pinned(DEFAULT_CT
 #[map(name = "CT6_IN")]
 pub static CT6_IN: LruHashMap<CtKey6, CtEntry6> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
 
-/// First IPv6 fragment let in at an uplink -> the container it was for.
+/// IPv6 flows from containers to published ports (they never leave the
+/// host), both directions, as `CT_LOCAL` for IPv4.
+#[map(name = "CT6_LOCAL")]
+pub static CT6_LOCAL: LruHashMap<CtKey6, CtEntry6> = LruHashMap::pinned(DEFAULT_CT_SIZE, 0);
+
+/// First IPv6 fragment let in (at an uplink, or from a container to a
+/// published port) -> the container it was for.
 #[map(name = "FRAGMENTS6")]
 pub static FRAGMENTS6: LruHashMap<FragKey6, Addr6> = LruHashMap::pinned(MAX_FRAGMENTED, 0);
 

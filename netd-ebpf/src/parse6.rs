@@ -33,6 +33,7 @@ pub const ICMP6_ECHO_REQUEST: u8 = 128;
 pub const ICMP6_ECHO_REPLY: u8 = 129;
 
 /// The fields of an IPv6 packet the programs use.
+#[derive(Default)]
 pub struct Ipv6 {
     pub src: Addr6,
     pub dst: Addr6,

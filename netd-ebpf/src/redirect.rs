@@ -104,7 +104,23 @@ pub fn to_container_veth(
     mac: [u8; 6],
     gateway: u32,
 ) -> Result<i32, DropReason> {
-    set_macs(ctx, mac, gateway)?;
+    to_veth(ctx, ifindex, mac, mac_of(gateway))
+}
+
+/// [`to_container_veth`] for IPv6: the bridge's MAC `gateway_mac` as source.
+#[inline(always)]
+pub fn to_container_veth6(
+    ctx: &TcContext,
+    ifindex: u32,
+    mac: [u8; 6],
+    gateway_mac: [u8; 6],
+) -> Result<i32, DropReason> {
+    to_veth(ctx, ifindex, mac, gateway_mac)
+}
+
+#[inline(always)]
+fn to_veth(ctx: &TcContext, ifindex: u32, d: [u8; 6], s: [u8; 6]) -> Result<i32, DropReason> {
+    store_macs(ctx, d, s)?;
     // SAFETY: plain helper call; the verdict carries the redirect.
     unsafe { bpf_redirect(ifindex, 0) };
     Ok(TC_ACT_REDIRECT as i32)

@@ -87,7 +87,7 @@ fn arriving4(ctx: &TcContext) -> Result<i32, DropReason> {
 
 /// An untagged IPv6 frame?
 #[inline(always)]
-fn is_ipv6(ctx: &TcContext) -> bool {
+pub fn is_ipv6(ctx: &TcContext) -> bool {
     // SAFETY: reading a field of the context.
     let tagged = unsafe { (*ctx.skb.skb).vlan_present } != 0;
     !tagged && ctx.load::<[u8; 2]>(12).ok() == Some(ETH_P_IPV6.to_be_bytes())

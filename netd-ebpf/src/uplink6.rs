@@ -11,14 +11,15 @@
 //! container.
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use netd_common::{
-    Addr6, CtEntry6, CtKey6, DropReason, FragKey6, Uplink6, CT_F_DNAT, CT_F_REPLIED, CT_F_SNAT,
+    Addr6, CtEntry6, CtKey6, DropReason, Uplink6, CT_F_DNAT, CT_F_REPLIED, CT_F_SNAT,
     NET_F_INTERNAL, NET_F_MASQUERADE,
 };
 
 use crate::{
     conntrack6::{entry6, key6, lookup_in6, lookup_out6, put_in6, put_out6, touch6},
     endpoint6::network6_of,
-    maps::{FRAGMENTS6, UPLINKS6},
+    fragments::{first_of6, remember_first6},
+    maps::UPLINKS6,
     nat::rewrite_port,
     nat6::{parse_quoted6, rewrite_addr6, rewrite_quoted_source6},
     parse::{parse_l3, L3},
@@ -152,30 +153,10 @@ fn track_routed(out_key: &CtKey6, tcp_flags: u8) -> Result<(), DropReason> {
     }
 }
 
-#[inline(always)]
-fn frag_key(ip: &Ipv6) -> FragKey6 {
-    FragKey6 {
-        saddr: ip.src,
-        daddr: ip.dst,
-        id: ip.frag_id,
-        proto: ip.proto,
-        _pad: [0; 3],
-    }
-}
-
-/// A first fragment let in for container `addr`: its later fragments
-/// (which carry no ports) follow it there.
-#[inline(always)]
-fn remember_first(ip: &Ipv6, addr: Addr6) {
-    if ip.first_fragment {
-        let _ = FRAGMENTS6.insert(&frag_key(ip), &addr, 0);
-    }
-}
-
 /// A packet let in for container `addr`: with eBPF host routing straight
 /// into the container, else (and for every fallback) to the stack.
 #[inline(always)]
-fn deliver6(ctx: &TcContext, addr: Addr6) -> Result<i32, DropReason> {
+pub fn deliver6(ctx: &TcContext, addr: Addr6) -> Result<i32, DropReason> {
     if !routing::enabled() {
         return Ok(TC_ACT_OK);
     }
@@ -192,8 +173,7 @@ fn reverse(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
         Ok(TC_ACT_OK)
     };
     if ip.later_fragment {
-        // SAFETY: the value lives in the map.
-        return match unsafe { FRAGMENTS6.get(&frag_key(ip)) }.copied() {
+        return match first_of6(ip) {
             Some(addr) => {
                 if addr != ip.dst {
                     rewrite_addr6(ctx, ip, true, ip.dst, addr)?;
@@ -222,13 +202,13 @@ fn reverse(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
     }
     if flags & CT_F_SNAT == 0 {
         // A reply to a routed (not masqueraded) flow.
-        remember_first(ip, ip.dst);
+        remember_first6(ip, ip.dst);
         if ip.first_fragment {
             return Ok(fragment_fallback());
         }
         return deliver6(ctx, ip.dst);
     }
-    remember_first(ip, addr);
+    remember_first6(ip, addr);
     rewrite_addr6(ctx, ip, true, ip.dst, addr)?;
     if port != dport {
         rewrite_port(ctx, ip, true, dport, port)?;

@@ -6,24 +6,35 @@
 //! (so the TCP/UDP checksum is the one a sender would compute). A port
 //! published on one host address is not translated on another; with eBPF
 //! host routing the translated packet goes straight into the container
-//! (redirect, hop limit decremented, the container's MACs). Needs root.
+//! (redirect, hop limit decremented, the container's MACs). A packet
+//! whose upper-layer header sits behind extension headers is translated
+//! as well, a fragmented datagram by its first fragment (its later
+//! fragments follow by source, destination and id). Containers reach a
+//! published port through a host address: another network's container is
+//! seen with its own address, a hairpin to itself with its gateway's, the
+//! replies go back as the published address (addresses and checksums
+//! checked), and an internal network's container is refused. Needs root.
 mod common;
 
 use std::net::Ipv6Addr;
 
 use common::{
-    endpoint, endpoint6, load, network, network6,
+    assert_verdict, counter, endpoint, endpoint6, load, network, network6,
     packet::{tcp, udp_with},
-    packet6::Pkt6,
-    run_classifier, Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT,
+    packet6::{Pkt6, DSTOPTS, HOPOPTS},
+    run_classifier,
+    verify::verify6,
+    Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 use netd::{
-    datapath::{addr_key, Datapath, HostRouting, UPLINK_IN, UPLINK_OUT},
+    datapath::{
+        addr_key, Datapath, HostRouting, FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT,
+    },
     ports::{PortMapping, Proto},
 };
 use netd_common::{
     proto::{IPPROTO_TCP as TCP, IPPROTO_UDP as UDP},
-    Uplink, NET_F_ICC, NET_F_MASQUERADE, TCP_ACK, TCP_SYN,
+    Uplink, NET_F_ICC, NET_F_INTERNAL, NET_F_MASQUERADE, TCP_ACK, TCP_SYN,
 };
 
 /// The container behind the published ports.
@@ -43,7 +54,7 @@ fn v6(s: &str) -> Ipv6Addr {
 }
 
 /// Network fd00:7::/64, the loopback device as uplink and as ME's veth,
-/// HOST6 and HOST6_B as the host's IPv6 addresses.
+/// HOST6, HOST6_B and the gateway as the host's IPv6 addresses.
 fn datapath(fs: &Bpffs, mode: HostRouting) -> Datapath {
     let mut dp = load(fs);
     let masq = NET_F_ICC | NET_F_MASQUERADE;
@@ -60,7 +71,7 @@ fn datapath(fs: &Bpffs, mode: HostRouting) -> Datapath {
     dp.set_endpoint(LO_IFINDEX, ep).unwrap();
     dp.set_endpoint6(LO_IFINDEX, endpoint6(ME, GW, GW_MAC))
         .unwrap();
-    dp.set_host_addrs6(&[v6(HOST6), v6(HOST6_B)].into())
+    dp.set_host_addrs6(&[v6(HOST6), v6(HOST6_B), v6(GW)].into())
         .unwrap();
     dp.set_host_routing(mode).unwrap();
     dp
@@ -177,4 +188,325 @@ fn with_ebpf_host_routing_the_translated_packet_goes_into_the_container() {
     // Hop limit 63, the container's MAC from the bridge's.
     let want = Pkt6::tcp(WORLD, ME, 50000, 80, TCP_SYN).link(MY_MAC, GW_MAC, 63);
     assert_eq!(out, want.bytes(), "delivered frame");
+}
+
+// ------------------------------------------ extension headers, fragments
+
+/// A UDP datagram's first fragment: the UDP header (length and checksum
+/// as if the datagram were these 32 bytes) and 24 bytes of data.
+fn first_fragment(src: &str, dst: &str, (sport, dport): (u16, u16), id: u32) -> Pkt6 {
+    Pkt6::new(src, dst, UDP, udp_with(sport, dport, &[0x5a; 24]))
+        .fragment(0, true, id)
+        .link(UP_MAC, WORLD_MAC, 64)
+}
+
+/// A later fragment (offset 32 bytes, the last) of datagram `id`: data
+/// only, no UDP header. The frame as sent; the program may change nothing
+/// but the destination address.
+fn later_fragment(src: &str, dst: &str, id: u32) -> Vec<u8> {
+    // Fewer than 8 bytes: the builder fills no checksum into data.
+    Pkt6::new(src, dst, UDP, vec![0x77; 7])
+        .fragment(4, false, id)
+        .link(UP_MAC, WORLD_MAC, 64)
+        .bytes()
+}
+
+/// `frame` with its IPv6 destination address replaced.
+fn with_dst(frame: &[u8], dst: &str) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[38..54].copy_from_slice(&v6(dst).octets());
+    f
+}
+
+#[test]
+fn extension_headers_and_fragments_to_a_published_ipv6_port_are_translated() {
+    let fs = Bpffs::new("pub6-ext");
+    let mut dp = datapath(&fs, HostRouting::Kernel);
+    dp.publish6(&mapping(None, 8080, 80, Proto::Udp), v6(ME))
+        .unwrap();
+    dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
+        .unwrap();
+
+    // Behind a destination options header (and hop-by-hop options): the
+    // ports and checksum are found at the upper-layer header's offset.
+    for (proto, sport) in [(UDP, 50010), (TCP, 50011)] {
+        let sent = Pkt6::new(WORLD, HOST6, proto, l4(proto, sport, 8080, TCP_SYN))
+            .opts(HOPOPTS, 1)
+            .opts(DSTOPTS, 2)
+            .link(UP_MAC, WORLD_MAC, 64);
+        let want = Pkt6::new(WORLD, ME, proto, l4(proto, sport, 80, TCP_SYN))
+            .opts(HOPOPTS, 1)
+            .opts(DSTOPTS, 2)
+            .link(UP_MAC, WORLD_MAC, 64);
+        let (v, out) = run_classifier(&mut dp, UPLINK_IN, &sent.bytes());
+        assert_eq!(
+            (v, &out),
+            (TC_ACT_OK, &want.bytes()),
+            "proto {proto} behind options headers"
+        );
+        let seen = verify6(&out);
+        assert_eq!((seen.dst, seen.dport), (v6(ME), 80), "proto {proto}");
+    }
+
+    // The first fragment carries the ports: translated (checksum over the
+    // new pseudo header and port) and remembered.
+    let id = 0x1234_5678;
+    let first = first_fragment(WORLD, HOST6, (50012, 8080), id);
+    let want = first_fragment(WORLD, ME, (50012, 80), id);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &first.bytes());
+    assert_eq!((v, out), (TC_ACT_OK, want.bytes()), "first fragment");
+
+    // A later fragment follows it to the container, its data untouched.
+    let later = later_fragment(WORLD, HOST6, id);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &later);
+    assert_eq!(
+        (v, out),
+        (TC_ACT_OK, with_dst(&later, ME)),
+        "later fragment"
+    );
+    // Another datagram's (another id, another source) is left alone.
+    for (src, id, what) in [
+        (WORLD, id + 1, "another id"),
+        ("2001:db8:5::10", id, "another source"),
+    ] {
+        let other = later_fragment(src, HOST6, id);
+        let (v, out) = run_classifier(&mut dp, UPLINK_IN, &other);
+        assert_eq!((v, out), (TC_ACT_OK, other), "later fragment of {what}");
+    }
+    // The reply of the fragmented flow leaves as the published port.
+    let reply = frame(ME, WORLD, UDP, (80, 50012), 0);
+    let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &reply);
+    assert_eq!(
+        (v, out),
+        (TC_ACT_OK, frame(HOST6, WORLD, UDP, (8080, 50012), 0)),
+        "reply of the fragmented flow"
+    );
+}
+
+#[test]
+fn with_ebpf_host_routing_options_go_into_the_container_and_fragments_take_the_stack() {
+    let fs = Bpffs::new("pub6-ext-peer");
+    let mut dp = datapath(&fs, HostRouting::Ebpf);
+    dp.publish6(&mapping(None, 8080, 80, Proto::Udp), v6(ME))
+        .unwrap();
+    let sent = Pkt6::udp(WORLD, HOST6, 50020, 8080)
+        .opts(DSTOPTS, 1)
+        .link(UP_MAC, WORLD_MAC, 64);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &sent.bytes());
+    let want = Pkt6::udp(WORLD, ME, 50020, 80)
+        .opts(DSTOPTS, 1)
+        .link(MY_MAC, GW_MAC, 63);
+    assert_eq!((v, out), (TC_ACT_REDIRECT, want.bytes()), "options header");
+
+    // Fragments take the stack (counted), the later ones as their first.
+    let id = 77;
+    let before = counter(&dp, "fragment");
+    let first = first_fragment(WORLD, HOST6, (50021, 8080), id);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &first.bytes());
+    let want = first_fragment(WORLD, ME, (50021, 80), id);
+    assert_eq!((v, out), (TC_ACT_OK, want.bytes()), "first fragment");
+    let later = later_fragment(WORLD, HOST6, id);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &later);
+    assert_eq!(
+        (v, out),
+        (TC_ACT_OK, with_dst(&later, ME)),
+        "later fragment"
+    );
+    assert_eq!(counter(&dp, "fragment") - before, 2, "fragment fallbacks");
+}
+
+// ------------------------------------------------- containers, hairpin
+
+/// Another network's container, the client of the cross-network cases.
+const OTHER: &str = "fd00:8::2";
+const OTHER_GW: &str = "fd00:8::1";
+const OTHER_MAC: [u8; 6] = [0x02, 0x42, 10, 8, 0, 2];
+const OTHER_GW_MAC: [u8; 6] = [0x02, 0x42, 10, 8, 0, 1];
+/// A made-up host veth for the endpoint that is not on lo at the time:
+/// what the programs redirect to (test runs redirect nowhere).
+const SPARE_IFINDEX: u32 = 999;
+
+/// Puts the client OTHER (network 2, `flags`) or ME behind `ifindex`.
+fn place(dp: &mut Datapath, ifindex: u32, who: &str, flags: u32) {
+    let ep = if who == OTHER {
+        let mut ep = endpoint([10, 8, 0, 2], 2, flags, [10, 8, 0, 1]);
+        ep.mac = OTHER_MAC;
+        dp.set_endpoint(ifindex, ep).unwrap();
+        endpoint6(OTHER, OTHER_GW, OTHER_GW_MAC)
+    } else {
+        let mut ep = endpoint(
+            [10, 7, 0, 2],
+            1,
+            NET_F_ICC | NET_F_MASQUERADE,
+            [10, 7, 0, 1],
+        );
+        ep.mac = MY_MAC;
+        dp.set_endpoint(ifindex, ep).unwrap();
+        endpoint6(ME, GW, GW_MAC)
+    };
+    dp.set_endpoint6(ifindex, ep).unwrap();
+}
+
+/// A frame leaving container `src` (its MAC to its bridge's).
+fn sent_by(src: &str, dst: &str, proto: u8, ports: (u16, u16), flags: u8) -> Vec<u8> {
+    on_veth(src, false, (src, dst), proto, ports, flags)
+}
+
+/// A frame entering container `to` from its bridge (hop limit 64: the
+/// programs redirect it from veth to veth, no router between).
+fn received_by(to: &str, addrs: (&str, &str), proto: u8, ports: (u16, u16), flags: u8) -> Vec<u8> {
+    on_veth(to, true, addrs, proto, ports, flags)
+}
+
+/// A frame on the veth of container `who`, entering it or leaving it.
+fn on_veth(
+    who: &str,
+    entering: bool,
+    (src, dst): (&str, &str),
+    proto: u8,
+    ports: (u16, u16),
+    flags: u8,
+) -> Vec<u8> {
+    let (mac, gw_mac) = if who == OTHER {
+        (OTHER_MAC, OTHER_GW_MAC)
+    } else {
+        (MY_MAC, GW_MAC)
+    };
+    let (dmac, smac) = if entering {
+        (mac, gw_mac)
+    } else {
+        (gw_mac, mac)
+    };
+    Pkt6::new(src, dst, proto, l4(proto, ports.0, ports.1, flags))
+        .link(dmac, smac, 64)
+        .bytes()
+}
+
+fn run_ok(dp: &mut Datapath, prog: &str, sent: &[u8], verdict: u32, want: Vec<u8>, what: &str) {
+    let (v, out) = run_classifier(dp, prog, sent);
+    assert_eq!((v, &out), (verdict, &want), "{what}");
+    verify6(&out);
+}
+
+#[test]
+fn a_container_reaches_its_own_published_ipv6_port_through_a_host_address() {
+    let fs = Bpffs::new("pub6-hairpin");
+    let mut dp = datapath(&fs, HostRouting::Ebpf);
+    let (synack, ack) = (TCP_SYN | TCP_ACK, TCP_ACK);
+    for (proto, p) in [(TCP, Proto::Tcp), (UDP, Proto::Udp)] {
+        dp.publish6(&mapping(None, 8080, 80, p), v6(ME)).unwrap();
+        for (host, sport) in [(HOST6, 41000), (GW, 41001)] {
+            let what = format!("proto {proto} ME -> [{host}]:8080");
+            // In: the target (ME:80) sees its gateway, back on its own veth.
+            run_ok(
+                &mut dp,
+                FROM_CONTAINER,
+                &sent_by(ME, host, proto, (sport, 8080), TCP_SYN),
+                TC_ACT_REDIRECT,
+                received_by(ME, (GW, ME), proto, (sport, 80), TCP_SYN),
+                &format!("{what}: request"),
+            );
+            // The reply to the gateway leaves as the address dialled.
+            run_ok(
+                &mut dp,
+                FROM_CONTAINER,
+                &sent_by(ME, GW, proto, (80, sport), synack),
+                TC_ACT_REDIRECT,
+                received_by(ME, (host, ME), proto, (8080, sport), synack),
+                &format!("{what}: reply"),
+            );
+            // The next packet takes the tracked flow.
+            run_ok(
+                &mut dp,
+                FROM_CONTAINER,
+                &sent_by(ME, host, proto, (sport, 8080), ack),
+                TC_ACT_REDIRECT,
+                received_by(ME, (GW, ME), proto, (sport, 80), ack),
+                &format!("{what}: next packet"),
+            );
+        }
+    }
+}
+
+#[test]
+fn another_networks_container_reaches_a_published_ipv6_port_as_itself() {
+    let fs = Bpffs::new("pub6-cross");
+    let mut dp = datapath(&fs, HostRouting::Kernel);
+    let masq = NET_F_ICC | NET_F_MASQUERADE;
+    network6(&mut dp, 2, "fd00:8::/64", OTHER_GW, masq);
+    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], masq);
+    dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
+        .unwrap();
+    dp.publish6(&mapping(None, 8080, 80, Proto::Udp), v6(ME))
+        .unwrap();
+    for (proto, sport) in [(TCP, 42000), (UDP, 42001)] {
+        let what = format!("proto {proto} OTHER -> [{HOST6}]:8080");
+        // The request leaves OTHER's veth (on lo) for ME:80, from OTHER.
+        place(&mut dp, LO_IFINDEX, OTHER, masq);
+        place(&mut dp, SPARE_IFINDEX, ME, 0);
+        let sent = sent_by(OTHER, HOST6, proto, (sport, 8080), TCP_SYN);
+        let mut want = sent_by(OTHER, ME, proto, (sport, 80), TCP_SYN);
+        run_ok(
+            &mut dp,
+            FROM_CONTAINER,
+            &sent,
+            TC_ACT_OK,
+            want.clone(),
+            &format!("{what}: request"),
+        );
+        // ME (now on lo) lets it in though it crosses networks; not so
+        // another flow from OTHER to ME:80.
+        place(&mut dp, LO_IFINDEX, ME, 0);
+        place(&mut dp, SPARE_IFINDEX, OTHER, masq);
+        want[0..12].copy_from_slice(&[MY_MAC, GW_MAC].concat());
+        let (v, _) = run_classifier(&mut dp, TO_CONTAINER, &want);
+        assert_eq!(v, TC_ACT_OK, "{what}: into the target");
+        let direct = received_by(ME, (OTHER, ME), proto, (sport + 100, 80), TCP_SYN);
+        assert_verdict(
+            &mut dp,
+            TO_CONTAINER,
+            &direct,
+            TC_ACT_SHOT,
+            "network-isolation",
+            &format!("{what}: a flow not through the published port"),
+        );
+        // The reply goes to OTHER's veth as HOST6:8080.
+        run_ok(
+            &mut dp,
+            FROM_CONTAINER,
+            &sent_by(ME, OTHER, proto, (80, sport), TCP_SYN | TCP_ACK),
+            TC_ACT_REDIRECT,
+            received_by(
+                OTHER,
+                (HOST6, OTHER),
+                proto,
+                (8080, sport),
+                TCP_SYN | TCP_ACK,
+            ),
+            &format!("{what}: reply"),
+        );
+    }
+}
+
+#[test]
+fn an_internal_networks_container_is_refused_a_published_ipv6_port() {
+    let fs = Bpffs::new("pub6-internal");
+    let mut dp = datapath(&fs, HostRouting::Ebpf);
+    let internal = NET_F_INTERNAL | NET_F_ICC;
+    network6(&mut dp, 2, "fd00:8::/64", OTHER_GW, internal);
+    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], internal);
+    place(&mut dp, LO_IFINDEX, OTHER, internal);
+    place(&mut dp, SPARE_IFINDEX, ME, 0);
+    dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
+        .unwrap();
+    for dst in [HOST6, GW] {
+        assert_verdict(
+            &mut dp,
+            FROM_CONTAINER,
+            &sent_by(OTHER, dst, TCP, (43000, 8080), TCP_SYN),
+            TC_ACT_SHOT,
+            "internal-network",
+            &format!("internal OTHER -> [{dst}]:8080"),
+        );
+    }
 }

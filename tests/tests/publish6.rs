@@ -7,14 +7,16 @@
 //! [`PortServer`] on `[::]` (an IPv4 client shows as `::ffff:a.b.c.d`).
 //! Host-process clients run as children in the bed's cgroup (the agent's
 //! `--cgroup`) and host netns: this binary re-executed as
-//! [`host_client6_helper`].
+//! [`host_client6_helper`]. Containers reach published ports through the
+//! host's IPv6 addresses (hairpin), and fragmented datagrams from the
+//! world reach the container.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use netd_tests::cmd::ip_ns;
 use netd_tests::host_client::HostClient;
-use netd_tests::netns::path_of;
+use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::ports::*;
 use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::Bed;
@@ -335,4 +337,164 @@ fn ipv6_host_address_refused_without_ipv6() {
     assert!(!ls.contains(" x"), "container ls after the refusal: {ls}");
     bed.container("y", &["--network", "p4", "-p", "8080:80"]);
     assert_eq!(netd_port(&bed, "y"), vec!["80/tcp -> 0.0.0.0:8080"]);
+}
+
+/// Docker's semantics (userland proxy off) over IPv6: a container on
+/// another network reaches `-p 8080:80` (TCP, UDP) through the host's
+/// uplink address, its own gateway and the publishing network's gateway,
+/// and the target sees the client container's own address; the publishing
+/// container reaches its own port through the uplink address and its
+/// gateway and is seen as its gateway; the answers come from the address
+/// dialled. The client still cannot reach the target directly, and an
+/// internal network's container is refused the published port
+/// (`internal-network`) without reaching the target.
+#[test]
+fn ipv6_containers_reach_a_published_port_through_host_addresses() {
+    let (bed, _world) = bed6();
+    let dual = |v4: &'static str, v6: &'static str| ["--subnet", v4, "--ipv6", "--subnet", v6];
+    bed.network("ha", &dual("10.96.3.0/24", "fd00:96:3::/64"));
+    bed.network("hb", &dual("10.96.4.0/24", "fd00:96:4::/64"));
+    bed.network(
+        "hi",
+        &[
+            &dual("10.96.5.0/24", "fd00:96:5::/64")[..],
+            &["--internal"][..],
+        ]
+        .concat(),
+    );
+    let c1 = bed.container(
+        "c1",
+        &["--network", "ha", "-p", "8080:80", "-p", "8080:80/udp"],
+    );
+    let c2 = bed.container("c2", &["--network", "hb"]);
+    let ci = bed.container("ci", &["--network", "hi"]);
+    let (c1_ip, c2_ip) = (bed.ip6(&c1, "ha"), bed.ip6(&c2, "hb"));
+    let (gw_a, gw_b) = (bed.gateway6("ha"), bed.gateway6("hb"));
+    let srv = PortServer::start_dual(&c1.ns, &[80], &[80]);
+
+    let mut errs = Errs::default();
+    for host in [H6, gw_b, gw_a] {
+        for p in [P::Tcp, P::Udp] {
+            let dst = s6(host, 8080);
+            errs.answer(
+                &format!("{p:?} c2 -> {dst}"),
+                ask_from(&c2.ns, p, dst),
+                80,
+                dst,
+                &[c2_ip.into()],
+            );
+        }
+    }
+    for host in [H6, gw_a] {
+        for p in [P::Tcp, P::Udp] {
+            let dst = s6(host, 8080);
+            // Twice: the second takes the tracked flow's path.
+            for i in 0..2 {
+                errs.answer(
+                    &format!("{p:?} c1 -> {dst} (hairpin) #{}", i + 1),
+                    ask_from(&c1.ns, p, dst),
+                    80,
+                    dst,
+                    &[gw_a.into()],
+                );
+            }
+        }
+    }
+    errs.done("IPv6 containers -> published port through host addresses");
+
+    let before = (
+        srv.count(),
+        bed.drop_count("network-isolation"),
+        bed.drop_count("internal-network"),
+    );
+    let mut errs = Errs::default();
+    for p in [P::Tcp, P::Udp] {
+        errs.ok(
+            &format!("{p:?} c2 -> [{c1_ip}]:80 directly"),
+            unanswered_from(&c2.ns, p, s6(c1_ip, 80)),
+        );
+        for host in [H6, gw_a] {
+            errs.ok(
+                &format!("{p:?} internal ci -> [{host}]:8080"),
+                unanswered_from(&ci.ns, p, s6(host, 8080)),
+            );
+        }
+    }
+    let after = (
+        srv.count(),
+        bed.drop_count("network-isolation"),
+        bed.drop_count("internal-network"),
+    );
+    errs.check(after.0 == before.0, || {
+        format!("the target got hits: {:?}", &srv.hits()[before.0..])
+    });
+    errs.check(after.1 > before.1, || {
+        format!(
+            "drops[\"network-isolation\"] did not grow: {} -> {}",
+            before.1, after.1
+        )
+    });
+    errs.check(after.2 > before.2, || {
+        format!(
+            "drops[\"internal-network\"] did not grow: {} -> {}",
+            before.2, after.2
+        )
+    });
+    errs.done("IPv6 direct and internal flows to the target");
+}
+
+/// A 3000-byte UDP datagram from the world to `[H6]:8090` leaves the
+/// world's 1500-byte link in fragments: the first carries the ports and
+/// is translated, the later ones follow it to the container, which gets
+/// the datagram whole from the world's address. Fragments take the
+/// host's stack (as for IPv4): on a host whose firewall drops forwarded
+/// traffic the host drops the datagram, and nothing reaches the
+/// container.
+#[test]
+fn ipv6_fragmented_datagram_reaches_the_published_container_whole() {
+    const LEN: usize = 3000;
+    let (bed, world) = bed6();
+    bed.network(
+        "fr",
+        &[
+            "--subnet",
+            "10.96.6.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:96:6::/64",
+        ],
+    );
+    let c = bed.container("c", &["--network", "fr", "-p", "8090:90/udp"]);
+    let server = spawn_in(&c.ns, || {
+        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 90))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = vec![0u8; 65536];
+        let (n, peer) = s.recv_from(&mut buf)?;
+        Ok((n, peer, buf[..n].iter().all(|&b| b == 0x5a)))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = in_ns(&world, || {
+        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+        for _ in 0..3 {
+            s.send_to(&[0x5a; LEN], s6(H6, 8090))?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(())
+    });
+    sent.expect("the world sends the datagram");
+    let got = join(server);
+    if bed.firewall().drops_input() {
+        // Its FORWARD policy drops what the stack forwards (README).
+        assert!(
+            got.is_err(),
+            "on the {} host the fragments take the stack, whose FORWARD policy drops \
+             them: {got:?}",
+            bed.firewall().name()
+        );
+        return;
+    }
+    let (n, peer, intact) = got.expect("the fragmented datagram must reach the container");
+    assert_eq!(n, LEN, "the container got {n} bytes");
+    assert!(intact, "the datagram's bytes changed");
+    assert_eq!(peer.ip(), IpAddr::V6(W6), "the container saw {peer}");
 }

@@ -10,8 +10,8 @@ use aya::maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, MapError};
 use ipnet::Ipv6Net;
 use netd_common::{
     addr6_from_octets, addr6_octets, Addr6, CtEntry6, CtKey6, Endpoint6, EndpointRef6,
-    NetworkInfo6, Uplink6, MAP_CT6_IN, MAP_CT6_OUT, MAP_ENDPOINT6, MAP_ENDPOINT6_BY_IP,
-    MAP_ENDPOINTS, MAP_HOST_ADDRS6, MAP_NETWORKS6, MAP_UPLINKS6,
+    NetworkInfo6, Uplink6, MAP_CT6_IN, MAP_CT6_LOCAL, MAP_CT6_OUT, MAP_ENDPOINT6,
+    MAP_ENDPOINT6_BY_IP, MAP_ENDPOINTS, MAP_HOST_ADDRS6, MAP_NETWORKS6, MAP_UPLINKS6,
 };
 
 use super::Datapath;
@@ -175,7 +175,7 @@ impl Datapath {
     pub fn flush_flows6_of(&mut self, addr: Ipv6Addr) -> Result<usize> {
         let a = addr6_key(addr);
         let mut removed = 0;
-        for name in [MAP_CT6_OUT, MAP_CT6_IN] {
+        for name in [MAP_CT6_OUT, MAP_CT6_IN, MAP_CT6_LOCAL] {
             let mut map: HashMap<_, CtKey6, CtEntry6> = HashMap::try_from(self.map_mut(name)?)?;
             let doomed: Vec<CtKey6> = map
                 .iter()
