@@ -326,6 +326,14 @@ const OTHER_GW_MAC: [u8; 6] = [0x02, 0x42, 10, 8, 0, 1];
 /// what the programs redirect to (test runs redirect nowhere).
 const SPARE_IFINDEX: u32 = 999;
 
+/// OTHER's network 2 (`flags`), and ME's port 80 published as 8080 (TCP).
+fn other_network(dp: &mut Datapath, flags: u32) {
+    network6(dp, 2, "fd00:8::/64", OTHER_GW, flags);
+    network(dp, 2, "10.8.0.0/24", [10, 8, 0, 1], flags);
+    dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
+        .unwrap();
+}
+
 /// Puts the client OTHER (network 2, `flags`) or ME behind `ifindex`.
 fn place(dp: &mut Datapath, ifindex: u32, who: &str, flags: u32) {
     let ep = if who == OTHER {
@@ -433,10 +441,7 @@ fn another_networks_container_reaches_a_published_ipv6_port_as_itself() {
     let fs = Bpffs::new("pub6-cross");
     let mut dp = datapath(&fs, HostRouting::Kernel);
     let masq = NET_F_ICC | NET_F_MASQUERADE;
-    network6(&mut dp, 2, "fd00:8::/64", OTHER_GW, masq);
-    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], masq);
-    dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
-        .unwrap();
+    other_network(&mut dp, masq);
     dp.publish6(&mapping(None, 8080, 80, Proto::Udp), v6(ME))
         .unwrap();
     for (proto, sport) in [(TCP, 42000), (UDP, 42001)] {
@@ -493,12 +498,9 @@ fn an_internal_networks_container_is_refused_a_published_ipv6_port() {
     let fs = Bpffs::new("pub6-internal");
     let mut dp = datapath(&fs, HostRouting::Ebpf);
     let internal = NET_F_INTERNAL | NET_F_ICC;
-    network6(&mut dp, 2, "fd00:8::/64", OTHER_GW, internal);
-    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], internal);
+    other_network(&mut dp, internal);
     place(&mut dp, LO_IFINDEX, OTHER, internal);
     place(&mut dp, SPARE_IFINDEX, ME, 0);
-    dp.publish6(&mapping(None, 8080, 80, Proto::Tcp), v6(ME))
-        .unwrap();
     for dst in [HOST6, GW] {
         assert_verdict(
             &mut dp,
