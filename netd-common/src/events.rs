@@ -87,7 +87,27 @@ pub struct Event {
     pub _pad2: u16,
 }
 
-/// Value of `EP_COUNTERS` (key: the container's address) and `NET_COUNTERS`
+/// The `EP_COUNTERS` key of the endpoint behind host veth `ifindex` whose
+/// IPv4 address (as the maps hold it, network order in a `u32`) is `ip`:
+/// the address; on an IPv6-only network (`ip` 0) the ifindex shifted into
+/// the last three address bytes, `0.a.b.c`, which no container address is
+/// (0.0.0.0/8), so the two kinds never meet and IPv6-only endpoints do not
+/// share one entry.
+#[inline(always)]
+pub const fn endpoint_counter_key(ip: u32, ifindex: u32) -> u32 {
+    if ip != 0 {
+        ip
+    } else {
+        u32::from_ne_bytes([
+            0,
+            ifindex as u8,
+            (ifindex >> 8) as u8,
+            (ifindex >> 16) as u8,
+        ])
+    }
+}
+
+/// Value of `EP_COUNTERS` (key: [`endpoint_counter_key`]) and `NET_COUNTERS`
 /// (key: network datapath id), per CPU. "In" is toward the container.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,4 +129,24 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::Counters {}
+}
+
+#[cfg(test)]
+mod counter_key_tests {
+    use super::endpoint_counter_key;
+
+    #[test]
+    fn ipv6_only_keys_are_per_veth_and_no_address() {
+        let v4 = u32::from_ne_bytes([10, 1, 0, 2]);
+        assert_eq!(endpoint_counter_key(v4, 7), v4);
+        let (a, b) = (endpoint_counter_key(0, 7), endpoint_counter_key(0, 8));
+        assert_ne!(a, b);
+        // First octet 0: never a container's IPv4 address.
+        assert_eq!(a.to_ne_bytes()[0], 0);
+        assert_eq!(a.to_ne_bytes(), [0, 7, 0, 0]);
+        assert_eq!(
+            endpoint_counter_key(0, 0x0001_0203).to_ne_bytes(),
+            [0, 3, 2, 1]
+        );
+    }
 }

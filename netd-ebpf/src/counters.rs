@@ -1,7 +1,8 @@
 //! Per-endpoint and per-network counters (per CPU): packets and bytes
 //! toward ("in") and from ("out") a container, and drops by reason at its
 //! veth. `EP_COUNTERS` is keyed by the container's address on the network
-//! (unique across networks), `NET_COUNTERS` by the network's datapath id.
+//! (unique across networks; an IPv6-only endpoint by its veth, see
+//! `endpoint_counter_key`), `NET_COUNTERS` by the network's datapath id.
 //! Entries are made on first use (no preallocation); the agent removes an
 //! endpoint's entry with the endpoint.
 use aya_ebpf::{
@@ -10,7 +11,9 @@ use aya_ebpf::{
     maps::PerCpuHashMap,
     programs::TcContext,
 };
-use netd_common::{Counters, COUNTED_DROP_REASONS, MAX_ENDPOINTS, MAX_NETWORKS};
+use netd_common::{
+    endpoint_counter_key, Counters, COUNTED_DROP_REASONS, MAX_ENDPOINTS, MAX_NETWORKS,
+};
 
 use crate::{drops::last_drop, maps::ENDPOINTS};
 
@@ -73,8 +76,8 @@ fn count(ifindex: u32, way: Way, bytes: u64, drop: u32) {
     let Some(ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
         return;
     };
-    let (addr, net_id) = (ep.ip, ep.net_id);
-    if let Some(c) = slot(&EP_COUNTERS, addr) {
+    let (key, net_id) = (endpoint_counter_key(ep.ip, ifindex), ep.net_id);
+    if let Some(c) = slot(&EP_COUNTERS, key) {
         add(c, way, bytes, drop);
     }
     if let Some(c) = slot(&NET_COUNTERS, net_id) {

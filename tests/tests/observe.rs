@@ -686,3 +686,71 @@ fn monitor_shows_masquerade_and_published_port_translations() {
     assert_eq!(dnat["translated"]["port"], 80, "{dnat}");
     assert_eq!(dnat["translated"]["container"], "a", "{dnat}");
 }
+
+/// `ping -6` from `ns` to `to`, `count` echoes.
+fn ping6_n(ns: &str, to: std::net::Ipv6Addr, count: u32) -> bool {
+    let net = format!("--net=/run/netns/{ns}");
+    let (count, to) = (count.to_string(), to.to_string());
+    netd_tests::cmd::run_timeout(
+        "nsenter",
+        &[
+            &net, "ping", "-6", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", &to,
+        ],
+        Duration::from_secs(15),
+    )
+    .success()
+}
+
+/// Endpoints of an IPv6-only network have counters of their own (they
+/// have no IPv4 address to key them by): an idle third container's stay
+/// where they were while two others ping each other.
+#[test]
+fn ipv6_only_endpoints_count_their_own_packets() {
+    let bed = Bed::new();
+    bed.network(
+        "six",
+        &["--ipv6", "--ipv4=false", "--subnet", "fd00:98:6::/64"],
+    );
+    let s1 = bed.container("s1", &["--network", "six"]);
+    let s2 = bed.container("s2", &["--network", "six"]);
+    bed.container("s3", &["--network", "six"]);
+    let s2_ip = bed.ip6(&s2, "six");
+    assert!(ping6_n(&s1.ns, s2_ip, 1), "s1 -> s2 (neighbours resolved)");
+    let before: Vec<Json> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|c| counters(&bed, c, "six"))
+        .collect();
+    for (c, v) in ["s1", "s2", "s3"].iter().zip(&before) {
+        assert!(
+            v.is_object(),
+            "{c} shows counters on an IPv6-only network: {v}"
+        );
+    }
+    assert!(ping6_n(&s1.ns, s2_ip, 5), "s1 -> s2");
+    let after: Vec<Json> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|c| counters(&bed, c, "six"))
+        .collect();
+    let out1 = delta(&after[0], &before[0], "PacketsOut");
+    let in2 = delta(&after[1], &before[1], "PacketsIn");
+    assert!(
+        out1 >= 5,
+        "s1 PacketsOut grew by {out1}: {:?}",
+        (&before[0], &after[0])
+    );
+    assert!(
+        in2 >= 5,
+        "s2 PacketsIn grew by {in2}: {:?}",
+        (&before[1], &after[1])
+    );
+    // s3 saw none of it: it gets the same multicast as the others (fresh
+    // interfaces announce themselves), not the echoes. Before, every
+    // IPv6-only endpoint shared one entry and all three moved alike.
+    let out3 = delta(&after[2], &before[2], "PacketsOut");
+    let in3 = delta(&after[2], &before[2], "PacketsIn");
+    assert!(
+        out1 >= out3 + 5 && in2 >= in3 + 5,
+        "s3 moved like the pinging pair (s1 out {out1}, s2 in {in2}, s3 out {out3} in {in3}): \
+         its counters are not its own"
+    );
+}

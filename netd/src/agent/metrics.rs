@@ -157,7 +157,7 @@ impl Agent {
                 let Some(net) = self.networks.get(&ep.network_id) else {
                     continue;
                 };
-                let counts = self.datapath.endpoint_counters(ep.ip)?;
+                let counts = self.datapath.endpoint_counters(ep.ip, &ep.host_ifname)?;
                 endpoints.push((c.name.as_str(), net.name.as_str(), counts));
             }
         }

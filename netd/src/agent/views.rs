@@ -1,6 +1,6 @@
 //! What the API answers about networks and containers: the typed,
 //! Docker-like inspect shapes of [`crate::schema`].
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 use netd_common::Counters;
@@ -153,7 +153,7 @@ impl Agent {
                     default_route: i == 0,
                     mtu: net.mtu,
                     // Per-endpoint counters are keyed by the IPv4 address.
-                    counters: ep.ip4().and_then(|ip| self.endpoint_counters(ip)),
+                    counters: self.endpoint_counters(ep),
                 },
             );
         }
@@ -222,9 +222,9 @@ impl Agent {
 
 impl Agent {
     /// An endpoint's datapath counters (`None` if the map cannot be read).
-    fn endpoint_counters(&self, ip: Ipv4Addr) -> Option<CountersView> {
+    fn endpoint_counters(&self, ep: &Endpoint) -> Option<CountersView> {
         self.datapath
-            .endpoint_counters(ip)
+            .endpoint_counters(ep.ip, &ep.host_ifname)
             .ok()
             .map(|c| counters_view(&c))
     }

@@ -310,7 +310,7 @@ impl Datapath {
     pub fn remove_endpoint_entry(&mut self, ifindex: u32) -> Result<()> {
         self.remove_endpoint6(ifindex)?;
         if let Ok(ep) = self.endpoints()?.get(&ifindex, 0) {
-            self.remove_endpoint_counters(ep.ip)?;
+            self.remove_endpoint_counters(netd_common::endpoint_counter_key(ep.ip, ifindex))?;
             let mut by_ip = self.endpoints_by_ip()?;
             if by_ip.get(&ep.ip, 0).is_ok_and(|r| r.ifindex == ifindex) {
                 let _ = by_ip.remove(&ep.ip);

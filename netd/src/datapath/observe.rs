@@ -77,9 +77,22 @@ impl Datapath {
         Ok(sum)
     }
 
-    /// The counters of the endpoint with container address `ip`.
-    pub fn endpoint_counters(&self, ip: std::net::Ipv4Addr) -> Result<Counters> {
-        self.counters(MAP_EP_COUNTERS, super::addr_key(ip))
+    /// The counters of the endpoint with container address `ip` (none:
+    /// IPv6-only) behind host veth `host_ifname` (zero when it is gone).
+    pub fn endpoint_counters(&self, ip: std::net::Ipv4Addr, host_ifname: &str) -> Result<Counters> {
+        let ip = super::addr_key(ip);
+        let ifindex = if ip == 0 {
+            match super::blocks_ifindex(host_ifname) {
+                Some(i) => i,
+                None => return Ok(Counters::default()),
+            }
+        } else {
+            0
+        };
+        self.counters(
+            MAP_EP_COUNTERS,
+            netd_common::endpoint_counter_key(ip, ifindex),
+        )
     }
 
     /// The counters of the network with datapath id `net_id`.
@@ -87,11 +100,12 @@ impl Datapath {
         self.counters(MAP_NET_COUNTERS, net_id)
     }
 
-    /// Forgets an endpoint's counters (its address may be reused).
-    pub fn remove_endpoint_counters(&mut self, addr: u32) -> Result<()> {
+    /// Forgets an endpoint's counters (its address or veth may be reused);
+    /// `key`: [`netd_common::endpoint_counter_key`].
+    pub fn remove_endpoint_counters(&mut self, key: u32) -> Result<()> {
         let mut m: PerCpuHashMap<_, u32, Counters> =
             PerCpuHashMap::try_from(self.map_mut(MAP_EP_COUNTERS)?)?;
-        let _ = m.remove(&addr);
+        let _ = m.remove(&key);
         Ok(())
     }
 

@@ -883,7 +883,7 @@ impl DatapathStats for Fake {
         Ok(self.lock().state.pins.len())
     }
 
-    fn endpoint_counters(&self, _ip: Ipv4Addr) -> Result<Counters> {
+    fn endpoint_counters(&self, _ip: Ipv4Addr, _host_ifname: &str) -> Result<Counters> {
         Ok(Counters::default())
     }
 

@@ -204,7 +204,9 @@ pub trait DatapathStats {
     fn events_suppressed(&self) -> Result<u64>;
     /// The number of program links pinned.
     fn link_count(&self) -> Result<usize>;
-    fn endpoint_counters(&self, ip: Ipv4Addr) -> Result<Counters>;
+    /// The counters of the endpoint at `ip` (0.0.0.0: IPv6-only) behind
+    /// host veth `host_ifname`.
+    fn endpoint_counters(&self, ip: Ipv4Addr, host_ifname: &str) -> Result<Counters>;
     fn network_counters(&self, net_id: u32) -> Result<Counters>;
 }
 

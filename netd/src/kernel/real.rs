@@ -424,8 +424,8 @@ impl DatapathStats for Datapath {
         Ok(self.pinned_links()?.len() + bound)
     }
 
-    fn endpoint_counters(&self, ip: Ipv4Addr) -> Result<Counters> {
-        Datapath::endpoint_counters(self, ip)
+    fn endpoint_counters(&self, ip: Ipv4Addr, host_ifname: &str) -> Result<Counters> {
+        Datapath::endpoint_counters(self, ip, host_ifname)
     }
 
     fn network_counters(&self, net_id: u32) -> Result<Counters> {
