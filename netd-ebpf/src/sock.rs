@@ -183,7 +183,19 @@ fn set_user6(ctx: &SockAddrContext, addr: Addr6, port: u16) {
     }
 }
 
-/// [`translate`] for IPv6 sockets: `[::1]` and the host's IPv6 addresses.
+/// The third word of an IPv4-mapped address, `::ffff:0:0/96`.
+const MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// The IPv4 address of `::ffff:a.b.c.d` (an IPv4 peer of an IPv6 socket).
+#[inline(always)]
+fn mapped_v4(a: Addr6) -> Option<u32> {
+    (a[0] == 0 && a[1] == 0 && a[2] == MAPPED).then_some(a[3])
+}
+
+/// [`translate`] for IPv6 sockets: `[::1]` and the host's IPv6 addresses,
+/// and `[::ffff:a.b.c.d]` for a loopback or host IPv4 address (an IPv6
+/// socket's IPv4 peer: the kernel connects it by IPv4 without running the
+/// connect4 hook, so the IPv4 published ports are looked up here).
 #[inline(always)]
 fn translate6(ctx: &SockAddrContext, proto: u8) -> Option<(Addr6, u16, PublishTarget6)> {
     if !in_agent_netns(ctx) {
@@ -192,6 +204,19 @@ fn translate6(ctx: &SockAddrContext, proto: u8) -> Option<(Addr6, u16, PublishTa
     let addr = user_ip6(ctx);
     // SAFETY: field of the context.
     let port = unsafe { (*ctx.sock_addr).user_port } as u16;
+    if let Some(v4) = mapped_v4(addr) {
+        if !is_loopback(v4) && !publish::is_host_addr(v4) {
+            return None;
+        }
+        let t = publish::lookup(v4, port, proto)?;
+        let target = PublishTarget6 {
+            addr: [0, 0, MAPPED, t.addr],
+            port: t.port,
+            _pad: 0,
+        };
+        set_user6(ctx, target.addr, target.port);
+        return Some((addr, port, target));
+    }
     if !is_loopback6(addr) && !publish6::is_host_addr6(addr) {
         return None;
     }
@@ -237,6 +262,23 @@ fn restore6(ctx: &SockAddrContext) {
     if let Some(origin) = unsafe { SOCK_ORIGIN6.get(&key) } {
         let (addr, port) = (origin.addr, origin.port);
         set_user6(ctx, addr, port);
+        return;
+    }
+    // An IPv4 peer of an IPv6 UDP socket: its datagram left by the IPv4
+    // path, whose sendmsg4 remembered it under its IPv4 target.
+    let Some(v4) = mapped_v4(key.addr) else {
+        return;
+    };
+    let key4 = SockOriginKey {
+        cookie: key.cookie,
+        addr: v4,
+        port: key.port,
+        _pad: 0,
+    };
+    // SAFETY: the value lives in the map.
+    if let Some(origin) = unsafe { SOCK_ORIGIN.get(&key4) } {
+        let (addr, port) = (origin.addr, origin.port);
+        set_user6(ctx, [0, 0, MAPPED, addr], port);
     }
 }
 

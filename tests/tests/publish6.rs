@@ -281,6 +281,19 @@ fn ipv6_published_ports() {
         let cport = if dst.port() == 8081 { 81 } else { 80 };
         errs.answer(&what, r, cport, dst, &[gw6]);
     }
+    // An IPv6 socket's IPv4 peers (`[::ffff:a.b.c.d]`) reach the IPv4
+    // ports (8080; not the IPv6-only 8081) and see the address dialled.
+    let gw4 = mapped(bed.gateway("p6"));
+    let loopback = std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped();
+    for (p, dst) in [
+        (P::Tcp, s6(loopback, 8080)),
+        (P::Udp, s6(loopback, 8080)),
+        (P::Tcp, s6(UPLINK.to_ipv6_mapped(), 8080)),
+    ] {
+        let what = format!("{p:?} host process, IPv6 socket -> {dst}");
+        let r = CLIENT.ask(Some(bed.cgroup()), bed.host_ns(), p, dst);
+        errs.answer(&what, r, 80, dst, &[gw4]);
+    }
     errs.done("IPv6 published ports");
 
     // An agent restart keeps them.
