@@ -146,11 +146,16 @@ impl Datapath {
             Self::load_program(name, || prog.load())?;
             pin_program(prog, &pins.progs().join(name))?;
         }
-        Ok(Self {
+        let mut dp = Self {
             ebpf,
             pins,
             blocks: None,
-        })
+        };
+        // Before IPv6-only endpoints had keys of their own, they all
+        // counted into address 0, which no key is now: an upgraded host's
+        // leftover entry goes.
+        dp.remove_endpoint_counters(0)?;
+        Ok(dp)
     }
 
     pub(super) fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
