@@ -23,8 +23,12 @@
 //! (`-p [::]:...`) and container -> world over IPv6 (NAT66) are measured
 //! where this netd does them, else n/a with the reason; W has no route to
 //! the containers' IPv6 subnet (bare: it routes it, as for IPv4), so without
-//! IPv6 masquerade nothing comes back. The iptables datapath is IPv4 only
-//! here.
+//! IPv6 masquerade nothing comes back. The iptables datapath has IPv6 as
+//! Docker 27+ sets it up with ip6tables on (the default since 27): br1
+//! fd00:254:1::1/64, the containers' default route via it, and the same
+//! chains and per-port rules as IPv4 in ip6tables (no route_localnet
+//! equivalent: IPv6 loopback goes to docker-proxy in Docker, so the
+//! host -> [::1] path is not a row).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -49,6 +53,9 @@ pub const WAN_W6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x253, 0, 0, 0, 0, 0, 2);
 pub const C1_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x254, 1, 0, 0, 0, 0, 2);
 pub const C2_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x254, 1, 0, 0, 0, 0, 3);
 pub const SUBNET1_6: &str = "fd00:254:1::/64";
+pub const SUBNET2_6: &str = "fd00:254:2::/64";
+/// The gateway the iptables topology's bridge br1 carries for IPv6.
+pub const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x254, 1, 0, 0, 0, 0, 1);
 /// Why container -> world over IPv6 is n/a when its warm-up gets nothing
 /// back (W has no route to the containers' subnet: only IPv6 masquerade
 /// brings replies back).
@@ -148,13 +155,6 @@ impl PathKind {
             PathKind::WorldPub6 => "world->pub6",
             PathKind::CtrWorld6 => "ctr->world6",
         }
-    }
-
-    pub fn is_ipv6(self) -> bool {
-        matches!(
-            self,
-            PathKind::C2c6 | PathKind::WorldPub6 | PathKind::CtrWorld6
-        )
     }
 }
 
@@ -532,11 +532,17 @@ impl Dp {
                 "link add br2 type bridge".into(),
                 format!("addr add {GW}/24 dev br1"),
                 "addr add 10.254.2.1/24 dev br2".into(),
+                format!("addr add {GW6}/64 dev br1 nodad"),
+                "addr add fd00:254:2::1/64 dev br2 nodad".into(),
                 "link set br1 up".into(),
                 "link set br2 up".into(),
             ],
         )?;
-        for (i, (ns, addr)) in [(&self.c1, C1), (&self.c2, C2)].into_iter().enumerate() {
+        for (i, ((ns, addr), addr6)) in [(&self.c1, C1), (&self.c2, C2)]
+            .into_iter()
+            .zip([C1_6, C2_6])
+            .enumerate()
+        {
             let vh = format!("vh{}", i + 1);
             ip(
                 h,
@@ -555,21 +561,31 @@ impl Dp {
                 ns,
                 &[
                     format!("addr add {addr}/24 dev eth0"),
+                    format!("addr add {addr6}/64 dev eth0 nodad"),
                     "link set eth0 up".into(),
                     format!("route add default via {GW} dev eth0"),
+                    format!("route add default via {GW6} dev eth0"),
                 ],
             )?;
         }
-        // What dockerd sets: forwarding, bridged traffic through iptables,
-        // and (userland-proxy=false) route_localnet for 127.0.0.1 DNAT.
+        // What dockerd sets: forwarding, bridged traffic through iptables
+        // and ip6tables, and (userland-proxy=false) route_localnet for
+        // 127.0.0.1 DNAT.
         sysctl(h, "net.ipv4.ip_forward", "1")?;
+        sysctl(h, "net.ipv6.conf.all.forwarding", "1")?;
         sysctl(h, "net.bridge.bridge-nf-call-iptables", "1")?;
+        sysctl(h, "net.bridge.bridge-nf-call-ip6tables", "1")?;
         sysctl(h, "net.ipv4.conf.br1.route_localnet", "1")?;
-        let mut c = sys::in_ns(h, "iptables-restore");
-        with_stdin(&mut c, &docker_ruleset(), Duration::from_secs(60))
-            .context("loading the Docker-equivalent ruleset")?;
-        self.iptables_publish(PUB_RR, C1, RR_PORT)?;
-        self.iptables_publish(PUB_IPERF, C1, IPERF_PORT)?;
+        for family in [Family::V4, Family::V6] {
+            let mut c = sys::in_ns(h, family.restore());
+            with_stdin(&mut c, &docker_ruleset(family), Duration::from_secs(60)).with_context(
+                || format!("loading the Docker-equivalent {} ruleset", family.tool()),
+            )?;
+        }
+        for ctr in [IpAddr::V4(C1), IpAddr::V6(C1_6)] {
+            self.iptables_publish(PUB_RR, ctr, RR_PORT)?;
+            self.iptables_publish(PUB_IPERF, ctr, IPERF_PORT)?;
+        }
         Ok(())
     }
 
@@ -578,18 +594,24 @@ impl Dp {
     pub fn iptables_publish(
         &self,
         host_port: u16,
-        ctr: Ipv4Addr,
+        ctr: impl Into<IpAddr>,
         ctr_port: u16,
     ) -> Result<Duration> {
+        let ctr = ctr.into();
         let mut total = Duration::ZERO;
         for rule in publish_rules(host_port, ctr, ctr_port) {
             let mut args = vec!["--wait", "-t", rule.0, "-A"];
             args.extend(rule.1.split(' '));
-            let mut c = sys::in_ns(&self.host, "iptables");
+            let mut c = sys::in_ns(&self.host, Family::of(ctr).tool());
             c.args(&args);
             let o = sys::output(&mut c, Duration::from_secs(60))?;
             if !o.success {
-                bail!("iptables {}: {}", args.join(" "), o.stderr.trim());
+                bail!(
+                    "{} {}: {}",
+                    Family::of(ctr).tool(),
+                    args.join(" "),
+                    o.stderr.trim()
+                );
             }
             total += o.elapsed;
         }
@@ -597,7 +619,7 @@ impl Dp {
     }
 
     fn iptables_unpublish(&self, host_port: u16, ctr: Ipv4Addr, ctr_port: u16) -> Result<()> {
-        for rule in publish_rules(host_port, ctr, ctr_port) {
+        for rule in publish_rules(host_port, ctr.into(), ctr_port) {
             let mut args = vec!["--wait", "-t", rule.0, "-D"];
             args.extend(rule.1.split(' '));
             run_in(&self.host, "iptables", &args)?;
@@ -698,9 +720,6 @@ impl Dp {
                 return Err(na.clone());
             }
         }
-        if path.is_ipv6() && self.kind == Kind::Iptables {
-            return Err("n/a (the iptables topology here is IPv4 only)".into());
-        }
         if path == PathKind::WorldPub6 && !bare {
             if let Some(na) = self.publish_na.as_ref().or(self.publish6_na.as_ref()) {
                 return Err(na.clone());
@@ -773,7 +792,7 @@ impl Dp {
                 let (mut nat, mut filter) = (String::new(), String::new());
                 for i in self.fillers..n {
                     let (host_port, ctr, ctr_port) = filler(i);
-                    for (table, rule) in publish_rules(host_port, ctr, ctr_port) {
+                    for (table, rule) in publish_rules(host_port, ctr.into(), ctr_port) {
                         let out = if table == "nat" {
                             &mut nat
                         } else {
@@ -924,28 +943,73 @@ fn filler(i: usize) -> (u16, Ipv4Addr, u16) {
     )
 }
 
+/// The address family of an iptables ruleset: which tool loads it and
+/// which addresses it names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    fn tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+
+    fn restore(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        }
+    }
+
+    /// The subnets of br1 and br2.
+    fn subnets(self) -> [&'static str; 2] {
+        match self {
+            Family::V4 => [SUBNET1, SUBNET2],
+            Family::V6 => [SUBNET1_6, SUBNET2_6],
+        }
+    }
+}
+
 /// dockerd's per-port rules (table, rule without `-A`), as in Docker 20.10
-/// `-p HOST:CTR` on bridge br1 with userland-proxy=false.
-fn publish_rules(host_port: u16, ctr: Ipv4Addr, ctr_port: u16) -> [(&'static str, String); 3] {
+/// `-p HOST:CTR` on bridge br1 with userland-proxy=false; for an IPv6
+/// container address the ip6tables rules Docker 27+ adds beside them.
+fn publish_rules(host_port: u16, ctr: IpAddr, ctr_port: u16) -> [(&'static str, String); 3] {
+    let (to, host_len) = match ctr {
+        IpAddr::V4(_) => (format!("{ctr}:{ctr_port}"), 32),
+        IpAddr::V6(_) => (format!("[{ctr}]:{ctr_port}"), 128),
+    };
     [
         (
             "nat",
-            format!("DOCKER ! -i br1 -p tcp -m tcp --dport {host_port} -j DNAT --to-destination {ctr}:{ctr_port}"),
+            format!("DOCKER ! -i br1 -p tcp -m tcp --dport {host_port} -j DNAT --to-destination {to}"),
         ),
         (
             "filter",
-            format!("DOCKER -d {ctr}/32 ! -i br1 -o br1 -p tcp -m tcp --dport {ctr_port} -j ACCEPT"),
+            format!("DOCKER -d {ctr}/{host_len} ! -i br1 -o br1 -p tcp -m tcp --dport {ctr_port} -j ACCEPT"),
         ),
         (
             "nat",
-            format!("POSTROUTING -s {ctr}/32 -d {ctr}/32 -p tcp -m tcp --dport {ctr_port} -j MASQUERADE"),
+            format!("POSTROUTING -s {ctr}/{host_len} -d {ctr}/{host_len} -p tcp -m tcp --dport {ctr_port} -j MASQUERADE"),
         ),
     ]
 }
 
 /// The ruleset dockerd 20.10 leaves for two bridge networks (br1, br2),
-/// before any port is published.
-fn docker_ruleset() -> String {
+/// before any port is published; for IPv6 the same chains in ip6tables, as
+/// Docker 27+ sets them up with ip6tables on.
+fn docker_ruleset(family: Family) -> String {
     let mut f = String::from(
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
          :DOCKER - [0:0]\n:DOCKER-ISOLATION-STAGE-1 - [0:0]\n:DOCKER-ISOLATION-STAGE-2 - [0:0]\n\
@@ -980,8 +1044,9 @@ fn docker_ruleset() -> String {
          -A POSTROUTING -o br1 -m addrtype --src-type LOCAL -j MASQUERADE\n\
          -A POSTROUTING -o br2 -m addrtype --src-type LOCAL -j MASQUERADE\n",
     );
-    let _ = writeln!(f, "-A POSTROUTING -s {SUBNET2} ! -o br2 -j MASQUERADE");
-    let _ = writeln!(f, "-A POSTROUTING -s {SUBNET1} ! -o br1 -j MASQUERADE");
+    let [subnet1, subnet2] = family.subnets();
+    let _ = writeln!(f, "-A POSTROUTING -s {subnet2} ! -o br2 -j MASQUERADE");
+    let _ = writeln!(f, "-A POSTROUTING -s {subnet1} ! -o br1 -j MASQUERADE");
     f.push_str("-A DOCKER -i br2 -j RETURN\n-A DOCKER -i br1 -j RETURN\nCOMMIT\n");
     f
 }
