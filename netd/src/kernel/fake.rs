@@ -267,6 +267,15 @@ impl Fake {
         f(&mut self.lock().state)
     }
 
+    /// One step of a change (see [`Inner::step`]), then `change` on the
+    /// state when the step did not fail.
+    fn step_then(&self, what: impl Into<String>, change: impl FnOnce(&mut State)) -> Result<()> {
+        let mut inner = self.lock();
+        inner.step(what)?;
+        change(&mut inner.state);
+        Ok(())
+    }
+
     /// Makes the `n`th change from now fail (1: the next one).
     pub fn fail_at(&self, n: u64) {
         let mut inner = self.lock();
@@ -369,25 +378,22 @@ impl EndpointPrograms for Fake {
 
 impl DatapathDriver for Fake {
     fn set_endpoint(&mut self, ifindex: u32, ep: Endpoint) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("endpoint entry {ifindex}"))?;
-        inner.state.endpoint_by_ip.insert(ep.ip, ifindex);
-        inner.state.endpoints.insert(ifindex, ep);
-        Ok(())
+        self.step_then(format!("endpoint entry {ifindex}"), |s| {
+            s.endpoint_by_ip.insert(ep.ip, ifindex);
+            s.endpoints.insert(ifindex, ep);
+        })
     }
 
     fn upsert_network(&mut self, subnet: Ipv4Net, info: NetworkInfo) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("upsert network {subnet}"))?;
-        inner.state.networks.insert(subnet, info);
-        Ok(())
+        self.step_then(format!("upsert network {subnet}"), |s| {
+            s.networks.insert(subnet, info);
+        })
     }
 
     fn remove_network(&mut self, subnet: Ipv4Net) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("remove network {subnet}"))?;
-        inner.state.networks.remove(&subnet);
-        Ok(())
+        self.step_then(format!("remove network {subnet}"), |s| {
+            s.networks.remove(&subnet);
+        })
     }
 
     fn network_subnets(&mut self) -> Result<Vec<Ipv4Net>> {
@@ -481,17 +487,15 @@ impl DatapathDriver for Fake {
     }
 
     fn upsert_network6(&mut self, subnet: Ipv6Net, info: NetworkInfo6) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("upsert network {subnet}"))?;
-        inner.state.networks6.insert(subnet, info);
-        Ok(())
+        self.step_then(format!("upsert network {subnet}"), |s| {
+            s.networks6.insert(subnet, info);
+        })
     }
 
     fn remove_network6(&mut self, subnet: Ipv6Net) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("remove network {subnet}"))?;
-        inner.state.networks6.remove(&subnet);
-        Ok(())
+        self.step_then(format!("remove network {subnet}"), |s| {
+            s.networks6.remove(&subnet);
+        })
     }
 
     fn network6_subnets(&mut self) -> Result<Vec<Ipv6Net>> {
@@ -499,10 +503,9 @@ impl DatapathDriver for Fake {
     }
 
     fn set_endpoint6(&mut self, ifindex: u32, ep: Endpoint6) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("endpoint6 entry {ifindex}"))?;
-        inner.state.endpoints6.insert(ifindex, ep);
-        Ok(())
+        self.step_then(format!("endpoint6 entry {ifindex}"), |s| {
+            s.endpoints6.insert(ifindex, ep);
+        })
     }
 
     fn endpoint6(&mut self, ifindex: u32) -> Result<Option<Endpoint6>> {
@@ -510,10 +513,9 @@ impl DatapathDriver for Fake {
     }
 
     fn remove_endpoint6(&mut self, ifindex: u32) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("remove endpoint6 entry {ifindex}"))?;
-        inner.state.endpoints6.remove(&ifindex);
-        Ok(())
+        self.step_then(format!("remove endpoint6 entry {ifindex}"), |s| {
+            s.endpoints6.remove(&ifindex);
+        })
     }
 
     fn endpoint6_indexes(&mut self) -> Result<Vec<u32>> {
@@ -544,11 +546,10 @@ impl DatapathDriver for Fake {
 
     fn detach_uplink(&mut self, ifname: &str, ifindex: u32) -> Result<()> {
         self.unlink_uplink(ifname)?;
-        let mut inner = self.lock();
-        inner.step(format!("remove uplink entry {ifindex}"))?;
-        inner.state.uplinks.remove(&ifindex);
-        inner.state.uplinks6.remove(&ifindex);
-        Ok(())
+        self.step_then(format!("remove uplink entry {ifindex}"), |s| {
+            s.uplinks.remove(&ifindex);
+            s.uplinks6.remove(&ifindex);
+        })
     }
 
     fn set_uplink6(&mut self, ifindex: u32, uplink: Option<Uplink6>) -> Result<()> {
@@ -623,10 +624,9 @@ impl DatapathDriver for Fake {
     }
 
     fn unpublish(&mut self, m: &PortMapping) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("unpublish {m}"))?;
-        inner.state.published.remove(&publish_key(m));
-        Ok(())
+        self.step_then(format!("unpublish {m}"), |s| {
+            s.published.remove(&publish_key(m));
+        })
     }
 
     fn published_entries(&mut self) -> Result<Vec<(PublishKey, PublishTarget)>> {
@@ -660,10 +660,9 @@ impl DatapathDriver for Fake {
     }
 
     fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step("set host addresses")?;
-        inner.state.host_addrs = addrs.iter().copied().collect();
-        Ok(())
+        self.step_then("set host addresses", |s| {
+            s.host_addrs = addrs.iter().copied().collect();
+        })
     }
 
     fn publish6(&mut self, m: &PortMapping, target: Ipv6Addr) -> Result<()> {
@@ -693,24 +692,21 @@ impl DatapathDriver for Fake {
     }
 
     fn remove_published6_key(&mut self, key: &PublishKey6) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step("remove published IPv6 key")?;
-        inner.state.published6.retain(|(k, _)| k != key);
-        Ok(())
+        self.step_then("remove published IPv6 key", |s| {
+            s.published6.retain(|(k, _)| k != key);
+        })
     }
 
     fn set_host_addrs6(&mut self, addrs: &HashSet<Ipv6Addr>) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step("set host IPv6 addresses")?;
-        inner.state.host_addrs6 = addrs.iter().copied().collect();
-        Ok(())
+        self.step_then("set host IPv6 addresses", |s| {
+            s.host_addrs6 = addrs.iter().copied().collect();
+        })
     }
 
     fn set_no_shortcut(&mut self, ifindexes: &HashSet<u32>) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step("set no-shortcut devices")?;
-        inner.state.no_shortcut = ifindexes.iter().copied().collect();
-        Ok(())
+        self.step_then("set no-shortcut devices", |s| {
+            s.no_shortcut = ifindexes.iter().copied().collect();
+        })
     }
 
     fn flush_flows_of(&mut self, _addr: Ipv4Addr) -> Result<usize> {
@@ -758,10 +754,9 @@ impl DatapathDriver for Fake {
     }
 
     fn unregister_overlay_network(&mut self, net_id: u32) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("unbind VNIs of {net_id}"))?;
-        inner.state.vnis.retain(|_, n| *n != net_id);
-        Ok(())
+        self.step_then(format!("unbind VNIs of {net_id}"), |s| {
+            s.vnis.retain(|_, n| *n != net_id);
+        })
     }
 
     fn overlay_networks(&mut self) -> Result<Vec<(u32, u32)>> {
@@ -815,10 +810,9 @@ impl DatapathDriver for Fake {
     }
 
     fn attach_sock_programs(&mut self, _cgroup: &Path) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step("attach socket programs")?;
-        inner.state.sock_programs = true;
-        Ok(())
+        self.step_then("attach socket programs", |s| {
+            s.sock_programs = true;
+        })
     }
 
     fn pin_root(&self) -> PathBuf {
@@ -826,11 +820,10 @@ impl DatapathDriver for Fake {
     }
 
     fn remove_pins(&mut self) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step("remove pins")?;
-        inner.state.pins.clear();
-        inner.state.sock_programs = false;
-        Ok(())
+        self.step_then("remove pins", |s| {
+            s.pins.clear();
+            s.sock_programs = false;
+        })
     }
 
     fn fill_sandbox(&mut self, _sandbox: &mut Sandbox) -> Result<()> {
@@ -993,10 +986,9 @@ impl LinkDriver for Fake {
     }
 
     async fn delete(&self, index: u32) -> Result<()> {
-        let mut inner = self.lock();
-        inner.step(format!("delete {index}"))?;
-        inner.state.delete_index(index);
-        Ok(())
+        self.step_then(format!("delete {index}"), |s| {
+            s.delete_index(index);
+        })
     }
 
     async fn delete_by_name(&self, name: &str) -> Result<()> {
