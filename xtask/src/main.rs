@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod deb;
+mod hostile;
 mod install;
 
 /// Debian packages the build and the tests use.
@@ -66,6 +67,8 @@ const HOSTILE_TESTS: &[&str] = &[
     "publish6",
     "masquerade6",
 ];
+/// What the workspace pass tests (the eBPF crate's host tests run apart).
+const WORKSPACE_TEST_SELECTION: &[&str] = &["test", "--workspace", "--exclude", "netd-ebpf"];
 /// The hostile host variants they run on.
 const FIREWALLS: &[&str] = &["iptables", "nftables"];
 
@@ -96,10 +99,11 @@ enum Cmd {
     },
     /// Build, then run every test (netns tests need root).
     Test {
-        /// Skip the second and third runs of the reachability, masquerade,
-        /// publish and DNS tests, on each hostile host (iptables, nftables:
-        /// FORWARD and INPUT policy DROP, br_netfilter on), which `test`
-        /// otherwise does after the workspace tests.
+        /// Skip the second and third runs of the SPEC section-4 packet tests
+        /// (reachability, masquerade, publish, DNS and their IPv6 twins) on
+        /// each hostile host (iptables, nftables: FORWARD and INPUT policy
+        /// DROP, br_netfilter on), which `test` otherwise does after the
+        /// workspace tests, both variants at the same time.
         #[arg(long)]
         no_hostile: bool,
         /// Run only those hostile-host runs (for FIREWALL, or both).
@@ -271,22 +275,11 @@ fn test(root: &Path, hostile: bool, only_hostile: Option<&str>, args: &[OsString
     if only_hostile.is_none() {
         workspace_tests(root, &netd_bin, args, &mut failed);
     }
-    for fw in firewalls {
-        let mut cmd = cargo(root);
-        cmd.args(["test", "--no-fail-fast", "--package", "netd-tests"]);
-        for t in HOSTILE_TESTS {
-            cmd.args(["--test", t]);
-        }
-        cmd.env("NETD_BIN", &netd_bin).env("NETD_TEST_FIREWALL", fw);
-        add_test_args(&mut cmd, args);
-        eprintln!("xtask: the packet tests again, on a hostile host: NETD_TEST_FIREWALL={fw}");
-        if let Err(e) = run_ok(&mut cmd) {
+    match hostile::run(root, &netd_bin, &firewalls, HOSTILE_TESTS, args) {
+        Ok(f) => failed.extend(f),
+        Err(e) => {
             eprintln!("xtask: {e:#}");
-            failed.push(if fw == "iptables" {
-                "hostile host (iptables)"
-            } else {
-                "hostile host (nftables)"
-            });
+            failed.push("hostile hosts".to_string());
         }
     }
 
@@ -298,26 +291,16 @@ fn test(root: &Path, hostile: bool, only_hostile: Option<&str>, args: &[OsString
 
 /// Unit, BPF test-run and netns tests of the whole workspace, on the
 /// permissive host.
-fn workspace_tests(
-    root: &Path,
-    netd_bin: &Path,
-    args: &[OsString],
-    failed: &mut Vec<&'static str>,
-) {
+fn workspace_tests(root: &Path, netd_bin: &Path, args: &[OsString], failed: &mut Vec<String>) {
     let mut cmd = cargo(root);
-    cmd.args([
-        "test",
-        "--no-fail-fast",
-        "--workspace",
-        "--exclude",
-        "netd-ebpf",
-    ])
-    .env("NETD_BIN", netd_bin)
-    .env_remove("NETD_TEST_FIREWALL");
+    cmd.args(WORKSPACE_TEST_SELECTION)
+        .arg("--no-fail-fast")
+        .env("NETD_BIN", netd_bin)
+        .env_remove("NETD_TEST_FIREWALL");
     add_test_args(&mut cmd, args);
     if let Err(e) = run_ok(&mut cmd) {
         eprintln!("xtask: {e:#}");
-        failed.push("workspace tests");
+        failed.push("workspace tests".to_string());
     }
 
     // The eBPF crate compiles for the host with an empty main, so the unit
@@ -327,7 +310,7 @@ fn workspace_tests(
     add_test_args(&mut cmd, args);
     if let Err(e) = run_ok(&mut cmd) {
         eprintln!("xtask: {e:#}");
-        failed.push("netd-ebpf host unit tests");
+        failed.push("netd-ebpf host unit tests".to_string());
     }
 }
 
