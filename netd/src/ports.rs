@@ -184,6 +184,21 @@ impl FromStr for PublishSpec {
     }
 }
 
+/// The [`PortMapping::host_ip`]s of a publish request's host address
+/// (`None`: not given), IPv4 first: without one, every IPv4 address and
+/// every IPv6 address too when `ipv6` (the container has an IPv6 address),
+/// as Docker 27/28 and the CNI portmap plugin do; `0.0.0.0` every IPv4
+/// address only; `::` or another address that one only. Shared by
+/// `netd container add -p`, the Docker driver and netd-cni.
+pub fn host_addrs(given: Option<IpAddr>, ipv6: bool) -> Vec<Option<IpAddr>> {
+    match given {
+        None if ipv6 => vec![None, Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED))],
+        None => vec![None],
+        Some(IpAddr::V4(ip)) if ip.is_unspecified() => vec![None],
+        Some(ip) => vec![Some(ip)],
+    }
+}
+
 impl PublishSpec {
     /// One mapping per port and family; host port 0 where netd must
     /// choose. Without a host address: IPv4, and IPv6 too when `ipv6` (the
@@ -191,12 +206,7 @@ impl PublishSpec {
     /// IPv4 one.
     pub fn expand(&self, ipv6: bool) -> Vec<PortMapping> {
         let (c0, c1) = self.container_ports;
-        let hosts: Vec<Option<IpAddr>> = match self.host_ip {
-            None if ipv6 => vec![None, Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED))],
-            None => vec![None],
-            Some(IpAddr::V4(ip)) if ip.is_unspecified() => vec![None],
-            Some(ip) => vec![Some(ip)],
-        };
+        let hosts = host_addrs(self.host_ip, ipv6);
         (c0..=c1)
             .flat_map(|c| {
                 hosts.iter().map(move |host_ip| PortMapping {

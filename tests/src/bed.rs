@@ -765,6 +765,17 @@ impl Bed {
         }
     }
 
+    /// `netd port NAME` as sorted lines (`80/tcp -> [::]:8080`).
+    pub fn port_lines(&self, name: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ok(&["port", name])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// `container inspect NAME` → the one object.
     pub fn ctr_info(&self, name: &str) -> Value {
         let v = self.json(&["container", "inspect", name]);

@@ -211,15 +211,24 @@ impl Podman {
 
     /// A CNI network `name` served by netd-cni (created on first use).
     pub fn network(&self, name: &str, subnet: &str) -> anyhow::Result<()> {
+        self.network_with(name, serde_json::json!({ "subnet": subnet }))
+    }
+
+    /// [`Podman::network`] with netd-cni keys of its own (`subnet`,
+    /// `ipv6`, `subnet6`, ...).
+    pub fn network_with(&self, name: &str, keys: serde_json::Value) -> anyhow::Result<()> {
+        let mut plugin = serde_json::json!({
+            "type": "netd-cni",
+            "socket": self.socket,
+            "capabilities": {"portMappings": true, "aliases": true, "ips": true, "mac": true},
+        });
+        if let (Some(p), serde_json::Value::Object(keys)) = (plugin.as_object_mut(), keys) {
+            p.extend(keys);
+        }
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": name,
-            "plugins": [{
-                "type": "netd-cni",
-                "subnet": subnet,
-                "socket": self.socket,
-                "capabilities": {"portMappings": true, "aliases": true, "ips": true, "mac": true},
-            }],
+            "plugins": [plugin],
         });
         std::fs::write(
             self.dir.join(format!("net.d/{name}.conflist")),

@@ -4,11 +4,16 @@
 //! default route via the world), made before the agent starts so that the
 //! agent finds it as its uplink.
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
-use crate::{cmd::ip_ns, wait::wait_for, Bed};
+use crate::{
+    cmd::ip_ns,
+    ports::{ask_from, unanswered_from, Errs, PortServer, P},
+    wait::wait_for,
+    Bed,
+};
 
 /// The world's address (`w0` in the world netns).
 pub const WORLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -22,6 +27,50 @@ pub const UPLINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x95, 0, 0, 0, 0, 2);
 pub const UPLINK_IF: &str = "up0";
 /// How long an agent may take to show a new uplink address.
 pub const UPLINK_LIMIT: Duration = Duration::from_secs(10);
+
+/// `[UPLINK6]:port`.
+pub fn at6(port: u16) -> SocketAddr {
+    SocketAddr::new(UPLINK6.into(), port)
+}
+
+/// `UPLINK:port` (as a [`SocketAddr`], for dual-stack probes).
+pub fn at4(port: u16) -> SocketAddr {
+    SocketAddr::new(UPLINK.into(), port)
+}
+
+/// Published ports seen from the world of [`Bed::make_world6`]: each
+/// `(proto, host address, container port)` of `reached` must be answered
+/// by that port of `srv` (a dual-stack server in the container), seeing
+/// the world's own address ([`WORLD6`], or [`WORLD`] as `::ffff:` over
+/// IPv4); each `(proto, host address)` of `unreached` must go unanswered
+/// without reaching `srv`. Panics with every failure, naming `what`.
+pub fn world_reaches(
+    world: &str,
+    srv: &PortServer<SocketAddr>,
+    reached: &[(P, SocketAddr, u16)],
+    unreached: &[(P, SocketAddr)],
+    what: &str,
+) {
+    let mut errs = Errs::default();
+    for &(p, dst, port) in reached {
+        let seen = if dst.is_ipv6() {
+            IpAddr::from(WORLD6)
+        } else {
+            IpAddr::from(WORLD.to_ipv6_mapped())
+        };
+        let r = ask_from(world, p, dst);
+        errs.answer(&format!("{p:?} world -> {dst}"), r, port, dst, &[seen]);
+    }
+    let hits = srv.count();
+    for &(p, dst) in unreached {
+        let r = unanswered_from(world, p, dst);
+        errs.ok(&format!("{p:?} world -> {dst} (not published there)"), r);
+    }
+    errs.check(srv.count() == hits, || {
+        format!("answered where not published: {:?}", &srv.hits()[hits..])
+    });
+    errs.done(what);
+}
 
 impl Bed {
     /// A "world" netns beyond an uplink veth: [`UPLINK_IF`] ([`UPLINK`]/24)

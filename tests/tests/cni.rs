@@ -9,8 +9,9 @@ use std::os::fd::AsRawFd;
 use netd_tests::cmd::ip_ns;
 use netd_tests::cni::{call, conf, plain_env, tcp_via, udp_via, with_runtime_config, Attachment};
 use netd_tests::netns::{path_of, spawn_in};
+use netd_tests::ports::{PortServer, P};
 use netd_tests::traffic::{allow, dropped, icmp, tcp, Ep};
-use netd_tests::world::{UPLINK, WORLD};
+use netd_tests::world::{at4, at6, world_reaches, UPLINK, UPLINK6, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
 use serde_json::{json, Value};
 
@@ -322,9 +323,17 @@ fn second_network_connects_and_networks_are_isolated() {
 /// no version key in 1.0) and the `::/0` route, a static IPv6 address
 /// from `runtimeConfig.ips` is honoured, the kernel has what the result
 /// says, and IPv6 between CNI networks is dropped by netd.
+///
+/// Published ports over IPv6, as the reference portmap plugin: no hostIP
+/// publishes on both families, `::` and an IPv6 hostIP on IPv6 only,
+/// `0.0.0.0` on IPv4 only. The world reaches them over IPv6 with its own
+/// address, and not over the other family.
 #[test]
 fn dual_stack_results_and_ipv6_isolation() {
-    let bed = Bed::new();
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world6();
+    bed.start_agent();
+    bed.wait_uplink(UPLINK, netd_tests::world::UPLINK_LIMIT);
     let n1 = conf(
         "1.0.0",
         "d1",
@@ -344,7 +353,16 @@ fn dual_stack_results_and_ipv6_isolation() {
     let a_conf = with_runtime_config(n1.clone(), json!({"ips": ["fd00:92:1::50/64"]}));
     let ra = a.run("ADD", &a_conf.to_string()).ok();
     let rb = b.run("ADD", &n2.to_string()).ok();
-    let rc = c.run("ADD", &n1.to_string()).ok();
+    let c_conf = with_runtime_config(
+        n1.clone(),
+        json!({"portMappings": [
+            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 8081, "containerPort": 81, "protocol": "tcp", "hostIP": "::"},
+            {"hostPort": 8082, "containerPort": 82, "protocol": "udp", "hostIP": UPLINK6.to_string()},
+            {"hostPort": 8083, "containerPort": 83, "protocol": "tcp", "hostIP": "0.0.0.0"},
+        ]}),
+    );
+    let rc = c.run("ADD", &c_conf.to_string()).ok();
     assert_eq!(
         ra["ips"][1],
         json!({"address": "fd00:92:1::50/64", "gateway": "fd00:92:1::1", "interface": 1}),
@@ -381,6 +399,7 @@ fn dual_stack_results_and_ipv6_isolation() {
         dropped(&eb, &ea, "network-isolation"),
     ]);
     assert!(a.run("CHECK", &a_conf.to_string()).success());
+    published_over_ipv6(&bed, &world, &c_ns);
     // An existing network must have the IPv6 subnet the config names.
     let other = conf(
         "1.0.0",
@@ -396,8 +415,45 @@ fn dual_stack_results_and_ipv6_isolation() {
     a.run("DEL", &a_conf.to_string()).ok();
     assert_eq!(bed.map_entries("ENDPOINT6"), 2);
     b.run("DEL", &n2.to_string()).ok();
-    c.run("DEL", &n1.to_string()).ok();
+    c.run("DEL", &c_conf.to_string()).ok();
     assert_eq!(bed.map_entries("ENDPOINT6"), 0);
+    assert_eq!(bed.map_entries("PUBLISHED6"), 0);
+}
+
+/// The world reaches the ports of [`dual_stack_results_and_ipv6_isolation`]'s
+/// container in `ns` on the families they were published on, and only there.
+fn published_over_ipv6(bed: &Bed, world: &str, ns: &str) {
+    assert_eq!(
+        bed.port_lines("c"),
+        [
+            "80/tcp -> 0.0.0.0:8080",
+            "80/tcp -> [::]:8080",
+            "81/tcp -> [::]:8081",
+            "82/udp -> [2001:db8:95::2]:8082",
+            "83/tcp -> 0.0.0.0:8083",
+        ],
+        "netd port c"
+    );
+    let srv = PortServer::start_dual(ns, &[80, 81, 83], &[82]);
+    let reached = [
+        (P::Tcp, at6(8080), 80),
+        (P::Tcp, at4(8080), 80),
+        (P::Tcp, at6(8081), 81),
+        (P::Udp, at6(8082), 82),
+        (P::Tcp, at4(8083), 83),
+    ];
+    let unreached = [
+        (P::Tcp, at4(8081)),
+        (P::Udp, at4(8082)),
+        (P::Tcp, at6(8083)),
+    ];
+    world_reaches(
+        world,
+        &srv,
+        &reached,
+        &unreached,
+        "world -> CNI published ports over IPv6",
+    );
 }
 
 /// podman's `--ip`/`--mac-address` (CNI_ARGS) and the runtimeConfig
@@ -603,6 +659,24 @@ fn errors_are_cni_errors() {
     let (code, msg, _) = a.run("ADD", &other.to_string()).error();
     assert_eq!(code, 7, "{msg}");
     assert!(msg.contains("10.92.0.0/24"), "{msg}");
+    // An IPv6 hostIP where the attachment has no IPv6: the agent's
+    // refusal, saying what to do; nothing of the attachment stays.
+    for ip in ["::", "2001:db8::1"] {
+        let pm = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "hostIP": ip}]});
+        let (code, msg, _) = a
+            .run("ADD", &with_runtime_config(good.clone(), pm).to_string())
+            .error();
+        assert_eq!(code, 100, "{msg}");
+        assert!(
+            msg.contains("the container has no IPv6 address") && msg.contains("--ipv6"),
+            "{msg}"
+        );
+    }
+    assert!(
+        cni_containers(&bed).is_empty(),
+        "{:?}",
+        cni_containers(&bed)
+    );
     bed.ok(&["network", "rm", "known"]);
     bed.assert_unchanged(&before, &[], &[], "refused calls");
     // DEL of something unknown succeeds.

@@ -11,10 +11,11 @@ use std::time::Duration;
 use netd_tests::cmd::run_ok;
 use netd_tests::cni::{call, conf, plain_env, tcp_via};
 use netd_tests::netns::spawn_in;
+use netd_tests::ports::{PortServer, P};
 use netd_tests::runtimes::{missing, Containerd, Podman};
 use netd_tests::traffic::{icmp, Ep};
 use netd_tests::wait::wait_until;
-use netd_tests::world::{UPLINK, WORLD};
+use netd_tests::world::{at4, at6, world_reaches, UPLINK, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
 
 fn http_get(from_ns: &str, dst: SocketAddrV4) -> anyhow::Result<String> {
@@ -68,11 +69,20 @@ fn podman_runs_on_netd_networks() {
         eprintln!("podman_runs_on_netd_networks {why}");
         return;
     }
-    let (bed, world) = Bed::with_world(&[]);
+    let bed = Bed::without_agent(&[]);
+    let world = bed.make_world6();
+    bed.start_agent();
+    bed.wait_uplink(UPLINK, netd_tests::world::UPLINK_LIMIT);
     let links_before = bed.host_links();
     let podman = Podman::new(&bed).unwrap_or_else(|e| panic!("setting up podman: {e:#}"));
     podman.network("pa", "10.95.1.0/24").unwrap();
     podman.network("pb", "10.95.2.0/24").unwrap();
+    podman
+        .network_with(
+            "p6",
+            serde_json::json!({"subnet": "10.95.6.0/24", "ipv6": true, "subnet6": "fd00:95:6::/64"}),
+        )
+        .unwrap();
     podman.start(
         &["--name", "web", "--network", "pa", "-p", "8080:80"],
         &["httpd", "-f", "-p", "80", "-h", "/www"],
@@ -144,8 +154,9 @@ fn podman_runs_on_netd_networks() {
     assert!(page.contains("netd-cni via podman"), "{page}");
     let peer = tcp_via(&echo_ns, 81, &world, SocketAddrV4::new(UPLINK, 8081)).unwrap();
     assert_eq!(peer, WORLD, "the client's address is kept");
+    podman_publishes_over_ipv6(&bed, &podman, &world);
     // podman rm -f: netd forgets them, interfaces and ports are gone.
-    for name in ["web", "echo", "a2", "b1"] {
+    for name in ["web", "echo", "a2", "b1", "six"] {
         podman.ok(&["rm", "-f", "-t", "0", name]);
     }
     let ls = bed.json(&["container", "ls", "--format", "json"]);
@@ -157,6 +168,75 @@ fn podman_runs_on_netd_networks() {
         http_get(&world, SocketAddrV4::new(UPLINK, 8080)).is_err(),
         "the published port still answers"
     );
+}
+
+/// podman on a dual-stack netd network: `-p 8090:80` on both families,
+/// `-p [::]:8091:81` on IPv6 only (conmon listening on them does not get
+/// in the way); the world reaches them over IPv6 with its own address;
+/// `[::]` publishes nothing on IPv4. `-p [::]:…` on an IPv4-only network
+/// is refused with netd's reason, in podman's words.
+fn podman_publishes_over_ipv6(bed: &Bed, podman: &Podman, world: &str) {
+    podman.start(
+        &[
+            "--name",
+            "six",
+            "--network",
+            "p6",
+            "-p",
+            "8090:80",
+            "-p",
+            "[::]:8091:81",
+        ],
+        &["sleep", "300"],
+    );
+    assert_eq!(
+        bed.port_lines("six"),
+        [
+            "80/tcp -> 0.0.0.0:8090",
+            "80/tcp -> [::]:8090",
+            "81/tcp -> [::]:8091"
+        ],
+        "netd port six"
+    );
+    let srv = PortServer::start_dual(&podman.netns("six"), &[80, 81], &[]);
+    let reached = [
+        (P::Tcp, at6(8090), 80),
+        (P::Tcp, at4(8090), 80),
+        (P::Tcp, at6(8091), 81),
+    ];
+    world_reaches(
+        world,
+        &srv,
+        &reached,
+        &[(P::Tcp, at4(8091))],
+        "world -> podman ports over IPv6",
+    );
+    drop(srv);
+    let parent = format!("/{}", podman.cgroup_parent);
+    let refused = podman.run(&[
+        "run",
+        "-d",
+        "--cgroup-parent",
+        &parent,
+        "--name",
+        "v4only",
+        "--network",
+        "pa",
+        "-p",
+        "[::]:8092:80",
+        "localhost/busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        !refused.success(),
+        "-p [::] on an IPv4-only network started:\n{refused}"
+    );
+    assert!(
+        refused.stderr.contains("the container has no IPv6 address"),
+        "{refused}"
+    );
+    let _ = podman.run(&["rm", "-f", "-t", "0", "v4only"]);
 }
 
 /// `ctr run --cni` of containerd 1.6: a foreground task is on the netd

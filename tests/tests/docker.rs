@@ -8,7 +8,7 @@ use netd_tests::docker::{DCtr, Dockerd, Options, IMAGE};
 use netd_tests::http::post_unix;
 use netd_tests::ports::{ask_from, sa, unanswered_from, Errs, PortServer, P};
 use netd_tests::traffic::{allow, dropped};
-use netd_tests::world::{UPLINK, WORLD};
+use netd_tests::world::{at4, at6, world_reaches, UPLINK, WORLD};
 use netd_tests::{blocked, blocked_both, reach, reach_both, Bed};
 
 /// dockerd with its defaults (`--iptables=true`): it sets the host's
@@ -200,6 +200,7 @@ fn connect_and_disconnect_with_traffic_after_each() {
 #[test]
 fn ipv6_networks_from_docker() {
     let bed = Bed::without_agent(&[]);
+    let world = bed.make_world6();
     let Some(d) = bed_with_docker(&bed, options()) else {
         return;
     };
@@ -269,13 +270,70 @@ fn ipv6_networks_from_docker() {
         dropped(&f1, &e1, "network-isolation"),
     ]);
     assert_eq!(bed.map_entries("ENDPOINT6"), 3);
-    for c in [&a1, &a2, &b1] {
+    let web = published_over_ipv6(&bed, &d, &world);
+    for c in [&a1, &a2, &b1, &web] {
         d.rm(c);
     }
     d.ok(&["network", "rm", "v6a", "v6b"]);
     for map in ["ENDPOINT6", "ENDPOINT6_BY_IP", "NETWORKS6"] {
         assert_eq!(bed.map_entries(map), 0, "{map} entries left behind");
     }
+}
+
+/// Published ports of a dual-stack Docker network (dockerd hands netd
+/// each HostIP as typed): `-p 8080:80` on both families (the same host
+/// port for `-p 85`), `[::]:8081:81` on IPv6 only. The world reaches
+/// them over IPv6 with its own address, `-p 8080:80` over IPv4 too,
+/// `[::]:8081` not over IPv4. Returns the container.
+fn published_over_ipv6(bed: &Bed, d: &Dockerd<'_>, world: &str) -> DCtr {
+    let web = d.run(
+        "web6",
+        &[
+            "-p",
+            "85",
+            "-p",
+            "8080:80",
+            "-p",
+            "[::]:8081:81",
+            "-p",
+            "8080:80/udp",
+            "--network",
+            "v6a",
+        ],
+    );
+    let name = d.endpoint_name(&web, "v6a");
+    let picked = host_port(bed, &name, 85, "tcp");
+    assert_eq!(
+        bed.port_lines(&name),
+        [
+            "80/tcp -> 0.0.0.0:8080".to_string(),
+            "80/tcp -> [::]:8080".into(),
+            "80/udp -> 0.0.0.0:8080".into(),
+            "80/udp -> [::]:8080".into(),
+            "81/tcp -> [::]:8081".into(),
+            format!("85/tcp -> 0.0.0.0:{picked}"),
+            format!("85/tcp -> [::]:{picked}"),
+        ],
+        "netd port {name}"
+    );
+    let srv = PortServer::start_dual(&web.ns, &[80, 81, 85], &[80]);
+    let reached = [
+        (P::Tcp, at6(8080), 80),
+        (P::Udp, at6(8080), 80),
+        (P::Tcp, at6(8081), 81),
+        (P::Tcp, at6(picked), 85),
+        (P::Tcp, at4(8080), 80),
+        (P::Udp, at4(8080), 80),
+        (P::Tcp, at4(picked), 85),
+    ];
+    world_reaches(
+        world,
+        &srv,
+        &reached,
+        &[(P::Tcp, at4(8081))],
+        "world -> Docker published ports over IPv6",
+    );
+    web
 }
 
 /// The host port netd published for `container_port/proto` of netd
@@ -419,6 +477,26 @@ fn published_ports_from_world_and_other_networks() {
         "{err}"
     );
     d.ok(&["rm", "-f", "dup"]);
+    // An IPv6 host address for a container without IPv6: refused with
+    // what to do, in Docker's CLI.
+    let err = d.fail(&[
+        "run",
+        "-d",
+        "--name",
+        "v6",
+        "--network",
+        "pub",
+        "-p",
+        "[::]:8090:80",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    assert!(
+        err.contains("the container has no IPv6 address") && err.contains("--ipv6"),
+        "{err}"
+    );
+    d.ok(&["rm", "-f", "v6"]);
     let ls = bed.json(&["container", "ls", "--format", "json"]);
     assert_eq!(
         ls.as_array().map(Vec::len),

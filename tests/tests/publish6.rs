@@ -83,16 +83,6 @@ fn bed6() -> (Bed, String) {
     (bed, world)
 }
 
-fn netd_port(bed: &Bed, c: &str) -> Vec<String> {
-    let mut v: Vec<String> = bed
-        .ok(&["port", c])
-        .lines()
-        .map(|l| l.trim().to_string())
-        .collect();
-    v.sort();
-    v
-}
-
 // ------------------------------------------------------- host-process client
 
 const CLIENT: HostClient = HostClient {
@@ -150,7 +140,7 @@ fn ipv6_published_ports() {
     );
     let srv = PortServer::start_dual(&a.ns, &[80, 81, 82], &[80, 81]);
     assert_eq!(
-        netd_port(&bed, "a"),
+        bed.port_lines("a"),
         vec![
             "80/tcp -> 0.0.0.0:8080",
             "80/tcp -> [::]:8080",
@@ -349,7 +339,7 @@ fn ipv6_host_address_refused_without_ipv6() {
     let ls = bed.ok(&["container", "ls"]);
     assert!(!ls.contains(" x"), "container ls after the refusal: {ls}");
     bed.container("y", &["--network", "p4", "-p", "8080:80"]);
-    assert_eq!(netd_port(&bed, "y"), vec!["80/tcp -> 0.0.0.0:8080"]);
+    assert_eq!(bed.port_lines("y"), vec!["80/tcp -> 0.0.0.0:8080"]);
 }
 
 /// Docker's semantics (userland proxy off) over IPv6: a container on

@@ -7,7 +7,11 @@
 //! sandbox's netns. Every call is idempotent where Docker may repeat it
 //! (after a restart of either side), and removals of what netd does not
 //! know succeed, so Docker can always clean up.
-use std::{collections::BTreeMap, net::Ipv6Addr, str::FromStr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv6Addr},
+    str::FromStr,
+};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
@@ -24,7 +28,7 @@ use crate::{
         format_mac, now, parse_mac, Container, DockerEndpoint, Endpoint, Mode, Network, Owner,
         ORIGIN_DOCKER,
     },
-    ports::{PortMapping, Proto},
+    ports::{host_addrs, PortMapping, Proto},
     schema::NetworkCreate,
     store::StoreOp,
 };
@@ -118,10 +122,10 @@ fn take_netd_options(req: &mut NetworkCreate) -> AgentResult<()> {
     Ok(())
 }
 
-/// A portmap entry as the mappings to try, in order (a host port range
-/// means "any one port of it"; host port 0 "netd picks"). `None` for an
-/// IPv6 wildcard binding, which netd (IPv4 publishing) leaves alone.
-fn candidates(b: &PortBinding) -> AgentResult<Option<Vec<PortMapping>>> {
+/// A portmap entry: its protocol, host address (`None`: Docker was given
+/// none) and the host ports to try, in order (a host port range means
+/// "any one port of it"; host port 0 "netd picks").
+fn candidates(b: &PortBinding) -> AgentResult<(Proto, Option<IpAddr>, Vec<u16>)> {
     let proto = match b.proto {
         6 => Proto::Tcp,
         17 => Proto::Udp,
@@ -134,15 +138,11 @@ fn candidates(b: &PortBinding) -> AgentResult<Option<Vec<PortMapping>>> {
     };
     let host_ip = match b.host_ip.as_str() {
         "" => None,
-        s => match s.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) => (!ip.is_unspecified()).then_some(ip.into()),
-            Ok(std::net::IpAddr::V6(ip)) if ip.is_unspecified() => return Ok(None),
-            _ => {
-                return invalid(format!(
-                    "cannot publish on host address {s:?}: netd publishes on IPv4 host addresses"
-                ))
-            }
-        },
+        s => Some(s.parse::<IpAddr>().map_err(|_| {
+            AgentError::Invalid(format!(
+                "cannot publish on host address {s:?}: not an IPv4 or IPv6 address"
+            ))
+        })?),
     };
     if b.port == 0 {
         return invalid("cannot publish container port 0");
@@ -153,17 +153,33 @@ fn candidates(b: &PortBinding) -> AgentResult<Option<Vec<PortMapping>>> {
     } else {
         (b.host_port..=end).collect()
     };
-    Ok(Some(
-        ports
-            .into_iter()
-            .map(|host_port| PortMapping {
-                host_ip,
-                host_port,
-                container_port: b.port,
-                proto,
-            })
-            .collect(),
-    ))
+    Ok((proto, host_ip, ports))
+}
+
+/// The mappings to try for one family of a portmap entry: the port the
+/// other family got first (Docker gives both families the same port
+/// where it can), then the entry's ports.
+fn tries(
+    b: &PortBinding,
+    proto: Proto,
+    host_ip: Option<IpAddr>,
+    ports: &[u16],
+    first: Option<u16>,
+) -> Vec<PortMapping> {
+    let mut ports = ports.to_vec();
+    if let Some(p) = first {
+        ports.retain(|&q| q != p);
+        ports.insert(0, p);
+    }
+    ports
+        .into_iter()
+        .map(|host_port| PortMapping {
+            host_ip,
+            host_port,
+            container_port: b.port,
+            proto,
+        })
+        .collect()
 }
 
 impl Agent {
@@ -468,10 +484,23 @@ impl Agent {
         let net = self.docker_network(&c.endpoints[0].network_id)?;
         let target = super::publish::Target::of(&c.endpoints[0]);
         let bindings = types::portmap(&req.options).map_err(AgentError::Invalid)?;
+        // Docker 28: another endpoint is the sandbox's IPv6 gateway and
+        // publishes on the host's IPv6 addresses; this one does IPv4.
+        let v6_elsewhere = types::flag(&req.options, types::OPT_NO_PROXY_6TO4);
         let mut wanted = Vec::new();
         for b in &bindings {
-            if let Some(list) = candidates(b)? {
-                wanted.push((b, list));
+            let (proto, given, ports) = candidates(b)?;
+            let mut families = Vec::new();
+            for host_ip in host_addrs(given, target.v6.is_some() && !v6_elsewhere) {
+                let m = tries(b, proto, host_ip, &ports, None).remove(0);
+                if m.is_ipv6() && v6_elsewhere {
+                    continue;
+                }
+                super::publish::check_family(&net, &m)?;
+                families.push(host_ip);
+            }
+            if !families.is_empty() {
+                wanted.push((b, proto, families, ports));
             }
         }
         if wanted.is_empty() && c.ports.is_empty() {
@@ -479,7 +508,7 @@ impl Agent {
         }
         if !net.has_ipv4() && !wanted.is_empty() {
             return invalid(format!(
-                "cannot publish ports of an endpoint on IPv6-only network {}: netd publishes to IPv4 addresses",
+                "cannot publish ports of an endpoint on IPv6-only network {}: netd publishes ports of IPv4 and dual-stack networks (create the network without --ipv4=false)",
                 net.name
             ));
         }
@@ -488,26 +517,33 @@ impl Agent {
         self.unpublish(&old, None);
         self.containers.insert(c.id.clone(), c.clone());
         let mut done: Vec<PortMapping> = Vec::new();
-        for (b, list) in wanted {
-            match self.publish_one_of(&net, list, target) {
-                Ok(m) => done.push(m),
-                Err(e) => {
-                    self.unpublish(&done, None);
-                    // Refused: what was published before stays published.
-                    if let Ok(back) = self.realise_ports(old.clone(), target, false) {
-                        c.ports = back;
+        for (b, proto, families, ports) in wanted {
+            let mut first = None;
+            for host_ip in families {
+                let list = tries(b, proto, host_ip, &ports, first);
+                match self.publish_one_of(&net, list, target) {
+                    Ok(m) => {
+                        first.get_or_insert(m.host_port);
+                        done.push(m);
                     }
-                    self.store.apply(&[StoreOp::PutContainer(&c)])?;
-                    self.containers.insert(c.id.clone(), c);
-                    return Err(match e {
-                        AgentError::Conflict(m) if b.host_port_end > b.host_port => {
-                            AgentError::Conflict(format!(
-                                "no free host port in {}-{}: {m}",
-                                b.host_port, b.host_port_end
-                            ))
+                    Err(e) => {
+                        self.unpublish(&done, None);
+                        // Refused: what was published before stays published.
+                        if let Ok(back) = self.realise_ports(old.clone(), target, false) {
+                            c.ports = back;
                         }
-                        e => e,
-                    });
+                        self.store.apply(&[StoreOp::PutContainer(&c)])?;
+                        self.containers.insert(c.id.clone(), c);
+                        return Err(match e {
+                            AgentError::Conflict(m) if b.host_port_end > b.host_port => {
+                                AgentError::Conflict(format!(
+                                    "no free host port in {}-{}: {m}",
+                                    b.host_port, b.host_port_end
+                                ))
+                            }
+                            e => e,
+                        });
+                    }
                 }
             }
         }

@@ -108,6 +108,15 @@ fn refuse_ipv6_port(net: &Network, m: &PortMapping) -> String {
     )
 }
 
+/// Refuses `m` on an IPv6 host address for a container whose first
+/// network `net` has no IPv6 (it would be silently unreachable).
+pub(super) fn check_family(net: &Network, m: &PortMapping) -> AgentResult<()> {
+    if m.is_ipv6() && net.ipv6.is_none() {
+        return invalid(refuse_ipv6_port(net, m));
+    }
+    Ok(())
+}
+
 impl Agent {
     /// Parses and checks `specs` for a container whose first network is
     /// `net`, without touching anything: the mappings to realise.
@@ -137,10 +146,8 @@ impl Agent {
             // Without a host address: IPv6 too when the container has it
             // (Docker 27/28 with the userland proxy off).
             let expanded = parsed.expand(net.ipv6.is_some());
-            if net.ipv6.is_none() {
-                if let Some(m) = expanded.iter().find(|m| m.is_ipv6()) {
-                    return invalid(refuse_ipv6_port(net, m));
-                }
+            for m in &expanded {
+                check_family(net, m)?;
             }
             mappings.extend(expanded);
         }

@@ -105,6 +105,14 @@ fn static_ips(env: &Env, conf: &NetConf) -> CniResult<(Option<Ipv4Addr>, Option<
     Ok((env.args.ip.or(v4.first().copied()), v6.first().copied()))
 }
 
+/// A host address as the `HOST_IP:` part of a publish spec (`[V6]:`).
+fn spec_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:"),
+        IpAddr::V6(a) => format!("[{a}]:"),
+    }
+}
+
 /// `runtimeConfig.portMappings` as publish specs (`[IP:]HOST:CONTAINER/PROTO`).
 fn publish_specs(conf: &NetConf) -> CniResult<Vec<String>> {
     let mut out = Vec::new();
@@ -128,14 +136,20 @@ fn publish_specs(conf: &NetConf) -> CniResult<Vec<String>> {
                 ),
             );
         }
+        // As the reference portmap plugin: no hostIP publishes on both
+        // families (IPv6 where the attachment has it), 0.0.0.0 on IPv4
+        // only, :: or an IPv6 address on IPv6 only (refused by the agent
+        // where the attachment has no IPv6).
         let host_ip = match pm.host_ip.as_deref().unwrap_or("") {
-            "" | "0.0.0.0" => String::new(),
-            ip => match ip.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(a)) => format!("{a}:"),
-                _ => {
+            "" => String::new(),
+            ip => match ip.parse::<IpAddr>() {
+                Ok(a) => spec_host(a),
+                Err(_) => {
                     return fail(
                         INVALID_CONFIG,
-                        format!("runtimeConfig.portMappings: hostIP {ip:?} is not an IPv4 address (netd publishes IPv4)"),
+                        format!(
+                        "runtimeConfig.portMappings: hostIP {ip:?} is not an IPv4 or IPv6 address"
+                    ),
                     )
                 }
             },
@@ -329,18 +343,22 @@ async fn connect(
 ) -> CniResult<String> {
     // Ports lead to the first attachment; runtimes pass the same mappings
     // to every network's ADD.
+    // Every IPv4 address shows as no host address (`0.0.0.0:` asks for it).
     let published: Vec<String> = c
         .ports
         .iter()
         .map(|p| {
-            let ip = Some(p.host_ip)
-                .filter(|ip| !ip.is_unspecified())
-                .map(|ip| format!("{ip}:"))
-                .unwrap_or_default();
+            let ip = match p.host_ip {
+                IpAddr::V4(a) if a.is_unspecified() => String::new(),
+                ip => spec_host(ip),
+            };
             format!("{ip}{}:{}/{}", p.host_port, p.container_port, p.protocol)
         })
         .collect();
-    if let Some(extra) = publish.iter().find(|p| !published.contains(p)) {
+    let extra = publish
+        .iter()
+        .find(|p| !published.contains(&p.trim_start_matches("0.0.0.0:").to_string()));
+    if let Some(extra) = extra {
         return fail(
             AGENT_REFUSED,
             format!("port {extra} can only be published on the container's first network"),

@@ -13,6 +13,9 @@ pub const OPT_IPV6: &str = "com.docker.network.enable_ipv6";
 /// Docker 28: `false` for `docker network create --ipv4=false`.
 pub const OPT_IPV4: &str = "com.docker.network.enable_ipv4";
 pub const OPT_PORTMAP: &str = "com.docker.network.portmap";
+/// Docker 28, in ProgramExternalConnectivity: another endpoint of the
+/// sandbox is its IPv6 gateway (and deals with IPv6 host addresses).
+pub const OPT_NO_PROXY_6TO4: &str = "com.docker.network.driver.private.no_proxy_6to4";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
