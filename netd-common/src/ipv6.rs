@@ -178,8 +178,9 @@ pub struct SockOriginKey6 {
     pub _pad: [u8; 6],
 }
 
-/// Key of `FRAGMENTS6`: one fragmented datagram arriving at an uplink, or
-/// sent by a container to (or from) a published port.
+/// Key of `FRAGMENTS6`: one fragmented datagram arriving at an uplink,
+/// sent by a container to (or from) a published port, or leaving by an
+/// uplink (`way` [`crate::FRAG_LEAVING`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragKey6 {
@@ -188,7 +189,9 @@ pub struct FragKey6 {
     /// Fragment header identification (network order).
     pub id: u32,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    /// [`crate::FRAG_LEAVING`] or 0.
+    pub way: u8,
+    pub _pad: [u8; 2],
 }
 
 #[cfg(feature = "user")]

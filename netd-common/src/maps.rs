@@ -174,8 +174,10 @@ pub struct CtEntry {
     pub ifindex: u32,
 }
 
-/// Key of `FRAGMENTS`: one fragmented datagram arriving at an uplink, as
-/// its fragments carry it (source, destination, IP id, protocol).
+/// Key of `FRAGMENTS`: one fragmented datagram, as its fragments carry it
+/// (source, destination, IP id, protocol), arriving at an uplink (the
+/// value: the destination its fragments get) or leaving by one
+/// ([`FRAG_LEAVING`]: the source they leave with).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragKey {
@@ -183,8 +185,15 @@ pub struct FragKey {
     pub daddr: u32,
     pub id: u16,
     pub proto: u8,
-    pub _pad: u8,
+    /// [`FRAG_LEAVING`] or 0.
+    pub way: u8,
 }
+
+/// `FragKey::way` and `FragKey6::way` of a datagram a container sends out
+/// of an uplink: its first fragment was translated by its ports, the later
+/// ones (which carry none) leave with the source it got. 0: every other
+/// entry (the layout of the pad byte this replaced).
+pub const FRAG_LEAVING: u8 = 1;
 
 /// Key of `PUBLISHED`: a host address (0 = every host address), a port
 /// (network order) and an IP protocol.

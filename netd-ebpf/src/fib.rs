@@ -21,7 +21,7 @@ use netd_common::{DropReason, Fallback, Shortcut};
 use crate::{
     maps::{NO_SHORTCUT, UPLINKS},
     parse::{Ipv4, ETH_HLEN},
-    parse6::{Ipv6, IPV6_HLEN},
+    parse6::{Ipv6, IPPROTO_FRAGMENT, IPV6_HLEN},
     redirect::{decrement_hop_limit, decrement_ttl, fits_mtu, store_macs},
     routing::{fallback, shortcut},
 };
@@ -45,9 +45,6 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
     if ip.l4_off != ETH_HLEN + 20 {
         return Ok(fallback(Fallback::IpOptions));
     }
-    if ip.later_fragment || ip.first_fragment {
-        return Ok(fallback(Fallback::Fragment));
-    }
     let head: [u8; 4] = ctx.load(ETH_HLEN).map_err(|_| DropReason::Truncated)?;
     let ttl: u8 = ctx.load(ETH_HLEN + 8).map_err(|_| DropReason::Truncated)?;
     if ttl <= 1 {
@@ -66,15 +63,14 @@ pub fn to_world(ctx: &TcContext, ip: &Ipv4) -> Result<i32, DropReason> {
 }
 
 /// [`to_world`] for IPv6. Extension headers (hop-by-hop options are every
-/// router's to process) and fragments take the stack, as do packets whose
-/// hop limit runs out here (it answers with Time Exceeded) and those
-/// larger than the route's MTU (Packet Too Big).
+/// router's to process) take the stack, but a lone fragment header (no
+/// router's business: fragments are routed as any packet, their
+/// translation at the uplink follows the first); so do packets whose hop
+/// limit runs out here (it answers with Time Exceeded) and those larger
+/// than the route's MTU (Packet Too Big).
 #[inline(always)]
 pub fn to_world6(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
-    if ip.later_fragment || ip.first_fragment {
-        return Ok(fallback(Fallback::Fragment));
-    }
-    if ip.l4_off != ETH_HLEN + IPV6_HLEN {
+    if ip.l4_off != ETH_HLEN + IPV6_HLEN && !only_fragment_header(ctx, ip)? {
         return Ok(fallback(Fallback::IpOptions));
     }
     if ip.hop_limit <= 1 {
@@ -88,6 +84,16 @@ pub fn to_world6(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
     p.__bindgen_anon_3.ipv6_src = ip.src;
     p.__bindgen_anon_4.ipv6_dst = ip.dst;
     send(ctx, &mut p)
+}
+
+/// Is a fragment header the only extension header of `ip`?
+#[inline(always)]
+fn only_fragment_header(ctx: &TcContext, ip: &Ipv6) -> Result<bool, DropReason> {
+    if !(ip.first_fragment || ip.later_fragment) || ip.l4_off != ETH_HLEN + IPV6_HLEN + 8 {
+        return Ok(false);
+    }
+    let next: u8 = ctx.load(ETH_HLEN + 6).map_err(|_| DropReason::Truncated)?;
+    Ok(next == IPPROTO_FRAGMENT)
 }
 
 /// Lookup parameters of a packet arriving on this program's device; `len`

@@ -1,57 +1,84 @@
 //! Fragments of translated datagrams. Only the first fragment carries
 //! ports, so the translation it got is remembered by (source, destination,
-//! IP id, protocol) and applied to the fragments that follow (their
-//! address only: they have no L4 header). A later fragment that overtakes
-//! its first is not translated. IPv4 datagrams arriving at an uplink use
-//! `FRAGMENTS`; IPv6 ones (arriving at an uplink, or sent by a container
-//! to or from a published port) `FRAGMENTS6`.
+//! IP id, protocol, way) and applied to the fragments that follow (their
+//! address only: they have no L4 header). IPv4 datagrams use `FRAGMENTS`,
+//! IPv6 ones `FRAGMENTS6`: arriving at an uplink (the destination their
+//! fragments get), leaving by one (`FRAG_LEAVING`: the source they leave
+//! with), and for IPv6 sent by a container to or from a published port.
+//!
+//! A later fragment that overtakes its first finds no entry: it is not
+//! translated (the callers drop it if it is addressed to a container, or
+//! leave it to the host, whose own it may be). Entries are never deleted
+//! (a reordered later fragment may still follow the last one): the next
+//! first fragment of the same key replaces one, the LRU evicts the oldest
+//! beyond `MAX_FRAGMENTED`.
 use aya_ebpf::{macros::map, maps::LruHashMap, programs::TcContext};
-use netd_common::{Addr6, DropReason, FragKey, FragKey6, MAX_FRAGMENTED};
+use netd_common::{Addr6, DropReason, FragKey, FragKey6, FRAG_LEAVING, MAX_FRAGMENTED};
 
 use crate::{maps::FRAGMENTS6, nat::rewrite_addr, parse::Ipv4, parse6::Ipv6};
 
-/// First fragment seen -> the destination address it was translated to.
+/// First fragment seen -> the address it was translated to.
 #[map(name = "FRAGMENTS")]
 static FRAGMENTS: LruHashMap<FragKey, u32> = LruHashMap::pinned(MAX_FRAGMENTED, 0);
 
 #[inline(always)]
-fn frag_key(ip: &Ipv4) -> FragKey {
+fn frag_key(ip: &Ipv4, way: u8) -> FragKey {
     FragKey {
         saddr: ip.src,
         daddr: ip.dst,
         id: ip.id,
         proto: ip.proto,
-        _pad: 0,
+        way,
     }
 }
 
-/// Called when the destination of `ip` (as received) becomes `new_dst`.
+/// Called when the destination of `ip` (as received) becomes `new_dst`
+/// (`ip.dst` itself for a datagram let in untranslated).
 #[inline(always)]
 pub fn remember_first(ip: &Ipv4, new_dst: u32) {
     if ip.first_fragment {
-        let _ = FRAGMENTS.insert(&frag_key(ip), &new_dst, 0);
+        let _ = FRAGMENTS.insert(&frag_key(ip, 0), &new_dst, 0);
     }
 }
 
-/// Translates a later fragment like its first; false when its first was
-/// not translated (or not seen).
+/// Translates a later fragment like its first: the destination it has
+/// now, `None` when its first was not let in (or not seen).
 #[inline(always)]
-pub fn translate_later(ctx: &TcContext, ip: &Ipv4) -> Result<bool, DropReason> {
-    let Some(new_dst) = (unsafe { FRAGMENTS.get(&frag_key(ip)) }).copied() else {
-        return Ok(false);
+pub fn translate_later(ctx: &TcContext, ip: &Ipv4) -> Result<Option<u32>, DropReason> {
+    let Some(new_dst) = (unsafe { FRAGMENTS.get(&frag_key(ip, 0)) }).copied() else {
+        return Ok(None);
     };
-    rewrite_addr(ctx, ip, true, ip.dst, new_dst)?;
-    Ok(true)
+    if new_dst != ip.dst {
+        rewrite_addr(ctx, ip, true, ip.dst, new_dst)?;
+    }
+    Ok(Some(new_dst))
+}
+
+/// A first fragment leaving by an uplink whose source became `new_src`.
+#[inline(always)]
+pub fn remember_leaving(ip: &Ipv4, new_src: u32) {
+    if ip.first_fragment {
+        let _ = FRAGMENTS.insert(&frag_key(ip, FRAG_LEAVING), &new_src, 0);
+    }
+}
+
+/// The source the first fragment of later fragment `ip` left with, if it
+/// was seen.
+#[inline(always)]
+pub fn leaving_source(ip: &Ipv4) -> Option<u32> {
+    // SAFETY: the value lives in the map.
+    unsafe { FRAGMENTS.get(&frag_key(ip, FRAG_LEAVING)) }.copied()
 }
 
 #[inline(always)]
-fn frag_key6(ip: &Ipv6) -> FragKey6 {
+fn frag_key6(ip: &Ipv6, way: u8) -> FragKey6 {
     FragKey6 {
         saddr: ip.src,
         daddr: ip.dst,
         id: ip.frag_id,
         proto: ip.proto,
-        _pad: [0; 3],
+        way,
+        _pad: [0; 2],
     }
 }
 
@@ -60,7 +87,7 @@ fn frag_key6(ip: &Ipv6) -> FragKey6 {
 #[inline(always)]
 pub fn remember_first6(ip: &Ipv6, addr: Addr6) {
     if ip.first_fragment {
-        let _ = FRAGMENTS6.insert(&frag_key6(ip), &addr, 0);
+        let _ = FRAGMENTS6.insert(&frag_key6(ip, 0), &addr, 0);
     }
 }
 
@@ -69,5 +96,20 @@ pub fn remember_first6(ip: &Ipv6, addr: Addr6) {
 #[inline(always)]
 pub fn first_of6(ip: &Ipv6) -> Option<Addr6> {
     // SAFETY: the value lives in the map.
-    unsafe { FRAGMENTS6.get(&frag_key6(ip)) }.copied()
+    unsafe { FRAGMENTS6.get(&frag_key6(ip, 0)) }.copied()
+}
+
+/// [`remember_leaving`] for IPv6.
+#[inline(always)]
+pub fn remember_leaving6(ip: &Ipv6, new_src: &Addr6) {
+    if ip.first_fragment {
+        let _ = FRAGMENTS6.insert(&frag_key6(ip, FRAG_LEAVING), new_src, 0);
+    }
+}
+
+/// [`leaving_source`] for IPv6.
+#[inline(always)]
+pub fn leaving_source6(ip: &Ipv6) -> Option<Addr6> {
+    // SAFETY: the value lives in the map.
+    unsafe { FRAGMENTS6.get(&frag_key6(ip, FRAG_LEAVING)) }.copied()
 }

@@ -27,7 +27,7 @@ use crate::{
     parse6::{parse_l4_6, Ipv6, Kind6, Upper6},
     redirect::{endpoint6_at, to_container_peer6, to_container_veth6},
     routing,
-    uplink::{fragment_fallback, is_ipv6},
+    uplink::is_ipv6,
     uplink6::deliver6,
 };
 
@@ -115,8 +115,8 @@ pub fn at_uplink_ingress(ctx: &TcContext) -> i32 {
 /// to a published flow (tracked, or new to a published port) is
 /// translated to its target. `None`: not ours (no such port, a later
 /// fragment (`uplink6` translates it as its first), or a tracked flow of
-/// another kind, e.g. a masqueraded flow's reply). A first fragment takes
-/// the stack, as its later fragments do (the IPv4 rule).
+/// another kind, e.g. a masqueraded flow's reply). A first fragment is
+/// delivered as any packet, its later fragments follow it there.
 #[inline(always)]
 fn from_world(ctx: &TcContext, ip: &Ipv6) -> Result<Option<i32>, DropReason> {
     if !is_host_addr6(ip.dst) {
@@ -151,9 +151,6 @@ fn from_world(ctx: &TcContext, ip: &Ipv6) -> Result<Option<i32>, DropReason> {
     rewrite_addr6(ctx, ip, true, ip.dst, addr)?;
     if port != u.dport {
         rewrite_port(ctx, ip, true, u.dport, port)?;
-    }
-    if ip.first_fragment {
-        return Ok(Some(fragment_fallback()));
     }
     Ok(Some(TRANSLATED))
 }

@@ -8,8 +8,8 @@
 //! anything else addressed to a container subnet.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, maps::lpm_trie::Key, programs::TcContext};
 use netd_common::{
-    CtEntry, CtKey, DropReason, Fallback, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT,
-    CT_F_REPLIED, CT_F_SNAT, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, NAT_DNAT, NAT_SNAT, NET_F_INTERNAL,
+    CtEntry, CtKey, DropReason, NetworkInfo, PublishTarget, Uplink, CT_F_DNAT, CT_F_REPLIED,
+    CT_F_SNAT, HOOK_UPLINK_IN, HOOK_UPLINK_OUT, NAT_DNAT, NAT_SNAT, NET_F_INTERNAL,
     NET_F_MASQUERADE,
 };
 
@@ -54,7 +54,11 @@ fn verdict(result: Result<(), DropReason>) -> i32 {
 #[classifier]
 pub fn uplink_out(ctx: TcContext) -> i32 {
     if is_ipv6(&ctx) {
-        return verdict(uplink6::leaving(&ctx));
+        let r = match uplink6::later_fragment_leaving(&ctx) {
+            Some(r) => r,
+            None => uplink6::leaving(&ctx),
+        };
+        return verdict(r);
     }
     verdict(masquerade(&ctx))
 }
@@ -146,9 +150,17 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
     let l4 = parse_l4(ctx, &ip).ok_or(DropReason::Malformed)?;
     let Some((sport, dport, tcp_flags)) = out_ports(&l4) else {
         // Nothing to key a flow on (later fragments, ICMP errors, other
-        // protocols): the address alone is translated.
-        if masq {
-            rewrite_addr(ctx, &ip, false, ip.src, up.addr)?;
+        // protocols): the address alone is translated, a later fragment's
+        // as its first's was (a published port's reply leaves as the
+        // published address, whatever the network's masquerade setting).
+        let first = if ip.later_fragment {
+            fragments::leaving_source(&ip)
+        } else {
+            None
+        };
+        match first.or(if masq { Some(up.addr) } else { None }) {
+            Some(src) if src != ip.src => rewrite_addr(ctx, &ip, false, ip.src, src)?,
+            _ => {}
         }
         return Ok(());
     };
@@ -161,6 +173,7 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
             // A reply from a published port: it leaves as the published
             // address and port, whatever the network's masquerade setting.
             touch(e, tcp_flags);
+            fragments::remember_leaving(&ip, addr);
             rewrite_addr(ctx, &ip, false, ip.src, addr)?;
             if port != sport {
                 rewrite_port(ctx, &ip, false, sport, port)?;
@@ -194,6 +207,7 @@ fn masquerade(ctx: &TcContext) -> Result<(), DropReason> {
             (up.addr, nat_port),
         );
     }
+    fragments::remember_leaving(&ip, up.addr);
     rewrite_addr(ctx, &ip, false, ip.src, up.addr)?;
     if nat_port != sport {
         rewrite_port(ctx, &ip, false, sport, nat_port)?;
@@ -249,10 +263,11 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
         Ok(TC_ACT_OK)
     };
     if ip.later_fragment {
-        return match fragments::translate_later(ctx, &ip) {
-            Ok(true) => Ok(fragment_fallback()),
-            Ok(false) => refuse,
-            Err(reason) => Err(reason),
+        // Follows its first fragment into the container; one that
+        // overtook its first is refused as one of no flow.
+        return match fragments::translate_later(ctx, &ip)? {
+            Some(dst) => deliver(ctx, dst),
+            None => refuse,
         };
     }
     let Some(l4) = parse_l4(ctx, &ip) else {
@@ -284,10 +299,9 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
         unsafe { (*e).flags |= CT_F_REPLIED };
     }
     if flags & CT_F_SNAT == 0 {
-        // A reply to a routed (not masqueraded) flow.
-        if ip.first_fragment {
-            return Ok(fragment_fallback());
-        }
+        // A reply to a routed (not masqueraded) flow: its later
+        // fragments are let in after it.
+        fragments::remember_first(&ip, ip.dst);
         return deliver(ctx, ip.dst);
     }
     fragments::remember_first(&ip, addr);
@@ -295,22 +309,8 @@ fn reverse(ctx: &TcContext) -> Result<i32, DropReason> {
     if port != dport {
         rewrite_port(ctx, &ip, true, dport, port)?;
     }
-    // Fragmented datagrams take the stack, as their later fragments do.
-    if ip.first_fragment {
-        return Ok(fragment_fallback());
-    }
+    // A first fragment goes where its later fragments follow it.
     deliver(ctx, addr)
-}
-
-/// Fragments take the stack (a host that reassembles for its firewall
-/// must see all of them), counted in eBPF host routing.
-#[inline(always)]
-pub fn fragment_fallback() -> i32 {
-    if routing::enabled() {
-        routing::fallback(Fallback::Fragment)
-    } else {
-        TC_ACT_OK
-    }
 }
 
 /// A new flow from beyond the uplink to a published port: translate the
@@ -352,9 +352,6 @@ fn dnat_from_world(
     rewrite_addr(ctx, ip, true, ip.dst, target.addr)?;
     if target.port != in_key.dport {
         rewrite_port(ctx, ip, true, in_key.dport, target.port)?;
-    }
-    if ip.first_fragment {
-        return Ok(fragment_fallback());
     }
     deliver(ctx, target.addr)
 }

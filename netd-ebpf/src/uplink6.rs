@@ -18,16 +18,16 @@ use netd_common::{
 use crate::{
     conntrack6::{entry6, key6, lookup_in6, lookup_out6, put_in6, put_out6, touch6},
     endpoint6::network6_of,
-    fragments::{first_of6, remember_first6},
+    fragments::{first_of6, leaving_source6, remember_first6, remember_leaving6},
     maps::UPLINKS6,
     nat::rewrite_port,
     nat6::{parse_quoted6, rewrite_addr6, rewrite_quoted_source6},
-    parse::{parse_l3, L3},
+    parse::{parse_l3, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, L3},
     parse6::{parse_l4_6, Ipv6, Kind6, IPPROTO_ICMPV6},
     redirect::to_container_peer6,
     routing,
     snat::{port_for, NewFlow, V6},
-    uplink::{fragment_fallback, uplink_of},
+    uplink::uplink_of,
 };
 
 /// The uplink's IPv6 masquerade entry, if it has a global address.
@@ -48,6 +48,34 @@ pub fn leaving(ctx: &TcContext) -> Result<(), DropReason> {
         L3::Ipv6(ip) => out(ctx, &ip),
         _ => Ok(()),
     }
+}
+
+/// First step of `uplink_out` for IPv6, a BPF function of its own (the
+/// frame of [`leaving`] has no room for it): a later fragment of a
+/// datagram whose first fragment [`out`] translated leaves with the
+/// source that one got (a published port's reply as the published
+/// address, whatever the network's masquerade setting). `None`: no such
+/// fragment ([`leaving`] follows). Packets without extension headers are
+/// no fragments: they are told apart without parsing.
+#[inline(never)]
+pub fn later_fragment_leaving(ctx: &TcContext) -> Option<Result<(), DropReason>> {
+    let next: u8 = ctx.load(ETH_HLEN + 6).ok()?;
+    if matches!(next, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMPV6) {
+        return None;
+    }
+    uplink_of(ctx)?;
+    let L3::Ipv6(ip) = parse_l3(ctx) else {
+        return None;
+    };
+    if !ip.later_fragment {
+        return None;
+    }
+    let src = leaving_source6(&ip)?;
+    Some(if src != ip.src {
+        rewrite_addr6(ctx, &ip, false, ip.src, src)
+    } else {
+        Ok(())
+    })
 }
 
 /// An IPv6 frame arriving at an uplink (uplink_in): its own BPF function.
@@ -87,6 +115,8 @@ fn out(ctx: &TcContext, ip: &Ipv6) -> Result<(), DropReason> {
         Kind6::Ports => (u.sport, u.dport),
         Kind6::EchoRequest => (u.sport, 0),
         _ => {
+            // Later fragments of a datagram whose first was seen were
+            // taken by `later_fragment_leaving`.
             if let Some(up) = up {
                 rewrite_addr6(ctx, ip, false, ip.src, up.addr)?;
             }
@@ -102,6 +132,7 @@ fn out(ctx: &TcContext, ip: &Ipv6) -> Result<(), DropReason> {
             // A reply from a published port: it leaves as the published
             // address and port, whatever the network's masquerade setting.
             touch6(e, u.tcp_flags);
+            remember_leaving6(ip, &addr);
             rewrite_addr6(ctx, ip, false, ip.src, addr)?;
             if port != sport {
                 rewrite_port(ctx, ip, false, sport, port)?;
@@ -124,6 +155,7 @@ fn out(ctx: &TcContext, ip: &Ipv6) -> Result<(), DropReason> {
         tcp_flags: u.tcp_flags,
     };
     let (nat_port, _) = port_for(ctx, tracked, &flow)?;
+    remember_leaving6(ip, &up.addr);
     rewrite_addr6(ctx, ip, false, ip.src, up.addr)?;
     if nat_port != sport {
         rewrite_port(ctx, ip, false, sport, nat_port)?;
@@ -173,12 +205,14 @@ fn reverse(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
         Ok(TC_ACT_OK)
     };
     if ip.later_fragment {
+        // Follows its first fragment into the container; one that
+        // overtook its first is refused as one of no flow.
         return match first_of6(ip) {
             Some(addr) => {
                 if addr != ip.dst {
                     rewrite_addr6(ctx, ip, true, ip.dst, addr)?;
                 }
-                Ok(fragment_fallback())
+                deliver6(ctx, addr)
             }
             None => refuse,
         };
@@ -203,9 +237,6 @@ fn reverse(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
     if flags & CT_F_SNAT == 0 {
         // A reply to a routed (not masqueraded) flow.
         remember_first6(ip, ip.dst);
-        if ip.first_fragment {
-            return Ok(fragment_fallback());
-        }
         return deliver6(ctx, ip.dst);
     }
     remember_first6(ip, addr);
@@ -213,10 +244,7 @@ fn reverse(ctx: &TcContext, ip: &Ipv6) -> Result<i32, DropReason> {
     if port != dport {
         rewrite_port(ctx, ip, true, dport, port)?;
     }
-    // Fragmented datagrams take the stack, as their later fragments do.
-    if ip.first_fragment {
-        return Ok(fragment_fallback());
-    }
+    // A first fragment goes where its later fragments follow it.
     deliver6(ctx, addr)
 }
 

@@ -15,7 +15,7 @@ use std::net::Ipv6Addr;
 use common::{
     counter, endpoint, endpoint6, enter_private_netns, link, load, network, network6,
     packet::{tcp, udp_with},
-    packet6::Pkt6,
+    packet6::{Pkt6, DSTOPTS},
     run_classifier,
     verify::verify6,
     Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
@@ -484,6 +484,33 @@ fn fib_paths_of_container_ipv6_to_the_world() {
     let (v, _) = run(&mut dp, FROM_CONTAINER, &to_world("2001:db8:44::1", 64, 0));
     assert_eq!(v, TC_ACT_REDIRECT);
     assert_eq!(counter(&dp, "fib-redirect-neigh"), n + 1);
+
+    // Fragments are routed as whole datagrams are (a fragment header is
+    // no router's business); other extension headers take the stack.
+    let n = counter(&dp, "fib-redirect");
+    let udp_first = Pkt6::new(ME, WORLD, UDP, udp_with(5555, 53, &[0x5a; 24]));
+    let later = Pkt6::new(ME, WORLD, UDP, vec![0x77; 7]);
+    for (p, what) in [
+        (udp_first.clone().fragment(0, true, 5), "first fragment"),
+        (later.clone().fragment(4, false, 5), "later fragment"),
+    ] {
+        let sent = p.link(GW_MAC, MY_MAC, 64).bytes();
+        let (v, out) = run(&mut dp, FROM_CONTAINER, &sent);
+        assert_eq!(v, TC_ACT_REDIRECT, "{what}: redirected to the uplink");
+        assert_eq!(out[14 + 7], 63, "{what}: hop limit decremented");
+        assert_eq!(&out[14..14 + 7], &sent[14..14 + 7], "{what}: header");
+        assert_eq!(&out[14 + 8..], &sent[14 + 8..], "{what}: the rest");
+    }
+    assert_eq!(counter(&dp, "fib-redirect"), n + 2);
+    let before = (counter(&dp, "ip-options"), counter(&dp, "fragment"));
+    let behind = later.opts(DSTOPTS, 1).fragment(4, false, 6);
+    let sent = behind.link(GW_MAC, MY_MAC, 64).bytes();
+    assert_eq!(run(&mut dp, FROM_CONTAINER, &sent), (TC_ACT_OK, sent));
+    assert_eq!(
+        (counter(&dp, "ip-options"), counter(&dp, "fragment")),
+        (before.0 + 1, before.1),
+        "a fragment behind a destination options header: ip-options"
+    );
 
     // Counted fallbacks, each left to the stack unchanged.
     for (dst, hops, extra, name) in [

@@ -15,7 +15,7 @@ use netd::{
     datapath::{addr_key, Datapath, UPLINK_IN, UPLINK_OUT},
     ports::{PortMapping, Proto},
 };
-use netd_common::{Uplink, NET_F_ICC, NET_F_MASQUERADE, TCP_ACK, TCP_RST, TCP_SYN};
+use netd_common::{mac_for_addr, Uplink, NET_F_ICC, NET_F_MASQUERADE, TCP_ACK, TCP_RST, TCP_SYN};
 
 const UPLINK_ADDR: [u8; 4] = [198, 51, 100, 7];
 const CONTAINER: [u8; 4] = [10, 7, 0, 2];
@@ -414,6 +414,154 @@ fn later_fragments_of_a_reply_follow_their_first() {
         &fragment(SERVER, CONTAINER, 0x4444, 185, &[0xcd; 64]),
     );
     assert_eq!(v, TC_ACT_SHOT);
+}
+
+/// Published UDP 8053 -> CONTAINER:53 with CONTAINER's endpoint on `lo`
+/// (what eBPF host routing delivers to), its network `net_flags`.
+fn published_with_endpoint(fs: &Bpffs, net_flags: u32) -> Datapath {
+    let mut dp = datapath(fs, (40000, 40009));
+    network(&mut dp, 1, "10.7.0.0/24", [10, 7, 0, 1], net_flags);
+    dp.set_endpoint(LO_IFINDEX, endpoint(CONTAINER, 1, net_flags, [10, 7, 0, 1]))
+        .unwrap();
+    dp.set_host_addrs(&[ip(UPLINK_ADDR), ip(HOST_B)].into())
+        .unwrap();
+    let mapping = PortMapping {
+        host_ip: None,
+        host_port: 8053,
+        container_port: 53,
+        proto: Proto::Udp,
+    };
+    dp.publish(&mapping, ip(CONTAINER)).unwrap();
+    dp
+}
+
+/// A second host address (no uplink's): a published port's replies leave
+/// as it, not as the uplink's address.
+const HOST_B: [u8; 4] = [198, 51, 100, 8];
+
+/// The first fragment of a 2,000-byte UDP datagram `sport` -> `dport`.
+fn first_fragment(src: [u8; 4], dst: [u8; 4], id: u16, (sport, dport): (u16, u16)) -> Vec<u8> {
+    let mut body = vec![0x5a; 8 + 512];
+    body[0..2].copy_from_slice(&sport.to_be_bytes());
+    body[2..4].copy_from_slice(&dport.to_be_bytes());
+    body[4..6].copy_from_slice(&2000u16.to_be_bytes());
+    fragment(src, dst, id, 0x2000, &body)
+}
+
+/// Asserts `out` is `sent` delivered into CONTAINER's netns (redirect to
+/// its veth peer, its MAC from the gateway's, TTL one less) with `dst` as
+/// destination, its payload untouched.
+fn assert_delivered(v: u32, out: &[u8], sent: &[u8], dst: [u8; 4], what: &str) {
+    assert_eq!(v, TC_ACT_REDIRECT, "{what}: into the container");
+    assert_eq!(
+        &out[0..6],
+        &mac_for_addr(CONTAINER),
+        "{what}: container MAC"
+    );
+    assert_eq!(
+        &out[6..12],
+        &mac_for_addr([10, 7, 0, 1]),
+        "{what}: gateway MAC"
+    );
+    assert_eq!(out[22], sent[22] - 1, "{what}: TTL");
+    assert_eq!(csum(&out[14..34], 0), 0, "{what}: IP checksum");
+    assert_eq!(&out[26..30], &sent[26..30], "{what}: client address kept");
+    assert_eq!(&out[30..34], &dst, "{what}: destination");
+    assert_eq!(&out[42..], &sent[42..], "{what}: data");
+}
+
+#[test]
+fn with_ebpf_host_routing_fragments_go_into_the_container() {
+    let fs = Bpffs::new("nat-frag-peer");
+    let mut dp = published_with_endpoint(&fs, NET_F_ICC | NET_F_MASQUERADE);
+    let client = [192, 0, 2, 50];
+    let peer_routed = counter(&dp, "peer-routed");
+    // To the published port: the first fragment by its ports, the later
+    // one after it, both into the container as unfragmented packets go.
+    let first = first_fragment(client, HOST_B, 0x5151, (50000, 8053));
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &first);
+    assert_delivered(v, &out, &first, CONTAINER, "first fragment");
+    assert_eq!(u16::from_be_bytes([out[36], out[37]]), 53, "port");
+    let later = fragment(client, HOST_B, 0x5151, 65, &[0xab; 64]);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &later);
+    assert_delivered(v, &out, &later, CONTAINER, "later fragment");
+    assert_eq!(&out[34..], &later[34..], "later fragment's data");
+    // One that overtook its first (none seen): not translated, the host's.
+    let stray = fragment(client, HOST_B, 0x5252, 65, &[0xab; 64]);
+    assert_eq!(
+        run_classifier(&mut dp, UPLINK_IN, &stray),
+        (TC_ACT_OK, stray.clone()),
+        "later fragment before its first"
+    );
+    assert_eq!(counter(&dp, "peer-routed") - peer_routed, 2);
+    assert_eq!(counter(&dp, "fragment"), 0, "no fragment fallback");
+
+    // The container's fragmented reply leaves as the published address
+    // (HOST_B, not the uplink's), its later fragment too.
+    let reply = first_fragment(CONTAINER, client, 0x6161, (53, 50000));
+    let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &reply);
+    assert_eq!(v, TC_ACT_OK);
+    assert_eq!(csum(&out[14..34], 0), 0, "reply: IP checksum");
+    assert_eq!(&out[26..30], &HOST_B, "reply: published address");
+    assert_eq!(u16::from_be_bytes([out[34], out[35]]), 8053, "reply: port");
+    let later = fragment(CONTAINER, client, 0x6161, 65, &[0xcd; 64]);
+    let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &later);
+    assert_eq!(v, TC_ACT_OK);
+    assert_eq!(
+        csum(&out[14..34], 0),
+        0,
+        "later reply fragment: IP checksum"
+    );
+    assert_eq!(&out[26..30], &HOST_B, "later reply fragment: as its first");
+    assert_eq!(&out[34..], &later[34..], "later reply fragment: data");
+    // Another datagram's later fragment (its first not seen) is
+    // masqueraded as the network's packets without ports are.
+    let other = fragment(CONTAINER, client, 0x6262, 65, &[0xcd; 64]);
+    let (_, out) = run_classifier(&mut dp, UPLINK_OUT, &other);
+    assert_eq!(&out[26..30], &UPLINK_ADDR, "masqueraded");
+}
+
+#[test]
+fn with_ebpf_host_routing_fragmented_replies_of_routed_flows_go_in() {
+    let fs = Bpffs::new("nat-frag-routed");
+    let mut dp = published_with_endpoint(&fs, NET_F_ICC);
+    let (v, _) = to_server(&mut dp, 17, &udp(5353, 53));
+    assert_eq!(v, TC_ACT_OK, "routed flow out");
+    let first = first_fragment(SERVER, CONTAINER, 0x7171, (53, 5353));
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &first);
+    assert_delivered(v, &out, &first, CONTAINER, "first fragment of the reply");
+    let later = fragment(SERVER, CONTAINER, 0x7171, 65, &[0xab; 64]);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &later);
+    assert_delivered(v, &out, &later, CONTAINER, "later fragment of the reply");
+    // A later fragment whose first was not let in is no reply.
+    let before = counter(&dp, "not-a-reply");
+    let stray = fragment(SERVER, CONTAINER, 0x7272, 65, &[0xab; 64]);
+    assert_eq!(run_classifier(&mut dp, UPLINK_IN, &stray).0, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, "not-a-reply"), before + 1);
+    // The published port's fragmented reply leaves as the published
+    // address although the network does not masquerade.
+    let client = [192, 0, 2, 60];
+    let (v, _) = run_classifier(
+        &mut dp,
+        UPLINK_IN,
+        &frame(client, UPLINK_ADDR, 17, &udp(50001, 8053)),
+    );
+    assert_eq!(v, TC_ACT_REDIRECT, "request in");
+    let reply = first_fragment(CONTAINER, client, 0x7373, (53, 50001));
+    let (_, out) = run_classifier(&mut dp, UPLINK_OUT, &reply);
+    assert_eq!(&out[26..30], &UPLINK_ADDR, "reply: published address");
+    let later = fragment(CONTAINER, client, 0x7373, 65, &[0xcd; 64]);
+    let (_, out) = run_classifier(&mut dp, UPLINK_OUT, &later);
+    assert_eq!(
+        &out[26..30],
+        &UPLINK_ADDR,
+        "later reply fragment: as its first"
+    );
+    assert_eq!(
+        csum(&out[14..34], 0),
+        0,
+        "later reply fragment: IP checksum"
+    );
 }
 
 #[test]

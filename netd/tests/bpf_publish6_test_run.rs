@@ -9,7 +9,8 @@
 //! (redirect, hop limit decremented, the container's MACs). A packet
 //! whose upper-layer header sits behind extension headers is translated
 //! as well, a fragmented datagram by its first fragment (its later
-//! fragments follow by source, destination and id). Containers reach a
+//! fragments follow by source, destination and id, into the container
+//! with eBPF host routing, and the reply's leave as its first did). Containers reach a
 //! published port through a host address: another network's container is
 //! seen with its own address, a hairpin to itself with its gateway's, the
 //! replies go back as the published address (addresses and checksums
@@ -283,8 +284,18 @@ fn extension_headers_and_fragments_to_a_published_ipv6_port_are_translated() {
     );
 }
 
+/// `frame` (a later fragment sent to HOST6) as delivered into ME's netns:
+/// ME as destination, ME's MAC from the bridge's, one hop less.
+fn into_me(frame: &[u8]) -> Vec<u8> {
+    let mut f = with_dst(frame, ME);
+    f[..6].copy_from_slice(&MY_MAC);
+    f[6..12].copy_from_slice(&GW_MAC);
+    f[21] -= 1;
+    f
+}
+
 #[test]
-fn with_ebpf_host_routing_options_go_into_the_container_and_fragments_take_the_stack() {
+fn with_ebpf_host_routing_options_and_fragments_go_into_the_container() {
     let fs = Bpffs::new("pub6-ext-peer");
     let mut dp = datapath(&fs, HostRouting::Ebpf);
     dp.publish6(&mapping(None, 8080, 80, Proto::Udp), v6(ME))
@@ -298,21 +309,54 @@ fn with_ebpf_host_routing_options_go_into_the_container_and_fragments_take_the_s
         .link(MY_MAC, GW_MAC, 63);
     assert_eq!((v, out), (TC_ACT_REDIRECT, want.bytes()), "options header");
 
-    // Fragments take the stack (counted), the later ones as their first.
+    // Fragments go in as unfragmented packets do, the later ones after
+    // their first; none falls back to the stack.
     let id = 77;
-    let before = counter(&dp, "fragment");
+    let (fallbacks, peer) = (counter(&dp, "fragment"), counter(&dp, "peer-routed"));
     let first = first_fragment(WORLD, HOST6, (50021, 8080), id);
     let (v, out) = run_classifier(&mut dp, UPLINK_IN, &first.bytes());
-    let want = first_fragment(WORLD, ME, (50021, 80), id);
-    assert_eq!((v, out), (TC_ACT_OK, want.bytes()), "first fragment");
+    let want = first_fragment(WORLD, ME, (50021, 80), id).link(MY_MAC, GW_MAC, 63);
+    assert_eq!((v, out), (TC_ACT_REDIRECT, want.bytes()), "first fragment");
     let later = later_fragment(WORLD, HOST6, id);
     let (v, out) = run_classifier(&mut dp, UPLINK_IN, &later);
     assert_eq!(
         (v, out),
-        (TC_ACT_OK, with_dst(&later, ME)),
+        (TC_ACT_REDIRECT, into_me(&later)),
         "later fragment"
     );
-    assert_eq!(counter(&dp, "fragment") - before, 2, "fragment fallbacks");
+    // One that overtook its first (none seen) is not translated: the
+    // host's, whose own datagram it may be.
+    let stray = later_fragment(WORLD, HOST6, id + 1);
+    let (v, out) = run_classifier(&mut dp, UPLINK_IN, &stray);
+    assert_eq!(
+        (v, out),
+        (TC_ACT_OK, stray),
+        "later fragment before its first"
+    );
+    assert_eq!(counter(&dp, "peer-routed") - peer, 2, "delivered");
+    assert_eq!(counter(&dp, "fragment"), fallbacks, "no fragment fallback");
+
+    // The container's fragmented reply leaves as the published address
+    // and port, its later fragment (no ports) as its first (the network
+    // has no IPv6 masquerade address here: nothing else would set it).
+    let reply = first_fragment(ME, WORLD, (80, 50021), id + 2);
+    let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &reply.bytes());
+    let want = first_fragment(HOST6, WORLD, (8080, 50021), id + 2);
+    assert_eq!((v, out), (TC_ACT_OK, want.bytes()), "first reply fragment");
+    let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &later_fragment(ME, WORLD, id + 2));
+    assert_eq!(
+        (v, out),
+        (TC_ACT_OK, later_fragment(HOST6, WORLD, id + 2)),
+        "later reply fragment"
+    );
+    // Another datagram's (its first not seen) keeps the container's source.
+    let other = later_fragment(ME, WORLD, id + 3);
+    let (v, out) = run_classifier(&mut dp, UPLINK_OUT, &other);
+    assert_eq!(
+        (v, out),
+        (TC_ACT_OK, other),
+        "later fragment of another reply"
+    );
 }
 
 // ------------------------------------------------- containers, hairpin

@@ -1,7 +1,7 @@
 //! BPF_PROG_TEST_RUN tests of eBPF host routing in `from_container`: each
 //! forwarding decision (fib lookup success, no neighbour, fragmentation
 //! needed, blackhole / unreachable / prohibit routes, a route onto a
-//! bridge the agent listed, TTL, IP options, fragments), the redirect target it
+//! bridge the agent listed, TTL, IP options; fragments are routed), the redirect target it
 //! chose (seen in the rewritten MACs and TTL), the counter it bumped, and
 //! `--host-routing kernel` leaving every packet to the stack.
 //!
@@ -237,7 +237,7 @@ fn refusing_routes_go_to_the_stack_counted() {
 }
 
 #[test]
-fn ttl_options_and_fragments_go_to_the_stack() {
+fn ttl_and_options_go_to_the_stack_fragments_are_routed() {
     let net = private_netns();
     let fs = Bpffs::new("route-slow");
     let mut dp = datapath(&fs, &net);
@@ -250,19 +250,25 @@ fn ttl_options_and_fragments_go_to_the_stack() {
     p.ihl_words = 7;
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     assert_eq!(counter(&dp, "ip-options"), 1);
+    // Fragments (first, later) are routed as whole datagrams are: the
+    // uplink's egress translates the later ones as their first.
     for frag in [0x2000u16, 0x0010] {
         let mut p = to(world);
         p.frag = frag;
-        assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK, "frag {frag:#x}");
+        let sent = p.bytes();
+        let (rc, out) = run(&mut dp, &sent);
+        assert_eq!(rc, TC_ACT_REDIRECT, "frag {frag:#x}");
+        assert_routed(&out, &sent, ROUTER_MAC, net.up0.1);
     }
-    assert_eq!(counter(&dp, "fragment"), 2);
+    assert_eq!(counter(&dp, "fragment"), 0);
+    assert_eq!(counter(&dp, "fib-redirect"), 2);
     let mut p = to([224, 0, 0, 251]);
     p.dmac = [0x01, 0x00, 0x5e, 0, 0, 0xfb];
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     let p = to([10, 1, 0, 255]);
     assert_eq!(run(&mut dp, &p.bytes()).0, TC_ACT_OK);
     assert_eq!(counter(&dp, "broadcast-multicast"), 2);
-    assert_eq!(counter(&dp, "fib-redirect"), 0);
+    assert_eq!(counter(&dp, "fib-redirect"), 2);
 }
 
 #[test]

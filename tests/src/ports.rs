@@ -534,3 +534,71 @@ impl Errs {
         );
     }
 }
+
+/// What one side of [`big_udp_exchange`] got: the datagram's length, its
+/// sender, and whether every byte was the one sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BigDatagram {
+    pub len: usize,
+    pub from: SocketAddr,
+    pub intact: bool,
+}
+
+/// A UDP datagram of `len` bytes (0x5a) from a client in `client_ns` to
+/// `to`, answered by a server in `server_ns` bound to `bind` with `len`
+/// bytes of 0xa5: larger than a 1500-byte link carries, both leave their
+/// sender in fragments. The client sends up to three times (a datagram
+/// lost to neighbour discovery is sent again), each wait bounded. Returns
+/// what the server got and what the client got back; an error says which
+/// side got nothing.
+pub fn big_udp_exchange(
+    server_ns: &str,
+    bind: SocketAddr,
+    client_ns: &str,
+    to: SocketAddr,
+    len: usize,
+) -> (anyhow::Result<BigDatagram>, anyhow::Result<BigDatagram>) {
+    let server = spawn_in(server_ns, move || {
+        let s = UdpSocket::bind(bind)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .context("the server got no datagram")?;
+        let got = BigDatagram {
+            len: n,
+            from,
+            intact: buf[..n].iter().all(|&b| b == 0x5a),
+        };
+        // The first answer, and one for each datagram the client sends
+        // again (its answer lost), until it stops.
+        s.send_to(&vec![0xa5; len], from)?;
+        s.set_read_timeout(Some(Duration::from_millis(1500)))?;
+        while let Ok((_, again)) = s.recv_from(&mut buf) {
+            s.send_to(&vec![0xa5; len], again)?;
+        }
+        Ok(got)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = in_ns(client_ns, move || {
+        let any: SocketAddr = match to {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let s = UdpSocket::bind(any)?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..3 {
+            s.send_to(&vec![0x5a; len], to)?;
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                return Ok(BigDatagram {
+                    len: n,
+                    from,
+                    intact: buf[..n].iter().all(|&b| b == 0xa5),
+                });
+            }
+        }
+        bail!("the client got no answer from {to}")
+    });
+    (join(server), client)
+}

@@ -1,45 +1,67 @@
-//! A UDP reply larger than the MTU reaches a masqueraded container in
-//! fragments: the later ones carry no ports and must follow the first.
-use std::{net::UdpSocket, time::Duration};
+//! UDP datagrams larger than the MTU, in fragments both ways: the later
+//! fragments carry no ports and must follow the first. Between a
+//! masqueraded container and the world, and between the world and a
+//! published port (the client's address kept). With eBPF host routing the
+//! fragments are delivered as unfragmented packets are, past the host's
+//! stack: they get through on a host whose firewall drops forwarded
+//! traffic too (`NETD_TEST_FIREWALL`).
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use netd_tests::{
     bed::Bed,
-    netns::{join, spawn_in},
+    ports::{big_udp_exchange, BigDatagram},
+    world::{UPLINK, WORLD},
 };
 
-const REPLY_LEN: usize = 4000;
+const LEN: usize = 4000;
+
+/// Asserts a side of the exchange got the whole datagram; returns it.
+fn whole(got: anyhow::Result<BigDatagram>, what: &str, bed: &Bed) -> BigDatagram {
+    let got = got.unwrap_or_else(|e| {
+        panic!(
+            "{what}: the fragmented datagram must arrive whole (host firewall: {}): {e:#}",
+            bed.firewall().name()
+        )
+    });
+    assert_eq!(got.len, LEN, "{what}: {} bytes arrived", got.len);
+    assert!(got.intact, "{what}: the datagram's bytes changed");
+    got
+}
 
 #[test]
-fn fragmented_udp_reply_reaches_a_masqueraded_container() {
+fn fragmented_udp_both_ways_between_a_masqueraded_container_and_the_world() {
     let (bed, world) = Bed::with_world(&[]);
     bed.network("n1", &["--subnet", "10.99.1.0/24"]);
     let c = bed.container("c", &["--network", "n1"]);
-
-    // The world answers every datagram with REPLY_LEN bytes (fragmented on
-    // its 1500-byte link) and reports who asked.
-    let server = spawn_in(&world, || {
-        let s = UdpSocket::bind("203.0.113.1:9053")?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut buf = [0u8; 64];
-        let (_, peer) = s.recv_from(&mut buf)?;
-        s.send_to(&[0x5a; REPLY_LEN], peer)?;
-        Ok(peer)
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let client = spawn_in(&c.ns, || {
-        let s = UdpSocket::bind("0.0.0.0:0")?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.send_to(b"big please", "203.0.113.1:9053")?;
-        let mut buf = vec![0u8; REPLY_LEN + 100];
-        let n = s.recv(&mut buf)?;
-        Ok(n)
-    });
-    let peer = join(server).expect("server");
+    let server = SocketAddr::from((WORLD, 9053));
+    let (request, reply) = big_udp_exchange(&world, server, &c.ns, server, LEN);
+    let request = whole(request, "the world", &bed);
     assert_eq!(
-        peer.ip().to_string(),
-        "203.0.113.2",
-        "the request was masqueraded"
+        request.from.ip(),
+        IpAddr::V4(UPLINK),
+        "every fragment was masqueraded"
     );
-    let got = join(client).expect("the fragmented reply must arrive whole");
-    assert_eq!(got, REPLY_LEN);
+    let reply = whole(reply, "the container", &bed);
+    assert_eq!(reply.from, server, "the reply's source");
+}
+
+#[test]
+fn fragmented_udp_both_ways_through_a_published_port() {
+    let (bed, world) = Bed::with_world(&[]);
+    bed.network("n1", &["--subnet", "10.99.2.0/24"]);
+    let c = bed.container("c", &["--network", "n1", "-p", "8090:90/udp"]);
+    let published = SocketAddr::from((UPLINK, 8090));
+    let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 90));
+    let (request, reply) = big_udp_exchange(&c.ns, bind, &world, published, LEN);
+    let request = whole(request, "the container", &bed);
+    assert_eq!(
+        request.from.ip(),
+        IpAddr::V4(WORLD),
+        "the client's address kept"
+    );
+    let reply = whole(reply, "the world", &bed);
+    assert_eq!(
+        reply.from, published,
+        "every fragment left as the published port"
+    );
 }

@@ -11,12 +11,12 @@
 //! host's IPv6 addresses (hairpin), and fragmented datagrams from the
 //! world reach the container.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use netd_tests::cmd::ip_ns;
 use netd_tests::host_client::HostClient;
-use netd_tests::netns::{join, path_of, spawn_in};
+use netd_tests::netns::path_of;
 use netd_tests::ports::*;
 use netd_tests::world::{UPLINK, WORLD};
 use netd_tests::Bed;
@@ -449,10 +449,11 @@ fn ipv6_containers_reach_a_published_port_through_host_addresses() {
 /// A 3000-byte UDP datagram from the world to `[H6]:8090` leaves the
 /// world's 1500-byte link in fragments: the first carries the ports and
 /// is translated, the later ones follow it to the container, which gets
-/// the datagram whole from the world's address. Fragments take the
-/// host's stack (as for IPv4): on a host whose firewall drops forwarded
-/// traffic the host drops the datagram, and nothing reaches the
-/// container.
+/// the datagram whole from the world's address; its 3000-byte answer
+/// leaves the container in fragments, each leaving the host as
+/// `[H6]:8090`. With eBPF host routing the fragments are delivered as
+/// unfragmented packets are, past the host's stack: on a host whose
+/// firewall drops forwarded traffic too.
 #[test]
 fn ipv6_fragmented_datagram_reaches_the_published_container_whole() {
     const LEN: usize = 3000;
@@ -468,36 +469,26 @@ fn ipv6_fragmented_datagram_reaches_the_published_container_whole() {
         ],
     );
     let c = bed.container("c", &["--network", "fr", "-p", "8090:90/udp"]);
-    let server = spawn_in(&c.ns, || {
-        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 90))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut buf = vec![0u8; 65536];
-        let (n, peer) = s.recv_from(&mut buf)?;
-        Ok((n, peer, buf[..n].iter().all(|&b| b == 0x5a)))
+    let bind = s6(Ipv6Addr::UNSPECIFIED, 90);
+    let (request, reply) = big_udp_exchange(&c.ns, bind, &world, s6(H6, 8090), LEN);
+    let fw = bed.firewall().name();
+    let request = request.unwrap_or_else(|e| {
+        panic!("the fragmented datagram must reach the container ({fw}): {e:#}")
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let sent = in_ns(&world, || {
-        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
-        for _ in 0..3 {
-            s.send_to(&[0x5a; LEN], s6(H6, 8090))?;
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        Ok(())
-    });
-    sent.expect("the world sends the datagram");
-    let got = join(server);
-    if bed.firewall().drops_input() {
-        // Its FORWARD policy drops what the stack forwards (README).
-        assert!(
-            got.is_err(),
-            "on the {} host the fragments take the stack, whose FORWARD policy drops \
-             them: {got:?}",
-            bed.firewall().name()
-        );
-        return;
-    }
-    let (n, peer, intact) = got.expect("the fragmented datagram must reach the container");
-    assert_eq!(n, LEN, "the container got {n} bytes");
-    assert!(intact, "the datagram's bytes changed");
-    assert_eq!(peer.ip(), IpAddr::V6(W6), "the container saw {peer}");
+    assert_eq!(request.len, LEN, "the container got {} bytes", request.len);
+    assert!(request.intact, "the datagram's bytes changed");
+    assert_eq!(
+        request.from.ip(),
+        IpAddr::V6(W6),
+        "the container saw {}",
+        request.from
+    );
+    let reply = reply
+        .unwrap_or_else(|e| panic!("the fragmented answer must reach the world ({fw}): {e:#}"));
+    assert_eq!(
+        (reply.len, reply.intact),
+        (LEN, true),
+        "the answer arrived whole"
+    );
+    assert_eq!(reply.from, s6(H6, 8090), "the answer's source");
 }

@@ -66,6 +66,7 @@ const HOSTILE_TESTS: &[&str] = &[
     "dual_stack",
     "publish6",
     "masquerade6",
+    "fragments",
 ];
 /// What the workspace pass tests (the eBPF crate's host tests run apart).
 const WORKSPACE_TEST_SELECTION: &[&str] = &["test", "--workspace", "--exclude", "netd-ebpf"];
