@@ -184,16 +184,43 @@ impl FromStr for PublishSpec {
     }
 }
 
+/// The address families a container's published ports lead to: those its
+/// first network gives it an address of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Families {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+impl Families {
+    /// IPv4 only (a network without IPv6).
+    pub const V4: Families = Families {
+        v4: true,
+        v6: false,
+    };
+    /// Dual-stack.
+    pub const BOTH: Families = Families { v4: true, v6: true };
+    /// IPv6 only (`--ipv4=false`).
+    pub const V6: Families = Families {
+        v4: false,
+        v6: true,
+    };
+}
+
 /// The [`PortMapping::host_ip`]s of a publish request's host address
-/// (`None`: not given), IPv4 first: without one, every IPv4 address and
-/// every IPv6 address too when `ipv6` (the container has an IPv6 address),
-/// as Docker 27/28 and the CNI portmap plugin do; `0.0.0.0` every IPv4
-/// address only; `::` or another address that one only. Shared by
+/// (`None`: not given), IPv4 first: without one, every address of each
+/// family in `families` (as Docker 27/28 and the CNI portmap plugin do:
+/// both for a dual-stack container, `::` alone for an IPv6-only one);
+/// `0.0.0.0` every IPv4 address only; `::` or another address that one
+/// only (a family the container lacks is refused by the agent). Shared by
 /// `netd container add -p`, the Docker driver and netd-cni.
-pub fn host_addrs(given: Option<IpAddr>, ipv6: bool) -> Vec<Option<IpAddr>> {
+pub fn host_addrs(given: Option<IpAddr>, families: Families) -> Vec<Option<IpAddr>> {
+    let any6 = Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     match given {
-        None if ipv6 => vec![None, Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED))],
-        None => vec![None],
+        None => [(families.v4, None), (families.v6, any6)]
+            .into_iter()
+            .filter_map(|(on, host)| on.then_some(host))
+            .collect(),
         Some(IpAddr::V4(ip)) if ip.is_unspecified() => vec![None],
         Some(ip) => vec![Some(ip)],
     }
@@ -201,12 +228,11 @@ pub fn host_addrs(given: Option<IpAddr>, ipv6: bool) -> Vec<Option<IpAddr>> {
 
 impl PublishSpec {
     /// One mapping per port and family; host port 0 where netd must
-    /// choose. Without a host address: IPv4, and IPv6 too when `ipv6` (the
-    /// container has an IPv6 address), each IPv6 mapping right after its
-    /// IPv4 one.
-    pub fn expand(&self, ipv6: bool) -> Vec<PortMapping> {
+    /// choose. Without a host address: one per family in `families`
+    /// ([`host_addrs`]), each IPv6 mapping right after its IPv4 one.
+    pub fn expand(&self, families: Families) -> Vec<PortMapping> {
         let (c0, c1) = self.container_ports;
-        let hosts = host_addrs(self.host_ip, ipv6);
+        let hosts = host_addrs(self.host_ip, families);
         (c0..=c1)
             .flat_map(|c| {
                 hosts.iter().map(move |host_ip| PortMapping {
@@ -245,7 +271,7 @@ mod tests {
         let s = spec("0.0.0.0:9000-9002:7000-7002").unwrap();
         assert_eq!(s.host_ip, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
         // 0.0.0.0 is IPv4 only, even for a container with IPv6.
-        let m = s.expand(true);
+        let m = s.expand(Families::BOTH);
         assert_eq!(m.len(), 3);
         assert_eq!(
             (m[2].host_ip, m[2].host_port, m[2].container_port),
@@ -261,26 +287,35 @@ mod tests {
         let s = spec("[2001:db8::1]:8080-8081:80-81/udp").unwrap();
         assert_eq!(s.host_ip, Some("2001:db8::1".parse().unwrap()));
         assert_eq!(s.proto, Proto::Udp);
-        let m = s.expand(false);
+        let m = s.expand(Families::V4);
         assert_eq!(m.len(), 2);
         assert!(m.iter().all(PortMapping::is_ipv6));
         assert_eq!(m[1].to_string(), "81/udp -> [2001:db8::1]:8081");
         let s = spec("[::1]::80").unwrap();
         assert_eq!(s.host_ports, None);
         // No address: both families for a container with IPv6, in pairs.
-        let m = spec("8080-8081:80-81").unwrap().expand(true);
+        let m = spec("8080-8081:80-81").unwrap().expand(Families::BOTH);
         let hosts: Vec<_> = m.iter().map(|m| (m.host_ip, m.host_port)).collect();
         assert_eq!(
             hosts,
             [(None, 8080), (any6, 8080), (None, 8081), (any6, 8081)]
         );
         assert_eq!(m[1].to_string(), "80/tcp -> [::]:8080");
-        assert_eq!(spec("8080:80").unwrap().expand(false).len(), 1);
+        assert_eq!(spec("8080:80").unwrap().expand(Families::V4).len(), 1);
+        // No address for an IPv6-only container: `::` alone.
+        let m = spec("8080:80").unwrap().expand(Families::V6);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].to_string(), "80/tcp -> [::]:8080");
+        // An IPv4 one stays IPv4 (for the agent to refuse).
+        for ip in ["0.0.0.0", "127.0.0.1"] {
+            let m = spec(&format!("{ip}:8080:80")).unwrap().expand(Families::V6);
+            assert!(m.len() == 1 && !m[0].is_ipv6(), "{ip}: {m:?}");
+        }
     }
 
     #[test]
     fn clashes_are_per_family() {
-        let m = |s: &str| spec(s).unwrap().expand(true);
+        let m = |s: &str| spec(s).unwrap().expand(Families::BOTH);
         let (v4, v6) = (m("0.0.0.0:8080:80").remove(0), m("[::]:8080:80").remove(0));
         assert!(!v4.clashes(&v6));
         assert!(v6.clashes(&m("[::1]:8080:81").remove(0)));

@@ -260,7 +260,7 @@ fn ipv6_only_networks() {
             "takes no IPv4",
         ),
         (add(&["--ip", "10.96.12.9"]), "IPv6-only"),
-        (add(&["-p", "8080:80"]), "IPv6-only"),
+        (add(&["-p", "0.0.0.0:8080:80"]), "has no IPv4 address"),
         (
             add(&["--ip6", "fd00:96:10:0:1::2"]),
             "would get the MAC of fd00:96:10::2",

@@ -97,6 +97,44 @@ fn host_client6_helper() {
     CLIENT.helper::<SocketAddr>();
 }
 
+/// IPv4 from the world to host port `port` reaches nothing: TCP is
+/// refused by the host (nothing listens there; unless its INPUT chain
+/// drops the SYN first, on a hostile host), UDP unanswered, and container
+/// port `cport` of `srv` gets no hit.
+fn ipv4_reaches_nothing(
+    bed: &Bed,
+    world: &str,
+    errs: &mut Errs,
+    srv: &PortServer<SocketAddr>,
+    port: u16,
+    cport: u16,
+) {
+    let hits = || srv.hits().iter().filter(|h| h.port == cport).count();
+    let before = hits();
+    let want = if bed.firewall().drops_input() {
+        std::io::ErrorKind::TimedOut
+    } else {
+        std::io::ErrorKind::ConnectionRefused
+    };
+    match unanswered_from(world, P::Tcp, s4(port)) {
+        Ok(kind) => errs.check(kind == want, || {
+            format!("TCP world -> {}: {kind:?}, expected {want:?}", s4(port))
+        }),
+        Err(e) => errs.0.push(format!("TCP world -> {}: {e:#}", s4(port))),
+    }
+    errs.ok(
+        &format!("UDP world -> {}", s4(port)),
+        unanswered_from(world, P::Udp, s4(port)),
+    );
+    let after = hits();
+    errs.check(after == before, || {
+        format!(
+            "container port {cport} got {} hits over IPv4",
+            after - before
+        )
+    });
+}
+
 // ---------------------------------------------------------------- tests
 
 /// A dual-stack container publishes `-p 8080:80` on both families,
@@ -199,32 +237,8 @@ fn ipv6_published_ports() {
             &[mapped(WORLD)],
         );
     }
-    // [::] is IPv6 only: nothing reaches container port 81 over IPv4 (TCP:
-    // the host itself refuses, nothing listens there; unless its INPUT
-    // chain drops the SYN first, on a hostile host).
-    let before81 = srv.hits().iter().filter(|h| h.port == 81).count();
-    let want = if bed.firewall().drops_input() {
-        std::io::ErrorKind::TimedOut
-    } else {
-        std::io::ErrorKind::ConnectionRefused
-    };
-    match unanswered_from(&world, P::Tcp, s4(8081)) {
-        Ok(kind) => errs.check(kind == want, || {
-            format!("TCP world -> {}: {kind:?}, expected {want:?}", s4(8081))
-        }),
-        Err(e) => errs.0.push(format!("TCP world -> {}: {e:#}", s4(8081))),
-    }
-    errs.ok(
-        &format!("UDP world -> {}", s4(8081)),
-        unanswered_from(&world, P::Udp, s4(8081)),
-    );
-    let after81 = srv.hits().iter().filter(|h| h.port == 81).count();
-    errs.check(after81 == before81, || {
-        format!(
-            "container port 81 got {} hits over IPv4",
-            after81 - before81
-        )
-    });
+    // [::] is IPv6 only: nothing reaches container port 81 over IPv4.
+    ipv4_reaches_nothing(&bed, &world, &mut errs, &srv, 8081, 81);
 
     // [H6]:8082 only there; the wildcard ones on a new address as well.
     ip_ns(
@@ -491,4 +505,99 @@ fn ipv6_fragmented_datagram_reaches_the_published_container_whole() {
         "the answer arrived whole"
     );
     assert_eq!(reply.from, s6(H6, 8090), "the answer's source");
+}
+
+/// A container whose first network is IPv6-only (`--ipv6 --ipv4=false`)
+/// publishes as Docker 28: `-p 8080:80` on `[::]` alone (`netd port` and
+/// inspect show only that). The world reaches `[H6]:8080` (TCP, UDP) and
+/// the container sees the world's own IPv6 address; IPv4 to the same host
+/// port reaches nothing; host processes reach `[::1]:8080`. An IPv4 host
+/// address is refused with what to do and nothing of the request stays
+/// (its other ports not held). The ports survive an agent restart.
+#[test]
+fn ipv6_only_container_publishes_on_ipv6() {
+    let (bed, world) = bed6();
+    bed.network(
+        "o6",
+        &["--ipv6", "--ipv4=false", "--subnet", "fd00:96:7::/64"],
+    );
+    let o = bed.container(
+        "o",
+        &["--network", "o6", "-p", "8080:80", "-p", "8080:80/udp"],
+    );
+    let srv = PortServer::start_dual(&o.ns, &[80], &[80]);
+    assert_eq!(
+        bed.port_lines("o"),
+        vec!["80/tcp -> [::]:8080", "80/udp -> [::]:8080"],
+        "netd port o"
+    );
+    let ports = bed.ctr_info("o")["Ports"].clone();
+    let ports: Vec<Value> = ports.as_array().cloned().unwrap_or_default();
+    assert_eq!(ports.len(), 2, "container inspect o: Ports {ports:?}");
+    assert!(
+        ports.iter().all(|p| p["HostIp"] == "::"),
+        "container inspect o: Ports {ports:?}"
+    );
+
+    let world_sees = |errs: &mut Errs, what: &str| {
+        for p in [P::Tcp, P::Udp] {
+            let dst = s6(H6, 8080);
+            errs.answer(
+                &format!("{what}: {p:?} world -> {dst}"),
+                ask_from(&world, p, dst),
+                80,
+                dst,
+                &[W6.into()],
+            );
+        }
+    };
+    let mut errs = Errs::default();
+    world_sees(&mut errs, "IPv6-only");
+    // IPv4 to the same port reaches nothing.
+    ipv4_reaches_nothing(&bed, &world, &mut errs, &srv, 8080, 80);
+    // Host processes reach [::1]:8080 and are seen as the gateway.
+    let gw6: IpAddr = bed.gateway6("o6").into();
+    for p in [P::Tcp, P::Udp] {
+        let dst = s6(Ipv6Addr::LOCALHOST, 8080);
+        let r = CLIENT.ask(Some(bed.cgroup()), bed.host_ns(), p, dst);
+        errs.answer(&format!("{p:?} host process -> {dst}"), r, 80, dst, &[gw6]);
+    }
+    errs.done("IPv6-only published ports");
+
+    // An IPv4 host address is refused; nothing of the request stays.
+    let ns = bed.new_netns("x");
+    let path = path_of(&ns).display().to_string();
+    let uplink = format!("{UPLINK}:8081:81");
+    for host_ip in ["0.0.0.0:8081:81", "127.0.0.1:8081:81", uplink.as_str()] {
+        let mut args = vec!["container", "add", "x", "--netns", &path];
+        args.extend(["--network", "o6", "-p", "7070:70", "-p", host_ip]);
+        let err = bed.fail(&args);
+        assert!(
+            err.contains("the container has no IPv4 address")
+                && err.contains("network o6 is IPv6-only")
+                && err.contains("[::]:8081:81"),
+            "-p {host_ip}: {err}"
+        );
+    }
+    let ls = bed.ok(&["container", "ls"]);
+    assert!(!ls.contains(" x"), "container ls after the refusals: {ls}");
+    assert_eq!(bed.port_lines("o").len(), 2, "o's ports after the refusals");
+    let free = in_ns(bed.host_ns(), || {
+        drop(TcpListener::bind((Ipv6Addr::UNSPECIFIED, 7070))?);
+        drop(TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, 8081))?);
+        Ok(())
+    });
+    free.expect("the refused requests' ports are not held");
+
+    // An agent restart keeps them.
+    bed.stop_agent();
+    bed.start_agent();
+    assert_eq!(
+        bed.port_lines("o"),
+        vec!["80/tcp -> [::]:8080", "80/udp -> [::]:8080"],
+        "netd port o after a restart"
+    );
+    let mut errs = Errs::default();
+    world_sees(&mut errs, "after a restart");
+    errs.done("IPv6-only published ports after an agent restart");
 }

@@ -28,7 +28,7 @@ use crate::{
         format_mac, now, parse_mac, Container, DockerEndpoint, Endpoint, Mode, Network, Owner,
         ORIGIN_DOCKER,
     },
-    ports::{host_addrs, PortMapping, Proto},
+    ports::{host_addrs, Families, PortMapping, Proto},
     schema::NetworkCreate,
     store::StoreOp,
 };
@@ -491,7 +491,11 @@ impl Agent {
         for b in &bindings {
             let (proto, given, ports) = candidates(b)?;
             let mut families = Vec::new();
-            for host_ip in host_addrs(given, target.v6.is_some() && !v6_elsewhere) {
+            let on = Families {
+                v6: target.v6.is_some() && !v6_elsewhere,
+                ..super::publish::families_of(&net)
+            };
+            for host_ip in host_addrs(given, on) {
                 let m = tries(b, proto, host_ip, &ports, None).remove(0);
                 if m.is_ipv6() && v6_elsewhere {
                     continue;
@@ -505,12 +509,6 @@ impl Agent {
         }
         if wanted.is_empty() && c.ports.is_empty() {
             return Ok(());
-        }
-        if !net.has_ipv4() && !wanted.is_empty() {
-            return invalid(format!(
-                "cannot publish ports of an endpoint on IPv6-only network {}: netd publishes ports of IPv4 and dual-stack networks (create the network without --ipv4=false)",
-                net.name
-            ));
         }
         // Ports published before for this endpoint are replaced.
         let old = std::mem::take(&mut c.ports);

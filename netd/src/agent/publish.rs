@@ -23,23 +23,32 @@ use crate::{
     error::{conflict, invalid, AgentError, AgentResult},
     kernel::HeldPort,
     model::{Endpoint, Network},
-    ports::{PortMapping, Proto, PublishSpec},
+    ports::{Families, PortMapping, Proto, PublishSpec},
 };
 
 /// Where a container's published ports lead: its addresses on its first
-/// network (IPv4 mappings to the IPv4 one, IPv6 mappings to the IPv6 one).
+/// network (IPv4 mappings to the IPv4 one, IPv6 mappings to the IPv6 one;
+/// no IPv4 one on an IPv6-only network).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Target {
-    pub v4: Ipv4Addr,
+    pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
 }
 
 impl Target {
     pub(super) fn of(ep: &Endpoint) -> Self {
         Target {
-            v4: ep.ip,
+            v4: ep.ip4(),
             v6: ep.ip6,
         }
+    }
+}
+
+/// The families a container whose first network is `net` is published on.
+pub(super) fn families_of(net: &Network) -> Families {
+    Families {
+        v4: net.has_ipv4(),
+        v6: net.ipv6.is_some(),
     }
 }
 
@@ -108,11 +117,25 @@ fn refuse_ipv6_port(net: &Network, m: &PortMapping) -> String {
     )
 }
 
-/// Refuses `m` on an IPv6 host address for a container whose first
-/// network `net` has no IPv6 (it would be silently unreachable).
+/// Why `m`, published on IPv4 host addresses, is refused for a container
+/// whose first network `net` is IPv6-only.
+fn refuse_ipv4_port(net: &Network, m: &PortMapping) -> String {
+    format!(
+        "cannot publish {m}: the container has no IPv4 address (network {} is IPv6-only); \
+         publish without a host address or on an IPv6 one ([::]:{}:{}), or attach the \
+         container to a network with IPv4 first",
+        net.name, m.host_port, m.container_port
+    )
+}
+
+/// Refuses `m` on a host address of a family the container has no address
+/// of on its first network `net` (it would be silently unreachable).
 pub(super) fn check_family(net: &Network, m: &PortMapping) -> AgentResult<()> {
     if m.is_ipv6() && net.ipv6.is_none() {
         return invalid(refuse_ipv6_port(net, m));
+    }
+    if !m.is_ipv6() && !net.has_ipv4() {
+        return invalid(refuse_ipv4_port(net, m));
     }
     Ok(())
 }
@@ -134,18 +157,13 @@ impl Agent {
                 net.name
             ));
         }
-        if !net.has_ipv4() {
-            return invalid(format!(
-                "cannot publish ports of a container whose first network {} is IPv6-only: netd publishes to IPv4 addresses; attach it to an IPv4 network first",
-                net.name
-            ));
-        }
         let mut mappings = Vec::new();
         for spec in specs {
             let parsed: PublishSpec = spec.parse().map_err(AgentError::Invalid)?;
-            // Without a host address: IPv6 too when the container has it
-            // (Docker 27/28 with the userland proxy off).
-            let expanded = parsed.expand(net.ipv6.is_some());
+            // Without a host address: each family the container has an
+            // address of (Docker 27/28 with the userland proxy off; IPv6
+            // alone on an IPv6-only network, as Docker 28).
+            let expanded = parsed.expand(families_of(net));
             for m in &expanded {
                 check_family(net, m)?;
             }
@@ -255,7 +273,13 @@ impl Agent {
     /// The map entry of one mapping, to the target's address of its family.
     fn publish_mapping(&mut self, m: &PortMapping, target: Target) -> AgentResult<()> {
         if !m.is_ipv6() {
-            return Ok(self.datapath.publish(m, target.v4)?);
+            return match target.v4 {
+                Some(ip) => Ok(self.datapath.publish(m, ip)?),
+                None => invalid(format!(
+                    "cannot publish {m}: the container has no IPv4 address; publish on an \
+                     IPv6 host address, or attach the container to a network with IPv4"
+                )),
+            };
         }
         match target.v6 {
             Some(ip6) => Ok(self.datapath.publish6(m, ip6)?),
@@ -281,8 +305,10 @@ impl Agent {
             self.reservations.held.remove(&key_of(m));
         }
         if let Some(t) = target {
-            if let Err(e) = self.datapath.flush_flows_of(t.v4) {
-                warn!(error = %format!("{e:#}"), "flow flush failed");
+            if let Some(ip) = t.v4 {
+                if let Err(e) = self.datapath.flush_flows_of(ip) {
+                    warn!(error = %format!("{e:#}"), "flow flush failed");
+                }
             }
             if let Some(ip6) = t.v6 {
                 if let Err(e) = self.datapath.flush_flows6_of(ip6) {
@@ -315,12 +341,13 @@ impl Agent {
                         }
                     }
                 }
-                if m.is_ipv6() {
-                    if let Err(e) = self.publish_mapping(m, target) {
-                        warn!(container = %c.name, port = %m, error = %e, "published port not restored");
+                match target.v4 {
+                    Some(ip) if !m.is_ipv6() => self.datapath.publish(m, ip)?,
+                    _ => {
+                        if let Err(e) = self.publish_mapping(m, target) {
+                            warn!(container = %c.name, port = %m, error = %e, "published port not restored");
+                        }
                     }
-                } else {
-                    self.datapath.publish(m, target.v4)?;
                 }
             }
         }

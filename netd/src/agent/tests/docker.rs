@@ -141,6 +141,29 @@ async fn shown(bed: &Bed) -> Vec<String> {
     v
 }
 
+/// Programs `8080:80` and `ip:8081:81` on `net`: refused with a reason
+/// containing each of `says`, leaving the snapshot `before`.
+async fn refused(bed: &Bed, net: &str, ip: &str, says: &[&str], before: &super::Snapshot) {
+    let req = program(
+        net,
+        json!([binding("", 8080, 80), binding(ip, 8081, 81)]),
+        &[],
+    );
+    let err = bed
+        .agent
+        .lock()
+        .await
+        .docker_program(req)
+        .unwrap_err()
+        .to_string();
+    assert!(says.iter().all(|w| err.contains(w)), "{ip}: {err}");
+    assert_eq!(
+        &bed.snapshot().await,
+        before,
+        "refused {ip} changed something"
+    );
+}
+
 /// The portmap entries dockerd 20.10 hands the driver (HostIP as the user
 /// typed it, the same on every kind of network), on a dual-stack network:
 /// no host address publishes on both families with the same host port
@@ -213,27 +236,8 @@ async fn an_ipv6_host_address_for_an_endpoint_without_ipv6_is_refused() {
     assert_eq!(shown(&bed).await, ["80/tcp -> 0.0.0.0:8080"]);
     let before = bed.snapshot().await;
     for ip in ["::", "2001:db8::1"] {
-        let req = program(
-            NET,
-            json!([binding("", 8080, 80), binding(ip, 8081, 81)]),
-            &[],
-        );
-        let err = bed
-            .agent
-            .lock()
-            .await
-            .docker_program(req)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("the container has no IPv6 address") && err.contains("--ipv6"),
-            "{err}"
-        );
-        assert_eq!(
-            bed.snapshot().await,
-            before,
-            "refused {ip} changed something"
-        );
+        let says = ["the container has no IPv6 address", "--ipv6"];
+        refused(&bed, NET, ip, &says, &before).await;
     }
     // Docker 28: another endpoint deals with IPv6 host addresses.
     let req = program(
@@ -243,4 +247,48 @@ async fn an_ipv6_host_address_for_an_endpoint_without_ipv6_is_refused() {
     );
     bed.agent.lock().await.docker_program(req).unwrap();
     assert_eq!(shown(&bed).await, ["80/tcp -> 0.0.0.0:8080"]);
+}
+
+const NET6ONLY: &str = "aa000000000000000000000000000000000000000000000000000000000000f6";
+
+/// Docker 28's `--ipv4=false`: an IPv6-only endpoint publishes no host
+/// address on `::` alone, IPv6 addresses as usual; an IPv4 host address
+/// is refused with what to do, leaving what was published.
+#[tokio::test]
+async fn an_ipv6_only_endpoint_publishes_on_ipv6_alone() {
+    let bed = with_endpoint(json!({
+        "NetworkID": NET6ONLY,
+        "Options": {
+            "com.docker.network.enable_ipv6": true,
+            "com.docker.network.enable_ipv4": false,
+        },
+        "IPv4Data": [],
+        "IPv6Data": [{ "Pool": "fd00:9:f6::/64", "Gateway": "fd00:9:f6::1/64" }],
+    }))
+    .await;
+    let portmap = json!([
+        binding("", 8080, 80),
+        binding("::", 8081, 81),
+        binding("::1", 8082, 82)
+    ]);
+    bed.agent
+        .lock()
+        .await
+        .docker_program(program(NET6ONLY, portmap, &[]))
+        .unwrap();
+    let want = [
+        "80/tcp -> [::]:8080",
+        "81/tcp -> [::]:8081",
+        "82/tcp -> [::1]:8082",
+    ];
+    assert_eq!(shown(&bed).await, want);
+    let s = bed.fake.state();
+    assert!(s.published.is_empty(), "{:?}", s.published);
+    assert_eq!(s.published6.len(), 3, "{:?}", s.published6);
+    let before = bed.snapshot().await;
+    for ip in ["0.0.0.0", "127.0.0.1"] {
+        let says = ["the container has no IPv4 address", "[::]:8081:81"];
+        refused(&bed, NET6ONLY, ip, &says, &before).await;
+    }
+    assert_eq!(shown(&bed).await, want);
 }

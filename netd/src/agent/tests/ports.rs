@@ -152,3 +152,100 @@ async fn disconnecting_the_published_network_needs_unpublish() {
     let s = bed.fake.state();
     assert!(s.published.is_empty() && s.held_ports.is_empty() && s.endpoints.is_empty());
 }
+
+/// A bed with IPv6-only network v6 (`--ipv6 --ipv4=false`).
+async fn bed6() -> Bed {
+    let bed = Bed::new().await;
+    bed.agent
+        .create_network(crate::schema::NetworkCreate {
+            name: "v6".into(),
+            ipv6: true,
+            ipv4: Some(false),
+            subnet6: Some("fd00:60::/64".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    bed
+}
+
+/// The published entries of the fake kernel, IPv6 ones as
+/// `(host address, port, proto) -> container address`.
+fn published6(bed: &Bed) -> Vec<String> {
+    use crate::datapath::addr6_of;
+    let s = bed.fake.state();
+    assert!(s.published.is_empty(), "IPv4 entries: {:?}", s.published);
+    let mut v: Vec<String> = s
+        .published6
+        .iter()
+        .map(|(k, t)| {
+            format!(
+                "[{}]:{}/{} -> [{}]:{}",
+                addr6_of(k.addr),
+                u16::from_be(k.port),
+                k.proto,
+                addr6_of(t.addr),
+                u16::from_be(t.port)
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Docker 28: an IPv6-only container's ports without a host address are
+/// published on `::` alone; IPv6 host addresses as usual; restart keeps
+/// them.
+#[tokio::test]
+async fn an_ipv6_only_container_publishes_on_ipv6_alone() {
+    let mut bed = bed6().await;
+    let c = bed
+        .container("a", "v6", &["8080:80", "[::]:8081:81", "[::1]:9090:90/udp"])
+        .await;
+    let shown: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "80/tcp -> [::]:8080",
+            "81/tcp -> [::]:8081",
+            "90/udp -> [::1]:9090"
+        ]
+    );
+    let ip6 = c.endpoints[0].ip6.unwrap();
+    let want = [
+        format!("[::1]:9090/17 -> [{ip6}]:90"),
+        format!("[::]:8080/6 -> [{ip6}]:80"),
+        format!("[::]:8081/6 -> [{ip6}]:81"),
+    ];
+    assert_eq!(published6(&bed), want);
+    let held: Vec<String> = bed.snapshot().await.held;
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held.iter().all(|h| h.contains("Some(::")), "{held:?}");
+    // A restart holds the ports again and rewrites lost entries.
+    bed.fake.with(|s| s.published6.clear());
+    let bed = bed.restart().await;
+    assert_eq!(published6(&bed), want);
+    assert_eq!(bed.snapshot().await.held, held);
+}
+
+/// An IPv4 host address for an IPv6-only container is refused with what
+/// to do, before anything is held or written.
+#[tokio::test]
+async fn an_ipv4_host_address_for_an_ipv6_only_container_is_refused() {
+    let bed = bed6().await;
+    // (The fake netns of the request exists before the snapshot.)
+    bed.netns("a");
+    let before = bed.snapshot().await;
+    for ip in ["0.0.0.0", "127.0.0.1", "10.0.0.5"] {
+        let spec = format!("{ip}:8081:81");
+        let req = bed.add_request("a", "v6", &["7070:70", spec.as_str()]);
+        let e = bed.agent.add_container(req).await.unwrap_err();
+        assert!(
+            matches!(&e, AgentError::Invalid(m) if m.contains("has no IPv4 address")
+                && m.contains("network v6 is IPv6-only")
+                && m.contains("[::]:8081:81")),
+            "{spec}: {e}"
+        );
+        assert_eq!(bed.snapshot().await, before, "{spec}");
+    }
+}
