@@ -88,10 +88,10 @@ pub enum Fallback {
     GroupAddress = 17,
     /// A routed packet with IP options (the stack processes them).
     IpOptions = 18,
-    /// The first fragment of a datagram an IPv4 container sends to a
-    /// published port through a host address. Every other fragment is
-    /// delivered as unfragmented packets are (its later fragments follow
-    /// the first by source, destination and id).
+    /// No packet any more: every fragment is delivered as unfragmented
+    /// packets are (later fragments follow their first by source,
+    /// destination and id). The counter stays (always 0) so that `netd
+    /// status` keeps the fallbacks it has always listed.
     Fragment = 19,
     /// A routed packet whose TTL runs out here (the stack answers with
     /// time exceeded).

@@ -53,11 +53,15 @@ fn verdict(v: Verdict) -> i32 {
 
 /// Each step is a BPF function of its own, called one after the other
 /// (their stack frames never add up): IPv6 published flows first
-/// (`publish6::at_veth`), then the rest.
+/// (`publish6::at_veth`), later IPv4 fragments of published flows
+/// (`publish::later_fragment_at_veth`), then the rest.
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     let v = match publish6::at_veth(&ctx) {
-        publish6::NOT_PUBLISHED => from_container_verdict(&ctx),
+        publish6::NOT_PUBLISHED => match publish::later_fragment_at_veth(&ctx) {
+            publish6::NOT_PUBLISHED => from_container_verdict(&ctx),
+            v => v,
+        },
         v => v,
     };
     from_container_counted(&ctx, v)

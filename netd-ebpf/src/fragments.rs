@@ -4,7 +4,8 @@
 //! address only: they have no L4 header). IPv4 datagrams use `FRAGMENTS`,
 //! IPv6 ones `FRAGMENTS6`: arriving at an uplink (the destination their
 //! fragments get), leaving by one (`FRAG_LEAVING`: the source they leave
-//! with), and for IPv6 sent by a container to or from a published port.
+//! with), and sent by a container to or from a published port through a
+//! host address (the target, or the published address a reply leaves as).
 //!
 //! A later fragment that overtakes its first finds no entry: it is not
 //! translated (the callers drop it if it is addressed to a container, or
@@ -45,13 +46,21 @@ pub fn remember_first(ip: &Ipv4, new_dst: u32) {
 /// now, `None` when its first was not let in (or not seen).
 #[inline(always)]
 pub fn translate_later(ctx: &TcContext, ip: &Ipv4) -> Result<Option<u32>, DropReason> {
-    let Some(new_dst) = (unsafe { FRAGMENTS.get(&frag_key(ip, 0)) }).copied() else {
+    let Some(new_dst) = first_of(ip) else {
         return Ok(None);
     };
     if new_dst != ip.dst {
         rewrite_addr(ctx, ip, true, ip.dst, new_dst)?;
     }
     Ok(Some(new_dst))
+}
+
+/// What the first fragment of later fragment `ip` was remembered with
+/// ([`remember_first`]), if it was.
+#[inline(always)]
+pub fn first_of(ip: &Ipv4) -> Option<u32> {
+    // SAFETY: the value lives in the map.
+    unsafe { FRAGMENTS.get(&frag_key(ip, 0)) }.copied()
 }
 
 /// A first fragment leaving by an uplink whose source became `new_src`.

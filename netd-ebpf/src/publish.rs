@@ -1,16 +1,17 @@
 //! Published ports: the lookup every hook shares, and the translation of
 //! flows from containers to a published port (which never leave the host).
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use netd_common::{
-    DropReason, Endpoint, Fallback, PublishKey, PublishTarget, CT_F_DNAT, CT_F_SNAT,
-};
+use netd_common::{DropReason, Endpoint, PublishKey, PublishTarget, CT_F_DNAT, CT_F_SNAT};
 
 use crate::{
     conntrack::{entry, key, lookup_local, put_local, touch},
+    drops::drop_packet,
+    fragments,
     maps::{ENDPOINTS, HOST_ADDRS, PUBLISHED},
     nat::{rewrite_addr, rewrite_port},
-    parse::Ipv4,
-    redirect::{to_container_peer, to_container_veth},
+    parse::{parse_l3, Ipv4, ETH_HLEN, ETH_P_IP, L3},
+    publish6::NOT_PUBLISHED,
+    redirect::{endpoint_at, to_container_peer, to_container_veth},
     routing,
 };
 
@@ -39,8 +40,9 @@ pub fn is_host_addr(addr: u32) -> bool {
 /// A container's packet to a host address's published port: rewrite the
 /// destination to the target (and, for a hairpin to itself, the source to
 /// its gateway, delivering it straight back), and remember both directions
-/// so the target's replies are translated back and pass isolation.
-/// Returns the TC verdict.
+/// so the target's replies are translated back and pass isolation. A
+/// first fragment goes where whole datagrams go, its later fragments
+/// follow it there ([`later_fragment`]). Returns the TC verdict.
 #[inline(always)]
 pub fn dnat_from_container(
     ctx: &TcContext,
@@ -78,20 +80,33 @@ pub fn dnat_from_container(
             );
         }
     }
+    fragments::remember_first(ip, target.addr);
     rewrite_addr(ctx, ip, true, ip.dst, target.addr)?;
     if target.port != dport {
         rewrite_port(ctx, ip, true, dport, target.port)?;
     }
-    if hairpin {
+    to_target(ctx, ip, ep, ifindex, target.addr)
+}
+
+/// A packet whose destination is already the target `addr`: for a
+/// hairpin (`addr` is the sender) the source becomes its gateway and it
+/// goes straight back out of its veth; with eBPF host routing it is
+/// routed to the target as the stack would, without its FORWARD hook;
+/// else the stack routes it.
+#[inline(always)]
+fn to_target(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    ep: &Endpoint,
+    ifindex: u32,
+    addr: u32,
+) -> Result<i32, DropReason> {
+    if addr == ip.src {
         rewrite_addr(ctx, ip, false, ip.src, ep.gateway)?;
         return to_container_veth(ctx, ifindex, ep.mac, ep.gateway);
     }
     if routing::enabled() {
-        if ip.first_fragment {
-            return Ok(routing::fallback(Fallback::Fragment));
-        }
-        // Routed to the target as the stack would, without its FORWARD hook.
-        return Ok(to_container_peer(ctx, target.addr)?.unwrap_or(TC_ACT_OK));
+        return Ok(to_container_peer(ctx, addr)?.unwrap_or(TC_ACT_OK));
     }
     Ok(TC_ACT_OK)
 }
@@ -117,6 +132,8 @@ pub fn reverse_from_target(
         return Ok(None);
     }
     touch(e, tcp_flags);
+    // Its later fragments: the address it leaves with.
+    fragments::remember_first(ip, addr);
     rewrite_addr(ctx, ip, false, ip.src, addr)?;
     if port != sport {
         rewrite_port(ctx, ip, false, sport, port)?;
@@ -129,6 +146,80 @@ pub fn reverse_from_target(
         return Err(DropReason::UnknownEndpoint);
     };
     to_container_veth(ctx, ifindex, client_ep.mac, client_ep.gateway).map(Some)
+}
+
+/// First IPv4 step of `from_container` (after `publish6::at_veth`, before
+/// the hook's own work; a BPF function of its own, the hook's frame has
+/// no room for it): a later fragment of a published flow a container
+/// sends ([`later_fragment`]). Other packets are told apart without
+/// parsing. `NOT_PUBLISHED`: not such a fragment.
+#[inline(never)]
+pub fn later_fragment_at_veth(ctx: &TcContext) -> i32 {
+    if !is_later_fragment(ctx) {
+        return NOT_PUBLISHED;
+    }
+    // SAFETY: reading a field of the context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: the value lives in the map.
+    let Some(ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
+        return NOT_PUBLISHED;
+    };
+    let L3::Ipv4(ip) = parse_l3(ctx) else {
+        return NOT_PUBLISHED;
+    };
+    if ip.src != ep.ip || !ip.later_fragment {
+        return NOT_PUBLISHED;
+    }
+    match later_fragment(ctx, &ip, ep) {
+        Ok(Some(verdict)) => verdict,
+        Ok(None) => NOT_PUBLISHED,
+        Err(reason) => drop_packet(reason),
+    }
+}
+
+/// An untagged IPv4 frame with a fragment offset (a later fragment).
+#[inline(always)]
+fn is_later_fragment(ctx: &TcContext) -> bool {
+    // SAFETY: reading a field of the context.
+    if unsafe { (*ctx.skb.skb).vlan_present } != 0
+        || ctx.load::<[u8; 2]>(12).ok() != Some(ETH_P_IP.to_be_bytes())
+    {
+        return false;
+    }
+    ctx.load::<[u8; 2]>(ETH_HLEN + 6)
+        .is_ok_and(|f| u16::from_be_bytes(f) & 0x1fff != 0)
+}
+
+/// A later fragment container `ep` (behind host veth `ifindex`) sends, of
+/// a datagram whose first fragment was translated here: to a published
+/// port (`FRAGMENTS` holds the target, a container address) it follows
+/// its first to the target, the source becoming the gateway for a
+/// hairpin; a published flow's reply (`FRAGMENTS` holds the published
+/// host address) leaves as that address to the client's veth (for a
+/// hairpin, sent to the gateway, to the target itself). `None`: no such
+/// first fragment (the policy judges it).
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, ip: &Ipv4, ep: &Endpoint) -> Result<Option<i32>, DropReason> {
+    let Some(addr) = fragments::first_of(ip) else {
+        return Ok(None);
+    };
+    if !is_host_addr(addr) {
+        rewrite_addr(ctx, ip, true, ip.dst, addr)?;
+        // SAFETY: reading a field of the context.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        return to_target(ctx, ip, ep, ifindex, addr).map(Some);
+    }
+    rewrite_addr(ctx, ip, false, ip.src, addr)?;
+    let client = if ip.dst == ep.gateway {
+        rewrite_addr(ctx, ip, true, ip.dst, ip.src)?;
+        ip.src
+    } else {
+        ip.dst
+    };
+    let Some(c) = endpoint_at(client) else {
+        return Err(DropReason::UnknownEndpoint);
+    };
+    to_container_veth(ctx, c.ifindex, c.mac, c.gateway).map(Some)
 }
 
 /// Is this packet (about to enter a container) part of a published flow

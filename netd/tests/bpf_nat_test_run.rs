@@ -12,7 +12,7 @@ use common::{
 };
 
 use netd::{
-    datapath::{addr_key, Datapath, UPLINK_IN, UPLINK_OUT},
+    datapath::{addr_key, Datapath, FROM_CONTAINER, UPLINK_IN, UPLINK_OUT},
     ports::{PortMapping, Proto},
 };
 use netd_common::{mac_for_addr, Uplink, NET_F_ICC, NET_F_MASQUERADE, TCP_ACK, TCP_RST, TCP_SYN};
@@ -595,4 +595,88 @@ fn replies_for_local_containers_skip_the_host_stack() {
     dp.remove_endpoint_entry(LO_IFINDEX).unwrap();
     let (v, _) = run_classifier(&mut dp, UPLINK_IN, &reply);
     assert_eq!(v, TC_ACT_OK);
+}
+
+/// Another network's container, a client of CONTAINER's published port.
+const OTHER: [u8; 4] = [10, 8, 0, 2];
+
+/// `out`, a fragment sent by a container and redirected to a container's
+/// veth, goes `src` -> `dst` with the MACs of `dst`'s side (`to` behind
+/// `gateway`), its IP checksum right and its data (from byte 42: past the
+/// UDP header of a first fragment) untouched.
+fn assert_redirected(v: u32, out: &[u8], sent: &[u8], addrs: [[u8; 4]; 4], what: &str) {
+    let [src, dst, to, gateway] = addrs;
+    assert_eq!(v, TC_ACT_REDIRECT, "{what}: redirected");
+    assert_eq!(&out[0..6], &mac_for_addr(to), "{what}: receiver's MAC");
+    assert_eq!(&out[6..12], &mac_for_addr(gateway), "{what}: gateway MAC");
+    assert_eq!(csum(&out[14..34], 0), 0, "{what}: IP checksum");
+    assert_eq!(&out[26..30], &src, "{what}: source");
+    assert_eq!(&out[30..34], &dst, "{what}: destination");
+    assert_eq!(&out[42..], &sent[42..], "{what}: data");
+}
+
+#[test]
+fn fragments_between_containers_and_a_published_port_follow_their_first() {
+    let fs = Bpffs::new("nat-frag-local");
+    let masq = NET_F_ICC | NET_F_MASQUERADE;
+    let mut dp = published_with_endpoint(&fs, masq);
+    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], masq);
+    // OTHER sends on lo; CONTAINER stays found on lo by its address.
+    dp.set_endpoint(LO_IFINDEX, endpoint(OTHER, 2, masq, [10, 8, 0, 1]))
+        .unwrap();
+    let gw = [10, 7, 0, 1];
+    // OTHER -> HOST_B:8053: both fragments into CONTAINER, from OTHER.
+    let first = first_fragment(OTHER, HOST_B, 0x8181, (50000, 8053));
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &first);
+    assert_delivered(v, &out, &first, CONTAINER, "request's first fragment");
+    assert_eq!(u16::from_be_bytes([out[36], out[37]]), 53, "port");
+    let later = fragment(OTHER, HOST_B, 0x8181, 65, &[0xab; 64]);
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &later);
+    assert_delivered(v, &out, &later, CONTAINER, "request's later fragment");
+    assert_eq!(&out[34..], &later[34..], "request's later fragment: data");
+    // One whose first was not seen is not translated.
+    let stray = fragment(OTHER, HOST_B, 0x8282, 65, &[0xab; 64]);
+    let (_, out) = run_classifier(&mut dp, FROM_CONTAINER, &stray);
+    assert_eq!(&out[30..34], &HOST_B, "stray later fragment untranslated");
+
+    // CONTAINER's fragmented reply reaches OTHER's veth as HOST_B:8053.
+    dp.set_endpoint(LO_IFINDEX, endpoint(CONTAINER, 1, masq, gw))
+        .unwrap();
+    let reply = first_fragment(CONTAINER, OTHER, 0x9191, (53, 50000));
+    let (v, mut out) = run_classifier(&mut dp, FROM_CONTAINER, &reply);
+    let addrs = [HOST_B, OTHER, OTHER, [10, 8, 0, 1]];
+    // (Its MACs are the endpoint's on the veth the request came in by,
+    // lo: CONTAINER's by now.)
+    out[0..6].copy_from_slice(&mac_for_addr(OTHER));
+    out[6..12].copy_from_slice(&mac_for_addr([10, 8, 0, 1]));
+    assert_redirected(v, &out, &reply, addrs, "reply's first fragment");
+    assert_eq!(u16::from_be_bytes([out[34], out[35]]), 8053, "reply: port");
+    let later = fragment(CONTAINER, OTHER, 0x9191, 65, &[0xcd; 64]);
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &later);
+    assert_redirected(v, &out, &later, addrs, "reply's later fragment");
+    assert_eq!(&out[34..], &later[34..], "reply's later fragment: data");
+
+    // Hairpin: CONTAINER -> UPLINK_ADDR:8053 comes back from its gateway,
+    // the reply (to the gateway) back as UPLINK_ADDR:8053.
+    let first = first_fragment(CONTAINER, UPLINK_ADDR, 0xa1a1, (41000, 8053));
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &first);
+    let addrs = [gw, CONTAINER, CONTAINER, gw];
+    assert_redirected(v, &out, &first, addrs, "hairpin's first fragment");
+    assert_eq!(u16::from_be_bytes([out[36], out[37]]), 53, "hairpin: port");
+    let later = fragment(CONTAINER, UPLINK_ADDR, 0xa1a1, 65, &[0xab; 64]);
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &later);
+    assert_redirected(v, &out, &later, addrs, "hairpin's later fragment");
+    let reply = first_fragment(CONTAINER, gw, 0xb1b1, (53, 41000));
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &reply);
+    let addrs = [UPLINK_ADDR, CONTAINER, CONTAINER, gw];
+    assert_redirected(v, &out, &reply, addrs, "hairpin reply's first fragment");
+    assert_eq!(
+        u16::from_be_bytes([out[34], out[35]]),
+        8053,
+        "hairpin reply: port"
+    );
+    let later = fragment(CONTAINER, gw, 0xb1b1, 65, &[0xcd; 64]);
+    let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &later);
+    assert_redirected(v, &out, &later, addrs, "hairpin reply's later fragment");
+    assert_eq!(counter(&dp, "fragment"), 0, "no fragment fallback");
 }
