@@ -1,31 +1,23 @@
 //! The hostile-host passes of `cargo xtask test`: the packet test binaries
-//! of `HOSTILE_TESTS`, built once, run again on each firewall variant
-//! (`NETD_TEST_FIREWALL`). The variants run at the same time, one thread
-//! each, every binary in turn: each test builds its own namespaces under a
-//! random id and its firewall inside its own host netns, so two variants
-//! never meet, and the tests mostly wait on agents and packets (the two
-//! passes took about 300 s one after the other).
+//! of `HOSTILE_TESTS` run again on each firewall variant
+//! (`NETD_TEST_FIREWALL`), one variant after the other.
 //!
-//! Each binary's output goes to `target/xtask/hostile-FW-TEST.log` while it
-//! runs and is printed whole when the passes end, variant by variant.
+//! The binaries are the ones the workspace pass built: asked of `cargo test
+//! --no-run` with the workspace pass's own package selection, so features
+//! unify the same way (`cargo test --package netd-tests` built every
+//! dependency again first). Running the two variants side by side was
+//! tried and was slower: the tests' cost is mostly the kernel's (the
+//! verifier at each agent start, namespaces), which two passes share on
+//! the same cores (each binary took 2-4 times as long).
 
 use std::{
     ffi::OsString,
-    fs::{self, File},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::Instant,
 };
 
-use anyhow::{bail, Context as _, Result};
-
-/// One test binary's run on one variant.
-struct Outcome {
-    test: String,
-    ok: bool,
-    secs: f64,
-    log: PathBuf,
-}
+use anyhow::{bail, Result};
 
 /// Runs `tests` on every one of `firewalls`; returns the variants with a
 /// failed binary.
@@ -40,56 +32,34 @@ pub fn run(
         return Ok(Vec::new());
     }
     let bins = executables(root, tests)?;
-    let logs = crate::target_dir(root).join("xtask");
-    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    eprintln!(
-        "xtask: the packet tests again, on hostile hosts ({}), the variants side by side",
-        firewalls.join(", ")
-    );
-    let passes: Vec<(String, Result<Vec<Outcome>>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = firewalls
-            .iter()
-            .map(|fw| {
-                let (bins, logs) = (&bins, &logs);
-                let h = s.spawn(move || pass(root, netd_bin, fw, bins, logs, args));
-                (fw.to_string(), h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(fw, h)| {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the {fw} pass panicked")));
-                (fw, r)
-            })
-            .collect()
-    });
     let mut failed = Vec::new();
-    for (fw, outcomes) in passes {
-        let outcomes = match outcomes {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("xtask: hostile host ({fw}): {e:#}");
-                failed.push(format!("hostile host ({fw})"));
-                continue;
-            }
-        };
-        for o in &outcomes {
-            let text = fs::read_to_string(&o.log).unwrap_or_else(|e| format!("({e})"));
+    for fw in firewalls {
+        eprintln!("xtask: the packet tests again, on a hostile host: NETD_TEST_FIREWALL={fw}");
+        let mut bad = Vec::new();
+        for (test, exe) in &bins {
+            let mut cmd = Command::new(exe);
+            cmd.args(args)
+                .current_dir(root.join("tests"))
+                .env("NETD_BIN", netd_bin)
+                .env("NETD_TEST_FIREWALL", fw);
+            crate::print_cmd(&cmd);
+            let start = Instant::now();
+            let ok = match cmd.status() {
+                Ok(s) => s.success(),
+                Err(e) => {
+                    eprintln!("xtask: starting {}: {e}", exe.display());
+                    false
+                }
+            };
             eprintln!(
-                "\nxtask: NETD_TEST_FIREWALL={fw} tests/{}.rs: {} in {:.1} s ({})\n{text}",
-                o.test,
-                if o.ok { "ok" } else { "FAILED" },
-                o.secs,
-                o.log.display()
+                "xtask: NETD_TEST_FIREWALL={fw} tests/{test}.rs: {} in {:.1} s",
+                if ok { "ok" } else { "FAILED" },
+                start.elapsed().as_secs_f64()
             );
+            if !ok {
+                bad.push(test.as_str());
+            }
         }
-        let bad: Vec<&str> = outcomes
-            .iter()
-            .filter(|o| !o.ok)
-            .map(|o| o.test.as_str())
-            .collect();
         if !bad.is_empty() {
             eprintln!("xtask: hostile host ({fw}): failed: {}", bad.join(", "));
             failed.push(format!("hostile host ({fw})"));
@@ -98,46 +68,7 @@ pub fn run(
     Ok(failed)
 }
 
-/// Every binary of `bins` in turn on the firewall `fw`.
-fn pass(
-    root: &Path,
-    netd_bin: &Path,
-    fw: &str,
-    bins: &[(String, PathBuf)],
-    logs: &Path,
-    args: &[OsString],
-) -> Result<Vec<Outcome>> {
-    let mut out = Vec::new();
-    for (test, exe) in bins {
-        let log = logs.join(format!("hostile-{fw}-{test}.log"));
-        let file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = Command::new(exe);
-        cmd.args(args)
-            .current_dir(root.join("tests"))
-            .env("NETD_BIN", netd_bin)
-            .env("NETD_TEST_FIREWALL", fw)
-            .stdin(Stdio::null())
-            .stderr(file.try_clone().context("duplicating a log file handle")?)
-            .stdout(file);
-        crate::print_cmd(&cmd);
-        let start = Instant::now();
-        let status = cmd
-            .status()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        out.push(Outcome {
-            test: test.clone(),
-            ok: status.success(),
-            secs: start.elapsed().as_secs_f64(),
-            log,
-        });
-    }
-    Ok(out)
-}
-
 /// The executables of netd-tests' test targets `tests`, in that order.
-/// Asked of `cargo test --no-run` with the workspace pass's own package
-/// selection: features unify the same way, so the binaries it built are
-/// reused (`--package netd-tests` alone would build every dependency again).
 fn executables(root: &Path, tests: &[&str]) -> Result<Vec<(String, PathBuf)>> {
     let mut cmd = crate::cargo(root);
     cmd.args(crate::WORKSPACE_TEST_SELECTION)

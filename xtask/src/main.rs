@@ -104,7 +104,7 @@ enum Cmd {
         /// (reachability, masquerade, publish, DNS and their IPv6 twins) on
         /// each hostile host (iptables, nftables: FORWARD and INPUT policy
         /// DROP, br_netfilter on), which `test` otherwise does after the
-        /// workspace tests, both variants at the same time.
+        /// workspace tests.
         #[arg(long)]
         no_hostile: bool,
         /// Run only those hostile-host runs (for FIREWALL, or both).
