@@ -73,6 +73,7 @@ pub const MAPS: &[MapSpec] = &[
     spec::<FragKey6, Addr6>(MAP_FRAGMENTS6, MAX_FRAGMENTED),
     spec::<PublishKey6, PublishTarget6>(MAP_PUBLISHED6, MAX_PUBLISHED),
     spec::<SockOriginKey6, PublishTarget6>(MAP_SOCK_ORIGIN6, MAX_SOCK_ORIGINS),
+    spec::<u32, u32>(MAP_TAILS, crate::programs::MAX_TAILS),
 ];
 
 /// The spec of map `name`.

@@ -22,6 +22,8 @@ pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
 pub const MAP_SETTINGS: &str = "SETTINGS";
 pub const MAP_ROUTING: &str = "ROUTING";
 pub const MAP_NO_SHORTCUT: &str = "NO_SHORTCUT";
+/// The programs hooks jump into by tail call (`programs::TAIL_*` slots).
+pub const MAP_TAILS: &str = "TAILS";
 
 pub const MAX_UPLINKS: u32 = 64;
 pub const MAX_PUBLISHED: u32 = 65_536;

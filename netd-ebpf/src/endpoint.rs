@@ -136,6 +136,25 @@ fn from_container_v4(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4) -> Result<i32, D
     }
 }
 
+/// The IPv6 forwarding of `from_container` (eBPF host routing), which it
+/// enters by tail call once the policy passed the packet
+/// (`endpoint6::forward`); counted as `from_container`'s verdicts are.
+#[classifier]
+pub fn from_container_forward6(ctx: TcContext) -> i32 {
+    let v = forward6_verdict(&ctx);
+    from_container_counted(&ctx, v)
+}
+
+/// A step of its own, as `from_container_verdict` is: the two frames never
+/// add up.
+#[inline(never)]
+fn forward6_verdict(ctx: &TcContext) -> i32 {
+    match endpoint6::forward(ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop_packet(reason),
+    }
+}
+
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {
     let v = to_container_verdict(&ctx);

@@ -6,12 +6,15 @@
 //! rest goes on to the bridge and the host stack (counted as the `not-ipv4`
 //! fallback).
 use aya_ebpf::{bindings::TC_ACT_OK, maps::lpm_trie::Key, programs::TcContext};
-use netd_common::{Addr6, DropReason, Endpoint, Endpoint6, Fallback, NetworkInfo6};
+use netd_common::{
+    programs::TAIL_FORWARD6, Addr6, DropReason, Endpoint, Endpoint6, Fallback, NetworkInfo6,
+};
 
 use crate::{
     forward,
-    maps::{ENDPOINT6, NETWORKS6},
+    maps::{ENDPOINT6, ENDPOINTS, NETWORKS6, TAILS},
     nd,
+    parse::{parse_l3, L3},
     parse6::{parse_l4_6, Ipv6, Upper6},
     policy::Verdict,
     policy6::{eui64_link_local, from_container6, to_container6, Facts6},
@@ -105,10 +108,40 @@ pub fn from_container(ctx: &TcContext, ep: &Endpoint, ip: &Ipv6) -> Result<i32, 
             let ifindex = unsafe { (*ctx.skb.skb).ifindex };
             nd::answer(ctx, ep, ep6, ip, ifindex).unwrap_or_else(|| Ok(pass()))
         }
-        Verdict::Pass if routing::enabled() => forward::from_container6(ctx, ep, ep6, ip, dst_net),
+        Verdict::Pass if routing::enabled() => Ok(forward_by_tail_call(ctx)),
         Verdict::Pass => Ok(pass()),
         Verdict::Drop(reason) => Err(reason),
     }
+}
+
+/// Hands a packet the policy passed to `from_container_forward6` (a tail
+/// call: it does not come back). Were the slot empty, which the agent
+/// never leaves it while the hooks are attached, the stack forwards the
+/// packet, counted as IPv6 is without host routing.
+#[inline(always)]
+fn forward_by_tail_call(ctx: &TcContext) -> i32 {
+    // SAFETY: the slot holds a classifier of the same kind, or nothing.
+    unsafe { TAILS.tail_call(ctx, TAIL_FORWARD6) };
+    pass()
+}
+
+/// The forwarding half of [`from_container`] with eBPF host routing, in
+/// program `from_container_forward6`: the packet passed the policy there.
+/// What that found is looked up again, so the verifier judges this program
+/// from a fresh start instead of once per state of the parse and policy.
+#[inline(always)]
+pub fn forward(ctx: &TcContext) -> Result<i32, DropReason> {
+    // SAFETY: reading a field of the context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: the value lives in the map.
+    let Some(ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
+        return Err(DropReason::UnknownEndpoint);
+    };
+    let L3::Ipv6(ip) = parse_l3(ctx) else {
+        return Err(DropReason::Malformed);
+    };
+    let dst_net = network6_of(ip.dst);
+    forward::from_container6(ctx, ep, endpoint6_of(ctx), &ip, dst_net)
 }
 
 /// What a container receives over IPv6.

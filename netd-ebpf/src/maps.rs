@@ -2,7 +2,7 @@
 //! outlive the agent (the agent chooses the pin directory).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use netd_common::{
     drop_reason::DROP_REASON_SLOTS, routing::ROUTING_SLOTS, Addr6, CtEntry, CtEntry6, CtKey,
@@ -123,3 +123,8 @@ pub static FRAGMENTS6: LruHashMap<FragKey6, Addr6> = LruHashMap::pinned(MAX_FRAG
 /// the container's IPv6 address and port.
 #[map(name = "PUBLISHED6")]
 pub static PUBLISHED6: HashMap<PublishKey6, PublishTarget6> = HashMap::pinned(MAX_PUBLISHED, 0);
+
+/// Programs the hooks enter by tail call, by `netd_common::programs`
+/// slot (the agent fills it before it attaches the hooks).
+#[map(name = "TAILS")]
+pub static TAILS: ProgramArray = ProgramArray::pinned(netd_common::programs::MAX_TAILS, 0);

@@ -26,6 +26,10 @@ fn start_again(bed: &Bed) -> (bool, String) {
             &bpffs.display().to_string(),
             "--cgroup",
             "/nonexistent-cgroup",
+            // Never the host's /run/docker/plugins (its lock file would
+            // stay behind there).
+            "--docker-plugin",
+            "none",
         ],
         Duration::from_secs(10),
     );

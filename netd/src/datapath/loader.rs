@@ -21,18 +21,20 @@ use aya::{
 use ipnet::Ipv4Net;
 use netd_common::{
     Endpoint, EndpointRef, NetworkInfo, MAP_CT6_IN, MAP_CT6_OUT, MAP_CT_IN, MAP_CT_OUT,
-    MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP, MAP_LAYOUT_VERSION, MAP_NETWORKS,
+    MAP_ENDPOINTS, MAP_ENDPOINT_BY_IP, MAP_LAYOUT_VERSION, MAP_NETWORKS, MAP_TAILS,
 };
 
 use super::blocks::EndpointBlocks;
 
 pub use netd_common::programs::{
-    FROM_CONTAINER, OVERLAY_IN, TO_CONTAINER, UPLINK_IN, UPLINK_OUT, UPLINK_XDP,
+    FROM_CONTAINER, FROM_CONTAINER_FORWARD6, OVERLAY_IN, TO_CONTAINER, UPLINK_IN, UPLINK_OUT,
+    UPLINK_XDP,
 };
 
 /// Every classifier in the object, loaded and pinned at start.
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 6] = [
     FROM_CONTAINER,
+    FROM_CONTAINER_FORWARD6,
     TO_CONTAINER,
     UPLINK_IN,
     UPLINK_OUT,
@@ -130,6 +132,7 @@ impl Datapath {
             Self::load_program(name, || prog.load())?;
             pin_program(prog, &pins.progs().join(name))?;
         }
+        fill_tails(&mut ebpf)?;
         {
             let prog: &mut aya::programs::Xdp = ebpf
                 .program_mut(UPLINK_XDP)
@@ -363,6 +366,26 @@ impl Datapath {
         }
         Ok(out)
     }
+}
+
+/// Puts every tail-called program in its `TAILS` slot, before any hook that
+/// jumps there is attached (a restarted agent's new programs replace the
+/// old ones slot by slot, and the hooks still attached jump into them).
+fn fill_tails(ebpf: &mut aya::Ebpf) -> Result<()> {
+    for (name, slot) in netd_common::programs::TAIL_PROGRAMS {
+        let fd = classifier(ebpf, name)?
+            .fd()
+            .with_context(|| format!("program {name} is not loaded"))?
+            .try_clone()
+            .with_context(|| format!("failed to duplicate the descriptor of {name}"))?;
+        let map = ebpf
+            .map_mut(MAP_TAILS)
+            .ok_or_else(|| anyhow!("map {MAP_TAILS} missing from the eBPF object"))?;
+        aya::maps::ProgramArray::try_from(map)?
+            .set(slot, &fd, 0)
+            .with_context(|| format!("failed to put {name} in slot {slot} of {MAP_TAILS}"))?;
+    }
+    Ok(())
 }
 
 /// Attaches `prog` first in the TCX chain of `host_ifname` and pins the
