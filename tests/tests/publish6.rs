@@ -8,8 +8,8 @@
 //! Host-process clients run as children in the bed's cgroup (the agent's
 //! `--cgroup`) and host netns: this binary re-executed as
 //! [`host_client6_helper`]. Containers reach published ports through the
-//! host's IPv6 addresses (hairpin), and fragmented datagrams from the
-//! world reach the container.
+//! host's IPv6 addresses (hairpin). Fragmented datagrams to published
+//! IPv6 ports: `fragments.rs`, next to their IPv4 rows.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -458,53 +458,6 @@ fn ipv6_containers_reach_a_published_port_through_host_addresses() {
         )
     });
     errs.done("IPv6 direct and internal flows to the target");
-}
-
-/// A 3000-byte UDP datagram from the world to `[H6]:8090` leaves the
-/// world's 1500-byte link in fragments: the first carries the ports and
-/// is translated, the later ones follow it to the container, which gets
-/// the datagram whole from the world's address; its 3000-byte answer
-/// leaves the container in fragments, each leaving the host as
-/// `[H6]:8090`. With eBPF host routing the fragments are delivered as
-/// unfragmented packets are, past the host's stack: on a host whose
-/// firewall drops forwarded traffic too.
-#[test]
-fn ipv6_fragmented_datagram_reaches_the_published_container_whole() {
-    const LEN: usize = 3000;
-    let (bed, world) = bed6();
-    bed.network(
-        "fr",
-        &[
-            "--subnet",
-            "10.96.6.0/24",
-            "--ipv6",
-            "--subnet",
-            "fd00:96:6::/64",
-        ],
-    );
-    let c = bed.container("c", &["--network", "fr", "-p", "8090:90/udp"]);
-    let bind = s6(Ipv6Addr::UNSPECIFIED, 90);
-    let (request, reply) = big_udp_exchange(&c.ns, bind, &world, s6(H6, 8090), LEN);
-    let fw = bed.firewall().name();
-    let request = request.unwrap_or_else(|e| {
-        panic!("the fragmented datagram must reach the container ({fw}): {e:#}")
-    });
-    assert_eq!(request.len, LEN, "the container got {} bytes", request.len);
-    assert!(request.intact, "the datagram's bytes changed");
-    assert_eq!(
-        request.from.ip(),
-        IpAddr::V6(W6),
-        "the container saw {}",
-        request.from
-    );
-    let reply = reply
-        .unwrap_or_else(|e| panic!("the fragmented answer must reach the world ({fw}): {e:#}"));
-    assert_eq!(
-        (reply.len, reply.intact),
-        (LEN, true),
-        "the answer arrived whole"
-    );
-    assert_eq!(reply.from, s6(H6, 8090), "the answer's source");
 }
 
 /// A container whose first network is IPv6-only (`--ipv6 --ipv4=false`)
