@@ -7,7 +7,11 @@
 //! would compute); routed (`--masquerade=false`) and internal networks;
 //! and the fib paths of `from_container` for IPv6 (redirect with the
 //! neighbour's MAC and the hop limit decremented, unresolved neighbour,
-//! and each counted fallback). Needs root.
+//! and each counted fallback). A fragmented datagram and its fragmented
+//! reply: the first fragment translated by its ports (the UDP checksum
+//! over the whole datagram), the later one following it (out: the
+//! address; in: to the container, delivered with eBPF host routing),
+//! strays left to the host or refused. Needs root.
 mod common;
 
 use std::net::Ipv6Addr;
@@ -17,7 +21,7 @@ use common::{
     packet::{tcp, udp_with},
     packet6::{Pkt6, DSTOPTS},
     run_classifier,
-    verify::verify6,
+    verify::{csum, fill_checksum, pseudo6, verify6},
     Bpffs, LO_IFINDEX, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 use netd::datapath::{
@@ -539,4 +543,127 @@ fn fib_paths_of_container_ipv6_to_the_world() {
     let (v, out) = run(&mut dp, FROM_CONTAINER, &sent);
     assert_eq!((v, &out), (TC_ACT_OK, &sent));
     assert_eq!(counter(&dp, "fib-redirect"), n);
+}
+
+// ------------------------------------------------------------ fragments
+
+/// A UDP datagram `sport` -> `dport` with 40 data bytes in two fragments
+/// of identification `id`, as IPv6 packets (from the version field on)
+/// with hop limit `hops`: the first holds the UDP header, whose length
+/// and checksum cover the whole datagram, and 24 data bytes; the later
+/// one (offset 32, the last) the other 16.
+fn fragments(src: &str, dst: &str, hops: u8, (sport, dport): (u16, u16), id: u32) -> [Vec<u8>; 2] {
+    let (s, d) = (v6(src), v6(dst));
+    let mut whole = udp_with(sport, dport, &(0..40).collect::<Vec<u8>>());
+    let init = pseudo6(&s.octets(), &d.octets(), UDP, whole.len());
+    fill_checksum(&mut whole, UDP, init);
+    let part = |l4: &[u8], offset8: u16, more: bool| {
+        let mut p = Pkt6::new(s, d, UDP, l4.to_vec()).fragment(offset8, more, id);
+        p.hop_limit = hops;
+        let mut ip = p.bytes()[14..].to_vec();
+        // The builder sums `l4` as a datagram of its own: the bytes as
+        // they are instead.
+        ip.truncate(40 + 8);
+        ip.extend_from_slice(l4);
+        ip
+    };
+    [part(&whole[..32], 0, true), part(&whole[32..], 4, false)]
+}
+
+/// The UDP checksum over the datagram that the fragment frames `first`
+/// and `later` make, with their addresses: 0 when it is right.
+fn reassembled_csum(first: &[u8], later: &[u8]) -> u16 {
+    assert_eq!(&later[22..54], &first[22..54], "the fragments' addresses");
+    let src: [u8; 16] = first[22..38].try_into().unwrap();
+    let dst: [u8; 16] = first[38..54].try_into().unwrap();
+    let mut l4 = first[62..].to_vec();
+    l4.extend_from_slice(&later[62..]);
+    csum(&l4, pseudo6(&src, &dst, UDP, l4.len()))
+}
+
+/// The two fragments `sent` through `prog`, each verdict `want`.
+fn run_both(dp: &mut Datapath, prog: &str, sent: &[Vec<u8>; 2], want: u32) -> [Vec<u8>; 2] {
+    sent.clone().map(|f| {
+        let (v, out) = run(dp, prog, &f);
+        assert_eq!(v, want, "{prog}: verdict");
+        out
+    })
+}
+
+#[test]
+fn fragments_of_a_masqueraded_datagram_and_of_its_reply_follow_their_first() {
+    let fs = Bpffs::new("nat66-frags");
+    let mut dp = datapath(&fs, HostRouting::Kernel);
+    let on = |dmac, smac, ip: [Vec<u8>; 2]| ip.map(|p| frame(dmac, smac, &p));
+
+    // The container's datagram: the first fragment gets the uplink's
+    // address and a NAT port (the checksum, over the whole datagram,
+    // follows both), the later one the address its first got.
+    let id = 0x0a0b_0c0d;
+    let sent = on(WORLD_MAC, GW_MAC, fragments(ME, WORLD, 63, (5353, 53), id));
+    let out = run_both(&mut dp, UPLINK_OUT, &sent, TC_ACT_OK);
+    let port = u16::from_be_bytes([out[0][62], out[0][63]]);
+    assert!(
+        (PORTS.0..=PORTS.1).contains(&port),
+        "NAT port {port} out of {PORTS:?}"
+    );
+    let want = on(
+        WORLD_MAC,
+        GW_MAC,
+        fragments(UPLINK6, WORLD, 63, (port, 53), id),
+    );
+    assert_eq!(out[0], want[0], "the first fragment as it leaves");
+    assert_eq!(out[1], want[1], "the later fragment as it leaves");
+    assert_eq!(reassembled_csum(&out[0], &out[1]), 0, "UDP checksum out");
+
+    // The reply in fragments: the first is translated back by its ports,
+    // the later one follows it to the container, its data untouched.
+    let id = 0x5151;
+    let reply = on(
+        GW_MAC,
+        WORLD_MAC,
+        fragments(WORLD, UPLINK6, 60, (53, port), id),
+    );
+    let back = run_both(&mut dp, UPLINK_IN, &reply, TC_ACT_OK);
+    let want = on(GW_MAC, WORLD_MAC, fragments(WORLD, ME, 60, (53, 5353), id));
+    assert_eq!(back[0], want[0], "the first reply fragment translated back");
+    assert_eq!(back[1], want[1], "the later reply fragment follows it");
+    assert_eq!(reassembled_csum(&back[0], &back[1]), 0, "UDP checksum in");
+
+    // Later fragments of another datagram (another id, another source)
+    // are the host's, untouched; one addressed to the container whose
+    // first was not let in is refused.
+    for (src, id, what) in [
+        (WORLD, id + 1, "another id"),
+        (ROUTER, id, "another source"),
+    ] {
+        let [_, stray] = on(
+            GW_MAC,
+            WORLD_MAC,
+            fragments(src, UPLINK6, 60, (53, port), id),
+        );
+        let (v, out) = run(&mut dp, UPLINK_IN, &stray);
+        assert_eq!((v, &out), (TC_ACT_OK, &stray), "later fragment of {what}");
+    }
+    let refused = counter(&dp, "not-a-reply");
+    let [_, stray] = on(
+        GW_MAC,
+        WORLD_MAC,
+        fragments(WORLD, ME, 60, (53, 5353), id + 2),
+    );
+    assert_eq!(run(&mut dp, UPLINK_IN, &stray).0, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, "not-a-reply"), refused + 1, "not-a-reply");
+
+    // With eBPF host routing both go straight into the container: its
+    // and the bridge's MACs, one hop less.
+    dp.set_host_routing(HostRouting::Ebpf).unwrap();
+    let id = 0x5152;
+    let reply = on(
+        GW_MAC,
+        WORLD_MAC,
+        fragments(WORLD, UPLINK6, 60, (53, port), id),
+    );
+    let back = run_both(&mut dp, UPLINK_IN, &reply, TC_ACT_REDIRECT);
+    let want = on(MY_MAC, GW_MAC, fragments(WORLD, ME, 59, (53, 5353), id));
+    assert_eq!(back, want, "both fragments delivered into the container");
 }
