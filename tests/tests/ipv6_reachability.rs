@@ -1,12 +1,14 @@
 //! SPEC section 4 over IPv6, with real packets (ICMPv6, TCP, UDP) between
 //! network namespaces on networks made with `--ipv6`: what is denied is
-//! counted by netd under its reason (`Bed::expect`'s witness).
-use std::time::Duration;
+//! counted by netd under its reason (`Bed::expect`'s witness), and flows
+//! once the programs are detached (the negative controls).
+use std::net::IpAddr;
 
 use netd_tests::{
     bed::Bed,
-    cmd::{ip_ns, run_timeout},
-    traffic::{allow, dropped, Ep},
+    cmd::ip_ns,
+    traffic::{allow, dropped, icmp, tcp, udp, Ep},
+    world::{UPLINK6, UPLINK_LIMIT, WORLD6},
 };
 
 #[test]
@@ -50,6 +52,7 @@ fn ipv6_rows_between_containers() {
     let (i1, i2) = (bed.ep6(&i1, "inner"), bed.ep6(&i2, "inner"));
     let host = bed.host_ns().to_string();
     let gw = |net: &str| Ep::v6(&format!("gateway/{net}"), &host, bed.gateway6(net));
+    let gw_a = gw("a");
     bed.expect(&[
         allow(&a1, &a2),
         allow(&a2, &a1),
@@ -65,7 +68,9 @@ fn ipv6_rows_between_containers() {
         dropped(&i1, &gw("a"), "internal-network"),
     ]);
     // Negative control: with the programs detached (link pins removed)
-    // the host forwards between the networks. A hostile host's FORWARD
+    // the host forwards between the networks, the bridge between
+    // containers of the icc-off network, and an internal network's
+    // container reaches another network's gateway. A hostile host's FORWARD
     // policy would drop that too, so only the permissive run can show it.
     if bed.firewall().drops_input() {
         eprintln!(
@@ -77,126 +82,74 @@ fn ipv6_rows_between_containers() {
     }
     bed.kill_agent();
     bed.remove_pinned_links();
-    netd_tests::traffic::expect(&[allow(&a1, &b1), allow(&b1, &a1)]);
+    netd_tests::traffic::expect(&[
+        allow(&a1, &b1),
+        allow(&b1, &a1),
+        allow(&c1, &c2),
+        allow(&c2, &c1),
+        allow(&i1, &gw_a),
+    ]);
 }
 
 /// A container that gives itself another address of its subnet and sends
-/// from it: dropped as `spoofed-source`; from its own address the same
-/// ping passes (control).
+/// from it (the connected route's preferred source, so ICMPv6, TCP and
+/// UDP all leave with it): dropped as `spoofed-source`; from its own
+/// address the same probes pass (control, before and after).
 #[test]
 fn ipv6_spoofed_sources_are_dropped() {
-    const PINGS: u64 = 10;
+    const SUBNET: &str = "fd00:95:5::/64";
     let bed = Bed::new();
     bed.network(
         "s",
-        &[
-            "--subnet",
-            "10.95.5.0/24",
-            "--ipv6",
-            "--subnet",
-            "fd00:95:5::/64",
-        ],
+        &["--subnet", "10.95.5.0/24", "--ipv6", "--subnet", SUBNET],
     );
     let s1 = bed.container("s1", &["--network", "s"]);
     let s2 = bed.container("s2", &["--network", "s"]);
-    let (own, peer) = (bed.ip6(&s1, "s"), bed.ip6(&s2, "s"));
-    ip_ns(
-        &s1.ns,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "fd00:95:5::99/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    let ping_from = |src: &str, count: u64| {
-        let count = count.to_string();
-        let peer = peer.to_string();
-        run_timeout(
-            "ip",
-            &[
-                "netns", "exec", &s1.ns, "ping", "-6", "-n", "-c", &count, "-i", "0.05", "-W", "1",
-                "-I", src, &peer,
-            ],
-            Duration::from_secs(15),
-        )
-        .code
+    let (own, peer) = (bed.ep6(&s1, "s"), bed.ep6(&s2, "s"));
+    let spoofed = Ep::v6("s1/spoofed", &s1.ns, "fd00:95:5::99".parse().unwrap());
+    let ip = |args: &[&str]| ip_ns(&s1.ns, args).unwrap_or_else(|e| panic!("{e:#}"));
+    let prefer = |src: &str| {
+        ip(&[
+            "-6", "route", "replace", SUBNET, "dev", "eth0", "proto", "kernel", "metric", "256",
+            "src", src,
+        ])
     };
-    assert_eq!(
-        ping_from(&own.to_string(), 1),
-        Some(0),
-        "control: from its own address"
-    );
-    let before = bed.drop_count("spoofed-source");
-    assert_eq!(
-        ping_from("fd00:95:5::99", PINGS),
-        Some(1),
-        "from another address of the subnet"
-    );
-    let grew = bed.drop_count("spoofed-source") - before;
-    assert!(
-        grew >= PINGS,
-        "spoofed-source grew by {grew} for {PINGS} spoofed pings"
-    );
+    ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/64", spoofed.ip),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    prefer(&own.ip.to_string());
+    bed.expect(&[allow(&own, &peer), allow(&peer, &own)]);
+    prefer(&spoofed.ip.to_string());
+    bed.expect(&[dropped(&spoofed, &peer, "spoofed-source")]);
+    prefer(&own.ip.to_string());
+    bed.expect(&[allow(&own, &peer)]);
 }
 
-/// W routes a container's IPv6 subnet to the host: it still cannot reach
-/// the container's address (dropped at the uplink, `not-a-reply`), while the
-/// container's own flow to W (masquerade off: routed) gets its replies.
+/// W routes two container IPv6 subnets to the host, a masquerading and a
+/// routed (`--masquerade=false`) one: it still cannot reach the
+/// containers' addresses with ICMPv6, TCP or UDP (dropped at the uplink,
+/// `not-a-reply`), while the containers' own flows to W get their replies
+/// (leaving with the uplink's address, and with their own). Negative
+/// control: with the programs detached, W reaches both.
 #[test]
 fn ipv6_world_cannot_reach_a_container_address() {
-    const PINGS: u64 = 10;
     let bed = Bed::without_agent(&[]);
-    let world = bed.make_world();
-    let host = bed.host_ns().to_string();
-    for (ns, args) in [
-        (
+    let world = bed.make_world6();
+    for routed in ["fd00:95:6::/64", "fd00:95:7::/64"] {
+        ip_ns(
             &world,
-            &[
-                "-6",
-                "addr",
-                "add",
-                "2001:db8:95::1/64",
-                "dev",
-                "w0",
-                "nodad",
-            ][..],
-        ),
-        (
-            &host,
-            &[
-                "-6",
-                "addr",
-                "add",
-                "2001:db8:95::2/64",
-                "dev",
-                "up0",
-                "nodad",
-            ],
-        ),
-        (
-            &host,
-            &["-6", "route", "add", "default", "via", "2001:db8:95::1"],
-        ),
-        (
-            &world,
-            &[
-                "-6",
-                "route",
-                "add",
-                "fd00:95:6::/64",
-                "via",
-                "2001:db8:95::2",
-            ],
-        ),
-    ] {
-        ip_ns(ns, args).unwrap_or_else(|e| panic!("building the IPv6 uplink: {e:#}"));
+            &["-6", "route", "add", routed, "via", &UPLINK6.to_string()],
+        )
+        .unwrap_or_else(|e| panic!("world route to {routed}: {e:#}"));
     }
     bed.start_agent();
+    bed.wait_uplink6(UPLINK6, UPLINK_LIMIT);
     bed.network(
         "r",
         &[
@@ -208,31 +161,44 @@ fn ipv6_world_cannot_reach_a_container_address() {
             "--masquerade=false",
         ],
     );
-    let c = bed.container("c", &["--network", "r"]);
-    let c6 = bed.ep6(&c, "r");
-    let w6 = Ep::v6("world/v6", &world, "2001:db8:95::1".parse().unwrap());
-    // The container's own flows to the world leave with its address and
-    // their replies come back.
-    bed.expect(&[allow(&c6, &w6)]);
-    let before = bed.drop_count("not-a-reply");
-    let count = PINGS.to_string();
-    let target = c6.ip.to_string();
-    let out = run_timeout(
-        "ip",
+    bed.network(
+        "m",
         &[
-            "netns", "exec", &world, "ping", "-6", "-n", "-c", &count, "-i", "0.05", "-W", "1",
-            &target,
+            "--subnet",
+            "10.95.7.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:95:7::/64",
         ],
-        Duration::from_secs(15),
     );
-    assert_eq!(
-        out.code,
-        Some(1),
-        "the world must not reach {target}:\n{out}"
-    );
-    let grew = bed.drop_count("not-a-reply") - before;
-    assert!(
-        grew >= PINGS,
-        "not-a-reply grew by {grew} for {PINGS} pings from the world"
-    );
+    let c = bed.container("c", &["--network", "r"]);
+    let m = bed.container("m", &["--network", "m"]);
+    let (c6, m6) = (bed.ep6(&c, "r"), bed.ep6(&m, "m"));
+    let w6 = Ep::v6("world/v6", &world, WORLD6);
+    // Controls: the containers' own flows to the world leave (with c's
+    // address, with the uplink's for m) and their replies come back.
+    bed.expect(&[allow(&c6, &w6)]);
+    let seen = [tcp(&m.ns, &w6), udp(&m.ns, &w6)];
+    for (p, s) in ["TCP", "UDP"].iter().zip(seen) {
+        match s {
+            Ok(src) => assert_eq!(src, IpAddr::from(UPLINK6), "{p} m -> world seen from"),
+            Err(e) => panic!("control: {p} m -> world: {e:#}"),
+        }
+    }
+    icmp(&m.ns, WORLD6).unwrap_or_else(|e| panic!("control: m pings the world: {e:#}"));
+    bed.expect(&[
+        dropped(&w6, &c6, "not-a-reply"),
+        dropped(&w6, &m6, "not-a-reply"),
+    ]);
+    if bed.firewall().drops_input() {
+        eprintln!(
+            "negative control not run on the {} host: its FORWARD policy drops what the \
+             kernel forwards (the permissive run checks it)",
+            bed.firewall().name()
+        );
+        return;
+    }
+    bed.kill_agent();
+    bed.remove_pinned_links();
+    netd_tests::traffic::expect(&[allow(&w6, &c6), allow(&w6, &m6)]);
 }
