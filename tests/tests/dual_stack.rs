@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use netd_tests::cmd::ip_ns;
 use netd_tests::names::arpa;
-use netd_tests::traffic::{allow, dropped, icmp, no_icmp};
+use netd_tests::traffic::{allow, dropped, icmp, no_icmp, Ep};
 use netd_tests::{Bed, Ctr};
 use serde_json::Value;
 
@@ -117,19 +117,33 @@ fn dual_stack_network_both_families_dns_and_restart() {
     // Both families, every protocol, source addresses kept.
     let (x4, y4) = (bed.ep(&x, "ds"), bed.ep(&y, "ds"));
     let (x6, y6, z6) = (bed.ep6(&x, "ds"), bed.ep6(&y, "ds"), bed.ep6(&z, "auto"));
-    let host6 = netd_tests::traffic::Ep::v6("host/v6", bed.host_ns(), bed.gateway6("ds"));
+    let host6 = Ep::v6("host/v6", bed.host_ns(), bed.gateway6("ds"));
+    // Another IPv6 address of the host, on no bridge.
+    ip_ns(
+        bed.host_ns(),
+        &["-6", "addr", "add", "2001:db8:96:ff::1/128", "dev", "lo"],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let other6 = Ep::v6(
+        "host/other-v6",
+        bed.host_ns(),
+        "2001:db8:96:ff::1".parse().unwrap(),
+    );
     let flows = [
         allow(&x4, &y4),
         allow(&y4, &x4),
         allow(&x6, &y6),
         allow(&y6, &x6),
+        // A -> H: the gateway and any other host address (a socket of
+        // the host itself: its INPUT chain decides) ...
         bed.to_host(&x6, &host6),
+        bed.to_host(&x6, &other6),
+        // ... and H -> A: the container sees the gateway's address.
+        allow(&host6, &x6),
     ];
     bed.expect(&flows);
     // Different networks: netd drops IPv6 both ways, as IPv4.
     bed.expect(&[dropped(&x6, &z6, ISOLATION), dropped(&z6, &x6, ISOLATION)]);
-    // The host reaches a container's IPv6 address.
-    icmp(bed.host_ns(), x6.ip).unwrap_or_else(|e| panic!("host -> x over IPv6: {e:#}"));
 
     // Names: AAAA and PTR for IPv6 addresses, A as before; a name on
     // another network stays invisible for AAAA too.
@@ -285,7 +299,7 @@ fn default_bridge_with_ipv6_and_a_v6_pool() {
     assert_eq!(ipam(&bed.net_info("n"))[1].0, "fd00:97:0:2::/64");
     let d = bed.container("d", &["--network", "n"]);
     let (c6, d6) = (bed.ep6(&c, "bridge"), bed.ep6(&d, "n"));
-    let gw = netd_tests::traffic::Ep::v6("host/v6", bed.host_ns(), bed.gateway6("n"));
+    let gw = Ep::v6("host/v6", bed.host_ns(), bed.gateway6("n"));
     bed.expect(&[
         bed.to_host(&d6, &gw),
         dropped(&c6, &d6, ISOLATION),
