@@ -61,6 +61,7 @@ const HOSTILE_TESTS: &[&str] = &[
     "publish",
     "dns",
     "ipv6_reachability",
+    "ipv6_leak",
     "ipv6",
     "ipv6_only",
     "dual_stack",
