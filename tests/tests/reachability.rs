@@ -19,9 +19,22 @@ fn two_networks() -> Bed {
     bed
 }
 
+/// Like [`two_networks`], dual stack: IPv6 subnets fd00:91:1::/64 and
+/// fd00:91:2::/64.
+fn two_dual_networks() -> Bed {
+    let bed = Bed::new();
+    for (name, v4, v6) in [
+        ("net1", "10.91.1.0/24", "fd00:91:1::/64"),
+        ("net2", "10.91.2.0/24", "fd00:91:2::/64"),
+    ] {
+        bed.network(name, &["--subnet", v4, "--ipv6", "--subnet", v6]);
+    }
+    bed
+}
+
 /// On [`two_networks`]: a on net1, b on net2, c on net1 then connected to
-/// net2. Containers b and c, and the endpoints [a1, b2, c1, c2].
-fn a_b_and_c_on_both(bed: &Bed) -> (Ctr, Ctr, [Ep; 4]) {
+/// net2. Containers [a, b, c], and the endpoints [a1, b2, c1, c2].
+fn a_b_and_c_on_both(bed: &Bed) -> ([Ctr; 3], [Ep; 4]) {
     let a = bed.container("a", &["--network", "net1"]);
     let b = bed.container("b", &["--network", "net2"]);
     let c = bed.container("c", &["--network", "net1"]);
@@ -32,7 +45,7 @@ fn a_b_and_c_on_both(bed: &Bed) -> (Ctr, Ctr, [Ep; 4]) {
         bed.ep(&c, "net1"),
         bed.ep(&c, "net2"),
     );
-    (b, c, [a1, b2, c1, c2])
+    ([a, b, c], [a1, b2, c1, c2])
 }
 
 #[test]
@@ -72,7 +85,7 @@ fn different_networks_dropped_both_ways() {
 #[test]
 fn container_on_two_networks_reaches_both() {
     let bed = two_networks();
-    let (_, _, [a1, b2, c1, c2]) = a_b_and_c_on_both(&bed);
+    let (_, [a1, b2, c1, c2]) = a_b_and_c_on_both(&bed);
     bed.expect(&[
         // c talks to each network from its address there.
         allow(&c1, &a1),
@@ -88,11 +101,25 @@ fn container_on_two_networks_reaches_both() {
     ]);
 }
 
+/// Both families: IPv4 and IPv6 (dual-stack networks) stop together.
 #[test]
 fn disconnect_stops_traffic_at_once() {
-    let bed = two_networks();
-    let (b, c, [a1, b2, c1, c2]) = a_b_and_c_on_both(&bed);
-    expect(&[allow(&b2, &c2), allow(&c2, &b2), allow(&a1, &c1)]);
+    let bed = two_dual_networks();
+    let ([a, b, c], [a1, b2, c1, c2]) = a_b_and_c_on_both(&bed);
+    let (a1_6, b2_6, c1_6, c2_6) = (
+        bed.ep6(&a, "net1"),
+        bed.ep6(&b, "net2"),
+        bed.ep6(&c, "net1"),
+        bed.ep6(&c, "net2"),
+    );
+    expect(&[
+        allow(&b2, &c2),
+        allow(&c2, &b2),
+        allow(&a1, &c1),
+        allow(&b2_6, &c2_6),
+        allow(&c2_6, &b2_6),
+        allow(&a1_6, &c1_6),
+    ]);
 
     bed.ok(&["network", "disconnect", "net2", "c"]);
     // Right away, no settling time: c is gone from net2 ...
@@ -106,35 +133,49 @@ fn disconnect_stops_traffic_at_once() {
         !net["Containers"].to_string().contains(&c.id),
         "net2 still lists c after disconnect: {net}"
     );
-    // ... its old net2 address no longer answers (while b's path into net2
-    // still carries a ping to the gateway: the control), and b (net2) can
-    // no longer reach c at all, while c keeps net1.
-    let gw2 = bed.gateway("net2");
+    // ... its old net2 addresses no longer answer (while b's path into
+    // net2 still carries a ping to the gateway: the control), and b (net2)
+    // can no longer reach c at all, while c keeps net1.
+    let (gw2, gw2_6) = (bed.gateway("net2"), bed.gateway6("net2"));
     let old = [
         no_icmp(&b.ns, c2.ip).map_err(|e| format!("b -> c's old net2 address {}: {e:#}", c2.ip)),
+        no_icmp(&b.ns, c2_6.ip)
+            .map_err(|e| format!("b -> c's old net2 address {}: {e:#}", c2_6.ip)),
         bed.ping_host(&b.ns, gw2)
             .map_err(|e| format!("control b -> net2 gateway {gw2}: {e:#}")),
     ];
     let errs: Vec<_> = old.into_iter().filter_map(Result::err).collect();
     assert!(errs.is_empty(), "after disconnect: {}", errs.join("\n"));
+    let gw2_6 = Ep::v6("gateway/net2/v6", bed.host_ns(), gw2_6);
     bed.expect(&[
         dropped(&b2, &c1, ISOLATION),
         dropped(&c1, &b2, ISOLATION),
+        dropped(&b2_6, &c1_6, ISOLATION),
+        dropped(&c1_6, &b2_6, ISOLATION),
         allow(&c1, &a1),
         allow(&a1, &c1),
+        allow(&c1_6, &a1_6),
+        allow(&a1_6, &c1_6),
+        bed.to_host(&b2_6, &gw2_6),
     ]);
 
     // Reconnecting restores traffic (no stale state left behind).
     bed.ok(&["network", "connect", "net2", "c"]);
-    let c2 = bed.ep(&c, "net2");
-    expect(&[allow(&b2, &c2), allow(&c2, &b2)]);
+    let (c2, c2_6) = (bed.ep(&c, "net2"), bed.ep6(&c, "net2"));
+    expect(&[
+        allow(&b2, &c2),
+        allow(&c2, &b2),
+        allow(&b2_6, &c2_6),
+        allow(&c2_6, &b2_6),
+    ]);
 }
 
 /// SPEC is silent; Docker moves the default route to a remaining network
-/// when the one that provided it is disconnected.
+/// when the one that provided it is disconnected: for IPv4 and IPv6 alike
+/// (dual-stack networks), and traffic over both follows.
 #[test]
 fn disconnect_of_first_network_moves_default_route() {
-    let bed = two_networks();
+    let bed = two_dual_networks();
     let c = bed.container("c", &["--network", "net1"]);
     bed.ok(&["network", "connect", "net2", "c"]);
     bed.ok(&["network", "disconnect", "net1", "c"]);
@@ -144,9 +185,34 @@ fn disconnect_of_first_network_moves_default_route() {
         "after disconnecting net1, c's default route should move to net2's gateway \
          (as Docker does); `ip route show default` in c: {routes:?}"
     );
+    let routes6 = netd_tests::cmd::ip_ns(&c.ns, &["-6", "route", "show", "default"]).unwrap();
+    assert!(
+        routes6.contains("via fd00:91:2::1 dev eth1") && !routes6.contains("fd00:91:1::1"),
+        "after disconnecting net1, c's IPv6 default route should move to net2's IPv6 \
+         gateway; `ip -6 route show default` in c: {routes6:?}"
+    );
     let gw = bed.host(bed.gateway("net2"));
-    let c2 = bed.ep(&c, "net2");
-    bed.expect(&[bed.to_host(&c2, &gw), allow(&gw, &c2)]);
+    let gw6 = Ep::v6("gateway/net2/v6", bed.host_ns(), bed.gateway6("net2"));
+    let (c2, c2_6) = (bed.ep(&c, "net2"), bed.ep6(&c, "net2"));
+    // Another IPv6 address of the host, on no bridge: reached by the
+    // default route alone.
+    netd_tests::cmd::ip_ns(
+        bed.host_ns(),
+        &["-6", "addr", "add", "2001:db8:91::1/128", "dev", "lo"],
+    )
+    .unwrap();
+    let other6 = Ep::v6(
+        "host/other-v6",
+        bed.host_ns(),
+        "2001:db8:91::1".parse().unwrap(),
+    );
+    bed.expect(&[
+        bed.to_host(&c2, &gw),
+        allow(&gw, &c2),
+        bed.to_host(&c2_6, &gw6),
+        allow(&gw6, &c2_6),
+        bed.to_host(&c2_6, &other6),
+    ]);
 }
 
 #[test]
