@@ -7,7 +7,7 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use netd_tests::cmd::ip_ns;
+use netd_tests::cmd::{ip_ns, run_timeout};
 use netd_tests::names::arpa;
 use netd_tests::traffic::{allow, dropped, icmp, no_icmp, Ep};
 use netd_tests::{Bed, Ctr};
@@ -113,6 +113,19 @@ fn dual_stack_network_both_families_dns_and_restart() {
     let on_bridge = ip_ns(bed.host_ns(), &["-6", "-o", "addr", "show", "dev", &bridge])
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(on_bridge.contains("fd00:96:1::1/64"), "{on_bridge}");
+    // No duplicate address detection on the bridge: while its link-local
+    // address is tentative the host solicits no neighbours on it.
+    assert!(!on_bridge.contains("tentative"), "{on_bridge}");
+    let accept_dad = run_timeout(
+        "nsenter",
+        &[
+            &format!("--net={}", bed.host_ns_path().display()),
+            "cat",
+            &format!("/proc/sys/net/ipv6/conf/{bridge}/accept_dad"),
+        ],
+        Duration::from_secs(5),
+    );
+    assert_eq!(accept_dad.stdout.trim(), "0", "{accept_dad}");
 
     // Both families, every protocol, source addresses kept.
     let (x4, y4) = (bed.ep(&x, "ds"), bed.ep(&y, "ds"));

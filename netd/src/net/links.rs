@@ -219,6 +219,7 @@ impl HostLinks {
                 .await
                 .with_context(|| format!("failed to put {gw} on {name}"))?;
         }
+        super::sysctl::skip_dad_on_bridge(name)?;
         self.set_up(index).await?;
         Ok(index)
     }

@@ -37,6 +37,20 @@ pub fn disable_ipv6_on_port(ifname: &str) -> Result<()> {
     write_ipv6(ifname, "disable_ipv6", "1")
 }
 
+/// Turns duplicate address detection off on netd's bridge `ifname`,
+/// before it is up: while the link-local address the kernel gives it is
+/// tentative (a second), the host sends no neighbour solicitation on it,
+/// so its first IPv6 packets to a new network's containers waited that
+/// long. The gateway addresses go on without DAD already, and the
+/// link-local one derives from a MAC netd chose. Nothing to do on a
+/// kernel without IPv6.
+pub fn skip_dad_on_bridge(ifname: &str) -> Result<()> {
+    if !std::path::Path::new(IPV6_CONF).exists() {
+        return Ok(());
+    }
+    write_ipv6(ifname, "accept_dad", "0")
+}
+
 /// [`enable_ipv6_on`] inside the network namespace `ns`, from a short-lived
 /// thread (sysctls under /proc/sys/net are those of the thread's netns).
 pub fn enable_ipv6_in(ns: &std::fs::File, ifname: &str) -> Result<()> {
