@@ -77,6 +77,21 @@ fn key_of(m: &PortMapping) -> PortKey {
     (m.host_ip, m.host_port, m.proto)
 }
 
+/// Ports the kernel picks for IPv4 before one free on IPv6 too is given up.
+const SAME_PORT_TRIES: usize = 16;
+
+/// Is `next` the IPv6 twin of `m` whose host port netd picks: the same
+/// container port and protocol (one spec without a host address, or two
+/// that differ only in it)? Both get one port, as Docker gives them.
+fn same_port_twin(m: &PortMapping, next: &PortMapping) -> bool {
+    m.host_port == 0
+        && next.host_port == 0
+        && !m.is_ipv6()
+        && next.is_ipv6()
+        && m.container_port == next.container_port
+        && m.proto == next.proto
+}
+
 /// How a published port is held on the host.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Hold {
@@ -236,9 +251,22 @@ impl Agent {
         runtime_binds: bool,
     ) -> AgentResult<Vec<PortMapping>> {
         let hold = Hold::for_runtime(runtime_binds);
+        let shared = hold == Hold::SharedWithRuntime;
+        let mut wanted = wanted;
+        // Twins first (nothing is published yet: an error leaves nothing).
+        let mut held_first: HashMap<usize, HeldPort> = HashMap::new();
+        for i in 1..wanted.len() {
+            let (m, next) = (&wanted[i - 1], &wanted[i]);
+            if hold.holds(m) && same_port_twin(m, next) {
+                let (h4, h6, port) = self.hold_twins(m, next, shared)?;
+                wanted[i - 1].host_port = port;
+                wanted[i].host_port = port;
+                held_first.extend([(i - 1, h4), (i, h6)]);
+            }
+        }
         let mut done: Vec<PortMapping> = Vec::new();
         let mut result = Ok(());
-        for mut m in wanted {
+        for (i, mut m) in wanted.into_iter().enumerate() {
             let step = (|| {
                 if m.host_port == 0 && !hold.holds(&m) {
                     return invalid(format!(
@@ -246,8 +274,10 @@ impl Agent {
                         m.container_port, m.proto
                     ));
                 }
-                if hold.holds(&m) {
-                    let (fd, port) = self.ports.hold(&m, hold == Hold::SharedWithRuntime)?;
+                if let Some(fd) = held_first.remove(&i) {
+                    self.reservations.held.insert(key_of(&m), fd);
+                } else if hold.holds(&m) {
+                    let (fd, port) = self.ports.hold(&m, shared)?;
                     m.host_port = port;
                     self.reservations.held.insert(key_of(&m), fd);
                 }
@@ -268,6 +298,35 @@ impl Agent {
             return Err(e);
         }
         Ok(done)
+    }
+
+    /// Holds IPv4 mapping `v4` and its IPv6 twin `v6` (host port 0 both)
+    /// on one port free on both families: the kernel picks one for IPv4,
+    /// IPv6 must have it too. The IPv4 ports refused are kept until the
+    /// end, so that the kernel picks others.
+    fn hold_twins(
+        &self,
+        v4: &PortMapping,
+        v6: &PortMapping,
+        shared: bool,
+    ) -> AgentResult<(HeldPort, HeldPort, u16)> {
+        let mut refused = Vec::new();
+        for _ in 0..SAME_PORT_TRIES {
+            let (h4, port) = self.ports.hold(v4, shared)?;
+            let on6 = PortMapping {
+                host_port: port,
+                ..v6.clone()
+            };
+            match self.ports.hold(&on6, shared) {
+                Ok((h6, _)) => return Ok((h4, h6, port)),
+                Err(AgentError::Conflict(_)) => refused.push(h4),
+                Err(e) => return Err(e),
+            }
+        }
+        conflict(format!(
+            "no host port for {}/{} is free on both IPv4 and IPv6 ({SAME_PORT_TRIES} tried); give one",
+            v4.container_port, v4.proto
+        ))
     }
 
     /// The map entry of one mapping, to the target's address of its family.

@@ -249,3 +249,40 @@ async fn an_ipv4_host_address_for_an_ipv6_only_container_is_refused() {
         assert_eq!(bed.snapshot().await, before, "{spec}");
     }
 }
+
+/// Docker's rule on a dual-stack network: a port without a host port gets
+/// one port for both families, one free on both (here 40000 is taken on
+/// IPv6 by a host process, so both get 40001); the IPv4 ports tried
+/// are not left held.
+#[tokio::test]
+async fn a_picked_port_is_the_same_on_both_families() {
+    let bed = Bed::new().await;
+    bed.agent
+        .create_network(crate::schema::NetworkCreate {
+            name: "ds".into(),
+            subnet: Some("10.6.0.0/24".parse().unwrap()),
+            ipv6: true,
+            subnet6: Some("fd00:61::/64".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let any6: std::net::IpAddr = std::net::Ipv6Addr::UNSPECIFIED.into();
+    bed.fake.with(|s| {
+        s.busy_ports.insert((any6, 40_000, 6));
+    });
+    let mut bed = bed;
+    let c = bed.container("a", "ds", &["80", "80/udp"]).await;
+    let shown: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "80/tcp -> 0.0.0.0:40001",
+            "80/tcp -> [::]:40001",
+            "80/udp -> 0.0.0.0:40000",
+            "80/udp -> [::]:40000"
+        ]
+    );
+    let held = bed.fake.state().held_ports;
+    assert_eq!(held.len(), 4, "{held:?}");
+}
