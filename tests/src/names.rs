@@ -8,25 +8,28 @@ use crate::cmd::run_timeout;
 /// `dig @127.0.0.11 name qtype +short` inside netns `ns`: the answer lines, or the
 /// status line when there are none (`NXDOMAIN`, `NOERROR`).
 pub fn dig(ns: &str, name: &str, qtype: &str) -> Vec<String> {
-    let out = run_timeout(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "dig",
-            "@127.0.0.11",
-            name,
-            qtype,
-            "+time=2",
-            "+tries=2",
-            "+noall",
-            "+comments",
-            "+answer",
-        ],
-        Duration::from_secs(15),
-    );
-    assert!(out.success(), "dig {name} {qtype} in {ns}: {out}");
+    dig_with(ns, name, qtype, &[])
+}
+
+/// [`dig`] with more dig options (`+tcp`).
+pub fn dig_with(ns: &str, name: &str, qtype: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "netns",
+        "exec",
+        ns,
+        "dig",
+        "@127.0.0.11",
+        name,
+        qtype,
+        "+time=2",
+        "+tries=2",
+        "+noall",
+        "+comments",
+        "+answer",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_timeout("ip", &args, Duration::from_secs(15));
+    assert!(out.success(), "dig {name} {qtype} {extra:?} in {ns}: {out}");
     let mut lines: Vec<String> = out
         .stdout
         .lines()

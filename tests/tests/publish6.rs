@@ -135,6 +135,259 @@ fn ipv4_reaches_nothing(
     });
 }
 
+/// Binds `port` in the host netns on `[::]` (TCP or UDP, both families:
+/// not IPv6-only) and releases it again: whether a host process could take
+/// it on either family now.
+fn host_can_bind(bed: &Bed, p: P, port: u16) -> anyhow::Result<()> {
+    in_ns(bed.host_ns(), move || {
+        match p {
+            P::Tcp => drop(TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))?),
+            P::Udp => drop(std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))?),
+        }
+        Ok(())
+    })
+}
+
+/// On network p6 of [`ipv6_published_ports`]: `-p [::]:9000-9004:7000-7004`
+/// (TCP, UDP) maps one to one over IPv6, each host port answered by its
+/// own container port, the neighbours 8999 and 9005 by nothing (though
+/// 6999 and 7005 listen), and not over IPv4. `-p 90` (no host port) gets
+/// one port netd picks, the same on both families as Docker does, that the
+/// world reaches over each, held on the host.
+fn ipv6_ranges_and_chosen_ports(bed: &Bed, world: &str) {
+    let r = bed.container(
+        "r",
+        &[
+            "--network",
+            "p6",
+            "-p",
+            "[::]:9000-9004:7000-7004",
+            "-p",
+            "[::]:9000-9004:7000-7004/udp",
+            "-p",
+            "90",
+            "-p",
+            "90/udp",
+        ],
+    );
+    let mut cports: Vec<u16> = (6999..=7005).collect();
+    cports.push(90);
+    let srv = PortServer::start_dual(&r.ns, &cports, &cports);
+    let lines = bed.port_lines("r");
+    assert_eq!(lines.len(), 14, "netd port r: {lines:?}");
+    assert_eq!(
+        bed.ok(&["port", "r", "7003"]),
+        "7003/tcp -> [::]:9003",
+        "netd port r 7003"
+    );
+    let mut errs = Errs::default();
+    for i in 0..5u16 {
+        for p in [P::Tcp, P::Udp] {
+            let dst = s6(H6, 9000 + i);
+            errs.answer(
+                &format!("{p:?} world -> {dst}"),
+                ask_from(world, p, dst),
+                7000 + i,
+                dst,
+                &[W6.into()],
+            );
+        }
+    }
+    for port in [8999, 9005] {
+        for p in [P::Tcp, P::Udp] {
+            errs.ok(
+                &format!("{p:?} world -> [{H6}]:{port} (outside the range)"),
+                unanswered_from(world, p, s6(H6, port)),
+            );
+        }
+    }
+    let strays: Vec<_> = srv
+        .hits()
+        .into_iter()
+        .filter(|h| !(7000..=7004).contains(&h.port))
+        .collect();
+    errs.check(strays.is_empty(), || {
+        format!("container ports outside the range were reached: {strays:?}")
+    });
+    ipv4_reaches_nothing(bed, world, &mut errs, &srv, 9002, 7002);
+    // The neighbours do listen: the container itself reaches them.
+    for port in [6999, 7005] {
+        errs.ok(
+            &format!("TCP r -> [::1]:{port} (control)"),
+            ask_from(&r.ns, P::Tcp, s6(Ipv6Addr::LOCALHOST, port)),
+        );
+    }
+    errs.done("IPv6 published range");
+
+    let mut errs = Errs::default();
+    for (spec, p) in [("90", P::Tcp), ("90/udp", P::Udp)] {
+        let shown = bed.ok(&["port", "r", spec]);
+        let ports: Vec<(String, u16)> = shown
+            .lines()
+            .filter_map(|l| {
+                let (host, port) = l.split(" -> ").nth(1)?.rsplit_once(':')?;
+                Some((host.to_string(), port.parse().ok()?))
+            })
+            .collect();
+        let hosts: Vec<&str> = ports.iter().map(|(h, _)| h.as_str()).collect();
+        if hosts != ["0.0.0.0", "[::]"] || ports[0].1 != ports[1].1 {
+            errs.0.push(format!(
+                "netd port r {spec}: one chosen port on both families, got {shown:?}"
+            ));
+            continue;
+        }
+        let port = ports[0].1;
+        errs.check(port != 0 && port != 90, || {
+            format!("netd port r {spec}: chose {port}")
+        });
+        errs.answer(
+            &format!("{p:?} world -> [{H6}]:{port} (chosen)"),
+            ask_from(world, p, s6(H6, port)),
+            90,
+            s6(H6, port),
+            &[W6.into()],
+        );
+        errs.answer(
+            &format!("{p:?} world -> {UPLINK}:{port} (chosen)"),
+            ask_from(world, p, s4(port)),
+            90,
+            s4(port),
+            &[mapped(WORLD)],
+        );
+        errs.check(host_can_bind(bed, p, port).is_err(), || {
+            format!("a host process could bind the chosen {p:?} port {port}")
+        });
+    }
+    errs.done("IPv6 chosen host ports");
+}
+
+/// With a's ports of [`ipv6_published_ports`] published (8080 both
+/// families, `[::]:8081`, `[H6]:8082`, TCP and UDP) and host processes on
+/// `[::]:8090` (TCP) and `[::]:8091` (UDP): IPv6 conflicts are refused with
+/// one error line and nothing changes (the same port on `[::]`, an address
+/// under a `[::]` wildcard, a wildcard over an address, both families
+/// against an IPv6-only one, twice in one request, a port a host process
+/// holds), and a refused request keeps none of its ports. The same port on
+/// the other family, or on another IPv6 address, is fine.
+fn ipv6_conflicts_refused(bed: &Bed, world: &str) {
+    let held_tcp = in_ns(bed.host_ns(), || {
+        Ok(TcpListener::bind((Ipv6Addr::UNSPECIFIED, 8090))?)
+    })
+    .unwrap();
+    let held_udp = in_ns(bed.host_ns(), || {
+        Ok(std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 8091))?)
+    })
+    .unwrap();
+    let before = bed.snapshot(&["p6"], &["a", "r"]);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["-p", "[::]:8080:80"],
+            &["[::]:8080", "already published", "a"],
+        ),
+        (
+            &["-p", "[2001:db8:96::2]:8081:80/udp"],
+            &["[::]:8081/udp", "already published"],
+        ),
+        (&["-p", "8081:80"], &["[::]:8081", "already published"]),
+        (
+            &["-p", "[::]:8082:80"],
+            &["[2001:db8:96::2]:8082", "already published"],
+        ),
+        (
+            &["-p", "[::]:8085:80", "-p", "[::1]:8085:81"],
+            &["8085", "already published", "this request"],
+        ),
+        (&["-p", "[::]:8090:80"], &["[::]:8090", "in use"]),
+        (&["-p", "8090:80"], &["8090", "in use"]),
+        (&["-p", "[::]:8091:80/udp"], &["[::]:8091", "in use"]),
+        (
+            &["-p", "[::]:8095:80", "-p", "[::]:8080:80"],
+            &["8080", "already published"],
+        ),
+        (
+            &["-p", "8096:80", "-p", "[::]:8090:80"],
+            &["8090", "in use"],
+        ),
+    ];
+    let mut errs = Errs::default();
+    for (i, (specs, words)) in cases.iter().enumerate() {
+        let name = format!("k{i}");
+        let ns = bed.new_netns(&name);
+        let path = path_of(&ns).display().to_string();
+        let mut args = vec!["container", "add", &name, "--netns", &path];
+        args.extend(["--network", "p6"]);
+        args.extend_from_slice(specs);
+        match bed.refusal(&args) {
+            Ok(line) => {
+                let missing: Vec<_> = words.iter().filter(|w| !line.contains(*w)).collect();
+                errs.check(missing.is_empty(), || {
+                    format!("{specs:?}: error {line:?} should mention {missing:?}")
+                });
+            }
+            Err(e) => errs.0.push(format!("{specs:?}: {e}")),
+        }
+        if let Err(e) =
+            bed.check_unchanged(&before, &["p6"], &["a", "r"], &format!("refused {specs:?}"))
+        {
+            errs.0.push(e);
+        }
+    }
+    // The refused requests hold no port, on either family.
+    for port in [8085, 8095, 8096] {
+        errs.ok(
+            &format!("TCP host bind [::]:{port} after the refusals"),
+            host_can_bind(bed, P::Tcp, port),
+        );
+        errs.ok(
+            &format!("TCP world -> [{H6}]:{port} after the refusals"),
+            unanswered_from(world, P::Tcp, s6(H6, port)),
+        );
+    }
+    drop((held_tcp, held_udp));
+    errs.done("IPv6 conflicts");
+
+    // IPv4 alone on a's IPv6-only port, another address on a's [H6] one.
+    let b = bed.container(
+        "b",
+        &[
+            "--network",
+            "p6",
+            "-p",
+            "0.0.0.0:8081:83",
+            "-p",
+            "[2001:db8:96::4]:8082:83",
+        ],
+    );
+    let bsrv = PortServer::start_dual(&b.ns, &[83], &[]);
+    let mut errs = Errs::default();
+    errs.answer(
+        "TCP world -> 8081 over IPv4 (b)",
+        ask_from(world, P::Tcp, s4(8081)),
+        83,
+        s4(8081),
+        &[mapped(WORLD)],
+    );
+    errs.answer(
+        "TCP world -> [2001:db8:96::4]:8082 (b)",
+        ask_from(world, P::Tcp, s6(H6_2, 8082)),
+        83,
+        s6(H6_2, 8082),
+        &[W6.into()],
+    );
+    for (port, cport) in [(8081, 81), (8082, 82)] {
+        errs.answer(
+            &format!("TCP world -> [{H6}]:{port} (still a)"),
+            ask_from(world, P::Tcp, s6(H6, port)),
+            cport,
+            s6(H6, port),
+            &[W6.into()],
+        );
+    }
+    errs.done("the same ports on another family or address");
+    bed.ok(&["container", "rm", "b"]);
+    drop(bsrv);
+}
+
 // ---------------------------------------------------------------- tests
 
 /// A dual-stack container publishes `-p 8080:80` on both families,
@@ -174,9 +427,11 @@ fn ipv6_published_ports() {
             "[::]:8081:81/udp",
             "-p",
             "[2001:db8:96::2]:8082:82",
+            "-p",
+            "[2001:db8:96::2]:8082:82/udp",
         ],
     );
-    let srv = PortServer::start_dual(&a.ns, &[80, 81, 82], &[80, 81]);
+    let srv = PortServer::start_dual(&a.ns, &[80, 81, 82], &[80, 81, 82]);
     assert_eq!(
         bed.port_lines("a"),
         vec![
@@ -187,6 +442,7 @@ fn ipv6_published_ports() {
             "81/tcp -> [::]:8081",
             "81/udp -> [::]:8081",
             "82/tcp -> [2001:db8:96::2]:8082",
+            "82/udp -> [2001:db8:96::2]:8082",
         ],
         "netd port a"
     );
@@ -220,13 +476,15 @@ fn ipv6_published_ports() {
     let mut errs = Errs::default();
     world_sees(&mut errs, "IPv6");
     let dst = s6(H6, 8082);
-    errs.answer(
-        &format!("TCP world -> {dst}"),
-        ask_from(&world, P::Tcp, dst),
-        82,
-        dst,
-        &[W6.into()],
-    );
+    for p in [P::Tcp, P::Udp] {
+        errs.answer(
+            &format!("{p:?} world -> {dst}"),
+            ask_from(&world, p, dst),
+            82,
+            dst,
+            &[W6.into()],
+        );
+    }
     // -p 8080:80 is IPv4 too.
     for p in [P::Tcp, P::Udp] {
         errs.answer(
@@ -237,8 +495,10 @@ fn ipv6_published_ports() {
             &[mapped(WORLD)],
         );
     }
-    // [::] is IPv6 only: nothing reaches container port 81 over IPv4.
+    // [::] is IPv6 only: nothing reaches container port 81 over IPv4;
+    // nor [H6] port 82.
     ipv4_reaches_nothing(&bed, &world, &mut errs, &srv, 8081, 81);
+    ipv4_reaches_nothing(&bed, &world, &mut errs, &srv, 8082, 82);
 
     // [H6]:8082 only there; the wildcard ones on a new address as well.
     ip_ns(
@@ -267,9 +527,21 @@ fn ipv6_published_ports() {
         s6(H6_2, 8080),
         &[W6.into()],
     );
+    for p in [P::Tcp, P::Udp] {
+        errs.ok(
+            &format!("{p:?} world -> [2001:db8:96::4]:8082 (published on another address)"),
+            unanswered_from(&world, p, s6(H6_2, 8082)),
+        );
+    }
+    // Nor for host processes on [::1].
     errs.ok(
-        "TCP world -> [2001:db8:96::4]:8082 (published on another address)",
-        unanswered_from(&world, P::Tcp, s6(H6_2, 8082)),
+        "TCP host process -> [::1]:8082 (published on another address)",
+        CLIENT.unanswered(
+            Some(bed.cgroup()),
+            bed.host_ns(),
+            P::Tcp,
+            s6(Ipv6Addr::LOCALHOST, 8082),
+        ),
     );
 
     // Host processes: [::1] and the host's own IPv6 address; the peer
@@ -299,6 +571,8 @@ fn ipv6_published_ports() {
         errs.answer(&what, r, 80, dst, &[gw4]);
     }
     errs.done("IPv6 published ports");
+    ipv6_ranges_and_chosen_ports(&bed, &world);
+    ipv6_conflicts_refused(&bed, &world);
 
     // An agent restart keeps them.
     bed.stop_agent();
@@ -364,7 +638,9 @@ fn ipv6_host_address_refused_without_ipv6() {
 /// gateway and is seen as its gateway; the answers come from the address
 /// dialled. The client still cannot reach the target directly, and an
 /// internal network's container is refused the published port
-/// (`internal-network`) without reaching the target.
+/// (`internal-network`) without reaching the target. Publishing a port
+/// of a container on the dual-stack internal network is refused (both
+/// families and `[::]`), nothing changes and the ports stay free.
 #[test]
 fn ipv6_containers_reach_a_published_port_through_host_addresses() {
     let (bed, _world) = bed6();
@@ -458,6 +734,33 @@ fn ipv6_containers_reach_a_published_port_through_host_addresses() {
         )
     });
     errs.done("IPv6 direct and internal flows to the target");
+
+    let before = bed.snapshot(&["hi"], &["ci"]);
+    for spec in ["9090:80", "[::]:9091:80", "[fd00:96:5::1]:9092:80/udp"] {
+        let ns = bed.new_netns("i2");
+        let path = path_of(&ns).display().to_string();
+        let line = bed.fail(&[
+            "container",
+            "add",
+            "i2",
+            "--netns",
+            &path,
+            "--network",
+            "hi",
+            "-p",
+            spec,
+        ]);
+        assert!(
+            line.contains("internal network hi"),
+            "-p {spec} on an internal network: the error should say why: {line:?}"
+        );
+        bed.drop_netns(&ns);
+        bed.assert_unchanged(&before, &["hi"], &["ci"], &format!("refused -p {spec}"));
+    }
+    for (p, port) in [(P::Tcp, 9090), (P::Tcp, 9091), (P::Udp, 9092)] {
+        host_can_bind(&bed, p, port)
+            .unwrap_or_else(|e| panic!("{p:?} port {port} after the refusals: {e:#}"));
+    }
 }
 
 /// A container whose first network is IPv6-only (`--ipv6 --ipv4=false`)
