@@ -1,41 +1,51 @@
 //! Agent lifecycle (issue 5, SPEC section 5) with real packets.
 //!
-//! - Traffic between containers, a published port and a masqueraded flow
-//!   keep running while the agent is SIGKILLed and restarted twice.
+//! - Traffic between containers, a published port and a masqueraded flow,
+//!   each over IPv4 and IPv6 on a dual-stack network, keep running while
+//!   the agent is SIGKILLed and restarted twice; while it is down, the
+//!   pinned programs still drop (and count) traffic between networks, both
+//!   families.
 //! - Fault injection: the agent aborts at every crash point
 //!   (`NETD_CRASH_AT`, netd/src/fault.rs) in the middle of an operation; a
 //!   restarted agent leaves no orphans, its stored state matches the kernel,
 //!   and what exists still carries traffic.
 //! - External damage (a container's netns, a host veth, a bridge, a pinned
 //!   program link removed from outside) is repaired or released within a
-//!   few seconds and reported by `status`.
+//!   few seconds and reported by `status`, IPv6 state included.
 //! - `netd reset --force` leaves no trace; `netd reset` alone is refused.
 //!
 //! Beds that publish or masquerade have an uplink as in `masquerade.rs`:
 //! veth `up0` (203.0.113.2/24) to a "world" netns (`w0`, 203.0.113.1/24),
-//! default route via the world. Every agent here attaches its host-socket
-//! programs to a cgroup2 directory made for the test (`--cgroup`), never to
-//! the real root; the directory is removed after the bed.
+//! default route via the world; a dual-stack uplink adds 2001:db8:95::2/64
+//! and the world 2001:db8:95::1 (`netd_tests::world`), which has no route
+//! to the containers' subnets (NAT66 and published ports translate). Every
+//! agent here attaches its host-socket programs to a cgroup2 directory made
+//! for the test (`--cgroup`), never to the real root; the directory is
+//! removed after the bed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+mod kernel;
+mod streams;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
+use kernel::{consistency, ifindexes, links_of, map_entries, published_entries};
+use netd_common::DropReason;
 use netd_tests::cmd::{ip_ns, run_timeout};
 use netd_tests::netns::{join, path_of, spawn_in};
-use netd_tests::ports::{ask_via, sa, P};
-use netd_tests::traffic::{icmp, no_icmp, no_tcp, tcp};
+use netd_tests::ports::{ask_via, sa, PortServer, P};
+use netd_tests::traffic::{dropped, icmp, no_icmp, no_tcp, tcp};
 use netd_tests::wait::wait_for;
-use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
+use netd_tests::world::{at4, at6, world_reaches, UPLINK, UPLINK6, UPLINK_LIMIT, WORLD, WORLD6};
 use netd_tests::{Bed, Ctr, Ep};
 use serde_json::Value;
+use streams::{flood_lossless, ping_flood, Stream, StreamSpec};
 
 /// The published host port and the container port behind it.
 const HOST_PORT: u16 = 8080;
@@ -44,14 +54,26 @@ const CTR_PORT: u16 = 5001;
 const REPAIR_LIMIT: Duration = Duration::from_secs(6);
 /// The longest a stream may stall while the agent restarts.
 const MAX_STALL: Duration = Duration::from_secs(1);
+const ISOLATION: &str = "network-isolation";
 
 // ---------------------------------------------------------------- bed
+
+/// The uplink a bed has before its agent starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Uplink {
+    None,
+    /// IPv4 only (`Bed::make_world`).
+    V4,
+    /// IPv4 and IPv6 (`Bed::make_world6`).
+    DualStack,
+}
 
 /// A bed, maybe with a world behind an uplink (the agent's socket programs
 /// are on the bed's own cgroup).
 struct LcBed {
     bed: Bed,
     world: Option<String>,
+    uplink: Uplink,
 }
 
 impl Deref for LcBed {
@@ -68,21 +90,28 @@ impl LcBed {
     }
 
     /// Starts the agent (without extra environment) and waits for the
-    /// uplink if there is one.
+    /// uplink's addresses if there is one.
     fn start(&self) {
         self.bed.start_agent();
-        if self.world.is_some() {
+        if self.uplink != Uplink::None {
             self.bed.wait_uplink(UPLINK, UPLINK_LIMIT);
+        }
+        if self.uplink == Uplink::DualStack {
+            self.bed.wait_uplink6(UPLINK6, UPLINK_LIMIT);
         }
     }
 }
 
-/// A bed with `args`; with `world`, an uplink exists before the agent
-/// starts; with `start`, the agent is started.
-fn lc_bed(world: bool, start: bool, args: &[&str]) -> LcBed {
+/// A bed with `args` and `uplink` made before the agent starts; with
+/// `start`, the agent is started.
+fn lc_bed(uplink: Uplink, start: bool, args: &[&str]) -> LcBed {
     let bed = Bed::without_agent(args);
-    let world = world.then(|| bed.make_world());
-    let lc = LcBed { bed, world };
+    let world = match uplink {
+        Uplink::None => None,
+        Uplink::V4 => Some(bed.make_world()),
+        Uplink::DualStack => Some(bed.make_world6()),
+    };
+    let lc = LcBed { bed, world, uplink };
     if start {
         lc.start();
     }
@@ -150,402 +179,6 @@ fn container_names(bed: &Bed) -> BTreeSet<String> {
 
 fn network_names(bed: &Bed) -> BTreeSet<String> {
     names(&bed.json(&["network", "ls", "--format", "json"]))
-}
-
-// ---------------------------------------------------------------- kernel view
-
-/// One line of `ip -o link`: name (without `@peer`), flags, master.
-#[derive(Debug, Clone)]
-struct Link {
-    name: String,
-    up: bool,
-    master: Option<String>,
-}
-
-fn links_of(ns: &str) -> Result<Vec<Link>, String> {
-    let s = ip_ns(ns, &["-o", "link", "show"]).map_err(|e| format!("{e:#}"))?;
-    Ok(s.lines()
-        .filter_map(|l| {
-            let name = l.split(": ").nth(1)?;
-            let name = name.split('@').next().unwrap_or(name).to_string();
-            let flags = l.split('<').nth(1)?.split('>').next()?;
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let master = words
-                .iter()
-                .position(|w| *w == "master")
-                .and_then(|i| words.get(i + 1))
-                .map(|m| m.to_string());
-            Some(Link {
-                name,
-                up: flags.split(',').any(|f| f == "UP"),
-                master,
-            })
-        })
-        .collect())
-}
-
-/// Interface name -> ifindex in `ns`.
-fn ifindexes(ns: &str) -> Result<BTreeMap<String, u32>, String> {
-    let s = ip_ns(ns, &["-o", "link", "show"]).map_err(|e| format!("{e:#}"))?;
-    Ok(s.lines()
-        .filter_map(|l| {
-            let mut f = l.split(": ");
-            let index = f.next()?.trim().parse().ok()?;
-            let name = f.next()?;
-            Some((name.split('@').next().unwrap_or(name).to_string(), index))
-        })
-        .collect())
-}
-
-/// `IP/PREFIX` addresses of `dev` in `ns`.
-fn addrs_of(ns: &str, dev: &str) -> Result<Vec<String>, String> {
-    let s = ip_ns(ns, &["-o", "-4", "addr", "show", "dev", dev]).map_err(|e| format!("{e:#}"))?;
-    Ok(s.lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            w.iter()
-                .position(|x| *x == "inet")
-                .and_then(|i| w.get(i + 1))
-                .map(|a| a.to_string())
-        })
-        .collect())
-}
-
-/// A name netd gives the host end of a veth: `nd` and 11 hex digits.
-fn is_host_veth(name: &str) -> bool {
-    name.len() == 13 && name.starts_with("nd") && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A bridge name netd makes (`br-<12 hex>`, or the default `netd0`).
-fn is_netd_bridge(name: &str) -> bool {
-    name == "netd0" || name.starts_with("br-")
-}
-
-/// What the store says about one endpoint.
-#[derive(Debug, Clone)]
-struct StoredEp {
-    ctr: String,
-    net: String,
-    ifname: String,
-    ip: String,
-    prefix: u64,
-    ns: String,
-    bridge: String,
-}
-
-/// Compares the stored state (`network ls`, `container ls`, status) with the
-/// kernel (host links, bridges, container netns, pins). Returns every
-/// difference found.
-fn consistency(bed: &Bed) -> Result<(), String> {
-    let nets = bed.json(&["network", "ls", "--format", "json"]);
-    let ctrs = bed.json(&["container", "ls", "--format", "json"]);
-    let mut errs = Vec::new();
-
-    let mut bridges: BTreeMap<String, (String, String, u64)> = BTreeMap::new();
-    for n in nets.as_array().into_iter().flatten() {
-        let name = n["Name"].as_str().unwrap_or_default().to_string();
-        let bridge = n["Options"]["com.docker.network.bridge.name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let gw = n["IPAM"]["Config"][0]["Gateway"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let prefix = n["IPAM"]["Config"][0]["Subnet"]
-            .as_str()
-            .and_then(|s| s.split('/').nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        bridges.insert(bridge, (name, gw, prefix));
-    }
-    let mut eps: BTreeMap<String, StoredEp> = BTreeMap::new();
-    let mut per_ns: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for c in ctrs.as_array().into_iter().flatten() {
-        let cname = c["Name"].as_str().unwrap_or_default().to_string();
-        if c["Mode"].as_str() != Some("bridge") {
-            continue;
-        }
-        let ns = c["NetnsPath"]
-            .as_str()
-            .and_then(|p| Path::new(p).file_name())
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        per_ns.entry(ns.clone()).or_default();
-        for (net, e) in c["Networks"].as_object().into_iter().flatten() {
-            let host_if = e["HostInterface"].as_str().unwrap_or_default().to_string();
-            let bridge = bridges
-                .iter()
-                .find(|(_, (n, _, _))| n == net)
-                .map(|(b, _)| b.clone())
-                .unwrap_or_default();
-            let ep = StoredEp {
-                ctr: cname.clone(),
-                net: net.clone(),
-                ifname: e["Interface"].as_str().unwrap_or_default().to_string(),
-                ip: e["IPAddress"].as_str().unwrap_or_default().to_string(),
-                prefix: e["PrefixLen"].as_u64().unwrap_or(0),
-                ns: ns.clone(),
-                bridge,
-            };
-            per_ns
-                .entry(ns.clone())
-                .or_default()
-                .push(ep.ifname.clone());
-            eps.insert(host_if, ep);
-        }
-    }
-
-    // Host netns: no orphans, nothing missing, veths on their bridges.
-    let host = links_of(bed.host_ns())?;
-    let by_name: BTreeMap<&str, &Link> = host.iter().map(|l| (l.name.as_str(), l)).collect();
-    for l in &host {
-        if is_host_veth(&l.name) && !eps.contains_key(&l.name) {
-            errs.push(format!("orphan veth {} in the host netns", l.name));
-        }
-        if is_netd_bridge(&l.name) && !bridges.contains_key(&l.name) {
-            errs.push(format!("orphan bridge {} in the host netns", l.name));
-        }
-        if l.name.starts_with("nd") && !is_host_veth(&l.name) {
-            errs.push(format!("unexpected link {} in the host netns", l.name));
-        }
-    }
-    for (br, (net, gw, prefix)) in &bridges {
-        match by_name.get(br.as_str()) {
-            None => errs.push(format!("bridge {br} of network {net} missing")),
-            Some(l) => {
-                if !l.up {
-                    errs.push(format!("bridge {br} of network {net} is down"));
-                }
-                match addrs_of(bed.host_ns(), br) {
-                    Ok(a) if a == vec![format!("{gw}/{prefix}")] => {}
-                    Ok(a) => errs.push(format!(
-                        "bridge {br} of network {net} has addresses {a:?}, expected [{gw}/{prefix}]"
-                    )),
-                    Err(e) => errs.push(e),
-                }
-            }
-        }
-    }
-    for (host_if, ep) in &eps {
-        match by_name.get(host_if.as_str()) {
-            None => errs.push(format!(
-                "host veth {host_if} of {} on {} missing",
-                ep.ctr, ep.net
-            )),
-            Some(l) => {
-                if !l.up {
-                    errs.push(format!("host veth {host_if} of {} is down", ep.ctr));
-                }
-                if l.master.as_deref() != Some(ep.bridge.as_str()) {
-                    errs.push(format!(
-                        "host veth {host_if} of {} has master {:?}, expected {}",
-                        ep.ctr, l.master, ep.bridge
-                    ));
-                }
-            }
-        }
-    }
-
-    // Container netns: exactly lo and the stored interfaces, with addresses.
-    for (ns, ifs) in &per_ns {
-        let want: BTreeSet<String> = ifs.iter().cloned().chain(["lo".to_string()]).collect();
-        match links_of(ns) {
-            Ok(ls) => {
-                let got: BTreeSet<String> = ls.into_iter().map(|l| l.name).collect();
-                if got != want {
-                    errs.push(format!("netns {ns} has links {got:?}, store says {want:?}"));
-                }
-            }
-            Err(e) => errs.push(format!("netns {ns}: {e}")),
-        }
-    }
-    for ep in eps.values() {
-        let want = format!("{}/{}", ep.ip, ep.prefix);
-        match addrs_of(&ep.ns, &ep.ifname) {
-            Ok(a) if a == vec![want.clone()] => {}
-            Ok(a) => errs.push(format!(
-                "{} of {} has addresses {a:?}, store says {want}",
-                ep.ifname, ep.ctr
-            )),
-            Err(e) => errs.push(format!("{} of {}: {e}", ep.ifname, ep.ctr)),
-        }
-    }
-
-    // Pins: one per program per stored veth, none for others.
-    let pins: BTreeSet<String> = bed
-        .pinned_links()
-        .iter()
-        .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
-        .collect();
-    for pin in &pins {
-        if let Some((veth, _)) = pin.split_once('_') {
-            if is_host_veth(veth) && !eps.contains_key(veth) {
-                errs.push(format!("orphan pinned link {pin}"));
-            }
-        }
-    }
-    for (host_if, ep) in &eps {
-        for prog in ["from_container", "to_container"] {
-            if !pins.contains(&format!("{host_if}_{prog}")) {
-                errs.push(format!("no pinned link {host_if}_{prog} for {}", ep.ctr));
-            }
-        }
-    }
-
-    // Published ports: PUBLISHED holds exactly the stored mappings.
-    let mut want_pub = BTreeSet::new();
-    for c in ctrs.as_array().into_iter().flatten() {
-        let ips: Vec<String> = c["Networks"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, e)| e["IPAddress"].as_str().map(str::to_string))
-            .collect();
-        for p in c["Ports"].as_array().into_iter().flatten() {
-            let proto = match p["Protocol"].as_str() {
-                Some("tcp") => 6,
-                Some("udp") => 17,
-                Some("sctp") => 132,
-                other => {
-                    errs.push(format!("unknown protocol {other:?} in {p}"));
-                    continue;
-                }
-            };
-            want_pub.insert((
-                p["HostIp"].as_str().unwrap_or_default().to_string(),
-                p["HostPort"].as_u64().unwrap_or(0) as u16,
-                proto,
-                ips.clone(),
-                p["ContainerPort"].as_u64().unwrap_or(0) as u16,
-            ));
-        }
-    }
-    match published_entries(bed) {
-        Ok(got) => {
-            let mut unmatched: Vec<_> = got.clone();
-            unmatched.retain(|(hip, hport, proto, cip, cport)| {
-                !want_pub
-                    .iter()
-                    .any(|(w_hip, w_hport, w_proto, w_ips, w_cport)| {
-                        w_hip == &hip.to_string()
-                            && w_hport == hport
-                            && w_proto == proto
-                            && w_cport == cport
-                            && w_ips.contains(&cip.to_string())
-                    })
-            });
-            if !unmatched.is_empty() || got.len() != want_pub.len() {
-                errs.push(format!(
-                    "PUBLISHED map {got:?} does not match the stored ports {want_pub:?}"
-                ));
-            }
-        }
-        Err(e) => errs.push(e),
-    }
-
-    // Map entries.
-    let st = status(bed);
-    let ep_entries = st["maps"]["ENDPOINTS"]["entries"].as_u64();
-    if ep_entries != Some(eps.len() as u64) {
-        errs.push(format!(
-            "ENDPOINTS map has {ep_entries:?} entries, store has {} endpoints",
-            eps.len()
-        ));
-    }
-    let net_entries = st["maps"]["NETWORKS"]["entries"].as_u64();
-    if net_entries != Some(bridges.len() as u64) {
-        errs.push(format!(
-            "NETWORKS map has {net_entries:?} entries, store has {} networks",
-            bridges.len()
-        ));
-    }
-    // ENDPOINT_BY_IP: exactly one entry per stored address, naming the
-    // ifindex of its host veth.
-    match (map_entries(bed, "ENDPOINT_BY_IP"), ifindexes(bed.host_ns())) {
-        (Ok(got), Ok(index)) => {
-            let got: BTreeMap<String, u32> = got
-                .iter()
-                .filter(|(k, v)| k.len() >= 4 && v.len() >= 4)
-                .map(|(k, v)| {
-                    (
-                        Ipv4Addr::new(k[0], k[1], k[2], k[3]).to_string(),
-                        u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
-                    )
-                })
-                .collect();
-            let want: BTreeMap<String, u32> = eps
-                .iter()
-                .map(|(host_if, ep)| (ep.ip.clone(), index.get(host_if).copied().unwrap_or(0)))
-                .collect();
-            if got != want {
-                errs.push(format!(
-                    "ENDPOINT_BY_IP (address -> ifindex) is {got:?}, the store's endpoints are {want:?}"
-                ));
-            }
-        }
-        (Err(e), _) | (_, Err(e)) => errs.push(e),
-    }
-
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("\n  - {}", errs.join("\n  - ")))
-    }
-}
-
-/// (host address, host port, protocol, container address, container port).
-type PubEntry = (Ipv4Addr, u16, u8, Ipv4Addr, u16);
-
-/// The key and value bytes of one map entry.
-type MapEntry = (Vec<u8>, Vec<u8>);
-
-/// The (key, value) bytes of every entry of the pinned map `name`
-/// (`bpftool map dump`).
-fn map_entries(bed: &Bed, name: &str) -> Result<Vec<MapEntry>, String> {
-    let pin = bed.bpffs().join(format!("v1/maps/{name}"));
-    let pin = pin.display().to_string();
-    let out = run_timeout(
-        "bpftool",
-        &["-j", "map", "dump", "pinned", &pin],
-        Duration::from_secs(10),
-    );
-    if !out.success() {
-        return Err(format!("dumping {name}:\n{out}"));
-    }
-    let v: Value = serde_json::from_str(&out.stdout)
-        .map_err(|e| format!("bpftool output is not JSON ({e}): {}", out.stdout))?;
-    let bytes = |x: &Value| -> Vec<u8> {
-        x.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.as_str())
-            .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
-            .collect()
-    };
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| (bytes(&e["key"]), bytes(&e["value"])))
-        .collect())
-}
-
-/// The pinned PUBLISHED map, one [`PubEntry`] per entry.
-fn published_entries(bed: &Bed) -> Result<Vec<PubEntry>, String> {
-    let mut entries = Vec::new();
-    for (k, val) in map_entries(bed, "PUBLISHED")? {
-        if k.len() < 7 || val.len() < 6 {
-            return Err(format!("unexpected PUBLISHED entry {k:?} -> {val:?}"));
-        }
-        entries.push((
-            Ipv4Addr::new(k[0], k[1], k[2], k[3]),
-            u16::from_be_bytes([k[4], k[5]]),
-            k[6],
-            Ipv4Addr::new(val[0], val[1], val[2], val[3]),
-            u16::from_be_bytes([val[4], val[5]]),
-        ));
-    }
-    Ok(entries)
 }
 
 /// Waits until the stored state and the kernel agree (panics if they do not
@@ -620,179 +253,148 @@ fn assert_published(bed: &LcBed, ctr: &Ctr) {
     }
 }
 
-// ---------------------------------------------------------------- streams
-
-/// What a stream receiver saw on its one connection.
-#[derive(Debug)]
-struct RxReport {
-    peer: SocketAddrV4,
-    bytes: u64,
-    /// The longest time between two reads that returned data.
-    max_gap: Duration,
-}
-
-/// A stream receiver in `ns` on `ip:port` (0: any port): accepts exactly
-/// one connection (within 10 s), reads until EOF (at most 90 s) keeping the
-/// longest gap between reads, then answers `BYTES n\n`. Returns the port.
-fn stream_rx(ns: &str, ip: Ipv4Addr, port: u16) -> (u16, JoinHandle<anyhow::Result<RxReport>>) {
-    let (ptx, prx) = mpsc::channel::<anyhow::Result<u16>>();
-    let h = spawn_in(ns, move || {
-        let l = match TcpListener::bind((ip, port)) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ptx.send(Err(anyhow!("bind {ip}:{port}: {e}")));
-                bail!("bind {ip}:{port}: {e}");
-            }
-        };
-        let _ = ptx.send(Ok(l.local_addr()?.port()));
-        l.set_nonblocking(true)?;
-        let start = Instant::now();
-        let (mut s, peer) = loop {
-            match l.accept() {
-                Ok(x) => break x,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if start.elapsed() > Duration::from_secs(10) {
-                        bail!("no connection within 10 s");
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e).context("accept"),
-            }
-        };
-        let peer = match peer {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(a) => bail!("unexpected IPv6 peer {a}"),
-        };
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let mut buf = vec![0u8; 65536];
-        let (mut bytes, mut max_gap, mut last) = (0u64, Duration::ZERO, None::<Instant>);
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let now = Instant::now();
-                    if let Some(t) = last {
-                        max_gap = max_gap.max(now - t);
-                    }
-                    last = Some(now);
-                    bytes += n as u64;
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if start.elapsed() > Duration::from_secs(90) {
-                        bail!("stream from {peer} did not end within 90 s");
-                    }
-                }
-                Err(e) => bail!("stream from {peer} broke after {bytes} bytes: {e}"),
-            }
-        }
-        s.write_all(format!("BYTES {bytes}\n").as_bytes())
-            .context("answering BYTES")?;
-        let _ = s.shutdown(Shutdown::Write);
-        Ok(RxReport {
-            peer,
-            bytes,
-            max_gap,
-        })
-    });
-    match prx.recv_timeout(Duration::from_secs(5)) {
-        Ok(Ok(p)) => (p, h),
-        Ok(Err(e)) => panic!("stream receiver in {ns}: {e:#}"),
-        Err(_) => panic!("stream receiver in {ns} did not start: {:?}", join(h).err()),
-    }
-}
-
-/// A stream sender in `ns` to `dst`: one connection, 1 KiB every 5 ms until
-/// `stop`, then half-close and check the receiver's `BYTES n` matches what
-/// was sent. Returns the bytes sent.
-fn stream_tx(ns: &str, dst: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Result<u64>> {
-    spawn_in(ns, move || {
-        let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(3))
-            .with_context(|| format!("connect to {dst}"))?;
-        s.set_nodelay(true)?;
-        s.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let chunk = [0x5au8; 1024];
-        let start = Instant::now();
-        let mut sent = 0u64;
-        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
-            s.write_all(&chunk)
-                .with_context(|| format!("write to {dst} after {sent} bytes"))?;
-            sent += chunk.len() as u64;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        s.shutdown(Shutdown::Write)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer)
-            .with_context(|| format!("reading the answer of {dst}"))?;
-        if answer.trim() != format!("BYTES {sent}") {
-            bail!("{dst} answered {answer:?} after {sent} bytes were sent");
-        }
-        Ok(sent)
-    })
-}
-
-/// Parses ping's `N packets transmitted, M received`.
-fn ping_counts(out: &str) -> Option<(u64, u64)> {
-    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
-    let nums: Vec<u64> = line
-        .split(',')
-        .filter_map(|p| p.split_whitespace().next()?.parse().ok())
-        .collect();
-    Some((*nums.first()?, *nums.get(1)?))
+/// The published HOST_PORT answers the world on both families (TCP), the
+/// container seeing the world's own address.
+fn assert_published_dual(bed: &LcBed, ctr: &Ctr) {
+    let srv = PortServer::start_dual(&ctr.ns, &[CTR_PORT], &[]);
+    world_reaches(
+        bed.world(),
+        &srv,
+        &[
+            (P::Tcp, at4(HOST_PORT), CTR_PORT),
+            (P::Tcp, at6(HOST_PORT), CTR_PORT),
+        ],
+        &[],
+        &format!("published port {HOST_PORT} of {}", ctr.name),
+    );
 }
 
 // ---------------------------------------------------------------- (1) restarts
 
-/// A ping flood and a TCP stream between containers, a stream from the
-/// world to a published port and a masqueraded stream to the world run
-/// while the agent is SIGKILLed and restarted twice: no ping is lost, no
-/// stream stalls for a second, every stream keeps its one connection.
+/// Echo requests of one `no_icmp` probe.
+const DOWN_PINGS: u64 = 2;
+/// Echo requests of each ping flood (10 ms apart): long enough to span
+/// both restarts (checked).
+const FLOOD: u32 = 1500;
+
+/// While no agent runs: pings from `from` to each of `to` (on another
+/// network) go unanswered, and the pinned `DROPS` counter of network
+/// isolation grows by what each probe sent, the witness that the pinned
+/// programs dropped them (not a missing route or neighbour).
+fn isolated_while_down(bed: &Bed, from: &Ctr, to: &[&Ep]) -> Vec<String> {
+    let mut errs = Vec::new();
+    for &dst in to {
+        let before = bed.pinned_drops(DropReason::Isolation);
+        if let Err(e) = no_icmp(&from.ns, dst.ip) {
+            errs.push(format!(
+                "ICMP {} -> {dst} with the agent down should be dropped: {e:#}",
+                from.name
+            ));
+            continue;
+        }
+        let grew = bed
+            .pinned_drops(DropReason::Isolation)
+            .saturating_sub(before);
+        if grew < DOWN_PINGS {
+            errs.push(format!(
+                "with the agent down, drops[{ISOLATION:?}] grew by {grew} for the pings {} -> \
+                 {dst}, expected at least {DOWN_PINGS}",
+                from.name
+            ));
+        }
+    }
+    errs
+}
+
+/// On a dual-stack network, for each family: a ping flood and a TCP stream
+/// between containers, a stream from the world to a published port and a
+/// masqueraded stream to the world (NAT66 for IPv6) run while the agent is
+/// SIGKILLed and restarted twice: no ping is lost, no stream stalls for a
+/// second, every stream keeps its one connection and the peer address it
+/// began with. While the agent is down, pings to a container on another
+/// network are dropped and counted, both families.
 #[test]
 fn traffic_survives_agent_kill_and_restart() {
-    let bed = lc_bed(true, true, &[]);
-    bed.network("n1", &["--subnet", "10.81.1.0/24"]);
+    let bed = lc_bed(Uplink::DualStack, true, &[]);
+    for (net, v4, v6) in [
+        ("n1", "10.81.1.0/24", "fd00:81:1::/64"),
+        ("n2", "10.81.2.0/24", "fd00:81:2::/64"),
+    ] {
+        bed.network(net, &["--subnet", v4, "--ipv6", "--subnet", v6]);
+    }
     let a = bed.container("a", &["--network", "n1"]);
     let b = bed.container("b", &["--network", "n1"]);
     let c = bed.container("c", &["--network", "n1", "-p", "8080:5001"]);
-    let (ea, eb) = (bed.ep(&a, "n1"), bed.ep(&b, "n1"));
+    let z = bed.container("z", &["--network", "n2"]);
+    let (ea, eb, ez) = (bed.ep(&a, "n1"), bed.ep(&b, "n1"), bed.ep(&z, "n2"));
+    let (ea6, eb6, ez6) = (bed.ep6(&a, "n1"), bed.ep6(&b, "n1"), bed.ep6(&z, "n2"));
+    let ec6 = bed.ep6(&c, "n1");
     // Warm up neighbour caches and check the paths before the clock starts.
     assert_reach(&ea, &eb);
-    assert_published(&bed, &c);
+    assert_reach(&ea6, &eb6);
+    assert_published_dual(&bed, &c);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (p_ab, rx_ab) = stream_rx(&b.ns, eb.ip4(), 0);
-    let (_, rx_pub) = stream_rx(&c.ns, Ipv4Addr::UNSPECIFIED, CTR_PORT);
-    let (p_nat, rx_nat) = stream_rx(bed.world(), WORLD, 0);
-    let tx_ab = stream_tx(&a.ns, SocketAddr::from((eb.ip, p_ab)), stop.clone());
-    let tx_pub = stream_tx(
-        bed.world(),
-        SocketAddr::from((UPLINK, HOST_PORT)),
-        stop.clone(),
-    );
-    let tx_nat = stream_tx(&a.ns, SocketAddr::from((WORLD, p_nat)), stop.clone());
-    let ping_ns = path_of(&a.ns).display().to_string();
-    let ping_dst = eb.ip.to_string();
-    let flood = std::thread::spawn(move || {
-        run_timeout(
-            "nsenter",
-            &[
-                &format!("--net={ping_ns}"),
-                "ping",
-                "-n",
-                "-q",
-                "-i",
-                "0.01",
-                "-c",
-                "1000",
-                &ping_dst,
-            ],
-            Duration::from_secs(60),
-        )
-    });
+    let world = bed.world();
+    let any4 = IpAddr::from(Ipv4Addr::UNSPECIFIED);
+    let specs = [
+        ("a -> b", (&*b.ns, eb.ip, 0), &*a.ns, None, ea.ip),
+        (
+            "world -> H:8080",
+            (&*c.ns, any4, CTR_PORT),
+            world,
+            Some(at4(HOST_PORT)),
+            WORLD.into(),
+        ),
+        (
+            "a -> world",
+            (world, WORLD.into(), 0),
+            &*a.ns,
+            None,
+            UPLINK.into(),
+        ),
+        (
+            "a -> b over IPv6",
+            (&*b.ns, eb6.ip, 0),
+            &*a.ns,
+            None,
+            ea6.ip,
+        ),
+        (
+            "world -> [H6]:8080",
+            (&*c.ns, ec6.ip, CTR_PORT),
+            world,
+            Some(at6(HOST_PORT)),
+            WORLD6.into(),
+        ),
+        (
+            "a -> world over IPv6 (NAT66)",
+            (world, WORLD6.into(), 0),
+            &*a.ns,
+            None,
+            UPLINK6.into(),
+        ),
+    ];
+    let streams: Vec<Stream> = specs
+        .into_iter()
+        .map(|(name, rx, tx_ns, via, peer)| {
+            let spec = StreamSpec {
+                name,
+                rx,
+                tx_ns,
+                via,
+                peer,
+            };
+            Stream::start(spec, &stop)
+        })
+        .collect();
+    let floods = [
+        ("a -> b", ping_flood(&a.ns, eb.ip, FLOOD)),
+        ("a -> b over IPv6", ping_flood(&a.ns, eb6.ip, FLOOD)),
+    ];
 
     std::thread::sleep(Duration::from_millis(1000));
-    let mut downtime = Vec::new();
+    let (mut downtime, mut errs) = (Vec::new(), Vec::new());
     for round in 0..2 {
         let t = Instant::now();
         bed.kill_agent();
@@ -800,76 +402,30 @@ fn traffic_survives_agent_kill_and_restart() {
             !bed.agent_running(),
             "round {round}: agent still running after SIGKILL"
         );
-        std::thread::sleep(Duration::from_millis(1000));
+        if round == 0 {
+            // The floods a -> b are the control on the same veth.
+            errs.extend(isolated_while_down(&bed, &a, &[&ez, &ez6]));
+        } else {
+            std::thread::sleep(Duration::from_millis(1000));
+        }
         bed.start_agent();
         downtime.push(t.elapsed());
         std::thread::sleep(Duration::from_millis(1000));
     }
-
-    let ping = flood.join().expect("ping thread");
+    for (what, flood) in &floods {
+        if flood.is_finished() {
+            errs.push(format!(
+                "harness: the flood {what} ended before the second restart was over (raise FLOOD)"
+            ));
+        }
+    }
+    for (what, flood) in floods {
+        let ping = flood.join().expect("ping thread");
+        errs.extend(flood_lossless(what, &ping, FLOOD).err());
+    }
     stop.store(true, Ordering::SeqCst);
-    let sent: Vec<_> = [
-        ("a -> b", tx_ab),
-        ("world -> H:8080", tx_pub),
-        ("a -> world", tx_nat),
-    ]
-    .into_iter()
-    .map(|(n, h)| (n, join(h)))
-    .collect();
-    let recv: Vec<_> = [
-        ("a -> b", rx_ab),
-        ("world -> H:8080", rx_pub),
-        ("a -> world", rx_nat),
-    ]
-    .into_iter()
-    .map(|(n, h)| (n, join(h)))
-    .collect();
-
-    let mut errs = Vec::new();
-    match ping_counts(&ping.stdout) {
-        Some((tx, rx)) if tx == 1000 && rx == tx => {}
-        Some((tx, rx)) => errs.push(format!(
-            "ping flood a -> b: {tx} sent, {rx} received:\n{ping}"
-        )),
-        None => errs.push(format!("ping flood a -> b: no summary:\n{ping}")),
-    }
-    for ((name, s), (_, r)) in sent.iter().zip(recv.iter()) {
-        match (s, r) {
-            (Ok(n), Ok(rep)) => {
-                if rep.bytes != *n {
-                    errs.push(format!("{name}: {n} bytes sent, {} received", rep.bytes));
-                }
-                if rep.max_gap > MAX_STALL {
-                    errs.push(format!("{name}: stalled for {:?}", rep.max_gap));
-                }
-                eprintln!(
-                    "{name}: {n} bytes, longest gap {:?}, peer {}",
-                    rep.max_gap, rep.peer
-                );
-            }
-            (s, r) => errs.push(format!("{name}: sender {s:?}; receiver {r:?}")),
-        }
-    }
-    if let Some((_, Ok(r))) = recv.first() {
-        if *r.peer.ip() != ea.ip {
-            errs.push(format!("a -> b: b saw {} instead of a's address", r.peer));
-        }
-    }
-    if let Some((_, Ok(r))) = recv.get(1) {
-        if *r.peer.ip() != WORLD {
-            errs.push(format!(
-                "world -> H:8080: c saw {} instead of the world's address",
-                r.peer
-            ));
-        }
-    }
-    if let Some((_, Ok(r))) = recv.get(2) {
-        if *r.peer.ip() != UPLINK {
-            errs.push(format!(
-                "a -> world: the world saw {} instead of the uplink address",
-                r.peer
-            ));
-        }
+    for s in streams {
+        errs.extend(s.finish(MAX_STALL));
     }
     eprintln!("agent down+restart times: {downtime:?}");
     assert!(
@@ -877,6 +433,12 @@ fn traffic_survives_agent_kill_and_restart() {
         "across two SIGKILL restarts:\n  - {}",
         errs.join("\n  - ")
     );
+    // The restarted agent still isolates the networks, both families.
+    bed.expect(&[
+        dropped(&ea, &ez, ISOLATION),
+        dropped(&ea6, &ez6, ISOLATION),
+        dropped(&ez6, &ea6, ISOLATION),
+    ]);
     wait_consistent(&bed, "after the restarts");
 }
 
@@ -921,7 +483,7 @@ fn crash_during(bed: &LcBed, point: &str, op: &[&str]) {
 /// A fault bed: uplink, no default network (a stored network makes every
 /// start run the network-create steps).
 fn fault_bed(start: bool) -> LcBed {
-    lc_bed(true, start, &["--no-default-bridge"])
+    lc_bed(Uplink::V4, start, &["--no-default-bridge"])
 }
 
 fn fault_network_create(point: &str) {
@@ -1212,16 +774,34 @@ fn fault_points_all_covered() {
 // ---------------------------------------------------------------- (3) damage
 
 /// A container whose netns is deleted from outside is released: it leaves
-/// `container ls`, its veth goes, and its address and host port are free.
+/// `container ls`, its veth goes with its map entries (both families), and
+/// its addresses and host port are free: a new container takes them and is
+/// reached on both families.
 #[test]
 fn netns_deleted_releases_container() {
-    let bed = lc_bed(true, true, &[]);
-    bed.network("n1", &["--subnet", "10.83.1.0/24"]);
-    let a = bed.container("a", &["--network", "n1"]);
-    let b = bed.container(
-        "b",
-        &["--network", "n1", "--ip", "10.83.1.70", "-p", "8080:5001"],
+    let bed = lc_bed(Uplink::DualStack, true, &[]);
+    bed.network(
+        "n1",
+        &[
+            "--subnet",
+            "10.83.1.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:83:1::/64",
+        ],
     );
+    let a = bed.container("a", &["--network", "n1"]);
+    let fixed = [
+        "--network",
+        "n1",
+        "--ip",
+        "10.83.1.70",
+        "--ip6",
+        "fd00:83:1::70",
+        "-p",
+        "8080:5001",
+    ];
+    let b = bed.container("b", &fixed);
     let b_if = host_if(&bed, "b", "n1");
     netd_tests::cmd::run_ok("ip", &["netns", "del", &b.ns]).unwrap();
     let (_, took) = wait_for("container b to be released", REPAIR_LIMIT, || {
@@ -1239,23 +819,35 @@ fn netns_deleted_releases_container() {
         "b's host veth {b_if} left behind"
     );
     wait_consistent(&bed, "after the release");
-    let d = bed.container(
-        "d",
-        &["--network", "n1", "--ip", "10.83.1.70", "-p", "8080:5001"],
-    );
+    let d = bed.container("d", &fixed);
+    assert_eq!(bed.ip6(&d, "n1").to_string(), "fd00:83:1::70");
     assert_reach(&bed.ep(&a, "n1"), &bed.ep(&d, "n1"));
-    assert_published(&bed, &d);
+    assert_reach(&bed.ep6(&a, "n1"), &bed.ep6(&d, "n1"));
+    assert_published_dual(&bed, &d);
 }
 
-/// A host veth deleted from outside is recreated and traffic flows again.
+/// A host veth deleted from outside is recreated, its container end with
+/// both addresses and default routes, its map entries (both families)
+/// naming the new veth, and traffic flows again on both families.
 #[test]
 fn host_veth_deleted_is_recreated() {
-    let bed = lc_bed(false, true, &[]);
-    bed.network("n1", &["--subnet", "10.83.2.0/24"]);
+    let bed = lc_bed(Uplink::None, true, &[]);
+    bed.network(
+        "n1",
+        &[
+            "--subnet",
+            "10.83.2.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:83:2::/64",
+        ],
+    );
     let a = bed.container("a", &["--network", "n1"]);
     let b = bed.container("b", &["--network", "n1"]);
     let (ea, eb) = (bed.ep(&a, "n1"), bed.ep(&b, "n1"));
+    let (ea6, eb6) = (bed.ep6(&a, "n1"), bed.ep6(&b, "n1"));
     let a_if = host_if(&bed, "a", "n1");
+    let old_index = ifindexes(bed.host_ns()).unwrap_or_else(|e| panic!("{e}"))[&a_if];
     ip_ns(bed.host_ns(), &["link", "del", &a_if]).unwrap();
     let took = wait_consistent(&bed, "after deleting a's host veth");
     eprintln!("veth recreated after {took:?}");
@@ -1264,20 +856,37 @@ fn host_veth_deleted_is_recreated() {
         a_if,
         "a's host interface changed name"
     );
+    let new_index = ifindexes(bed.host_ns()).unwrap_or_else(|e| panic!("{e}"))[&a_if];
+    assert_ne!(
+        new_index, old_index,
+        "a's host veth should be a new link (consistency then checked the maps name it)"
+    );
     wait_for("a repair report", Duration::from_secs(2), || {
         repaired(&bed, &["recreated", "of a"])
     });
     wait_for("traffic a <-> b", REPAIR_LIMIT, || reach2(&ea, &eb));
+    wait_for("IPv6 traffic a <-> b", REPAIR_LIMIT, || reach2(&ea6, &eb6));
 }
 
-/// A bridge deleted from outside is recreated with its veths on it.
+/// A bridge deleted from outside is recreated with both gateways and its
+/// veths on it.
 #[test]
 fn bridge_deleted_is_recreated() {
-    let bed = lc_bed(false, true, &[]);
-    bed.network("n1", &["--subnet", "10.83.3.0/24"]);
+    let bed = lc_bed(Uplink::None, true, &[]);
+    bed.network(
+        "n1",
+        &[
+            "--subnet",
+            "10.83.3.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:83:3::/64",
+        ],
+    );
     let a = bed.container("a", &["--network", "n1"]);
     let b = bed.container("b", &["--network", "n1"]);
     let (ea, eb) = (bed.ep(&a, "n1"), bed.ep(&b, "n1"));
+    let (ea6, eb6) = (bed.ep6(&a, "n1"), bed.ep6(&b, "n1"));
     let br = bridge_of(&bed, "n1");
     ip_ns(bed.host_ns(), &["link", "del", &br]).unwrap();
     let took = wait_consistent(&bed, "after deleting the bridge");
@@ -1286,9 +895,11 @@ fn bridge_deleted_is_recreated() {
         repaired(&bed, &["recreated bridge", &br])
     });
     wait_for("traffic a <-> b", REPAIR_LIMIT, || reach2(&ea, &eb));
-    // The gateway (host) is reachable again too.
-    let gw = bed.gateway("n1");
+    wait_for("IPv6 traffic a <-> b", REPAIR_LIMIT, || reach2(&ea6, &eb6));
+    // The gateways (host) are reachable again too.
+    let (gw, gw6) = (bed.gateway("n1"), bed.gateway6("n1"));
     icmp(&a.ns, gw).unwrap_or_else(|e| panic!("a -> gateway {gw}: {e:#}"));
+    icmp(&a.ns, gw6).unwrap_or_else(|e| panic!("a -> gateway {gw6}: {e:#}"));
 }
 
 /// UDP from `from_ns`, with source address `src` (which must be one of that
@@ -1328,7 +939,7 @@ fn udp_from(from_ns: &str, src: Ipv4Addr, to: &Ep, n: usize) -> anyhow::Result<V
 /// removed from outside is put back, and isolation holds again.
 #[test]
 fn pinned_link_removed_is_reattached() {
-    let bed = lc_bed(false, true, &[]);
+    let bed = lc_bed(Uplink::None, true, &[]);
     bed.network("n1", &["--subnet", "10.83.4.0/24"]);
     bed.network("n2", &["--subnet", "10.83.5.0/24"]);
     let a = bed.container("a", &["--network", "n1"]);
@@ -1420,7 +1031,7 @@ fn pinned_link_removed_is_reattached() {
 /// and stops the agent.
 #[test]
 fn reset_leaves_no_trace() {
-    let bed = lc_bed(true, true, &[]);
+    let bed = lc_bed(Uplink::V4, true, &[]);
     bed.network("n1", &["--subnet", "10.84.1.0/24"]);
     let a = bed.container("a", &["--network", "n1", "-p", "8080:5001"]);
     let b = bed.container("b", &[]);
