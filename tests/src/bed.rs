@@ -851,6 +851,36 @@ impl Bed {
         self.drops().get(reason).copied().unwrap_or(0)
     }
 
+    /// One drop counter read from the pinned `DROPS` map (`bpftool`),
+    /// summed over the CPUs: unlike [`Bed::drop_count`] it needs no agent,
+    /// so it witnesses drops while the agent is stopped or killed.
+    pub fn pinned_drops(&self, reason: netd_common::DropReason) -> u64 {
+        let pin = self.bpffs().join("v1/maps/DROPS").display().to_string();
+        let key = (reason as u32).to_ne_bytes().map(|b| b.to_string());
+        let mut args = vec!["-j", "map", "lookup", "pinned", &pin, "key"];
+        args.extend(key.iter().map(String::as_str));
+        let out = run_timeout("bpftool", &args, Duration::from_secs(10));
+        assert!(out.success(), "reading DROPS[{reason:?}]:\n{out}");
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("bpftool output for DROPS is not JSON ({e})"));
+        v["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|cpu| {
+                let bytes: Vec<u8> = cpu["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| {
+                        u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok()
+                    })
+                    .collect();
+                bytes.try_into().map(u64::from_ne_bytes).unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Checks `flows` as [`crate::traffic::check`] does and, for the denied
     /// flows made with [`crate::traffic::dropped`], that netd dropped them:
     /// per reason, `drops[reason]` must grow by at least
