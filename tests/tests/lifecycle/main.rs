@@ -26,8 +26,8 @@
 mod kernel;
 mod streams;
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use kernel::{consistency, ifindexes, links_of, map_entries, published_entries};
+use kernel::{
+    consistency, endpoint6, endpoint6_by_ip, endpoint_by_ip, ifindexes, links_of,
+    published6_entries, published_entries,
+};
 use netd_common::DropReason;
 use netd_tests::cmd::{ip_ns, run_timeout};
 use netd_tests::netns::{join, path_of, spawn_in};
@@ -480,19 +483,30 @@ fn crash_during(bed: &LcBed, point: &str, op: &[&str]) {
     wait_consistent(bed, &format!("restart after a crash at {point}"));
 }
 
-/// A fault bed: uplink, no default network (a stored network makes every
-/// start run the network-create steps).
+/// A fault bed: a dual-stack uplink, no default network (a stored network
+/// makes every start run the network-create steps).
 fn fault_bed(start: bool) -> LcBed {
-    lc_bed(Uplink::V4, start, &["--no-default-bridge"])
+    lc_bed(Uplink::DualStack, start, &["--no-default-bridge"])
+}
+
+/// `network create` arguments of a dual-stack network `n` with these
+/// subnets.
+fn dual_net<'a>(n: &'a str, v4: &'a str, v6: &'a str) -> [&'a str; 8] {
+    [
+        "network", "create", n, "--subnet", v4, "--ipv6", "--subnet", v6,
+    ]
+}
+
+/// Both families between `a` and `b` on `net`.
+fn assert_reach_dual(bed: &Bed, a: &Ctr, b: &Ctr, net: &str) {
+    assert_reach(&bed.ep(a, net), &bed.ep(b, net));
+    assert_reach(&bed.ep6(a, net), &bed.ep6(b, net));
 }
 
 fn fault_network_create(point: &str) {
     let bed = fault_bed(false);
-    crash_during(
-        &bed,
-        point,
-        &["network", "create", "n1", "--subnet", "10.82.1.0/24"],
-    );
+    let create = dual_net("n1", "10.82.1.0/24", "fd00:82:1::/64");
+    crash_during(&bed, point, &create);
     let nets = network_names(&bed);
     if nets.contains("n1") {
         eprintln!("{point}: network n1 was created in full");
@@ -503,20 +517,20 @@ fn fault_network_create(point: &str) {
         );
         // The bridge made before the crash was found and removed.
         repaired(&bed, &["orphan", "br-"]).unwrap_or_else(|e| panic!("{point}: {e}"));
-        // Nothing left: the name, subnet and bridge are free again.
-        bed.network("n1", &["--subnet", "10.82.1.0/24"]);
+        // Nothing left: the name, subnets and bridge are free again.
+        bed.ok(&create);
     }
     let a = bed.container("a", &["--network", "n1"]);
     let b = bed.container("b", &["--network", "n1", "-p", "8080:5001"]);
     wait_consistent(&bed, "after the retry");
-    assert_reach(&bed.ep(&a, "n1"), &bed.ep(&b, "n1"));
-    assert_published(&bed, &b);
+    assert_reach_dual(&bed, &a, &b, "n1");
+    assert_published_dual(&bed, &b);
 }
 
-/// Crash while adding container `c` with `--ip` and `-p`.
+/// Crash while adding container `c` with `--ip`, `--ip6` and `-p`.
 fn fault_container_add(point: &str) {
     let bed = fault_bed(true);
-    bed.network("n1", &["--subnet", "10.82.2.0/24"]);
+    bed.ok(&dual_net("n1", "10.82.2.0/24", "fd00:82:2::/64"));
     let a = bed.container("a", &["--network", "n1"]);
     let ns = bed.new_netns("c");
     let path = path_of(&ns).display().to_string();
@@ -530,6 +544,8 @@ fn fault_container_add(point: &str) {
         "n1",
         "--ip",
         "10.82.2.50",
+        "--ip6",
+        "fd00:82:2::50",
         "-p",
         "8080:5001",
     ];
@@ -546,20 +562,33 @@ fn fault_container_add(point: &str) {
         assert_bare(&ns, "container add was cut short");
         // The veth made before the crash was found and removed.
         repaired(&bed, &["orphan", "nd"]).unwrap_or_else(|e| panic!("{point}: {e}"));
-        // The address and the host port are free again.
+        // The addresses and the host port are free again.
         bed.ok(&add);
         wait_consistent(&bed, "after the retry");
     }
     assert_eq!(bed.ip(&c, "n1").to_string(), "10.82.2.50");
-    assert_reach(&bed.ep(&a, "n1"), &bed.ep(&c, "n1"));
-    assert_published(&bed, &c);
+    assert_eq!(bed.ip6(&c, "n1").to_string(), "fd00:82:2::50");
+    assert_reach_dual(&bed, &a, &c, "n1");
+    assert_published_dual(&bed, &c);
 }
 
-/// What the kernel holds for one endpoint (host veth `host_if`, address
-/// `ip`): with `present`, the veth, both pinned links and its
-/// ENDPOINT_BY_IP entry naming that veth; without, none of them, and no
-/// PUBLISHED entry to `ip`. Panics with what differs.
-fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: &str) {
+/// The value of a kernel read that must work.
+fn must<T>(r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What the kernel holds for one endpoint (host veth `host_if`, addresses
+/// `ip` and `ip6`): with `present`, the veth, both pinned links, its
+/// ENDPOINT_BY_IP, ENDPOINT6_BY_IP and ENDPOINT6 entries naming that veth;
+/// without, none of them, and no PUBLISHED or PUBLISHED6 entry to its
+/// addresses. Panics with what differs.
+fn assert_endpoint(
+    bed: &Bed,
+    host_if: &str,
+    (ip, ip6): (Ipv4Addr, Ipv6Addr),
+    present: bool,
+    what: &str,
+) {
     let mut errs = Vec::new();
     let index = ifindexes(bed.host_ns()).unwrap_or_else(|e| panic!("{e}"));
     let veth = index.get(host_if).copied();
@@ -589,17 +618,32 @@ fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: 
             errs.push(format!("program link {}: present {there}", pin.display()));
         }
     }
-    let by_ip = map_entries(bed, "ENDPOINT_BY_IP").unwrap_or_else(|e| panic!("{e}"));
-    let entry = by_ip
-        .iter()
-        .find(|(k, v)| k.len() >= 4 && v.len() >= 4 && k[..4] == ip.octets())
-        .map(|(_, v)| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
-    match (present, entry) {
-        (true, Some(i)) if Some(i) == veth => {}
-        (false, None) => {}
-        (_, e) => errs.push(format!(
-            "ENDPOINT_BY_IP[{ip}] = {e:?}, veth {host_if} has ifindex {veth:?}"
-        )),
+    let by_ip6: BTreeMap<u32, IpAddr> = must(endpoint6(bed));
+    let entries = [
+        (
+            "ENDPOINT_BY_IP",
+            must(endpoint_by_ip(bed)).get(&ip.into()).copied(),
+        ),
+        (
+            "ENDPOINT6_BY_IP",
+            must(endpoint6_by_ip(bed)).get(&ip6.into()).copied(),
+        ),
+        (
+            "ENDPOINT6 (by its address)",
+            by_ip6
+                .iter()
+                .find(|(_, a)| **a == IpAddr::from(ip6))
+                .map(|(i, _)| *i),
+        ),
+    ];
+    for (map, entry) in entries {
+        match (present, entry) {
+            (true, Some(i)) if Some(i) == veth => {}
+            (false, None) => {}
+            (_, e) => errs.push(format!(
+                "{map}: ifindex {e:?}, veth {host_if} has ifindex {veth:?}"
+            )),
+        }
     }
     if !present {
         let published = published_entries(bed).unwrap_or_else(|e| panic!("{e}"));
@@ -607,10 +651,15 @@ fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: 
         if !to_ip.is_empty() {
             errs.push(format!("PUBLISHED entries to {ip} left: {to_ip:?}"));
         }
+        let published6 = published6_entries(bed).unwrap_or_else(|e| panic!("{e}"));
+        let to_ip6: Vec<_> = published6.iter().filter(|p| p.3 == ip6).collect();
+        if !to_ip6.is_empty() {
+            errs.push(format!("PUBLISHED6 entries to {ip6} left: {to_ip6:?}"));
+        }
     }
     assert!(
         errs.is_empty(),
-        "{what}: the kernel should {} the endpoint {host_if} ({ip}):\n  - {}",
+        "{what}: the kernel should {} the endpoint {host_if} ({ip}, {ip6}):\n  - {}",
         if present { "hold" } else { "have nothing of" },
         errs.join("\n  - ")
     );
@@ -621,72 +670,76 @@ fn assert_endpoint(bed: &Bed, host_if: &str, ip: Ipv4Addr, present: bool, what: 
 /// exactly what the store says, and nothing of b once it is removed.
 fn fault_container_rm(point: &str) {
     let bed = fault_bed(true);
-    bed.network("n1", &["--subnet", "10.82.3.0/24"]);
+    bed.ok(&dual_net("n1", "10.82.3.0/24", "fd00:82:3::/64"));
     let a = bed.container("a", &["--network", "n1"]);
-    let b = bed.container(
-        "b",
-        &["--network", "n1", "--ip", "10.82.3.60", "-p", "8080:5001"],
-    );
-    let (b_if, b_ip) = (host_if(&bed, "b", "n1"), bed.ip(&b, "n1"));
-    assert_endpoint(&bed, &b_if, b_ip, true, "before the crash");
+    let fixed = [
+        "--network",
+        "n1",
+        "--ip",
+        "10.82.3.60",
+        "--ip6",
+        "fd00:82:3::60",
+        "-p",
+        "8080:5001",
+    ];
+    let b = bed.container("b", &fixed);
+    let b_if = host_if(&bed, "b", "n1");
+    let b_ips = (bed.ip(&b, "n1"), bed.ip6(&b, "n1"));
+    assert_endpoint(&bed, &b_if, b_ips, true, "before the crash");
     crash_during(&bed, point, &["container", "rm", "b"]);
-    let ea = bed.ep(&a, "n1");
     if container_names(&bed).contains("b") {
         eprintln!("{point}: container b is still there, in full");
-        assert_endpoint(&bed, &b_if, b_ip, true, "b still stored after the crash");
-        assert_reach(&ea, &bed.ep(&b, "n1"));
-        assert_published(&bed, &b);
+        assert_endpoint(&bed, &b_if, b_ips, true, "b still stored after the crash");
+        assert_reach_dual(&bed, &a, &b, "n1");
+        assert_published_dual(&bed, &b);
         bed.ok(&["container", "rm", "b"]);
         wait_consistent(&bed, "after removing b again");
     } else {
         eprintln!("{point}: container b is gone from the store");
     }
-    assert_endpoint(&bed, &b_if, b_ip, false, "b removed");
+    assert_endpoint(&bed, &b_if, b_ips, false, "b removed");
     assert_bare(&b.ns, "container removed");
-    // Its address and host port are free again.
-    let d = bed.container(
-        "d",
-        &["--network", "n1", "--ip", "10.82.3.60", "-p", "8080:5001"],
-    );
+    // Its addresses and host port are free again.
+    let d = bed.container("d", &fixed);
     wait_consistent(&bed, "after adding d");
-    assert_reach(&ea, &bed.ep(&d, "n1"));
-    assert_published(&bed, &d);
+    assert_reach_dual(&bed, &a, &d, "n1");
+    assert_published_dual(&bed, &d);
 }
 
 /// Crash while disconnecting `b` from its second network n2.
 fn fault_disconnect(point: &str) {
     let bed = fault_bed(true);
-    bed.network("n1", &["--subnet", "10.82.4.0/24"]);
-    bed.network("n2", &["--subnet", "10.82.5.0/24"]);
+    bed.ok(&dual_net("n1", "10.82.4.0/24", "fd00:82:4::/64"));
+    bed.ok(&dual_net("n2", "10.82.5.0/24", "fd00:82:5::/64"));
     let a = bed.container("a", &["--network", "n1"]);
     let b = bed.container("b", &["--network", "n1"]);
     let c = bed.container("c", &["--network", "n2"]);
     bed.ok(&["network", "connect", "n2", "b"]);
-    let ec = bed.ep(&c, "n2");
-    let (b_if, b_ip) = (host_if(&bed, "b", "n2"), bed.ip(&b, "n2"));
-    assert_endpoint(&bed, &b_if, b_ip, true, "before the crash");
+    let b_if = host_if(&bed, "b", "n2");
+    let b_ips = (bed.ip(&b, "n2"), bed.ip6(&b, "n2"));
+    assert_endpoint(&bed, &b_if, b_ips, true, "before the crash");
     crash_during(&bed, point, &["network", "disconnect", "n2", "b"]);
     let on_n2 = bed.ctr_info("b")["Networks"].get("n2").is_some();
     if on_n2 {
         eprintln!("{point}: b is still connected to n2, in full");
-        assert_endpoint(&bed, &b_if, b_ip, true, "b still on n2 after the crash");
-        assert_reach(&bed.ep(&b, "n2"), &ec);
+        assert_endpoint(&bed, &b_if, b_ips, true, "b still on n2 after the crash");
+        assert_reach_dual(&bed, &b, &c, "n2");
         bed.ok(&["network", "disconnect", "n2", "b"]);
         wait_consistent(&bed, "after disconnecting again");
     } else {
         eprintln!("{point}: b is off n2 in the store");
     }
-    assert_endpoint(&bed, &b_if, b_ip, false, "b disconnected from n2");
+    assert_endpoint(&bed, &b_if, b_ips, false, "b disconnected from n2");
     assert_eq!(
         Bed::links(&b.ns),
         vec!["eth0".to_string(), "lo".to_string()],
         "b's links after the disconnect"
     );
-    assert_reach(&bed.ep(&a, "n1"), &bed.ep(&b, "n1"));
+    assert_reach_dual(&bed, &a, &b, "n1");
     // Connecting again works.
     bed.ok(&["network", "connect", "n2", "b"]);
     wait_consistent(&bed, "after connecting again");
-    assert_reach(&bed.ep(&b, "n2"), &ec);
+    assert_reach_dual(&bed, &b, &c, "n2");
 }
 
 #[test]
@@ -936,16 +989,18 @@ fn udp_from(from_ns: &str, src: Ipv4Addr, to: &Ep, n: usize) -> anyhow::Result<V
 }
 
 /// A veth's binding to the endpoint filter blocks (its `clsact` qdisc)
-/// removed from outside is put back, and isolation holds again.
+/// removed from outside is put back, and isolation holds again (both
+/// families: the networks are dual-stack).
 #[test]
 fn pinned_link_removed_is_reattached() {
     let bed = lc_bed(Uplink::None, true, &[]);
-    bed.network("n1", &["--subnet", "10.83.4.0/24"]);
-    bed.network("n2", &["--subnet", "10.83.5.0/24"]);
+    bed.ok(&dual_net("n1", "10.83.4.0/24", "fd00:83:4::/64"));
+    bed.ok(&dual_net("n2", "10.83.5.0/24", "fd00:83:5::/64"));
     let a = bed.container("a", &["--network", "n1"]);
     let b = bed.container("b", &["--network", "n1"]);
     let c = bed.container("c", &["--network", "n2"]);
     let (ea, eb, ec) = (bed.ep(&a, "n1"), bed.ep(&b, "n1"), bed.ep(&c, "n2"));
+    let (ea6, eb6, ec6) = (bed.ep6(&a, "n1"), bed.ep6(&b, "n1"), bed.ep6(&c, "n2"));
     let a_if = host_if(&bed, "a", "n1");
     let pin = bed.bpffs().join(format!("v1/links/{a_if}_from_container"));
     assert!(
@@ -977,7 +1032,7 @@ fn pinned_link_removed_is_reattached() {
     });
     wait_consistent(&bed, "after the re-attach");
     let mut errs = Vec::new();
-    for (x, y) in [(&ea, &ec), (&ec, &ea)] {
+    for (x, y) in [(&ea, &ec), (&ec, &ea), (&ea6, &ec6), (&ec6, &ea6)] {
         if let Err(e) = no_icmp(&x.ns, y.ip) {
             errs.push(format!("ICMP {x} -> {y} should be dropped: {e:#}"));
         }
@@ -991,6 +1046,7 @@ fn pinned_link_removed_is_reattached() {
         errs.join("\n")
     );
     assert_reach(&ea, &eb);
+    assert_reach(&ea6, &eb6);
 
     // What only from_container enforces (c's programs drop a -> c too): the
     // ingress block a's veth is bound to again runs from_container ...
