@@ -69,10 +69,11 @@ pub async fn check(api: &AgentApi, env: &Env, conf: &NetConf) -> CniResult<()> {
     }
 }
 
-/// What `prevResult` says that the agent no longer has.
+/// What `prevResult` says that the agent no longer has: each address on
+/// our interface against the endpoint's address of its family.
 fn compare_prev(prev: &Value, ep: &EndpointView, ifname: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let have = format!("{}/{}", ep.ip_address, ep.prefix_len);
+    let (have4, have6) = (result::address4(ep), result::address6(ep));
     let interfaces = prev["interfaces"].as_array().cloned().unwrap_or_default();
     for ip in prev["ips"].as_array().into_iter().flatten() {
         let on_ours = ip["interface"]
@@ -80,7 +81,9 @@ fn compare_prev(prev: &Value, ep: &EndpointView, ifname: &str) -> Vec<String> {
             .and_then(|i| interfaces.get(i as usize))
             .is_none_or(|i| i["name"].as_str() == Some(ifname));
         let addr = ip["address"].as_str().unwrap_or_default();
-        if on_ours && addr != have {
+        let have = if addr.contains(':') { &have6 } else { &have4 };
+        if on_ours && have.as_deref() != Some(addr) {
+            let have = have.as_deref().unwrap_or("no address of that family");
             problems.push(format!("prevResult address {addr} differs from {have}"));
         }
     }
@@ -139,5 +142,47 @@ pub async fn gc(api: &AgentApi, conf: &NetConf) -> CniResult<()> {
             "GC could not remove every stale attachment",
         )
         .with_details(errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ep(v4: &str, v6: &str) -> EndpointView {
+        serde_json::from_value(json!({
+            "NetworkID": "n1", "IPAddress": v4, "IPPrefixLen": 24, "PrefixLen": 24,
+            "Gateway": "", "GlobalIPv6Address": v6, "GlobalIPv6PrefixLen": 64,
+            "MacAddress": "02:42:0a:09:00:02", "Interface": "eth0",
+            "HostInterface": "nd0123456789a", "Aliases": [], "DefaultRoute": true,
+            "MTU": 1500, "Counters": null
+        }))
+        .unwrap()
+    }
+
+    fn prev(addrs: &[&str]) -> Value {
+        let ips: Vec<Value> = addrs
+            .iter()
+            .map(|a| json!({"address": a, "interface": 1}))
+            .collect();
+        json!({"interfaces": [{"name": "nd0123456789a"}, {"name": "eth0"}], "ips": ips})
+    }
+
+    #[test]
+    fn prev_result_addresses_compare_by_family() {
+        let dual = ep("10.9.0.2", "fd00:9::2");
+        let p = prev(&["10.9.0.2/24", "fd00:9::2/64"]);
+        assert_eq!(compare_prev(&p, &dual, "eth0"), Vec::<String>::new());
+        let only6 = ep("", "fd00:9::2");
+        let p6 = prev(&["fd00:9::2/64"]);
+        assert_eq!(compare_prev(&p6, &only6, "eth0"), Vec::<String>::new());
+        assert_eq!(
+            compare_prev(&prev(&["fd00:9::3/64"]), &dual, "eth0").len(),
+            1
+        );
+        assert_eq!(compare_prev(&p, &only6, "eth0").len(), 1, "an IPv4 gone");
+        let v4 = ep("10.9.0.2", "");
+        assert_eq!(compare_prev(&p, &v4, "eth0").len(), 1, "an IPv6 gone");
     }
 }

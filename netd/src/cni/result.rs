@@ -19,6 +19,17 @@ pub fn endpoint<'a>(
         .map(|(name, ep)| (name.as_str(), ep))
 }
 
+/// The endpoint's IPv4 address as a result shows it (`A/LEN`), if any.
+pub fn address4(ep: &EndpointView) -> Option<String> {
+    (!ep.ip_address.is_unspecified()).then(|| format!("{}/{}", ep.ip_address, ep.prefix_len))
+}
+
+/// The endpoint's IPv6 address as a result shows it (`A/LEN`), if any.
+pub fn address6(ep: &EndpointView) -> Option<String> {
+    (!ep.global_ipv6_address.is_empty())
+        .then(|| format!("{}/{}", ep.global_ipv6_address, ep.global_ipv6_prefix_len))
+}
+
 pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniResult<Value> {
     let (_, ep) = endpoint(container, ifname).ok_or_else(|| {
         CniError::new(
@@ -26,8 +37,6 @@ pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniR
             format!("the agent shows no interface {ifname} for the container"),
         )
     })?;
-    let gateway = ep.gateway.to_string();
-    let address = format!("{}/{}", ep.ip_address, ep.prefix_len);
     let mut host = json!({ "name": ep.host_interface });
     let mut inside = json!({
         "name": ifname,
@@ -46,13 +55,17 @@ pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniR
         }
         ip
     };
-    let mut ips = vec![entry(address, &gateway, "4")];
-    let mut routes = Vec::new();
-    if ep.default_route {
-        routes.push(json!({ "dst": "0.0.0.0/0", "gw": gateway }));
+    let (mut ips, mut routes) = (Vec::new(), Vec::new());
+    // An IPv6-only network's endpoint has no IPv4 address (0.0.0.0 in
+    // the view): its result has the IPv6 entry and route only.
+    if let Some(address) = address4(ep) {
+        let gateway = ep.gateway.to_string();
+        ips.push(entry(address, &gateway, "4"));
+        if ep.default_route {
+            routes.push(json!({ "dst": "0.0.0.0/0", "gw": gateway }));
+        }
     }
-    if !ep.global_ipv6_address.is_empty() {
-        let address6 = format!("{}/{}", ep.global_ipv6_address, ep.global_ipv6_prefix_len);
+    if let Some(address6) = address6(ep) {
         ips.push(entry(address6, &ep.ipv6_gateway, "6"));
         if ep.default_route && !ep.ipv6_gateway.is_empty() {
             routes.push(json!({ "dst": "::/0", "gw": ep.ipv6_gateway }));
@@ -129,5 +142,26 @@ mod tests {
         let old = build("0.4.0", &v, "eth0").unwrap();
         assert_eq!(old["ips"][1]["version"], "6");
         assert_eq!(old["ips"][0]["version"], "4");
+    }
+
+    #[test]
+    fn ipv6_only_result_has_no_ipv4() {
+        let mut v = view();
+        let ep = v.networks.get_mut("web").unwrap();
+        ep.ip_address = std::net::Ipv4Addr::UNSPECIFIED;
+        ep.gateway = std::net::Ipv4Addr::UNSPECIFIED;
+        (ep.ip_prefix_len, ep.prefix_len) = (0, 0);
+        ep.global_ipv6_address = "fd00:9::2".into();
+        ep.global_ipv6_prefix_len = 64;
+        ep.ipv6_gateway = "fd00:9::1".into();
+        let r = build("1.0.0", &v, "eth0").unwrap();
+        assert_eq!(
+            r["ips"],
+            json!([{"address":"fd00:9::2/64","gateway":"fd00:9::1","interface":1}])
+        );
+        assert_eq!(r["routes"], json!([{"dst":"::/0","gw":"fd00:9::1"}]));
+        let old = build("0.4.0", &v, "eth0").unwrap();
+        assert_eq!(old["ips"][0]["version"], "6");
+        assert_eq!(old["ips"].as_array().map(Vec::len), Some(1));
     }
 }
