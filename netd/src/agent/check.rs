@@ -1,11 +1,9 @@
 //! Comparing the kernel with what is stored for a container (CNI CHECK):
 //! the veth's host end and its programs, the interface inside the netns
 //! with its address and route, the published ports in the map.
-use std::net::Ipv4Addr;
-
 use super::{publish::Hold, Agent};
 use crate::{
-    datapath::addr_key,
+    datapath::{addr6_key, addr_key, publish_key6},
     error::{AgentError, AgentResult},
     kernel::ContainerNetns,
     model::{Container, Endpoint, Mode, Network},
@@ -75,27 +73,38 @@ impl Agent {
                 problems.extend(check_inside6(ns.as_ref(), ep, &net, default6).await?);
             }
             if *i == 0 {
-                problems.extend(self.check_ports(&c, ep.ip)?);
+                problems.extend(self.check_ports(&c, ep)?);
             }
         }
         Ok(problems)
     }
 
-    fn check_ports(&mut self, c: &Container, target: Ipv4Addr) -> AgentResult<Vec<String>> {
+    /// Each mapping in the published map of its family (`PUBLISHED`,
+    /// `PUBLISHED6`), leading to `target`'s address of that family.
+    fn check_ports(&mut self, c: &Container, target: &Endpoint) -> AgentResult<Vec<String>> {
         let entries = self.datapath.published_entries()?;
+        let entries6 = self.datapath.published6_entries()?;
         let hold = Hold::for_runtime(c.runtime_binds_ports());
         let mut problems = Vec::new();
         for m in &c.ports {
-            let key = (
-                m.host_v4().map(addr_key).unwrap_or(0),
-                m.host_port.to_be(),
-                m.proto.number(),
-            );
-            let in_map = entries.iter().any(|(k, t)| {
-                (k.addr, k.port, k.proto) == key
-                    && t.addr == addr_key(target)
-                    && t.port == m.container_port.to_be()
-            });
+            let in_map = if m.is_ipv6() {
+                let (key, addr) = (publish_key6(m), target.ip6.map(addr6_key));
+                entries6.iter().any(|(k, t)| {
+                    *k == key && Some(t.addr) == addr && t.port == m.container_port.to_be()
+                })
+            } else {
+                let key = (
+                    m.host_v4().map(addr_key).unwrap_or(0),
+                    m.host_port.to_be(),
+                    m.proto.number(),
+                );
+                let addr = target.ip4().map(addr_key);
+                entries.iter().any(|(k, t)| {
+                    (k.addr, k.port, k.proto) == key
+                        && Some(t.addr) == addr
+                        && t.port == m.container_port.to_be()
+                })
+            };
             if !in_map {
                 problems.push(format!("published port {m} is not in the datapath"));
             }

@@ -228,6 +228,41 @@ async fn an_ipv6_only_container_publishes_on_ipv6_alone() {
     assert_eq!(bed.snapshot().await.held, held);
 }
 
+/// CHECK finds IPv6 mappings in `PUBLISHED6` (it looked for them in the
+/// IPv4 map only, so every IPv6 port was reported missing), and reports
+/// one whose entry is gone; on IPv6-only and dual-stack containers.
+#[tokio::test]
+async fn check_finds_ipv6_ports_in_their_map() {
+    let mut bed = bed6().await;
+    bed.agent
+        .create_network(crate::schema::NetworkCreate {
+            name: "ds".into(),
+            subnet: Some("10.61.0.0/24".parse().unwrap()),
+            ipv6: true,
+            subnet6: Some("fd00:61::/64".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    bed.container("a", "v6", &["8080:80", "[::]:8081:81"]).await;
+    bed.container("b", "ds", &["8090:80", "[::1]:8091:81/udp"])
+        .await;
+    assert_eq!(bed.check("a").await, Vec::<String>::new());
+    assert_eq!(bed.check("b").await, Vec::<String>::new());
+    bed.fake.with(|s| {
+        s.published6
+            .retain(|(k, _)| u16::from_be(k.port) != 8081 && u16::from_be(k.port) != 8090)
+    });
+    assert_eq!(
+        bed.check("a").await,
+        ["published port 81/tcp -> [::]:8081 is not in the datapath"]
+    );
+    assert_eq!(
+        bed.check("b").await,
+        ["published port 80/tcp -> [::]:8090 is not in the datapath"]
+    );
+}
+
 /// An IPv4 host address for an IPv6-only container is refused with what
 /// to do, before anything is held or written.
 #[tokio::test]
