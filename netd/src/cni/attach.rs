@@ -189,6 +189,7 @@ async fn ensure_network(api: &AgentApi, conf: &NetConf) -> CniResult<NetworkView
         gateway: c.gateway,
         ip_range: c.ip_range,
         ipv6: c.ipv6.unwrap_or(false),
+        ipv4: c.ipv4,
         subnet6: c.subnet6,
         gateway6: c.gateway6,
         ip_range6: c.ip_range6,
@@ -224,6 +225,7 @@ fn check_matches(conf: &NetConf, net: &NetworkView) -> CniResult<()> {
     };
     compare("subnet", text(ipam.map(|p| p.subnet)), text(c.subnet));
     compare("gateway", text(ipam.map(|p| p.gateway)), text(c.gateway));
+    compare("ipv4", text(Some(net.enable_ipv4)), text(c.ipv4));
     compare("ipv6", text(Some(net.enable_ipv6)), text(c.ipv6));
     compare("subnet6", text(ipam6.map(|p| p.subnet)), text(c.subnet6));
     compare("gateway6", text(ipam6.map(|p| p.gateway)), text(c.gateway6));

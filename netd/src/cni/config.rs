@@ -81,6 +81,8 @@ pub struct NetworkSpec {
     /// Dual stack (`"ipv6": true`): an IPv6 subnet too, `subnet6` or one
     /// netd picks.
     pub ipv6: Option<bool>,
+    /// `"ipv4": false` with `"ipv6": true`: an IPv6-only network.
+    pub ipv4: Option<bool>,
     pub subnet6: Option<Ipv6Net>,
     pub gateway6: Option<Ipv6Addr>,
     pub ip_range6: Option<Ipv6Net>,
@@ -172,6 +174,7 @@ impl NetConf {
             "gateway",
             "ipRange",
             "ipv6",
+            "ipv4",
             "subnet6",
             "gateway6",
             "ipRange6",
@@ -191,7 +194,7 @@ impl NetConf {
             return fail(
                 UNSUPPORTED_FIELD,
                 format!(
-                    "unknown config key {unknown:?} (netd-cni knows network, socket, subnet, gateway, ipRange, ipv6, subnet6, gateway6, ipRange6, internal, icc, masquerade, mtu, bridge)"
+                    "unknown config key {unknown:?} (netd-cni knows network, socket, subnet, gateway, ipRange, ipv6, ipv4, subnet6, gateway6, ipRange6, internal, icc, masquerade, mtu, bridge)"
                 ),
             );
         }
@@ -205,6 +208,7 @@ impl NetConf {
             gateway: field(&obj, "gateway", "an IPv4 address")?,
             ip_range: field(&obj, "ipRange", "an IPv4 CIDR")?,
             ipv6: field(&obj, "ipv6", "true or false")?,
+            ipv4: field(&obj, "ipv4", "true or false")?,
             subnet6: field(&obj, "subnet6", "an IPv6 CIDR like fd00:88::/64")?,
             gateway6: field(&obj, "gateway6", "an IPv6 address")?,
             ip_range6: field(&obj, "ipRange6", "an IPv6 CIDR")?,
@@ -228,6 +232,18 @@ impl NetConf {
         }
         if create.subnet6.is_some() && create.ipv6 != Some(true) {
             return fail(INVALID_CONFIG, "\"subnet6\" needs \"ipv6\": true");
+        }
+        if create.ipv4 == Some(false) && create.ipv6 != Some(true) {
+            return fail(
+                INVALID_CONFIG,
+                "\"ipv4\": false (an IPv6-only network) needs \"ipv6\": true",
+            );
+        }
+        if create.ipv4 == Some(false) && create.subnet.is_some() {
+            return fail(
+                INVALID_CONFIG,
+                "\"ipv4\": false (an IPv6-only network) takes no \"subnet\"",
+            );
         }
         Ok(NetConf {
             cni_version,
@@ -333,7 +349,16 @@ mod tests {
         assert_eq!(c.create.ipv6, Some(true));
         assert_eq!(c.create.subnet6, Some("fd00:88::/64".parse().unwrap()));
         assert_eq!(c.create.gateway6, Some("fd00:88::1".parse().unwrap()));
+        let only6 = parse(
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv6":true,"ipv4":false}"#,
+        )
+        .unwrap();
+        assert_eq!(only6.create.ipv4, Some(false));
+        assert!(!only6.create.is_empty());
         for bad in [
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv4":false}"#,
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv4":false,"ipv6":true,"subnet":"10.1.0.0/24"}"#,
+            r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv4":"no","ipv6":true}"#,
             r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","subnet6":"fd00:88::/64"}"#,
             r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv6":true,"gateway6":"fd00::1"}"#,
             r#"{"cniVersion":"1.0.0","name":"a","type":"netd-cni","ipv6":true,"subnet6":"10.0.0.0/8"}"#,
