@@ -30,10 +30,11 @@ fn world_bed() -> (Bed, String) {
     Bed::with_world(&[])
 }
 
+/// The first address of an ADD result (IPv6 on an IPv6-only network).
 fn ep_of(result: &Value, ns: &str, name: &str) -> Ep {
     let addr = result["ips"][0]["address"].as_str().expect("address");
-    let ip: Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
-    Ep::new(name, ns, ip)
+    let ip: std::net::IpAddr = addr.split('/').next().unwrap().parse().unwrap();
+    Ep::at(name, ns, ip)
 }
 
 /// The IPv6 address of an ADD result (its second `ips` entry).
@@ -327,7 +328,9 @@ fn second_network_connects_and_networks_are_isolated() {
 /// Published ports over IPv6, as the reference portmap plugin: no hostIP
 /// publishes on both families, `::` and an IPv6 hostIP on IPv6 only,
 /// `0.0.0.0` on IPv4 only. The world reaches them over IPv6 with its own
-/// address, and not over the other family.
+/// address, and not over the other family. CHECK with prevResult compares
+/// both families and finds the IPv6 ports. Then IPv6-only networks in the
+/// same bed ([`ipv6_only_attachments`]).
 #[test]
 fn dual_stack_results_and_ipv6_isolation() {
     let bed = Bed::without_agent(&[]);
@@ -399,7 +402,16 @@ fn dual_stack_results_and_ipv6_isolation() {
         dropped(&eb, &ea, "network-isolation"),
     ]);
     assert!(a.run("CHECK", &a_conf.to_string()).success());
+    let check = a.run("CHECK", &with_prev(&a_conf, &ra).to_string());
+    assert!(
+        check.success(),
+        "CHECK with a dual-stack prevResult: {check:?}"
+    );
     published_over_ipv6(&bed, &world, &c_ns);
+    // CHECK finds c's IPv6 ports in the datapath (PUBLISHED6).
+    let check = c.run("CHECK", &with_prev(&c_conf, &rc).to_string());
+    assert!(check.success(), "CHECK of c's IPv6 ports: {check:?}");
+    ipv6_only_attachments(&bed, &world, &ea);
     // An existing network must have the IPv6 subnet the config names.
     let other = conf(
         "1.0.0",
@@ -418,6 +430,170 @@ fn dual_stack_results_and_ipv6_isolation() {
     c.run("DEL", &c_conf.to_string()).ok();
     assert_eq!(bed.map_entries("ENDPOINT6"), 0);
     assert_eq!(bed.map_entries("PUBLISHED6"), 0);
+}
+
+/// IPv6-only networks (`--ipv6 --ipv4=false`) under netd-cni, in
+/// [`dual_stack_results_and_ipv6_isolation`]'s bed (`dual` is a container
+/// of its dual-stack network d1): one made by the CLI and named by a
+/// config without keys, one made on first use by a config with `"ipv4":
+/// false`. The result has only the IPv6 address and `::/0` route (the
+/// spec's shape, `"version": "6"` in 0.4.0), the kernel only those;
+/// same network allowed, the other IPv6-only network and d1 dropped by
+/// netd both ways; portMappings without hostIP and with `::` are on IPv6
+/// only and reached from the world with its own address, `0.0.0.0` fails
+/// ADD leaving nothing; CHECK with prevResult passes; DEL removes it all.
+fn ipv6_only_attachments(bed: &Bed, world: &str, dual: &Ep) {
+    bed.network(
+        "six",
+        &["--ipv6", "--ipv4=false", "--subnet", "fd00:92:6::/64"],
+    );
+    let links_before = bed.host_links();
+    let (endpoints6, published6) = (bed.map_entries("ENDPOINT6"), bed.map_entries("PUBLISHED6"));
+    let six = |v: &str| conf(v, "six", &bed.socket(), json!({}));
+    let six2 = conf(
+        "1.1.0",
+        "six2",
+        &bed.socket(),
+        json!({"ipv6": true, "ipv4": false, "subnet6": "fd00:92:7::/64"}),
+    );
+    let (s1_ns, s2_ns, t1_ns) = (
+        bed.new_netns("s1"),
+        bed.new_netns("s2"),
+        bed.new_netns("t1"),
+    );
+    let s1 = Attachment::podman("s1", &path_of(&s1_ns), "eth0");
+    let s2 = Attachment::podman("s2", &path_of(&s2_ns), "eth0");
+    let t1 = Attachment::podman("t1", &path_of(&t1_ns), "eth0");
+    let s1_conf = with_runtime_config(
+        six("1.0.0"),
+        json!({"portMappings": [
+            {"hostPort": 8180, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 8181, "containerPort": 81, "protocol": "tcp", "hostIP": "::"},
+            {"hostPort": 8182, "containerPort": 82, "protocol": "udp"},
+        ]}),
+    );
+    let r1 = s1.run("ADD", &s1_conf.to_string()).ok();
+    let s2_conf = with_runtime_config(six("0.4.0"), json!({"ips": ["fd00:92:6::50/64"]}));
+    let r2 = s2.run("ADD", &s2_conf.to_string()).ok();
+    let rt = t1.run("ADD", &six2.to_string()).ok();
+    assert_eq!(
+        r1["ips"],
+        json!([{"address": "fd00:92:6::2/64", "gateway": "fd00:92:6::1", "interface": 1}]),
+        "{r1}"
+    );
+    assert_eq!(
+        r1["routes"],
+        json!([{"dst": "::/0", "gw": "fd00:92:6::1"}]),
+        "{r1}"
+    );
+    assert_eq!(r1["dns"]["nameservers"], json!(["127.0.0.11"]), "{r1}");
+    assert_eq!(
+        r2["ips"],
+        json!([{"address": "fd00:92:6::50/64", "gateway": "fd00:92:6::1", "interface": 1, "version": "6"}]),
+        "{r2}"
+    );
+    assert_eq!(rt["ips"][0]["address"], "fd00:92:7::2/64", "{rt}");
+    assert_eq!(rt["ips"].as_array().map(Vec::len), Some(1), "{rt}");
+    let made = bed.net_info("six2");
+    assert_eq!(made["EnableIPv4"], false, "{made}");
+    assert_eq!(made["IPAM"]["Config"][0]["Subnet"], "fd00:92:7::/64");
+    // The kernel has what the result says, and no IPv4 but lo's.
+    let v4 = ip_ns(&s1_ns, &["-4", "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    assert_eq!(v4.trim(), "", "IPv4 on an IPv6-only attachment");
+    assert_eq!(ip_ns(&s1_ns, &["-4", "route"]).unwrap().trim(), "");
+    let v6 = ip_ns(
+        &s1_ns,
+        &["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"],
+    )
+    .unwrap();
+    assert!(v6.contains("fd00:92:6::2/64"), "{v6}");
+    let route = ip_ns(&s1_ns, &["-6", "route", "show", "default"]).unwrap();
+    assert!(route.contains("via fd00:92:6::1"), "{route}");
+    let (e1, e2, f1) = (
+        ep_of(&r1, &s1_ns, "s1"),
+        ep_of(&r2, &s2_ns, "s2"),
+        ep_of(&rt, &t1_ns, "t1"),
+    );
+    bed.expect(&[
+        allow(&e1, &e2),
+        allow(&e2, &e1),
+        dropped(&e1, &f1, "network-isolation"),
+        dropped(&f1, &e1, "network-isolation"),
+        dropped(&e1, dual, "network-isolation"),
+        dropped(dual, &e1, "network-isolation"),
+    ]);
+    let check = s1.run("CHECK", &with_prev(&s1_conf, &r1).to_string());
+    assert!(
+        check.success(),
+        "CHECK of an IPv6-only attachment with its prevResult: {check:?}"
+    );
+    assert_eq!(
+        bed.port_lines("s1"),
+        [
+            "80/tcp -> [::]:8180",
+            "81/tcp -> [::]:8181",
+            "82/udp -> [::]:8182"
+        ],
+        "netd port s1"
+    );
+    let srv = PortServer::start_dual(&s1_ns, &[80, 81], &[82]);
+    world_reaches(
+        world,
+        &srv,
+        &[
+            (P::Tcp, at6(8180), 80),
+            (P::Tcp, at6(8181), 81),
+            (P::Udp, at6(8182), 82),
+        ],
+        &[
+            (P::Tcp, at4(8180)),
+            (P::Tcp, at4(8181)),
+            (P::Udp, at4(8182)),
+        ],
+        "world -> ports of an IPv6-only CNI attachment",
+    );
+    drop(srv);
+    // An IPv4 hostIP or a static IPv4 address (podman's --ip): the
+    // agent's reason, nothing left behind.
+    let u_ns = bed.new_netns("u");
+    let u = Attachment::podman("u", &path_of(&u_ns), "eth0");
+    let mut u_ip = u.clone();
+    u_ip.extra_args = vec!["IP=10.92.6.5".into()];
+    let pm =
+        json!({"portMappings": [{"hostPort": 8183, "containerPort": 80, "hostIP": "0.0.0.0"}]});
+    let with_v4_host = with_runtime_config(six("1.0.0"), pm);
+    for (att, c, says) in [
+        (&u, &with_v4_host, "has no IPv4 address"),
+        (&u_ip, &six("1.0.0"), "it has no IPv4 address 10.92.6.5"),
+    ] {
+        let (code, msg, _) = att.run("ADD", &c.to_string()).error();
+        assert_eq!(code, 100, "{msg}");
+        assert!(msg.contains(says), "{msg}");
+        assert_eq!(Bed::links(&u_ns), vec!["lo".to_string()]);
+        assert!(!cni_containers(bed).contains(&"u".to_string()));
+        att.run("DEL", &c.to_string()).ok();
+    }
+    // DEL: addresses, interfaces, datapath entries and ports go.
+    s1.run("DEL", &with_prev(&s1_conf, &r1).to_string()).ok();
+    s2.run("DEL", &with_prev(&s2_conf, &r2).to_string()).ok();
+    t1.run("DEL", &six2.to_string()).ok();
+    for ns in [&s1_ns, &s2_ns, &t1_ns] {
+        assert_eq!(Bed::links(ns), vec!["lo".to_string()], "{ns} after DEL");
+    }
+    let mut now = bed.host_links();
+    now.retain(|l| !l.starts_with("br-"));
+    let mut before = links_before;
+    before.retain(|l| !l.starts_with("br-"));
+    assert_eq!(now, before, "DEL left interfaces behind");
+    assert_eq!(bed.map_entries("ENDPOINT6"), endpoints6);
+    assert_eq!(bed.map_entries("PUBLISHED6"), published6);
+    let left = cni_containers(bed);
+    assert!(
+        !left
+            .iter()
+            .any(|c| ["s1", "s2", "t1"].contains(&c.as_str())),
+        "{left:?}"
+    );
 }
 
 /// The world reaches the ports of [`dual_stack_results_and_ipv6_isolation`]'s

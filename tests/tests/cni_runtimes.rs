@@ -13,7 +13,7 @@ use netd_tests::cni::{call, conf, plain_env, tcp_via};
 use netd_tests::netns::spawn_in;
 use netd_tests::ports::{PortServer, P};
 use netd_tests::runtimes::{missing, Containerd, Podman};
-use netd_tests::traffic::{icmp, Ep};
+use netd_tests::traffic::{dropped, icmp, Ep};
 use netd_tests::wait::wait_until;
 use netd_tests::world::{at4, at6, world_reaches, UPLINK, WORLD};
 use netd_tests::{blocked_both, reach_both, Bed};
@@ -81,6 +81,12 @@ fn podman_runs_on_netd_networks() {
         .network_with(
             "p6",
             serde_json::json!({"subnet": "10.95.6.0/24", "ipv6": true, "subnet6": "fd00:95:6::/64"}),
+        )
+        .unwrap();
+    podman
+        .network_with(
+            "p6only",
+            serde_json::json!({"ipv6": true, "ipv4": false, "subnet6": "fd00:95:7::/64"}),
         )
         .unwrap();
     podman.start(
@@ -155,8 +161,9 @@ fn podman_runs_on_netd_networks() {
     let peer = tcp_via(&echo_ns, 81, &world, SocketAddrV4::new(UPLINK, 8081)).unwrap();
     assert_eq!(peer, WORLD, "the client's address is kept");
     podman_publishes_over_ipv6(&bed, &podman, &world);
+    podman_on_an_ipv6_only_network(&bed, &podman, &world);
     // podman rm -f: netd forgets them, interfaces and ports are gone.
-    for name in ["web", "echo", "a2", "b1", "six"] {
+    for name in ["web", "echo", "a2", "b1", "six", "only6"] {
         podman.ok(&["rm", "-f", "-t", "0", name]);
     }
     let ls = bed.json(&["container", "ls", "--format", "json"]);
@@ -237,6 +244,72 @@ fn podman_publishes_over_ipv6(bed: &Bed, podman: &Podman, world: &str) {
         "{refused}"
     );
     let _ = podman.run(&["rm", "-f", "-t", "0", "v4only"]);
+}
+
+/// podman on an IPv6-only netd network (the conflist's `"ipv4": false`,
+/// made on first use): podman takes the IPv6-only result (its inspect
+/// shows the IPv6 address, no IPv4), the container has only that address
+/// and the IPv6 default route, netd drops IPv6 between it and `six` (of
+/// the dual-stack network p6) both ways; `-p 8095:80` and `-p
+/// [::]:8096:81` are reached from the world over IPv6 with its own
+/// address, and `[::]:8096` not over IPv4. (IPv4 to 8095 reaches conmon's
+/// own tcp4 listener, which podman opens for a mapping without host
+/// address whatever the network: not netd's.)
+fn podman_on_an_ipv6_only_network(bed: &Bed, podman: &Podman, world: &str) {
+    podman.start(
+        &[
+            "--name",
+            "only6",
+            "--network",
+            "p6only",
+            "-p",
+            "8095:80",
+            "-p",
+            "[::]:8096:81",
+        ],
+        &["sleep", "300"],
+    );
+    let field = |name: &str, net: &str, f: &str| {
+        let f = format!("{{{{(index .NetworkSettings.Networks \"{net}\").{f}}}}}");
+        podman.ok(&["inspect", "-f", &f, name])
+    };
+    let v6_of = |name: &str, net: &str| -> std::net::Ipv6Addr {
+        let a = field(name, net, "GlobalIPv6Address");
+        a.parse()
+            .unwrap_or_else(|e| panic!("podman shows {a:?} for {name}: {e}"))
+    };
+    let ip6 = v6_of("only6", "p6only");
+    assert!(
+        ip6.segments()[..4] == [0xfd00, 0x95, 0x7, 0],
+        "podman shows {ip6}"
+    );
+    let v4_shown = field("only6", "p6only", "IPAddress");
+    assert_eq!(v4_shown, "", "podman shows an IPv4 address");
+    assert_eq!(field("only6", "p6only", "IPv6Gateway"), "fd00:95:7::1");
+    let ns = podman.netns("only6");
+    let v4 = netd_tests::cmd::ip_ns(&ns, &["-4", "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    assert_eq!(v4.trim(), "", "IPv4 in an IPv6-only container");
+    let route = netd_tests::cmd::ip_ns(&ns, &["-6", "route", "show", "default"]).unwrap();
+    assert!(route.contains("via fd00:95:7::1"), "{route}");
+    assert_eq!(
+        bed.port_lines("only6"),
+        ["80/tcp -> [::]:8095", "81/tcp -> [::]:8096"],
+        "netd port only6"
+    );
+    let me = Ep::v6("only6", &ns, ip6);
+    let other = &Ep::v6("six", &podman.netns("six"), v6_of("six", "p6"));
+    bed.expect(&[
+        dropped(&me, other, "network-isolation"),
+        dropped(other, &me, "network-isolation"),
+    ]);
+    let srv = PortServer::start_dual(&ns, &[80, 81], &[]);
+    world_reaches(
+        world,
+        &srv,
+        &[(P::Tcp, at6(8095), 80), (P::Tcp, at6(8096), 81)],
+        &[(P::Tcp, at4(8096))],
+        "world -> podman ports on an IPv6-only network",
+    );
 }
 
 /// `ctr run --cni` of containerd 1.6: a foreground task is on the netd
