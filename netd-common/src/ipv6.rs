@@ -179,8 +179,9 @@ pub struct SockOriginKey6 {
 }
 
 /// Key of `FRAGMENTS6`: one fragmented datagram arriving at an uplink,
-/// sent by a container to (or from) a published port, or leaving by an
-/// uplink (`way` [`crate::FRAG_LEAVING`]).
+/// sent by a container to (or from) a published port (as it reaches the
+/// target: `way` [`crate::FRAG_PUBLISHED`]), or leaving by an uplink
+/// ([`crate::FRAG_LEAVING`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragKey6 {
@@ -189,7 +190,7 @@ pub struct FragKey6 {
     /// Fragment header identification (network order).
     pub id: u32,
     pub proto: u8,
-    /// [`crate::FRAG_LEAVING`] or 0.
+    /// [`crate::FRAG_LEAVING`], [`crate::FRAG_PUBLISHED`] or 0.
     pub way: u8,
     pub _pad: [u8; 2],
 }

@@ -178,8 +178,9 @@ pub struct CtEntry {
 
 /// Key of `FRAGMENTS`: one fragmented datagram, as its fragments carry it
 /// (source, destination, IP id, protocol), arriving at an uplink (the
-/// value: the destination its fragments get) or leaving by one
-/// ([`FRAG_LEAVING`]: the source they leave with).
+/// value: the destination its fragments get), leaving by one
+/// ([`FRAG_LEAVING`]: the source they leave with), or reaching a published
+/// port's target container through a host address ([`FRAG_PUBLISHED`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragKey {
@@ -187,7 +188,7 @@ pub struct FragKey {
     pub daddr: u32,
     pub id: u16,
     pub proto: u8,
-    /// [`FRAG_LEAVING`] or 0.
+    /// [`FRAG_LEAVING`], [`FRAG_PUBLISHED`] or 0.
     pub way: u8,
 }
 
@@ -196,6 +197,15 @@ pub struct FragKey {
 /// ones (which carry none) leave with the source it got. 0: every other
 /// entry (the layout of the pad byte this replaced).
 pub const FRAG_LEAVING: u8 = 1;
+
+/// `FragKey::way` and `FragKey6::way` of a datagram a container sends to a
+/// published port through a host address, keyed as its fragments reach
+/// the target (the source the target sees, the target's address; the
+/// value: the host address dialled): the later fragments (which carry no
+/// ports to find the flow by) cross networks by design as their first
+/// did. `to_container` judges them when the kernel forwards them
+/// (`--host-routing kernel`); eBPF host routing delivers them past it.
+pub const FRAG_PUBLISHED: u8 = 2;
 
 /// Key of `PUBLISHED`: a host address (0 = every host address), a port
 /// (network order) and an IP protocol.

@@ -174,9 +174,7 @@ fn to_container_verdict(ctx: &TcContext) -> i32 {
         L3::Ipv4(ip) => match policy::to_container(ep, ip.src, network_of(ip.src)) {
             // A flow to a published port crosses networks by design.
             Verdict::Drop(DropReason::Isolation | DropReason::Icc)
-                if parse_l4(ctx, &ip)
-                    .and_then(|l4| l4.ports())
-                    .is_some_and(|ports| publish::is_published_flow(&ip, ports)) =>
+                if publish::is_published_flow(ctx, &ip) =>
             {
                 TC_ACT_OK
             }

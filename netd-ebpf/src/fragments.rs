@@ -5,7 +5,9 @@
 //! IPv6 ones `FRAGMENTS6`: arriving at an uplink (the destination their
 //! fragments get), leaving by one (`FRAG_LEAVING`: the source they leave
 //! with), and sent by a container to or from a published port through a
-//! host address (the target, or the published address a reply leaves as).
+//! host address (the target, or the published address a reply leaves as;
+//! `FRAG_PUBLISHED`: the datagram as its target receives it, whose later
+//! fragments `to_container` lets cross networks as it let their first).
 //!
 //! A later fragment that overtakes its first finds no entry: it is not
 //! translated (the callers drop it if it is addressed to a container, or
@@ -14,7 +16,9 @@
 //! first fragment of the same key replaces one, the LRU evicts the oldest
 //! beyond `MAX_FRAGMENTED`.
 use aya_ebpf::{macros::map, maps::LruHashMap, programs::TcContext};
-use netd_common::{Addr6, DropReason, FragKey, FragKey6, FRAG_LEAVING, MAX_FRAGMENTED};
+use netd_common::{
+    Addr6, DropReason, FragKey, FragKey6, FRAG_LEAVING, FRAG_PUBLISHED, MAX_FRAGMENTED,
+};
 
 use crate::{maps::FRAGMENTS6, nat::rewrite_addr, parse::Ipv4, parse6::Ipv6};
 
@@ -24,9 +28,15 @@ static FRAGMENTS: LruHashMap<FragKey, u32> = LruHashMap::pinned(MAX_FRAGMENTED, 
 
 #[inline(always)]
 fn frag_key(ip: &Ipv4, way: u8) -> FragKey {
+    frag_key_of(ip, (ip.src, ip.dst), way)
+}
+
+/// The key of datagram `ip` were its addresses `(src, dst)`.
+#[inline(always)]
+fn frag_key_of(ip: &Ipv4, (saddr, daddr): (u32, u32), way: u8) -> FragKey {
     FragKey {
-        saddr: ip.src,
-        daddr: ip.dst,
+        saddr,
+        daddr,
         id: ip.id,
         proto: ip.proto,
         way,
@@ -79,11 +89,38 @@ pub fn leaving_source(ip: &Ipv4) -> Option<u32> {
     unsafe { FRAGMENTS.get(&frag_key(ip, FRAG_LEAVING)) }.copied()
 }
 
+/// A first fragment container `src` sent to a published port through host
+/// address `ip.dst`, as it goes on to the port's `target` (another
+/// container: a hairpin comes back from its gateway, which needs none of
+/// this). The later fragments the target receives from `src`, translated
+/// as their first, are this flow's ([`published_later`]).
+#[inline(always)]
+pub fn remember_published(ip: &Ipv4, src: u32, target: u32) {
+    if ip.first_fragment {
+        let key = frag_key_of(ip, (src, target), FRAG_PUBLISHED);
+        let _ = FRAGMENTS.insert(&key, &ip.dst, 0);
+    }
+}
+
+/// Is later fragment `ip`, about to enter a container, one of a datagram
+/// whose first fragment went to a published port ([`remember_published`])?
+#[inline(always)]
+pub fn published_later(ip: &Ipv4) -> bool {
+    // SAFETY: the value lives in the map.
+    ip.later_fragment && unsafe { FRAGMENTS.get(&frag_key(ip, FRAG_PUBLISHED)) }.is_some()
+}
+
 #[inline(always)]
 fn frag_key6(ip: &Ipv6, way: u8) -> FragKey6 {
+    frag_key6_of(ip, (ip.src, ip.dst), way)
+}
+
+/// The key of IPv6 datagram `ip` were its addresses `(src, dst)`.
+#[inline(always)]
+fn frag_key6_of(ip: &Ipv6, (saddr, daddr): (Addr6, Addr6), way: u8) -> FragKey6 {
     FragKey6 {
-        saddr: ip.src,
-        daddr: ip.dst,
+        saddr,
+        daddr,
         id: ip.frag_id,
         proto: ip.proto,
         way,
@@ -121,4 +158,20 @@ pub fn remember_leaving6(ip: &Ipv6, new_src: &Addr6) {
 pub fn leaving_source6(ip: &Ipv6) -> Option<Addr6> {
     // SAFETY: the value lives in the map.
     unsafe { FRAGMENTS6.get(&frag_key6(ip, FRAG_LEAVING)) }.copied()
+}
+
+/// [`remember_published`] for IPv6.
+#[inline(always)]
+pub fn remember_published6(ip: &Ipv6, src: Addr6, target: Addr6) {
+    if ip.first_fragment {
+        let key = frag_key6_of(ip, (src, target), FRAG_PUBLISHED);
+        let _ = FRAGMENTS6.insert(&key, &ip.dst, 0);
+    }
+}
+
+/// [`published_later`] for IPv6.
+#[inline(always)]
+pub fn published_later6(ip: &Ipv6) -> bool {
+    // SAFETY: the value lives in the map.
+    ip.later_fragment && unsafe { FRAGMENTS6.get(&frag_key6(ip, FRAG_PUBLISHED)) }.is_some()
 }

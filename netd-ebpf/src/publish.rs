@@ -9,7 +9,7 @@ use crate::{
     fragments,
     maps::{ENDPOINTS, HOST_ADDRS, PUBLISHED},
     nat::{rewrite_addr, rewrite_port},
-    parse::{parse_l3, Ipv4, ETH_HLEN, ETH_P_IP, L3},
+    parse::{parse_l3, parse_l4, Ipv4, ETH_HLEN, ETH_P_IP, L3},
     publish6::NOT_PUBLISHED,
     redirect::{endpoint_at, to_container_peer, to_container_veth},
     routing,
@@ -81,6 +81,10 @@ pub fn dnat_from_container(
         }
     }
     fragments::remember_first(ip, target.addr);
+    if !hairpin {
+        // The target lets its later fragments in (`to_container`).
+        fragments::remember_published(ip, src, target.addr);
+    }
     rewrite_addr(ctx, ip, true, ip.dst, target.addr)?;
     if target.port != dport {
         rewrite_port(ctx, ip, true, dport, target.port)?;
@@ -223,8 +227,16 @@ fn later_fragment(ctx: &TcContext, ip: &Ipv4, ep: &Endpoint) -> Result<Option<i3
 }
 
 /// Is this packet (about to enter a container) part of a published flow
-/// that `dnat_from_container` let in?
+/// that `dnat_from_container` let in: by its ports, or a later fragment
+/// (none) by its first's (`fragments::published_later`)? This hook sees
+/// such flows when the kernel forwards them; eBPF host routing delivers
+/// them past it.
 #[inline(always)]
-pub fn is_published_flow(ip: &Ipv4, ports: (u16, u16, u8)) -> bool {
-    lookup_local(&key(ip.src, ip.dst, ports.0, ports.1, ip.proto)).is_some()
+pub fn is_published_flow(ctx: &TcContext, ip: &Ipv4) -> bool {
+    match parse_l4(ctx, ip).and_then(|l4| l4.ports()) {
+        Some((sport, dport, _)) => {
+            lookup_local(&key(ip.src, ip.dst, sport, dport, ip.proto)).is_some()
+        }
+        None => fragments::published_later(ip),
+    }
 }

@@ -19,7 +19,7 @@ use netd_common::{
 use crate::{
     conntrack6::{entry6, key6, lookup_in6, lookup_local6, put_in6, put_local6, put_out6, touch6},
     drops::drop_packet,
-    fragments::{first_of6, remember_first6},
+    fragments::{first_of6, published_later6, remember_first6, remember_published6},
     maps::{ENDPOINT6, ENDPOINTS, HOST_ADDRS6, PUBLISHED6, UPLINKS},
     nat::rewrite_port,
     nat6::{rewrite_addr6, IP6_DST_OFF},
@@ -278,6 +278,10 @@ fn find_target(ctx: &TcContext, ip: &Ipv6, u: &Upper6, found: &mut Found) -> i32
         }
     }
     remember_first6(ip, t.addr);
+    if !hairpin {
+        // The target lets its later fragments in (`is_published_flow6`).
+        remember_published6(ip, ip.src, t.addr);
+    }
     *found = Found {
         target: t,
         dport: u.dport,
@@ -418,9 +422,13 @@ fn follow_first(ctx: &TcContext, ip: &Ipv6, addr: Addr6) -> Result<i32, DropReas
 }
 
 /// Is this packet (about to enter a container) part of a published flow
-/// that [`at_veth`] let in?
+/// that [`at_veth`] let in: by its ports, or a later fragment (none) by
+/// its first's (`fragments::published_later6`)? This hook sees such flows
+/// when the kernel forwards them; eBPF host routing delivers them past it.
 #[inline(always)]
 pub fn is_published_flow6(ip: &Ipv6, u: &Upper6) -> bool {
-    u.kind == Kind6::Ports
-        && lookup_local6(&key6(ip.src, ip.dst, u.sport, u.dport, ip.proto)).is_some()
+    if u.kind != Kind6::Ports {
+        return published_later6(ip);
+    }
+    lookup_local6(&key6(ip.src, ip.dst, u.sport, u.dport, ip.proto)).is_some()
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{
-    counter, csum, endpoint, ip, load, network,
+    assert_verdict, counter, csum, endpoint, ip, load, network,
     packet::{echo, frame, tcp, udp, Pkt},
     run_classifier, run_prefilter,
     verify::verify4,
@@ -12,7 +12,9 @@ use common::{
 };
 
 use netd::{
-    datapath::{addr_key, Datapath, FROM_CONTAINER, UPLINK_IN, UPLINK_OUT},
+    datapath::{
+        addr_key, Datapath, HostRouting, FROM_CONTAINER, TO_CONTAINER, UPLINK_IN, UPLINK_OUT,
+    },
     ports::{PortMapping, Proto},
 };
 use netd_common::{mac_for_addr, Uplink, NET_F_ICC, NET_F_MASQUERADE, TCP_ACK, TCP_RST, TCP_SYN};
@@ -679,4 +681,62 @@ fn fragments_between_containers_and_a_published_port_follow_their_first() {
     let (v, out) = run_classifier(&mut dp, FROM_CONTAINER, &later);
     assert_redirected(v, &out, &later, addrs, "hairpin reply's later fragment");
     assert_eq!(counter(&dp, "fragment"), 0, "no fragment fallback");
+}
+
+#[test]
+fn with_kernel_routing_fragments_to_a_published_port_enter_its_target() {
+    let fs = Bpffs::new("nat-frag-kernel");
+    let masq = NET_F_ICC | NET_F_MASQUERADE;
+    let mut dp = published_with_endpoint(&fs, masq);
+    dp.set_host_routing(HostRouting::Kernel).unwrap();
+    network(&mut dp, 2, "10.8.0.0/24", [10, 8, 0, 1], masq);
+    dp.set_endpoint(LO_IFINDEX, endpoint(OTHER, 2, masq, [10, 8, 0, 1]))
+        .unwrap();
+    // OTHER -> HOST_B:8053 in two fragments: both leave OTHER's veth for
+    // CONTAINER (the stack forwards them), the later one after its first.
+    let first = first_fragment(OTHER, HOST_B, 0xc1c1, (50000, 8053));
+    let (v, into_first) = run_classifier(&mut dp, FROM_CONTAINER, &first);
+    assert_eq!(v, TC_ACT_OK, "first fragment: to the stack");
+    assert_eq!(&into_first[30..34], &CONTAINER, "first fragment: target");
+    assert_eq!(
+        csum(&into_first[14..34], 0),
+        0,
+        "first fragment: IP checksum"
+    );
+    let later = fragment(OTHER, HOST_B, 0xc1c1, 65, &[0xab; 64]);
+    let (v, into_later) = run_classifier(&mut dp, FROM_CONTAINER, &later);
+    assert_eq!(v, TC_ACT_OK, "later fragment: to the stack");
+    assert_eq!(&into_later[30..34], &CONTAINER, "later fragment: target");
+    assert_eq!(&into_later[34..], &later[34..], "later fragment: data");
+
+    // At CONTAINER's veth both cross networks as the published flow's:
+    // the first by its ports, the later one by its first's.
+    dp.set_endpoint(LO_IFINDEX, endpoint(CONTAINER, 1, masq, [10, 7, 0, 1]))
+        .unwrap();
+    for (frame, what) in [(&into_first, "first"), (&into_later, "later")] {
+        assert_verdict(
+            &mut dp,
+            TO_CONTAINER,
+            frame,
+            TC_ACT_OK,
+            "network-isolation",
+            &format!("{what} fragment into the target"),
+        );
+    }
+    // Not a later fragment of another datagram (its first was not sent to
+    // the published port), nor one from another container of OTHER's
+    // network with the same id.
+    for (src, id, what) in [
+        (OTHER, 0xc2c2, "another datagram"),
+        ([10, 8, 0, 3], 0xc1c1, "another sender"),
+    ] {
+        assert_verdict(
+            &mut dp,
+            TO_CONTAINER,
+            &fragment(src, CONTAINER, id, 65, &[0xab; 64]),
+            TC_ACT_SHOT,
+            "network-isolation",
+            &format!("later fragment of {what}"),
+        );
+    }
 }

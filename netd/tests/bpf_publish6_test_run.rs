@@ -14,7 +14,9 @@
 //! published port through a host address: another network's container is
 //! seen with its own address, a hairpin to itself with its gateway's, the
 //! replies go back as the published address (addresses and checksums
-//! checked), and an internal network's container is refused. Needs root.
+//! checked), and an internal network's container is refused; with kernel
+//! host routing the target's veth lets a fragmented request's later
+//! fragments in as its first (none of another datagram). Needs root.
 mod common;
 
 use std::net::Ipv6Addr;
@@ -553,6 +555,81 @@ fn an_internal_networks_container_is_refused_a_published_ipv6_port() {
             TC_ACT_SHOT,
             "internal-network",
             &format!("internal OTHER -> [{dst}]:8080"),
+        );
+    }
+}
+
+/// A fragment of UDP datagram `id` `src` -> `dst`: the first (with its UDP
+/// header, `ports`) or, without ports, a later one (data only).
+fn fragment_of(src: &str, dst: &str, ports: Option<(u16, u16)>, id: u32) -> Pkt6 {
+    match ports {
+        Some(ports) => first_fragment(src, dst, ports, id),
+        None => Pkt6::new(src, dst, UDP, vec![0x77; 7]).fragment(4, false, id),
+    }
+}
+
+/// `p` leaving OTHER's veth, and entering ME's from the bridge (kernel
+/// host routing: the stack routed it, one hop less).
+fn from_other(p: Pkt6) -> Vec<u8> {
+    p.link(OTHER_GW_MAC, OTHER_MAC, 64).bytes()
+}
+
+fn into_me_routed(p: Pkt6) -> Vec<u8> {
+    p.link(MY_MAC, GW_MAC, 63).bytes()
+}
+
+#[test]
+fn with_kernel_routing_fragments_to_a_published_ipv6_port_enter_its_target() {
+    let fs = Bpffs::new("pub6-frag-kernel");
+    let mut dp = datapath(&fs, HostRouting::Kernel);
+    let masq = NET_F_ICC | NET_F_MASQUERADE;
+    other_network(&mut dp, masq);
+    dp.publish6(&mapping(None, 8080, 80, Proto::Udp), v6(ME))
+        .unwrap();
+    place(&mut dp, LO_IFINDEX, OTHER, masq);
+    place(&mut dp, SPARE_IFINDEX, ME, 0);
+    // OTHER -> [HOST6]:8080 in two fragments: both leave OTHER's veth for
+    // ME (the stack forwards them), the later one after its first.
+    let id = 0x0bad_f00d;
+    let (sport, first, later) = (42100, Some((42100, 8080)), None);
+    for (ports, to_me, what) in [(first, Some((sport, 80)), "first"), (later, None, "later")] {
+        let (v, out) = run_classifier(
+            &mut dp,
+            FROM_CONTAINER,
+            &from_other(fragment_of(OTHER, HOST6, ports, id)),
+        );
+        let want = from_other(fragment_of(OTHER, ME, to_me, id));
+        assert_eq!((v, out), (TC_ACT_OK, want), "{what} fragment to ME");
+    }
+
+    // At ME's veth both cross networks as the published flow's: the first
+    // by its ports, the later one by its first's.
+    place(&mut dp, LO_IFINDEX, ME, 0);
+    place(&mut dp, SPARE_IFINDEX, OTHER, masq);
+    for (ports, what) in [(Some((sport, 80)), "first"), (None, "later")] {
+        assert_verdict(
+            &mut dp,
+            TO_CONTAINER,
+            &into_me_routed(fragment_of(OTHER, ME, ports, id)),
+            TC_ACT_OK,
+            "network-isolation",
+            &format!("{what} fragment into the target"),
+        );
+    }
+    // Not a later fragment of another datagram (its first was not sent to
+    // the published port), nor one from another container of OTHER's
+    // network with the same id.
+    for (src, id, what) in [
+        (OTHER, id + 1, "another datagram"),
+        ("fd00:8::3", id, "another sender"),
+    ] {
+        assert_verdict(
+            &mut dp,
+            TO_CONTAINER,
+            &into_me_routed(fragment_of(src, ME, None, id)),
+            TC_ACT_SHOT,
+            "network-isolation",
+            &format!("later fragment of {what}"),
         );
     }
 }
