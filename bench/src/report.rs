@@ -864,3 +864,59 @@ where
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// A run with one measured cell per path and datapath, nothing else.
+    fn results() -> Results {
+        let one = |v: f64| json!({ "samples": [v] });
+        let matrix: Vec<Value> = PathKind::ALL
+            .into_iter()
+            .flat_map(|path| {
+                Kind::ALL.map(|dp| {
+                    json!({
+                        "path": path, "dp": dp, "na": null, "note": null,
+                        "gbps": one(10.0), "tps": one(50000.0), "cps": one(10000.0),
+                        "p50_us": one(15.0), "p99_us": one(30.0),
+                        "crr_errors": 0, "errors": [], "netd_drops": {},
+                    })
+                })
+            })
+            .collect();
+        let machine = [
+            "cpu", "memory", "kernel", "os", "iptables", "iperf3", "netd", "commit",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), json!("x")))
+        .chain([("cores".to_string(), json!(2))])
+        .collect::<serde_json::Map<_, _>>();
+        serde_json::from_value(json!({
+            "plan": crate::run::Plan::new(true),
+            "command": "test", "started": "now", "machine": machine,
+            "matrix": matrix, "scale": [],
+            "control": {
+                "na": "not run", "latency_n": 0, "total_n": 0, "add_ms": [],
+                "total_s": null, "cli_floor_ms": { "samples": [] },
+            },
+            "elapsed_s": 1.0, "load_start": "0", "load_end": "0",
+        }))
+        .expect("a Results")
+    }
+
+    #[test]
+    fn every_path_has_its_rows() {
+        let md = markdown(&results(), "x.svg");
+        for path in PathKind::ALL {
+            for dp in Kind::ALL {
+                let row = format!("| {} | {} | 10.00 ", path.label(), dp.label());
+                assert!(md.contains(&row), "no row {row:?} in\n{md}");
+            }
+            let ratio = format!("| {} | transactions/s | 1.00 | 1.00 | 1.00 |", path.short());
+            assert!(md.contains(&ratio), "no ratio row {ratio:?} in\n{md}");
+        }
+        assert!(md.contains("| host -> [::1] published port | netd | "));
+    }
+}

@@ -27,8 +27,10 @@
 //! Docker 27+ sets it up with ip6tables on (the default since 27): br1
 //! fd00:254:1::1/64, the containers' default route via it, and the same
 //! chains and per-port rules as IPv4 in ip6tables (no route_localnet
-//! equivalent: IPv6 loopback goes to docker-proxy in Docker, so the
-//! host -> [::1] path is not a row).
+//! equivalent: IPv6 loopback goes to docker-proxy in Docker, so its
+//! host -> [::1] row is n/a, [`NO_LOCALNET6`]). netd does host -> [::1]
+//! with its cgroup connect6/sendmsg6/recvmsg6 programs; bare goes to c1's
+//! IPv6 address, as for 127.0.0.1.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -61,6 +63,10 @@ pub const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x254, 1, 0, 0, 0, 0, 1);
 /// brings replies back).
 pub const NO_NAT66: &str =
     "n/a (not supported: no IPv6 masquerade (NAT66) in this netd; nothing comes back)";
+/// Why host -> [::1] published port is n/a on the iptables datapath.
+pub const NO_LOCALNET6: &str =
+    "n/a (Docker sends IPv6 loopback to docker-proxy; with userland-proxy=false \
+     there is no ip6tables equivalent of route_localnet)";
 pub const RR_PORT: u16 = 80;
 pub const IPERF_PORT: u16 = 5201;
 pub const PUB_RR: u16 = 8080;
@@ -120,10 +126,11 @@ pub enum PathKind {
     C2c6,
     WorldPub6,
     CtrWorld6,
+    HostLocal6,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 7] = [
+    pub const ALL: [PathKind; 8] = [
         PathKind::C2c,
         PathKind::WorldPub,
         PathKind::CtrWorld,
@@ -131,6 +138,7 @@ impl PathKind {
         PathKind::C2c6,
         PathKind::WorldPub6,
         PathKind::CtrWorld6,
+        PathKind::HostLocal6,
     ];
 
     pub fn label(self) -> &'static str {
@@ -142,6 +150,7 @@ impl PathKind {
             PathKind::C2c6 => "IPv6 container -> container (same network)",
             PathKind::WorldPub6 => "IPv6 world -> published port",
             PathKind::CtrWorld6 => "IPv6 container -> world (masquerade)",
+            PathKind::HostLocal6 => "host -> [::1] published port",
         }
     }
 
@@ -154,6 +163,7 @@ impl PathKind {
             PathKind::C2c6 => "c2c6",
             PathKind::WorldPub6 => "world->pub6",
             PathKind::CtrWorld6 => "ctr->world6",
+            PathKind::HostLocal6 => "host->[::1]",
         }
     }
 }
@@ -720,7 +730,10 @@ impl Dp {
                 return Err(na.clone());
             }
         }
-        if path == PathKind::WorldPub6 && !bare {
+        if path == PathKind::HostLocal6 && self.kind == Kind::Iptables {
+            return Err(NO_LOCALNET6.into());
+        }
+        if matches!(path, PathKind::WorldPub6 | PathKind::HostLocal6) && !bare {
             if let Some(na) = self.publish_na.as_ref().or(self.publish6_na.as_ref()) {
                 return Err(na.clone());
             }
@@ -772,6 +785,20 @@ impl Dp {
             PathKind::HostLocal => t(
                 &self.host,
                 Ipv4Addr::LOCALHOST.into(),
+                PUB_RR,
+                PUB_IPERF,
+                None,
+            ),
+            PathKind::HostLocal6 if bare => t(
+                &self.host,
+                c1_6,
+                RR_PORT,
+                IPERF_PORT,
+                Some("host to the container address, no DNAT"),
+            ),
+            PathKind::HostLocal6 => t(
+                &self.host,
+                Ipv6Addr::LOCALHOST.into(),
                 PUB_RR,
                 PUB_IPERF,
                 None,
