@@ -62,6 +62,7 @@ impl Agent {
             .collect(),
             conntrack: ConntrackStatus {
                 flows: ct.entries,
+                flows6: ct.entries6,
                 capacity: ct.capacity,
                 timeouts: self
                     .config

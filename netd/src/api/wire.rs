@@ -118,7 +118,7 @@ fn status_keeps_its_names() {
                      "eth1": { "ifindex": 3, "address": null, "address6": null } },
         "snat_ports": "61000-65535", "pinned_links": 4,
         "maps": { "ENDPOINTS": { "entries": 1, "capacity": 65536 } },
-        "conntrack": { "flows": 0, "capacity": 65536, "timeouts": { "tcp": 7440 } },
+        "conntrack": { "flows": 0, "flows6": 0, "capacity": 65536, "timeouts": { "tcp": 7440 } },
         "drops": { "policy-denied": 5 },
         "host_routing": { "mode": "ebpf", "shortcuts": { "peer-same-network": 3 },
                           "fallbacks": { "frag-needed": 1 } },

@@ -75,7 +75,13 @@ fn render(s: &StatusView) -> String {
         ("containers", s.containers.to_string()),
         ("programs", plain_list(&s.programs)),
         ("pinned links", s.pinned_links.to_string()),
-        ("conntrack", format!("{} / {} flows", ct.flows, ct.capacity)),
+        (
+            "conntrack",
+            format!(
+                "{} / {} flows, IPv6 {} / {}",
+                ct.flows, ct.capacity, ct.flows6, ct.capacity
+            ),
+        ),
         ("ct timeouts", timeouts),
         ("snat ports", s.snat_ports.clone()),
         ("host routing", s.host_routing.mode.clone()),
@@ -274,7 +280,7 @@ mod tests {
             "map_layout_version": 1, "networks": 2, "containers": 1,
             "programs": ["from_container", "to_container"], "pinned_links": 4,
             "maps": { "ENDPOINTS": { "entries": 1, "capacity": 4096 } },
-            "conntrack": { "flows": 0, "capacity": 65536, "timeouts": { "tcp": 7440 } },
+            "conntrack": { "flows": 3, "flows6": 2, "capacity": 65536, "timeouts": { "tcp": 7440 } },
             "snat_ports": "61000-65535",
             "uplinks": { "eth0": { "ifindex": 2, "address": "192.0.2.10" } },
             "drops": { "policy-denied": 5 },
@@ -295,6 +301,10 @@ mod tests {
         assert!(text.contains("netd 0.1.0 (abc123), pid 7"), "{text}");
         assert!(text.contains("policy-denied   5"), "{text}");
         assert!(text.contains("host routing     ebpf\n"), "{text}");
+        assert!(
+            text.contains("conntrack        3 / 65536 flows, IPv6 2 / 65536\n"),
+            "{text}"
+        );
         assert!(
             text.contains("peer-same-network   delivered       3"),
             "{text}"

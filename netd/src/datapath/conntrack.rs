@@ -184,7 +184,11 @@ pub fn monotonic_ns() -> u64 {
 
 #[derive(Debug, Default, Serialize)]
 pub struct CtStats {
+    /// IPv4 flows tracked (`CT_OUT` entries).
     pub entries: usize,
+    /// IPv6 flows tracked (`CT6_OUT` entries).
+    pub entries6: usize,
+    /// Entries each family's map holds.
     pub capacity: u32,
 }
 
@@ -260,14 +264,23 @@ impl Datapath {
         Ok(removed)
     }
 
-    /// Flows tracked (outbound entries) and the capacity of the map.
+    /// Flows tracked (outbound entries) of each family and the capacity
+    /// of a family's map (both are `--ct-size`).
     pub fn ct_stats(&mut self) -> Result<CtStats> {
         let capacity = match self.map_mut(MAP_CT_OUT)? {
             aya::maps::Map::LruHashMap(data) => data.info()?.max_entries(),
             _ => 0,
         };
-        let map = self.ct::<CtKey>(MAP_CT_OUT)?;
-        let entries = map.keys().filter(Result::is_ok).count();
-        Ok(CtStats { entries, capacity })
+        let entries = self.flows::<CtKey>(MAP_CT_OUT)?;
+        let entries6 = self.flows::<CtKey6>(MAP_CT6_OUT)?;
+        Ok(CtStats {
+            entries,
+            entries6,
+            capacity,
+        })
+    }
+
+    fn flows<K: Tuple>(&mut self, out_map: &str) -> Result<usize> {
+        Ok(self.ct::<K>(out_map)?.keys().filter(Result::is_ok).count())
     }
 }

@@ -94,7 +94,11 @@ pub struct MapFill {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConntrackStatus {
+    /// IPv4 flows tracked.
     pub flows: usize,
+    /// IPv6 flows tracked (NAT66 and routed IPv6 flows).
+    pub flows6: usize,
+    /// Flows each family's map holds (`--ct-size`).
     pub capacity: u32,
     /// Flow kind (as `--ct-timeout` names it) → seconds.
     pub timeouts: BTreeMap<String, u64>,
