@@ -17,6 +17,7 @@
 #[path = "../../netd/src/schema/mod.rs"]
 pub mod api;
 pub mod bed;
+pub mod capture;
 pub mod cluster;
 pub mod cmd;
 pub mod cni;

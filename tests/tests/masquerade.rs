@@ -12,14 +12,13 @@ use std::net::{
     IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
 };
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use netd_tests::capture::{ethtool_off, Capture};
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
 use netd_tests::echo_watch::EchoWatch;
 use netd_tests::netns::{join, path_of, spawn_in};
@@ -947,111 +946,6 @@ fn conntrack_entries_expire() {
 }
 
 // ---------------------------------------------------------------- checksums
-
-/// `tcpdump -n -vv` on an interface of a netns, output into a file; killed
-/// (by its pid) on drop.
-struct Capture {
-    child: Child,
-    out: PathBuf,
-}
-
-impl Capture {
-    fn start(bed: &Bed, ns: &str, dev: &str) -> Capture {
-        let out = bed.dir().join(format!("capture-{ns}-{dev}.txt"));
-        let file = std::fs::File::create(&out).unwrap();
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", path_of(ns).display()))
-            .args([
-                "tcpdump",
-                "-n",
-                "-vv",
-                "-l",
-                "-i",
-                dev,
-                "tcp or udp or icmp",
-            ])
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning tcpdump");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-                line.clear();
-            }
-        });
-        let mut cap = Capture { child, out };
-        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
-            cap.stop();
-            panic!("tcpdump on {ns}/{dev} did not start");
-        }
-        cap
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    /// Stops the capture; returns the lines tcpdump found a bad checksum in
-    /// and whether it verified TCP and UDP checksums at all.
-    fn finish(mut self) -> (Vec<String>, bool, bool) {
-        std::thread::sleep(Duration::from_millis(300));
-        self.stop();
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let bad = text
-            .lines()
-            .filter(|l| {
-                l.contains("incorrect")
-                    || l.contains("bad udp cksum")
-                    || l.contains("bad cksum")
-                    || l.contains("wrong icmp cksum")
-            })
-            .map(str::to_string)
-            .collect();
-        (bad, text.contains("(correct)"), text.contains("udp sum ok"))
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn ethtool_off(ns: &str, dev: &str) {
-    let out = run_timeout(
-        "ip",
-        &[
-            "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
-        ],
-        Duration::from_secs(10),
-    );
-    assert!(
-        out.success(),
-        "turning checksum offload off (needs the ethtool package):\n{out}"
-    );
-}
 
 /// A TCP upload, a UDP exchange with a large datagram and a large ping,
 /// from container `ns`; all must arrive from the uplink address.
