@@ -1,9 +1,13 @@
 //! IPv6 egress (issue 13, SPEC section 4 "A -> W" for IPv6) with real
 //! packets: NAT66 to the uplink's global IPv6 address on masquerading
 //! networks, the container's own address on `--masquerade=false`
-//! networks, nothing from internal networks; Packet Too Big from a router
-//! beyond the uplink translated back into the container (path MTU
-//! discovery); and the IPv6 fast path of eBPF host routing past a host
+//! networks, nothing from internal networks; the flows in conntrack
+//! (`status` `conntrack.flows6`) and expiring there; two containers from
+//! one source port to one server port at once on distinct NAT ports;
+//! ICMPv6 errors translated back into the container (port unreachable as
+//! ECONNREFUSED, Packet Too Big for path MTU discovery); checksums right
+//! with offload off; new flows leaving with the uplink's new address when
+//! it changes; and the IPv6 fast path of eBPF host routing past a host
 //! whose ip6tables FORWARD policy is DROP, with `--host-routing kernel` as
 //! the negative control.
 //!
@@ -11,20 +15,31 @@
 //! on the uplink: `up0` 2001:db8:95::2/64 (UPLINK6), the world 2001:db8:95::1
 //! (WORLD6), the host's IPv6 default route via the world.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddrV6, TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{
+    IpAddr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use netd_tests::capture::{ethtool_off, Capture};
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
 use netd_tests::echo_watch::EchoWatch;
 use netd_tests::netns::{join, path_of, spawn_in};
+use netd_tests::ports::{ask_from, in_ns, parse_answer, PortServer, P};
 use netd_tests::world::{UPLINK6, UPLINK_LIMIT, WORLD6};
-use netd_tests::{dropped, icmp, no_tcp, no_udp, tcp, udp, Bed, Ep};
+use netd_tests::{dropped, icmp, no_tcp, no_udp, tcp, udp, Bed, Ctr, Ep};
 
 const FAR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 2);
+/// The uplink's address after [`uplink_address_changes`].
+const UPLINK6_NEW: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x95, 0, 0, 0, 0, 3);
+/// The default --snat-ports.
+const SNAT: std::ops::RangeInclusive<u16> = 61000..=65535;
+/// Ports of the world's [`PortServer`] (TCP and UDP alike).
+const WORLD_PORT: u16 = 9160;
 
 /// A bed (agent args `args`) whose uplink has IPv6, the agent following
 /// it; `before_agent` runs on the host netns first (a firewall).
@@ -77,11 +92,455 @@ fn networks(bed: &Bed, world: &str) {
     .expect("world route to the routed network");
 }
 
+fn within(a: SocketAddr, ip: Ipv6Addr) -> bool {
+    a.ip() == IpAddr::V6(ip) && SNAT.contains(&a.port())
+}
+
+/// The world's server that tells each client the address and port it
+/// saw (TCP: a line, then the connection closes; UDP: the line followed
+/// by the datagram).
+fn world_server(world: &str) -> (PortServer<SocketAddr>, SocketAddr) {
+    let srv = PortServer::start_dual(world, &[WORLD_PORT], &[WORLD_PORT]);
+    (srv, SocketAddr::new(WORLD6.into(), WORLD_PORT))
+}
+
+/// A blocking TCP connect to `dst` from local port `port` (connect
+/// bounded by SO_SNDTIMEO).
+fn connect_from(port: u16, dst: SocketAddr) -> anyhow::Result<TcpStream> {
+    use nix::sys::socket::{
+        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6,
+    };
+    let fd = socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(
+        &fd,
+        sockopt::SendTimeout,
+        &nix::sys::time::TimeVal::new(3, 0),
+    )?;
+    let local = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0);
+    bind(fd.as_raw_fd(), &SockaddrIn6::from(local)).context("bind")?;
+    let SocketAddr::V6(remote) = dst else {
+        bail!("{dst} is not IPv6");
+    };
+    connect(fd.as_raw_fd(), &SockaddrIn6::from(remote))
+        .with_context(|| format!("connect {dst}"))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// The address [`world_server`] saw a TCP connection `s` from.
+fn tcp_seen(mut s: TcpStream) -> anyhow::Result<SocketAddr> {
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).context("reading the answer")?;
+    Ok(parse_answer::<SocketAddr>(text.trim())?.0)
+}
+
+/// Sends `payload` from `s` to [`world_server`] `dst` until the answer
+/// comes (8 tries); checks the echoed payload and returns the address the
+/// server saw.
+fn udp_seen(s: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> anyhow::Result<SocketAddr> {
+    s.set_read_timeout(Some(Duration::from_millis(400)))?;
+    let mut buf = vec![0u8; 65536];
+    let mut last = String::from("no answer");
+    for _ in 0..8 {
+        if let Err(e) = s.send_to(payload, dst) {
+            last = format!("send: {e}");
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        match s.recv_from(&mut buf) {
+            Ok((n, src)) if src == dst => {
+                let msg = &buf[..n];
+                let Some(nl) = msg.iter().position(|&b| b == b'\n') else {
+                    bail!("answer without a line: {:?}", String::from_utf8_lossy(msg));
+                };
+                let (seen, _) = parse_answer::<SocketAddr>(&String::from_utf8_lossy(&msg[..nl]))?;
+                if &msg[nl + 1..] != payload {
+                    bail!(
+                        "the {}-byte payload did not come back intact",
+                        payload.len()
+                    );
+                }
+                return Ok(seen);
+            }
+            Ok((_, src)) => last = format!("datagram from unexpected {src}"),
+            Err(e) => last = format!("recv: {e}"),
+        }
+    }
+    bail!("UDP to {dst}: {last}")
+}
+
+/// A fresh UDP socket's exchange with [`world_server`] `dst`.
+fn udp_from(ns: &str, dst: SocketAddr, payload: Vec<u8>) -> anyhow::Result<SocketAddr> {
+    in_ns(ns, move || {
+        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+        udp_seen(&s, dst, &payload)
+    })
+}
+
+/// TCP, UDP and an echo from `ns` to the world leave as `src`, each with a
+/// port (echo id) in the SNAT range.
+fn expect_masqueraded(ns: &str, world: &str, dst: SocketAddr, src: Ipv6Addr, what: &str) {
+    let mut errs = Vec::new();
+    match ask_from(ns, P::Tcp, dst) {
+        Ok(a) if within(a.seen, src) => {}
+        r => errs.push(format!("TCP: {r:?}")),
+    }
+    match udp_from(ns, dst, b"netd-nat66".to_vec()) {
+        Ok(a) if within(a, src) => {}
+        r => errs.push(format!("UDP: {r:?}")),
+    }
+    let watch = EchoWatch::start(world, true);
+    let ping = icmp(ns, WORLD6);
+    let echoes = watch.finish();
+    if let Err(e) = ping {
+        errs.push(format!("ping: {e:#}"));
+    } else if !echoes
+        .iter()
+        .any(|(a, id)| *a == IpAddr::V6(src) && SNAT.contains(id))
+    {
+        errs.push(format!("ping: echo requests (source, id) {echoes:?}"));
+    }
+    assert!(
+        errs.is_empty(),
+        "{what}: expected {src} with ports in 61000-65535:\n  - {}",
+        errs.join("\n  - ")
+    );
+}
+
+/// A TCP upload of `len` bytes from `from_ns` to a server on `ip` in
+/// `to_ns`, which counts what it reads and answers the count; returns the
+/// count the server read, checked against what the client was told.
+fn upload(
+    from_ns: &str,
+    to_ns: &str,
+    ip: Ipv6Addr,
+    len: usize,
+    limit: Duration,
+) -> anyhow::Result<usize> {
+    let (ptx, prx) = mpsc::channel::<u16>();
+    let server = spawn_in(to_ns, move || {
+        let l = TcpListener::bind(SocketAddrV6::new(ip, 0, 0, 0)).context("bind")?;
+        let _ = ptx.send(l.local_addr()?.port());
+        l.set_nonblocking(true)?;
+        let start = Instant::now();
+        let mut s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(e).context("accept"),
+            }
+        };
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(limit))?;
+        let mut total = 0usize;
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = s.read(&mut buf).context("read")?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        s.write_all(format!("{total}\n").as_bytes())?;
+        Ok(total)
+    });
+    let port = prx
+        .recv_timeout(Duration::from_secs(5))
+        .context("server port")?;
+    let client = spawn_in(from_ns, move || {
+        let dst = SocketAddrV6::new(ip, port, 0, 0);
+        let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))?;
+        s.set_write_timeout(Some(limit))?;
+        s.set_read_timeout(Some(limit))?;
+        let chunk: Vec<u8> = (0..len as u32).map(|i| (i * 7 + 13) as u8).collect();
+        s.write_all(&chunk).context("upload")?;
+        s.shutdown(Shutdown::Write)?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).context("answer")?;
+        Ok(answer)
+    });
+    let answer = join(client);
+    let total = join(server).context("server")?;
+    let answer = answer.context("client")?;
+    if total != len || answer.trim() != len.to_string() {
+        bail!("{len} bytes sent, the server read {total} and answered {answer:?}");
+    }
+    Ok(total)
+}
+
+/// IPv6 flows in `netd status`.
+fn flows6(bed: &Bed) -> usize {
+    bed.status().conntrack.flows6
+}
+
+/// Conntrack (timeouts of 2 s for UDP, ICMP and closed TCP): a UDP
+/// exchange and a ping from `c` show as IPv6 flows in status, expire, and
+/// a new flow afterwards works and is tracked again.
+fn flows_tracked_and_expire(bed: &Bed, c: &Ctr, w6: &Ep) {
+    let flows = |what: &str| {
+        let seen = udp(&c.ns, w6).unwrap_or_else(|e| panic!("{what}: UDP from c: {e:#}"));
+        assert_eq!(v6(seen), UPLINK6, "{what}: UDP from c seen from {seen}");
+        icmp(&c.ns, WORLD6).unwrap_or_else(|e| panic!("{what}: c pings the world: {e:#}"));
+    };
+    flows("conntrack");
+    let ct = bed.status().conntrack;
+    assert!(
+        ct.flows6 >= 2 && ct.capacity > 0,
+        "status conntrack should hold the UDP and echo flows just made over IPv6: {ct:?}"
+    );
+    let start = Instant::now();
+    loop {
+        let n = flows6(bed);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "conntrack.flows6 still {n} 15 s after the last packet (timeouts 2 s): {:?}",
+            bed.status().conntrack
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "IPv6 conntrack empty {:?} after the last packet",
+        start.elapsed()
+    );
+    flows("after expiry");
+    assert!(flows6(bed) > 0, "a new IPv6 flow after expiry is tracked");
+}
+
+/// A UDP datagram from `ns` to a port nobody listens on in the world: the
+/// world's ICMPv6 port unreachable, translated back, gives a connected
+/// socket ECONNREFUSED.
+fn closed_port_refused(ns: &str, world: &str) -> anyhow::Result<()> {
+    let closed = in_ns(world, || {
+        Ok(UdpSocket::bind((WORLD6, 0))?.local_addr()?.port())
+    })?;
+    let dst = SocketAddr::new(WORLD6.into(), closed);
+    in_ns(ns, move || {
+        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+        s.connect(dst)?;
+        s.set_read_timeout(Some(Duration::from_millis(700)))?;
+        let mut buf = [0u8; 64];
+        let mut last = String::new();
+        for _ in 0..5 {
+            match s.send(b"anyone?") {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                Err(e) => last = format!("send: {e}"),
+                Ok(_) => match s.recv(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                    Err(e) => last = format!("recv: {e}"),
+                    Ok(n) => last = format!("unexpected {n}-byte answer"),
+                },
+            }
+        }
+        bail!("no ECONNREFUSED after 5 datagrams to {dst}; last: {last}")
+    })
+}
+
+/// Containers `a` and `b`, both from source port 40000, to one server
+/// port at once (a barrier after connecting or binding): both leave from
+/// the uplink's address on two different ports of the SNAT range, and
+/// both get their answers (TCP, and UDP with two datagrams a flow).
+fn two_at_once(world: &str, a: &Ctr, b: &Ctr) {
+    const SPORT: u16 = 40000;
+    let (srv, dst) = world_server(world);
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |ns: &str| {
+        let barrier = barrier.clone();
+        spawn_in(ns, move || {
+            let c = connect_from(SPORT, dst);
+            barrier.wait();
+            tcp_seen(c?)
+        })
+    };
+    let (ha, hb) = (run(&a.ns), run(&b.ns));
+    let (ta, tb) = match (join(ha), join(hb)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (x, y) => panic!("TCP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
+    };
+    assert!(
+        within(ta, UPLINK6) && within(tb, UPLINK6) && ta.port() != tb.port(),
+        "TCP: the world saw a as {ta} and b as {tb}; expected {UPLINK6} with two ports in 61000-65535"
+    );
+
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |ns: &str| {
+        let barrier = barrier.clone();
+        spawn_in(ns, move || {
+            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, SPORT));
+            barrier.wait();
+            let s = s?;
+            let first = udp_seen(&s, dst, b"first")?;
+            let second = udp_seen(&s, dst, b"second")?;
+            if first != second {
+                bail!("one flow seen as {first}, then {second}");
+            }
+            Ok(first)
+        })
+    };
+    let (ha, hb) = (run(&a.ns), run(&b.ns));
+    let (ua, ub) = match (join(ha), join(hb)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (x, y) => panic!("UDP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
+    };
+    assert!(
+        within(ua, UPLINK6) && within(ub, UPLINK6) && ua.port() != ub.port(),
+        "UDP: the world saw a as {ua} and b as {ub}; expected {UPLINK6} with two ports in 61000-65535"
+    );
+    let peers: Vec<(P, SocketAddr)> = srv.hits().iter().map(|h| (h.proto, h.peer)).collect();
+    for want in [(P::Tcp, ta), (P::Tcp, tb), (P::Udp, ua), (P::Udp, ub)] {
+        assert!(
+            peers.contains(&want),
+            "server peers {peers:?} lack {want:?}"
+        );
+    }
+}
+
+/// A 256 KB upload, a 1200-byte UDP datagram and its answer, and pings of
+/// 1000 bytes from `c` to the world, masqueraded.
+fn exchange(c: &Ctr, world: &str, what: &str) {
+    let (_srv, dst) = world_server(world);
+    let mut errs = Vec::new();
+    if let Err(e) = upload(&c.ns, world, WORLD6, 256 * 1024, Duration::from_secs(10)) {
+        errs.push(format!("TCP: {e:#}"));
+    }
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i * 31 + 5) as u8).collect();
+    match udp_from(&c.ns, dst, payload) {
+        Ok(a) if within(a, UPLINK6) => {}
+        r => errs.push(format!("UDP: {r:?}")),
+    }
+    let net = format!("--net={}", path_of(&c.ns).display());
+    let w = WORLD6.to_string();
+    let args = [
+        &net, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-s", "1000", &w,
+    ];
+    let ping = run_timeout("nsenter", &args, Duration::from_secs(10));
+    if !ping.success() {
+        errs.push(format!("ping -s 1000: {ping}"));
+    }
+    assert!(errs.is_empty(), "{what}:\n  - {}", errs.join("\n  - "));
+}
+
+/// Checksums after NAT66 and its reverse: with tx/rx checksum offload
+/// off on `c`'s eth0 and the world's w0 the exchange still works, and
+/// tcpdump on both (which then sees complete checksums) finds no TCP,
+/// UDP or ICMPv6 checksum wrong.
+fn checksums_without_offload(bed: &Bed, world: &str, c: &Ctr) {
+    exchange(c, world, "with default offloads");
+    ethtool_off(&c.ns, "eth0");
+    ethtool_off(world, "w0");
+    let at_world = Capture::start(bed, world, "w0");
+    let at_ctr = Capture::start(bed, &c.ns, "eth0");
+    exchange(c, world, "with checksum offload off on c/eth0 and world/w0");
+    let mut errs = Vec::new();
+    for (where_, cap) in [
+        ("world w0 (after NAT66)", at_world),
+        ("c eth0 (after reverse NAT66)", at_ctr),
+    ] {
+        let k = cap.checksums();
+        if !k.bad.is_empty() {
+            errs.push(format!(
+                "{where_}: bad checksums:\n    {}",
+                k.bad.join("\n    ")
+            ));
+        }
+        if !(k.tcp_ok && k.udp_ok && k.icmp6_ok) {
+            errs.push(format!(
+                "{where_}: tcpdump did not verify every kind: {k:?}"
+            ));
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// The uplink's IPv6 address changes to [`UPLINK6_NEW`] while the agent
+/// runs: within a few seconds new flows (TCP, UDP, echo) leave with the new
+/// address, and so does the next datagram of a UDP socket of `c` that
+/// lived across the change.
+fn uplink_address_changes(bed: &Bed, world: &str, c: &Ctr) {
+    let (_srv, dst) = world_server(world);
+    expect_masqueraded(&c.ns, world, dst, UPLINK6, "before the change");
+    let (to_sock, sock_rx) = mpsc::channel::<bool>();
+    let (seen_tx, seen_rx) = mpsc::channel::<anyhow::Result<SocketAddr>>();
+    let long = spawn_in(&c.ns, move || {
+        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+        while let Ok(true) = sock_rx.recv_timeout(Duration::from_secs(60)) {
+            let _ = seen_tx.send(udp_seen(&s, dst, b"long-lived"));
+        }
+        Ok(())
+    });
+    let ask_long = || {
+        to_sock.send(true).unwrap();
+        seen_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("long-lived UDP socket")
+    };
+    let before = ask_long().unwrap_or_else(|e| panic!("long-lived UDP socket: {e:#}"));
+    assert!(
+        within(before, UPLINK6),
+        "long-lived UDP socket seen as {before}"
+    );
+
+    let host = bed.host_ns();
+    let (old, new) = (format!("{UPLINK6}/64"), format!("{UPLINK6_NEW}/64"));
+    ip_ns(host, &["-6", "addr", "del", &old, "dev", "up0"]).unwrap();
+    ip_ns(host, &["-6", "addr", "add", &new, "dev", "up0", "nodad"]).unwrap();
+    let via = WORLD6.to_string();
+    ip_ns(host, &["-6", "route", "replace", "default", "via", &via]).unwrap();
+    let changed = Instant::now();
+    loop {
+        let last = match ask_from(&c.ns, P::Tcp, dst) {
+            Ok(a) if a.seen.ip() == IpAddr::V6(UPLINK6_NEW) => break,
+            r => r,
+        };
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "10 s after the uplink's IPv6 address changed to {UPLINK6_NEW}, a new TCP flow \
+             still gives {last:?}; uplinks = {:?}",
+            bed.status().uplinks
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("new flows use {UPLINK6_NEW} after {:?}", changed.elapsed());
+    bed.wait_uplink6(UPLINK6_NEW, Duration::from_secs(5));
+    expect_masqueraded(&c.ns, world, dst, UPLINK6_NEW, "after the change");
+    let after = ask_long();
+    let _ = to_sock.send(false);
+    let _ = join(long);
+    let after = after
+        .unwrap_or_else(|e| panic!("long-lived UDP socket after the change (was {before}): {e:#}"));
+    assert!(
+        within(after, UPLINK6_NEW),
+        "long-lived UDP socket: seen as {before} before the change, {after} after; expected {UPLINK6_NEW}"
+    );
+}
+
 #[test]
 fn ipv6_egress_is_masqueraded_routed_or_refused_by_network() {
-    let (bed, world) = bed6(&[], |_| {});
+    let (bed, world) = bed6(
+        &[
+            "--ct-timeout",
+            "udp=2",
+            "--ct-timeout",
+            "udp-unreplied=2",
+            "--ct-timeout",
+            "icmp=2",
+            "--ct-timeout",
+            "tcp-closed=2",
+            "--ct-timeout",
+            "tcp-unreplied=2",
+        ],
+        |_| {},
+    );
     networks(&bed, &world);
     let c = bed.container("c", &["--network", "m"]);
+    let c2 = bed.container("c2", &["--network", "m"]);
     let r = bed.container("r", &["--network", "flat"]);
     let i = bed.container("i", &["--network", "int"]);
     let (c6, r6, i6) = (bed.ep6(&c, "m"), bed.ep6(&r, "flat"), bed.ep6(&i, "int"));
@@ -110,10 +569,23 @@ fn ipv6_egress_is_masqueraded_routed_or_refused_by_network() {
 
     // Internal: nothing leaves, and netd is the one that drops it.
     bed.expect(&[dropped(&i6, &w6, "internal-network")]);
+    assert_eq!(bed.status().uplinks["up0"].address6, Some(UPLINK6));
 
-    // NAT66 state shows: conntrack holds IPv6 flows.
-    let st = bed.status();
-    assert_eq!(st.uplinks["up0"].address6, Some(UPLINK6));
+    flows_tracked_and_expire(&bed, &c, &w6);
+
+    // ICMPv6 errors other than Packet Too Big: port unreachable reaches
+    // the socket, masqueraded and routed alike.
+    for (name, ns) in [("c (masqueraded)", &c.ns), ("r (routed)", &r.ns)] {
+        closed_port_refused(ns, &world).unwrap_or_else(|e| {
+            panic!(
+                "UDP from {name} to a closed port: {e:#} (drops = {:?})",
+                bed.drops()
+            )
+        });
+    }
+
+    two_at_once(&world, &c, &c2);
+    checksums_without_offload(&bed, &world, &c);
 }
 
 /// `ip6tables -P FORWARD DROP` in the bed's host netns.
@@ -195,9 +667,10 @@ fn ipv6_fast_path_passes_a_forward_drop_host_and_kernel_routing_does_not() {
 /// advertises a 1440-byte MSS, so the container's full-size segments make
 /// the world send Packet Too Big to the uplink's address. Translated back
 /// (outer destination and quoted source), it reaches the container, which
-/// lowers its path MTU, and a 1 MB upload completes.
+/// lowers its path MTU, and a 1 MB upload completes. Then, in the same
+/// bed, the uplink's IPv6 address changes ([`uplink_address_changes`]).
 #[test]
-fn packet_too_big_from_a_router_reaches_the_container() {
+fn packet_too_big_reaches_the_container_and_uplink_address_changes() {
     let (bed, world) = bed6(&[], |_| {});
     let far = bed.new_netns("far");
     let steps: &[(&str, &[&str])] = &[
@@ -282,63 +755,21 @@ fn packet_too_big_from_a_router_reaches_the_container() {
     assert_eq!(v6(seen), UPLINK6);
 
     const LEN: usize = 1 << 20;
-    let (ptx, prx) = mpsc::channel::<u16>();
-    let server = spawn_in(&far, move || {
-        let l = TcpListener::bind(SocketAddrV6::new(FAR, 0, 0, 0)).context("bind")?;
-        let _ = ptx.send(l.local_addr()?.port());
-        l.set_nonblocking(true)?;
-        let start = Instant::now();
-        let mut s = loop {
-            match l.accept() {
-                Ok((s, _)) => break s,
-                Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => return Err(e).context("accept"),
-            }
-        };
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut total = 0usize;
-        let mut buf = [0u8; 65536];
-        loop {
-            let n = s.read(&mut buf).context("read")?;
-            if n == 0 {
-                break;
-            }
-            total += n;
-        }
-        s.write_all(format!("{total}\n").as_bytes())?;
-        Ok(total)
-    });
-    let port = prx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("far server port");
-    let client = spawn_in(&a.ns, move || {
-        let dst = SocketAddrV6::new(FAR, port, 0, 0);
-        let mut s = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))?;
-        s.set_write_timeout(Some(Duration::from_secs(20)))?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        s.write_all(&vec![0x5a; LEN]).context("upload")?;
-        s.shutdown(Shutdown::Write)?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).context("answer")?;
-        Ok(answer)
-    });
-    let answer = join(client);
+    let r = upload(&a.ns, &far, FAR, LEN, Duration::from_secs(30));
     let route = ip_ns(&a.ns, &["-6", "route", "get", &FAR.to_string()]).unwrap_or_default();
-    let answer = answer.unwrap_or_else(|e| {
+    if let Err(e) = r {
         panic!(
             "1 MB upload from a to {FAR} across the 1280-byte hop: {e:#}\n\
              a's route: {route}\ndrops = {:?}",
             bed.drops()
-        )
-    });
-    assert_eq!(join(server).expect("far server"), LEN);
-    assert_eq!(answer.trim(), LEN.to_string());
+        );
+    }
     assert!(
         route.contains("mtu 1280"),
         "a's route to {FAR} has no learned path MTU 1280 (Packet Too Big did not reach the \
          container?): {route}"
     );
+
+    // Last, as it changes the uplink: its address changes live.
+    uplink_address_changes(&bed, &world, &a);
 }
