@@ -2,17 +2,24 @@
 //! semantics), with real packets: containers get only an IPv6 address and
 //! default route (no IPv4 but `lo`), the bridge only the IPv6 gateway;
 //! same network allowed, another network and the world dropped by netd
-//! (witnessed), IPv4 a container gives itself dropped as spoofed, names
-//! over 127.0.0.11 (AAAA, PTR, no A), a container with an IPv4 network
+//! (witnessed), the world reached from the containers masqueraded (NAT66),
+//! IPv4 a container gives itself dropped as spoofed, names over
+//! 127.0.0.11 (AAAA, PTR, no A), a container with an IPv4 network
 //! connected to one, bad input refused, and all of it across an agent
 //! restart.
 
+use std::net::Ipv6Addr;
+
 use netd_tests::cmd::ip_ns;
+use netd_tests::echo_watch::EchoWatch;
 use netd_tests::names::{arpa, dig};
-use netd_tests::traffic::{allow, dropped, icmp, Ep};
+use netd_tests::traffic::{allow, dropped, icmp, tcp, udp, Ep};
+use netd_tests::world::UPLINK_LIMIT;
 use netd_tests::Bed;
 
 const ISOLATION: &str = "network-isolation";
+/// The host's address on the uplink, `up0` ([`ipv6_uplink`]).
+const UPLINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 2);
 
 fn ip(ns: &str, args: &[&str]) -> String {
     ip_ns(ns, args).unwrap_or_else(|e| panic!("ip {args:?} in {ns}: {e:#}"))
@@ -171,9 +178,25 @@ fn ipv6_only_networks() {
         &["-4", "route", "del", "10.96.12.0/24", "dev", "eth0"],
     );
 
-    // The world routes the subnet to the host: ICMPv6, TCP and UDP to s1's
-    // address are still dropped at the uplink.
+    // The world: s1's ICMPv6, TCP and UDP to it leave masqueraded, from
+    // the uplink's IPv6 address (the world routes the subnet to the host,
+    // so unmasqueraded ones would be answered too).
     let w6 = Ep::v6("world/v6", &world, "2001:db8:96::1".parse().unwrap());
+    bed.wait_uplink6(UPLINK6, UPLINK_LIMIT);
+    for (p, seen) in [("TCP", tcp(&s1.ns, &w6)), ("UDP", udp(&s1.ns, &w6))] {
+        let seen = seen.unwrap_or_else(|e| panic!("{p} s1 -> world: {e:#}"));
+        assert_eq!(seen, UPLINK6, "{p} from s1 seen from {seen}");
+    }
+    let watch = EchoWatch::start(&world, true);
+    icmp(&s1.ns, w6.ip).unwrap_or_else(|e| panic!("s1 pings the world: {e:#}"));
+    let echoes = watch.finish();
+    assert!(
+        !echoes.is_empty() && echoes.iter().all(|(s, _)| *s == UPLINK6),
+        "echo requests from s1 arrived as (source, id) {echoes:?}, expected {UPLINK6} only"
+    );
+
+    // Yet ICMPv6, TCP and UDP from the world to s1's address are dropped
+    // at the uplink.
     bed.expect(&[dropped(&w6, &s1_6, "not-a-reply")]);
 
     // Names through 127.0.0.11 on lo: AAAA and PTR, no A data, another
