@@ -68,9 +68,9 @@ impl Agent {
                 ));
             }
             if let Some(ns) = &ns {
-                problems.extend(check_inside(ns.as_ref(), ep, &net, *i == 0).await?);
-                let default6 = self.carries_default_route6(&c.id, ep);
-                problems.extend(check_inside6(ns.as_ref(), ep, &net, default6).await?);
+                let carries = super::gateways::Carries::of(&c.endpoints, ep);
+                problems.extend(check_inside(ns.as_ref(), ep, &net, carries.v4).await?);
+                problems.extend(check_inside6(ns.as_ref(), ep, &net, carries.v6).await?);
             }
             if *i == 0 {
                 problems.extend(self.check_ports(&c, ep)?);

@@ -234,7 +234,9 @@ impl SharedAgent {
             AddWork::Attach { net, ep } => {
                 let ns = open_netns(k.netns.as_ref(), container)?;
                 lap("netns");
-                self.plumb(k, &container.id, ns.as_ref(), &net, &ep, (true, true))
+                // The only endpoint: it carries the routes of its families.
+                let carries = super::gateways::Carries::of(&[], &ep);
+                self.plumb(k, &container.id, ns.as_ref(), &net, &ep, carries)
                     .await
                     .with_context(|| {
                         format!("failed to attach {} to {}", container.name, net.name)

@@ -10,7 +10,7 @@ use netd_common::{
 
 use std::sync::Arc;
 
-use super::{Agent, SharedAgent};
+use super::{gateways::Carries, Agent, SharedAgent};
 use crate::{
     datapath::addr_key,
     kernel::{ContainerNetns, EndpointPrograms, LinkDriver, NetnsDriver},
@@ -71,15 +71,15 @@ fn dp_endpoint(net: &Network, ep: &Endpoint) -> DpEndpoint {
 }
 
 /// The veth of `ep` (a new pair with the peer born in the container) on
-/// the bridge, down, and its container end addressed and up. Returns the
-/// host end's ifindex.
+/// the bridge, down, and its container end addressed and up, with the
+/// default routes it `carries`. Returns the host end's ifindex.
 async fn make_veth(
     k: &Kernel,
     owner: &str,
     ns: &dyn ContainerNetns,
     net: &Network,
     ep: &Endpoint,
-    (default_route, default6): (bool, bool),
+    carries: Carries,
 ) -> Result<u32> {
     let bridge = k
         .links
@@ -103,14 +103,14 @@ async fn make_veth(
     let addr = ep
         .ip4()
         .and_then(|ip| ipnet::Ipv4Net::new(ip, net.subnet.prefix_len()).ok());
-    let gateway = (default_route && addr.is_some()).then_some(net.gateway);
+    let gateway = (carries.v4 && addr.is_some()).then_some(net.gateway);
     ns.configure_endpoint(&ep.ifname, addr, gateway).await?;
     if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipv6) {
         ns.configure_ipv6(
             &ep.ifname,
             ip6,
             v6.subnet.prefix_len(),
-            default6.then_some(v6.gateway),
+            carries.v6.then_some(v6.gateway),
         )
         .await?;
     }
@@ -138,8 +138,8 @@ async fn finish_veth(k: &Kernel, ep: &Endpoint, ifindex: u32) -> Result<()> {
 
 impl SharedAgent {
     /// [`Agent::plumb_endpoint`] for a phased operation: the state is held
-    /// only for the map write. `default_route`: (IPv4, IPv6) default
-    /// route by it.
+    /// only for the map write. `carries`: the default routes that leave
+    /// by it.
     pub(super) async fn plumb(
         &self,
         k: &Kernel,
@@ -147,10 +147,10 @@ impl SharedAgent {
         ns: &dyn ContainerNetns,
         net: &Network,
         ep: &Endpoint,
-        default_route: (bool, bool),
+        carries: Carries,
     ) -> Result<()> {
         let result = async {
-            let ifindex = make_veth(k, owner, ns, net, ep, default_route).await?;
+            let ifindex = make_veth(k, owner, ns, net, ep, carries).await?;
             {
                 let mut state = self.state().await;
                 state
@@ -257,18 +257,18 @@ impl Agent {
         }
     }
 
-    /// All kernel steps of attaching (a fresh veth); on failure, undoes
-    /// what it did.
+    /// All kernel steps of attaching (a fresh veth) `ep` of the stored
+    /// container `owner`, with the default routes it carries among its
+    /// endpoints; on failure, undoes what it did.
     pub(super) async fn plumb_endpoint(
         &mut self,
         owner: &str,
         ns: &dyn ContainerNetns,
         net: &Network,
         ep: &Endpoint,
-        default_route: bool,
     ) -> Result<()> {
         let k = self.kernel();
-        let routes = (default_route, self.carries_default_route6(owner, ep));
+        let routes = self.carries_default_routes(owner, ep);
         let result = async {
             let ifindex = make_veth(&k, owner, ns, net, ep, routes).await?;
             self.datapath.set_endpoint(ifindex, dp_endpoint(net, ep))?;

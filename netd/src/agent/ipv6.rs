@@ -11,7 +11,7 @@ use crate::{
     datapath::addr6_key,
     error::{conflict, invalid, AgentError, AgentResult},
     ipam6,
-    model::{Container, Endpoint, Ipv6Config, Network},
+    model::{Endpoint, Ipv6Config, Network},
     schema::NetworkCreate,
     store::StoreOp,
 };
@@ -217,29 +217,6 @@ impl Agent {
         ipam6::allocate(&v6.subnet, v6.ip_range.as_ref(), &used, requested).map(Some)
     }
 
-    /// Is `ep` the container's first endpoint with an IPv6 address (the
-    /// one its IPv6 default route leaves by, as Docker picks the IPv6
-    /// gateway among the networks that have IPv6)? `owner` is the
-    /// container's id; a container not stored yet has no other endpoints.
-    pub(super) fn carries_default_route6(&self, owner: &str, ep: &Endpoint) -> bool {
-        self.containers.get(owner).is_none_or(|c| {
-            c.endpoints
-                .iter()
-                .take_while(|e| e.host_ifname != ep.host_ifname)
-                .all(|e| e.ip6.is_none())
-        })
-    }
-
-    /// After the endpoint carrying the IPv6 default route left, the next
-    /// one with IPv6 that takes it over: (its interface, the gateway).
-    pub(super) fn default_route6_target(&self, c: &Container) -> Option<(String, Ipv6Addr)> {
-        c.endpoints.iter().find_map(|e| {
-            e.ip6?;
-            let v6 = self.networks.get(&e.network_id)?.ipv6.as_ref()?;
-            Some((e.ifname.clone(), v6.gateway))
-        })
-    }
-
     /// IPv6 addresses taken on `net` (its gateway included).
     pub(super) fn used_addresses6(&self, net: &Network) -> HashSet<Ipv6Addr> {
         let mut used: HashSet<_> = self
@@ -254,21 +231,5 @@ impl Agent {
             used.insert(v6.gateway);
         }
         used
-    }
-}
-
-/// Points the IPv6 default route of `c` at `(ifname, gateway)` (logged
-/// when that fails).
-pub(super) async fn move_default_route6(
-    netns: &dyn crate::kernel::NetnsDriver,
-    c: &Container,
-    (ifname, gw): (String, Ipv6Addr),
-) {
-    let moved = match netns.open(&c.netns) {
-        Ok(ns) => ns.set_default_route6(&ifname, gw).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = moved {
-        tracing::warn!(error = %format!("{e:#}"), "IPv6 default route not moved");
     }
 }

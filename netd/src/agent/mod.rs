@@ -11,6 +11,7 @@ mod docker;
 mod endpoints;
 mod explain;
 mod follow;
+mod gateways;
 mod ipv6;
 pub mod lock;
 mod metrics;

@@ -647,7 +647,7 @@ impl SharedAgent {
 
     pub async fn connect(&self, net_key: &str, req: NetworkConnect) -> AgentResult<Container> {
         let (_op, _turn, id) = self.phased_on_container(&req.container).await?;
-        let (container, net, ep, default6, claim, k) = {
+        let (container, net, ep, carries, claim, k) = {
             let mut state = self.state().await;
             let net = state.find_network(net_key)?.clone();
             let container = state.find_container(&id)?.clone();
@@ -685,7 +685,9 @@ impl SharedAgent {
                     return Err(e);
                 }
             };
-            let default6 = state.carries_default_route6(&container.id, &ep);
+            // Docker 28: each family's default route by the first
+            // endpoint that has the family.
+            let carries = state.carries_default_routes(&container.id, &ep);
             let claim = claims::take(
                 &state.claims,
                 Claim {
@@ -695,7 +697,7 @@ impl SharedAgent {
                     ..Default::default()
                 },
             );
-            (container, net, ep, default6, claim, state.kernel())
+            (container, net, ep, carries, claim, state.kernel())
         };
         let mut updated = container.clone();
         updated.endpoints.push(ep.clone());
@@ -704,8 +706,7 @@ impl SharedAgent {
                 .netns
                 .open(&container.netns)
                 .map_err(|e| AgentError::Invalid(format!("{e:#}")))?;
-            let default_route = (container.endpoints.is_empty(), default6);
-            self.plumb(&k, &container.id, ns.as_ref(), &net, &ep, default_route)
+            self.plumb(&k, &container.id, ns.as_ref(), &net, &ep, carries)
                 .await
                 .with_context(|| format!("failed to connect {} to {}", container.name, net.name))?;
             if let Err(e) = k
@@ -741,7 +742,7 @@ impl SharedAgent {
         req: NetworkDisconnect,
     ) -> AgentResult<Container> {
         let (_op, _turn, id) = self.phased_on_container(&req.container).await?;
-        let (container, ep, next, next6, overlay, k) = {
+        let (container, ep, moves, overlay, k) = {
             let mut state = self.state().await;
             let net = state.find_network(net_key)?.clone();
             let mut container = state.find_container(&id)?.clone();
@@ -769,22 +770,13 @@ impl SharedAgent {
                     Some(super::publish::Target::of(&container.endpoints[pos])),
                 );
             }
+            let carried =
+                super::gateways::Carries::of(&container.endpoints, &container.endpoints[pos]);
             let ep = container.endpoints.remove(pos);
-            // As Docker does: the next network takes over the default route.
-            let next = match (pos, container.endpoints.first()) {
-                (0, Some(n)) => state
-                    .networks
-                    .get(&n.network_id)
-                    .map(|g| (n.ifname.clone(), g.gateway)),
-                _ => None,
-            };
-            let next6 =
-                if ep.ip6.is_some() && container.endpoints[..pos].iter().all(|e| e.ip6.is_none()) {
-                    state.default_route6_target(&container)
-                } else {
-                    None
-                };
-            (container, ep, next, next6, net.is_overlay(), state.kernel())
+            // As Docker does: the next network with the family takes over
+            // each default route the leaver carried.
+            let moves = state.default_route_moves(&container, carried);
+            (container, ep, moves, net.is_overlay(), state.kernel())
         };
         self.unplumb(&k, &ep).await?;
         crate::fault::point("disconnect:unplumbed");
@@ -792,16 +784,7 @@ impl SharedAgent {
             .await
             .release_overlay_addresses(&container.id, std::slice::from_ref(&ep))
             .await;
-        if let Some((ifname, gw)) = next {
-            if let Ok(ns) = k.netns.open(&container.netns) {
-                if let Err(e) = ns.set_default_route(&ifname, gw).await {
-                    tracing::warn!(error = %format!("{e:#}"), "default route not moved");
-                }
-            }
-        }
-        if let Some(target) = next6 {
-            super::ipv6::move_default_route6(k.netns.as_ref(), &container, target).await;
-        }
+        super::gateways::apply_moves(k.netns.as_ref(), &container, moves).await;
         k.store
             .apply_grouped(&[StoreOp::PutContainer(&container)])
             .await?;

@@ -360,9 +360,7 @@ impl Agent {
             None => {
                 let ns = self.netns.open(&container.netns)?;
                 let _ = ns.delete_link(&ep.ifname).await;
-                let first =
-                    container.endpoints.first().map(|e| &e.host_ifname) == Some(&ep.host_ifname);
-                self.plumb_endpoint(&container.id, ns.as_ref(), &net, ep, first)
+                self.plumb_endpoint(&container.id, ns.as_ref(), &net, ep)
                     .await?;
                 self.repaired(format!("recreated {} of {}", ep.ifname, container.name));
                 Ok(())

@@ -128,12 +128,13 @@ impl Agent {
             _ => c,
         };
         let mut networks = std::collections::BTreeMap::new();
-        for (i, ep) in owner.endpoints.iter().enumerate() {
+        for ep in &owner.endpoints {
             let Some(net) = self.networks.get(&ep.network_id) else {
                 continue;
             };
             // The IPv6 side, when this endpoint has it.
             let v6 = net.ipv6.as_ref().filter(|_| ep.ip6.is_some());
+            let carries = super::gateways::Carries::of(&owner.endpoints, ep);
             networks.insert(
                 net.name.clone(),
                 EndpointView {
@@ -150,7 +151,8 @@ impl Agent {
                     interface: ep.ifname.clone(),
                     host_interface: ep.host_ifname.clone(),
                     aliases: ep.aliases.clone(),
-                    default_route: i == 0,
+                    default_route: carries.v4,
+                    default_route6: carries.v6,
                     mtu: net.mtu,
                     // Per-endpoint counters are keyed by the IPv4 address.
                     counters: self.endpoint_counters(ep),

@@ -80,6 +80,7 @@ fn container_inspect_keeps_dockers_names() {
             "IPv6Gateway": if first { "fd00::1" } else { "" },
             "MacAddress": "02:42:0a:09:00:02", "Interface": "eth0",
             "HostInterface": "nd0123456789a", "Aliases": ["db"], "DefaultRoute": first,
+            "DefaultRoute6": first,
             "MTU": 1500, "Counters": counters,
         })
     };

@@ -69,8 +69,13 @@ pub struct EndpointView {
     pub interface: String,
     pub host_interface: String,
     pub aliases: Vec<String>,
-    /// Does the container's default route leave by it (its first network)?
+    /// Does the container's IPv4 default route leave by it (its first
+    /// network with IPv4, as Docker 28 picks the IPv4 gateway)?
     pub default_route: bool,
+    /// Does its IPv6 default route leave by it (its first network with
+    /// IPv6)?
+    #[serde(rename = "DefaultRoute6", default)]
+    pub default_route6: bool,
     #[serde(rename = "MTU")]
     pub mtu: u32,
     /// `null` when the datapath's counters cannot be read.

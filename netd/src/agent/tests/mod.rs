@@ -5,6 +5,7 @@
 mod cluster;
 mod concurrent;
 mod docker;
+mod gateways;
 mod ipam;
 mod ports;
 mod reconcile;
