@@ -6,7 +6,10 @@
 //! IPv4 a container gives itself dropped as spoofed, names over
 //! 127.0.0.11 (AAAA, PTR, no A), a container with an IPv4 network
 //! connected to one, bad input refused, and all of it across an agent
-//! restart.
+//! restart; default routes per family (Docker 28) when an IPv6-only
+//! container is connected to IPv4 and dual-stack networks.
+
+use std::net::IpAddr;
 
 use std::net::Ipv6Addr;
 
@@ -14,7 +17,7 @@ use netd_tests::cmd::ip_ns;
 use netd_tests::echo_watch::EchoWatch;
 use netd_tests::names::{arpa, dig};
 use netd_tests::traffic::{allow, dropped, icmp, tcp, udp, Ep};
-use netd_tests::world::UPLINK_LIMIT;
+use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
 use netd_tests::Bed;
 
 const ISOLATION: &str = "network-isolation";
@@ -286,4 +289,169 @@ fn ipv6_only_networks() {
     assert_eq!(dig(&s1.ns, "s2", "AAAA"), [s2_6.ip.to_string()]);
     let s3 = bed.container("s3", &["--network", "six"]);
     assert_eq!(bed.ip6(&s3, "six").to_string(), "fd00:96:10::5");
+
+    per_family_default_routes(&bed, &world, &s1);
+}
+
+/// The world's IPv6 address and the host's on the uplink (NAT66's).
+const WORLD6: &str = "2001:db8:96::1";
+const UPLINK6: &str = "2001:db8:96::2";
+
+/// `ns` reaches `to` (in the world) with ICMP, TCP and UDP, and the world
+/// sees the host's uplink address `seen` (masquerade).
+fn reaches_world(ns: &str, to: &Ep, seen: IpAddr, what: &str) {
+    icmp(ns, to.ip).unwrap_or_else(|e| panic!("{what}: ICMP {ns} -> {to}: {e:#}"));
+    for (p, r) in [("TCP", tcp(ns, to)), ("UDP", udp(ns, to))] {
+        match r {
+            Ok(src) => assert_eq!(src, seen, "{what}: {p} {ns} -> {to} seen from"),
+            Err(e) => panic!("{what}: {p} {ns} -> {to}: {e:#}"),
+        }
+    }
+}
+
+/// `ns` has one default route of family `flag` (`-4`, `-6`): `via`
+/// (`via GATEWAY dev IFNAME`).
+fn default_via(ns: &str, flag: &str, via: &str, what: &str) {
+    let r = ip(ns, &[flag, "route", "show", "default"]);
+    assert!(
+        r.lines().count() == 1 && r.starts_with(&format!("default {via}")),
+        "{what}: `ip {flag} route show default` in {ns} should be one route {via}, is {r:?}"
+    );
+}
+
+/// Docker 28 picks the default gateway per family: s1 (IPv6-only first)
+/// connected to `four` gets its IPv4 default route via four's gateway and
+/// keeps IPv6 on eth0; a later dual-stack network takes neither; a
+/// restart that recreates the IPv4 carrier's veth puts its route back;
+/// disconnecting a family's carrier moves that family alone to the next
+/// network with it. Traffic to the world and the host follows each move.
+fn per_family_default_routes(bed: &Bed, world: &str, s1: &netd_tests::Ctr) {
+    bed.network(
+        "both",
+        &[
+            "--subnet",
+            "10.96.14.0/24",
+            "--ipv6",
+            "--subnet",
+            "fd00:96:14::/64",
+        ],
+    );
+    let w4 = Ep::new("world", world, WORLD);
+    let w6 = Ep::v6("world/v6", world, WORLD6.parse().unwrap());
+    let (up4, up6): (IpAddr, IpAddr) = (UPLINK.into(), UPLINK6.parse().unwrap());
+    // A host address on no bridge: reached by the default route alone.
+    ip(
+        bed.host_ns(),
+        &["addr", "add", "192.0.2.96/32", "dev", "lo"],
+    );
+    let other = bed.host("192.0.2.96".parse().unwrap());
+
+    bed.ok(&["network", "connect", "four", "s1"]);
+    let s1_4 = bed.ep(s1, "four");
+    default_via(
+        &s1.ns,
+        "-4",
+        "via 10.96.12.1 dev eth1",
+        "s1's IPv4 default route by four, its first network with IPv4",
+    );
+    default_via(
+        &s1.ns,
+        "-6",
+        "via fd00:96:10::1 dev eth0",
+        "s1 keeps IPv6 on eth0",
+    );
+    reaches_world(&s1.ns, &w4, up4, "s1 over four");
+    reaches_world(&s1.ns, &w6, up6, "s1 over six");
+    bed.expect(&[bed.to_host(&s1_4, &other)]);
+    let info = bed.ctr_info("s1");
+    let shown = |net: &str| {
+        let e = &info["Networks"][net];
+        (e["DefaultRoute"].clone(), e["DefaultRoute6"].clone())
+    };
+    assert_eq!(shown("four"), (true.into(), false.into()), "{info}");
+    assert_eq!(shown("six"), (false.into(), true.into()), "{info}");
+    assert_eq!(info["Networks"]["four"]["Gateway"], "10.96.12.1", "{info}");
+
+    // A later dual-stack network takes neither route.
+    bed.ok(&["network", "connect", "both", "s1"]);
+    default_via(
+        &s1.ns,
+        "-4",
+        "via 10.96.12.1 dev eth1",
+        "a later dual-stack network takes no IPv4 route",
+    );
+    default_via(
+        &s1.ns,
+        "-6",
+        "via fd00:96:10::1 dev eth0",
+        "s1 keeps IPv6 on eth0",
+    );
+
+    // Four's veth deleted while the agent is down (the IPv4 route goes
+    // with it): the restart recreates it with the IPv4 default route;
+    // the IPv6 one on eth0 is kept.
+    let host_if = bed.ctr_info("s1")["Networks"]["four"]["HostInterface"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = bed.stop_agent();
+    assert!(st.success(), "agent should exit 0 on SIGTERM, got {st}");
+    ip(bed.host_ns(), &["link", "del", &host_if]);
+    assert_eq!(ip(&s1.ns, &["-4", "route", "show", "default"]).trim(), "");
+    bed.start_agent();
+    default_via(
+        &s1.ns,
+        "-4",
+        "via 10.96.12.1 dev eth1",
+        "the recreated veth of four carries s1's IPv4 default route again",
+    );
+    default_via(
+        &s1.ns,
+        "-6",
+        "via fd00:96:10::1 dev eth0",
+        "s1 keeps IPv6 on eth0",
+    );
+    reaches_world(&s1.ns, &w4, up4, "s1 over four after the restart");
+    reaches_world(&s1.ns, &w6, up6, "s1 over six after the restart");
+
+    // Disconnecting four moves IPv4 alone, to both; then disconnecting
+    // six moves IPv6 to both too.
+    bed.ok(&["network", "disconnect", "four", "s1"]);
+    let s1_both = bed.ep(s1, "both");
+    default_via(
+        &s1.ns,
+        "-4",
+        "via 10.96.14.1 dev eth2",
+        "disconnecting four moves IPv4 to both",
+    );
+    default_via(
+        &s1.ns,
+        "-6",
+        "via fd00:96:10::1 dev eth0",
+        "s1 keeps IPv6 on eth0",
+    );
+    reaches_world(&s1.ns, &w4, up4, "s1 over both");
+    reaches_world(&s1.ns, &w6, up6, "s1 still over six");
+    bed.expect(&[bed.to_host(&s1_both, &other)]);
+    bed.ok(&["network", "disconnect", "six", "s1"]);
+    default_via(
+        &s1.ns,
+        "-4",
+        "via 10.96.14.1 dev eth2",
+        "disconnecting six leaves IPv4 on both",
+    );
+    default_via(
+        &s1.ns,
+        "-6",
+        "via fd00:96:14::1 dev eth2",
+        "s1's IPv6 default route moves to both",
+    );
+    reaches_world(&s1.ns, &w6, up6, "s1 over both (IPv6)");
+    let info = bed.ctr_info("s1");
+    let e = &info["Networks"]["both"];
+    assert_eq!(
+        (&e["DefaultRoute"], &e["DefaultRoute6"]),
+        (&true.into(), &true.into()),
+        "{info}"
+    );
 }
