@@ -328,8 +328,10 @@ struct StoredEp {
     /// (address, prefix length, gateway) of IPv4 and of IPv6.
     v4: Option<(IpAddr, u64, String)>,
     v6: Option<(IpAddr, u64, String)>,
-    /// Does the container's default route leave by it?
+    /// Does the container's IPv4 default route leave by it? And its IPv6
+    /// one?
     default_route: bool,
+    default_route6: bool,
     ns: String,
     bridge: String,
 }
@@ -404,6 +406,7 @@ pub fn consistency(bed: &Bed) -> Result<(), String> {
                 v4: stored_addr(e, "IPAddress", "PrefixLen", "Gateway"),
                 v6: stored_addr(e, "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway"),
                 default_route: e["DefaultRoute"].as_bool().unwrap_or(false),
+                default_route6: e["DefaultRoute6"].as_bool().unwrap_or(false),
                 ns: ns.clone(),
                 bridge,
             };
@@ -544,28 +547,34 @@ pub fn consistency(bed: &Bed) -> Result<(), String> {
 }
 
 /// The default route of family `f` in `ns` (whose endpoints are `eps`):
-/// IPv4 by the endpoint that carries the default route, when it has IPv4;
-/// IPv6 by that endpoint when it has IPv6, else by another one with IPv6;
-/// none without an address of the family.
+/// exactly one, by the endpoint `inspect` says carries that family's
+/// (`DefaultRoute`, `DefaultRoute6`: the first endpoint with an address of
+/// the family, as Docker 28 picks gateways); none when no endpoint has the
+/// family.
 fn check_default_route(ns: &str, f: Family, eps: &[&StoredEp]) -> Result<(), String> {
     let got = default_routes(ns, f)?;
-    let carrier = eps.iter().find(|e| e.default_route);
-    let with_f: Vec<&&StoredEp> = eps.iter().filter(|e| e.addr(f).is_some()).collect();
+    let carries = |e: &StoredEp| match f {
+        Family::V4 => e.default_route,
+        Family::V6 => e.default_route6,
+    };
+    let carriers: Vec<&&StoredEp> = eps.iter().filter(|e| carries(e)).collect();
+    let with_f = eps.iter().filter(|e| e.addr(f).is_some()).count();
     let via = |e: &StoredEp| e.addr(f).map(|(_, _, gw)| (gw.clone(), e.ifname.clone()));
-    let allowed: Vec<(String, String)> = match (f, carrier.and_then(|e| via(e))) {
-        (_, Some(r)) => vec![r],
-        (Family::V4, None) => vec![],
-        (Family::V6, None) => with_f.iter().filter_map(|e| via(e)).collect(),
-    };
-    let ok = match allowed.as_slice() {
-        [] => got.is_empty(),
-        _ => got.len() == 1 && allowed.contains(&got[0]),
-    };
-    if ok {
+    let want: Vec<(String, String)> = carriers.iter().filter_map(|e| via(e)).collect();
+    // One carrier exactly when some endpoint has the family.
+    if carriers.len() != usize::from(with_f > 0) || want.len() != carriers.len() {
+        return Err(format!(
+            "netns {ns}: {} of {} endpoints with {f:?} shown as its default route's ({:?})",
+            carriers.len(),
+            with_f,
+            carriers.iter().map(|e| &e.ifname).collect::<Vec<_>>()
+        ));
+    }
+    if got == want {
         Ok(())
     } else {
         Err(format!(
-            "netns {ns} has {f:?} default routes (via, dev) {got:?}, the store wants one of {allowed:?}"
+            "netns {ns} has {f:?} default routes (via, dev) {got:?}, the store wants {want:?}"
         ))
     }
 }
