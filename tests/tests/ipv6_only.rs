@@ -293,9 +293,8 @@ fn ipv6_only_networks() {
     per_family_default_routes(&bed, &world, &s1);
 }
 
-/// The world's IPv6 address and the host's on the uplink (NAT66's).
+/// The world's IPv6 address (the host's on the uplink is [`UPLINK6`]).
 const WORLD6: &str = "2001:db8:96::1";
-const UPLINK6: &str = "2001:db8:96::2";
 
 /// `ns` reaches `to` (in the world) with ICMP, TCP and UDP, and the world
 /// sees the host's uplink address `seen` (masquerade).
@@ -338,7 +337,7 @@ fn per_family_default_routes(bed: &Bed, world: &str, s1: &netd_tests::Ctr) {
     );
     let w4 = Ep::new("world", world, WORLD);
     let w6 = Ep::v6("world/v6", world, WORLD6.parse().unwrap());
-    let (up4, up6): (IpAddr, IpAddr) = (UPLINK.into(), UPLINK6.parse().unwrap());
+    let (up4, up6): (IpAddr, IpAddr) = (UPLINK.into(), UPLINK6.into());
     // A host address on no bridge: reached by the default route alone.
     ip(
         bed.host_ns(),

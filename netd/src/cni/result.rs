@@ -67,7 +67,9 @@ pub fn build(cni_version: &str, container: &ContainerView, ifname: &str) -> CniR
     }
     if let Some(address6) = address6(ep) {
         ips.push(entry(address6, &ep.ipv6_gateway, "6"));
-        if ep.default_route && !ep.ipv6_gateway.is_empty() {
+        // Each family's default route goes by the first network with that
+        // family (`DefaultRoute6`), not always by the first network.
+        if ep.default_route6 && !ep.ipv6_gateway.is_empty() {
             routes.push(json!({ "dst": "::/0", "gw": ep.ipv6_gateway }));
         }
     }
@@ -133,6 +135,7 @@ mod tests {
         ep.global_ipv6_address = "fd00:9::2".into();
         ep.global_ipv6_prefix_len = 64;
         ep.ipv6_gateway = "fd00:9::1".into();
+        ep.default_route6 = true;
         let r = build("1.0.0", &v, "eth0").unwrap();
         assert_eq!(
             r["ips"][1],
@@ -142,6 +145,11 @@ mod tests {
         let old = build("0.4.0", &v, "eth0").unwrap();
         assert_eq!(old["ips"][1]["version"], "6");
         assert_eq!(old["ips"][0]["version"], "4");
+        // A second network that carries the IPv6 default route alone.
+        let ep = v.networks.get_mut("web").unwrap();
+        (ep.default_route, ep.default_route6) = (false, true);
+        let r = build("1.0.0", &v, "eth0").unwrap();
+        assert_eq!(r["routes"], json!([{"dst":"::/0","gw":"fd00:9::1"}]));
     }
 
     #[test]
@@ -154,6 +162,7 @@ mod tests {
         ep.global_ipv6_address = "fd00:9::2".into();
         ep.global_ipv6_prefix_len = 64;
         ep.ipv6_gateway = "fd00:9::1".into();
+        (ep.default_route, ep.default_route6) = (false, true);
         let r = build("1.0.0", &v, "eth0").unwrap();
         assert_eq!(
             r["ips"],
