@@ -108,20 +108,24 @@ impl Agent {
             }
             return Ok(Side::World(Some(ip)));
         }
-        let c = match self.find_container(s) {
-            Ok(c) => c,
-            Err(_) => {
-                return match self
-                    .remote_names()
-                    .into_iter()
-                    .find(|(_, r)| r.container == s)
-                {
-                    Some((ip, r)) => Ok(Side::Remote(ip, r)),
-                    None => Err(AgentError::NotFound(format!(
+        // Names before ids, as Docker resolves them: a remote container's
+        // name must not lose to a local container whose id merely starts
+        // with it (ids are hex, so a name like `b1` often is a prefix).
+        let remote = || {
+            self.remote_names()
+                .into_iter()
+                .find(|(_, r)| r.container == s)
+        };
+        let c = match self.containers.values().find(|c| c.name == s) {
+            Some(c) => c,
+            None => match remote() {
+                Some((ip, r)) => return Ok(Side::Remote(ip, r)),
+                None => self.find_container(s).map_err(|_| {
+                    AgentError::NotFound(format!(
                         "{s:?} is no container, address, `host` or `world`"
-                    ))),
-                }
-            }
+                    ))
+                })?,
+            },
         };
         match &c.mode {
             Mode::Host => Ok(Side::Host(None)),
