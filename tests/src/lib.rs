@@ -28,6 +28,7 @@ pub mod host_client;
 pub mod http;
 pub mod names;
 pub mod netns;
+pub mod one_port;
 pub mod ports;
 pub mod runtimes;
 pub mod traffic;

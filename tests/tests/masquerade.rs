@@ -13,7 +13,7 @@ use std::net::{
 };
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use netd_tests::echo_watch::EchoWatch;
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, no_udp};
 use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
-use netd_tests::{Bed, Ctr};
+use netd_tests::{one_port, Bed, Ctr};
 use nix::libc;
 use serde_json::Value;
 
@@ -495,26 +495,15 @@ fn two_containers_same_server_port_at_once() {
     const SPORT: u16 = 40000;
 
     // TCP: both connections open at the same time (barrier), then finish.
-    let barrier = Arc::new(Barrier::new(2));
-    let dst = srv.tcp();
-    let run = |ns: &str| {
-        let barrier = barrier.clone();
-        spawn_in(ns, move || {
-            let c = TcpClient::open(dst, Some(SPORT));
-            barrier.wait();
-            c?.send(100, Duration::from_secs(5))
-        })
-    };
-    let (ha, hb) = (run(&a.ns), run(&b.ns));
-    let (ta, tb) = (join(ha), join(hb));
-    let (ta, tb) = match (ta, tb) {
-        (Ok(x), Ok(y)) => (x, y),
-        (x, y) => panic!("TCP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
-    };
-    assert!(
-        within(&ta, UPLINK) && within(&tb, UPLINK) && ta.port() != tb.port(),
-        "TCP: world saw a as {ta} and b as {tb}; expected {UPLINK} with two different ports in 61000-65535"
+    let (ta, tb) = one_port::tcp(
+        &a.ns,
+        &b.ns,
+        SPORT,
+        srv.tcp(),
+        |p, dst| TcpClient::open(dst, Some(p)),
+        |c| c.send(100, Duration::from_secs(5)),
     );
+    one_port::assert_two_ports("TCP", (ta.into(), tb.into()), UPLINK.into(), &SNAT);
     let peers = srv.tcp_peers();
     assert!(
         peers.contains(&ta) && peers.contains(&tb),
@@ -523,31 +512,8 @@ fn two_containers_same_server_port_at_once() {
 
     // UDP: both sockets bound to the same port (before either sends), both
     // flows alive together.
-    let barrier = Arc::new(Barrier::new(2));
-    let dst = srv.udp();
-    let run = |ns: &str| {
-        let barrier = barrier.clone();
-        spawn_in(ns, move || {
-            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, SPORT));
-            barrier.wait();
-            let s = s?;
-            let first = udp_ask(&s, dst, b"first")?;
-            let second = udp_ask(&s, dst, b"second")?;
-            if first != second {
-                bail!("the same flow was seen as {first} then {second}");
-            }
-            Ok(first)
-        })
-    };
-    let (ha, hb) = (run(&a.ns), run(&b.ns));
-    let (ua, ub) = match (join(ha), join(hb)) {
-        (Ok(x), Ok(y)) => (x, y),
-        (x, y) => panic!("UDP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
-    };
-    assert!(
-        within(&ua, UPLINK) && within(&ub, UPLINK) && ua.port() != ub.port(),
-        "UDP: world saw a as {ua} and b as {ub}; expected {UPLINK} with two different ports in 61000-65535"
-    );
+    let (ua, ub) = one_port::udp(&a.ns, &b.ns, SPORT, srv.udp(), udp_ask);
+    one_port::assert_two_ports("UDP", (ua.into(), ub.into()), UPLINK.into(), &SNAT);
     let peers = srv.udp_peers();
     assert!(
         peers.contains(&ua) && peers.contains(&ub),

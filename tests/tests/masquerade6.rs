@@ -21,7 +21,7 @@ use std::net::{
 };
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -31,7 +31,7 @@ use netd_tests::echo_watch::EchoWatch;
 use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::ports::{ask_from, in_ns, parse_answer, PortServer, P};
 use netd_tests::world::{UPLINK6, UPLINK_LIMIT, WORLD6};
-use netd_tests::{dropped, icmp, no_tcp, no_udp, tcp, udp, Bed, Ctr, Ep};
+use netd_tests::{dropped, icmp, no_tcp, no_udp, one_port, tcp, udp, Bed, Ctr, Ep};
 
 const FAR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 2);
 /// The uplink's address after [`uplink_address_changes`].
@@ -350,49 +350,11 @@ fn closed_port_refused(ns: &str, world: &str) -> anyhow::Result<()> {
 fn two_at_once(world: &str, a: &Ctr, b: &Ctr) {
     const SPORT: u16 = 40000;
     let (srv, dst) = world_server(world);
-    let barrier = Arc::new(Barrier::new(2));
-    let run = |ns: &str| {
-        let barrier = barrier.clone();
-        spawn_in(ns, move || {
-            let c = connect_from(SPORT, dst);
-            barrier.wait();
-            tcp_seen(c?)
-        })
-    };
-    let (ha, hb) = (run(&a.ns), run(&b.ns));
-    let (ta, tb) = match (join(ha), join(hb)) {
-        (Ok(x), Ok(y)) => (x, y),
-        (x, y) => panic!("TCP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
-    };
-    assert!(
-        within(ta, UPLINK6) && within(tb, UPLINK6) && ta.port() != tb.port(),
-        "TCP: the world saw a as {ta} and b as {tb}; expected {UPLINK6} with two ports in 61000-65535"
-    );
-
-    let barrier = Arc::new(Barrier::new(2));
-    let run = |ns: &str| {
-        let barrier = barrier.clone();
-        spawn_in(ns, move || {
-            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, SPORT));
-            barrier.wait();
-            let s = s?;
-            let first = udp_seen(&s, dst, b"first")?;
-            let second = udp_seen(&s, dst, b"second")?;
-            if first != second {
-                bail!("one flow seen as {first}, then {second}");
-            }
-            Ok(first)
-        })
-    };
-    let (ha, hb) = (run(&a.ns), run(&b.ns));
-    let (ua, ub) = match (join(ha), join(hb)) {
-        (Ok(x), Ok(y)) => (x, y),
-        (x, y) => panic!("UDP from a and b (both from port {SPORT}) to {dst}: a: {x:?}; b: {y:?}"),
-    };
-    assert!(
-        within(ua, UPLINK6) && within(ub, UPLINK6) && ua.port() != ub.port(),
-        "UDP: the world saw a as {ua} and b as {ub}; expected {UPLINK6} with two ports in 61000-65535"
-    );
+    let uplink = IpAddr::V6(UPLINK6);
+    let (ta, tb) = one_port::tcp(&a.ns, &b.ns, SPORT, dst, connect_from, tcp_seen);
+    one_port::assert_two_ports("TCP", (ta, tb), uplink, &SNAT);
+    let (ua, ub) = one_port::udp(&a.ns, &b.ns, SPORT, dst, udp_seen);
+    one_port::assert_two_ports("UDP", (ua, ub), uplink, &SNAT);
     let peers: Vec<(P, SocketAddr)> = srv.hits().iter().map(|h| (h.proto, h.peer)).collect();
     for want in [(P::Tcp, ta), (P::Tcp, tb), (P::Udp, ua), (P::Udp, ub)] {
         assert!(
