@@ -1096,6 +1096,26 @@ impl Bed {
         }
     }
 
+    /// The start of a negative control that the host must forward: on a
+    /// host whose firewall drops what the kernel forwards (the FORWARD
+    /// policy would drop the control's flows too) it says so and returns
+    /// false, the permissive run showing the control; else it kills the
+    /// agent, detaches its programs ([`Bed::remove_pinned_links`]) and
+    /// returns true.
+    pub fn detach_for_forwarding_control(&self) -> bool {
+        if self.firewall().drops_input() {
+            eprintln!(
+                "negative control not run on the {} host: its FORWARD policy drops what the \
+                 kernel forwards (the permissive run checks it)",
+                self.firewall().name()
+            );
+            return false;
+        }
+        self.kill_agent();
+        self.remove_pinned_links();
+        true
+    }
+
     /// Every pinned link under BPFFS/v1/links.
     pub fn all_pinned_links(&self) -> Vec<PathBuf> {
         let dir = self.bpffs().join("v1/links");

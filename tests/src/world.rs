@@ -38,6 +38,18 @@ pub fn at4(port: u16) -> SocketAddr {
     SocketAddr::new(UPLINK.into(), port)
 }
 
+/// Routes each of `prefixes` (container IPv6 subnets) in netns `world`
+/// via the host's uplink address [`UPLINK6`].
+pub fn route6_via_uplink(world: &str, prefixes: &[&str]) {
+    for prefix in prefixes {
+        ip_ns(
+            world,
+            &["-6", "route", "add", prefix, "via", &UPLINK6.to_string()],
+        )
+        .unwrap_or_else(|e| panic!("world route to {prefix} via {UPLINK6}: {e:#}"));
+    }
+}
+
 /// Published ports seen from the world of [`Bed::make_world6`]: each
 /// `(proto, host address, container port)` of `reached` must be answered
 /// by that port of `srv` (a dual-stack server in the container), seeing

@@ -8,7 +8,7 @@ use netd_tests::{
     bed::Bed,
     cmd::ip_ns,
     traffic::{allow, dropped, icmp, tcp, udp, Ep},
-    world::{UPLINK6, UPLINK_LIMIT, WORLD6},
+    world::{route6_via_uplink, UPLINK6, UPLINK_LIMIT, WORLD6},
 };
 
 #[test]
@@ -72,16 +72,9 @@ fn ipv6_rows_between_containers() {
     // containers of the icc-off network, and an internal network's
     // container reaches another network's gateway. A hostile host's FORWARD
     // policy would drop that too, so only the permissive run can show it.
-    if bed.firewall().drops_input() {
-        eprintln!(
-            "negative control not run on the {} host: its FORWARD policy drops what the \
-             kernel forwards (the permissive run checks it)",
-            bed.firewall().name()
-        );
+    if !bed.detach_for_forwarding_control() {
         return;
     }
-    bed.kill_agent();
-    bed.remove_pinned_links();
     netd_tests::traffic::expect(&[
         allow(&a1, &b1),
         allow(&b1, &a1),
@@ -141,13 +134,7 @@ fn ipv6_spoofed_sources_are_dropped() {
 fn ipv6_world_cannot_reach_a_container_address() {
     let bed = Bed::without_agent(&[]);
     let world = bed.make_world6();
-    for routed in ["fd00:95:6::/64", "fd00:95:7::/64"] {
-        ip_ns(
-            &world,
-            &["-6", "route", "add", routed, "via", &UPLINK6.to_string()],
-        )
-        .unwrap_or_else(|e| panic!("world route to {routed}: {e:#}"));
-    }
+    route6_via_uplink(&world, &["fd00:95:6::/64", "fd00:95:7::/64"]);
     bed.start_agent();
     bed.wait_uplink6(UPLINK6, UPLINK_LIMIT);
     bed.network(
@@ -190,15 +177,8 @@ fn ipv6_world_cannot_reach_a_container_address() {
         dropped(&w6, &c6, "not-a-reply"),
         dropped(&w6, &m6, "not-a-reply"),
     ]);
-    if bed.firewall().drops_input() {
-        eprintln!(
-            "negative control not run on the {} host: its FORWARD policy drops what the \
-             kernel forwards (the permissive run checks it)",
-            bed.firewall().name()
-        );
+    if !bed.detach_for_forwarding_control() {
         return;
     }
-    bed.kill_agent();
-    bed.remove_pinned_links();
     netd_tests::traffic::expect(&[allow(&w6, &c6), allow(&w6, &m6)]);
 }
