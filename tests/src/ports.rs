@@ -535,6 +535,65 @@ impl Errs {
     }
 }
 
+/// An address of `port` (a host's, a container's own).
+pub type At<A> = fn(u16) -> A;
+
+/// The checks of range `9000-9004:7000-7004` (TCP and UDP) published at
+/// `host(port)`, container `name` (netns `ns`) serving `srv` on
+/// 6999..=7005: from `world` each host port is answered by its own
+/// container port, the server seeing one of `seen`; the neighbours 8999
+/// and 9005 by nothing; no container port outside the range is reached;
+/// and the container itself reaches 6999 and 7005 at `lo(port)` (control).
+pub fn range_one_to_one<A: PeerAddr>(
+    errs: &mut Errs,
+    world: &str,
+    (name, ns): (&str, &str),
+    srv: &PortServer<A>,
+    (host, lo): (At<A>, At<A>),
+    seen: &[A::Ip],
+) where
+    <A as FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    for i in 0..5u16 {
+        for p in [P::Tcp, P::Udp] {
+            let dst = host(9000 + i);
+            errs.answer(
+                &format!("{p:?} world -> {dst}"),
+                ask_from(world, p, dst),
+                7000 + i,
+                dst,
+                seen,
+            );
+        }
+    }
+    // Just outside the range: nothing, though 6999 and 7005 listen.
+    for port in [8999, 9005] {
+        for p in [P::Tcp, P::Udp] {
+            let dst = host(port);
+            errs.ok(
+                &format!("{p:?} world -> {dst} (outside the range)"),
+                unanswered_from(world, p, dst),
+            );
+        }
+    }
+    let strays: Vec<Hit<A>> = srv
+        .hits()
+        .into_iter()
+        .filter(|h| !(7000..=7004).contains(&h.port))
+        .collect();
+    errs.check(strays.is_empty(), || {
+        format!("container ports outside the range were reached: {strays:?}")
+    });
+    // The neighbours do listen: the container itself reaches them.
+    for port in [6999, 7005] {
+        let dst = lo(port);
+        errs.ok(
+            &format!("TCP {name} -> {dst} (control)"),
+            ask_from(ns, P::Tcp, dst),
+        );
+    }
+}
+
 /// What one side of [`big_udp_exchange`] got: the datagram's length, its
 /// sender, and whether every byte was the one sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -242,42 +242,14 @@ fn port_range_all_answer() {
         vec!["7003/tcp -> 0.0.0.0:9003"]
     );
     let mut errs = Errs::default();
-    for i in 0..5u16 {
-        for p in [P::Tcp, P::Udp] {
-            let dst = sa(UPLINK, 9000 + i);
-            errs.answer(
-                &format!("{p:?} world -> {dst}"),
-                ask_from(&t.world, p, dst),
-                7000 + i,
-                dst,
-                &[WORLD],
-            );
-        }
-    }
-    // Just outside the range: nothing, though 6999 and 7005 listen.
-    for port in [8999, 9005] {
-        for p in [P::Tcp, P::Udp] {
-            errs.ok(
-                &format!("{p:?} world -> {UPLINK}:{port}"),
-                unanswered_from(&t.world, p, sa(UPLINK, port)),
-            );
-        }
-    }
-    let strays: Vec<Hit> = srv
-        .hits()
-        .into_iter()
-        .filter(|h| !(7000..=7004).contains(&h.port))
-        .collect();
-    errs.check(strays.is_empty(), || {
-        format!("container ports outside the range were reached: {strays:?}")
-    });
-    // The neighbours do listen: the container itself reaches them.
-    for port in [6999, 7005] {
-        errs.ok(
-            &format!("TCP a -> 127.0.0.1:{port} (control)"),
-            ask_from(&a.ns, P::Tcp, sa(LOCALHOST, port)),
-        );
-    }
+    range_one_to_one(
+        &mut errs,
+        &t.world,
+        ("a", &a.ns),
+        &srv,
+        (|p| sa(UPLINK, p), |p| sa(LOCALHOST, p)),
+        &[WORLD],
+    );
     errs.done("published range");
 }
 

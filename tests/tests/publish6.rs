@@ -181,42 +181,15 @@ fn ipv6_ranges_and_chosen_ports(bed: &Bed, world: &str) {
         "netd port r 7003"
     );
     let mut errs = Errs::default();
-    for i in 0..5u16 {
-        for p in [P::Tcp, P::Udp] {
-            let dst = s6(H6, 9000 + i);
-            errs.answer(
-                &format!("{p:?} world -> {dst}"),
-                ask_from(world, p, dst),
-                7000 + i,
-                dst,
-                &[W6.into()],
-            );
-        }
-    }
-    for port in [8999, 9005] {
-        for p in [P::Tcp, P::Udp] {
-            errs.ok(
-                &format!("{p:?} world -> [{H6}]:{port} (outside the range)"),
-                unanswered_from(world, p, s6(H6, port)),
-            );
-        }
-    }
-    let strays: Vec<_> = srv
-        .hits()
-        .into_iter()
-        .filter(|h| !(7000..=7004).contains(&h.port))
-        .collect();
-    errs.check(strays.is_empty(), || {
-        format!("container ports outside the range were reached: {strays:?}")
-    });
+    range_one_to_one(
+        &mut errs,
+        world,
+        ("r", &r.ns),
+        &srv,
+        (|p| s6(H6, p), |p| s6(Ipv6Addr::LOCALHOST, p)),
+        &[W6.into()],
+    );
     ipv4_reaches_nothing(bed, world, &mut errs, &srv, 9002, 7002);
-    // The neighbours do listen: the container itself reaches them.
-    for port in [6999, 7005] {
-        errs.ok(
-            &format!("TCP r -> [::1]:{port} (control)"),
-            ask_from(&r.ns, P::Tcp, s6(Ipv6Addr::LOCALHOST, port)),
-        );
-    }
     errs.done("IPv6 published range");
 
     let mut errs = Errs::default();
