@@ -335,31 +335,9 @@ fn join_underlay(
 /// `dig @127.0.0.11 NAME A` from netns `ns` (1 s, one try): the status
 /// (`NOERROR`, `NXDOMAIN`, ..., `NO-ANSWER`) and the addresses.
 pub fn dig(ns: &str, name: &str) -> (String, Vec<Ipv4Addr>) {
-    let out = crate::cmd::run_timeout(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "dig",
-            "@127.0.0.11",
-            name,
-            "A",
-            "+time=1",
-            "+tries=1",
-            "+noall",
-            "+comments",
-            "+answer",
-        ],
-        Duration::from_secs(10),
-    );
-    let status = out
-        .stdout
-        .split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or("NO-ANSWER")
-        .to_string();
+    let opts = ["+time=1", "+tries=1"];
+    let out = crate::names::dig_out(ns, name, "A", &opts, Duration::from_secs(10));
+    let status = crate::names::dig_status(&out.stdout);
     let mut addrs: Vec<Ipv4Addr> = out
         .stdout
         .lines()

@@ -3,7 +3,7 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use crate::cmd::run_timeout;
+use crate::cmd::{run_timeout, Out};
 
 /// `dig @127.0.0.11 name qtype +short` inside netns `ns`: the answer lines, or the
 /// status line when there are none (`NXDOMAIN`, `NOERROR`).
@@ -13,22 +13,8 @@ pub fn dig(ns: &str, name: &str, qtype: &str) -> Vec<String> {
 
 /// [`dig`] with more dig options (`+tcp`).
 pub fn dig_with(ns: &str, name: &str, qtype: &str, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "netns",
-        "exec",
-        ns,
-        "dig",
-        "@127.0.0.11",
-        name,
-        qtype,
-        "+time=2",
-        "+tries=2",
-        "+noall",
-        "+comments",
-        "+answer",
-    ];
-    args.extend_from_slice(extra);
-    let out = run_timeout("ip", &args, Duration::from_secs(15));
+    let opts = [&["+time=2", "+tries=2"][..], extra].concat();
+    let out = dig_out(ns, name, qtype, &opts, Duration::from_secs(15));
     assert!(out.success(), "dig {name} {qtype} {extra:?} in {ns}: {out}");
     let mut lines: Vec<String> = out
         .stdout
@@ -37,15 +23,29 @@ pub fn dig_with(ns: &str, name: &str, qtype: &str, extra: &[&str]) -> Vec<String
         .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
         .collect();
     if lines.is_empty() {
-        let status = out
-            .stdout
-            .split("status: ")
-            .nth(1)
-            .and_then(|s| s.split(',').next())
-            .unwrap_or("NO-ANSWER");
-        lines.push(status.to_string());
+        lines.push(dig_status(&out.stdout));
     }
     lines
+}
+
+/// `dig @127.0.0.11 name qtype OPTS +noall +comments +answer` inside
+/// netns `ns`, bounded by `limit`.
+pub fn dig_out(ns: &str, name: &str, qtype: &str, opts: &[&str], limit: Duration) -> Out {
+    let mut args = vec!["netns", "exec", ns, "dig", "@127.0.0.11", name, qtype];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["+noall", "+comments", "+answer"]);
+    run_timeout("ip", &args, limit)
+}
+
+/// The status of a [`dig_out`] answer (`NOERROR`, `NXDOMAIN`, ...), or
+/// `NO-ANSWER` when it shows none.
+pub fn dig_status(stdout: &str) -> String {
+    stdout
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("NO-ANSWER")
+        .to_string()
 }
 
 /// The ip6.arpa name of `ip`.
