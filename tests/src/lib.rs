@@ -26,6 +26,7 @@ pub mod echo_watch;
 pub mod firewall;
 pub mod host_client;
 pub mod http;
+pub mod long_udp;
 pub mod names;
 pub mod netns;
 pub mod one_port;

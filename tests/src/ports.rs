@@ -460,6 +460,83 @@ pub fn ask_via(
         .context(format!("{p:?} from {client_ns} to {dst}")))
 }
 
+/// Sends `payload` from `s` to `dst` until an answer from `dst` comes (8
+/// tries, 400 ms each): a line that `peer` reads the address the server
+/// saw from, then `payload` echoed intact. Returns that address.
+pub fn udp_echo<A>(
+    s: &UdpSocket,
+    dst: A,
+    payload: &[u8],
+    peer: fn(&str) -> anyhow::Result<A>,
+) -> anyhow::Result<A>
+where
+    A: Copy + Display + Into<SocketAddr>,
+{
+    s.set_read_timeout(Some(Duration::from_millis(400)))?;
+    let mut buf = vec![0u8; 65536];
+    let mut last = String::from("no answer");
+    for _ in 0..8 {
+        if let Err(e) = s.send_to(payload, dst.into()) {
+            last = format!("send: {e}");
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        match s.recv_from(&mut buf) {
+            Ok((n, src)) if src == dst.into() => {
+                let msg = &buf[..n];
+                let Some(nl) = msg.iter().position(|&b| b == b'\n') else {
+                    bail!("answer without a line: {:?}", String::from_utf8_lossy(msg));
+                };
+                let seen = peer(&String::from_utf8_lossy(&msg[..nl]))?;
+                if &msg[nl + 1..] != payload {
+                    bail!(
+                        "the {}-byte payload did not come back intact ({} bytes back)",
+                        payload.len(),
+                        n - nl - 1
+                    );
+                }
+                return Ok(seen);
+            }
+            Ok((_, src)) => last = format!("datagram from unexpected {src}"),
+            Err(e) => last = format!("recv: {e}"),
+        }
+    }
+    bail!("UDP to {dst}: {last}")
+}
+
+/// A UDP port of `ip` in netns `ns` that nobody listens on (bound there
+/// and closed again).
+pub fn closed_udp_port(ns: &str, ip: IpAddr) -> anyhow::Result<u16> {
+    in_ns(ns, move || {
+        Ok(UdpSocket::bind((ip, 0))?.local_addr()?.port())
+    })
+}
+
+/// From netns `ns`, a UDP socket connected to `dst` (a closed port) sends
+/// until the ICMP port unreachable coming back fails it with
+/// ECONNREFUSED (5 datagrams, 700 ms for each answer).
+pub fn udp_refused_from(ns: &str, dst: SocketAddr) -> anyhow::Result<()> {
+    in_ns(ns, move || {
+        let s = UdpSocket::bind((any_of(dst), 0))?;
+        s.connect(dst)?;
+        s.set_read_timeout(Some(Duration::from_millis(700)))?;
+        let mut buf = [0u8; 64];
+        let mut last = String::new();
+        for _ in 0..5 {
+            match s.send(b"anyone?") {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                Err(e) => last = format!("send: {e}"),
+                Ok(_) => match s.recv(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
+                    Err(e) => last = format!("recv: {e}"),
+                    Ok(n) => last = format!("unexpected {n}-byte answer"),
+                },
+            }
+        }
+        bail!("no ECONNREFUSED after 5 datagrams to {dst}; last: {last}")
+    })
+}
+
 // ---------------------------------------------------------------- checks
 
 /// Collects failed expectations and panics with all of them.

@@ -21,7 +21,9 @@ use anyhow::{anyhow, bail, Context};
 use netd_tests::capture::{ethtool_off, Capture};
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
 use netd_tests::echo_watch::EchoWatch;
+use netd_tests::long_udp::LongUdp;
 use netd_tests::netns::{join, path_of, spawn_in};
+use netd_tests::ports::{closed_udp_port, udp_echo, udp_refused_from};
 use netd_tests::traffic::{icmp, no_icmp, no_tcp, no_udp};
 use netd_tests::world::{UPLINK, UPLINK_LIMIT, WORLD};
 use netd_tests::{one_port, Bed, Ctr};
@@ -349,42 +351,9 @@ fn connect_from(port: u16, dst: SocketAddrV4) -> std::io::Result<TcpStream> {
     }
 }
 
-/// Sends `payload` from `s` to `dst` until the answer comes (8 tries);
-/// checks the echoed payload and returns the address the server saw.
+/// [`udp_echo`] to a [`Servers`] UDP port: the address the server saw.
 fn udp_ask(s: &UdpSocket, dst: SocketAddrV4, payload: &[u8]) -> anyhow::Result<SocketAddrV4> {
-    s.set_read_timeout(Some(Duration::from_millis(400)))?;
-    let mut buf = vec![0u8; 65536];
-    let mut last = String::from("no answer");
-    for _ in 0..8 {
-        if let Err(e) = s.send_to(payload, dst) {
-            last = format!("send: {e}");
-            std::thread::sleep(Duration::from_millis(300));
-            continue;
-        }
-        match s.recv_from(&mut buf) {
-            Ok((n, src)) if src == SocketAddr::V4(dst) => {
-                let msg = &buf[..n];
-                let Some(nl) = msg.iter().position(|&b| b == b'\n') else {
-                    bail!(
-                        "answer without PEER line: {:?}",
-                        String::from_utf8_lossy(msg)
-                    );
-                };
-                let seen = parse_peer(&String::from_utf8_lossy(&msg[..nl]))?;
-                if &msg[nl + 1..] != payload {
-                    bail!(
-                        "echoed payload differs ({} bytes back, {} sent)",
-                        n - nl - 1,
-                        payload.len()
-                    );
-                }
-                return Ok(seen);
-            }
-            Ok((_, src)) => last = format!("datagram from unexpected {src}"),
-            Err(e) => last = format!("recv: {e}"),
-        }
-    }
-    bail!("UDP to {dst}: {last}")
+    udp_echo(s, dst, payload, parse_peer)
 }
 
 /// One UDP exchange from a fresh socket; returns the address the server saw.
@@ -574,30 +543,9 @@ fn udp_to_closed_port_gets_port_unreachable() {
     let (_, u) = tcp_udp_from(&a.ns, &srv);
     u.unwrap_or_else(|e| panic!("control: UDP to an open port in the world: {e:#}"));
     // A port nobody listens on in the world (bound and closed again there).
-    let closed = in_ns(&world, || {
-        Ok(UdpSocket::bind((WORLD, 0))?.local_addr()?.port())
-    })
-    .unwrap();
+    let closed = closed_udp_port(&world, WORLD.into()).unwrap();
     let dst = SocketAddrV4::new(WORLD, closed);
-    let r = in_ns(&a.ns, move || {
-        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        s.connect(dst)?;
-        s.set_read_timeout(Some(Duration::from_millis(700)))?;
-        let mut buf = [0u8; 64];
-        let mut last = String::new();
-        for _ in 0..5 {
-            match s.send(b"anyone?") {
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
-                Err(e) => last = format!("send: {e}"),
-                Ok(_) => match s.recv(&mut buf) {
-                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
-                    Err(e) => last = format!("recv: {e}"),
-                    Ok(n) => last = format!("unexpected {n}-byte answer"),
-                },
-            }
-        }
-        bail!("no ECONNREFUSED after 5 datagrams; last: {last}")
-    });
+    let r = udp_refused_from(&a.ns, dst.into());
     if let Err(e) = r {
         panic!(
             "UDP from a to closed port {dst}: {e:#} (drops = {:?})",
@@ -791,19 +739,8 @@ fn uplink_appears_and_changes_address_live() {
 
     // A UDP socket that lives across the change.
     let dst = srv.udp();
-    let (to_sock, sock_rx) = mpsc::channel::<bool>();
-    let (seen_tx, seen_rx) = mpsc::channel::<anyhow::Result<SocketAddrV4>>();
-    let long = spawn_in(&a.ns, move || {
-        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        while let Ok(true) = sock_rx.recv_timeout(Duration::from_secs(60)) {
-            let _ = seen_tx.send(udp_ask(&s, dst, b"long-lived"));
-        }
-        Ok(())
-    });
-    to_sock.send(true).unwrap();
-    let before = seen_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("long-lived UDP socket");
+    let long = LongUdp::start(&a.ns, dst, udp_ask);
+    let before = long.ask();
     let before = before.unwrap_or_else(|e| panic!("long-lived UDP socket, first datagram: {e:#}"));
     assert!(
         within(&before, UPLINK),
@@ -841,12 +778,8 @@ fn uplink_appears_and_changes_address_live() {
         "after the uplink address changed",
     );
 
-    to_sock.send(true).unwrap();
-    let after = seen_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("long-lived UDP socket");
-    let _ = to_sock.send(false);
-    let _ = join(long);
+    let after = long.ask();
+    drop(long);
     let after = after.unwrap_or_else(|e| {
         panic!("long-lived UDP socket after the address change (was {before}): {e:#}")
     });

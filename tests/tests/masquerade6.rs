@@ -15,7 +15,7 @@
 //! on the uplink: `up0` 2001:db8:95::2/64 (UPLINK6), the world 2001:db8:95::1
 //! (WORLD6), the host's IPv6 default route via the world.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{
     IpAddr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
 };
@@ -28,8 +28,11 @@ use anyhow::{bail, Context};
 use netd_tests::capture::{ethtool_off, Capture};
 use netd_tests::cmd::{ip_ns, run_ok, run_timeout};
 use netd_tests::echo_watch::EchoWatch;
+use netd_tests::long_udp::LongUdp;
 use netd_tests::netns::{join, path_of, spawn_in};
-use netd_tests::ports::{ask_from, in_ns, parse_answer, PortServer, P};
+use netd_tests::ports::{
+    ask_from, closed_udp_port, in_ns, parse_answer, udp_echo, udp_refused_from, PortServer, P,
+};
 use netd_tests::world::{UPLINK6, UPLINK_LIMIT, WORLD6};
 use netd_tests::{dropped, icmp, no_tcp, no_udp, one_port, tcp, udp, Bed, Ctr, Ep};
 
@@ -143,35 +146,9 @@ fn tcp_seen(mut s: TcpStream) -> anyhow::Result<SocketAddr> {
 /// comes (8 tries); checks the echoed payload and returns the address the
 /// server saw.
 fn udp_seen(s: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> anyhow::Result<SocketAddr> {
-    s.set_read_timeout(Some(Duration::from_millis(400)))?;
-    let mut buf = vec![0u8; 65536];
-    let mut last = String::from("no answer");
-    for _ in 0..8 {
-        if let Err(e) = s.send_to(payload, dst) {
-            last = format!("send: {e}");
-            std::thread::sleep(Duration::from_millis(300));
-            continue;
-        }
-        match s.recv_from(&mut buf) {
-            Ok((n, src)) if src == dst => {
-                let msg = &buf[..n];
-                let Some(nl) = msg.iter().position(|&b| b == b'\n') else {
-                    bail!("answer without a line: {:?}", String::from_utf8_lossy(msg));
-                };
-                let (seen, _) = parse_answer::<SocketAddr>(&String::from_utf8_lossy(&msg[..nl]))?;
-                if &msg[nl + 1..] != payload {
-                    bail!(
-                        "the {}-byte payload did not come back intact",
-                        payload.len()
-                    );
-                }
-                return Ok(seen);
-            }
-            Ok((_, src)) => last = format!("datagram from unexpected {src}"),
-            Err(e) => last = format!("recv: {e}"),
-        }
-    }
-    bail!("UDP to {dst}: {last}")
+    udp_echo(s, dst, payload, |line| {
+        Ok(parse_answer::<SocketAddr>(line)?.0)
+    })
 }
 
 /// A fresh UDP socket's exchange with [`world_server`] `dst`.
@@ -318,29 +295,8 @@ fn flows_tracked_and_expire(bed: &Bed, c: &Ctr, w6: &Ep) {
 /// world's ICMPv6 port unreachable, translated back, gives a connected
 /// socket ECONNREFUSED.
 fn closed_port_refused(ns: &str, world: &str) -> anyhow::Result<()> {
-    let closed = in_ns(world, || {
-        Ok(UdpSocket::bind((WORLD6, 0))?.local_addr()?.port())
-    })?;
-    let dst = SocketAddr::new(WORLD6.into(), closed);
-    in_ns(ns, move || {
-        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
-        s.connect(dst)?;
-        s.set_read_timeout(Some(Duration::from_millis(700)))?;
-        let mut buf = [0u8; 64];
-        let mut last = String::new();
-        for _ in 0..5 {
-            match s.send(b"anyone?") {
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
-                Err(e) => last = format!("send: {e}"),
-                Ok(_) => match s.recv(&mut buf) {
-                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(()),
-                    Err(e) => last = format!("recv: {e}"),
-                    Ok(n) => last = format!("unexpected {n}-byte answer"),
-                },
-            }
-        }
-        bail!("no ECONNREFUSED after 5 datagrams to {dst}; last: {last}")
-    })
+    let closed = closed_udp_port(world, WORLD6.into())?;
+    udp_refused_from(ns, SocketAddr::new(WORLD6.into(), closed))
 }
 
 /// Containers `a` and `b`, both from source port 40000, to one server
@@ -428,22 +384,10 @@ fn checksums_without_offload(bed: &Bed, world: &str, c: &Ctr) {
 fn uplink_address_changes(bed: &Bed, world: &str, c: &Ctr) {
     let (_srv, dst) = world_server(world);
     expect_masqueraded(&c.ns, world, dst, UPLINK6, "before the change");
-    let (to_sock, sock_rx) = mpsc::channel::<bool>();
-    let (seen_tx, seen_rx) = mpsc::channel::<anyhow::Result<SocketAddr>>();
-    let long = spawn_in(&c.ns, move || {
-        let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
-        while let Ok(true) = sock_rx.recv_timeout(Duration::from_secs(60)) {
-            let _ = seen_tx.send(udp_seen(&s, dst, b"long-lived"));
-        }
-        Ok(())
-    });
-    let ask_long = || {
-        to_sock.send(true).unwrap();
-        seen_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("long-lived UDP socket")
-    };
-    let before = ask_long().unwrap_or_else(|e| panic!("long-lived UDP socket: {e:#}"));
+    let long = LongUdp::start(&c.ns, dst, udp_seen);
+    let before = long
+        .ask()
+        .unwrap_or_else(|e| panic!("long-lived UDP socket: {e:#}"));
     assert!(
         within(before, UPLINK6),
         "long-lived UDP socket seen as {before}"
@@ -472,9 +416,8 @@ fn uplink_address_changes(bed: &Bed, world: &str, c: &Ctr) {
     eprintln!("new flows use {UPLINK6_NEW} after {:?}", changed.elapsed());
     bed.wait_uplink6(UPLINK6_NEW, Duration::from_secs(5));
     expect_masqueraded(&c.ns, world, dst, UPLINK6_NEW, "after the change");
-    let after = ask_long();
-    let _ = to_sock.send(false);
-    let _ = join(long);
+    let after = long.ask();
+    drop(long);
     let after = after
         .unwrap_or_else(|e| panic!("long-lived UDP socket after the change (was {before}): {e:#}"));
     assert!(
