@@ -2,12 +2,13 @@
 //! thread in a container's netns, it exchanges one datagram with a server
 //! each time it is asked. Generic over the address type.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::netns::{join, spawn_in};
+use crate::ports::any_of;
 
 /// The socket's thread; stopped and joined on drop.
 pub struct LongUdp<A> {
@@ -22,10 +23,7 @@ impl<A: Copy + Into<SocketAddr> + Send + 'static> LongUdp<A> {
     /// (which returns the address the server saw). It waits at most a
     /// minute for each request.
     pub fn start(ns: &str, dst: A, ask: fn(&UdpSocket, A, &[u8]) -> anyhow::Result<A>) -> Self {
-        let any = match dst.into().ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
+        let any = any_of(dst.into());
         let (to_sock, sock_rx) = channel::<bool>();
         let (seen_tx, seen) = channel::<anyhow::Result<A>>();
         let h = spawn_in(ns, move || {

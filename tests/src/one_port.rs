@@ -4,13 +4,14 @@
 //! Generic over the address type (`SocketAddrV4`, `SocketAddr`).
 
 use std::fmt::{Debug, Display};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Barrier};
 
 use anyhow::bail;
 
 use crate::netns::{join, spawn_in};
+use crate::ports::any_of;
 
 /// Runs `open` in netns `a` and in netns `b` at once, waits until both
 /// returned (barrier), then `talk` with what each opened. Returns both
@@ -71,10 +72,7 @@ pub fn udp<A>(
 where
     A: Copy + Debug + Display + PartialEq + Into<SocketAddr> + Send + 'static,
 {
-    let any = match dst.into().ip() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
+    let any = any_of(dst.into());
     let what = format!("UDP from a and b (both from port {sport}) to {dst}");
     let open = move || Ok(UdpSocket::bind((any, sport))?);
     let talk = move |s: UdpSocket| {

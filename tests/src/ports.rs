@@ -73,7 +73,7 @@ impl PeerAddr for SocketAddr {
 }
 
 /// The unspecified address of `dst`'s family (a client socket's bind).
-fn any_of(dst: SocketAddr) -> IpAddr {
+pub fn any_of(dst: SocketAddr) -> IpAddr {
     if dst.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {

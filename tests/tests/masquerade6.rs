@@ -33,7 +33,7 @@ use netd_tests::netns::{join, path_of, spawn_in};
 use netd_tests::ports::{
     ask_from, closed_udp_port, in_ns, parse_answer, udp_echo, udp_refused_from, PortServer, P,
 };
-use netd_tests::world::{UPLINK6, UPLINK_LIMIT, WORLD6};
+use netd_tests::world::{route6_via_uplink, UPLINK6, UPLINK_LIMIT, WORLD6};
 use netd_tests::{dropped, icmp, no_tcp, no_udp, one_port, tcp, udp, Bed, Ctr, Ep};
 
 const FAR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x96, 0, 0, 0, 0, 2);
@@ -81,18 +81,7 @@ fn networks(bed: &Bed, world: &str) {
         args.extend_from_slice(extra);
         bed.network(name, &args);
     }
-    ip_ns(
-        world,
-        &[
-            "-6",
-            "route",
-            "add",
-            "fd00:96:2::/64",
-            "via",
-            &UPLINK6.to_string(),
-        ],
-    )
-    .expect("world route to the routed network");
+    route6_via_uplink(world, &["fd00:96:2::/64"]);
 }
 
 fn within(a: SocketAddr, ip: Ipv6Addr) -> bool {
