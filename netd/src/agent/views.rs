@@ -154,7 +154,7 @@ impl Agent {
                     default_route: carries.v4,
                     default_route6: carries.v6,
                     mtu: net.mtu,
-                    // Per-endpoint counters are keyed by the IPv4 address.
+                    // Keyed by the IPv4 address, or the veth without one.
                     counters: self.endpoint_counters(ep),
                 },
             );

@@ -31,10 +31,7 @@ pub fn enable_ipv6_on(ifname: &str) -> Result<()> {
 /// address dump the slower). Frames are bridged alike. Nothing to do on a
 /// kernel without IPv6.
 pub fn disable_ipv6_on_port(ifname: &str) -> Result<()> {
-    if !std::path::Path::new(IPV6_CONF).exists() {
-        return Ok(());
-    }
-    write_ipv6(ifname, "disable_ipv6", "1")
+    write_ipv6_if_any(ifname, "disable_ipv6", "1")
 }
 
 /// Turns duplicate address detection off on netd's bridge `ifname`,
@@ -45,10 +42,7 @@ pub fn disable_ipv6_on_port(ifname: &str) -> Result<()> {
 /// link-local one derives from a MAC netd chose. Nothing to do on a
 /// kernel without IPv6.
 pub fn skip_dad_on_bridge(ifname: &str) -> Result<()> {
-    if !std::path::Path::new(IPV6_CONF).exists() {
-        return Ok(());
-    }
-    write_ipv6(ifname, "accept_dad", "0")
+    write_ipv6_if_any(ifname, "accept_dad", "0")
 }
 
 /// [`enable_ipv6_on`] inside the network namespace `ns`, from a short-lived
@@ -63,6 +57,14 @@ pub fn enable_ipv6_in(ns: &std::fs::File, ifname: &str) -> Result<()> {
     })
     .join()
     .map_err(|_| anyhow::anyhow!("sysctl thread panicked"))?
+}
+
+/// [`write_ipv6`] where the kernel has IPv6; nothing to do where not.
+fn write_ipv6_if_any(dev: &str, key: &str, value: &str) -> Result<()> {
+    if !std::path::Path::new(IPV6_CONF).exists() {
+        return Ok(());
+    }
+    write_ipv6(dev, key, value)
 }
 
 fn write_ipv6(dev: &str, key: &str, value: &str) -> Result<()> {
